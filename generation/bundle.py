@@ -1,0 +1,118 @@
+"""Model bundles: one safetensors file per network plus `bundle.json` (DESIGN.md, formats).
+
+Loading never unpickles: tensors come from safetensors, configs from JSON, and each network
+class rebuilds itself from its config dataclass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+import torch
+from safetensors.torch import load_file, save_file
+
+BUNDLE_INFO = "bundle.json"
+NETWORK_NAMES = ("synthesizer", "generator", "embedder", "encoder", "refiner")
+
+M = TypeVar("M", bound=torch.nn.Module)
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def software_versions() -> dict[str, str]:
+    """Versions recorded in every bundle so a result can be traced to its software."""
+    import numpy
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__}
+
+
+def read_bundle_info(bundle_dir: Path) -> dict[str, Any]:
+    """The parsed `bundle.json`, or an empty skeleton for a new bundle."""
+    path = Path(bundle_dir) / BUNDLE_INFO
+    if not path.exists():
+        return {"networks": {}, "software": software_versions()}
+    return json.loads(path.read_text())
+
+
+def update_bundle_info(bundle_dir: Path, **fields: Any) -> dict[str, Any]:
+    """Merge top-level fields (preset, resolution, metrics, ...) into `bundle.json`."""
+    info = read_bundle_info(bundle_dir)
+    for key, value in fields.items():
+        if isinstance(value, dict) and isinstance(info.get(key), dict):
+            info[key] = {**info[key], **value}
+        else:
+            info[key] = value
+    info["software"] = software_versions()
+    _atomic_write_bytes(Path(bundle_dir) / BUNDLE_INFO, json.dumps(info, indent=2, sort_keys=True).encode())
+    return info
+
+
+def save_network(
+    bundle_dir: Path,
+    name: str,
+    module: torch.nn.Module,
+    config: Any,
+    **record: Any,
+) -> Path:
+    """Write `<name>.safetensors` and record its config (a dataclass) and facts in `bundle.json`.
+
+    `record` holds per-network facts such as training steps, data fingerprint or metrics.
+    """
+    if name not in NETWORK_NAMES:
+        raise ValueError(f"unknown network name {name!r}; expected one of {NETWORK_NAMES}")
+    bundle_dir = Path(bundle_dir)
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}
+    path = bundle_dir / f"{name}.safetensors"
+    bundle_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=bundle_dir, prefix=f".{name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata={"network": name})
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    entry = {"config": dataclasses.asdict(config), "file": path.name, **record}
+    update_bundle_info(bundle_dir, networks={name: entry})
+    return path
+
+
+def network_config(bundle_dir: Path, name: str) -> dict[str, Any]:
+    """The config dict stored for `name`, or a clear error when the bundle lacks that network."""
+    info = read_bundle_info(bundle_dir)
+    if name not in info.get("networks", {}):
+        raise FileNotFoundError(f"bundle {bundle_dir} has no {name!r} network (has {sorted(info['networks'])})")
+    return info["networks"][name]["config"]
+
+
+def load_network(
+    bundle_dir: Path,
+    name: str,
+    build: Callable[[dict[str, Any]], M],
+    device: torch.device | str = "cpu",
+) -> M:
+    """Rebuild network `name` with `build(config_dict)` and load its safetensors weights."""
+    config = network_config(bundle_dir, name)
+    module = build(config)
+    state = load_file(str(Path(bundle_dir) / f"{name}.safetensors"), device="cpu")
+    module.load_state_dict(state)
+    return module.to(device).eval()

@@ -1,0 +1,136 @@
+"""Reading dataset folders and sketches into tensors (DESIGN.md, shared formats).
+
+Images become float tensors in [-1, 1] ([3, H, W]); sketches become [1, H, W] in [-1, 1] with
+white background = 1 and strokes = -1. Resizing always uses area filtering.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+class BlankSketchError(ValueError):
+    """A sketch with no strokes: an error, not a query."""
+
+
+def _resize_area(image: Image.Image, resolution: int) -> Image.Image:
+    if image.size == (resolution, resolution):
+        return image
+    return image.resize((resolution, resolution), Image.Resampling.BOX)
+
+
+def load_rgb(path: Path, resolution: int) -> np.ndarray:
+    """An RGB image file as uint8 [H, W, 3] at `resolution` (area filter)."""
+    with Image.open(path) as image:
+        return np.asarray(_resize_area(image.convert("RGB"), resolution))
+
+
+def normalize_sketch(image: Image.Image | np.ndarray, resolution: int, min_ink: int = 8) -> np.ndarray:
+    """Any sketch picture -> the Sketch format: uint8 [R, R], white 255 background, dark strokes.
+
+    RGBA is composited over white, colour converted to grey, a non-square canvas padded with white
+    to a square, then area-resized. Raises BlankSketchError if fewer than `min_ink` dark pixels.
+    """
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
+    if image.mode in ("RGBA", "LA", "P"):
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(canvas, rgba)
+    grey = image.convert("L")
+    width, height = grey.size
+    if width != height:
+        side = max(width, height)
+        square = Image.new("L", (side, side), 255)
+        square.paste(grey, ((side - width) // 2, (side - height) // 2))
+        grey = square
+    ink_before = int((np.asarray(grey) < 128).sum())
+    if ink_before < min_ink:
+        raise BlankSketchError("the sketch is blank: draw the outlines of the uvula, wall, tonsils and tongue")
+    return np.asarray(_resize_area(grey, resolution), dtype=np.uint8)
+
+
+def image_to_tensor(image: np.ndarray) -> torch.Tensor:
+    """uint8 [H, W, 3] -> float [3, H, W] in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div(127.5).sub(1.0)
+
+
+def tensor_to_image(tensor: torch.Tensor) -> np.ndarray:
+    """float [3, H, W] in [-1, 1] -> uint8 [H, W, 3]."""
+    array = tensor.detach().float().cpu().clamp(-1, 1).add(1).mul(127.5).round().byte()
+    return array.permute(1, 2, 0).numpy()
+
+
+def sketch_to_tensor(sketch: np.ndarray) -> torch.Tensor:
+    """uint8 [H, W] sketch -> float [1, H, W] in [-1, 1] (background 1, strokes -1)."""
+    return torch.from_numpy(np.ascontiguousarray(sketch)).float().div(127.5).sub(1.0).unsqueeze(0)
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files of a folder, sorted by name so that order is stable across machines."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no image folder at {folder}")
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def image_dir(dataset: Path) -> Path:
+    """`DIR/images` for a phantom dataset folder, else `DIR` itself (a plain image folder)."""
+    dataset = Path(dataset)
+    return dataset / "images" if (dataset / "images").is_dir() else dataset
+
+
+def dataset_fingerprint(dataset: Path) -> str:
+    """A short hash of the file names and sizes of a dataset's images, recorded in bundles."""
+    digest = hashlib.sha256()
+    for path in list_images(image_dir(dataset)):
+        digest.update(f"{path.name}:{path.stat().st_size}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+class ImageFolderDataset(torch.utils.data.Dataset):
+    """Images of a dataset folder as [3, R, R] tensors in [-1, 1], optionally x-flipped."""
+
+    def __init__(self, dataset: Path, resolution: int, mirror: bool = False, limit: int | None = None) -> None:
+        self.paths = list_images(image_dir(dataset))[:limit]
+        if not self.paths:
+            raise FileNotFoundError(f"no images found in {dataset}")
+        self.resolution = resolution
+        self.mirror = mirror
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        image = image_to_tensor(load_rgb(self.paths[index], self.resolution))  # [3, R, R]
+        if self.mirror and torch.rand(()) < 0.5:
+            image = image.flip(-1)
+        return image
+
+
+class SketchImagePairs(torch.utils.data.Dataset):
+    """(sketch [1, R, R], image [3, R, R]) pairs; the sketch of `images/x.png` is `sketch_dir/x.png`."""
+
+    def __init__(self, dataset: Path, sketch_dir: Path, resolution: int, limit: int | None = None) -> None:
+        self.image_paths = list_images(image_dir(dataset))[:limit]
+        self.sketch_dir = Path(sketch_dir)
+        missing = [p.name for p in self.image_paths if not (self.sketch_dir / f"{p.stem}.png").exists()]
+        if missing:
+            raise FileNotFoundError(f"{len(missing)} images have no sketch in {sketch_dir} (first: {missing[0]})")
+        self.resolution = resolution
+
+    def __len__(self) -> int:
+        return len(self.image_paths)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        path = self.image_paths[index]
+        with Image.open(self.sketch_dir / f"{path.stem}.png") as sketch:
+            sketch_arr = np.asarray(_resize_area(sketch.convert("L"), self.resolution))
+        return sketch_to_tensor(sketch_arr), image_to_tensor(load_rgb(path, self.resolution))
