@@ -1,0 +1,182 @@
+"""Training loop of S: SOLOv2 on a COCO-annotated folder, validated by per-class DICE each epoch."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from generation.data import dataset_fingerprint, image_to_tensor
+from generation.solov2.config import SynthesizerConfig, SynthesizerTrainingConfig
+from generation.solov2.data import Augmentation, CocoInstanceDataset, collate_instances, split_image_ids
+from generation.solov2.losses import solov2_loss
+from generation.solov2.metrics import class_dice, mean_class_dice
+from generation.solov2.model import SOLOv2, save_synthesizer
+from generation.solov2.overlay import overlay_instances, save_overlay_grid
+from generation.solov2.targets import assign_targets
+from generation.training import (
+    JsonlLogger,
+    RunDir,
+    all_reduce_mean,
+    capture_rng_state,
+    init_distributed,
+    load_checkpoint,
+    make_progress,
+    restore_rng_state,
+    save_checkpoint,
+    save_loss_curve,
+    seed_everything,
+    shutdown_distributed,
+)
+
+OVERLAY_PANEL_SIDE = 256  # overlay panels are magnified to about this many pixels
+
+
+def evaluate(model: SOLOv2, dataset: CocoInstanceDataset, batch_size: int, overlay_count: int = 0) -> tuple[dict[str, float], list[list[np.ndarray]]]:
+    """Mean DICE per category of `model` on `dataset` (instances scored >= the paper's delta),
+    and overlay rows [photo, reference, prediction] for its first `overlay_count` images."""
+    device = next(model.parameters()).device
+    per_image, rows = [], []
+    for start in range(0, len(dataset), batch_size):
+        samples = [dataset.reference(index) for index in range(start, min(start + batch_size, len(dataset)))]
+        images = torch.stack([image_to_tensor(image) for image, _ in samples]).to(device)  # [B, 3, R, R]
+        predictions = model.predict(images)
+        for (image, reference), predicted in zip(samples, predictions):
+            per_image.append(class_dice(predicted, reference))
+            if len(rows) < overlay_count:
+                rows.append([image, overlay_instances(image, reference), overlay_instances(image, predicted)])
+    return mean_class_dice(per_image), rows
+
+
+def _learning_rate_factor(step: int, warmup_steps: int, total_steps: int) -> float:
+    """Linear warm-up, then cosine decay to zero at `total_steps`."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def train_synthesizer(
+    data: Path,
+    run_dir: Path,
+    preset: str = "small",
+    device: str = "auto",
+    resume: bool = False,
+    overrides: dict[str, Any] | None = None,
+    max_minutes: float | None = None,
+    bundle: Path | None = None,
+    seed: int = 0,
+    workers: int = 0,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Train S and return a summary (steps, epochs, seconds, images/s, validation DICE).
+
+    `overrides` replaces fields of the preset's SynthesizerTrainingConfig (e.g. epochs).
+    `max_minutes` stops training early (after validating and checkpointing); `bundle` saves the
+    final network into a model bundle with its validation DICE.
+    """
+    ctx = init_distributed(device)
+    seed_everything(seed + ctx.rank)
+    config = SynthesizerConfig.for_preset(preset)
+    training = dataclasses.replace(SynthesizerTrainingConfig.for_preset(preset), **(overrides or {}))
+    run = RunDir(Path(run_dir)).create() if ctx.is_main else RunDir(Path(run_dir))
+    logger = JsonlLogger(run.log, enabled=ctx.is_main)
+
+    train_ids, val_ids = split_image_ids(data, training.val_fraction, training.split_seed)
+    augmentation = Augmentation(training.flip_probability, training.scale_range, training.colour_jitter)
+    train_set = CocoInstanceDataset(data, config.resolution, config.category_ids, train_ids, augmentation)
+    val_set = CocoInstanceDataset(data, config.resolution, config.category_ids, val_ids)
+    sampler = torch.utils.data.DistributedSampler(train_set, seed=seed) if ctx.distributed else None
+    loader = torch.utils.data.DataLoader(
+        train_set, batch_size=training.batch_size, shuffle=sampler is None, sampler=sampler,
+        num_workers=workers, collate_fn=collate_instances, drop_last=len(train_set) >= 2 * training.batch_size,
+    )
+    steps_per_epoch = len(loader)
+    total_steps = training.epochs * steps_per_epoch
+
+    model = SOLOv2(config).to(ctx.device)
+    network = torch.nn.parallel.DistributedDataParallel(model) if ctx.distributed else model
+    optimizer = torch.optim.AdamW(model.parameters(), lr=training.learning_rate, weight_decay=training.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: _learning_rate_factor(step, training.warmup_steps, total_steps)
+    )
+    step, epoch, train_seconds = 0, 0, 0.0
+    if resume:
+        state = load_checkpoint(run.checkpoint, map_location=ctx.device)
+        if state["config"] != dataclasses.asdict(config):
+            raise ValueError(f"checkpoint {run.checkpoint} was trained with another SynthesizerConfig; use a new run dir")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        step, epoch, train_seconds = state["step"], state["epoch"], state["train_seconds"]
+        restore_rng_state(state["rng"])
+    if ctx.is_main:
+        logger.log(event="start", preset=preset, train_images=len(train_set), val_images=len(val_set),
+                   steps_per_epoch=steps_per_epoch, epochs=training.epochs, resumed_at_step=step,
+                   parameters=sum(p.numel() for p in model.parameters()))
+
+    deadline = time.time() + max_minutes * 60 if max_minutes is not None else math.inf
+    summary: dict[str, Any] = {"val_dice": {}}
+    stopped_early = False
+    with make_progress(disable=not (ctx.is_main and show_progress)) as progress:
+        task = progress.add_task("train S", total=total_steps, completed=step, status="")
+        while epoch < training.epochs and not stopped_early:
+            if sampler is not None:
+                sampler.set_epoch(epoch)
+            network.train()
+            epoch_start, epoch_images = time.time(), 0
+            for images, annotations in loader:
+                images = images.to(ctx.device)  # [B, 3, R, R]
+                targets = [assign_targets(labels.to(ctx.device), masks.to(ctx.device), config) for labels, masks in annotations]
+                losses = solov2_loss(*network(images), targets, config)
+                optimizer.zero_grad(set_to_none=True)
+                losses["loss"].backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), training.grad_clip_norm)
+                optimizer.step()
+                schedule.step()
+                step += 1
+                epoch_images += images.shape[0] * ctx.world_size
+                if step % training.log_every_steps == 0:
+                    values = {k: float(all_reduce_mean(v.detach(), ctx)) for k, v in losses.items()}
+                    logger.log(step=step, epoch=epoch, lr=schedule.get_last_lr()[0], **values)
+                    progress.update(task, status=f"loss {values['loss']:.3f}")
+                progress.update(task, completed=step)
+                if time.time() > deadline:
+                    stopped_early = True
+                    break
+            elapsed = time.time() - epoch_start
+            train_seconds += elapsed
+            if stopped_early and epoch_images < len(train_set):
+                logger.log(event="time_limit", step=step, epoch=epoch, partial_epoch_images=epoch_images)
+            epoch += 1
+            if ctx.is_main:
+                dice, rows = evaluate(model, val_set, training.batch_size, training.overlay_count)
+                zoom = max(1, OVERLAY_PANEL_SIDE // config.resolution)
+                save_overlay_grid(rows, run.samples / f"overlay_epoch{epoch:03d}.png", zoom)
+                summary = {"val_dice": dice, "images_per_s": epoch_images / max(elapsed, 1e-9)}
+                logger.log(event="epoch", step=step, epoch=epoch, train_seconds=train_seconds,
+                           images_per_s=summary["images_per_s"], **{f"val_dice_{k}": v for k, v in dice.items()})
+                save_checkpoint(run.checkpoint, {
+                    "model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                    "step": step, "epoch": epoch, "train_seconds": train_seconds, "rng": capture_rng_state(),
+                    "config": dataclasses.asdict(config), "training": dataclasses.asdict(training),
+                })
+                save_loss_curve(run.log, run.loss_curve, ["loss", "loss_category", "loss_mask"])
+            if ctx.distributed:
+                torch.distributed.barrier()
+
+    summary.update(step=step, epochs=epoch, train_seconds=train_seconds, stopped_early=stopped_early,
+                   train_images=len(train_set), val_images=len(val_set))
+    if ctx.is_main and bundle is not None:
+        save_synthesizer(
+            bundle, model, steps=step, epochs=epoch, train_seconds=round(train_seconds, 1),
+            data_fingerprint=dataset_fingerprint(data), train_images=len(train_set), val_images=len(val_set),
+            metrics={"val_dice": summary["val_dice"]}, training=dataclasses.asdict(training),
+        )
+    shutdown_distributed()
+    return summary
