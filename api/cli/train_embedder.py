@@ -1,5 +1,53 @@
-"""`s2m train embedder`."""
+"""`s2m train embedder`: train C (MoCo v2) on an image archive."""
 
 from __future__ import annotations
 
-from api.cli.train import app  # noqa: F401
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from api.cli.train import app
+
+
+@app.command("embedder")
+def embedder(
+    data: Path = typer.Option(..., "--data", help="Dataset folder (images/ + metadata.csv) or a plain image folder."),
+    preset: str = typer.Option("small", help="tiny | small | paper."),
+    run_dir: Path = typer.Option(Path("runs/embedder"), "--run-dir", help="Logs, samples and checkpoint go here."),
+    device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from RUN_DIR/checkpoint.pt."),
+    epochs: Optional[int] = typer.Option(None, help="Override the preset's number of epochs (sets the cosine schedule)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Override the preset's batch size per process."),
+    label_column: str = typer.Option("diagnosis", "--label-column", help="metadata.csv column the k-NN probe predicts."),
+    workers: int = typer.Option(0, help="DataLoader worker processes."),
+    log_every: int = typer.Option(10, "--log-every", help="Steps between JSONL log records."),
+    checkpoint_minutes: float = typer.Option(5.0, "--checkpoint-minutes", help="Wall-clock minutes between checkpoints."),
+    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop (checkpoint, probe, export) after this long."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many steps in total."),
+    bundle: Optional[Path] = typer.Option(None, "--bundle", help="Save C as `embedder` into this model bundle at the end."),
+    perceptual_backbone: Optional[str] = typer.Option(
+        None, "--perceptual-backbone", help="Record which perceptual distance the bundle's losses use (see SimilarityConfig)."
+    ),
+) -> None:
+    """Train the MoCo v2 embedder C with a k-NN probe each epoch."""
+    from generation.losses import PERCEPTUAL_BACKBONES
+    from generation.moco.config import EmbedderConfig
+    from generation.moco.train import TrainOptions, train_embedder
+
+    if perceptual_backbone is not None and perceptual_backbone not in PERCEPTUAL_BACKBONES:
+        raise typer.BadParameter(f"choose one of {PERCEPTUAL_BACKBONES}", param_hint="--perceptual-backbone")
+    try:
+        config = EmbedderConfig.for_preset(preset)
+        overrides = {k: v for k, v in {"epochs": epochs, "batch_size": batch_size}.items() if v is not None}
+        config = config.replace(**overrides)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from error
+    options = TrainOptions(
+        data=data, run_dir=run_dir, config=config, device=device, resume=resume, label_column=label_column,
+        workers=workers, log_every=log_every, checkpoint_minutes=checkpoint_minutes, max_minutes=max_minutes,
+        max_steps=max_steps, bundle_dir=bundle, perceptual_backbone=perceptual_backbone,
+    )
+    summary = train_embedder(options)
+    if summary:
+        typer.echo(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items()))

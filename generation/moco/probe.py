@@ -1,0 +1,150 @@
+"""Probes that turn an embedding's quality into a number: k-NN on C, linear on raw pixels.
+
+Labels (e.g. diagnosis or tonsil grade) come from the dataset's `metadata.csv`; the probe
+queries are a held-out split that C never trained on.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from generation.data import image_dir, image_to_tensor, list_images, load_rgb
+
+METADATA_FILE = "metadata.csv"
+
+
+def read_labels(dataset: Path, column: str) -> dict[str, str]:
+    """Image stem -> value of `column` in the dataset's metadata.csv."""
+    path = Path(dataset) / METADATA_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"no {METADATA_FILE} in {dataset}: the probe needs labelled images")
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows or column not in rows[0] or "file" not in rows[0]:
+        raise ValueError(f"{path} needs the columns 'file' and {column!r} (has {sorted(rows[0]) if rows else []})")
+    return {Path(row["file"]).stem: row[column] for row in rows}
+
+
+def holdout_split(count: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """A seeded split of range(count) into (train indices, held-out indices), each sorted."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"holdout fraction must lie in (0, 1), got {fraction}")
+    order = torch.randperm(count, generator=torch.Generator().manual_seed(seed)).tolist()
+    held = max(1, int(round(count * fraction)))
+    return sorted(order[held:]), sorted(order[:held])
+
+
+@dataclass(frozen=True)
+class ProbeSet:
+    """Labelled images: a bank (from the training split) and queries (held out)."""
+
+    bank_images: torch.Tensor  # [Nb, 3, R, R] in [-1, 1]
+    bank_labels: torch.Tensor  # [Nb] class ids
+    query_images: torch.Tensor  # [Nq, 3, R, R]
+    query_labels: torch.Tensor  # [Nq]
+    classes: list[str]
+    column: str
+
+    @property
+    def chance(self) -> float:
+        """Accuracy of always answering the most frequent bank class."""
+        majority = torch.bincount(self.bank_labels, minlength=len(self.classes)).argmax()
+        return float((self.query_labels == majority).float().mean())
+
+
+def load_probe_set(
+    dataset: Path, column: str, train_indices: list[int], holdout_indices: list[int],
+    resolution: int, bank_size: int, query_size: int,
+) -> ProbeSet:
+    """Read up to `bank_size` training and `query_size` held-out images with their labels."""
+    paths = list_images(image_dir(dataset))
+    labels = read_labels(dataset, column)
+    missing = [paths[i].name for i in train_indices + holdout_indices if paths[i].stem not in labels]
+    if missing:
+        raise ValueError(f"{len(missing)} images have no {column!r} label in metadata.csv (first: {missing[0]})")
+    bank_paths = [paths[i] for i in train_indices[:bank_size]]
+    query_paths = [paths[i] for i in holdout_indices[:query_size]]
+    classes = sorted({labels[p.stem] for p in bank_paths + query_paths})
+    class_id = {name: i for i, name in enumerate(classes)}
+
+    def images(selection: list[Path]) -> torch.Tensor:
+        return torch.stack([image_to_tensor(load_rgb(p, resolution)) for p in selection])
+
+    def targets(selection: list[Path]) -> torch.Tensor:
+        return torch.tensor([class_id[labels[p.stem]] for p in selection], dtype=torch.long)
+
+    return ProbeSet(images(bank_paths), targets(bank_paths), images(query_paths), targets(query_paths), classes, column)
+
+
+def knn_accuracy(
+    bank: torch.Tensor, bank_labels: torch.Tensor, queries: torch.Tensor, query_labels: torch.Tensor,
+    k: int, temperature: float, num_classes: int,
+) -> float:
+    """Weighted k-NN top-1 (Wu et al. 2018, as in MoCo's CIFAR demo) on L2-normalised features.
+
+    bank [Nb, D], queries [Nq, D]: each neighbour votes for its class with exp(cos / temperature).
+    """
+    bank = F.normalize(bank.float(), dim=1)
+    queries = F.normalize(queries.float(), dim=1)
+    k = min(k, bank.shape[0])
+    similarity, neighbours = (queries @ bank.t()).topk(k, dim=1)  # [Nq, k]
+    votes = torch.zeros(queries.shape[0], num_classes)
+    votes.scatter_add_(1, bank_labels[neighbours], (similarity / temperature).exp())
+    return float((votes.argmax(dim=1) == query_labels).float().mean())
+
+
+def linear_probe_accuracy(
+    train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
+    num_classes: int, weight_decays: tuple[float, ...], iterations: int,
+) -> float:
+    """Multinomial logistic regression on standardised features (L-BFGS, full batch).
+
+    The best test accuracy over `weight_decays` is returned: an optimistic baseline, so that an
+    embedding that beats it beats every setting tried.
+    """
+    mean, std = train_x.mean(0), train_x.std(0).clamp_min(1e-6)
+    train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
+    best = 0.0
+    for weight_decay in weight_decays:
+        linear = torch.nn.Linear(train_x.shape[1], num_classes)
+        optimizer = torch.optim.LBFGS(linear.parameters(), max_iter=iterations, line_search_fn="strong_wolfe")
+
+        def closure() -> torch.Tensor:
+            optimizer.zero_grad()
+            loss = F.cross_entropy(linear(train_x), train_y) + weight_decay * linear.weight.pow(2).sum()
+            loss.backward()
+            return loss
+
+        optimizer.step(closure)
+        with torch.no_grad():
+            best = max(best, float((linear(test_x).argmax(1) == test_y).float().mean()))
+    return best
+
+
+PIXEL_PROBE_WEIGHT_DECAYS = (1e-4, 1e-3, 1e-2, 1e-1)
+PIXEL_PROBE_ITERATIONS = 200
+
+
+def raw_pixel_baselines(probe: ProbeSet, k: int, temperature: float) -> dict[str, float]:
+    """What the raw pixels alone achieve: linear probe and k-NN on flattened images."""
+    bank = probe.bank_images.flatten(1)
+    queries = probe.query_images.flatten(1)
+    classes = len(probe.classes)
+    return {
+        "pixel_linear_accuracy": linear_probe_accuracy(
+            bank, probe.bank_labels, queries, probe.query_labels, classes, PIXEL_PROBE_WEIGHT_DECAYS, PIXEL_PROBE_ITERATIONS
+        ),
+        "pixel_knn_accuracy": knn_accuracy(bank, probe.bank_labels, queries, probe.query_labels, k, temperature, classes),
+        "chance_accuracy": probe.chance,
+    }
+
+
+def embedding_knn_accuracy(embed: Callable[[torch.Tensor], torch.Tensor], probe: ProbeSet, k: int, temperature: float) -> float:
+    """k-NN accuracy of the features `embed` gives the probe images."""
+    return knn_accuracy(embed(probe.bank_images), probe.bank_labels, embed(probe.query_images), probe.query_labels, k, temperature, len(probe.classes))

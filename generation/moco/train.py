@@ -1,0 +1,244 @@
+"""Training loop of C (MoCo v2): SGD with a cosine schedule, k-NN probe every epoch.
+
+Shared plumbing (run folder, JSONL log, atomic checkpoints, RNG, DDP, progress) comes from
+`generation.training`; this module holds only the MoCo step and its bookkeeping.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from generation.bundle import save_network
+from generation.data import ImageFolderDataset, dataset_fingerprint
+from generation.moco.augment import MoCoAugment, TwoViews
+from generation.moco.config import EmbedderConfig
+from generation.moco.model import MoCo, info_nce_loss
+from generation.moco.probe import (
+    ProbeSet, embedding_knn_accuracy, holdout_split, load_probe_set, raw_pixel_baselines,
+)
+from generation.training import (
+    DistContext, JsonlLogger, RunDir, all_reduce_mean, capture_rng_state, init_distributed,
+    load_checkpoint, make_progress, restore_rng_state, save_checkpoint, save_image_grid,
+    save_loss_curve, seed_everything, shutdown_distributed,
+)
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """What one `s2m train embedder` invocation does (the model itself is in EmbedderConfig)."""
+
+    data: Path
+    run_dir: Path
+    config: EmbedderConfig
+    device: str = "auto"
+    resume: bool = False
+    label_column: str = "diagnosis"
+    workers: int = 0
+    log_every: int = 10
+    checkpoint_minutes: float = 5.0
+    max_minutes: float | None = None
+    max_steps: int | None = None
+    bundle_dir: Path | None = None
+    perceptual_backbone: str | None = None  # recorded in the bundle beside C
+
+
+def cosine_learning_rate(config: EmbedderConfig, step: int, total_steps: int) -> float:
+    """MoCo v2's cosine decay from the base rate to zero over the whole run."""
+    return config.learning_rate * 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
+
+
+def epoch_batches(count: int, batch_size: int, epoch: int, seed: int, ctx: DistContext, skip: int) -> list[list[int]]:
+    """This process's shuffled full batches for `epoch`, dropping the first `skip` (resume)."""
+    order = torch.randperm(count, generator=torch.Generator().manual_seed(seed * 100_003 + epoch)).tolist()
+    per_process = count // ctx.world_size
+    mine = order[ctx.rank * per_process : (ctx.rank + 1) * per_process]
+    batches = [mine[i : i + batch_size] for i in range(0, len(mine) - batch_size + 1, batch_size)]
+    return batches[skip:]
+
+
+def contrastive_accuracy(logits: torch.Tensor) -> torch.Tensor:
+    """Fraction of queries whose positive key outscores every queued negative."""
+    return (logits.argmax(dim=1) == 0).float().mean()
+
+
+class MoCoRun:
+    """State of one training run: model, optimiser, step counter, probe data."""
+
+    def __init__(self, options: TrainOptions, ctx: DistContext) -> None:
+        self.options = options
+        self.config = options.config
+        self.ctx = ctx
+        self.run = RunDir(Path(options.run_dir)).create() if ctx.is_main else RunDir(Path(options.run_dir))
+        self.logger = JsonlLogger(self.run.log, enabled=ctx.is_main)
+        images = ImageFolderDataset(options.data, self.config.resolution)
+        self.train_indices, self.holdout_indices = holdout_split(len(images), self.config.probe_holdout_fraction, self.config.seed)
+        self.dataset = TwoViews(torch.utils.data.Subset(images, self.train_indices), MoCoAugment(self.config))
+        self.steps_per_epoch = len(self.dataset) // (self.config.batch_size * ctx.world_size)
+        if self.steps_per_epoch == 0:
+            raise ValueError(
+                f"{len(self.dataset)} training images cannot fill one batch of {self.config.batch_size} "
+                f"on {ctx.world_size} process(es)"
+            )
+        self.total_steps = self.steps_per_epoch * self.config.epochs
+        self.model = MoCo(self.config).to(ctx.device)
+        self.optimizer = torch.optim.SGD(
+            self.model.encoder_q.parameters(), lr=self.config.learning_rate,
+            momentum=self.config.sgd_momentum, weight_decay=self.config.weight_decay,
+        )
+        self.forward = self.model
+        if ctx.distributed:
+            self.forward = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None
+            )
+        self.step = 0
+        self.probe: ProbeSet | None = None
+        self.metrics: dict[str, float] = {}
+
+    # -- checkpoints ---------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "config": dataclasses.asdict(self.config),
+            "metrics": self.metrics,
+            "rng": capture_rng_state(),
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        if state["config"] != dataclasses.asdict(self.config):
+            raise ValueError("the checkpoint was trained with a different EmbedderConfig; resume with the same preset")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = int(state["step"])
+        self.metrics = dict(state["metrics"])
+        restore_rng_state(state["rng"])
+
+    def save(self) -> None:
+        if self.ctx.is_main:
+            save_checkpoint(self.run.checkpoint, self.state())
+
+    # -- probe ---------------------------------------------------------------------------
+    def load_probe(self) -> None:
+        """Read the labelled probe images once; skipped (and logged) if there is no metadata."""
+        try:
+            self.probe = load_probe_set(
+                self.options.data, self.options.label_column, self.train_indices, self.holdout_indices,
+                self.config.resolution, self.config.probe_bank_size, self.config.probe_query_size,
+            )
+        except (FileNotFoundError, ValueError) as error:
+            self.logger.log(event="probe_disabled", reason=str(error))
+            return
+        baselines = raw_pixel_baselines(self.probe, self.config.knn_k, self.config.knn_temperature)
+        self.metrics.update(baselines)
+        self.logger.log(event="probe_baselines", column=self.probe.column, classes=len(self.probe.classes),
+                        bank=len(self.probe.bank_labels), queries=len(self.probe.query_labels), **baselines)
+
+    def run_probe(self) -> float | None:
+        if self.probe is None:
+            return None
+        embedder = self.model.embedder()
+        accuracy = embedding_knn_accuracy(embedder.embed, self.probe, self.config.knn_k, self.config.knn_temperature)
+        self.metrics["knn_accuracy"] = accuracy
+        self.logger.log(step=self.step, epoch=self.step / self.steps_per_epoch, knn_accuracy=accuracy)
+        return accuracy
+
+    # -- training ------------------------------------------------------------------------
+    def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Two-view batches from the current step on, epoch after epoch, until total_steps."""
+        while self.step < self.total_steps:
+            epoch, done = divmod(self.step, self.steps_per_epoch)
+            index_batches = epoch_batches(len(self.dataset), self.config.batch_size, epoch, self.config.seed, self.ctx, done)
+            loader = torch.utils.data.DataLoader(self.dataset, batch_sampler=index_batches, num_workers=self.options.workers)
+            yield from loader
+
+    def train_step(self, view_q: torch.Tensor, view_k: torch.Tensor) -> dict[str, float]:
+        lr = cosine_learning_rate(self.config, self.step, self.total_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        logits = self.forward(view_q.to(self.ctx.device), view_k.to(self.ctx.device))  # [B, 1 + K]
+        loss = info_nce_loss(logits)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.step += 1
+        stats = torch.stack([loss.detach(), contrastive_accuracy(logits.detach())])
+        loss_value, accuracy = all_reduce_mean(stats, self.ctx).tolist()
+        return {"loss": loss_value, "contrastive_accuracy": accuracy, "lr": lr}
+
+
+def train_embedder(options: TrainOptions) -> dict[str, Any]:
+    """Train C and return its final metrics; writes checkpoints, logs and (optionally) a bundle."""
+    ctx = init_distributed(options.device)
+    try:
+        return _train(options, ctx)
+    finally:
+        shutdown_distributed()
+
+
+def _train(options: TrainOptions, ctx: DistContext) -> dict[str, Any]:
+    seed_everything(options.config.seed + ctx.rank)
+    run = MoCoRun(options, ctx)
+    if options.resume:
+        run.restore(load_checkpoint(run.run.checkpoint, map_location=ctx.device))
+    if ctx.is_main:
+        run.load_probe()
+    started = time.monotonic()
+    last_checkpoint = started
+    stop_step = min(run.total_steps, options.max_steps or run.total_steps)
+    run.logger.log(event="start", step=run.step, total_steps=run.total_steps, stop_step=stop_step,
+                   steps_per_epoch=run.steps_per_epoch, train_images=len(run.dataset), world_size=ctx.world_size)
+    with make_progress(disable=not ctx.is_main) as progress:
+        task = progress.add_task("embedder", total=run.total_steps, completed=run.step, status="")
+        for view_q, view_k in run.batches():
+            if run.step == 0 and ctx.is_main:
+                save_image_grid(torch.cat([view_q[:8], view_k[:8]]), run.run.samples / "views.png")
+            stats = run.train_step(view_q, view_k)
+            if run.step % options.log_every == 0:
+                run.logger.log(step=run.step, **stats)
+            status = f"loss {stats['loss']:.3f} acc {stats['contrastive_accuracy']:.2f}"
+            if run.step % run.steps_per_epoch == 0:
+                knn = run.run_probe()
+                status += f" knn {knn:.3f}" if knn is not None else ""
+            progress.update(task, completed=run.step, status=status)
+            out_of_time = options.max_minutes is not None and time.monotonic() - started > options.max_minutes * 60
+            if out_of_time or run.step >= stop_step or run.step % run.steps_per_epoch == 0 \
+                    or time.monotonic() - last_checkpoint > options.checkpoint_minutes * 60:
+                run.save()
+                last_checkpoint = time.monotonic()
+            if out_of_time or run.step >= stop_step:
+                break
+    if ctx.is_main:
+        if run.step % run.steps_per_epoch:
+            run.run_probe()
+        run.save()
+        save_loss_curve(run.run.log, run.run.loss_curve, ["loss", "contrastive_accuracy", "knn_accuracy"])
+        summary = {"step": run.step, "epochs": run.step / run.steps_per_epoch, "total_steps": run.total_steps, **run.metrics}
+        run.logger.log(event="end", **summary)
+        if options.bundle_dir is not None:
+            export_bundle(run, options)
+        return summary
+    return {}
+
+
+def export_bundle(run: MoCoRun, options: TrainOptions) -> Path:
+    """Save C (the query trunk) as `embedder` in the bundle, with how far it trained and its probe scores."""
+    record: dict[str, Any] = {
+        "steps": run.step,
+        "epochs": round(run.step / run.steps_per_epoch, 3),
+        "planned_steps": run.total_steps,
+        "train_images": len(run.dataset),
+        "data_fingerprint": dataset_fingerprint(options.data),
+        "probe": {"label_column": options.label_column, **run.metrics},
+    }
+    if options.perceptual_backbone is not None:
+        record["perceptual_backbone"] = options.perceptual_backbone
+    return save_network(options.bundle_dir, "embedder", run.model.embedder(), run.config, **record)
+
