@@ -25,6 +25,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets 64-bit ids (FAISS ids are int64).
 Id = BigInteger().with_variant(Integer(), "sqlite")
@@ -41,6 +42,25 @@ SHA256_HEX = 64
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite would otherwise hand back naive ones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the archive; pass a timezone-aware one")
+        return value.astimezone(timezone.utc)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -81,12 +101,12 @@ class Image(Base):
     study_uid: Mapped[str | None] = mapped_column(String(UID_LENGTH))
     series_uid: Mapped[str | None] = mapped_column(String(UID_LENGTH))
     sop_uid: Mapped[str | None] = mapped_column(String(UID_LENGTH))
-    acquired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    acquired_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     diagnosis: Mapped[str | None] = mapped_column(String(128))
     findings: Mapped[list[str]] = mapped_column(JSON, default=list)
     labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
-    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utc_now)
+    deleted_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
     annotations: Mapped[list["Annotation"]] = relationship(back_populates="image", cascade="all, delete-orphan")
 
@@ -108,7 +128,7 @@ class Annotation(Base):
     score: Mapped[float | None] = mapped_column(Float)
     origin: Mapped[str] = mapped_column(String(16))
     model_version: Mapped[str] = mapped_column(String(64), default="")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utc_now)
 
     image: Mapped[Image] = relationship(back_populates="annotations")
 
@@ -123,7 +143,7 @@ class Sketch(Base):
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
     model_version: Mapped[str] = mapped_column(String(64))
     png: Mapped[bytes] = mapped_column(LargeBinary)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utc_now)
 
 
 class Embedding(Base):
@@ -142,7 +162,7 @@ class Embedding(Base):
     kind: Mapped[str] = mapped_column(String(16))
     dim: Mapped[int] = mapped_column(Integer)
     vector: Mapped[bytes] = mapped_column(LargeBinary)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utc_now)
 
 
 class IndexBuild(Base):
@@ -158,8 +178,8 @@ class IndexBuild(Base):
     file_path: Mapped[str] = mapped_column(String(512))
     checksum: Mapped[str] = mapped_column(String(SHA256_HEX))
     status: Mapped[str] = mapped_column(String(16), default="building")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
-    activated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utc_now)
+    activated_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 class ApiKey(Base):
@@ -172,8 +192,8 @@ class ApiKey(Base):
     prefix: Mapped[str] = mapped_column(String(32), unique=True)
     secret_hash: Mapped[str] = mapped_column(String(SHA256_HEX))
     scopes: Mapped[list[str]] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utc_now)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 class QueryLog(Base):
@@ -183,7 +203,7 @@ class QueryLog(Base):
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"), index=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now, index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utc_now, index=True)
     k: Mapped[int] = mapped_column(Integer)
     latency_ms: Mapped[float] = mapped_column(Float)
     filters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

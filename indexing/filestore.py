@@ -1,0 +1,64 @@
+"""Content-addressed image files under the data dir: `images/<sha[:2]>/<sha>.png`.
+
+A file is written to a temporary name in its final folder, fsynced and renamed, so a reader never
+sees half a file; the DB row that points at it is committed only after the rename.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+IMAGES_FOLDER = "images"
+STORED_SUFFIX = ".png"
+SHARD_CHARS = 2
+
+
+@dataclass(frozen=True)
+class FileStore:
+    """The image files of an archive, addressed by the sha256 of their pixels."""
+
+    root: Path
+
+    def relative_path(self, sha256: str) -> str:
+        """The path stored in the DB (relative to `root`, so the data dir can move)."""
+        if len(sha256) != 64 or any(char not in "0123456789abcdef" for char in sha256):
+            raise ValueError(f"not a sha256 hex digest: {sha256!r}")
+        return f"{IMAGES_FOLDER}/{sha256[:SHARD_CHARS]}/{sha256}{STORED_SUFFIX}"
+
+    def absolute(self, relative_path: str) -> Path:
+        return self.root / relative_path
+
+    def put(self, sha256: str, data: bytes) -> tuple[str, bool]:
+        """Store `data` under its digest; returns (relative path, whether this call created the file)."""
+        relative = self.relative_path(sha256)
+        target = self.absolute(relative)
+        if target.exists():
+            return relative, False
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=STORED_SUFFIX)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, target)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        return relative, True
+
+    def remove(self, relative_path: str) -> None:
+        self.absolute(relative_path).unlink(missing_ok=True)
+
+    def stored_paths(self) -> Iterator[str]:
+        """Every stored image file (relative paths), temporary files excluded."""
+        folder = self.root / IMAGES_FOLDER
+        if not folder.is_dir():
+            return
+        for path in sorted(folder.glob(f"*/*{STORED_SUFFIX}")):
+            if not path.name.startswith(".tmp-"):
+                yield path.relative_to(self.root).as_posix()

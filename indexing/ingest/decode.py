@@ -1,0 +1,173 @@
+"""From a file or DICOM dataset to checked RGB pixels, or a `SkipFile` saying why not.
+
+Headers are checked before any pixel is decoded, so a decompression bomb costs nothing; the stored
+form is a metadata-free PNG (EXIF, text chunks and DICOM tags are not carried over).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# SOP classes of photographs (DICOM PS3.4): VL Photographic, VL Endoscopic, Secondary Capture.
+PHOTO_SOP_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.77.1.4": "VL Photographic Image",
+    "1.2.840.10008.5.1.4.1.1.77.1.1": "VL Endoscopic Image",
+    "1.2.840.10008.5.1.4.1.1.7": "Secondary Capture Image",
+}
+COLOUR_PHOTOMETRICS = ("RGB", "YBR_FULL", "YBR_FULL_422")
+PHOTO_BITS = 8
+PHOTO_SAMPLES = 3
+
+
+class SkipFile(Exception):
+    """An input that ingest leaves out; the message is the reason shown to the admin."""
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    """Pixels in their stored form: the PNG bytes and the digest that names them."""
+
+    sha256: str
+    png: bytes
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class DicomFacts:
+    """What ingest keeps from a DICOM header (the patient ID only until it is pseudonymised)."""
+
+    patient_id: str | None
+    study_uid: str | None
+    series_uid: str | None
+    sop_uid: str | None
+    acquired_at: datetime | None
+
+
+def encode_stored(pixels: np.ndarray) -> StoredImage:
+    """uint8 [H, W, 3] -> StoredImage; the digest covers the pixels, so one photo stored as PNG,
+    JPEG-decoded or DICOM with the same pixels is one archive image."""
+    if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != PHOTO_SAMPLES:
+        raise SkipFile(f"expected 8-bit RGB pixels, got {pixels.dtype} {list(pixels.shape)}")
+    height, width = pixels.shape[:2]
+    pixels = np.ascontiguousarray(pixels)
+    digest = hashlib.sha256(f"RGB8 {width}x{height}\n".encode("ascii"))
+    digest.update(pixels.tobytes())
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, "RGB").save(buffer, format="PNG")
+    return StoredImage(sha256=digest.hexdigest(), png=buffer.getvalue(), width=width, height=height)
+
+
+def _check_size(width: int, height: int, max_pixels: int) -> None:
+    if width <= 0 or height <= 0:
+        raise SkipFile(f"corrupt: image size {width}x{height}")
+    if width * height > max_pixels:
+        raise SkipFile(f"too large: {width}x{height} pixels exceeds the limit of {max_pixels} pixels")
+
+
+def _check_file_bytes(path: Path, max_file_bytes: int) -> None:
+    size = path.stat().st_size
+    if size > max_file_bytes:
+        raise SkipFile(f"too large: {size} bytes exceeds the limit of {max_file_bytes} bytes")
+    if size == 0:
+        raise SkipFile("corrupt: empty file")
+
+
+def read_photo(path: Path, max_pixels: int, max_file_bytes: int) -> np.ndarray:
+    """A PNG/JPEG file as uint8 [H, W, 3], EXIF orientation applied."""
+    _check_file_bytes(path, max_file_bytes)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:  # lazy: reads the header only
+                _check_size(image.width, image.height, max_pixels)
+                image.load()
+                upright = ImageOps.exif_transpose(image)
+                return np.asarray(upright.convert("RGB"))
+    except SkipFile:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise SkipFile(f"too large: {error}") from error
+    except UnidentifiedImageError as error:
+        raise SkipFile("not an image: the file's content is not a readable PNG or JPEG") from error
+    except (OSError, SyntaxError, ValueError) as error:
+        raise SkipFile(f"corrupt: {error}") from error
+
+
+def _dicom_datetime(date: str | None, time: str | None) -> datetime | None:
+    if not date:
+        return None
+    text = (str(date) + (str(time) if time else "")).split(".")[0]
+    for layout in ("%Y%m%d%H%M%S", "%Y%m%d%H%M", "%Y%m%d%H", "%Y%m%d"):
+        try:
+            return datetime.strptime(text, layout).replace(tzinfo=timezone.utc)
+        except ValueError:
+            continue
+    return None
+
+
+def dicom_facts(dataset) -> DicomFacts:  # type: ignore[no-untyped-def]
+    """UIDs and the acquisition time (AcquisitionDateTime, else Content, else Study date and time)."""
+    acquired = None
+    if dataset.get("AcquisitionDateTime"):
+        text = str(dataset.AcquisitionDateTime)
+        acquired = _dicom_datetime(text[:8], text[8:14])
+    acquired = acquired or _dicom_datetime(dataset.get("ContentDate"), dataset.get("ContentTime"))
+    acquired = acquired or _dicom_datetime(dataset.get("StudyDate"), dataset.get("StudyTime"))
+
+    def text(keyword: str) -> str | None:
+        value = dataset.get(keyword)
+        return str(value).strip() or None if value is not None else None
+
+    return DicomFacts(
+        patient_id=text("PatientID"),
+        study_uid=text("StudyInstanceUID"),
+        series_uid=text("SeriesInstanceUID"),
+        sop_uid=text("SOPInstanceUID"),
+        acquired_at=acquired,
+    )
+
+
+def dicom_pixels(dataset, max_pixels: int) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """The photograph of a VL Photographic / Secondary Capture dataset as uint8 [H, W, 3]."""
+    sop_class = str(dataset.get("SOPClassUID", ""))
+    if sop_class not in PHOTO_SOP_CLASSES:
+        raise SkipFile(f"unsupported SOP class {sop_class or '(none)'}: only {', '.join(PHOTO_SOP_CLASSES.values())}")
+    if "PixelData" not in dataset:
+        raise SkipFile("no pixel data in the DICOM file")
+    photometric = str(dataset.get("PhotometricInterpretation", ""))
+    if photometric not in COLOUR_PHOTOMETRICS:
+        raise SkipFile(f"unsupported photometric interpretation {photometric or '(none)'}: expected {', '.join(COLOUR_PHOTOMETRICS)}")
+    if int(dataset.get("SamplesPerPixel", 0)) != PHOTO_SAMPLES or int(dataset.get("BitsAllocated", 0)) != PHOTO_BITS:
+        raise SkipFile("unsupported pixel format: expected 3 samples of 8 bits")
+    if int(dataset.get("NumberOfFrames", 1) or 1) != 1:
+        raise SkipFile("unsupported: multi-frame image")
+    _check_size(int(dataset.get("Columns", 0)), int(dataset.get("Rows", 0)), max_pixels)
+    try:
+        pixels = dataset.pixel_array  # pydicom >= 3 converts YBR to RGB itself
+    except Exception as error:  # pydicom raises many types for damaged pixel data
+        raise SkipFile(f"corrupt: pixel data could not be decoded ({type(error).__name__})") from error
+    return np.asarray(pixels, dtype=np.uint8)
+
+
+def read_dicom_file(path: Path, max_pixels: int, max_file_bytes: int):  # type: ignore[no-untyped-def]
+    """(pixels uint8 [H, W, 3], DicomFacts) of a DICOM file."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    _check_file_bytes(path, max_file_bytes)
+    try:
+        dataset = pydicom.dcmread(path)
+    except InvalidDicomError as error:
+        raise SkipFile("not a DICOM file") from error
+    except Exception as error:
+        raise SkipFile(f"corrupt: DICOM header could not be read ({type(error).__name__})") from error
+    return dicom_pixels(dataset, max_pixels), dicom_facts(dataset)

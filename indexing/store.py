@@ -1,0 +1,404 @@
+"""The archive's repository: typed functions over a Session, used by ingest, the index builder and the API.
+
+Functions never commit; the caller owns the transaction (one per ingest batch, one per request).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from indexing.filestore import FileStore
+from indexing.models import (
+    ANNOTATION_ORIGINS,
+    EMBEDDING_KINDS,
+    SCOPES,
+    Annotation,
+    ApiKey,
+    Embedding,
+    Image,
+    IndexBuild,
+    QueryLog,
+    Sketch,
+    utc_now,
+)
+
+API_KEY_PREFIX_BYTES = 6
+API_KEY_SECRET_BYTES = 32
+API_KEY_MARK = "s2m"
+VECTOR_DTYPE = np.float32
+LOOKUP_CHUNK = 500  # keeps IN (...) lists under every backend's parameter limit
+
+
+@dataclass(frozen=True)
+class NewImage:
+    """What ingest knows about one image before it has a row."""
+
+    sha256: str
+    stored_path: str
+    width: int
+    height: int
+    source: str
+    case_ref: str | None = None
+    patient_ref: str | None = None
+    study_uid: str | None = None
+    series_uid: str | None = None
+    sop_uid: str | None = None
+    acquired_at: datetime | None = None
+    diagnosis: str | None = None
+    findings: list[str] = field(default_factory=list)
+    labels: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ArchiveStats:
+    images: int
+    deleted: int
+    by_source: dict[str, int]
+    by_diagnosis: dict[str, int]
+    annotations: int
+    sketches: int
+    embeddings: int
+    active_build_id: int | None
+
+
+@dataclass(frozen=True)
+class Consistency:
+    """Files without a row and rows without a file; both empty in a healthy archive."""
+
+    orphan_files: list[str]
+    missing_files: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.orphan_files and not self.missing_files
+
+
+def _chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(values), LOOKUP_CHUNK):
+        yield values[start : start + LOOKUP_CHUNK]
+
+
+# --- images ----------------------------------------------------------------------------------
+
+
+def add_image(session: Session, record: NewImage) -> Image:
+    image = Image(**record.__dict__)
+    session.add(image)
+    session.flush()
+    return image
+
+
+def get_image(session: Session, image_id: int, include_deleted: bool = False) -> Image | None:
+    image = session.get(Image, image_id)
+    if image is None or (image.deleted_at is not None and not include_deleted):
+        return None
+    return image
+
+
+def list_images(
+    session: Session,
+    offset: int = 0,
+    limit: int = 50,
+    include_deleted: bool = False,
+    diagnosis: str | None = None,
+) -> list[Image]:
+    query = select(Image).order_by(Image.id).offset(offset).limit(limit)
+    if not include_deleted:
+        query = query.where(Image.deleted_at.is_(None))
+    if diagnosis is not None:
+        query = query.where(Image.diagnosis == diagnosis)
+    return list(session.scalars(query))
+
+
+def existing_sha256(session: Session, digests: Sequence[str]) -> set[str]:
+    """Which of `digests` already have a row (deleted rows included: a deleted image stays deleted)."""
+    found: set[str] = set()
+    for chunk in _chunks(list(digests)):
+        found.update(session.scalars(select(Image.sha256).where(Image.sha256.in_(chunk))))
+    return found
+
+
+def existing_sop_uids(session: Session, uids: Sequence[str]) -> set[str]:
+    found: set[str] = set()
+    for chunk in _chunks(list(uids)):
+        found.update(uid for uid in session.scalars(select(Image.sop_uid).where(Image.sop_uid.in_(chunk))) if uid)
+    return found
+
+
+def soft_delete_image(session: Session, image_id: int) -> Image:
+    """Mark an image deleted (its row and file stay; the next index refresh drops it)."""
+    image = session.get(Image, image_id)
+    if image is None:
+        raise LookupError(f"no image with id {image_id}")
+    if image.deleted_at is None:
+        image.deleted_at = utc_now()
+        session.flush()
+    return image
+
+
+def live_image_ids(session: Session) -> list[int]:
+    return list(session.scalars(select(Image.id).where(Image.deleted_at.is_(None)).order_by(Image.id)))
+
+
+def deleted_image_ids(session: Session) -> list[int]:
+    return list(session.scalars(select(Image.id).where(Image.deleted_at.is_not(None)).order_by(Image.id)))
+
+
+# --- annotations and sketches ----------------------------------------------------------------
+
+
+def add_annotation(
+    session: Session,
+    image_id: int,
+    category_id: int,
+    instance_id: int,
+    mask_rle: dict[str, Any],
+    origin: str = "expert",
+    model_version: str = "",
+    score: float | None = None,
+) -> Annotation:
+    if origin not in ANNOTATION_ORIGINS:
+        raise ValueError(f"annotation origin must be one of {ANNOTATION_ORIGINS}, got {origin!r}")
+    if origin == "model" and not model_version:
+        raise ValueError("a model annotation needs the model version that produced it")
+    annotation = Annotation(
+        image_id=image_id,
+        category_id=category_id,
+        instance_id=instance_id,
+        mask_rle=mask_rle,
+        origin=origin,
+        model_version=model_version,
+        score=score,
+    )
+    session.add(annotation)
+    return annotation
+
+
+def list_annotations(session: Session, image_id: int, origin: str | None = None) -> list[Annotation]:
+    query = select(Annotation).where(Annotation.image_id == image_id).order_by(Annotation.instance_id)
+    if origin is not None:
+        query = query.where(Annotation.origin == origin)
+    return list(session.scalars(query))
+
+
+def put_sketch(session: Session, image_id: int, model_version: str, png: bytes) -> Sketch:
+    """Insert or replace the sketch of an image for a synthesizer version."""
+    sketch = session.scalars(
+        select(Sketch).where(Sketch.image_id == image_id, Sketch.model_version == model_version)
+    ).one_or_none()
+    if sketch is None:
+        sketch = Sketch(image_id=image_id, model_version=model_version, png=png)
+        session.add(sketch)
+    else:
+        sketch.png = png
+        sketch.created_at = utc_now()
+    session.flush()
+    return sketch
+
+
+def get_sketch(session: Session, image_id: int, model_version: str) -> bytes | None:
+    return session.scalars(
+        select(Sketch.png).where(Sketch.image_id == image_id, Sketch.model_version == model_version)
+    ).one_or_none()
+
+
+# --- embeddings ------------------------------------------------------------------------------
+
+
+def put_embeddings(
+    session: Session, model_version: str, kind: str, image_ids: Sequence[int], vectors: np.ndarray
+) -> None:
+    """Insert or replace one vector per image. vectors: [N, D] float."""
+    if kind not in EMBEDDING_KINDS:
+        raise ValueError(f"embedding kind must be one of {EMBEDDING_KINDS}, got {kind!r}")
+    if vectors.ndim != 2 or vectors.shape[0] != len(image_ids):
+        raise ValueError(f"expected vectors of shape [{len(image_ids)}, D], got {list(vectors.shape)}")
+    vectors = np.ascontiguousarray(vectors, dtype=VECTOR_DTYPE)
+    existing = {
+        row.image_id: row
+        for chunk in _chunks(list(image_ids))
+        for row in session.scalars(
+            select(Embedding).where(
+                Embedding.model_version == model_version, Embedding.kind == kind, Embedding.image_id.in_(chunk)
+            )
+        )
+    }
+    for image_id, vector in zip(image_ids, vectors):
+        row = existing.get(int(image_id))
+        if row is None:
+            session.add(
+                Embedding(
+                    image_id=int(image_id), model_version=model_version, kind=kind, dim=vector.shape[0], vector=vector.tobytes()
+                )
+            )
+        else:
+            row.dim, row.vector, row.created_at = vector.shape[0], vector.tobytes(), utc_now()
+    session.flush()
+
+
+def get_embeddings(
+    session: Session, model_version: str, kind: str, include_deleted: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """(ids int64 [N], vectors float32 [N, D]) ordered by image id; deleted images left out by default."""
+    query = (
+        select(Embedding.image_id, Embedding.dim, Embedding.vector)
+        .join(Image, Image.id == Embedding.image_id)
+        .where(Embedding.model_version == model_version, Embedding.kind == kind)
+        .order_by(Embedding.image_id)
+    )
+    if not include_deleted:
+        query = query.where(Image.deleted_at.is_(None))
+    rows = session.execute(query).all()
+    if not rows:
+        return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=VECTOR_DTYPE)
+    dims = {row.dim for row in rows}
+    if len(dims) != 1:
+        raise ValueError(f"embeddings {model_version}/{kind} mix dimensions {sorted(dims)}")
+    ids = np.array([row.image_id for row in rows], dtype=np.int64)
+    vectors = np.stack([np.frombuffer(row.vector, dtype=VECTOR_DTYPE) for row in rows])
+    return ids, vectors
+
+
+# --- index builds ----------------------------------------------------------------------------
+
+
+def record_index_build(
+    session: Session, model_version: str, factory: str, vector_count: int, file_path: str, checksum: str
+) -> IndexBuild:
+    """Record a written index file (status `ready`); `activate_index_build` makes the service use it."""
+    build = IndexBuild(
+        model_version=model_version,
+        factory=factory,
+        vector_count=vector_count,
+        file_path=file_path,
+        checksum=checksum,
+        status="ready",
+    )
+    session.add(build)
+    session.flush()
+    return build
+
+
+def activate_index_build(session: Session, build_id: int) -> IndexBuild:
+    """Make one build the active one; the previously active build is retired."""
+    build = session.get(IndexBuild, build_id)
+    if build is None:
+        raise LookupError(f"no index build with id {build_id}")
+    if build.status not in ("ready", "active", "retired"):
+        raise ValueError(f"index build {build_id} is {build.status}, only a finished build can be activated")
+    session.execute(
+        update(IndexBuild).where(IndexBuild.status == "active", IndexBuild.id != build_id).values(status="retired")
+    )
+    build.status = "active"
+    build.activated_at = utc_now()
+    session.flush()
+    return build
+
+
+def active_index_build(session: Session) -> IndexBuild | None:
+    return session.scalars(select(IndexBuild).where(IndexBuild.status == "active")).one_or_none()
+
+
+# --- API keys and the query log --------------------------------------------------------------
+
+
+def _hash_secret(secret: str) -> str:
+    # The secret is 256 random bits, so a fast hash is enough (no dictionary to attack).
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def create_api_key(session: Session, name: str, scopes: Sequence[str]) -> tuple[ApiKey, str]:
+    """A new key; returns the row and the token `s2m_<prefix>_<secret>`, shown once and never stored."""
+    unknown = sorted(set(scopes) - set(SCOPES))
+    if unknown or not scopes:
+        raise ValueError(f"scopes must be a non-empty subset of {SCOPES}, got {list(scopes)}")
+    prefix = secrets.token_hex(API_KEY_PREFIX_BYTES)
+    secret = secrets.token_urlsafe(API_KEY_SECRET_BYTES)
+    key = ApiKey(name=name, prefix=prefix, secret_hash=_hash_secret(secret), scopes=sorted(set(scopes)))
+    session.add(key)
+    session.flush()
+    return key, f"{API_KEY_MARK}_{prefix}_{secret}"
+
+
+def verify_api_key(session: Session, token: str, scope: str) -> ApiKey | None:
+    """The key a token belongs to if it is valid, not revoked and grants `scope` (admin grants all)."""
+    mark, _, rest = token.partition("_")
+    prefix, _, secret = rest.partition("_")
+    if mark != API_KEY_MARK or not prefix or not secret:
+        return None
+    key = session.scalars(select(ApiKey).where(ApiKey.prefix == prefix)).one_or_none()
+    if key is None or key.revoked_at is not None:
+        return None
+    if not hmac.compare_digest(key.secret_hash, _hash_secret(secret)):
+        return None
+    if scope not in key.scopes and "admin" not in key.scopes:
+        return None
+    return key
+
+
+def revoke_api_key(session: Session, key_id: int) -> None:
+    key = session.get(ApiKey, key_id)
+    if key is None:
+        raise LookupError(f"no API key with id {key_id}")
+    key.revoked_at = key.revoked_at or utc_now()
+    session.flush()
+
+
+def log_query(
+    session: Session,
+    api_key_id: int | None,
+    k: int,
+    latency_ms: float,
+    result_ids: Sequence[int],
+    filters: dict[str, Any] | None = None,
+) -> QueryLog:
+    """Append one search to the audit log (ids and parameters only, never the sketch)."""
+    entry = QueryLog(
+        api_key_id=api_key_id, k=k, latency_ms=latency_ms, result_ids=[int(i) for i in result_ids], filters=filters or {}
+    )
+    session.add(entry)
+    session.flush()
+    return entry
+
+
+# --- whole-archive views ---------------------------------------------------------------------
+
+
+def archive_stats(session: Session) -> ArchiveStats:
+    live = Image.deleted_at.is_(None)
+    active = active_index_build(session)
+    return ArchiveStats(
+        images=session.scalar(select(func.count()).select_from(Image).where(live)) or 0,
+        deleted=session.scalar(select(func.count()).select_from(Image).where(Image.deleted_at.is_not(None))) or 0,
+        by_source=dict(session.execute(select(Image.source, func.count()).where(live).group_by(Image.source)).all()),
+        by_diagnosis={
+            diagnosis or "(none)": count
+            for diagnosis, count in session.execute(
+                select(Image.diagnosis, func.count()).where(live).group_by(Image.diagnosis)
+            ).all()
+        },
+        annotations=session.scalar(select(func.count()).select_from(Annotation)) or 0,
+        sketches=session.scalar(select(func.count()).select_from(Sketch)) or 0,
+        embeddings=session.scalar(select(func.count()).select_from(Embedding)) or 0,
+        active_build_id=active.id if active else None,
+    )
+
+
+def consistency(session: Session, files: FileStore) -> Consistency:
+    """Compare the rows' stored paths with the files on disk."""
+    rows = set(session.scalars(select(Image.stored_path)))
+    on_disk = set(files.stored_paths())
+    return Consistency(
+        orphan_files=sorted(on_disk - rows),
+        missing_files=sorted(path for path in rows if not files.absolute(path).exists()),
+    )
