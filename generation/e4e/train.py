@@ -1,0 +1,301 @@
+"""`s2m train encoder`: E and its latent discriminator, with G and C frozen (paper eq. 3-5).
+
+Per step: D learns mapping(z) (real) against E(x_sk) (fake), with lazy R1 on real codes; then E
+minimises L_sim(x, G(E(x_sk))) + lambda_adv * L_adv^E. The shared pieces (frozen networks from a
+bundle, sketch/photo pairs, sample grids, a time budget) are also used by the refiner's loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from generation.bundle import save_network
+from generation.data import SketchImagePairs, dataset_fingerprint
+from generation.e4e import ENCODER_NETWORK
+from generation.e4e.config import EncoderConfig, EncoderTrainConfig, LatentDiscriminatorConfig
+from generation.e4e.model import (
+    Encoder,
+    LatentDiscriminator,
+    discriminator_loss,
+    encoder_adversarial_loss,
+    r1_penalty,
+)
+from generation.training import (
+    DistContext,
+    JsonlLogger,
+    RunDir,
+    all_reduce_mean,
+    capture_rng_state,
+    infinite_loader,
+    init_distributed,
+    load_checkpoint,
+    make_progress,
+    restore_rng_state,
+    save_checkpoint,
+    save_image_grid,
+    save_loss_curve,
+    seed_everything,
+    shutdown_distributed,
+)
+
+
+@dataclass(frozen=True)
+class PairedRunOptions:
+    """Where a sketch-to-photo training run reads and writes, shared by the E and H loops."""
+
+    bundle: Path  # reads generator and embedder (and encoder for H), writes the trained network
+    dataset: Path  # phantom dataset folder (images/)
+    sketches: Path  # synthesized sketches of the dataset's images, same file names
+    run_dir: Path
+    device: str = "auto"
+    resume: bool = False
+    max_minutes: float | None = None  # stop early (and export) once this much wall time has passed
+    val_dataset: Path | None = None  # held-out photos whose free-hand sketches measure transfer
+    val_sketches: Path | None = None
+    limit: int | None = None
+
+
+def freeze(module: nn.Module) -> nn.Module:
+    """Eval mode, no gradients: G, C, S (and E while H trains) never change."""
+    module.eval()
+    for parameter in module.parameters():
+        parameter.requires_grad_(False)
+    return module
+
+
+def load_frozen_generator(bundle: Path, device: torch.device) -> nn.Module:
+    from generation.stylegan2 import load_generator
+
+    return freeze(load_generator(bundle, device))
+
+
+def build_similarity_loss(bundle: Path, preset: str, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
+    """L_sim of eq. 1 with the bundle's frozen MoCo network C; returns (loss, what the perceptual term is)."""
+    from generation.losses import SimilarityConfig, SimilarityLoss, build_perceptual
+    from generation.moco import load_embedder
+
+    embedder = freeze(load_embedder(bundle, device))
+    config = SimilarityConfig.for_preset(preset)
+    loss = SimilarityLoss(config, embedder, build_perceptual(config, embedder)).to(device)
+    return loss, loss.record()
+
+
+def paired_loader(
+    dataset: Path, sketches: Path, resolution: int, batch_size: int, ctx: DistContext, num_workers: int,
+    limit: int | None, seed: int,
+) -> torch.utils.data.DataLoader:
+    """Shuffled (sketch, photo) batches; each rank sees its own shard under torchrun."""
+    pairs = SketchImagePairs(dataset, sketches, resolution, limit=limit)
+    if len(pairs) < batch_size * ctx.world_size:
+        raise ValueError(f"{len(pairs)} pairs is fewer than one batch of {batch_size} per process")
+    sampler = None
+    if ctx.distributed:
+        sampler = torch.utils.data.DistributedSampler(pairs, ctx.world_size, ctx.rank, shuffle=True, seed=seed)
+    generator = torch.Generator().manual_seed(seed)
+    return torch.utils.data.DataLoader(
+        pairs, batch_size=batch_size, shuffle=sampler is None, sampler=sampler, drop_last=True,
+        num_workers=num_workers, generator=generator,
+    )
+
+
+def fixed_batch(dataset: Path, sketches: Path, resolution: int, count: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first `count` pairs, used for every sample grid so that grids are comparable over time."""
+    pairs = SketchImagePairs(dataset, sketches, resolution, limit=count)
+    sketch_batch, image_batch = zip(*(pairs[i] for i in range(len(pairs))))
+    return torch.stack(sketch_batch).to(device), torch.stack(image_batch).to(device)  # [N,1,R,R], [N,3,R,R]
+
+
+def comparison_grid(columns: list[torch.Tensor], path: Path) -> None:
+    """One row per sample: sketch | generated ... | real (each [N, C, R, R], C = 1 or 3)."""
+    rgb = [c.expand(-1, 3, -1, -1) if c.shape[1] == 1 else c for c in columns]
+    interleaved = torch.stack(rgb, dim=1).flatten(0, 1)  # [N * len(columns), 3, R, R]
+    save_image_grid(interleaved, path, nrow=len(columns))
+
+
+def all_reduce_gradients(module: nn.Module, ctx: DistContext) -> None:
+    """Average gradients over processes for a module not wrapped in DDP (the latent D)."""
+    if not ctx.distributed:
+        return
+    for parameter in module.parameters():
+        if parameter.grad is not None:
+            dist.all_reduce(parameter.grad)
+            parameter.grad /= ctx.world_size
+
+
+def broadcast_parameters(module: nn.Module, ctx: DistContext) -> None:
+    """Start every process from rank 0's weights (DDP does this itself for wrapped modules)."""
+    if not ctx.distributed:
+        return
+    for tensor in [*module.parameters(), *module.buffers()]:
+        dist.broadcast(tensor.data, src=0)
+
+
+def out_of_time(started: float, max_minutes: float | None) -> bool:
+    return max_minutes is not None and time.time() - started > max_minutes * 60
+
+
+def stop_agreed(local_stop: bool, ctx: DistContext) -> bool:
+    """All processes stop together when any of them runs out of time."""
+    if not ctx.distributed:
+        return local_stop
+    flag = torch.tensor(float(local_stop), device=ctx.device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
+
+
+def _scalar_record(losses: dict[str, torch.Tensor], ctx: DistContext, prefix: str = "") -> dict[str, float]:
+    return {f"{prefix}{k}": float(all_reduce_mean(v.detach(), ctx)) for k, v in losses.items()}
+
+
+def train_encoder(options: PairedRunOptions, config: EncoderTrainConfig) -> Path:
+    """Train E (+ latent D) and write it into the bundle; returns the run folder."""
+    ctx = init_distributed(options.device)
+    try:
+        return _train_encoder(options, config, ctx)
+    finally:
+        shutdown_distributed()
+
+
+def _train_encoder(options: PairedRunOptions, config: EncoderTrainConfig, ctx: DistContext) -> Path:
+    started = time.time()
+    seed_everything(config.seed + ctx.rank)
+    device = ctx.device
+    run = RunDir(Path(options.run_dir)).create() if ctx.is_main else RunDir(Path(options.run_dir))
+    generator = load_frozen_generator(options.bundle, device)
+    similarity, similarity_record = build_similarity_loss(options.bundle, config.preset, device)
+    w_dim = generator.config.w_dim
+    encoder_config = EncoderConfig.for_preset(config.preset, w_dim=w_dim)
+    if encoder_config.resolution != generator.config.resolution:
+        raise ValueError(f"preset {config.preset!r} encodes {encoder_config.resolution} px sketches but the "
+                         f"bundle's generator makes {generator.config.resolution} px images")
+    encoder = Encoder(encoder_config).to(device)
+    encoder.set_latent_average(generator.mapping.w_avg)
+    discriminator = LatentDiscriminator(LatentDiscriminatorConfig.for_generator(w_dim)).to(device)
+    opt_e = torch.optim.Adam(encoder.parameters(), lr=config.lr_encoder, betas=config.betas)
+    opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.lr_discriminator, betas=config.betas)
+
+    step = 0
+    if options.resume:
+        state = load_checkpoint(run.checkpoint, map_location=device)
+        encoder.load_state_dict(state["encoder"])
+        discriminator.load_state_dict(state["discriminator"])
+        opt_e.load_state_dict(state["opt_encoder"])
+        opt_d.load_state_dict(state["opt_discriminator"])
+        step = int(state["step"])
+        restore_rng_state(state["rng"])
+    broadcast_parameters(encoder, ctx)
+    broadcast_parameters(discriminator, ctx)
+    encoder_ddp = DistributedDataParallel(encoder) if ctx.distributed else encoder
+
+    loader = paired_loader(options.dataset, options.sketches, encoder_config.resolution, config.batch_size, ctx,
+                           config.num_workers, options.limit, config.seed + step)
+    batches = infinite_loader(loader, start_epoch=step // len(loader))
+    sample_sketches, sample_images = fixed_batch(options.dataset, options.sketches, encoder_config.resolution,
+                                                 config.sample_count, device)
+    val_batch = None
+    if options.val_dataset is not None and options.val_sketches is not None:
+        val_batch = fixed_batch(options.val_dataset, options.val_sketches, encoder_config.resolution,
+                                config.sample_count, device)
+    logger = JsonlLogger(run.log, enabled=ctx.is_main)
+    if ctx.is_main and step == 0:
+        logger.log(event="start", preset=config.preset, train_config=dataclasses.asdict(config),
+                   encoder_config=dataclasses.asdict(encoder_config), world_size=ctx.world_size,
+                   similarity=similarity_record)
+
+    def save_state() -> None:
+        if ctx.is_main:
+            save_checkpoint(run.checkpoint, {
+                "encoder": encoder.state_dict(), "discriminator": discriminator.state_dict(),
+                "opt_encoder": opt_e.state_dict(), "opt_discriminator": opt_d.state_dict(),
+                "step": step, "rng": capture_rng_state(),
+                "config": dataclasses.asdict(config), "encoder_config": dataclasses.asdict(encoder_config),
+            })
+
+    last_record: dict[str, float] = {}
+    with make_progress(disable=not ctx.is_main) as progress:
+        task = progress.add_task("encoder", total=config.steps, completed=step, status="")
+        while step < config.steps and not stop_agreed(out_of_time(started, options.max_minutes), ctx):
+            sketches, images = (t.to(device, non_blocking=True) for t in next(batches))  # [B,1,R,R], [B,3,R,R]
+            encoder.train()
+            w_fake = encoder_ddp(sketches)  # [B, w_dim]
+
+            # Latent discriminator (eq. 3): real codes are mapping(z); R1 lazily every r1_interval.
+            discriminator.requires_grad_(True)
+            with torch.no_grad():
+                w_real = generator.mapping(torch.randn(len(sketches), generator.config.z_dim, device=device))
+            logits = discriminator(torch.cat([w_real, w_fake.detach()]))
+            loss_d = discriminator_loss(logits[: len(w_real)], logits[len(w_real):])
+            record_d = {"d_loss": loss_d}
+            if step % config.r1_interval == 0:
+                penalty = r1_penalty(discriminator, w_real)
+                loss_d = loss_d + config.r1_gamma / 2 * penalty * config.r1_interval
+                record_d["r1"] = penalty
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            all_reduce_gradients(discriminator, ctx)
+            opt_d.step()
+
+            # Encoder (eq. 5): L_sim(x, G(E(x_sk))) + lambda_adv * L_adv^E.
+            discriminator.requires_grad_(False)
+            generated = generator.synthesis(w_fake, noise_mode="const")  # [B, 3, R, R]
+            sim = similarity(images, generated)
+            adv = encoder_adversarial_loss(discriminator(w_fake))
+            loss_e = sim["total"] + config.lambda_adv * adv
+            opt_e.zero_grad(set_to_none=True)
+            loss_e.backward()
+            opt_e.step()
+            step += 1
+
+            if step % config.log_every == 0 or step == config.steps:
+                last_record = {**_scalar_record(sim, ctx, "sim_"), **_scalar_record(record_d, ctx),
+                               "adv_e": float(all_reduce_mean(adv.detach(), ctx)),
+                               "loss_e": float(all_reduce_mean(loss_e.detach(), ctx))}
+                logger.log(step=step, **last_record)
+                progress.update(task, status=f"L_sim {last_record['sim_total']:.3f}")
+            if step % config.sample_every == 0 or step == config.steps:
+                _encoder_samples(encoder, generator, similarity, sample_sketches, sample_images, val_batch,
+                                 run, step, logger, ctx)
+            if step % config.checkpoint_every == 0:
+                save_state()
+            progress.update(task, completed=step)
+
+    save_state()
+    if ctx.is_main:
+        _encoder_samples(encoder, generator, similarity, sample_sketches, sample_images, val_batch, run, step,
+                         logger, ctx)
+        save_loss_curve(run.log, run.loss_curve, ["sim_total", "adv_e", "d_loss"])
+        save_network(options.bundle, ENCODER_NETWORK, encoder, encoder_config, steps=step,
+                     train_config=dataclasses.asdict(config), similarity=similarity_record,
+                     data_fingerprint=dataset_fingerprint(options.dataset),
+                     final_losses={k: v for k, v in last_record.items() if k.startswith("sim_")})
+        logger.log(event="exported", step=step, bundle=str(options.bundle))
+    return run.root
+
+
+@torch.no_grad()
+def _encoder_samples(
+    encoder: Encoder, generator: nn.Module, similarity: Any, sketches: torch.Tensor, images: torch.Tensor,
+    val_batch: tuple[torch.Tensor, torch.Tensor] | None, run: RunDir, step: int, logger: JsonlLogger,
+    ctx: DistContext,
+) -> None:
+    """Grid sketch | G(E(x_sk)) | real on the fixed batch, plus L_sim on free-hand validation sketches."""
+    if not ctx.is_main:
+        return
+    encoder.eval()
+    generated = generator.synthesis(encoder(sketches), noise_mode="const")
+    comparison_grid([sketches, generated, images], run.samples / f"step{step:07d}.png")
+    if val_batch is not None:
+        val_sketches, val_images = val_batch
+        val_generated = generator.synthesis(encoder(val_sketches), noise_mode="const")
+        comparison_grid([val_sketches, val_generated, val_images], run.samples / f"val_step{step:07d}.png")
+        logger.log(step=step, **{f"val_sim_{k}": float(v) for k, v in similarity(val_images, val_generated).items()})
+    encoder.train()

@@ -1,0 +1,174 @@
+"""`s2m train refiner`: H with S, E, G and C frozen; L_sim at each of the T refinement steps.
+
+For each batch: w = E(x_sk) and x_0 = G(w) without gradients; then for t = 1..T,
+Delta_t = H(x_sk, x_{t-1}), x_t = G(w; theta * (1 + sum_{i<=t} Delta_i)), and L_sim(x, x_t) is
+back-propagated on its own (earlier steps detached, as HyperStyle does); one optimiser step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from generation.bundle import save_network
+from generation.data import dataset_fingerprint
+from generation.e4e import load_encoder
+from generation.e4e.train import (
+    PairedRunOptions,
+    broadcast_parameters,
+    build_similarity_loss,
+    comparison_grid,
+    fixed_batch,
+    freeze,
+    load_frozen_generator,
+    out_of_time,
+    paired_loader,
+    stop_agreed,
+)
+from generation.hyperstyle import REFINER_NETWORK
+from generation.hyperstyle.config import HyperNetworkConfig, RefinerTrainConfig
+from generation.hyperstyle.model import HyperNetwork, refinement_step
+from generation.pipeline import Sketch2MedI
+from generation.training import (
+    DistContext,
+    JsonlLogger,
+    RunDir,
+    all_reduce_mean,
+    capture_rng_state,
+    infinite_loader,
+    init_distributed,
+    load_checkpoint,
+    make_progress,
+    restore_rng_state,
+    save_checkpoint,
+    save_loss_curve,
+    seed_everything,
+    shutdown_distributed,
+)
+
+
+def train_refiner(options: PairedRunOptions, config: RefinerTrainConfig) -> Path:
+    """Train H and write it into the bundle (which must already hold G, C and E)."""
+    ctx = init_distributed(options.device)
+    try:
+        return _train_refiner(options, config, ctx)
+    finally:
+        shutdown_distributed()
+
+
+def _train_refiner(options: PairedRunOptions, config: RefinerTrainConfig, ctx: DistContext) -> Path:
+    started = time.time()
+    seed_everything(config.seed + ctx.rank)
+    device = ctx.device
+    run = RunDir(Path(options.run_dir)).create() if ctx.is_main else RunDir(Path(options.run_dir))
+    generator = load_frozen_generator(options.bundle, device)
+    encoder = freeze(load_encoder(options.bundle, device))
+    similarity, similarity_record = build_similarity_loss(options.bundle, config.preset, device)
+    hyper_config = HyperNetworkConfig.for_preset(config.preset)
+    if hyper_config.resolution != generator.config.resolution:
+        raise ValueError(f"preset {config.preset!r} refines {hyper_config.resolution} px images but the bundle's "
+                         f"generator makes {generator.config.resolution} px images")
+    hypernet = HyperNetwork(hyper_config, generator.synthesis.weight_shapes()).to(device)
+    optimizer = torch.optim.Adam(hypernet.parameters(), lr=config.lr, betas=config.betas)
+
+    step = 0
+    if options.resume:
+        state = load_checkpoint(run.checkpoint, map_location=device)
+        hypernet.load_state_dict(state["refiner"])
+        optimizer.load_state_dict(state["optimizer"])
+        step = int(state["step"])
+        restore_rng_state(state["rng"])
+    broadcast_parameters(hypernet, ctx)
+    hypernet_ddp = DistributedDataParallel(hypernet) if ctx.distributed else hypernet
+
+    loader = paired_loader(options.dataset, options.sketches, hyper_config.resolution, config.batch_size, ctx,
+                           config.num_workers, options.limit, config.seed + step)
+    batches = infinite_loader(loader, start_epoch=step // len(loader))
+    samples = fixed_batch(options.dataset, options.sketches, hyper_config.resolution, config.sample_count, device)
+    val_batch = None
+    if options.val_dataset is not None and options.val_sketches is not None:
+        val_batch = fixed_batch(options.val_dataset, options.val_sketches, hyper_config.resolution,
+                                config.sample_count, device)
+    logger = JsonlLogger(run.log, enabled=ctx.is_main)
+    if ctx.is_main and step == 0:
+        logger.log(event="start", preset=config.preset, train_config=dataclasses.asdict(config),
+                   refiner_config=dataclasses.asdict(hyper_config), layers=hypernet.layer_names,
+                   world_size=ctx.world_size, similarity=similarity_record)
+
+    def save_state() -> None:
+        if ctx.is_main:
+            save_checkpoint(run.checkpoint, {
+                "refiner": hypernet.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                "rng": capture_rng_state(), "config": dataclasses.asdict(config),
+                "refiner_config": dataclasses.asdict(hyper_config),
+            })
+
+    last_record: dict[str, float] = {}
+    with make_progress(disable=not ctx.is_main) as progress:
+        task = progress.add_task("refiner", total=config.steps, completed=step, status="")
+        while step < config.steps and not stop_agreed(out_of_time(started, options.max_minutes), ctx):
+            sketches, images = (t.to(device, non_blocking=True) for t in next(batches))  # [B,1,R,R], [B,3,R,R]
+            hypernet.train()
+            with torch.no_grad():
+                w = encoder(sketches)  # [B, w_dim]
+                current = generator.synthesis(w, noise_mode="const")  # x_0 [B, 3, R, R]
+                record = {"sim_step0": similarity(images, current)["total"]}
+            optimizer.zero_grad(set_to_none=True)
+            total = None
+            for t in range(1, config.refinement_steps + 1):
+                current, total = refinement_step(generator, hypernet_ddp, w, sketches, current, total)
+                loss = similarity(images, current)["total"]
+                loss.backward()
+                record[f"sim_step{t}"] = loss.detach()
+            optimizer.step()
+            step += 1
+
+            if step % config.log_every == 0 or step == config.steps:
+                last_record = {k: float(all_reduce_mean(v, ctx)) for k, v in record.items()}
+                logger.log(step=step, **last_record)
+                final = last_record[f"sim_step{config.refinement_steps}"]
+                progress.update(task, status=f"L_sim x0 {last_record['sim_step0']:.3f} -> xT {final:.3f}")
+            if step % config.sample_every == 0 or step == config.steps:
+                _refiner_samples(encoder, generator, hypernet, similarity, samples, val_batch, config, run, step,
+                                 logger, ctx)
+            if step % config.checkpoint_every == 0:
+                save_state()
+            progress.update(task, completed=step)
+
+    save_state()
+    if ctx.is_main:
+        _refiner_samples(encoder, generator, hypernet, similarity, samples, val_batch, config, run, step, logger, ctx)
+        save_loss_curve(run.log, run.loss_curve, [f"sim_step{t}" for t in range(config.refinement_steps + 1)])
+        save_network(options.bundle, REFINER_NETWORK, hypernet, hyper_config, steps=step,
+                     refinement_steps=config.refinement_steps, train_config=dataclasses.asdict(config),
+                     similarity=similarity_record, data_fingerprint=dataset_fingerprint(options.dataset),
+                     final_losses=last_record)
+        logger.log(event="exported", step=step, bundle=str(options.bundle))
+    return run.root
+
+
+@torch.no_grad()
+def _refiner_samples(
+    encoder: nn.Module, generator: nn.Module, hypernet: HyperNetwork, similarity: Any,
+    samples: tuple[torch.Tensor, torch.Tensor], val_batch: tuple[torch.Tensor, torch.Tensor] | None,
+    config: RefinerTrainConfig, run: RunDir, step: int, logger: JsonlLogger, ctx: DistContext,
+) -> None:
+    """Grid sketch | x_0 | x_T | real on the fixed batch; L_sim of x_0 and x_T on free-hand sketches."""
+    if not ctx.is_main:
+        return
+    hypernet.eval()
+    pipeline = Sketch2MedI(generator, encoder, hypernet, config.refinement_steps)
+    batches = {"": samples} if val_batch is None else {"": samples, "val_": val_batch}
+    for prefix, (sketches, images) in batches.items():
+        _, first, refined = pipeline.run(sketches)
+        comparison_grid([sketches, first, refined[-1], images], run.samples / f"{prefix}step{step:07d}.png")
+        if prefix:
+            logger.log(step=step, val_sim_x0=float(similarity(images, first)["total"]),
+                       val_sim_xT=float(similarity(images, refined[-1])["total"]))
+    hypernet.train()

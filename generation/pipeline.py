@@ -1,0 +1,76 @@
+"""Sketch2MedI inference: sketch --E--> w --G--> x_0 --H, T steps--> x_T (paper Fig. 1, dashed box)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch import nn
+
+from generation.bundle import read_bundle_info
+from generation.data import normalize_sketch, sketch_to_tensor
+from generation.e4e import Encoder, load_encoder
+from generation.hyperstyle import REFINER_NETWORK, HyperNetwork, load_refiner, refinement_step
+
+
+class Sketch2MedI(nn.Module):
+    """E, G and H together; `run` is batched, deterministic (constant noise, eval mode) and device-agnostic."""
+
+    def __init__(self, generator: nn.Module, encoder: Encoder, refiner: HyperNetwork | None, default_steps: int) -> None:
+        super().__init__()
+        if encoder.config.w_dim != generator.config.w_dim:
+            raise ValueError(f"encoder writes w_dim={encoder.config.w_dim}, generator reads {generator.config.w_dim}")
+        self.generator = generator
+        self.encoder = encoder
+        self.refiner = refiner
+        self.default_steps = default_steps if refiner is not None else 0
+        self.eval()
+
+    @property
+    def resolution(self) -> int:
+        return self.generator.config.resolution
+
+    @classmethod
+    def from_bundle(cls, path: Path, device: torch.device | str = "cpu") -> "Sketch2MedI":
+        """Load G, E and (when the bundle has one) H; T defaults to the steps H was trained with."""
+        from generation.stylegan2 import load_generator
+
+        path = Path(path)
+        generator = load_generator(path, device)
+        encoder = load_encoder(path, device)
+        networks = read_bundle_info(path).get("networks", {})
+        refiner = None
+        default_steps = 0
+        if REFINER_NETWORK in networks:
+            refiner = load_refiner(path, generator.synthesis.weight_shapes(), device)
+            default_steps = int(networks[REFINER_NETWORK]["refinement_steps"])
+        return cls(generator, encoder, refiner, default_steps)
+
+    def load_sketch(self, path: Path) -> torch.Tensor:
+        """A sketch file in any picture format -> [1, 1, R, R] in [-1, 1] (Sketch format, DESIGN.md)."""
+        with Image.open(path) as image:
+            sketch = normalize_sketch(image, self.resolution)
+        return sketch_to_tensor(sketch).unsqueeze(0)
+
+    @torch.no_grad()
+    def run(self, sketches: torch.Tensor, steps: int | None = None) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """sketches [B, 1, R, R] in [-1, 1] -> (w [B, w_dim], x_0 [B, 3, R, R], [x_1 .. x_T])."""
+        steps = self.default_steps if steps is None else steps
+        expected = (1, self.resolution, self.resolution)
+        if sketches.dim() != 4 or tuple(sketches.shape[1:]) != expected:
+            raise ValueError(f"sketches must be [B, {expected[0]}, {expected[1]}, {expected[2]}], got {tuple(sketches.shape)}")
+        if steps < 0:
+            raise ValueError(f"steps must be >= 0, got {steps}")
+        if steps > 0 and self.refiner is None:
+            raise ValueError("this bundle has no refiner H: run with steps=0")
+        device = self.encoder.w_avg.device
+        sketches = sketches.to(device)
+        w = self.encoder(sketches)
+        current = x_0 = self.generator.synthesis(w, noise_mode="const")
+        refined: list[torch.Tensor] = []
+        total = None
+        for _ in range(steps):
+            current, total = refinement_step(self.generator, self.refiner, w, sketches, current, total)
+            refined.append(current)
+        return w, x_0, refined

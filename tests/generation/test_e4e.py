@@ -1,0 +1,69 @@
+"""Encoder E and latent discriminator (e4e): shapes, start at mean w, R1, and a learning run."""
+
+from __future__ import annotations
+
+import torch
+
+from generation.e4e import Encoder, EncoderConfig, LatentDiscriminator, LatentDiscriminatorConfig
+from generation.e4e.model import r1_penalty
+from generation.stylegan2 import Generator, GeneratorConfig
+
+
+def _tiny_generator() -> Generator:
+    torch.manual_seed(0)
+    generator = Generator(GeneratorConfig.for_preset("tiny")).eval()
+    generator.mapping.estimate_w_avg(256, seed=0)
+    return generator
+
+
+def test_encoder_returns_one_w_per_sketch_centred_on_mean_w_at_initialisation() -> None:
+    generator = _tiny_generator()
+    config = EncoderConfig.for_preset("tiny", w_dim=generator.config.w_dim)
+    encoder = Encoder(config).eval()
+    encoder.set_latent_average(generator.mapping.w_avg)
+    sketches = torch.rand(3, 1, config.resolution, config.resolution) * 2 - 1  # [B, 1, R, R]
+    w = encoder(sketches)
+    assert w.shape == (3, generator.config.w_dim)
+    assert generator.mapping.w_avg.abs().sum() > 0
+    assert torch.equal(w, generator.mapping.w_avg.expand(3, -1))
+
+
+def test_encoder_rejects_a_mean_w_of_the_wrong_size() -> None:
+    encoder = Encoder(EncoderConfig.for_preset("tiny", w_dim=32))
+    try:
+        encoder.set_latent_average(torch.zeros(16))
+    except ValueError as error:
+        assert "w_avg" in str(error)
+    else:
+        raise AssertionError("a mismatched w_avg was accepted")
+    assert torch.equal(encoder.w_avg, torch.zeros(32))
+
+
+def test_r1_penalty_matches_a_finite_difference_gradient() -> None:
+    torch.manual_seed(1)
+    w_dim = 8
+    discriminator = LatentDiscriminator(LatentDiscriminatorConfig.for_generator(w_dim)).double()
+    w_real = torch.randn(5, w_dim, dtype=torch.float64)
+    step = 1e-6
+    squared_norms = []
+    with torch.no_grad():
+        for sample in w_real:
+            grad = torch.zeros(w_dim, dtype=torch.float64)
+            for i in range(w_dim):
+                offset = torch.zeros(w_dim, dtype=torch.float64)
+                offset[i] = step
+                grad[i] = (discriminator((sample + offset)[None]) - discriminator((sample - offset)[None])).item() / (2 * step)
+            squared_norms.append(grad.pow(2).sum())
+    expected = torch.stack(squared_norms).mean()
+    penalty = r1_penalty(discriminator, w_real)
+    assert expected > 0
+    torch.testing.assert_close(penalty, expected, rtol=1e-5, atol=1e-9)
+    penalty.backward()  # differentiable in D's weights: R1 regularises D
+    assert discriminator.net[0].weight.grad.abs().sum() > 0
+
+
+def test_latent_discriminator_is_a_four_layer_mlp_on_w() -> None:
+    discriminator = LatentDiscriminator(LatentDiscriminatorConfig.for_generator(16))
+    linears = [m for m in discriminator.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(linears) == 4 and linears[-1].out_features == 1
+    assert discriminator(torch.randn(7, 16)).shape == (7,)
