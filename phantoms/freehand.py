@@ -233,7 +233,7 @@ class FreehandDrawer:
         points = outline.points.astype(np.float32)
         if self.simplify_px > 0 and len(points) > 2:
             points = cv2.approxPolyDP(points[:, None, :], self.simplify_px, outline.closed)[:, 0, :]
-        points = _resample(points.astype(np.float64), outline.closed and len(points) > 2, self.spacing)
+        points = _resample(points.astype(np.float64), outline.closed, self.spacing)
         sigma = self.smooth_px / self.spacing
         if sigma > 0:
             mode = "wrap" if outline.closed else "nearest"
@@ -313,7 +313,7 @@ class FreehandDrawer:
         landing = np.clip((from_end + 1) / taper_samples, 0.0, 1.0)  # pen lands and lifts lightly
         width = style.stroke_width * (1.0 + style.pressure * pressure) * landing
         width = np.clip(width, bounds.stroke_width[0], bounds.stroke_width[1])
-        thickness = np.maximum(1, np.round(scaled_width(1.0, self.size) * width)).astype(int)
+        thickness = np.maximum(1, np.round(scaled_width(width, self.size))).astype(int)
         grey = np.round(style.ink * (1.0 - pressure) / 2.0).astype(int)
         fixed = np.round(stroke * SUBPIXEL_SCALE).astype(np.int64)
         layer = np.full_like(canvas, WHITE)

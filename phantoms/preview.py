@@ -15,8 +15,10 @@ import numpy as np
 from PIL import Image
 
 from phantoms.categories import PHARYNGEAL_WALL, TONGUE, TONSIL, UVULA
+from phantoms.contact_sheet import tile_images
+from phantoms.dataset import instance_categories
 from phantoms.freehand import drawer_style, freehand_sketch, sketch_seed
-from phantoms.sketch import WHITE, contour_sketch
+from phantoms.sketch import contour_sketch
 
 IMAGE_SUFFIX = ".png"
 
@@ -39,7 +41,6 @@ class PreviewConfig:
         (TONGUE, (230, 0, 200)),
     )
     overlay_alpha: float = 0.45  # share of the category colour over the photo
-    margin: int = 4  # white px between tiles
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,6 @@ def case_ids(dataset: Path) -> list[str]:
 
 def dataset_categories(dataset: Path) -> dict[str, dict[int, int]]:
     """Image id -> {instance id: category id}, from the dataset's annotations."""
-    from phantoms.dataset import instance_categories
-
     return {Path(name).stem: mapping for name, mapping in instance_categories(Path(dataset)).items()}
 
 
@@ -132,23 +131,14 @@ def mask_overlay(case: PhantomCase, config: PreviewConfig = PreviewConfig()) -> 
 
 def preview_sheet(dataset: Path, count: int, seed: int, abstraction: float | None = None,
                   config: PreviewConfig = PreviewConfig()) -> np.ndarray:
-    """A grid [rows * H, 4 * W, 3]: photo, mask overlay, contour sketch, free-hand sketch per case."""
+    """An RGB grid, one row per case: photo, mask overlay, contour sketch, free-hand sketch."""
     if count < 1:
         raise ValueError(f"count must be at least 1, got {count}")
     categories = dataset_categories(dataset)
-    rows = []
+    tiles = []
     for image_id in case_ids(dataset)[:count]:
         case = load_case(dataset, image_id, categories)
         sketches = [draw_sketch(case, style, seed, abstraction) for style in SketchStyle]
-        tiles = [case.image, mask_overlay(case, config)] + [np.repeat(s[:, :, None], 3, axis=2) for s in sketches]
-        rows.append(_join(tiles, axis=1, margin=config.margin))
-    return _join(rows, axis=0, margin=config.margin)
+        tiles += [case.image, mask_overlay(case, config)] + [np.repeat(s[:, :, None], 3, axis=2) for s in sketches]
+    return tile_images(tiles, columns=len(SketchStyle) + 2)
 
-
-def _join(tiles: list[np.ndarray], axis: int, margin: int) -> np.ndarray:
-    """Concatenate [H, W, 3] tiles along `axis` with white margins between them."""
-    shape = list(tiles[0].shape)
-    shape[axis] = margin
-    gap = np.full(shape, WHITE, dtype=np.uint8)
-    parts = [part for tile in tiles for part in (tile, gap)][:-1]
-    return np.concatenate(parts, axis=axis)

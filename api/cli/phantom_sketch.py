@@ -33,7 +33,7 @@ def sketch(
         written = write_sketch_folder(dataset, out, SketchStyle(style), seed, abstraction, drawer)
     except (FileNotFoundError, KeyError, ValueError) as error:
         typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(code=1) from error
+        raise typer.Exit(code=2) from None
     typer.echo(f"wrote {written} {style} sketches to {out}")
 
 
@@ -54,7 +54,7 @@ def preview(
         sheet = preview_sheet(dataset, count, seed, abstraction)
     except (FileNotFoundError, KeyError, ValueError) as error:
         typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(code=1) from error
+        raise typer.Exit(code=2) from None
     output.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(sheet).save(output)
     typer.echo(f"wrote {output} ({sheet.shape[1]}x{sheet.shape[0]})")

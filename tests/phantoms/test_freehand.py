@@ -183,3 +183,18 @@ def test_blank_mask_and_bad_styles_are_rejected() -> None:
         dataclasses.replace(DRAWER_STYLES[0], wobble=1.5)
     with pytest.raises(ValueError, match="unknown drawer style"):
         drawer_style("picasso")
+
+
+def test_rendered_phantoms_sketch_within_bounds_and_unlike_their_contours() -> None:
+    from phantoms.render import render_case
+
+    size = 128
+    for index in range(3):
+        case = render_case(seed=0, index=index, size=size)
+        categories = {instance.instance_id: instance.category_id for instance in case.instances}
+        distance = outline_distance(case.instance_mask)
+        contour_ink = ink(contour_sketch(case.instance_mask))
+        for abstraction in ABSTRACTIONS:
+            sketch = ink(freehand_sketch(case.instance_mask, categories, seed=index, abstraction=abstraction))
+            assert distance[sketch].max() <= DISTORTION_BOUNDS.max_ink_distance(abstraction, size)
+            assert (sketch & contour_ink).sum() < 0.9 * sketch.sum()

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
+from typer.testing import CliRunner, Result
 
 from phantoms.sketch import contour_sketch, contour_sketch_from_masks, contour_thickness
 
@@ -106,3 +110,68 @@ def test_blank_instance_map_and_zero_thickness_raise() -> None:
         contour_sketch(np.zeros((32, 32), np.uint8))
     with pytest.raises(ValueError, match="thickness"):
         contour_sketch_from_masks(scene_masks(32), thickness=0)
+
+
+@pytest.fixture(scope="module")
+def phantom_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from phantoms.dataset import generate_dataset
+
+    return generate_dataset(tmp_path_factory.mktemp("phantoms") / "archive", count=3, size=64, seed=0)
+
+
+def run_cli(*args: str) -> Result:
+    from api.cli import app
+
+    return CliRunner().invoke(app, ["phantom", *map(str, args)])
+
+
+def read_png(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image)
+
+
+def test_cli_writes_one_sketch_per_image_with_the_same_ids(phantom_dataset: Path, tmp_path: Path) -> None:
+    ids = sorted(p.name for p in (phantom_dataset / "images").iterdir())
+    result = run_cli("sketch", phantom_dataset, "--style", "contour", "--out", tmp_path / "contour")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "contour").iterdir()) == ids
+    for name in ids:
+        mask = read_png(phantom_dataset / "masks" / name)
+        np.testing.assert_array_equal(read_png(tmp_path / "contour" / name), contour_sketch(mask))
+    for run in ("a", "b"):
+        result = run_cli("sketch", phantom_dataset, "--style", "freehand", "--seed", "4", "--out", tmp_path / run)
+        assert result.exit_code == 0, result.output
+    for name in ids:
+        freehand = read_png(tmp_path / "a" / name)
+        assert freehand.dtype == np.uint8 and freehand.ndim == 2 and (freehand < 128).any()
+        np.testing.assert_array_equal(freehand, read_png(tmp_path / "b" / name))  # deterministic per seed and id
+    first, second = (read_png(tmp_path / "a" / name) for name in ids[:2])
+    assert (first != second).any()
+
+
+def test_cli_rejects_bad_input_and_writes_nothing(phantom_dataset: Path, tmp_path: Path) -> None:
+    bad_runs = [
+        ("sketch", phantom_dataset, "--style", "watercolour", "--out", tmp_path / "out"),
+        ("sketch", phantom_dataset, "--style", "freehand", "--drawer", "picasso", "--out", tmp_path / "out"),
+        ("sketch", phantom_dataset, "--style", "freehand", "--abstraction", "1.5", "--out", tmp_path / "out"),
+        ("sketch", tmp_path / "missing", "--out", tmp_path / "out"),
+    ]
+    for args in bad_runs:
+        result = run_cli(*args)
+        assert result.exit_code != 0
+        assert not (tmp_path / "out").exists()
+
+
+def test_preview_sheet_shows_photo_overlay_and_both_sketches(phantom_dataset: Path, tmp_path: Path) -> None:
+    result = run_cli("preview", phantom_dataset, "-o", tmp_path / "sheet.png", "--count", "2")
+    assert result.exit_code == 0, result.output
+    sheet = read_png(tmp_path / "sheet.png")
+    tile, gutter = 64, 4
+    assert sheet.shape == (2 * (tile + gutter) + gutter, 4 * (tile + gutter) + gutter, 3)
+    photo = sheet[gutter : gutter + tile, gutter : gutter + tile]
+    overlay = sheet[gutter : gutter + tile, 2 * gutter + tile : 2 * (gutter + tile)]
+    contour = sheet[gutter : gutter + tile, 3 * gutter + 2 * tile : 3 * (gutter + tile), 0]
+    first_id = sorted((phantom_dataset / "images").iterdir())[0].name
+    np.testing.assert_array_equal(photo, read_png(phantom_dataset / "images" / first_id))
+    assert (overlay != photo).any()
+    np.testing.assert_array_equal(contour, contour_sketch(read_png(phantom_dataset / "masks" / first_id)))
