@@ -128,7 +128,7 @@ class FreehandConfig:
     shared_border: float = 0.012  # a boundary this close to an object drawn before is shared
     min_double_fraction: float = 0.4  # a second pass covers at least this share of its stroke
     taper: float = 0.05  # fraction of the side over which the pen lands and lifts
-    pressure_wavelength: float = 0.15  # fraction of the side between pressure extremes
+    pressure_wavelength: float = 0.3  # fraction of the side between pressure extremes
     tremor_wavelength: float = 0.02  # fraction of the side between extremes of a shaky hand
 
 

@@ -56,5 +56,5 @@ def preview(
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(code=2) from None
     output.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(sheet).save(output)
+    Image.fromarray(sheet).save(output, optimize=True)
     typer.echo(f"wrote {output} ({sheet.shape[1]}x{sheet.shape[0]})")
