@@ -95,14 +95,18 @@ class AppearanceConfig:
     crypt_cells_per_px: float = 1 / 10
     crypt_threshold: tuple[float, float] = (1.1, 1.6)
     crypt_darkening: float = 0.45
+    crypt_relief: float = 0.15
     exudate_colour: RGB = (0.95, 0.92, 0.8)
     exudate_cells: int = 22
     exudate_edge: float = 0.15
+    exudate_relief: float = 0.95
     coating_colour: RGB = (0.93, 0.84, 0.78)
     coating_strength: float = 0.55
     groove_darkening: float = 0.3
     follicle_colour: RGB = (0.96, 0.5, 0.45)
     follicles_max: int = 70
+    follicle_relief: float = 0.5
+    follicle_opacity: float = 0.6
     follicle_radius: tuple[float, float] = (0.006, 0.014)  # fraction of the image size
     vessels_max: int = 7
     vessel_steps: int = 14
@@ -226,6 +230,7 @@ def paint(params: CaseParams, anatomy: A.Anatomy, rng: np.random.Generator, cfg:
     crypts = smoothstep(crypt_noise, *cfg.crypt_threshold) * tonsil
     colour *= (1.0 - cfg.crypt_darkening * crypts)[..., None]
 
+    exudate = np.zeros((size, size), dtype=np.float32)
     if params.exudate > 0:
         patches = fractal_noise(rng, size, cfg.exudate_cells, 2, 0.5) + crypts
         cut = float(np.quantile(patches[tonsil], 1.0 - params.exudate)) if tonsil.any() else np.inf
@@ -236,11 +241,12 @@ def paint(params: CaseParams, anatomy: A.Anatomy, rng: np.random.Generator, cfg:
     colour += (np.asarray(cfg.coating_colour, dtype=np.float32) - colour) * coating[..., None]
 
     follicles = _follicle_layer(rng, wall, params.follicles, cfg)
-    colour += (np.asarray(cfg.follicle_colour, dtype=np.float32) - colour) * (0.6 * follicles)[..., None]
+    colour += (np.asarray(cfg.follicle_colour, dtype=np.float32) - colour) * (cfg.follicle_opacity * follicles)[..., None]
     vessels = _vessel_layer(rng, wall | (region == A.CHEEK), params.vessels, cfg)
     colour *= 1.0 - vessels[..., None] * np.asarray(cfg.vessel_tint, dtype=np.float32)
 
-    relief = np.clip(anatomy.relief + 0.5 * follicles + 0.15 * grain * tonsil, 0.0, 1.0)
+    relief = np.clip(anatomy.relief + cfg.follicle_relief * follicles + cfg.crypt_relief * grain * tonsil, 0.0, 1.0)
+    relief = np.maximum(relief, exudate * cfg.exudate_relief)  # raised plaques catch the flash
     shade = _per_region(cfg.light, 0.7)[region] * (cfg.ambient + cfg.diffuse * relief)
     shade *= np.where(wall, 1.0 - cfg.wall_depth_darkening * (1.0 - anatomy.depth_shade), 1.0)
     shade *= 1.0 - cfg.groove_darkening * anatomy.groove
@@ -264,16 +270,26 @@ def paint(params: CaseParams, anatomy: A.Anatomy, rng: np.random.Generator, cfg:
     return np.clip(image, 0.0, 1.0)
 
 
+def render_params(params: CaseParams, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, tuple[Instance, ...]]:
+    """Photograph (uint8 [S, S, 3]), instance mask (uint8 [S, S]) and instances of `params`.
+
+    `rng` draws the texture; exposed so tests and tools can vary one parameter at a time.
+    """
+    check_size(size)
+    anatomy = build_anatomy(params, size, rng, AnatomyConfig())
+    image = paint(params, anatomy, rng, AppearanceConfig())
+    instance_mask, instances = _instances(anatomy.region)
+    return (image * 255.0 + 0.5).astype(np.uint8), instance_mask, instances
+
+
 def render_case(seed: int, index: int, size: int) -> PhantomCase:
     """The phantom case `index` of the archive `seed` at `size` px; depends on nothing else."""
     check_size(size)
     rng = np.random.default_rng([seed, index])
     params = sample_params(rng, ParameterRanges())
-    anatomy = build_anatomy(params, size, rng, AnatomyConfig())
-    image = paint(params, anatomy, rng, AppearanceConfig())
-    instance_mask, instances = _instances(anatomy.region)
+    image, instance_mask, instances = render_params(params, size, rng)
     return PhantomCase(
-        image=(image * 255.0 + 0.5).astype(np.uint8),
+        image=image,
         instance_mask=instance_mask,
         instances=instances,
         params=params,
