@@ -136,18 +136,21 @@ FREEHAND = FreehandConfig()
 DISTORTION_BOUNDS = FREEHAND.bounds
 
 DRAWER_STYLES: tuple[DrawerStyle, ...] = (
-    DrawerStyle("careful_tracer", (0.0, 0.3), 1.5, 0.2, 20, 0.3, 0.3, 0.1, 0.2, 0.3, 0.2, 1, 0.2, 0.2, 0.02, 0.0),
-    DrawerStyle("quick_scribbler", (0.6, 1.0), 2.0, 0.4, 40, 0.8, 0.9, 0.3, 0.15, 0.5, 0.8, 3, 0.8, 0.9, 0.3, 0.1),
-    DrawerStyle("heavy_marker", (0.3, 0.7), 3.5, 0.1, 0, 0.5, 0.5, 0.1, 0.25, 0.6, 0.5, 1, 0.3, 0.5, 0.05, 0.05),
-    DrawerStyle("light_pencil", (0.2, 0.6), 1.0, 0.6, 90, 0.5, 0.5, 0.3, 0.2, 0.4, 0.4, 2, 0.7, 0.3, 0.1, 0.05),
-    DrawerStyle("double_liner", (0.3, 0.7), 1.5, 0.3, 30, 0.5, 0.6, 0.2, 0.2, 0.5, 0.5, 2, 0.4, 0.5, 0.6, 0.05),
-    DrawerStyle("minimalist", (0.5, 1.0), 2.0, 0.2, 10, 0.6, 0.4, 0.0, 0.3, 0.9, 1.0, 1, 0.5, 0.4, 0.0, 0.35),
-    DrawerStyle("shaky_hand", (0.3, 0.8), 1.5, 0.5, 40, 0.5, 1.0, 0.7, 0.1, 0.2, 0.3, 2, 0.5, 0.5, 0.1, 0.05),
-    DrawerStyle("smooth_curver", (0.2, 0.6), 2.0, 0.2, 10, 0.4, 0.2, 0.0, 0.3, 1.0, 0.6, 1, 0.2, 0.3, 0.05, 0.02),
-    DrawerStyle("overshooter", (0.4, 0.9), 2.0, 0.3, 20, 0.6, 0.6, 0.2, 0.2, 0.5, 0.5, 3, 0.1, 1.0, 0.15, 0.05),
-    DrawerStyle("tilted_view", (0.3, 0.8), 2.0, 0.3, 20, 1.0, 0.5, 0.1, 0.2, 0.5, 0.5, 2, 0.4, 0.4, 0.1, 0.05),
-    DrawerStyle("gappy_dasher", (0.3, 0.8), 1.5, 0.4, 50, 0.6, 0.5, 0.2, 0.2, 0.5, 0.5, 3, 1.0, 0.1, 0.05, 0.1),
-    DrawerStyle("clinician", (0.2, 0.7), 2.5, 0.3, 15, 0.5, 0.5, 0.2, 0.2, 0.5, 0.5, 2, 0.4, 0.4, 0.1, 0.1),
+    # columns: name, abstraction range, stroke width (px at 256), pressure, ink grey, then the shares
+    # misalignment, wobble, tremor, wobble wavelength, smoothing, simplification, pieces, gaps,
+    # overshoot, double stroke probability, omission probability (DrawerStyle fields, in order)
+    DrawerStyle("careful_tracer",  (0.0, 0.3),  1.5,  0.2,   20,  0.3,  0.3,  0.1,  0.2,  0.3,  0.2,    1,  0.2,  0.2, 0.02,  0.0),
+    DrawerStyle("quick_scribbler", (0.6, 1.0),  2.0,  0.4,   40,  0.8,  0.9,  0.3, 0.15,  0.5,  0.8,    3,  0.8,  0.9,  0.3,  0.1),
+    DrawerStyle("heavy_marker",    (0.3, 0.7),  3.5,  0.1,    0,  0.5,  0.5,  0.1, 0.25,  0.6,  0.5,    1,  0.3,  0.5, 0.05, 0.05),
+    DrawerStyle("light_pencil",    (0.2, 0.6),  1.0,  0.6,   90,  0.5,  0.5,  0.3,  0.2,  0.4,  0.4,    2,  0.7,  0.3,  0.1, 0.05),
+    DrawerStyle("double_liner",    (0.3, 0.7),  1.5,  0.3,   30,  0.5,  0.6,  0.2,  0.2,  0.5,  0.5,    2,  0.4,  0.5,  0.6, 0.05),
+    DrawerStyle("minimalist",      (0.5, 1.0),  2.0,  0.2,   10,  0.6,  0.4,  0.0,  0.3,  0.9,  1.0,    1,  0.5,  0.4,  0.0, 0.35),
+    DrawerStyle("shaky_hand",      (0.3, 0.8),  1.5,  0.5,   40,  0.5,  1.0,  0.7,  0.1,  0.2,  0.3,    2,  0.5,  0.5,  0.1, 0.05),
+    DrawerStyle("smooth_curver",   (0.2, 0.6),  2.0,  0.2,   10,  0.4,  0.2,  0.0,  0.3,  1.0,  0.6,    1,  0.2,  0.3, 0.05, 0.02),
+    DrawerStyle("overshooter",     (0.4, 0.9),  2.0,  0.3,   20,  0.6,  0.6,  0.2,  0.2,  0.5,  0.5,    3,  0.1,  1.0, 0.15, 0.05),
+    DrawerStyle("tilted_view",     (0.3, 0.8),  2.0,  0.3,   20,  1.0,  0.5,  0.1,  0.2,  0.5,  0.5,    2,  0.4,  0.4,  0.1, 0.05),
+    DrawerStyle("gappy_dasher",    (0.3, 0.8),  1.5,  0.4,   50,  0.6,  0.5,  0.2,  0.2,  0.5,  0.5,    3,  1.0,  0.1, 0.05,  0.1),
+    DrawerStyle("clinician",       (0.2, 0.7),  2.5,  0.3,   15,  0.5,  0.5,  0.2,  0.2,  0.5,  0.5,    2,  0.4,  0.4,  0.1,  0.1),
 )
 
 
@@ -301,6 +304,7 @@ class FreehandDrawer:
         return shifted @ self.affine[:, :2].T + self.affine[:, 2]
 
     def object_shift(self) -> np.ndarray:
+        """How far [2] one object lands from where it belongs relative to the others."""
         return self._disc(self.object_shift_px)
 
     def draw(self, canvas: np.ndarray, stroke: np.ndarray) -> None:

@@ -156,10 +156,10 @@ def test_objects_are_sometimes_left_out_but_never_all() -> None:
 def test_sketch_speed_at_256() -> None:
     mask, categories = throat_mask(256)
     freehand_sketch(mask, categories, seed=0)
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: other jobs on the machine do not count
     for seed in range(10):
         freehand_sketch(mask, categories, seed=seed)
-    assert (time.perf_counter() - start) / 10 < 0.05
+    assert (time.process_time() - start) / 10 < 0.05
 
 
 @pytest.mark.parametrize(
