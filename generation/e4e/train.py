@@ -261,7 +261,7 @@ def _train_encoder(options: PairedRunOptions, config: EncoderTrainConfig, ctx: D
                                "loss_e": float(all_reduce_mean(loss_e.detach(), ctx))}
                 logger.log(step=step, **last_record)
                 progress.update(task, status=f"L_sim {last_record['sim_total']:.3f}")
-            if step % config.sample_every == 0 or step == config.steps:
+            if step % config.sample_every == 0 and step < config.steps:
                 _encoder_samples(encoder, generator, similarity, sample_sketches, sample_images, val_batch,
                                  run, step, logger, ctx)
             if step % config.checkpoint_every == 0:

@@ -134,7 +134,7 @@ def _train_refiner(options: PairedRunOptions, config: RefinerTrainConfig, ctx: D
                 logger.log(step=step, **last_record)
                 final = last_record[f"sim_step{config.refinement_steps}"]
                 progress.update(task, status=f"L_sim x0 {last_record['sim_step0']:.3f} -> xT {final:.3f}")
-            if step % config.sample_every == 0 or step == config.steps:
+            if step % config.sample_every == 0 and step < config.steps:
                 _refiner_samples(encoder, generator, hypernet, similarity, samples, val_batch, config, run, step,
                                  logger, ctx)
             if step % config.checkpoint_every == 0:

@@ -67,3 +67,36 @@ def test_latent_discriminator_is_a_four_layer_mlp_on_w() -> None:
     linears = [m for m in discriminator.modules() if isinstance(m, torch.nn.Linear)]
     assert len(linears) == 4 and linears[-1].out_features == 1
     assert discriminator(torch.randn(7, 16)).shape == (7,)
+
+
+def test_a_short_training_run_lowers_l_sim_and_resumes(tmp_path) -> None:
+    import dataclasses
+
+    from sketch2medi_fixtures import tiny_bundle, tiny_pairs
+
+    from generation.bundle import read_bundle_info
+    from generation.e4e import load_encoder
+    from generation.e4e.config import EncoderTrainConfig
+    from generation.e4e.train import PairedRunOptions, build_similarity_loss, fixed_batch, train_encoder
+    from generation.stylegan2 import load_generator
+    from generation.training import read_jsonl
+
+    bundle = tiny_bundle(tmp_path / "bundle")
+    dataset, sketches = tiny_pairs(tmp_path)
+    options = PairedRunOptions(bundle=bundle, dataset=dataset, sketches=sketches, run_dir=tmp_path / "run", device="cpu")
+    config = dataclasses.replace(EncoderTrainConfig.for_preset("tiny"), steps=8)
+    train_encoder(options, config)
+    train_encoder(dataclasses.replace(options, resume=True), dataclasses.replace(config, steps=16))
+
+    steps = [r["step"] for r in read_jsonl(options.run_dir / "log.jsonl") if "sim_total" in r]
+    assert steps == list(range(1, 17))
+    assert read_bundle_info(bundle)["networks"]["encoder"]["steps"] == 16
+    assert (options.run_dir / "samples" / "step0000010.png").exists()
+
+    generator = load_generator(bundle)
+    similarity, _ = build_similarity_loss(bundle, "tiny", torch.device("cpu"))
+    sketch_batch, images = fixed_batch(dataset, sketches, 32, 8, torch.device("cpu"))
+    with torch.no_grad():
+        before = similarity(images, generator.synthesis(generator.mapping.w_avg.expand(8, -1)))["total"]
+        after = similarity(images, generator.synthesis(load_encoder(bundle)(sketch_batch)))["total"]
+    assert after < 0.7 * before

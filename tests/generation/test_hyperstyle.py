@@ -86,3 +86,34 @@ def test_accumulated_sum_is_detached_so_each_step_trains_on_its_own() -> None:
     assert first["conv4"].grad is None
     assert torch.equal(second["conv4"].grad, torch.ones(1, 2, 2, 1, 1))
     assert torch.equal(total["conv4"], torch.full((1, 2, 2, 1, 1), 3.0))
+
+
+def test_a_short_training_run_lowers_l_sim_of_x_t_below_x_0(tmp_path) -> None:
+    from sketch2medi_fixtures import tiny_bundle, tiny_pairs
+
+    from generation.bundle import save_network
+    from generation.e4e import Encoder, EncoderConfig
+    from generation.e4e.train import PairedRunOptions, build_similarity_loss, fixed_batch
+    from generation.hyperstyle.config import RefinerTrainConfig
+    from generation.hyperstyle.train import train_refiner
+    from generation.pipeline import Sketch2MedI
+    from generation.stylegan2 import load_generator
+
+    bundle = tiny_bundle(tmp_path / "bundle")
+    generator = load_generator(bundle)
+    encoder = Encoder(EncoderConfig.for_preset("tiny", w_dim=generator.config.w_dim))
+    encoder.set_latent_average(generator.mapping.w_avg)
+    save_network(bundle, "encoder", encoder, encoder.config)
+    dataset, sketches = tiny_pairs(tmp_path)
+    options = PairedRunOptions(bundle=bundle, dataset=dataset, sketches=sketches, run_dir=tmp_path / "run", device="cpu")
+    train_refiner(options, dataclasses.replace(RefinerTrainConfig.for_preset("tiny"), steps=12))
+
+    pipeline = Sketch2MedI.from_bundle(bundle)
+    assert pipeline.default_steps == 3
+    similarity, _ = build_similarity_loss(bundle, "tiny", torch.device("cpu"))
+    sketch_batch, images = fixed_batch(dataset, sketches, 32, 8, torch.device("cpu"))
+    _, x_0, refined = pipeline.run(sketch_batch)
+    assert len(refined) == 3
+    with torch.no_grad():
+        assert similarity(images, refined[-1])["total"] < 0.85 * similarity(images, x_0)["total"]
+    assert (options.run_dir / "samples" / "step0000010.png").exists()
