@@ -354,21 +354,33 @@ def freehand_sketch(instance_mask: np.ndarray, categories: dict[int, int], seed:
     given, and the abstraction (0 close to the contour, 1 rough) is drawn from the style's range.
     """
     config = FREEHAND
+    instance_mask = np.asarray(instance_mask)
     ids = _check_inputs(instance_mask, categories, abstraction, config)
     rng = np.random.default_rng(seed)
     if style is None:
         style = DRAWER_STYLES[int(rng.integers(len(DRAWER_STYLES)))]
     if abstraction is None:
         abstraction = float(rng.uniform(*style.abstraction))
-    size = max(instance_mask.shape)
-    drawer = FreehandDrawer(style, abstraction, size, rng, config)
+    drawer = FreehandDrawer(style, abstraction, max(instance_mask.shape), rng, config)
 
     order = sorted(ids, key=lambda i: (config.draw_order.index(categories[int(i)]), int(i)))
     weights = dict(config.omission_weight)
     left_out = [rng.uniform() < style.omission * weights[categories[int(i)]] for i in order]
-    if all(left_out):
-        left_out[int(rng.integers(len(order)))] = False
+    sketch = _draw_objects(drawer, instance_mask, order, left_out)
+    if (sketch == WHITE).all():  # everything drawn was left out or too small: nobody hands in a blank page
+        sketch = _draw_objects(drawer, instance_mask, order, [False] * len(order))
+    if (sketch == WHITE).all():
+        raise ValueError("every object outline is too short to sketch at this size")
+    return sketch
 
+
+def _draw_objects(drawer: FreehandDrawer, instance_mask: np.ndarray, order: list[int],
+                  left_out: list[bool]) -> np.ndarray:
+    """Draw the objects in `order` (skipping those left out) onto a blank Sketch [H, W].
+
+    A boundary shared with an object earlier in the order counts as drawn already.
+    """
+    config, size = drawer.config, drawer.size
     border = max(1, round(config.shared_border * size))
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * border + 1, 2 * border + 1))
     drawn_before = np.zeros(instance_mask.shape, dtype=np.uint8)
@@ -386,4 +398,3 @@ def freehand_sketch(instance_mask: np.ndarray, categories: dict[int, int], seed:
                     drawer.draw(canvas, drawer.place(stroke, shift))
         drawn_before |= mask.astype(np.uint8)
     return canvas
-

@@ -198,3 +198,14 @@ def test_rendered_phantoms_sketch_within_bounds_and_unlike_their_contours() -> N
             sketch = ink(freehand_sketch(case.instance_mask, categories, seed=index, abstraction=abstraction))
             assert distance[sketch].max() <= DISTORTION_BOUNDS.max_ink_distance(abstraction, size)
             assert (sketch & contour_ink).sum() < 0.9 * sketch.sum()
+
+
+def test_a_sketch_is_never_blank_and_tiny_objects_are_an_error() -> None:
+    mask = np.zeros((64, 64), np.uint8)
+    mask[10:40, 10:40] = 1
+    mask[50, 50] = 2  # too small to draw
+    always = dataclasses.replace(DRAWER_STYLES[0], omission=1.0)
+    for seed in range(10):  # whichever object the drawer keeps, something is drawn
+        assert ink(freehand_sketch(mask, {1: TONSIL, 2: UVULA}, seed=seed, style=always)).any()
+    with pytest.raises(ValueError, match="too short"):
+        freehand_sketch((mask == 2).astype(np.uint8) * 2, {2: UVULA}, seed=0)
