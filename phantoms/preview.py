@@ -44,7 +44,7 @@ class PreviewConfig:
 
 
 @dataclass(frozen=True)
-class PhantomCase:
+class DatasetCase:
     """One dataset entry as the sketch tools need it (no metadata, so no identifiers)."""
 
     image_id: str
@@ -69,7 +69,7 @@ def dataset_categories(dataset: Path) -> dict[str, dict[int, int]]:
     return {Path(name).stem: mapping for name, mapping in instance_categories(Path(dataset)).items()}
 
 
-def load_case(dataset: Path, image_id: str, categories: dict[str, dict[int, int]] | None = None) -> PhantomCase:
+def load_case(dataset: Path, image_id: str, categories: dict[str, dict[int, int]] | None = None) -> DatasetCase:
     """Read `images/<id>.png` and `masks/<id>.png` of a dataset folder (and its categories, if given)."""
     dataset = Path(dataset)
     mask_path = dataset / "masks" / f"{image_id}{IMAGE_SUFFIX}"
@@ -81,10 +81,10 @@ def load_case(dataset: Path, image_id: str, categories: dict[str, dict[int, int]
         rgb = np.asarray(image.convert("RGB"))
     with Image.open(mask_path) as mask:
         instance_mask = np.asarray(mask)
-    return PhantomCase(image_id, rgb, instance_mask, categories[image_id] if categories is not None else {})
+    return DatasetCase(image_id, rgb, instance_mask, categories[image_id] if categories is not None else {})
 
 
-def draw_sketch(case: PhantomCase, style: SketchStyle, seed: int, abstraction: float | None = None,
+def draw_sketch(case: DatasetCase, style: SketchStyle, seed: int, abstraction: float | None = None,
                 drawer: str | None = None) -> np.ndarray:
     """The Sketch uint8 [H, W] of one case; free-hand sketches are seeded by (seed, image id)."""
     if style is SketchStyle.contour:
@@ -119,7 +119,7 @@ def write_sketch_folder(dataset: Path, out: Path, style: SketchStyle, seed: int,
     return len(ids)
 
 
-def mask_overlay(case: PhantomCase, config: PreviewConfig = PreviewConfig()) -> np.ndarray:
+def mask_overlay(case: DatasetCase, config: PreviewConfig = PreviewConfig()) -> np.ndarray:
     """The photo [H, W, 3] with each instance tinted by its category colour."""
     colours = dict(config.category_colours)
     tint = case.image.astype(np.float32)
