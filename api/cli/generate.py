@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -39,6 +40,75 @@ def generate_random(
     typer.echo(f"wrote {count} samples ({generator.config.resolution} px, psi {truncation}) to {output}")
 
 
+def generate(
+    sketch: Path = typer.Argument(..., help="sketch picture (PNG/JPEG; white background, dark strokes)"),
+    output: Path = typer.Option(..., "-o", "--output", help="PNG to write"),
+    model: Path = typer.Option(Path("models/small"), "--model", help="model bundle with generator, encoder (and refiner)"),
+    steps: Optional[int] = typer.Option(None, "--steps", min=0, help="refinement steps T; default: what H was trained with"),
+    show_steps: bool = typer.Option(False, "--show-steps", help="write the strip sketch | x_0 | x_1 .. x_T instead"),
+    device: str = typer.Option("cpu", "--device"),
+) -> None:
+    """Generate a throat photo from a sketch with Sketch2MedI (E, G, then T steps of H)."""
+    import torch
+
+    from generation.data import BlankSketchError, tensor_to_image
+    from generation.pipeline import Sketch2MedI
+    from generation.training import resolve_device, save_image_grid
+
+    try:
+        pipeline = Sketch2MedI.from_bundle(model, resolve_device(device))
+        sketch_tensor = pipeline.load_sketch(sketch)  # [1, 1, R, R]
+        _, x_0, refined = pipeline.run(sketch_tensor, steps)
+    except (BlankSketchError, FileNotFoundError, RuntimeError, ValueError, OSError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=2) from error
+    images = [x_0, *refined]
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if show_steps:
+        strip = torch.cat([sketch_tensor.to(x_0.device).expand(-1, 3, -1, -1), *images])  # [T + 2, 3, R, R]
+        save_image_grid(strip, output, nrow=len(strip))
+    else:
+        from PIL import Image
+
+        Image.fromarray(tensor_to_image(images[-1][0])).save(output)
+    typer.echo(f"wrote {output} ({pipeline.resolution} px, {len(refined)} refinement steps)")
+
+
+def evaluate_generator(
+    model: Path = typer.Option(..., "--model", help="model bundle folder holding generator.safetensors"),
+    data: Path = typer.Option(..., "--data", help="held-out real images (dataset folder)"),
+    count: int = typer.Option(500, "--count", help="real and generated images compared"),
+    features: Path = typer.Option(None, "--features", help="bundle whose MoCo embedder gives the features "
+                                  "(default: --model); without one, a fixed-seed untrained conv net"),
+    truncation: float = typer.Option(1.0, "--truncation"),
+    seed: int = typer.Option(0, "--seed"),
+    device: str = typer.Option("cpu", "--device"),
+    record: bool = typer.Option(True, "--record/--no-record", help="write the distance into bundle.json metrics"),
+) -> None:
+    """Fréchet distance between G's samples and held-out images, naming the feature extractor used."""
+    from generation.bundle import update_bundle_info
+    from generation.metrics import load_feature_extractor
+    from generation.stylegan2 import load_generator
+    from generation.stylegan2.evaluate import generator_frechet_distance, load_real_images
+    from generation.training import resolve_device
+
+    try:
+        dev = resolve_device(device)
+        generator = load_generator(model, dev)
+        reals = load_real_images(data, generator.config.resolution, count)
+        extractor, extractor_name = load_feature_extractor(features or model, dev)
+        distance = generator_frechet_distance(generator, reals, extractor, seed, truncation)
+    except (FileNotFoundError, RuntimeError, ValueError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=2) from error
+    if record:
+        key = f"generator_frechet_{extractor_name.replace('-', '_')}_{count}"
+        update_bundle_info(model, metrics={key: distance})
+    typer.echo(f"Frechet distance ({extractor_name} features, {count} images, psi {truncation}): {distance:.4f}")
+
+
 def register(app: typer.Typer) -> None:
     """Add the generation commands to the top-level app."""
     app.command("generate-random")(generate_random)
+    app.command("evaluate-generator")(evaluate_generator)
+    app.command("generate")(generate)

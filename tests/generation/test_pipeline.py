@@ -1,0 +1,133 @@
+"""Sketch2MedI pipeline: bundle round trip, determinism and batching, and `s2m generate`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+from sketch2medi_fixtures import tiny_bundle
+from typer.testing import CliRunner
+
+from generation.bundle import save_network
+from generation.e4e import Encoder, EncoderConfig
+from generation.hyperstyle import HyperNetwork, HyperNetworkConfig
+from generation.pipeline import Sketch2MedI
+from generation.stylegan2 import load_generator
+
+RESOLUTION = 32
+STEPS = 3
+
+
+def _perturbed(module: torch.nn.Module, scale: float) -> torch.nn.Module:
+    """Move the zero-initialised output layers so that E and H change the image."""
+    with torch.no_grad():
+        for name, parameter in module.named_parameters():
+            if name.endswith("out_factor.weight") or name == "head.2.weight":
+                parameter.normal_(0, scale)
+    return module
+
+
+def _bundle_with_pipeline(folder: Path, with_refiner: bool = True) -> tuple[Path, Sketch2MedI]:
+    bundle = tiny_bundle(folder)
+    generator = load_generator(bundle)
+    torch.manual_seed(1)
+    encoder = _perturbed(Encoder(EncoderConfig.for_preset("tiny", w_dim=generator.config.w_dim)), 0.1)
+    encoder.set_latent_average(generator.mapping.w_avg)
+    save_network(bundle, "encoder", encoder, encoder.config)
+    refiner = None
+    if with_refiner:
+        refiner = _perturbed(HyperNetwork(HyperNetworkConfig.for_preset("tiny"), generator.synthesis.weight_shapes()), 0.05)
+        save_network(bundle, "refiner", refiner, refiner.config, refinement_steps=STEPS)
+    return bundle, Sketch2MedI(generator, encoder, refiner, STEPS)
+
+
+def _sketches(count: int) -> torch.Tensor:
+    torch.manual_seed(2)
+    return torch.where(torch.rand(count, 1, RESOLUTION, RESOLUTION) < 0.1, -1.0, 1.0)  # [B, 1, R, R]
+
+
+def _sketch_file(path: Path) -> Path:
+    image = Image.new("L", (96, 96), 255)
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((20, 10, 76, 60), outline=0, width=3)
+    draw.line((48, 30, 48, 55), fill=0, width=3)
+    image.save(path)
+    return path
+
+
+def test_a_saved_and_loaded_bundle_gives_identical_outputs(tmp_path) -> None:
+    bundle, in_memory = _bundle_with_pipeline(tmp_path / "bundle")
+    loaded = Sketch2MedI.from_bundle(bundle)
+    sketches = _sketches(3)
+    w, x_0, refined = in_memory.run(sketches)
+    w_loaded, x_0_loaded, refined_loaded = loaded.run(sketches)
+    assert loaded.default_steps == STEPS and len(refined_loaded) == STEPS
+    assert torch.equal(w, w_loaded) and torch.equal(x_0, x_0_loaded)
+    assert all(torch.equal(a, b) for a, b in zip(refined, refined_loaded))
+    assert not torch.equal(refined[-1], x_0)
+
+
+def test_run_is_deterministic_and_batching_does_not_change_results(tmp_path) -> None:
+    _, pipeline = _bundle_with_pipeline(tmp_path / "bundle")
+    sketches = _sketches(3)
+    w, x_0, refined = pipeline.run(sketches)
+    w_again, _, refined_again = pipeline.run(sketches)
+    assert torch.equal(w, w_again) and torch.equal(refined[-1], refined_again[-1])
+    for i in range(3):
+        w_one, x_0_one, refined_one = pipeline.run(sketches[i : i + 1])
+        torch.testing.assert_close(w_one, w[i : i + 1])
+        torch.testing.assert_close(x_0_one, x_0[i : i + 1])
+        torch.testing.assert_close(refined_one[-1], refined[-1][i : i + 1], rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(refined[-1][0], refined[-1][1])
+
+
+def test_step_count_and_input_are_checked(tmp_path) -> None:
+    bundle, pipeline = _bundle_with_pipeline(tmp_path / "bundle", with_refiner=False)
+    loaded = Sketch2MedI.from_bundle(bundle)
+    assert loaded.refiner is None and loaded.default_steps == 0
+    _, _, refined = loaded.run(_sketches(2))
+    assert refined == []
+    with pytest.raises(ValueError, match="no refiner"):
+        loaded.run(_sketches(2), steps=2)
+    with pytest.raises(ValueError, match="sketches must be"):
+        loaded.run(torch.zeros(2, 3, RESOLUTION, RESOLUTION))
+
+
+def test_generate_command_writes_the_image_or_the_strip_of_steps(tmp_path) -> None:
+    from api.cli import app
+
+    bundle, pipeline = _bundle_with_pipeline(tmp_path / "bundle")
+    sketch = _sketch_file(tmp_path / "sketch.png")
+    runner = CliRunner()
+    single = tmp_path / "out.png"
+    result = runner.invoke(app, ["generate", str(sketch), "-o", str(single), "--model", str(bundle)])
+    assert result.exit_code == 0, result.output
+    with Image.open(single) as image:
+        written = np.asarray(image.convert("RGB"))
+    _, _, refined = pipeline.run(pipeline.load_sketch(sketch))
+    expected = refined[-1][0].clamp(-1, 1).add(1).mul(127.5).round().byte().permute(1, 2, 0).numpy()
+    assert written.shape == (RESOLUTION, RESOLUTION, 3)
+    assert np.abs(written.astype(int) - expected.astype(int)).max() <= 1
+
+    strip = tmp_path / "strip.png"
+    result = runner.invoke(app, ["generate", str(sketch), "-o", str(strip), "--model", str(bundle), "--show-steps",
+                                 "--steps", "2"])
+    assert result.exit_code == 0, result.output
+    with Image.open(strip) as image:
+        assert image.height < 2 * RESOLUTION and image.width > 4 * RESOLUTION  # sketch | x_0 | x_1 | x_2
+
+
+def test_generate_command_refuses_a_blank_sketch_and_writes_nothing(tmp_path) -> None:
+    from api.cli import app
+
+    bundle, _ = _bundle_with_pipeline(tmp_path / "bundle")
+    blank = tmp_path / "blank.png"
+    Image.new("L", (64, 64), 255).save(blank)
+    output = tmp_path / "out.png"
+    result = CliRunner().invoke(app, ["generate", str(blank), "-o", str(output), "--model", str(bundle)])
+    assert result.exit_code == 2
+    assert "blank" in result.output
+    assert not output.exists()
