@@ -29,10 +29,12 @@ class AnatomyConfig:
     arch_half_width: float = 0.9  # anterior pillars' half distance at the tongue, times mouth opening
     arch_exponent: float = 0.45  # how fast the palatal arch widens below its apex
     arch_top: float = 0.14  # the arch's width at its apex, as a share of its full width
-    wall_edge: float = 0.6  # arch coordinate where the posterior pillars begin
-    posterior_pillar_edge: float = 0.74  # ... where the tonsil fossa begins
+    wall_edge: float = 0.58  # arch coordinate where the posterior pillars begin
+    posterior_pillar_edge: float = 0.76  # ... where the tonsil fossa begins
     anterior_pillar_edge: float = 1.0  # ... where the anterior pillars begin
-    cheek_edge: float = 1.22  # ... where the buccal mucosa begins
+    cheek_edge: float = 1.4  # ... where the buccal mucosa begins
+    fold_edge_share: float = 0.35  # share of a pillar's width that is its rounded free edge
+    fold_flat: float = 0.35  # relief at the free edge itself (it turns away from the camera)
     tonsil_lateral: float = 1.1  # lateral tonsil pole, hidden behind the anterior pillar
     tonsil_min_half_height: float = 0.15
     tonsil_max_half_height: float = 0.42
@@ -66,16 +68,17 @@ class Anatomy:
 
 
 @lru_cache(maxsize=8)
-def _pixel_grid(size: int) -> tuple[np.ndarray, np.ndarray]:
+def pixel_grid(size: int) -> tuple[np.ndarray, np.ndarray]:
     """Pixel centres in normalised frame coordinates, each float32 [S, S] in (-1, 1)."""
     axis = ((np.arange(size, dtype=np.float32) + 0.5) / size) * 2.0 - 1.0
     v, u = np.meshgrid(axis, axis, indexing="ij")
+    u.flags.writeable = v.flags.writeable = False  # shared between calls through the cache
     return u, v
 
 
 def world_grid(params: CaseParams, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """World coordinates (x, y) each pixel sees through the posed camera, and the frame (u, v)."""
-    u, v = _pixel_grid(size)
+    u, v = pixel_grid(size)
     angle = np.deg2rad(params.rotation_deg)
     cos, sin = np.float32(np.cos(angle)), np.float32(np.sin(angle))
     x = (cos * u - sin * v) / params.zoom + params.shift[0]
@@ -162,8 +165,10 @@ def build_anatomy(params: CaseParams, size: int, rng: np.random.Generator, confi
         for mask, hidden in zip(tonsils, params.tonsil_hidden)
     )
 
-    def band_relief(inner: float, outer: float) -> np.ndarray:
-        return np.sin(np.pi * np.clip((arch - inner) / (outer - inner), 0.0, 1.0)).astype(np.float32)
+    def fold_relief(inner: float, outer: float) -> np.ndarray:
+        """A mucosal fold: rounded free edge on the inner side, flattening out towards the outside."""
+        t = np.clip((arch - inner) / ((outer - inner) * config.fold_edge_share), 0.0, 1.0)
+        return (config.fold_flat + (1.0 - config.fold_flat) * np.sin(np.pi / 2 * t)).astype(np.float32)
 
     layers = {
         FOSSA: ((arch >= config.posterior_pillar_edge) & (arch < config.anterior_pillar_edge), np.full_like(x, 0.3)),
@@ -171,11 +176,11 @@ def build_anatomy(params: CaseParams, size: int, rng: np.random.Generator, confi
         DEPTH: (depth, np.clip(depth_radius, 0.0, 1.0) ** 2),
         POSTERIOR_PILLAR: (
             (arch >= config.wall_edge) & (arch < config.posterior_pillar_edge),
-            band_relief(config.wall_edge, config.posterior_pillar_edge),
+            fold_relief(config.wall_edge, config.posterior_pillar_edge),
         ),
         TONSIL_LEFT: (tonsils[0] if visible[0] else np.zeros_like(uvula), tonsil_reliefs[0]),
         TONSIL_RIGHT: (tonsils[1] if visible[1] else np.zeros_like(uvula), tonsil_reliefs[1]),
-        ANTERIOR_PILLAR: (anterior_pillar, band_relief(config.anterior_pillar_edge, config.cheek_edge)),
+        ANTERIOR_PILLAR: (anterior_pillar, fold_relief(config.anterior_pillar_edge, config.cheek_edge)),
         UVULA: (uvula, uvula_relief),
         TONGUE: (tongue, np.sqrt(np.clip((y - tongue_edge) / config.tongue_dome_depth, 0.0, 1.0))),
         LIPS: (lips, np.zeros_like(x)),

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from phantoms import anatomy as A
-from phantoms.anatomy import AnatomyConfig, build_anatomy
+from phantoms.anatomy import AnatomyConfig, build_anatomy, pixel_grid
 from phantoms.categories import PHARYNGEAL_WALL, TONGUE, TONSIL, UVULA
 from phantoms.metadata import case_metadata
 from phantoms.noise import fractal_noise, smoothstep, value_noise
@@ -44,7 +44,7 @@ class AppearanceConfig:
             A.POSTERIOR_PILLAR: (0.86, 0.42, 0.38),
             A.TONSIL_LEFT: (0.86, 0.43, 0.4),
             A.TONSIL_RIGHT: (0.86, 0.43, 0.4),
-            A.ANTERIOR_PILLAR: (0.88, 0.47, 0.44),
+            A.ANTERIOR_PILLAR: (0.87, 0.46, 0.43),
             A.UVULA: (0.92, 0.52, 0.49),
             A.TONGUE: (0.92, 0.6, 0.57),
             A.LIPS: (0.22, 0.07, 0.05),
@@ -59,14 +59,14 @@ class AppearanceConfig:
     )
     light: dict[int, float] = field(  # flash fall-off with distance from the lens
         default_factory=lambda: {
-            A.CHEEK: 0.86, A.FOSSA: 0.55, A.WALL: 0.66, A.DEPTH: 0.5, A.POSTERIOR_PILLAR: 0.72,
-            A.TONSIL_LEFT: 0.9, A.TONSIL_RIGHT: 0.9, A.ANTERIOR_PILLAR: 0.9, A.UVULA: 0.88,
+            A.CHEEK: 0.88, A.FOSSA: 0.55, A.WALL: 0.66, A.DEPTH: 0.5, A.POSTERIOR_PILLAR: 0.72,
+            A.TONSIL_LEFT: 0.9, A.TONSIL_RIGHT: 0.9, A.ANTERIOR_PILLAR: 0.88, A.UVULA: 0.88,
             A.TONGUE: 1.0, A.LIPS: 0.35,
         }
     )
     layer: dict[int, float] = field(  # how far in front each structure lies, for contact shadows
         default_factory=lambda: {
-            A.CHEEK: 1.0, A.POSTERIOR_PILLAR: 1.0, A.TONSIL_LEFT: 2.0, A.TONSIL_RIGHT: 2.0,
+            A.CHEEK: 3.0, A.POSTERIOR_PILLAR: 1.0, A.TONSIL_LEFT: 2.0, A.TONSIL_RIGHT: 2.0,
             A.ANTERIOR_PILLAR: 3.0, A.UVULA: 3.0, A.TONGUE: 4.0, A.LIPS: 5.0,
         }
     )
@@ -81,7 +81,7 @@ class AppearanceConfig:
     )
     default_mottling: float = 0.08
     grain: dict[int, float] = field(  # fine texture: papillae, crypts' bumps
-        default_factory=lambda: {A.TONGUE: 0.1, A.TONSIL_LEFT: 0.08, A.TONSIL_RIGHT: 0.08, A.WALL: 0.05},
+        default_factory=lambda: {A.TONGUE: 0.07, A.TONSIL_LEFT: 0.08, A.TONSIL_RIGHT: 0.08, A.WALL: 0.05},
     )
     default_grain: float = 0.03
     ambient: float = 0.45
@@ -91,17 +91,17 @@ class AppearanceConfig:
     contact_shadow: float = 0.22
     contact_shadow_blur: float = 0.02  # fraction of the image size
     mottling_cells: int = 4
-    grain_cells_per_px: float = 1 / 6
-    crypt_cells_per_px: float = 1 / 10
+    grain_cells_per_px: float = 1 / 4
+    crypt_cells_per_px: float = 1 / 7
     crypt_threshold: tuple[float, float] = (1.1, 1.6)
-    crypt_darkening: float = 0.45
+    crypt_darkening: float = 0.35
     crypt_relief: float = 0.15
-    exudate_colour: RGB = (0.95, 0.92, 0.8)
+    exudate_colour: RGB = (0.95, 0.9, 0.74)
     exudate_cells: int = 22
     exudate_edge: float = 0.15
     exudate_relief: float = 0.95
     coating_colour: RGB = (0.93, 0.84, 0.78)
-    coating_strength: float = 0.55
+    coating_strength: float = 0.4
     groove_darkening: float = 0.3
     follicle_colour: RGB = (0.96, 0.5, 0.45)
     follicles_max: int = 70
@@ -253,10 +253,10 @@ def paint(params: CaseParams, anatomy: A.Anatomy, rng: np.random.Generator, cfg:
     layer = _per_region(cfg.layer, 0.0)[region]
     blurred = cv2.GaussianBlur(layer, (0, 0), cfg.contact_shadow_blur * size)
     shade *= 1.0 - cfg.contact_shadow * np.clip(blurred - layer, 0.0, 2.0)
-    u, v = (c for c in np.meshgrid(np.linspace(-1, 1, size, dtype=np.float32), np.linspace(-1, 1, size, dtype=np.float32)))
+    u, v = pixel_grid(size)
     shade *= 1.0 - params.vignetting * ((u * u + v * v) / 2.0) ** (cfg.vignette_power / 2.0)
     shade = np.clip(shade, 0.0, 1.0)
-    image = colour * shade[..., None] ** np.asarray(cfg.shadow_tint, dtype=np.float32)
+    image = colour * np.stack([shade**exponent for exponent in cfg.shadow_tint], axis=-1)
 
     spots = value_noise(rng, size, max(2, int(size * cfg.specular_cells_per_px)))
     specular = params.flash * _per_region(cfg.gloss, 0.0)[region] * smoothstep(relief, *cfg.specular_relief)

@@ -119,3 +119,19 @@ def test_cli_generates_and_reports_bad_arguments(tmp_path):
     assert bad.exit_code == 2
     assert "multiple of 8" in bad.output
     assert not (tmp_path / "bad").exists()
+
+
+def test_demo_writes_an_archive_and_a_contact_sheet(tmp_path, monkeypatch):
+    from api.cli import demo
+
+    monkeypatch.setenv("S2M_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(demo, "DEMO_CASES", 5)
+    monkeypatch.setattr(demo, "DEMO_SIZE", 32)
+    monkeypatch.setattr(demo, "CONTACT_SHEET_IMAGES", 4)
+    result = CliRunner().invoke(app, ["demo", "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert len(read_metadata(tmp_path / "demo" / "phantoms")) == 5
+    sheet = np.asarray(Image.open(tmp_path / "demo" / "phantom_contact_sheet.png"))
+    first = np.asarray(Image.open(tmp_path / "demo" / "phantoms" / "images" / "000000.png"))
+    assert sheet.shape == (32 + 2 * 4, 4 * 32 + 5 * 4, 3)  # one row of four, 4 px gutters
+    assert np.array_equal(sheet[4:36, 4:36], first)
