@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
+from typer.testing import CliRunner
 
 from indexing.archive import Archive
 from indexing.db import DatabaseOutOfDateError, current_revision, downgrade, ensure_current, head_revision, make_engine, upgrade
@@ -49,22 +47,22 @@ def test_archive_refuses_a_database_behind_the_latest_revision(settings) -> None
         Archive.open(settings)
 
 
-def _s2m(args: list[str], cwd: Path, database_url: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, S2M_DATABASE_URL=database_url, S2M_DATA_DIR=str(data_dir), OMP_NUM_THREADS="1")
-    command = [sys.executable, "-c", "from api.cli import app; app()", *args]
-    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
+def test_cli_db_upgrade_works_from_any_directory(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from api.cli import app
 
-
-def test_cli_db_upgrade_works_from_any_directory(tmp_path: Path, database_url: str) -> None:
     elsewhere = tmp_path / "somewhere" / "else"
     elsewhere.mkdir(parents=True)
-    data_dir = tmp_path / "data"
-    refused = _s2m(["archive", "stats"], elsewhere, database_url, data_dir)
-    assert refused.returncode == 2
-    assert "run `s2m db upgrade`" in refused.stderr
-    upgraded = _s2m(["db", "upgrade"], elsewhere, database_url, data_dir)
-    assert upgraded.returncode == 0, upgraded.stderr
-    assert head_revision() in upgraded.stdout
-    stats = _s2m(["archive", "stats"], elsewhere, database_url, data_dir)
-    assert stats.returncode == 0, stats.stderr
-    assert "images: 0" in stats.stdout
+    monkeypatch.chdir(elsewhere)
+    env = {"S2M_DATABASE_URL": database_url, "S2M_DATA_DIR": str(tmp_path / "data")}
+    runner = CliRunner()
+    refused = runner.invoke(app, ["archive", "stats"], env=env)
+    assert refused.exit_code == 2
+    assert "run `s2m db upgrade`" in refused.output
+    assert runner.invoke(app, ["db", "status"], env=env).exit_code == 1
+    upgraded = runner.invoke(app, ["db", "upgrade"], env=env)
+    assert upgraded.exit_code == 0, upgraded.output
+    assert head_revision() in upgraded.output
+    assert runner.invoke(app, ["db", "status"], env=env).exit_code == 0
+    stats = runner.invoke(app, ["archive", "stats"], env=env)
+    assert stats.exit_code == 0, stats.output
+    assert "images: 0" in stats.output
