@@ -1,0 +1,74 @@
+"""Sketch2MedI with and without H on held-out phantoms: DICE by S, perceptual distance, Fréchet distance.
+
+Run (after `s2m phantom sketch DATA --style freehand --out SKETCHES`):
+  OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_pipeline.py --bundle models/small \
+      --data data/phantoms64-heldout --sketches freehand=data/phantoms64-heldout-freehand \
+      --sketches contour=data/phantoms64-heldout-contour --count 500 \
+      --json runs/bench-pipeline.json --grid docs/sketch2medi_comparison.png
+
+Prints one markdown table row per sketch kind and writes the metrics JSON and the comparison grid
+(sketch | x_0 | x_T | reference) of the first sketch kind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from generation.bundle import read_bundle_info
+from generation.losses import SimilarityConfig, build_perceptual
+from generation.metrics import load_feature_extractor
+from generation.moco import load_embedder
+from generation.pipeline import Sketch2MedI
+from generation.pipeline_eval import Judges, PipelineEvalConfig, evaluate_pipeline
+from generation.solov2.model import load_synthesizer
+from generation.training import save_image_grid
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bundle", type=Path, required=True)
+    parser.add_argument("--data", type=Path, required=True, help="held-out phantom dataset folder")
+    parser.add_argument("--sketches", action="append", required=True, help="NAME=FOLDER of sketches of --data")
+    parser.add_argument("--count", type=int, default=PipelineEvalConfig.count)
+    parser.add_argument("--steps", type=int, default=None, help="T; default: what H was trained with")
+    parser.add_argument("--json", type=Path, required=True)
+    parser.add_argument("--grid", type=Path, default=None)
+    args = parser.parse_args()
+
+    device = torch.device("cpu")
+    info = read_bundle_info(args.bundle)
+    preset = info["networks"]["encoder"]["config"]["preset"]
+    pipeline = Sketch2MedI.from_bundle(args.bundle, device)
+    embedder = load_embedder(args.bundle, device)
+    perceptual = build_perceptual(SimilarityConfig.for_preset(preset), embedder).to(device)
+    features, features_name = load_feature_extractor(args.bundle, device)
+    judges = Judges(load_synthesizer(args.bundle, device), perceptual, perceptual.description(), features, features_name)
+    config = PipelineEvalConfig(count=args.count)
+
+    report = {"bundle": str(args.bundle), "preset": preset, "data": str(args.data),
+              "encoder_steps": info["networks"]["encoder"].get("steps"),
+              "refiner_steps": info["networks"].get("refiner", {}).get("steps"), "results": {}}
+    for index, entry in enumerate(args.sketches):
+        name, folder = entry.split("=", 1)
+        started = time.time()
+        metrics, grid = evaluate_pipeline(pipeline, args.data, Path(folder), judges, config, args.steps)
+        metrics["seconds"] = round(time.time() - started, 1)
+        report["results"][name] = metrics
+        if index == 0 and args.grid is not None:
+            args.grid.parent.mkdir(parents=True, exist_ok=True)
+            save_image_grid(grid, args.grid, nrow=4)
+        x0, xt = metrics["x0"], metrics["xT"]
+        print(f"| {name} | {metrics['count']} | {x0['dice']['mean']:.2f} | {xt['dice']['mean']:.2f} | "
+              f"{metrics['dice_gain_points']:+.2f} | {x0['perceptual_mean']:.3f} | {xt['perceptual_mean']:.3f} | "
+              f"{x0['frechet']:.2f} | {xt['frechet']:.2f} |", flush=True)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
