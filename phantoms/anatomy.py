@@ -27,14 +27,16 @@ class AnatomyConfig:
     """Shape constants of the phantom mouth, in world units (the frame spans 2)."""
 
     arch_half_width: float = 0.9  # anterior pillars' half distance at the tongue, times mouth opening
-    arch_exponent: float = 0.45  # how fast the palatal arch widens below its apex
-    arch_top: float = 0.14  # the arch's width at its apex, as a share of its full width
+    arch_exponent: float = 0.4  # how fast the palatal arch widens below its apex
+    arch_top: float = 0.2  # the arch's width at its apex, as a share of its full width
     wall_edge: float = 0.58  # arch coordinate where the posterior pillars begin
     posterior_pillar_edge: float = 0.76  # ... where the tonsil fossa begins
     anterior_pillar_edge: float = 1.0  # ... where the anterior pillars begin
     cheek_edge: float = 1.4  # ... where the buccal mucosa begins
     fold_edge_share: float = 0.35  # share of a pillar's width that is its rounded free edge
-    fold_flat: float = 0.35  # relief at the free edge itself (it turns away from the camera)
+    fold_flat: float = 0.35
+    fossa_relief: float = 0.55
+    wall_relief: float = 0.5  # relief at the free edge itself (it turns away from the camera)
     tonsil_lateral: float = 1.1  # lateral tonsil pole, hidden behind the anterior pillar
     tonsil_min_half_height: float = 0.15
     tonsil_max_half_height: float = 0.42
@@ -171,8 +173,8 @@ def build_anatomy(params: CaseParams, size: int, rng: np.random.Generator, confi
         return (config.fold_flat + (1.0 - config.fold_flat) * np.sin(np.pi / 2 * t)).astype(np.float32)
 
     layers = {
-        FOSSA: ((arch >= config.posterior_pillar_edge) & (arch < config.anterior_pillar_edge), np.full_like(x, 0.3)),
-        WALL: (opening, np.full_like(x, 0.5)),
+        FOSSA: ((arch >= config.posterior_pillar_edge) & (arch < config.anterior_pillar_edge), np.full_like(x, config.fossa_relief)),
+        WALL: (opening, np.full_like(x, config.wall_relief)),
         DEPTH: (depth, np.clip(depth_radius, 0.0, 1.0) ** 2),
         POSTERIOR_PILLAR: (
             (arch >= config.wall_edge) & (arch < config.posterior_pillar_edge),

@@ -38,7 +38,7 @@ class AppearanceConfig:
     colour: dict[int, RGB] = field(
         default_factory=lambda: {
             A.CHEEK: (0.86, 0.46, 0.43),
-            A.FOSSA: (0.66, 0.24, 0.22),
+            A.FOSSA: (0.8, 0.34, 0.3),
             A.WALL: (0.82, 0.36, 0.31),
             A.DEPTH: (0.3, 0.07, 0.05),
             A.POSTERIOR_PILLAR: (0.86, 0.42, 0.38),
@@ -59,20 +59,20 @@ class AppearanceConfig:
     )
     light: dict[int, float] = field(  # flash fall-off with distance from the lens
         default_factory=lambda: {
-            A.CHEEK: 0.88, A.FOSSA: 0.55, A.WALL: 0.66, A.DEPTH: 0.5, A.POSTERIOR_PILLAR: 0.72,
+            A.CHEEK: 0.88, A.FOSSA: 0.8, A.WALL: 0.66, A.DEPTH: 0.5, A.POSTERIOR_PILLAR: 0.72,
             A.TONSIL_LEFT: 0.9, A.TONSIL_RIGHT: 0.9, A.ANTERIOR_PILLAR: 0.88, A.UVULA: 0.88,
             A.TONGUE: 1.0, A.LIPS: 0.35,
         }
     )
     layer: dict[int, float] = field(  # how far in front each structure lies, for contact shadows
         default_factory=lambda: {
-            A.CHEEK: 3.0, A.POSTERIOR_PILLAR: 1.0, A.TONSIL_LEFT: 2.0, A.TONSIL_RIGHT: 2.0,
+            A.CHEEK: 3.0, A.FOSSA: 1.0, A.POSTERIOR_PILLAR: 1.0, A.TONSIL_LEFT: 2.0, A.TONSIL_RIGHT: 2.0,
             A.ANTERIOR_PILLAR: 3.0, A.UVULA: 3.0, A.TONGUE: 4.0, A.LIPS: 5.0,
         }
     )
     gloss: dict[int, float] = field(
         default_factory=lambda: {
-            A.CHEEK: 0.1, A.WALL: 0.25, A.POSTERIOR_PILLAR: 0.5, A.TONSIL_LEFT: 0.8,
+            A.CHEEK: 0.04, A.WALL: 0.25, A.POSTERIOR_PILLAR: 0.5, A.TONSIL_LEFT: 0.8,
             A.TONSIL_RIGHT: 0.8, A.ANTERIOR_PILLAR: 0.6, A.UVULA: 1.0, A.TONGUE: 0.9,
         }
     )
