@@ -38,6 +38,7 @@ class AnatomyConfig:
     fossa_relief: float = 0.55
     wall_relief: float = 0.5  # relief at the free edge itself (it turns away from the camera)
     tonsil_lateral: float = 1.1  # lateral tonsil pole, hidden behind the anterior pillar
+    tonsil_min_half_width: float = 1e-3
     tonsil_min_half_height: float = 0.15
     tonsil_max_half_height: float = 0.42
     tonsil_tongue_clearance: float = 0.1
@@ -52,6 +53,8 @@ class AnatomyConfig:
     tongue_dome_depth: float = 0.45
     tongue_edge_noise: float = 0.03
     groove_half_width: float = 0.06
+    groove_fade: float = 3.0  # per world unit behind the tongue's edge
+    palate_roll: float = 1.0  # relief lost per world unit above the arch apex
     edge_noise_cells: int = 5
     lips_radii: tuple[float, float] = (1.3, 1.22)  # ellipse of the mouth aperture in the frame
     min_instance_fraction: float = 0.0015  # smaller visible remnants are not labelled at all
@@ -97,11 +100,60 @@ def _dome(radius: np.ndarray) -> np.ndarray:
     return np.sqrt(np.clip(1.0 - radius * radius, 0.0, 1.0))
 
 
+@dataclass(frozen=True)
+class _Body:
+    """A rasterised structure: where it is and how it bulges towards the camera."""
+
+    mask: np.ndarray  # bool [S, S]
+    relief: np.ndarray  # float32 [S, S]
+
+
+def _uvula(x: np.ndarray, y: np.ndarray, params: CaseParams, apex: float, config: AnatomyConfig) -> tuple[_Body, float]:
+    """Tear-drop uvula hanging from the palatal apex: a tapering stalk ending in a round tip.
+
+    Returns the body and the world y of its tip. The stalk bends towards the deviated side
+    quadratically, so the root stays in the midline.
+    """
+    top = apex - config.uvula_root
+    length = 2.0 * params.uvula_length + config.uvula_root
+    half = params.uvula_width
+    tip_offset = params.uvula_deviation * config.uvula_deviation_scale
+    t = np.clip((y - top) / length, 0.0, 1.0)
+    centre = tip_offset * t**2
+    stalk_radius = np.where((y >= top) & (y <= top + length), np.abs(x - centre) / (half * (1.0 - config.uvula_taper * t)), np.inf)
+    bulb_rx, bulb_ry = half * config.uvula_bulb[0], half * config.uvula_bulb[1]
+    bulb_cy = top + length - bulb_ry
+    bulb_cx = tip_offset * ((bulb_cy - top) / length) ** 2
+    bulb_radius = _ellipse_radius(x, y, bulb_cx, bulb_cy, bulb_rx, bulb_ry)
+    above_bulb = y < bulb_cy
+    mask = ((stalk_radius < 1.0) & above_bulb) | (bulb_radius < 1.0)
+    relief = np.maximum(np.where(above_bulb, _dome(stalk_radius), 0.0), _dome(bulb_radius))
+    return _Body(mask, relief.astype(np.float32)), top + length
+
+
+def _tonsil(
+    x: np.ndarray, y: np.ndarray, side: float, extent: float, params: CaseParams, reference: float,
+    level_y: float, tongue_top_here: float, edge_noise: np.ndarray, config: AnatomyConfig,
+) -> _Body:
+    """A palatine tonsil: an oval whose lateral pole hides behind the anterior pillar and whose
+    medial edge reaches `extent` of the way from the pillars to the midline (Brodsky)."""
+    lateral = reference * config.tonsil_lateral
+    medial = reference * (1.0 - extent)
+    half_w = max((lateral - medial) / 2.0, config.tonsil_min_half_width)
+    half_h = float(np.clip(half_w * params.tonsil_aspect, config.tonsil_min_half_height, config.tonsil_max_half_height))
+    cx = side * (lateral + medial) / 2.0
+    cy = min(level_y, tongue_top_here - config.tonsil_tongue_clearance)
+    radius = _ellipse_radius(x, y, cx, cy, half_w, half_h) + config.tonsil_edge_noise * edge_noise * side
+    return _Body(radius < 1.0, _dome(radius).astype(np.float32))
+
+
 def build_anatomy(params: CaseParams, size: int, rng: np.random.Generator, config: AnatomyConfig = AnatomyConfig()) -> Anatomy:
     """Rasterise the mouth of `params` at `size` px; `rng` draws the organic edge wobble."""
     x, y, u, v = world_grid(params, size)
     edge_noise = value_noise(rng, size, config.edge_noise_cells)  # [S, S]
 
+    # the palatal arch: a curve from the apex under the palate down to the tongue; `arch` is a
+    # pixel's distance from the midline in units of the arch's half-width at its height
     apex = -1.0 + 2.0 * params.palate_height
     arch_max = config.arch_half_width * params.mouth_opening
 
@@ -109,62 +161,34 @@ def build_anatomy(params: CaseParams, size: int, rng: np.random.Generator, confi
         t = np.clip((at_y - apex) / (1.0 - apex), 0.0, 1.0)
         return arch_max * (config.arch_top + (1.0 - config.arch_top) * t**config.arch_exponent)
 
-    width_here = arch_half_width(y)
-    arch = np.where(y > apex, np.abs(x) / np.maximum(width_here, 1e-4), np.inf).astype(np.float32)
-
-    tongue_top_centre = 1.0 - 2.0 * params.tongue_height
+    arch = np.where(y > apex, np.abs(x) / arch_half_width(y), np.inf).astype(np.float32)
 
     def tongue_top(at_x: np.ndarray | float) -> np.ndarray | float:
-        return tongue_top_centre + params.tongue_arc * at_x * at_x
+        return 1.0 - 2.0 * params.tongue_height + params.tongue_arc * at_x * at_x
 
     tongue_edge = tongue_top(x) + config.tongue_edge_noise * edge_noise
-    tongue = y > tongue_edge
-
-    uvula_top = apex - config.uvula_root
-    uvula_length = 2.0 * params.uvula_length + config.uvula_root
-    uvula_half = params.uvula_width
-    tip_offset = params.uvula_deviation * config.uvula_deviation_scale
-    t = (y - uvula_top) / uvula_length
-    centre = tip_offset * np.clip(t, 0.0, 1.0) ** 2
-    stalk_half = uvula_half * (1.0 - config.uvula_taper * np.clip(t, 0.0, 1.0))
-    stalk_radius = np.where((t >= 0) & (t <= 1), np.abs(x - centre) / stalk_half, np.inf)
-    bulb_rx, bulb_ry = uvula_half * config.uvula_bulb[0], uvula_half * config.uvula_bulb[1]
-    bulb_cy = uvula_top + uvula_length - bulb_ry
-    bulb_cx = tip_offset * ((bulb_cy - uvula_top) / uvula_length) ** 2
-    bulb_radius = _ellipse_radius(x, y, bulb_cx, bulb_cy, bulb_rx, bulb_ry)
-    above_bulb = y < bulb_cy
-    uvula = ((stalk_radius < 1.0) & above_bulb) | (bulb_radius < 1.0)
-    uvula_relief = np.maximum(np.where(above_bulb, _dome(stalk_radius), 0.0), _dome(bulb_radius))
+    tongue = _Body(y > tongue_edge, np.sqrt(np.clip((y - tongue_edge) / config.tongue_dome_depth, 0.0, 1.0)))
+    uvula, uvula_tip = _uvula(x, y, params, apex, config)
 
     opening = arch < config.wall_edge
-    uvula_tip = uvula_top + uvula_length
     depth_cy = uvula_tip + params.wall_depth + config.depth_half_height
     depth_radius = _ellipse_radius(x, y, 0.0, depth_cy, config.depth_half_width * params.mouth_opening, config.depth_half_height)
-    depth = opening & (depth_radius < 1.0)
     depth_shade = np.clip((depth_radius - 1.0) * config.depth_falloff, 0.0, 1.0)
 
-    tonsil_level_y = apex + params.tonsil_level * (1.0 - apex)
-    tonsils: list[np.ndarray] = []
-    tonsil_reliefs: list[np.ndarray] = []
-    for side, extent in zip((-1.0, 1.0), params.tonsil_extent):
-        reference = float(arch_half_width(tonsil_level_y))
-        lateral = reference * config.tonsil_lateral
-        medial = reference * (1.0 - extent)
-        half_w = max((lateral - medial) / 2.0, 1e-3)
-        half_h = float(np.clip(half_w * params.tonsil_aspect, config.tonsil_min_half_height, config.tonsil_max_half_height))
-        cx = side * (lateral + medial) / 2.0
-        cy = min(tonsil_level_y, float(tongue_top(cx)) - config.tonsil_tongue_clearance)
-        radius = _ellipse_radius(x, y, cx, cy, half_w, half_h) + config.tonsil_edge_noise * edge_noise * side
-        tonsils.append(radius < 1.0)
-        tonsil_reliefs.append(_dome(radius))
-
+    level_y = apex + params.tonsil_level * (1.0 - apex)
+    reference = float(arch_half_width(level_y))
+    tonsils = [
+        _tonsil(x, y, side, extent, params, reference, level_y, float(tongue_top(side * reference)), edge_noise, config)
+        for side, extent in zip((-1.0, 1.0), params.tonsil_extent)
+    ]
     anterior_pillar = (arch >= config.anterior_pillar_edge) & (arch < config.cheek_edge)
     lips = (u / config.lips_radii[0]) ** 2 + (v / config.lips_radii[1]) ** 2 > 1.0
-    front_of_tonsils = anterior_pillar | uvula | tongue | lips
-    min_pixels = max(config.min_instance_pixels, int(config.min_instance_fraction * size * size))
+    front_of_tonsils = anterior_pillar | uvula.mask | tongue.mask | lips
+    # a grade-0 tonsil that barely peeks out of its fossa is not labelled; from grade 1 on it always is
+    min_pixels = max(config.min_instance_pixels, int(config.min_instance_fraction * size * size)) if params.tonsil_grade == 0 else 1
     visible = tuple(
-        (not hidden) and int((mask & ~front_of_tonsils).sum()) >= min_pixels
-        for mask, hidden in zip(tonsils, params.tonsil_hidden)
+        (not hidden) and int((tonsil.mask & ~front_of_tonsils).sum()) >= min_pixels
+        for tonsil, hidden in zip(tonsils, params.tonsil_hidden)
     )
 
     def fold_relief(inner: float, outer: float) -> np.ndarray:
@@ -172,34 +196,35 @@ def build_anatomy(params: CaseParams, size: int, rng: np.random.Generator, confi
         t = np.clip((arch - inner) / ((outer - inner) * config.fold_edge_share), 0.0, 1.0)
         return (config.fold_flat + (1.0 - config.fold_flat) * np.sin(np.pi / 2 * t)).astype(np.float32)
 
+    nothing = np.zeros_like(opening)
     layers = {
         FOSSA: ((arch >= config.posterior_pillar_edge) & (arch < config.anterior_pillar_edge), np.full_like(x, config.fossa_relief)),
         WALL: (opening, np.full_like(x, config.wall_relief)),
-        DEPTH: (depth, np.clip(depth_radius, 0.0, 1.0) ** 2),
+        DEPTH: (opening & (depth_radius < 1.0), np.clip(depth_radius, 0.0, 1.0) ** 2),
         POSTERIOR_PILLAR: (
             (arch >= config.wall_edge) & (arch < config.posterior_pillar_edge),
             fold_relief(config.wall_edge, config.posterior_pillar_edge),
         ),
-        TONSIL_LEFT: (tonsils[0] if visible[0] else np.zeros_like(uvula), tonsil_reliefs[0]),
-        TONSIL_RIGHT: (tonsils[1] if visible[1] else np.zeros_like(uvula), tonsil_reliefs[1]),
+        TONSIL_LEFT: (tonsils[0].mask if visible[0] else nothing, tonsils[0].relief),
+        TONSIL_RIGHT: (tonsils[1].mask if visible[1] else nothing, tonsils[1].relief),
         ANTERIOR_PILLAR: (anterior_pillar, fold_relief(config.anterior_pillar_edge, config.cheek_edge)),
-        UVULA: (uvula, uvula_relief),
-        TONGUE: (tongue, np.sqrt(np.clip((y - tongue_edge) / config.tongue_dome_depth, 0.0, 1.0))),
+        UVULA: (uvula.mask, uvula.relief),
+        TONGUE: (tongue.mask, tongue.relief),
         LIPS: (lips, np.zeros_like(x)),
     }
     region = np.full((size, size), CHEEK, dtype=np.uint8)
-    relief = np.clip(1.0 - np.maximum(apex - y, 0.0), 0.0, 1.0).astype(np.float32)  # palate rolls away upwards
+    relief = np.clip(1.0 - config.palate_roll * np.maximum(apex - y, 0.0), 0.0, 1.0).astype(np.float32)
     for code in PAINT_ORDER[1:]:
         mask, layer_relief = layers[code]
         region[mask] = code
         relief[mask] = layer_relief[mask]
 
-    groove_x = 0.5 * tip_offset * np.clip(1.0 - y, 0.0, 1.0)
-    groove = np.exp(-(((x - groove_x) / config.groove_half_width) ** 2)) * np.clip((y - tongue_edge) * 3.0, 0.0, 1.0)
+    # the median groove runs from the tip of the tongue backwards and fades towards the crest
+    groove = np.exp(-((x / config.groove_half_width) ** 2)) * np.clip((y - tongue_edge) * config.groove_fade, 0.0, 1.0)
     return Anatomy(
         region=region,
         relief=relief,
-        groove=(groove * tongue).astype(np.float32),
+        groove=(groove * tongue.mask).astype(np.float32),
         depth_shade=depth_shade.astype(np.float32),
         visible_tonsils=visible,
     )

@@ -47,7 +47,7 @@ class ParameterRanges:
         }
     )
     # Brodsky: share of the oropharyngeal width taken by both tonsils, per grade
-    grade_width_share: tuple[Range, ...] = ((-0.04, 0.04), (0.06, 0.24), (0.27, 0.48), (0.52, 0.73), (0.77, 0.92))
+    grade_width_share: tuple[Range, ...] = ((0.02, 0.1), (0.12, 0.24), (0.27, 0.48), (0.52, 0.73), (0.77, 0.92))
     grade0_hidden_probability: float = 0.5
     tonsil_asymmetry: float = 0.12
     tonsil_aspect: Range = (1.15, 1.6)
