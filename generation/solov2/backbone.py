@@ -21,13 +21,19 @@ def coord_channels(feature: torch.Tensor) -> torch.Tensor:
 
 
 class ResNetFPN(nn.Module):
-    """ResNet C2-C5 (torchvision, weights=None) and an FPN producing P2-P5 with equal channels."""
+    """ResNet C2-C5 (torchvision, weights=None: trained from scratch) and an FPN producing P2-P5 with equal channels."""
 
     def __init__(self, config: SynthesizerConfig) -> None:
         super().__init__()
         from torchvision.models import resnet18, resnet34, resnet101
+        from torchvision.models.resnet import BasicBlock, ResNet
 
-        builders = {18: resnet18, 34: resnet34, 101: resnet101}
+        builders = {
+            10: lambda weights: ResNet(BasicBlock, [1, 1, 1, 1]),
+            18: resnet18,
+            34: resnet34,
+            101: resnet101,
+        }
         resnet = builders[config.backbone_depth](weights=None)
         self.stem = nn.Sequential(
             resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool if config.stem_stride == 4 else nn.Identity()

@@ -53,11 +53,13 @@ def evaluate(model: SOLOv2, dataset: CocoInstanceDataset, batch_size: int, overl
     return mean_class_dice(per_image), rows
 
 
-def _learning_rate_factor(step: int, warmup_steps: int, total_steps: int) -> float:
-    """Linear warm-up, then cosine decay to zero at `total_steps`."""
+def learning_rate_factor(step: int, warmup_steps: int, total_steps: int, time_used: float = 0.0) -> float:
+    """Linear warm-up, then cosine decay that reaches zero at `total_steps` or when the time
+    budget is used up (`time_used` = fraction of it, 0 without one), whichever comes first,
+    so a run cut short by its budget still ends annealed."""
     if step < warmup_steps:
         return (step + 1) / warmup_steps
-    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    progress = min(1.0, max((step - warmup_steps) / max(1, total_steps - warmup_steps), time_used))
     return 0.5 * (1 + math.cos(math.pi * progress))
 
 
@@ -77,17 +79,17 @@ def train_synthesizer(
     """Train S and return a summary (steps, epochs, seconds, images/s, validation DICE).
 
     `overrides` replaces fields of the preset's SynthesizerTrainingConfig (e.g. epochs).
-    `max_minutes` stops training early (after validating and checkpointing); `bundle` saves the
+    `max_minutes` is this invocation's time budget: the learning rate anneals to zero within it and
+    training stops when it is spent (after validating and checkpointing); `bundle` saves the
     final network into a model bundle with its validation DICE.
     """
     ctx = init_distributed(device)
     seed_everything(seed + ctx.rank)
     config = SynthesizerConfig.for_preset(preset)
     training = dataclasses.replace(SynthesizerTrainingConfig.for_preset(preset), **(overrides or {}))
+    train_ids, val_ids = split_image_ids(data, training.val_fraction, training.split_seed)  # bad data fails here
     run = RunDir(Path(run_dir)).create() if ctx.is_main else RunDir(Path(run_dir))
     logger = JsonlLogger(run.log, enabled=ctx.is_main)
-
-    train_ids, val_ids = split_image_ids(data, training.val_fraction, training.split_seed)
     augmentation = Augmentation(training.flip_probability, training.scale_range, training.colour_jitter)
     train_set = CocoInstanceDataset(data, config.resolution, config.category_ids, train_ids, augmentation)
     val_set = CocoInstanceDataset(data, config.resolution, config.category_ids, val_ids)
@@ -102,9 +104,6 @@ def train_synthesizer(
     model = SOLOv2(config).to(ctx.device)
     network = torch.nn.parallel.DistributedDataParallel(model) if ctx.distributed else model
     optimizer = torch.optim.AdamW(model.parameters(), lr=training.learning_rate, weight_decay=training.weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: _learning_rate_factor(step, training.warmup_steps, total_steps)
-    )
     step, epoch, train_seconds = 0, 0, 0.0
     if resume:
         state = load_checkpoint(run.checkpoint, map_location=ctx.device)
@@ -112,7 +111,6 @@ def train_synthesizer(
             raise ValueError(f"checkpoint {run.checkpoint} was trained with another SynthesizerConfig; use a new run dir")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
         step, epoch, train_seconds = state["step"], state["epoch"], state["train_seconds"]
         restore_rng_state(state["rng"])
     if ctx.is_main:
@@ -120,7 +118,8 @@ def train_synthesizer(
                    steps_per_epoch=steps_per_epoch, epochs=training.epochs, resumed_at_step=step,
                    parameters=sum(p.numel() for p in model.parameters()))
 
-    deadline = time.time() + max_minutes * 60 if max_minutes is not None else math.inf
+    started = time.time()
+    budget_s = max_minutes * 60 if max_minutes is not None else math.inf
     summary: dict[str, Any] = {"val_dice": {}}
     stopped_early = False
     with make_progress(disable=not (ctx.is_main and show_progress)) as progress:
@@ -134,19 +133,21 @@ def train_synthesizer(
                 images = images.to(ctx.device)  # [B, 3, R, R]
                 targets = [assign_targets(labels.to(ctx.device), masks.to(ctx.device), config) for labels, masks in annotations]
                 losses = solov2_loss(*network(images), targets, config)
+                factor = learning_rate_factor(step, training.warmup_steps, total_steps, (time.time() - started) / budget_s)
+                for group in optimizer.param_groups:
+                    group["lr"] = training.learning_rate * factor
                 optimizer.zero_grad(set_to_none=True)
                 losses["loss"].backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), training.grad_clip_norm)
                 optimizer.step()
-                schedule.step()
                 step += 1
                 epoch_images += images.shape[0] * ctx.world_size
                 if step % training.log_every_steps == 0:
                     values = {k: float(all_reduce_mean(v.detach(), ctx)) for k, v in losses.items()}
-                    logger.log(step=step, epoch=epoch, lr=schedule.get_last_lr()[0], **values)
+                    logger.log(step=step, epoch=epoch, lr=optimizer.param_groups[0]["lr"], **values)
                     progress.update(task, status=f"loss {values['loss']:.3f}")
                 progress.update(task, completed=step)
-                if time.time() > deadline:
+                if time.time() - started > budget_s:
                     stopped_early = True
                     break
             elapsed = time.time() - epoch_start
@@ -162,7 +163,7 @@ def train_synthesizer(
                 logger.log(event="epoch", step=step, epoch=epoch, train_seconds=train_seconds,
                            images_per_s=summary["images_per_s"], **{f"val_dice_{k}": v for k, v in dice.items()})
                 save_checkpoint(run.checkpoint, {
-                    "model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "step": step, "epoch": epoch, "train_seconds": train_seconds, "rng": capture_rng_state(),
                     "config": dataclasses.asdict(config), "training": dataclasses.asdict(training),
                 })
