@@ -1,7 +1,8 @@
 """Content-addressed image files under the data dir: `images/<sha[:2]>/<sha>.png`.
 
-A file is written to a temporary name in its final folder, fsynced and renamed, so a reader never
-sees half a file; the DB row that points at it is committed only after the rename.
+A file is written to a temporary name in its final folder and renamed, so a reader never sees half
+a file; `sync()` then makes a whole batch durable with one call (not one fsync per file), and the
+DB rows that point at the files are committed only after it.
 """
 
 from __future__ import annotations
@@ -43,13 +44,15 @@ class FileStore:
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
             os.replace(temporary, target)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
         return relative, True
+
+    def sync(self) -> None:
+        """Flush written files to disk (call before committing the rows that point at them)."""
+        os.sync()
 
     def remove(self, relative_path: str) -> None:
         self.absolute(relative_path).unlink(missing_ok=True)

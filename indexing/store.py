@@ -60,6 +60,18 @@ class NewImage:
 
 
 @dataclass(frozen=True)
+class NewAnnotation:
+    """One instance mask (COCO RLE {"size": [H, W], "counts": str}) of an image."""
+
+    category_id: int
+    instance_id: int
+    mask_rle: dict[str, Any]
+    origin: str = "expert"
+    model_version: str = ""
+    score: float | None = None
+
+
+@dataclass(frozen=True)
 class ArchiveStats:
     images: int
     deleted: int
@@ -91,11 +103,20 @@ def _chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
 # --- images ----------------------------------------------------------------------------------
 
 
-def add_image(session: Session, record: NewImage) -> Image:
-    image = Image(**record.__dict__)
-    session.add(image)
+def add_image(session: Session, record: NewImage, annotations: Sequence[NewAnnotation] = ()) -> Image:
+    return add_images(session, [(record, annotations)])[0]
+
+
+def add_images(session: Session, records: Sequence[tuple[NewImage, Sequence[NewAnnotation]]]) -> list[Image]:
+    """Insert images with their annotations in one flush (ingest's hot path: one multi-row insert)."""
+    images = []
+    for record, annotations in records:
+        image = Image(**record.__dict__)
+        image.annotations = [_annotation(annotation) for annotation in annotations]
+        images.append(image)
+    session.add_all(images)
     session.flush()
-    return image
+    return images
 
 
 def get_image(session: Session, image_id: int, include_deleted: bool = False) -> Image | None:
@@ -157,31 +178,20 @@ def deleted_image_ids(session: Session) -> list[int]:
 # --- annotations and sketches ----------------------------------------------------------------
 
 
-def add_annotation(
-    session: Session,
-    image_id: int,
-    category_id: int,
-    instance_id: int,
-    mask_rle: dict[str, Any],
-    origin: str = "expert",
-    model_version: str = "",
-    score: float | None = None,
-) -> Annotation:
-    if origin not in ANNOTATION_ORIGINS:
-        raise ValueError(f"annotation origin must be one of {ANNOTATION_ORIGINS}, got {origin!r}")
-    if origin == "model" and not model_version:
+def _annotation(new: NewAnnotation) -> Annotation:
+    if new.origin not in ANNOTATION_ORIGINS:
+        raise ValueError(f"annotation origin must be one of {ANNOTATION_ORIGINS}, got {new.origin!r}")
+    if new.origin == "model" and not new.model_version:
         raise ValueError("a model annotation needs the model version that produced it")
-    annotation = Annotation(
-        image_id=image_id,
-        category_id=category_id,
-        instance_id=instance_id,
-        mask_rle=mask_rle,
-        origin=origin,
-        model_version=model_version,
-        score=score,
-    )
-    session.add(annotation)
-    return annotation
+    return Annotation(**new.__dict__)
+
+
+def add_annotation(session: Session, image_id: int, annotation: NewAnnotation) -> Annotation:
+    row = _annotation(annotation)
+    row.image_id = image_id
+    session.add(row)
+    session.flush()
+    return row
 
 
 def list_annotations(session: Session, image_id: int, origin: str | None = None) -> list[Annotation]:

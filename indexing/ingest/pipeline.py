@@ -90,9 +90,8 @@ def _annotations_fit(instances: list[CocoInstance], width: int, height: int) -> 
 def _write_batch(context: IngestContext, batch: Sequence[_Loaded], report: IngestReport) -> None:
     """Store one batch in one transaction; on any failure leave no trace of it."""
     created_files: list[str] = []
-    added_ids: list[int] = []
-    annotations_added = 0
-    present_before = report.already_present
+    pending: list[tuple[store.NewImage, list[store.NewAnnotation]]] = []
+    present_before, skipped_before = report.already_present, len(report.skipped)
     session = context.sessions()
     try:
         encoded = [(loaded, encode_stored(loaded.candidate.pixels)) for loaded in batch]
@@ -110,21 +109,23 @@ def _write_batch(context: IngestContext, batch: Sequence[_Loaded], report: Inges
             relative, created = context.files.put(image.sha256, image.png)
             if created:
                 created_files.append(relative)
-            row = store.add_image(session, _record(context, loaded, image.sha256, relative, image.width, image.height))
-            added_ids.append(row.id)
             instances = context.annotations.get(loaded.item.key, [])
             if instances and not _annotations_fit(instances, image.width, image.height):
                 report.skipped.append((loaded.item.name, "annotations left out: mask size differs from the image"))
                 instances = []
-            for instance in instances:
-                store.add_annotation(session, row.id, instance.category_id, instance.instance_id, instance.mask_rle)
-            annotations_added += len(instances)
+            annotations = [store.NewAnnotation(i.category_id, i.instance_id, i.mask_rle) for i in instances]
+            pending.append((_record(context, loaded, image.sha256, relative, image.width, image.height), annotations))
+        rows = store.add_images(session, pending)
+        added_ids = [row.id for row in rows]
+        annotations_added = sum(len(annotations) for _, annotations in pending)
+        context.files.sync()
         session.commit()
     except BaseException:
         session.rollback()
         for relative in created_files:
             context.files.remove(relative)
         report.already_present = present_before
+        del report.skipped[skipped_before:]
         raise
     finally:
         session.close()

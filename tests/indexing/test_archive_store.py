@@ -95,10 +95,11 @@ def test_query_log_sketches_and_annotations_round_trip(archive: Archive) -> None
         store.log_query(session, key.id, k=5, latency_ms=12.5, result_ids=[image_id], filters={"diagnosis": "x"})
         store.put_sketch(session, image_id, "s1", b"first")
         store.put_sketch(session, image_id, "s1", b"second")
-        store.add_annotation(session, image_id, 1, 1, {"size": [8, 8], "counts": "0"})
-        store.add_annotation(session, image_id, 3, 2, {"size": [8, 8], "counts": "0"}, origin="model", model_version="solo-1", score=0.9)
+        rle = {"size": [8, 8], "counts": "0"}
+        store.add_annotation(session, image_id, store.NewAnnotation(1, 1, rle))
+        store.add_annotation(session, image_id, store.NewAnnotation(3, 2, rle, origin="model", model_version="solo-1", score=0.9))
         with pytest.raises(ValueError, match="model version"):
-            store.add_annotation(session, image_id, 3, 3, {"size": [8, 8], "counts": "0"}, origin="model")
+            store.add_annotation(session, image_id, store.NewAnnotation(3, 3, rle, origin="model"))
         session.commit()
     with archive.sessions() as session:
         entry = session.query(store.QueryLog).one()
