@@ -10,7 +10,7 @@ from torch import nn
 
 from generation.bundle import read_bundle_info
 from generation.data import normalize_sketch, sketch_to_tensor
-from generation.e4e import Encoder, load_encoder
+from generation.e4e import ENCODER_NETWORK, Encoder, generator_digest, load_encoder
 from generation.hyperstyle import REFINER_NETWORK, HyperNetwork, load_refiner, refinement_step
 
 
@@ -37,9 +37,10 @@ class Sketch2MedI(nn.Module):
         from generation.stylegan2 import load_generator
 
         path = Path(path)
+        networks = read_bundle_info(path).get("networks", {})
+        check_trained_against(path, networks, [ENCODER_NETWORK, REFINER_NETWORK])
         generator = load_generator(path, device)
         encoder = load_encoder(path, device)
-        networks = read_bundle_info(path).get("networks", {})
         refiner = None
         default_steps = 0
         if REFINER_NETWORK in networks:
@@ -74,3 +75,16 @@ class Sketch2MedI(nn.Module):
             current, total = refinement_step(self.generator, self.refiner, w, sketches, current, total)
             refined.append(current)
         return w, x_0, refined
+
+
+def check_trained_against(bundle: Path, networks: dict, names: list[str]) -> None:
+    """Refuse a bundle whose E or H was trained against a different G (they would silently misfire)."""
+    digest = None
+    for name in names:
+        recorded = networks.get(name, {}).get("generator_sha256")
+        if recorded is None:
+            continue
+        digest = digest or generator_digest(bundle)
+        if recorded != digest:
+            raise ValueError(f"the bundle's {name} was trained against another generator than the one in {bundle}; "
+                             f"retrain it with `s2m train {name}`")

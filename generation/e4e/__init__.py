@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import torch
@@ -11,11 +12,20 @@ from generation.e4e.config import EncoderConfig, EncoderTrainConfig, LatentDiscr
 from generation.e4e.model import Encoder, LatentDiscriminator
 
 ENCODER_NETWORK = "encoder"
+GENERATOR_FILE = "generator.safetensors"
 
 __all__ = ["Encoder", "EncoderConfig", "EncoderTrainConfig", "LatentDiscriminator", "LatentDiscriminatorConfig",
-           "load_encoder"]
+           "generator_digest", "load_encoder"]
 
 
 def load_encoder(bundle_dir: Path, device: torch.device | str = "cpu") -> Encoder:
     """The trained E of a model bundle (with its G's mean w), in eval mode on `device`."""
     return load_network(Path(bundle_dir), ENCODER_NETWORK, lambda cfg: Encoder(EncoderConfig.from_dict(cfg)), device)
+
+
+def generator_digest(bundle_dir: Path) -> str:
+    """sha256 of the bundle's generator weights: E and H record the G they were trained against."""
+    path = Path(bundle_dir) / GENERATOR_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"bundle {bundle_dir} has no {GENERATOR_FILE}")
+    return hashlib.sha256(path.read_bytes()).hexdigest()

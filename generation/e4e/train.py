@@ -20,7 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from generation.bundle import save_network
 from generation.data import SketchImagePairs, dataset_fingerprint
-from generation.e4e import ENCODER_NETWORK
+from generation.e4e import ENCODER_NETWORK, generator_digest
 from generation.e4e.config import EncoderConfig, EncoderTrainConfig, LatentDiscriminatorConfig
 from generation.e4e.model import (
     Encoder,
@@ -276,6 +276,7 @@ def _train_encoder(options: PairedRunOptions, config: EncoderTrainConfig, ctx: D
         save_network(options.bundle, ENCODER_NETWORK, encoder, encoder_config, steps=step,
                      train_config=dataclasses.asdict(config), similarity=similarity_record,
                      data_fingerprint=dataset_fingerprint(options.dataset),
+                     generator_sha256=generator_digest(options.bundle),
                      final_losses={k: v for k, v in last_record.items() if k.startswith("sim_")})
         logger.log(event="exported", step=step, bundle=str(options.bundle))
     return run.root

@@ -18,7 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from generation.bundle import save_network
 from generation.data import dataset_fingerprint
-from generation.e4e import load_encoder
+from generation.e4e import generator_digest, load_encoder
 from generation.e4e.train import (
     PairedRunOptions,
     broadcast_parameters,
@@ -148,6 +148,7 @@ def _train_refiner(options: PairedRunOptions, config: RefinerTrainConfig, ctx: D
         save_network(options.bundle, REFINER_NETWORK, hypernet, hyper_config, steps=step,
                      refinement_steps=config.refinement_steps, train_config=dataclasses.asdict(config),
                      similarity=similarity_record, data_fingerprint=dataset_fingerprint(options.dataset),
+                     generator_sha256=generator_digest(options.bundle),
                      final_losses=last_record)
         logger.log(event="exported", step=step, bundle=str(options.bundle))
     return run.root

@@ -131,3 +131,17 @@ def test_generate_command_refuses_a_blank_sketch_and_writes_nothing(tmp_path) ->
     assert result.exit_code == 2
     assert "blank" in result.output
     assert not output.exists()
+
+
+def test_a_bundle_whose_generator_changed_after_training_e_is_refused(tmp_path) -> None:
+    from generation.e4e import generator_digest
+    from generation.stylegan2 import Generator, GeneratorConfig
+
+    bundle, pipeline = _bundle_with_pipeline(tmp_path / "bundle", with_refiner=False)
+    save_network(bundle, "encoder", pipeline.encoder, pipeline.encoder.config, generator_sha256=generator_digest(bundle))
+    assert Sketch2MedI.from_bundle(bundle).encoder is not None
+    torch.manual_seed(9)
+    retrained = Generator(GeneratorConfig.for_preset("tiny"))
+    save_network(bundle, "generator", retrained, retrained.config)
+    with pytest.raises(ValueError, match="retrain it with `s2m train encoder`"):
+        Sketch2MedI.from_bundle(bundle)
