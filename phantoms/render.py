@@ -72,14 +72,17 @@ class AppearanceConfig:
     )
     gloss: dict[int, float] = field(
         default_factory=lambda: {
-            A.CHEEK: 0.04, A.WALL: 0.25, A.POSTERIOR_PILLAR: 0.5, A.TONSIL_LEFT: 0.8,
-            A.TONSIL_RIGHT: 0.8, A.ANTERIOR_PILLAR: 0.6, A.UVULA: 1.0, A.TONGUE: 0.9,
+            A.CHEEK: 0.04, A.WALL: 0.25, A.POSTERIOR_PILLAR: 0.3, A.TONSIL_LEFT: 0.8,
+            A.TONSIL_RIGHT: 0.8, A.ANTERIOR_PILLAR: 0.12, A.UVULA: 1.0, A.TONGUE: 0.8,
         }
     )
     mottling: dict[int, float] = field(  # low-frequency colour variation
         default_factory=lambda: {A.DEPTH: 0.25, A.LIPS: 0.3, A.TONSIL_LEFT: 0.12, A.TONSIL_RIGHT: 0.12},
     )
     default_mottling: float = 0.08
+    mottling_octaves: int = 3
+    grain_octaves: int = 2
+    persistence: float = 0.5
     grain: dict[int, float] = field(  # fine texture: papillae, crypts' bumps
         default_factory=lambda: {A.TONGUE: 0.07, A.TONSIL_LEFT: 0.08, A.TONSIL_RIGHT: 0.08, A.WALL: 0.05},
     )
@@ -90,6 +93,7 @@ class AppearanceConfig:
     wall_depth_darkening: float = 0.45
     contact_shadow: float = 0.22
     contact_shadow_blur: float = 0.02  # fraction of the image size
+    contact_shadow_layers: float = 2.0  # depth differences beyond this cast no darker shadow
     mottling_cells: int = 4
     grain_cells_per_px: float = 1 / 4
     crypt_cells_per_px: float = 1 / 7
@@ -102,6 +106,7 @@ class AppearanceConfig:
     exudate_relief: float = 0.95
     coating_colour: RGB = (0.93, 0.84, 0.78)
     coating_strength: float = 0.4
+    coating_patchiness: tuple[float, float] = (-0.5, 1.0)  # noise range over which coating fades in
     groove_darkening: float = 0.3
     follicle_colour: RGB = (0.96, 0.5, 0.45)
     follicles_max: int = 70
@@ -115,12 +120,14 @@ class AppearanceConfig:
     vessel_blur: float = 0.002  # fraction of the image size
     vessel_tint: RGB = (0.12, 0.4, 0.4)  # how much each channel darkens on a vessel
     specular_relief: tuple[float, float] = (0.85, 0.99)
-    specular_spots: tuple[float, float] = (1.4, 2.0)
+    specular_spots: tuple[float, float] = (1.6, 2.2)
     specular_cells_per_px: float = 1 / 8
     vignette_power: float = 2.0
     white_balance: RGB = (0.07, 0.0, -0.07)  # channel gain per unit colour temperature
     softness: float = 0.0025  # Gaussian blur sigma, fraction of the image size
+    min_softness_px: float = 0.3
     dark_noise_boost: float = 1.3
+    min_noise_share: float = 0.2
 
 
 @dataclass(frozen=True)
@@ -189,7 +196,7 @@ def _follicle_layer(rng: np.random.Generator, wall: np.ndarray, amount: float, c
     radii = rng.uniform(*cfg.follicle_radius, size=len(centres)) * size
     for (cx, cy), radius in zip(centres, radii):
         cv2.circle(layer, (int(cx), int(cy)), max(1, int(round(radius))), 1.0, -1, cv2.LINE_AA)
-    sigma = max(cfg.follicle_radius[0] * size, 0.5)
+    sigma = max(cfg.follicle_radius[0] * size, cfg.min_softness_px)
     return cv2.GaussianBlur(layer, (0, 0), sigma) * wall
 
 
@@ -207,66 +214,97 @@ def _vessel_layer(rng: np.random.Generator, where: np.ndarray, amount: float, cf
     return cv2.GaussianBlur(layer, (0, 0), cfg.vessel_blur * size) * where
 
 
-def paint(params: CaseParams, anatomy: A.Anatomy, rng: np.random.Generator, cfg: AppearanceConfig) -> np.ndarray:
-    """The photograph of `anatomy` as float32 [S, S, 3] in 0..1."""
+def _mix(colour: np.ndarray, target: RGB, amount: np.ndarray) -> np.ndarray:
+    """Blend [S, S, 3] `colour` towards `target` by `amount` [S, S] (0..1)."""
+    return colour + (np.asarray(target, dtype=np.float32) - colour) * amount[..., None]
+
+
+@dataclass(frozen=True)
+class _Tissue:
+    """Albedo of the scene and the texture fields that also change its relief."""
+
+    colour: np.ndarray  # float32 [S, S, 3]
+    follicles: np.ndarray  # float32 [S, S]
+    exudate: np.ndarray  # float32 [S, S]
+    bumps: np.ndarray  # float32 [S, S], fine relief noise
+
+
+def _tissue(params: CaseParams, anatomy: A.Anatomy, rng: np.random.Generator, cfg: AppearanceConfig) -> _Tissue:
+    """Per-structure colour, inflammation, procedural texture, exudate, coating, follicles, vessels."""
     region = anatomy.region
     size = region.shape[0]
     tonsil = (region == A.TONSIL_LEFT) | (region == A.TONSIL_RIGHT)
     wall = region == A.WALL
-    tongue = region == A.TONGUE
 
-    inflamed = params.redness * _per_region(cfg.inflammability, 0.0)[region][..., None]
-    base = _per_region(cfg.colour, (0.0, 0.0, 0.0))[region]  # [S, S, 3]
-    colour = base * (1.0 - inflamed) + np.asarray(cfg.inflamed_colour, dtype=np.float32) * inflamed
+    inflamed = params.redness * _per_region(cfg.inflammability, 0.0)[region]
+    colour = _mix(_per_region(cfg.colour, (0.0, 0.0, 0.0))[region], cfg.inflamed_colour, inflamed)  # [S, S, 3]
 
-    mottle = fractal_noise(rng, size, cfg.mottling_cells, 3, 0.5)
-    grain_cells = max(2, int(size * cfg.grain_cells_per_px))
-    grain = fractal_noise(rng, size, grain_cells, 2, 0.6)
+    mottle = fractal_noise(rng, size, cfg.mottling_cells, cfg.mottling_octaves, cfg.persistence)
+    grain = fractal_noise(rng, size, int(size * cfg.grain_cells_per_px), cfg.grain_octaves, cfg.persistence)
     texture = 1.0 + _per_region(cfg.mottling, cfg.default_mottling)[region] * mottle
     texture += _per_region(cfg.grain, cfg.default_grain)[region] * grain
     colour *= texture[..., None]
 
-    crypt_noise = value_noise(rng, size, max(2, int(size * cfg.crypt_cells_per_px)))
-    crypts = smoothstep(crypt_noise, *cfg.crypt_threshold) * tonsil
+    crypts = smoothstep(value_noise(rng, size, int(size * cfg.crypt_cells_per_px)), *cfg.crypt_threshold) * tonsil
     colour *= (1.0 - cfg.crypt_darkening * crypts)[..., None]
 
     exudate = np.zeros((size, size), dtype=np.float32)
-    if params.exudate > 0:
-        patches = fractal_noise(rng, size, cfg.exudate_cells, 2, 0.5) + crypts
-        cut = float(np.quantile(patches[tonsil], 1.0 - params.exudate)) if tonsil.any() else np.inf
+    if params.exudate > 0 and tonsil.any():
+        # plaques sit in and around the crypts and cover the requested share of the tonsils
+        patches = fractal_noise(rng, size, cfg.exudate_cells, cfg.grain_octaves, cfg.persistence) + crypts
+        cut = float(np.quantile(patches[tonsil], 1.0 - params.exudate))
         exudate = smoothstep(patches, cut, cut + cfg.exudate_edge) * tonsil
-        colour += (np.asarray(cfg.exudate_colour, dtype=np.float32) - colour) * exudate[..., None]
+        colour = _mix(colour, cfg.exudate_colour, exudate)
 
-    coating = params.tongue_coating * cfg.coating_strength * (1.0 - anatomy.relief) * smoothstep(mottle, -0.5, 1.0) * tongue
-    colour += (np.asarray(cfg.coating_colour, dtype=np.float32) - colour) * coating[..., None]
+    # coating gathers towards the back of the tongue, where its relief falls away
+    coating = params.tongue_coating * cfg.coating_strength * (1.0 - anatomy.relief) * smoothstep(mottle, *cfg.coating_patchiness)
+    colour = _mix(colour, cfg.coating_colour, coating * (region == A.TONGUE))
 
     follicles = _follicle_layer(rng, wall, params.follicles, cfg)
-    colour += (np.asarray(cfg.follicle_colour, dtype=np.float32) - colour) * (cfg.follicle_opacity * follicles)[..., None]
+    colour = _mix(colour, cfg.follicle_colour, cfg.follicle_opacity * follicles)
     vessels = _vessel_layer(rng, wall | (region == A.CHEEK), params.vessels, cfg)
     colour *= 1.0 - vessels[..., None] * np.asarray(cfg.vessel_tint, dtype=np.float32)
+    return _Tissue(colour=colour, follicles=follicles, exudate=exudate, bumps=grain * tonsil)
 
-    relief = np.clip(anatomy.relief + cfg.follicle_relief * follicles + cfg.crypt_relief * grain * tonsil, 0.0, 1.0)
-    relief = np.maximum(relief, exudate * cfg.exudate_relief)  # raised plaques catch the flash
-    shade = _per_region(cfg.light, 0.7)[region] * (cfg.ambient + cfg.diffuse * relief)
-    shade *= np.where(wall, 1.0 - cfg.wall_depth_darkening * (1.0 - anatomy.depth_shade), 1.0)
+
+def _shade(params: CaseParams, anatomy: A.Anatomy, relief: np.ndarray, cfg: AppearanceConfig) -> np.ndarray:
+    """Irradiance from a flash beside the lens, float32 [S, S] 0..1: distance fall-off per
+    structure, relief, the wall darkening into the depth, the tongue groove, contact shadows
+    where a structure lies in front of another, and the light cone's vignetting."""
+    region = anatomy.region
+    size = region.shape[0]
+    shade = _per_region(cfg.light, 1.0)[region] * (cfg.ambient + cfg.diffuse * relief)
+    shade *= np.where(region == A.WALL, 1.0 - cfg.wall_depth_darkening * (1.0 - anatomy.depth_shade), 1.0)
     shade *= 1.0 - cfg.groove_darkening * anatomy.groove
     layer = _per_region(cfg.layer, 0.0)[region]
-    blurred = cv2.GaussianBlur(layer, (0, 0), cfg.contact_shadow_blur * size)
-    shade *= 1.0 - cfg.contact_shadow * np.clip(blurred - layer, 0.0, 2.0)
+    in_front = cv2.GaussianBlur(layer, (0, 0), cfg.contact_shadow_blur * size) - layer
+    shade *= 1.0 - cfg.contact_shadow * np.clip(in_front, 0.0, cfg.contact_shadow_layers)
     u, v = pixel_grid(size)
     shade *= 1.0 - params.vignetting * ((u * u + v * v) / 2.0) ** (cfg.vignette_power / 2.0)
-    shade = np.clip(shade, 0.0, 1.0)
-    image = colour * np.stack([shade**exponent for exponent in cfg.shadow_tint], axis=-1)
+    return np.clip(shade, 0.0, 1.0)
 
-    spots = value_noise(rng, size, max(2, int(size * cfg.specular_cells_per_px)))
+
+def paint(params: CaseParams, anatomy: A.Anatomy, rng: np.random.Generator, cfg: AppearanceConfig) -> np.ndarray:
+    """The photograph of `anatomy` as float32 [S, S, 3] in 0..1."""
+    region = anatomy.region
+    size = region.shape[0]
+    tissue = _tissue(params, anatomy, rng, cfg)
+    relief = np.clip(anatomy.relief + cfg.follicle_relief * tissue.follicles + cfg.crypt_relief * tissue.bumps, 0.0, 1.0)
+    relief = np.maximum(relief, tissue.exudate * cfg.exudate_relief)  # raised plaques catch the flash
+    shade = _shade(params, anatomy, relief, cfg)
+    image = tissue.colour * np.stack([shade**exponent for exponent in cfg.shadow_tint], axis=-1)
+
+    # wet tissue: small sharp highlights where a convex surface faces the flash
+    spots = value_noise(rng, size, int(size * cfg.specular_cells_per_px))
     specular = params.flash * _per_region(cfg.gloss, 0.0)[region] * smoothstep(relief, *cfg.specular_relief)
-    specular *= smoothstep(spots + follicles, *cfg.specular_spots)
+    specular *= smoothstep(spots + tissue.follicles, *cfg.specular_spots)
     image += (1.0 - image) * specular[..., None]
 
+    # camera: white balance, optics softness, sensor noise strongest in the dark
     image *= 1.0 + params.colour_temperature * np.asarray(cfg.white_balance, dtype=np.float32)
-    image = cv2.GaussianBlur(image, (0, 0), max(cfg.softness * size, 0.3))
-    luminance = image.mean(axis=2, keepdims=True)
-    image += rng.standard_normal(image.shape, dtype=np.float32) * params.noise_sigma * np.clip(cfg.dark_noise_boost - luminance, 0.2, None)
+    image = cv2.GaussianBlur(image, (0, 0), max(cfg.softness * size, cfg.min_softness_px))
+    noise_gain = np.clip(cfg.dark_noise_boost - image.mean(axis=2, keepdims=True), cfg.min_noise_share, None)
+    image += rng.standard_normal(image.shape, dtype=np.float32) * params.noise_sigma * noise_gain
     return np.clip(image, 0.0, 1.0)
 
 
