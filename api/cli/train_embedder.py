@@ -19,7 +19,11 @@ def embedder(
     resume: bool = typer.Option(False, "--resume", help="Continue from RUN_DIR/checkpoint.pt."),
     epochs: Optional[int] = typer.Option(None, help="Override the preset's number of epochs (sets the cosine schedule)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Override the preset's batch size per process."),
-    label_column: str = typer.Option("diagnosis", "--label-column", help="metadata.csv column the k-NN probe predicts."),
+    learning_rate: Optional[float] = typer.Option(None, "--learning-rate", help="Override the preset's base learning rate."),
+    queue_size: Optional[int] = typer.Option(None, "--queue-size", help="Override K (keep it well below the archive size)."),
+    label_columns: str = typer.Option(
+        "diagnosis,tonsil_grade", "--label-columns", help="Comma-separated metadata.csv columns the probes predict."
+    ),
     workers: int = typer.Option(0, help="DataLoader worker processes."),
     log_every: int = typer.Option(10, "--log-every", help="Steps between JSONL log records."),
     checkpoint_minutes: float = typer.Option(5.0, "--checkpoint-minutes", help="Wall-clock minutes between checkpoints."),
@@ -39,12 +43,13 @@ def embedder(
         raise typer.BadParameter(f"choose one of {PERCEPTUAL_BACKBONES}", param_hint="--perceptual-backbone")
     try:
         config = EmbedderConfig.for_preset(preset)
-        overrides = {k: v for k, v in {"epochs": epochs, "batch_size": batch_size}.items() if v is not None}
+        overrides = {k: v for k, v in {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "queue_size": queue_size}.items() if v is not None}
         config = config.replace(**overrides)
     except ValueError as error:
         raise typer.BadParameter(str(error)) from error
     options = TrainOptions(
-        data=data, run_dir=run_dir, config=config, device=device, resume=resume, label_column=label_column,
+        data=data, run_dir=run_dir, config=config, device=device, resume=resume,
+        label_columns=tuple(c.strip() for c in label_columns.split(",") if c.strip()),
         workers=workers, log_every=log_every, checkpoint_minutes=checkpoint_minutes, max_minutes=max_minutes,
         max_steps=max_steps, bundle_dir=bundle, perceptual_backbone=perceptual_backbone,
     )

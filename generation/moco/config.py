@@ -115,8 +115,8 @@ class EmbedderConfig:
         if name == "small":
             return cls(
                 **common, backbone="resnet18", stem="imagenet", projection_hidden_dim=512,
-                queue_size=4096, momentum=0.99, bn_splits=8, batch_size=128, learning_rate=0.06,
-                weight_decay=5e-4, epochs=20, knn_k=50, probe_bank_size=2000, probe_query_size=1000,
+                queue_size=4096, momentum=0.99, bn_splits=8, batch_size=64, learning_rate=0.03,
+                weight_decay=5e-4, epochs=12, knn_k=50, probe_bank_size=2000, probe_query_size=1000,
             )
         return cls(
             **common, backbone="resnet50", stem="imagenet", projection_hidden_dim=2048,

@@ -21,7 +21,7 @@ from generation.moco.augment import MoCoAugment, TwoViews
 from generation.moco.config import EmbedderConfig
 from generation.moco.model import MoCo, info_nce_loss
 from generation.moco.probe import (
-    ProbeSet, embedding_knn_accuracy, holdout_split, load_probe_set, raw_pixel_baselines,
+    ProbeSet, embedding_probe, holdout_split, load_probe_set, raw_pixel_baselines,
 )
 from generation.training import (
     DistContext, JsonlLogger, RunDir, all_reduce_mean, capture_rng_state, init_distributed,
@@ -39,7 +39,7 @@ class TrainOptions:
     config: EmbedderConfig
     device: str = "auto"
     resume: bool = False
-    label_column: str = "diagnosis"
+    label_columns: tuple[str, ...] = ("diagnosis", "tonsil_grade")
     workers: int = 0
     log_every: int = 10
     checkpoint_minutes: float = 5.0
@@ -130,7 +130,7 @@ class MoCoRun:
         """Read the labelled probe images once; skipped (and logged) if there is no metadata."""
         try:
             self.probe = load_probe_set(
-                self.options.data, self.options.label_column, self.train_indices, self.holdout_indices,
+                self.options.data, self.options.label_columns, self.train_indices, self.holdout_indices,
                 self.config.resolution, self.config.probe_bank_size, self.config.probe_query_size,
             )
         except (FileNotFoundError, ValueError) as error:
@@ -138,17 +138,17 @@ class MoCoRun:
             return
         baselines = raw_pixel_baselines(self.probe, self.config.knn_k, self.config.knn_temperature)
         self.metrics.update(baselines)
-        self.logger.log(event="probe_baselines", column=self.probe.column, classes=len(self.probe.classes),
-                        bank=len(self.probe.bank_labels), queries=len(self.probe.query_labels), **baselines)
+        self.logger.log(event="probe_baselines", classes={c: len(n) for c, n in self.probe.classes.items()},
+                        bank=len(self.probe.bank_images), queries=len(self.probe.query_images), **baselines)
 
     def run_probe(self) -> float | None:
+        """Probe the current C; returns the k-NN accuracy on the first label column."""
         if self.probe is None:
             return None
-        embedder = self.model.embedder()
-        accuracy = embedding_knn_accuracy(embedder.embed, self.probe, self.config.knn_k, self.config.knn_temperature)
-        self.metrics["knn_accuracy"] = accuracy
-        self.logger.log(step=self.step, epoch=self.step / self.steps_per_epoch, knn_accuracy=accuracy)
-        return accuracy
+        scores = embedding_probe(self.model.embedder().embed, self.probe, self.config.knn_k, self.config.knn_temperature)
+        self.metrics.update(scores)
+        self.logger.log(step=self.step, epoch=self.step / self.steps_per_epoch, **scores)
+        return scores[f"{self.options.label_columns[0]}/embedding_knn"]
 
     # -- training ------------------------------------------------------------------------
     def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -219,7 +219,7 @@ def _train(options: TrainOptions, ctx: DistContext) -> dict[str, Any]:
         if run.step % run.steps_per_epoch:
             run.run_probe()
         run.save()
-        save_loss_curve(run.run.log, run.run.loss_curve, ["loss", "contrastive_accuracy", "knn_accuracy"])
+        save_loss_curve(run.run.log, run.run.loss_curve, ["loss", "contrastive_accuracy", *(f"{c}/embedding_knn" for c in options.label_columns)])
         summary = {"step": run.step, "epochs": run.step / run.steps_per_epoch, "total_steps": run.total_steps, **run.metrics}
         run.logger.log(event="end", **summary)
         if options.bundle_dir is not None:
@@ -236,7 +236,7 @@ def export_bundle(run: MoCoRun, options: TrainOptions) -> Path:
         "planned_steps": run.total_steps,
         "train_images": len(run.dataset),
         "data_fingerprint": dataset_fingerprint(options.data),
-        "probe": {"label_column": options.label_column, **run.metrics},
+        "probe": {"label_columns": list(options.label_columns), **run.metrics},
     }
     if options.perceptual_backbone is not None:
         record["perceptual_backbone"] = options.perceptual_backbone
