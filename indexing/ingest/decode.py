@@ -86,7 +86,8 @@ def read_photo(path: Path, max_pixels: int, max_file_bytes: int) -> np.ndarray:
     _check_file_bytes(path, max_file_bytes)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # our own limit (below) decides; Pillow's warning would only repeat it
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:  # lazy: reads the header only
                 _check_size(image.width, image.height, max_pixels)
                 image.load()
@@ -94,7 +95,7 @@ def read_photo(path: Path, max_pixels: int, max_file_bytes: int) -> np.ndarray:
                 return np.asarray(upright.convert("RGB"))
     except SkipFile:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+    except Image.DecompressionBombError as error:
         raise SkipFile(f"too large: {error}") from error
     except UnidentifiedImageError as error:
         raise SkipFile("not an image: the file's content is not a readable PNG or JPEG") from error
@@ -125,7 +126,7 @@ def dicom_facts(dataset) -> DicomFacts:  # type: ignore[no-untyped-def]
 
     def text(keyword: str) -> str | None:
         value = dataset.get(keyword)
-        return str(value).strip() or None if value is not None else None
+        return None if value is None else (str(value).strip() or None)
 
     return DicomFacts(
         patient_id=text("PatientID"),

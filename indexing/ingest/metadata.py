@@ -12,6 +12,7 @@ import hmac
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,11 @@ def _label_value(text: str) -> Any:
     return text
 
 
+def _cell(row: dict[str, str | None], column: str) -> str | None:
+    text = (row.get(column) or "").strip()
+    return text or None
+
+
 def is_identifying(column: str) -> bool:
     lowered = column.lower()
     return any(word in lowered for word in IDENTIFYING_WORDS)
@@ -108,10 +114,7 @@ def read_metadata_csv(path: Path) -> dict[str, CaseMetadata]:
         label_columns = [c for c in columns if c not in KNOWN_COLUMNS and not is_identifying(c)]
         by_key: dict[str, CaseMetadata] = {}
         for line, row in enumerate(reader, start=2):
-            def value(column: str) -> str | None:
-                text = (row.get(column) or "").strip()
-                return text or None
-
+            value = partial(_cell, row)
             try:
                 date = value("acquired_at") or value("study_date")
                 case = CaseMetadata(
