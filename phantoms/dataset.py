@@ -35,7 +35,7 @@ METADATA_COLUMNS = (
     "file", "case_id", "patient_id", "patient_sex", "patient_age", "study_date", "diagnosis", "findings",
     "tonsil_grade", "study_uid", "series_uid", "sop_uid",
 )
-PNG_COMPRESSION = 1  # fast: the images are noisy, higher levels barely shrink them
+PNG_COMPRESSION = 1  # fast; with the RLE strategy it is also smaller than level 3 on these noisy images
 CHUNK_SIZE = 8
 
 
@@ -89,7 +89,8 @@ def check_arguments(out: Path, count: int, size: int, seed: int, workers: int, s
 def _write_png(path: Path, array: np.ndarray) -> None:
     """RGB [H, W, 3] or grey [H, W] uint8 to PNG."""
     pixels = array[..., ::-1] if array.ndim == 3 else array  # OpenCV writes BGR
-    if not cv2.imwrite(str(path), np.ascontiguousarray(pixels), [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION]):
+    options = [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
+    if not cv2.imwrite(str(path), np.ascontiguousarray(pixels), options):
         raise OSError(f"could not write {path}")
 
 

@@ -214,16 +214,21 @@ def _vessel_layer(rng: np.random.Generator, where: np.ndarray, amount: float, cf
     return cv2.GaussianBlur(layer, (0, 0), cfg.vessel_blur * size) * where
 
 
+def _channels(rgb: RGB) -> np.ndarray:
+    """An RGB triple shaped [3, 1, 1] to broadcast over planar images."""
+    return np.asarray(rgb, dtype=np.float32)[:, None, None]
+
+
 def _mix(colour: np.ndarray, target: RGB, amount: np.ndarray) -> np.ndarray:
-    """Blend [S, S, 3] `colour` towards `target` by `amount` [S, S] (0..1)."""
-    return colour + (np.asarray(target, dtype=np.float32) - colour) * amount[..., None]
+    """Blend planar `colour` [3, S, S] towards `target` by `amount` [S, S] (0..1)."""
+    return colour + (_channels(target) - colour) * amount
 
 
 @dataclass(frozen=True)
 class _Tissue:
     """Albedo of the scene and the texture fields that also change its relief."""
 
-    colour: np.ndarray  # float32 [S, S, 3]
+    colour: np.ndarray  # float32 [3, S, S], planar so that [S, S] fields broadcast cheaply
     follicles: np.ndarray  # float32 [S, S]
     exudate: np.ndarray  # float32 [S, S]
     bumps: np.ndarray  # float32 [S, S], fine relief noise
@@ -237,16 +242,16 @@ def _tissue(params: CaseParams, anatomy: A.Anatomy, rng: np.random.Generator, cf
     wall = region == A.WALL
 
     inflamed = params.redness * _per_region(cfg.inflammability, 0.0)[region]
-    colour = _mix(_per_region(cfg.colour, (0.0, 0.0, 0.0))[region], cfg.inflamed_colour, inflamed)  # [S, S, 3]
+    colour = _mix(_per_region(cfg.colour, (0.0, 0.0, 0.0)).T[:, region], cfg.inflamed_colour, inflamed)  # [3, S, S]
 
     mottle = fractal_noise(rng, size, cfg.mottling_cells, cfg.mottling_octaves, cfg.persistence)
     grain = fractal_noise(rng, size, int(size * cfg.grain_cells_per_px), cfg.grain_octaves, cfg.persistence)
     texture = 1.0 + _per_region(cfg.mottling, cfg.default_mottling)[region] * mottle
     texture += _per_region(cfg.grain, cfg.default_grain)[region] * grain
-    colour *= texture[..., None]
+    colour *= texture
 
     crypts = smoothstep(value_noise(rng, size, int(size * cfg.crypt_cells_per_px)), *cfg.crypt_threshold) * tonsil
-    colour *= (1.0 - cfg.crypt_darkening * crypts)[..., None]
+    colour *= 1.0 - cfg.crypt_darkening * crypts
 
     exudate = np.zeros((size, size), dtype=np.float32)
     if params.exudate > 0 and tonsil.any():
@@ -263,7 +268,7 @@ def _tissue(params: CaseParams, anatomy: A.Anatomy, rng: np.random.Generator, cf
     follicles = _follicle_layer(rng, wall, params.follicles, cfg)
     colour = _mix(colour, cfg.follicle_colour, cfg.follicle_opacity * follicles)
     vessels = _vessel_layer(rng, wall | (region == A.CHEEK), params.vessels, cfg)
-    colour *= 1.0 - vessels[..., None] * np.asarray(cfg.vessel_tint, dtype=np.float32)
+    colour *= 1.0 - vessels * _channels(cfg.vessel_tint)
     return _Tissue(colour=colour, follicles=follicles, exudate=exudate, bumps=grain * tonsil)
 
 
@@ -292,16 +297,17 @@ def paint(params: CaseParams, anatomy: A.Anatomy, rng: np.random.Generator, cfg:
     relief = np.clip(anatomy.relief + cfg.follicle_relief * tissue.follicles + cfg.crypt_relief * tissue.bumps, 0.0, 1.0)
     relief = np.maximum(relief, tissue.exudate * cfg.exudate_relief)  # raised plaques catch the flash
     shade = _shade(params, anatomy, relief, cfg)
-    image = tissue.colour * np.stack([shade**exponent for exponent in cfg.shadow_tint], axis=-1)
+    image = tissue.colour * np.stack([shade**exponent for exponent in cfg.shadow_tint])  # [3, S, S]
 
     # wet tissue: small sharp highlights where a convex surface faces the flash
     spots = value_noise(rng, size, int(size * cfg.specular_cells_per_px))
     specular = params.flash * _per_region(cfg.gloss, 0.0)[region] * smoothstep(relief, *cfg.specular_relief)
     specular *= smoothstep(spots + tissue.follicles, *cfg.specular_spots)
-    image += (1.0 - image) * specular[..., None]
+    image += (1.0 - image) * specular
 
     # camera: white balance, optics softness, sensor noise strongest in the dark
-    image *= 1.0 + params.colour_temperature * np.asarray(cfg.white_balance, dtype=np.float32)
+    image *= 1.0 + params.colour_temperature * _channels(cfg.white_balance)
+    image = np.ascontiguousarray(image.transpose(1, 2, 0))  # [S, S, 3]
     image = cv2.GaussianBlur(image, (0, 0), max(cfg.softness * size, cfg.min_softness_px))
     noise_gain = np.clip(cfg.dark_noise_boost - image.mean(axis=2, keepdims=True), cfg.min_noise_share, None)
     image += rng.standard_normal(image.shape, dtype=np.float32) * params.noise_sigma * noise_gain
