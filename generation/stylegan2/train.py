@@ -193,6 +193,8 @@ def _train(options: RunOptions, g_config: GeneratorConfig, d_config: Discriminat
         raise ValueError(f"batch size {config.batch_size} is not divisible by {ctx.world_size} processes")
     batch = config.batch_size // ctx.world_size
     device = ctx.device
+    dataset = ImageFolderDataset(options.data, g_config.resolution, mirror=False, limit=options.limit)
+    fingerprint = dataset_fingerprint(options.data)
     run = RunDir(Path(options.run_dir))
     if ctx.is_main:
         run.create()
@@ -231,8 +233,6 @@ def _train(options: RunOptions, g_config: GeneratorConfig, d_config: Discriminat
         d_train = nn.parallel.DistributedDataParallel(discriminator, device_ids=device_ids)
     g_params = list(generator.parameters())
 
-    dataset = ImageFolderDataset(options.data, g_config.resolution, mirror=False, limit=options.limit)
-    fingerprint = dataset_fingerprint(options.data)
     sampler = torch.utils.data.DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank,
                                                   shuffle=True, seed=options.seed, drop_last=True)
     loader = torch.utils.data.DataLoader(
