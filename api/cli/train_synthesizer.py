@@ -41,5 +41,7 @@ def synthesizer(
     except (FileNotFoundError, ValueError, RuntimeError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(code=1) from error
+    if not summary["val_dice"]:  # a non-main torchrun rank: rank 0 reports
+        return
     dice = ", ".join(f"{k} {v:.3f}" for k, v in summary["val_dice"].items())
     typer.echo(f"trained {summary['epochs']} epochs ({summary['step']} steps, {summary['train_seconds']:.0f} s); val DICE: {dice}")
