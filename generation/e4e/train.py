@@ -169,7 +169,7 @@ def _train_encoder(options: PairedRunOptions, config: EncoderTrainConfig, ctx: D
     started = time.time()
     seed_everything(config.seed + ctx.rank)
     device = ctx.device
-    run = RunDir(Path(options.run_dir)).create() if ctx.is_main else RunDir(Path(options.run_dir))
+    run = RunDir(Path(options.run_dir))
     generator = load_frozen_generator(options.bundle, device)
     similarity, similarity_record = build_similarity_loss(options.bundle, config.preset, device)
     w_dim = generator.config.w_dim
@@ -192,6 +192,7 @@ def _train_encoder(options: PairedRunOptions, config: EncoderTrainConfig, ctx: D
         opt_d.load_state_dict(state["opt_discriminator"])
         step = int(state["step"])
         restore_rng_state(state["rng"])
+        encoder.set_latent_average(generator.mapping.w_avg)  # the bundle's G may have been re-exported
     broadcast_parameters(encoder, ctx)
     broadcast_parameters(discriminator, ctx)
     encoder_ddp = DistributedDataParallel(encoder) if ctx.distributed else encoder
@@ -205,6 +206,8 @@ def _train_encoder(options: PairedRunOptions, config: EncoderTrainConfig, ctx: D
     if options.val_dataset is not None and options.val_sketches is not None:
         val_batch = fixed_batch(options.val_dataset, options.val_sketches, encoder_config.resolution,
                                 config.sample_count, device)
+    if ctx.is_main:
+        run.create()  # only now: bad input above leaves no run folder behind
     logger = JsonlLogger(run.log, enabled=ctx.is_main)
     if ctx.is_main and step == 0:
         logger.log(event="start", preset=config.preset, train_config=dataclasses.asdict(config),

@@ -66,7 +66,7 @@ def _train_refiner(options: PairedRunOptions, config: RefinerTrainConfig, ctx: D
     started = time.time()
     seed_everything(config.seed + ctx.rank)
     device = ctx.device
-    run = RunDir(Path(options.run_dir)).create() if ctx.is_main else RunDir(Path(options.run_dir))
+    run = RunDir(Path(options.run_dir))
     generator = load_frozen_generator(options.bundle, device)
     encoder = freeze(load_encoder(options.bundle, device))
     similarity, similarity_record = build_similarity_loss(options.bundle, config.preset, device)
@@ -95,6 +95,8 @@ def _train_refiner(options: PairedRunOptions, config: RefinerTrainConfig, ctx: D
     if options.val_dataset is not None and options.val_sketches is not None:
         val_batch = fixed_batch(options.val_dataset, options.val_sketches, hyper_config.resolution,
                                 config.sample_count, device)
+    if ctx.is_main:
+        run.create()  # only now: bad input above leaves no run folder behind
     logger = JsonlLogger(run.log, enabled=ctx.is_main)
     if ctx.is_main and step == 0:
         logger.log(event="start", preset=config.preset, train_config=dataclasses.asdict(config),

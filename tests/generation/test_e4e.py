@@ -100,3 +100,23 @@ def test_a_short_training_run_lowers_l_sim_and_resumes(tmp_path) -> None:
         before = similarity(images, generator.synthesis(generator.mapping.w_avg.expand(8, -1)))["total"]
         after = similarity(images, generator.synthesis(load_encoder(bundle)(sketch_batch)))["total"]
     assert after < 0.7 * before
+
+
+def test_train_encoder_command_refuses_photos_without_sketches_and_writes_nothing(tmp_path) -> None:
+    from sketch2medi_fixtures import tiny_bundle, tiny_pairs
+    from typer.testing import CliRunner
+
+    from api.cli import app
+    from generation.bundle import read_bundle_info
+
+    bundle = tiny_bundle(tmp_path / "bundle")
+    dataset, sketches = tiny_pairs(tmp_path, count=4)
+    next(sketches.iterdir()).unlink()
+    run_dir = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", "encoder", "--bundle", str(bundle), "--data", str(dataset),
+                                      "--sketches", str(sketches), "--preset", "tiny", "--run-dir", str(run_dir),
+                                      "--device", "cpu"])
+    assert result.exit_code == 1
+    assert "have no sketch" in result.output
+    assert not run_dir.exists()
+    assert "encoder" not in read_bundle_info(bundle)["networks"]
