@@ -84,6 +84,11 @@ def check_arguments(out: Path, count: int, size: int, seed: int, workers: int, s
         raise NotADirectoryError(f"cannot create the dataset folder {out}: {existing} is a file")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise PermissionError(f"cannot write the dataset folder {out}: {existing} is not writable")
+    annotations = out / "annotations.json"
+    if annotations.is_file():
+        sizes = {image["width"] for image in json.loads(annotations.read_text())["images"]}
+        if sizes - {size}:
+            raise ValueError(f"{out} already holds {sorted(sizes)} px images; write {size} px cases to another folder")
 
 
 def _write_png(path: Path, array: np.ndarray) -> None:

@@ -69,7 +69,7 @@ def build_dataset(image: np.ndarray, metadata: dict[str, str]) -> Dataset:
     ds.StudyTime = ds.SeriesTime = ds.ContentTime = STUDY_TIME
     ds.AcquisitionDateTime = study_date + STUDY_TIME
     ds.AccessionNumber = metadata["case_id"]
-    ds.StudyID = metadata["case_id"][-16:]
+    ds.StudyID = metadata["case_id"]
     ds.ReferringPhysicianName = ""
     ds.StudyDescription = "Pharyngeal photograph"
     ds.SeriesDescription = "Throat camera"

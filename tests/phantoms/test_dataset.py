@@ -19,6 +19,8 @@ SIZE = 64
 COUNT = 12
 SEED = 3
 UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+# pycocotools' annToMask trips a NumPy 2 deprecation inside the library, not in our code
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +101,14 @@ def test_bad_arguments_fail_clearly_and_write_nothing(tmp_path, kwargs, message)
     with pytest.raises(ValueError, match=message):
         generate_dataset(out, **arguments)
     assert not out.exists()
+
+
+def test_adding_cases_of_another_size_is_refused(dataset):
+    before = (dataset / "annotations.json").read_bytes()
+    with pytest.raises(ValueError, match="already holds"):
+        generate_dataset(dataset, 2, 32, SEED, start=COUNT)
+    assert (dataset / "annotations.json").read_bytes() == before
+    assert not (dataset / "images" / f"{COUNT:06d}.png").exists()
 
 
 def test_unwritable_folder_fails_clearly(tmp_path):
