@@ -96,7 +96,7 @@ class AppearanceConfig:
     contact_shadow_layers: float = 2.0  # depth differences beyond this cast no darker shadow
     mottling_cells: int = 4
     grain_cells_per_px: float = 1 / 4
-    crypt_cells_per_px: float = 1 / 7
+    crypt_cells: int = 36  # across the frame, so crypts scale with the tonsil
     crypt_threshold: tuple[float, float] = (1.1, 1.6)
     crypt_darkening: float = 0.35
     crypt_relief: float = 0.15
@@ -111,6 +111,7 @@ class AppearanceConfig:
     follicle_colour: RGB = (0.96, 0.5, 0.45)
     follicles_max: int = 70
     follicle_relief: float = 0.5
+    follicle_min_blur_px: float = 0.8  # keeps one-pixel follicles round at small sizes
     follicle_opacity: float = 0.6
     follicle_radius: tuple[float, float] = (0.006, 0.014)  # fraction of the image size
     vessels_max: int = 7
@@ -121,7 +122,7 @@ class AppearanceConfig:
     vessel_tint: RGB = (0.12, 0.4, 0.4)  # how much each channel darkens on a vessel
     specular_relief: tuple[float, float] = (0.85, 0.99)
     specular_spots: tuple[float, float] = (1.6, 2.2)
-    specular_cells_per_px: float = 1 / 8
+    specular_cells: int = 32
     vignette_power: float = 2.0
     white_balance: RGB = (0.07, 0.0, -0.07)  # channel gain per unit colour temperature
     softness: float = 0.0025  # Gaussian blur sigma, fraction of the image size
@@ -196,7 +197,7 @@ def _follicle_layer(rng: np.random.Generator, wall: np.ndarray, amount: float, c
     radii = rng.uniform(*cfg.follicle_radius, size=len(centres)) * size
     for (cx, cy), radius in zip(centres, radii):
         cv2.circle(layer, (int(cx), int(cy)), max(1, int(round(radius))), 1.0, -1, cv2.LINE_AA)
-    sigma = max(cfg.follicle_radius[0] * size, cfg.min_softness_px)
+    sigma = max(cfg.follicle_radius[0] * size, cfg.follicle_min_blur_px)
     return cv2.GaussianBlur(layer, (0, 0), sigma) * wall
 
 
@@ -250,7 +251,7 @@ def _tissue(params: CaseParams, anatomy: A.Anatomy, rng: np.random.Generator, cf
     texture += _per_region(cfg.grain, cfg.default_grain)[region] * grain
     colour *= texture
 
-    crypts = smoothstep(value_noise(rng, size, int(size * cfg.crypt_cells_per_px)), *cfg.crypt_threshold) * tonsil
+    crypts = smoothstep(value_noise(rng, size, cfg.crypt_cells), *cfg.crypt_threshold) * tonsil
     colour *= 1.0 - cfg.crypt_darkening * crypts
 
     exudate = np.zeros((size, size), dtype=np.float32)
@@ -300,7 +301,7 @@ def paint(params: CaseParams, anatomy: A.Anatomy, rng: np.random.Generator, cfg:
     image = tissue.colour * np.stack([shade**exponent for exponent in cfg.shadow_tint])  # [3, S, S]
 
     # wet tissue: small sharp highlights where a convex surface faces the flash
-    spots = value_noise(rng, size, int(size * cfg.specular_cells_per_px))
+    spots = value_noise(rng, size, cfg.specular_cells)
     specular = params.flash * _per_region(cfg.gloss, 0.0)[region] * smoothstep(relief, *cfg.specular_relief)
     specular *= smoothstep(spots + tissue.follicles, *cfg.specular_spots)
     image += (1.0 - image) * specular
