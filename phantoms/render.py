@@ -162,7 +162,7 @@ INSTANCE_REGIONS = (
 
 def check_size(size: int) -> int:
     """Reject sizes the networks cannot use; returns `size`."""
-    if not isinstance(size, int) or size < MIN_SIZE or size % SIZE_MULTIPLE:
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < MIN_SIZE or size % SIZE_MULTIPLE:
         raise ValueError(f"size must be a multiple of {SIZE_MULTIPLE} and at least {MIN_SIZE} px, got {size!r}")
     return size
 
