@@ -117,10 +117,11 @@ def _train_refiner(options: PairedRunOptions, config: RefinerTrainConfig, ctx: D
         while step < config.steps and not stop_agreed(out_of_time(started, options.max_minutes), ctx):
             sketches, images = (t.to(device, non_blocking=True) for t in next(batches))  # [B,1,R,R], [B,3,R,R]
             hypernet.train()
+            logging = (step + 1) % config.log_every == 0 or step + 1 == config.steps
             with torch.no_grad():
                 w = encoder(sketches)  # [B, w_dim]
                 current = generator.synthesis(w, noise_mode="const")  # x_0 [B, 3, R, R]
-                record = {"sim_step0": similarity(images, current)["total"]}
+                record = {"sim_step0": similarity(images, current)["total"]} if logging else {}
             optimizer.zero_grad(set_to_none=True)
             total = None
             for t in range(1, config.refinement_steps + 1):
@@ -131,7 +132,7 @@ def _train_refiner(options: PairedRunOptions, config: RefinerTrainConfig, ctx: D
             optimizer.step()
             step += 1
 
-            if step % config.log_every == 0 or step == config.steps:
+            if logging:
                 last_record = {k: float(all_reduce_mean(v, ctx)) for k, v in record.items()}
                 logger.log(step=step, **last_record)
                 final = last_record[f"sim_step{config.refinement_steps}"]
