@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -20,11 +21,15 @@ from generation.pipeline import Sketch2MedI
 from generation.solov2.metrics import class_dice, mean_class_dice
 
 
+PERCENT = 100.0
+
+
 @dataclass(frozen=True)
 class PipelineEvalConfig:
     count: int = 500
     batch_size: int = 50
     grid_rows: int = 8
+    confidence_z: float = 1.96  # two-sided 95 % normal interval of the paired DICE gain
 
 
 @dataclass(frozen=True)
@@ -82,11 +87,23 @@ def evaluate_pipeline(
     for key in ("x0", "xT"):
         per_image = torch.cat(distances[key])
         metrics[key] = {
-            "dice": {name: 100 * value for name, value in mean_class_dice(dice[key]).items()},
+            "dice": {name: PERCENT * value for name, value in mean_class_dice(dice[key]).items()},
             "perceptual_mean": float(per_image.mean()),
             "perceptual_std": float(per_image.std()),
             "frechet": frechet_distance(judges.features.embed(torch.cat(generated[key])).numpy(), real_features),
         }
     metrics["dice_gain_points"] = metrics["xT"]["dice"]["mean"] - metrics["x0"]["dice"]["mean"]
+    metrics["paired_dice_gain"] = paired_gain(dice["x0"], dice["xT"], config.confidence_z)
     return metrics, grid
+
+
+def paired_gain(before: list[dict[int, float]], after: list[dict[int, float]], z: float) -> dict[str, float]:
+    """Per-image mean-class DICE gain of x_T over x_0 (points): mean, normal interval, share improved."""
+    gains = np.array([PERCENT * (np.mean(list(a.values())) - np.mean(list(b.values())))
+                      for b, a in zip(before, after) if a and b])
+    if len(gains) < 2:
+        return {"images": float(len(gains))}
+    half_width = z * gains.std(ddof=1) / np.sqrt(len(gains))
+    return {"images": float(len(gains)), "mean": float(gains.mean()), "low": float(gains.mean() - half_width),
+            "high": float(gains.mean() + half_width), "share_improved": float((gains > 0).mean())}
 

@@ -145,3 +145,15 @@ def test_a_bundle_whose_generator_changed_after_training_e_is_refused(tmp_path) 
     save_network(bundle, "generator", retrained, retrained.config)
     with pytest.raises(ValueError, match="retrain it with `s2m train encoder`"):
         Sketch2MedI.from_bundle(bundle)
+
+
+def test_paired_dice_gain_compares_each_image_with_itself() -> None:
+    from generation.pipeline_eval import paired_gain
+
+    before = [{1: 0.5, 2: 0.5}, {1: 0.2}, {}, {3: 0.6}]
+    after = [{1: 0.7, 2: 0.5}, {1: 0.1}, {1: 0.9}, {3: 0.9}]
+    gain = paired_gain(before, after, z=1.96)
+    assert gain["images"] == 3  # the image S found nothing in before is left out
+    assert gain["mean"] == pytest.approx((10 - 10 + 30) / 3)
+    assert gain["share_improved"] == pytest.approx(2 / 3)
+    assert gain["low"] < gain["mean"] < gain["high"]
