@@ -156,7 +156,9 @@ def delete(image_id: int = typer.Argument(...)) -> None:
 
 
 @app.command()
-def check() -> None:
+def check(
+    remove_orphans: bool = typer.Option(False, "--remove-orphans", help="delete stored files that no row points at"),
+) -> None:
     """Compare rows and stored files; exit 1 listing any file without a row or row without a file."""
     from indexing import store
 
@@ -164,6 +166,12 @@ def check() -> None:
     try:
         with archive.sessions() as session:
             report = store.consistency(session, archive.files)
+        if remove_orphans:
+            for path in report.orphan_files:
+                archive.files.remove(path)
+                typer.echo(f"removed file without row: {path}")
+            with archive.sessions() as session:
+                report = store.consistency(session, archive.files)
     finally:
         archive.close()
     for path in report.orphan_files:

@@ -59,6 +59,11 @@ def test_ingest_list_show_delete_stats_check(archive: Archive, tmp_path: Path, m
     assert "images: 3 (+1 deleted)" in stats
     assert "dicom 1" in stats
     assert _s2m(archive, "archive", "check").exit_code == 0
+    orphan = archive.files.put("f" * 64, b"left by a killed process")[0]
+    found = _s2m(archive, "archive", "check")
+    assert found.exit_code == 1 and f"file without row: {orphan}" in found.output
+    assert _s2m(archive, "archive", "check", "--remove-orphans").exit_code == 0
+    assert not archive.files.absolute(orphan).exists()
     missing = _s2m(archive, "archive", "delete", "99")
     assert missing.exit_code == 1 and "no image with id 99" in missing.output
 
