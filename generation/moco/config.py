@@ -110,7 +110,7 @@ class EmbedderConfig:
             return cls(
                 **common, backbone="resnet18", stem="imagenet", projection_hidden_dim=512,
                 queue_size=256, momentum=0.99, bn_splits=2, batch_size=16, learning_rate=0.03,
-                weight_decay=5e-4, epochs=1, knn_k=10, probe_bank_size=256, probe_query_size=128,
+                weight_decay=5e-4, epochs=1, knn_k=10, probe_bank_size=64, probe_query_size=32,
             )
         if name == "small":
             return cls(

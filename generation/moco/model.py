@@ -39,10 +39,10 @@ class SplitBatchNorm(nn.BatchNorm2d):
         running_mean = self.running_mean.repeat(self.num_splits)
         running_var = self.running_var.repeat(self.num_splits)
         grouped = x.view(batch // self.num_splits, channels * self.num_splits, height, width)
+        weight = self.weight.repeat(self.num_splits) if self.affine else None
+        bias = self.bias.repeat(self.num_splits) if self.affine else None
         out = F.batch_norm(
-            grouped, running_mean, running_var,
-            self.weight.repeat(self.num_splits), self.bias.repeat(self.num_splits),
-            True, self.momentum, self.eps,
+            grouped, running_mean, running_var, weight, bias, True, self.momentum, self.eps
         ).view(batch, channels, height, width)
         with torch.no_grad():
             self.running_mean.copy_(running_mean.view(self.num_splits, channels).mean(0))

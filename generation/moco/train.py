@@ -174,6 +174,11 @@ class MoCoRun:
         return {"loss": loss_value, "contrastive_accuracy": accuracy, "lr": lr}
 
 
+def every_process_agrees(flag: bool, ctx: DistContext) -> bool:
+    """True on every process as soon as one process says so, so that all stop at the same step."""
+    return bool(all_reduce_mean(torch.tensor(float(flag), device=ctx.device), ctx).item() > 0)
+
+
 def train_embedder(options: TrainOptions) -> dict[str, Any]:
     """Train C and return its final metrics; writes checkpoints, logs and (optionally) a bundle."""
     ctx = init_distributed(options.device)
@@ -208,13 +213,14 @@ def _train(options: TrainOptions, ctx: DistContext) -> dict[str, Any]:
                 knn = run.run_probe()
                 status += f" knn {knn:.3f}" if knn is not None else ""
             progress.update(task, completed=run.step, status=status)
-            out_of_time = options.max_minutes is not None and time.monotonic() - started > options.max_minutes * 60
-            if out_of_time or run.step >= stop_step or run.step % run.steps_per_epoch == 0 \
-                    or time.monotonic() - last_checkpoint > options.checkpoint_minutes * 60:
+            out_of_time = options.max_minutes is not None and every_process_agrees(
+                time.monotonic() - started > options.max_minutes * 60, ctx
+            )
+            if out_of_time or run.step >= stop_step:
+                break  # the final checkpoint is written below
+            if run.step % run.steps_per_epoch == 0 or time.monotonic() - last_checkpoint > options.checkpoint_minutes * 60:
                 run.save()
                 last_checkpoint = time.monotonic()
-            if out_of_time or run.step >= stop_step:
-                break
     if ctx.is_main:
         if run.step % run.steps_per_epoch:
             run.run_probe()

@@ -1,0 +1,181 @@
+"""C (MoCo v2): queue, momentum encoder, InfoNCE, SplitBN, probes, training loop, bundle."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+from typer.testing import CliRunner
+
+from api.cli import app
+from generation.moco import Embedder, EmbedderConfig, MoCo, load_embedder
+from generation.moco.augment import MoCoAugment, TwoViews
+from generation.moco.model import SplitBatchNorm, info_nce_logits, info_nce_loss
+from generation.moco.probe import knn_accuracy, linear_probe_accuracy, span_coordinates
+from generation.training import read_jsonl
+
+TINY = EmbedderConfig.for_preset("tiny")
+
+
+@pytest.fixture(scope="module")
+def phantoms(tmp_path_factory):
+    from phantoms.dataset import generate_dataset
+
+    return generate_dataset(tmp_path_factory.mktemp("phantoms") / "ds", count=80, size=TINY.resolution, seed=5, workers=1)
+
+
+def test_queue_enqueues_and_wraps_around():
+    torch.manual_seed(0)
+    moco = MoCo(TINY.replace(queue_size=16, batch_size=4, bn_splits=2))
+    first, second = F.normalize(torch.randn(10, 128), dim=1), F.normalize(torch.randn(10, 128), dim=1)
+    untouched = moco.queue[10:].clone()
+    moco.dequeue_and_enqueue(first)
+    assert torch.equal(moco.queue[:10], first) and torch.equal(moco.queue[10:], untouched)
+    assert moco.queue_ptr.item() == 10
+    moco.dequeue_and_enqueue(second)  # 6 slots at the end, then 4 overwrite the oldest at the start
+    assert torch.equal(moco.queue[10:], second[:6])
+    assert torch.equal(moco.queue[:4], second[6:])
+    assert torch.equal(moco.queue[4:10], first[4:])
+    assert moco.queue_ptr.item() == 4
+    with pytest.raises(ValueError, match="do not fit"):
+        moco.dequeue_and_enqueue(torch.randn(17, 128))
+
+
+def test_key_encoder_moves_by_momentum_rule_and_receives_no_gradient():
+    torch.manual_seed(0)
+    moco = MoCo(TINY)
+    assert all(torch.equal(q, k) for q, k in zip(moco.encoder_q.parameters(), moco.encoder_k.parameters()))
+    with torch.no_grad():
+        for param in moco.encoder_q.parameters():
+            param.add_(torch.randn_like(param))
+    before_k = [p.clone() for p in moco.encoder_k.parameters()]
+    query = [p.clone() for p in moco.encoder_q.parameters()]
+    views = torch.rand(TINY.batch_size, 3, TINY.resolution, TINY.resolution) * 2 - 1
+    loss = info_nce_loss(moco(views, views.flip(-1)))  # forward applies one momentum update
+    loss.backward()
+    m = TINY.momentum
+    for old, q, new in zip(before_k, query, moco.encoder_k.parameters()):
+        assert torch.allclose(new, m * old + (1 - m) * q, atol=1e-6)
+        assert new.grad is None and not new.requires_grad
+    assert all(p.grad is not None for p in moco.encoder_q.parameters())
+
+
+def test_info_nce_lower_for_true_pairs_than_for_shuffled_keys():
+    generator = torch.Generator().manual_seed(0)
+    queries = F.normalize(torch.randn(32, 128, generator=generator), dim=1)
+    queue = F.normalize(torch.randn(256, 128, generator=generator), dim=1)
+    matched = info_nce_loss(info_nce_logits(queries, queries, queue, TINY.temperature))
+    shuffled = info_nce_loss(info_nce_logits(queries, queries.roll(1, dims=0), queue, TINY.temperature))
+    assert matched < shuffled - 1.0
+
+
+def test_split_batchnorm_normalises_each_split_and_is_plain_bn_in_eval():
+    torch.manual_seed(0)
+    norm = SplitBatchNorm(3, num_splits=2, affine=False)
+    x = torch.randn(8, 3, 4, 4) + torch.tensor([0.0] * 4 + [5.0] * 4).view(8, 1, 1, 1)
+    out = norm(x)
+    # sub-batches are the interleaved samples 0,2,4,6 and 1,3,5,7 (view over the batch axis)
+    for split in (out[0::2], out[1::2]):
+        assert torch.allclose(split.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-5)
+    plain = torch.nn.BatchNorm2d(3, affine=False)
+    plain.load_state_dict(norm.state_dict())
+    norm.eval(), plain.eval()
+    assert torch.allclose(norm(x), plain(x))
+
+
+def test_embed_is_normalised_float32_batched_and_accepts_other_resolutions():
+    torch.manual_seed(0)
+    embedder = Embedder(TINY).eval()
+    images = torch.rand(7, 3, 2 * TINY.resolution, 2 * TINY.resolution) * 2 - 1
+    vectors = embedder.embed(images, batch_size=3)
+    assert vectors.shape == (7, TINY.feature_dim) and vectors.dtype == torch.float32
+    assert torch.allclose(vectors.norm(dim=1), torch.ones(7), atol=1e-5)
+    assert not vectors.requires_grad
+    assert torch.allclose(vectors, embedder.embed(images, batch_size=7), atol=1e-5)
+    x = images.clone().requires_grad_()
+    embedder(x).sum().backward()  # forward keeps gradients for L_cos
+    assert x.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match=r"\[N, 3, H, W\]"):
+        embedder.embed(torch.rand(2, 1, 32, 32))
+
+
+def test_augmentations_make_distinct_views_in_range_without_grayscale():
+    torch.manual_seed(0)
+    red = torch.zeros(3, TINY.resolution, TINY.resolution)
+    red[0] = 0.8  # a saturated red image in [-1, 1]
+    red[1:] = -0.6
+    views = TwoViews([red], MoCoAugment(TINY))
+    first, second = views[0]
+    assert first.shape == red.shape and first.min() >= -1 and first.max() <= 1
+    assert not torch.equal(first, second)
+    samples = torch.stack([views[0][0] for _ in range(20)])
+    assert (samples[:, 0] > samples[:, 1] + 0.5).float().mean() > 0.95  # red stays red: colour carries diagnosis
+
+
+def test_probes_find_separable_classes_and_span_coordinates_keep_inner_products():
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(60) % 3
+    centres = torch.randn(3, 40, generator=generator) * 3
+    features = centres[labels] + torch.randn(60, 40, generator=generator)
+    bank, queries = features[:45], features[45:]
+    assert knn_accuracy(bank, labels[:45], queries, labels[45:], k=5, temperature=0.1, num_classes=3) == 1.0
+    shuffled = labels[torch.randperm(60, generator=generator)]
+    assert knn_accuracy(bank, shuffled[:45], queries, shuffled[45:], k=5, temperature=0.1, num_classes=3) < 0.75
+    assert linear_probe_accuracy(bank, labels[:45], queries, labels[45:], 3, (1e-3,), 50) == 1.0
+
+    wide_train, wide_test = torch.randn(20, 300, generator=generator), torch.randn(5, 300, generator=generator)
+    train_coords, test_coords = span_coordinates(wide_train, wide_test)
+    assert train_coords.shape[1] <= 20
+    assert torch.allclose(train_coords @ test_coords.t(), wide_train @ wide_test.t(), atol=1e-3)
+
+
+def test_sgd_steps_on_the_query_encoder_lower_the_info_nce_loss():
+    """The loss is wired to the query encoder: a few steps against fixed keys and queue lower it."""
+    torch.manual_seed(0)
+    moco = MoCo(TINY)
+    augment = MoCoAugment(TINY)
+    images = torch.rand(TINY.batch_size, 3, TINY.resolution, TINY.resolution) * 2 - 1
+    view_q = torch.stack([augment(image) for image in images])
+    view_k = torch.stack([augment(image) for image in images])
+    keys = moco.encode_keys(view_k)
+    queue = moco.queue.clone()
+    optimizer = torch.optim.SGD(moco.encoder_q.parameters(), lr=TINY.learning_rate, momentum=TINY.sgd_momentum)
+    losses = []
+    for _ in range(6):
+        loss = info_nce_loss(info_nce_logits(moco.encoder_q(view_q), keys, queue, TINY.temperature))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] - 0.1, losses
+
+
+def test_train_command_logs_probes_resumes_and_exports_bundle(phantoms, tmp_path):
+    runner = CliRunner()
+    run_dir, bundle = tmp_path / "run", tmp_path / "bundle"
+    common = ["train", "embedder", "--data", str(phantoms), "--preset", "tiny", "--run-dir", str(run_dir), "--log-every", "1"]
+    first = runner.invoke(app, [*common, "--max-steps", "2"])
+    assert first.exit_code == 0, first.output
+    second = runner.invoke(
+        app, [*common, "--max-steps", "3", "--resume", "--bundle", str(bundle), "--perceptual-backbone", "random-plumbing"]
+    )
+    assert second.exit_code == 0, second.output
+    records = read_jsonl(run_dir / "log.jsonl")
+    assert [r["step"] for r in records if "loss" in r] == [1, 2, 3]
+    baselines = next(r for r in records if r.get("event") == "probe_baselines")
+    assert {"diagnosis/pixel_linear", "tonsil_grade/pixel_knn", "diagnosis/chance"} <= set(baselines)
+    assert any("diagnosis/embedding_knn" in r for r in records)
+    assert (run_dir / "checkpoint.pt").exists() and (run_dir / "samples" / "views.png").exists()
+
+    info = json.loads((bundle / "bundle.json").read_text())["networks"]["embedder"]
+    assert info["steps"] == 3 and info["perceptual_backbone"] == "random-plumbing"
+    assert "diagnosis/embedding_knn" in info["probe"]
+    embedder = load_embedder(bundle)
+    assert not embedder.training and not any(p.requires_grad for p in embedder.parameters())
+    vectors = embedder.embed(torch.rand(3, 3, TINY.resolution, TINY.resolution) * 2 - 1)
+    assert torch.allclose(vectors.norm(dim=1), torch.ones(3), atol=1e-5)
+
+    changed = runner.invoke(app, [*common, "--max-steps", "4", "--resume", "--learning-rate", "0.5"])
+    assert changed.exit_code != 0 and "different EmbedderConfig" in str(changed.exception)
