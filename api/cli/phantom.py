@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-app = typer.Typer(help="phantom commands.", no_args_is_help=True)
+app = typer.Typer(help="The phantom pharynx archive: render datasets, sketches, previews.", no_args_is_help=True)
 
 
 @app.command("generate")
