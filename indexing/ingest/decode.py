@@ -32,16 +32,6 @@ class SkipFile(Exception):
 
 
 @dataclass(frozen=True)
-class StoredImage:
-    """Pixels in their stored form: the PNG bytes and the digest that names them."""
-
-    sha256: str
-    png: bytes
-    width: int
-    height: int
-
-
-@dataclass(frozen=True)
 class DicomFacts:
     """What ingest keeps from a DICOM header (the patient ID only until it is pseudonymised)."""
 
@@ -52,18 +42,27 @@ class DicomFacts:
     acquired_at: datetime | None
 
 
-def encode_stored(pixels: np.ndarray) -> StoredImage:
-    """uint8 [H, W, 3] -> StoredImage; the digest covers the pixels, so one photo stored as PNG,
-    JPEG-decoded or DICOM with the same pixels is one archive image."""
+def _check_rgb(pixels: np.ndarray) -> None:
     if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != PHOTO_SAMPLES:
         raise SkipFile(f"expected 8-bit RGB pixels, got {pixels.dtype} {list(pixels.shape)}")
+
+
+def pixel_digest(pixels: np.ndarray) -> str:
+    """sha256 of uint8 [H, W, 3] pixels (and their shape): one photo stored as PNG, decoded from
+    JPEG or carried in DICOM with the same pixels is one archive image."""
+    _check_rgb(pixels)
     height, width = pixels.shape[:2]
-    pixels = np.ascontiguousarray(pixels)
     digest = hashlib.sha256(f"RGB8 {width}x{height}\n".encode("ascii"))
-    digest.update(pixels.tobytes())
+    digest.update(np.ascontiguousarray(pixels).tobytes())
+    return digest.hexdigest()
+
+
+def encode_png(pixels: np.ndarray) -> bytes:
+    """The stored form of uint8 [H, W, 3] pixels: a PNG without any metadata chunk."""
+    _check_rgb(pixels)
     buffer = io.BytesIO()
-    Image.fromarray(pixels, "RGB").save(buffer, format="PNG")
-    return StoredImage(sha256=digest.hexdigest(), png=buffer.getvalue(), width=width, height=height)
+    Image.fromarray(np.ascontiguousarray(pixels), "RGB").save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def _check_size(width: int, height: int, max_pixels: int) -> None:

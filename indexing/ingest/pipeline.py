@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from indexing import store
 from indexing.filestore import FileStore
-from indexing.ingest.decode import SkipFile, encode_stored
+from indexing.ingest.decode import SkipFile, encode_png, pixel_digest
 from indexing.ingest.metadata import CaseMetadata, CocoInstance, pseudonymize
 from indexing.ingest.sources import Candidate, IngestItem
 
@@ -94,27 +94,28 @@ def _write_batch(context: IngestContext, batch: Sequence[_Loaded], report: Inges
     present_before, skipped_before = report.already_present, len(report.skipped)
     session = context.sessions()
     try:
-        encoded = [(loaded, encode_stored(loaded.candidate.pixels)) for loaded in batch]
-        known_sha = store.existing_sha256(session, [image.sha256 for _, image in encoded])
-        sop_uids = [l.candidate.dicom.sop_uid for l, _ in encoded if l.candidate.dicom and l.candidate.dicom.sop_uid]
+        digests = [(loaded, pixel_digest(loaded.candidate.pixels)) for loaded in batch]
+        known_sha = store.existing_sha256(session, [sha for _, sha in digests])
+        sop_uids = [l.candidate.dicom.sop_uid for l, _ in digests if l.candidate.dicom and l.candidate.dicom.sop_uid]
         known_sop = store.existing_sop_uids(session, sop_uids)
-        for loaded, image in encoded:
+        for loaded, sha in digests:
             sop = loaded.candidate.dicom.sop_uid if loaded.candidate.dicom else None
-            if image.sha256 in known_sha or (sop and sop in known_sop):
+            if sha in known_sha or (sop and sop in known_sop):
                 report.already_present += 1
                 continue
-            known_sha.add(image.sha256)
+            known_sha.add(sha)
             if sop:
                 known_sop.add(sop)
-            relative, created = context.files.put(image.sha256, image.png)
+            relative, created = context.files.put(sha, encode_png(loaded.candidate.pixels))
             if created:
                 created_files.append(relative)
+            height, width = loaded.candidate.pixels.shape[:2]
             instances = context.annotations.get(loaded.item.key, [])
-            if instances and not _annotations_fit(instances, image.width, image.height):
+            if instances and not _annotations_fit(instances, width, height):
                 report.skipped.append((loaded.item.name, "annotations left out: mask size differs from the image"))
                 instances = []
             annotations = [store.NewAnnotation(i.category_id, i.instance_id, i.mask_rle) for i in instances]
-            pending.append((_record(context, loaded, image.sha256, relative, image.width, image.height), annotations))
+            pending.append((_record(context, loaded, sha, relative, width, height), annotations))
         rows = store.add_images(session, pending)
         added_ids = [row.id for row in rows]
         annotations_added = sum(len(annotations) for _, annotations in pending)
