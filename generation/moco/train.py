@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
 import torch
 
 from generation.bundle import save_network
@@ -56,7 +57,7 @@ def cosine_learning_rate(config: EmbedderConfig, step: int, total_steps: int) ->
 
 def epoch_batches(count: int, batch_size: int, epoch: int, seed: int, ctx: DistContext, skip: int) -> list[list[int]]:
     """This process's shuffled full batches for `epoch`, dropping the first `skip` (resume)."""
-    order = torch.randperm(count, generator=torch.Generator().manual_seed(seed * 100_003 + epoch)).tolist()
+    order = np.random.default_rng([seed, epoch]).permutation(count).tolist()
     per_process = count // ctx.world_size
     mine = order[ctx.rank * per_process : (ctx.rank + 1) * per_process]
     batches = [mine[i : i + batch_size] for i in range(0, len(mine) - batch_size + 1, batch_size)]
