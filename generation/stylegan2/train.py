@@ -310,7 +310,7 @@ def _train(options: RunOptions, g_config: GeneratorConfig, d_config: Discriminat
             # G main: L_G = softplus(-D(G(z))); only G's parameters receive gradients.
             z, z_mix = torch.randn(2, batch, g_config.z_dim, device=device)
             cutoff = style_mixing_cutoff(g_config.num_ws, config.style_mixing_prob)
-            fake, _ = g_train(z, z_mix, cutoff, True)
+            fake, _ = g_train(z, z_mix, cutoff, update_w_avg=True)
             loss_g = F.softplus(-discriminator(augment(fake))).mean()
             opt_g.zero_grad(set_to_none=True)
             torch.autograd.backward(loss_g, inputs=g_params)
@@ -321,7 +321,7 @@ def _train(options: RunOptions, g_config: GeneratorConfig, d_config: Discriminat
                 pl_batch = batch // config.pl_batch_shrink
                 z, z_mix = torch.randn(2, pl_batch, g_config.z_dim, device=device)
                 cutoff = style_mixing_cutoff(g_config.num_ws, config.style_mixing_prob)
-                fake, ws = g_train(z, z_mix, cutoff, False)
+                fake, ws = g_train(z, z_mix, cutoff, update_w_avg=False)
                 noise = torch.randn_like(fake) / math.sqrt(fake.shape[2] * fake.shape[3])
                 (grad,) = torch.autograd.grad((fake * noise).sum(), ws, create_graph=True)
                 lengths = grad.square().sum(dim=2).mean(dim=1).sqrt()  # [b/2]

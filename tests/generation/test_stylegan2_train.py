@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -105,6 +106,16 @@ def test_generate_random_writes_a_grid_from_the_bundle(trained_bundle: Path, tmp
     assert result.exit_code == 0, result.output
     with Image.open(out) as grid:
         assert grid.size == (2 * 32 + 3 * 2, 2 * 32 + 3 * 2)  # 2 x 2 tiles, 2 px padding
+
+
+def test_evaluate_generator_names_its_features_and_records_the_distance(trained_bundle: Path, phantoms32: Path) -> None:
+    bundle = trained_bundle / "bundle"
+    result = CliRunner().invoke(app, ["evaluate-generator", "--model", str(bundle), "--data", str(phantoms32),
+                                      "--count", "16"])
+    assert result.exit_code == 0, result.output
+    assert "random-conv" in result.output
+    metrics = json.loads((bundle / "bundle.json").read_text())["metrics"]
+    assert metrics["generator_frechet_random_conv_16"] > 0
 
 
 def test_bad_inputs_give_a_clear_error_and_write_nothing(tmp_path: Path) -> None:
