@@ -51,4 +51,5 @@ def train_generator_command(
     except (ValueError, FileNotFoundError, RuntimeError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(code=2) from error
-    typer.echo(f"trained to step {result['step']} ({result['images_seen'] / 1000:.1f} kimg); run in {run_dir}")
+    typer.echo(f"trained to step {result['step']} ({result['images_seen'] / 1000:.1f} kimg, "
+               f"{result['images_per_s']:.1f} images/s this run); run in {run_dir}")

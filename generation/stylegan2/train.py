@@ -177,7 +177,11 @@ def train_generator(
     d_config: DiscriminatorConfig,
     config: GanTrainConfig,
 ) -> dict[str, Any]:
-    """Train G and D on the images of `options.data`; returns the final step, images seen, images/s."""
+    """Train G and D on the images of `options.data` up to `options.steps` steps.
+
+    Returns the final step, images seen, steps and images/s of this invocation, ADA's p, and
+    the data fingerprint.
+    """
     if g_config.resolution != d_config.resolution:
         raise ValueError(f"G ({g_config.resolution}px) and D ({d_config.resolution}px) resolutions differ")
     ctx = init_distributed(options.device)
@@ -211,6 +215,10 @@ def _train(options: RunOptions, g_config: GeneratorConfig, d_config: Discriminat
     augment = AugmentPipe.from_config(config)
     state = TrainState()
     if checkpoint is not None:
+        for key, current in (("generator_config", g_config), ("discriminator_config", d_config)):
+            if checkpoint[key] != dataclasses.asdict(current):
+                raise ValueError(f"{run.checkpoint} was trained with another {key.replace('_', ' ')}; "
+                                 "resume with the preset it was started with")
         generator.load_state_dict(checkpoint["G"])
         discriminator.load_state_dict(checkpoint["D"])
         g_ema.load_state_dict(checkpoint["G_ema"])
@@ -269,7 +277,8 @@ def _train(options: RunOptions, g_config: GeneratorConfig, d_config: Discriminat
                         nrow=int(math.ceil(math.sqrt(config.sample_grid))))
         save_loss_curve(run.log, run.loss_curve, LOSS_CURVE_KEYS)
 
-    window_start, window_images = time.perf_counter(), 0
+    run_start = window_start = time.perf_counter()
+    window_images = 0
     real_signs: list[torch.Tensor] = []
     start_step = state.step
     with make_progress(disable=not (ctx.is_main and options.show_progress)) as progress:
@@ -362,5 +371,7 @@ def _train(options: RunOptions, g_config: GeneratorConfig, d_config: Discriminat
                 save_samples()
             if state.step % config.checkpoint_every == 0 or state.step == options.steps:
                 save_state()
-    return {"step": state.step, "images_seen": state.images_seen, "steps_this_run": state.step - start_step,
+    steps_this_run = state.step - start_step
+    return {"step": state.step, "images_seen": state.images_seen, "steps_this_run": steps_this_run,
+            "images_per_s": steps_this_run * config.batch_size / max(time.perf_counter() - run_start, 1e-9),
             "augment_p": augment.p, "fingerprint": fingerprint}

@@ -82,6 +82,9 @@ def test_checkpoint_then_resume_gives_bit_identical_next_steps(phantoms32: Path,
             left, right = left["state"][0], right["state"][0]
         assert all(torch.equal(left[key], right[key]) for key in left), network
     assert resumed["state"] == direct["state"]
+    with pytest.raises(ValueError, match="another generator config"):
+        train_generator(dataclasses.replace(split, steps=7, resume=True), dataclasses.replace(G_CONFIG, w_dim=16),
+                        D_CONFIG, config)
 
 
 def test_two_process_gloo_run_completes(phantoms32: Path, tmp_path: Path) -> None:
