@@ -22,6 +22,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	bash scripts/ensure-postgres.sh
+	bash scripts/ensure-orthanc.sh
 	$(BIN)/python -m pytest -q
 
 clean:
