@@ -96,9 +96,16 @@ class RandomConvFeatures(nn.Module):
         return torch.cat([self(images[i:i + size].to(device).float()).cpu() for i in range(0, len(images), size)])
 
 
-def load_feature_extractor(bundle_dir: Path | None, device: torch.device | str = "cpu") -> tuple[FeatureExtractor, str]:
-    """The bundle's MoCo embedder C if it has one, else the random-conv net; with its name."""
-    if bundle_dir is not None and (Path(bundle_dir) / "embedder.safetensors").exists():
+def load_feature_extractor(bundle_dir: Path | None, device: torch.device | str = "cpu",
+                           kind: str = "auto") -> tuple[FeatureExtractor, str]:
+    """A feature extractor and its name: `moco-embedder` (the bundle's C), `random-conv`, or
+    `auto` (C when the bundle has one, else random-conv)."""
+    if kind not in ("auto", MOCO_NAME, RANDOM_CONV_NAME):
+        raise ValueError(f"unknown feature extractor {kind!r}; choose auto, {MOCO_NAME} or {RANDOM_CONV_NAME}")
+    has_embedder = bundle_dir is not None and (Path(bundle_dir) / "embedder.safetensors").exists()
+    if kind == MOCO_NAME and not has_embedder:
+        raise FileNotFoundError(f"no embedder.safetensors in {bundle_dir} for {MOCO_NAME} features")
+    if kind == MOCO_NAME or (kind == "auto" and has_embedder):
         from generation.moco import load_embedder
 
         return load_embedder(Path(bundle_dir), device), MOCO_NAME

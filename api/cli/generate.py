@@ -80,6 +80,7 @@ def evaluate_generator(
     count: int = typer.Option(500, "--count", help="real and generated images compared"),
     features: Path = typer.Option(None, "--features", help="bundle whose MoCo embedder gives the features "
                                   "(default: --model); without one, a fixed-seed untrained conv net"),
+    extractor: str = typer.Option("auto", "--extractor", help="auto | moco-embedder | random-conv"),
     truncation: float = typer.Option(1.0, "--truncation"),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("cpu", "--device"),
@@ -96,8 +97,8 @@ def evaluate_generator(
         dev = resolve_device(device)
         generator = load_generator(model, dev)
         reals = load_real_images(data, generator.config.resolution, count)
-        extractor, extractor_name = load_feature_extractor(features or model, dev)
-        distance = generator_frechet_distance(generator, reals, extractor, seed, truncation)
+        features_net, extractor_name = load_feature_extractor(features or model, dev, extractor)
+        distance = generator_frechet_distance(generator, reals, features_net, seed, truncation)
     except (FileNotFoundError, RuntimeError, ValueError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(code=2) from error

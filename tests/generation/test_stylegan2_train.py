@@ -117,6 +117,9 @@ def test_evaluate_generator_names_its_features_and_records_the_distance(trained_
                                       "--count", "16"])
     assert result.exit_code == 0, result.output
     assert "random-conv" in result.output
+    refused = CliRunner().invoke(app, ["evaluate-generator", "--model", str(bundle), "--data", str(phantoms32),
+                                       "--count", "16", "--extractor", "moco-embedder"])
+    assert refused.exit_code == 2 and "no embedder" in refused.output
     metrics = json.loads((bundle / "bundle.json").read_text())["metrics"]
     assert metrics["generator_frechet_random_conv_16"] > 0
 
