@@ -196,6 +196,8 @@ def _train(options: TrainOptions, ctx: DistContext) -> dict[str, Any]:
         run.restore(load_checkpoint(run.run.checkpoint, map_location=ctx.device))
     if ctx.is_main:
         run.load_probe()
+        if run.step == 0:
+            run.run_probe()  # epoch 0: what the randomly initialised trunk already gives
     started = time.monotonic()
     last_checkpoint = started
     stop_step = min(run.total_steps, options.max_steps or run.total_steps)
