@@ -59,7 +59,7 @@ def normalize_sketch(image: Image.Image | np.ndarray, resolution: int, min_ink: 
 
 def image_to_tensor(image: np.ndarray) -> torch.Tensor:
     """uint8 [H, W, 3] -> float [3, H, W] in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div(127.5).sub(1.0)
+    return torch.tensor(image, dtype=torch.uint8).permute(2, 0, 1).float().div(127.5).sub(1.0)
 
 
 def tensor_to_image(tensor: torch.Tensor) -> np.ndarray:
@@ -70,7 +70,7 @@ def tensor_to_image(tensor: torch.Tensor) -> np.ndarray:
 
 def sketch_to_tensor(sketch: np.ndarray) -> torch.Tensor:
     """uint8 [H, W] sketch -> float [1, H, W] in [-1, 1] (background 1, strokes -1)."""
-    return torch.from_numpy(np.ascontiguousarray(sketch)).float().div(127.5).sub(1.0).unsqueeze(0)
+    return torch.tensor(sketch, dtype=torch.uint8).float().div(127.5).sub(1.0).unsqueeze(0)
 
 
 def list_images(folder: Path) -> list[Path]:
