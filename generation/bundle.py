@@ -8,34 +8,25 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import platform
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from generation.files import atomic_target
+
 BUNDLE_INFO = "bundle.json"
 NETWORK_NAMES = ("synthesizer", "generator", "embedder", "encoder", "refiner")
+STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 
 M = TypeVar("M", bound=torch.nn.Module)
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_target(path) as tmp:
+        Path(tmp).write_bytes(data)
 
 
 def software_versions() -> dict[str, str]:
@@ -82,15 +73,8 @@ def save_network(
     bundle_dir = Path(bundle_dir)
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}
     path = bundle_dir / f"{name}.safetensors"
-    bundle_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=bundle_dir, prefix=f".{name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_target(path) as tmp:
         save_file(tensors, tmp, metadata={"network": name})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     entry = {"config": dataclasses.asdict(config), "file": path.name, **record}
     update_bundle_info(bundle_dir, networks={name: entry})
     return path
@@ -116,3 +100,27 @@ def load_network(
     state = load_file(str(Path(bundle_dir) / f"{name}.safetensors"), device="cpu")
     module.load_state_dict(state)
     return module.to(device).eval()
+
+
+def convert_storage(bundle_dir: Path, dtype: str) -> dict[str, int]:
+    """Rewrite every network file of a bundle with its floating tensors stored as `dtype`.
+
+    Why: the shipped `small` bundle is committed to git, and float16 halves it. Loading is
+    unchanged, since `load_state_dict` casts into the network's float32 parameters. Returns the
+    new file sizes in bytes; `bundle.json` records the storage dtype of each network.
+    """
+    if dtype not in STORAGE_DTYPES:
+        raise ValueError(f"unknown storage dtype {dtype!r}; choose one of {sorted(STORAGE_DTYPES)}")
+    bundle_dir = Path(bundle_dir)
+    info = read_bundle_info(bundle_dir)
+    sizes: dict[str, int] = {}
+    for name, entry in info.get("networks", {}).items():
+        path = bundle_dir / entry["file"]
+        tensors = load_file(str(path))
+        converted = {k: v.to(STORAGE_DTYPES[dtype]) if v.is_floating_point() else v for k, v in tensors.items()}
+        with atomic_target(path) as tmp:
+            save_file(converted, tmp, metadata={"network": name})
+        entry["storage_dtype"] = dtype
+        sizes[name] = path.stat().st_size
+    update_bundle_info(bundle_dir, networks=info.get("networks", {}))
+    return sizes
