@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from api.cli import archive, db, demo, generate, phantom, sketches, train
+from api.cli import archive, bundle, db, demo, generate, phantom, sketches, train
 
 app = typer.Typer(
     name="s2m",
@@ -21,5 +21,6 @@ app.add_typer(sketches.app, name="sketches")
 app.add_typer(train.app, name="train")
 app.add_typer(archive.app, name="archive")
 app.add_typer(db.app, name="db")
+app.add_typer(bundle.app, name="bundle")
 generate.register(app)
 demo.register(app)

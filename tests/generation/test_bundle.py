@@ -75,3 +75,19 @@ def test_checkpoint_round_trip_without_unpickling_objects(tmp_path):
     assert loaded["step"] == 3 and torch.equal(loaded["weights"], state["weights"])
     with pytest.raises(FileNotFoundError, match="without --resume"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_bundle_cli_converts_and_shows(tmp_path):
+    from typer.testing import CliRunner
+
+    from api.cli import app
+
+    save_network(tmp_path, "generator", trained_net(), TinyConfig(), steps=7)
+    runner = CliRunner(env={"COLUMNS": "200"})  # wide enough that rich does not cut the message
+    converted = runner.invoke(app, ["bundle", "convert", str(tmp_path), "--dtype", "float16"])
+    assert converted.exit_code == 0, converted.output
+    assert "generator" in converted.output
+    shown = runner.invoke(app, ["bundle", "show", str(tmp_path)])
+    assert shown.exit_code == 0 and "float16" in shown.output
+    refused = runner.invoke(app, ["bundle", "convert", str(tmp_path / "nothing")])
+    assert refused.exit_code != 0 and "not a model bundle" in refused.output

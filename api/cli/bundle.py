@@ -1,0 +1,46 @@
+"""`s2m bundle ...`: inspect a model bundle and prepare it for shipping."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(help="Model bundles: what they hold, and float16 storage for shipping.", no_args_is_help=True)
+
+
+@app.command("show")
+def show(bundle: Path = typer.Argument(..., help="Bundle folder (holds bundle.json).")) -> None:
+    """Networks in the bundle with their size, steps, storage dtype and recorded metrics."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from generation.bundle import read_bundle_info
+
+    if not (bundle / "bundle.json").exists():
+        raise typer.BadParameter(f"{bundle} is not a model bundle (no bundle.json)")
+    info = read_bundle_info(bundle)
+    table = Table("network", "MB", "storage", "facts")
+    for name, entry in sorted(info["networks"].items()):
+        size = (bundle / entry["file"]).stat().st_size / 1e6
+        facts = {k: v for k, v in entry.items() if k not in ("config", "file", "storage_dtype")}
+        table.add_row(name, f"{size:.1f}", entry.get("storage_dtype", "float32"), str(facts)[:160])
+    Console().print(table)
+
+
+@app.command("convert")
+def convert(
+    bundle: Path = typer.Argument(..., help="Bundle folder to rewrite in place."),
+    dtype: str = typer.Option("float16", help="Storage dtype: float16 (half the size) or float32."),
+) -> None:
+    """Store every network's floating tensors as DTYPE; loading casts back to float32."""
+    from generation.bundle import convert_storage
+
+    if not (bundle / "bundle.json").exists():
+        raise typer.BadParameter(f"{bundle} is not a model bundle (no bundle.json)")
+    try:
+        sizes = convert_storage(bundle, dtype)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from error
+    for name, size in sorted(sizes.items()):
+        typer.echo(f"{name}: {size / 1e6:.1f} MB ({dtype})")
