@@ -10,7 +10,7 @@ import typer
 if TYPE_CHECKING:
     from indexing.archive import Archive
 
-app = typer.Typer(help="The archive store: ingest, list, show, stats, delete.", no_args_is_help=True)
+app = typer.Typer(help="The archive store: ingest, list, show, stats, delete, export.", no_args_is_help=True)
 
 MAX_REASONS_SHOWN = 50
 
@@ -181,3 +181,24 @@ def check(
     if not report.ok:
         raise typer.Exit(1)
     typer.echo("archive consistent")
+
+
+@app.command()
+def export(
+    out: Path = typer.Argument(..., help="new or empty folder that receives images/, masks/, annotations.json, metadata.csv"),
+    annotated_only: bool = typer.Option(False, "--annotated-only", help="only images with expert instance masks (for the synthesizer)"),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="at most N images, lowest ids first"),
+) -> None:
+    """Write the live archive images as a dataset folder that `s2m train ... --data OUT` reads."""
+    from indexing.export import ExportError, export_dataset
+
+    archive = _open()
+    try:
+        report = export_dataset(archive, out, annotated_only=annotated_only, limit=limit)
+    except ExportError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
+    finally:
+        archive.close()
+    copied = f" ({report.copied} copied, symlinks unavailable)" if report.copied else ""
+    typer.echo(f"exported {report.images} images ({report.annotated} annotated) to {report.out}{copied}")
