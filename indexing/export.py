@@ -18,7 +18,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -206,4 +206,4 @@ def export_dataset(archive: Archive, out: Path, annotated_only: bool = False, li
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return ExportReport(out=out, images=report.images, annotated=report.annotated, copied=report.copied)
+    return replace(report, out=out)
