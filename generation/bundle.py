@@ -7,6 +7,7 @@ class rebuilds itself from its config dataclass.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import platform
 from pathlib import Path
@@ -124,3 +125,23 @@ def convert_storage(bundle_dir: Path, dtype: str) -> dict[str, int]:
         sizes[name] = path.stat().st_size
     update_bundle_info(bundle_dir, networks=info.get("networks", {}))
     return sizes
+
+
+def weights_digest(bundle_dir: Path, name: str) -> str:
+    """sha256 of a network's weights, the same whether the bundle stores float32 or float16.
+
+    E and H record the digest of the G they were trained against; hashing the float16-rounded
+    values (not the file bytes) keeps that record valid after `convert_storage`.
+    """
+    path = Path(bundle_dir) / f"{name}.safetensors"
+    if not path.exists():
+        raise FileNotFoundError(f"bundle {bundle_dir} has no {path.name}")
+    tensors = load_file(str(path))
+    digest = hashlib.sha256()
+    for key in sorted(tensors):
+        tensor = tensors[key]
+        if tensor.is_floating_point():
+            tensor = tensor.to(torch.float16)
+        digest.update(key.encode())
+        digest.update(tensor.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
 
-from generation.bundle import load_network
+from generation.bundle import load_network, weights_digest
 from generation.e4e.config import EncoderConfig, EncoderTrainConfig, LatentDiscriminatorConfig
 from generation.e4e.model import Encoder, LatentDiscriminator
 
 ENCODER_NETWORK = "encoder"
-GENERATOR_FILE = "generator.safetensors"
+GENERATOR_NETWORK = "generator"
 
 __all__ = ["Encoder", "EncoderConfig", "EncoderTrainConfig", "LatentDiscriminator", "LatentDiscriminatorConfig",
            "generator_digest", "load_encoder"]
@@ -24,8 +23,5 @@ def load_encoder(bundle_dir: Path, device: torch.device | str = "cpu") -> Encode
 
 
 def generator_digest(bundle_dir: Path) -> str:
-    """sha256 of the bundle's generator weights: E and H record the G they were trained against."""
-    path = Path(bundle_dir) / GENERATOR_FILE
-    if not path.exists():
-        raise FileNotFoundError(f"bundle {bundle_dir} has no {GENERATOR_FILE}")
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    """Digest of the bundle's generator weights: E and H record the G they were trained against."""
+    return weights_digest(Path(bundle_dir), GENERATOR_NETWORK)

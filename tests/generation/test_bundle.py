@@ -91,3 +91,17 @@ def test_bundle_cli_converts_and_shows(tmp_path):
     assert shown.exit_code == 0 and "float16" in shown.output
     refused = runner.invoke(app, ["bundle", "convert", str(tmp_path / "nothing")])
     assert refused.exit_code != 0 and "not a model bundle" in refused.output
+
+
+def test_weights_digest_survives_float16_storage_and_tells_networks_apart(tmp_path):
+    from generation.bundle import weights_digest
+
+    save_network(tmp_path, "generator", trained_net(), TinyConfig())
+    before = weights_digest(tmp_path, "generator")
+    convert_storage(tmp_path, "float16")
+    assert weights_digest(tmp_path, "generator") == before
+    other = trained_net()
+    with torch.no_grad():
+        other[0].weight.add_(0.1)
+    save_network(tmp_path, "generator", other, TinyConfig())
+    assert weights_digest(tmp_path, "generator") != before
