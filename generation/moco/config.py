@@ -46,7 +46,7 @@ class EmbedderConfig:
     # is mild (brightness/contrast 0.2, saturation 0.1, no hue shift: red must stay red), there is
     # no grayscale, and crops keep at least half the frame (tonsil size is read against the
     # width of the oropharynx). On phantoms this beat a stronger setting (jitter 0.4/0.4/0.2/0.02,
-    # crops from 0.3) on the diagnosis k-NN probe after one epoch (docs/bench-embedder.md).
+    # crops from 0.3) on the diagnosis k-NN probe after one epoch (docs/benchmarks.md, embedder section).
     crop_scale_min: float
     jitter_brightness: float
     jitter_contrast: float
