@@ -172,6 +172,34 @@ def all_reduce_mean(value: torch.Tensor, ctx: DistContext) -> torch.Tensor:
     return value / ctx.world_size
 
 
+def budget_spent(elapsed_s: float, max_minutes: float | None, ctx: DistContext) -> bool:
+    """Whether a run's time budget is used up, agreed by every process so that all stop at one step."""
+    local = max_minutes is not None and elapsed_s > max_minutes * 60
+    if not ctx.distributed or max_minutes is None:
+        return local
+    flag = torch.tensor(float(local), device=ctx.device)  # nccl needs a tensor on the process's device
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
+
+
+def all_reduce_gradients(module: torch.nn.Module, ctx: DistContext) -> None:
+    """Average gradients over processes for a module not wrapped in DDP."""
+    if not ctx.distributed:
+        return
+    for parameter in module.parameters():
+        if parameter.grad is not None:
+            dist.all_reduce(parameter.grad)
+            parameter.grad /= ctx.world_size
+
+
+def broadcast_parameters(module: torch.nn.Module, ctx: DistContext) -> None:
+    """Start every process from rank 0's weights (DDP does this itself for wrapped modules)."""
+    if not ctx.distributed:
+        return
+    for tensor in [*module.parameters(), *module.buffers()]:
+        dist.broadcast(tensor.data, src=0)
+
+
 def infinite_loader(loader: torch.utils.data.DataLoader, start_epoch: int = 0) -> Iterator[Any]:
     """Cycle a DataLoader forever, advancing a DistributedSampler's epoch each pass."""
     epoch = start_epoch

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -30,6 +29,9 @@ from generation.e4e.model import (
     r1_penalty,
 )
 from generation.training import (
+    all_reduce_gradients,
+    broadcast_parameters,
+    budget_spent,
     DistContext,
     JsonlLogger,
     RunDir,
@@ -121,37 +123,6 @@ def comparison_grid(columns: list[torch.Tensor], path: Path) -> None:
     save_image_grid(interleaved, path, nrow=len(columns))
 
 
-def all_reduce_gradients(module: nn.Module, ctx: DistContext) -> None:
-    """Average gradients over processes for a module not wrapped in DDP (the latent D)."""
-    if not ctx.distributed:
-        return
-    for parameter in module.parameters():
-        if parameter.grad is not None:
-            dist.all_reduce(parameter.grad)
-            parameter.grad /= ctx.world_size
-
-
-def broadcast_parameters(module: nn.Module, ctx: DistContext) -> None:
-    """Start every process from rank 0's weights (DDP does this itself for wrapped modules)."""
-    if not ctx.distributed:
-        return
-    for tensor in [*module.parameters(), *module.buffers()]:
-        dist.broadcast(tensor.data, src=0)
-
-
-def out_of_time(started: float, max_minutes: float | None) -> bool:
-    return max_minutes is not None and time.time() - started > max_minutes * 60
-
-
-def stop_agreed(local_stop: bool, ctx: DistContext) -> bool:
-    """All processes stop together when any of them runs out of time."""
-    if not ctx.distributed:
-        return local_stop
-    flag = torch.tensor(float(local_stop), device=ctx.device)
-    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-    return bool(flag.item())
-
-
 def _scalar_record(losses: dict[str, torch.Tensor], ctx: DistContext, prefix: str = "") -> dict[str, float]:
     return {f"{prefix}{k}": float(all_reduce_mean(v.detach(), ctx)) for k, v in losses.items()}
 
@@ -226,7 +197,7 @@ def _train_encoder(options: PairedRunOptions, config: EncoderTrainConfig, ctx: D
     last_record: dict[str, float] = {}
     with make_progress(disable=not ctx.is_main) as progress:
         task = progress.add_task("encoder", total=config.steps, completed=step, status="")
-        while step < config.steps and not stop_agreed(out_of_time(started, options.max_minutes), ctx):
+        while step < config.steps and not budget_spent(time.time() - started, options.max_minutes, ctx):
             sketches, images = (t.to(device, non_blocking=True) for t in next(batches))  # [B,1,R,R], [B,3,R,R]
             encoder.train()
             w_fake = encoder_ddp(sketches)  # [B, w_dim]

@@ -21,21 +21,20 @@ from generation.data import dataset_fingerprint
 from generation.e4e import generator_digest, load_encoder
 from generation.e4e.train import (
     PairedRunOptions,
-    broadcast_parameters,
     build_similarity_loss,
     comparison_grid,
     fixed_batch,
     freeze,
     load_frozen_generator,
-    out_of_time,
     paired_loader,
-    stop_agreed,
 )
 from generation.hyperstyle import REFINER_NETWORK
 from generation.hyperstyle.config import HyperNetworkConfig, RefinerTrainConfig
 from generation.hyperstyle.model import HyperNetwork, refinement_step
 from generation.pipeline import Sketch2MedI
 from generation.training import (
+    broadcast_parameters,
+    budget_spent,
     DistContext,
     JsonlLogger,
     RunDir,
@@ -114,7 +113,7 @@ def _train_refiner(options: PairedRunOptions, config: RefinerTrainConfig, ctx: D
     last_record: dict[str, float] = {}
     with make_progress(disable=not ctx.is_main) as progress:
         task = progress.add_task("refiner", total=config.steps, completed=step, status="")
-        while step < config.steps and not stop_agreed(out_of_time(started, options.max_minutes), ctx):
+        while step < config.steps and not budget_spent(time.time() - started, options.max_minutes, ctx):
             sketches, images = (t.to(device, non_blocking=True) for t in next(batches))  # [B,1,R,R], [B,3,R,R]
             hypernet.train()
             logging = (step + 1) % config.log_every == 0 or step + 1 == config.steps

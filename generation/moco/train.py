@@ -25,7 +25,7 @@ from generation.moco.probe import (
     ProbeSet, embedding_probe, holdout_split, load_probe_set, raw_pixel_baselines,
 )
 from generation.training import (
-    DistContext, JsonlLogger, RunDir, all_reduce_mean, capture_rng_state, init_distributed,
+    DistContext, JsonlLogger, RunDir, all_reduce_mean, budget_spent, capture_rng_state, init_distributed,
     load_checkpoint, make_progress, restore_rng_state, save_checkpoint, save_image_grid,
     save_loss_curve, seed_everything, shutdown_distributed,
 )
@@ -175,11 +175,6 @@ class MoCoRun:
         return {"loss": loss_value, "contrastive_accuracy": accuracy, "lr": lr}
 
 
-def every_process_agrees(flag: bool, ctx: DistContext) -> bool:
-    """True on every process as soon as one process says so, so that all stop at the same step."""
-    return bool(all_reduce_mean(torch.tensor(float(flag), device=ctx.device), ctx).item() > 0)
-
-
 def train_embedder(options: TrainOptions) -> dict[str, Any]:
     """Train C and return its final metrics; writes checkpoints, logs and (optionally) a bundle."""
     ctx = init_distributed(options.device)
@@ -216,9 +211,7 @@ def _train(options: TrainOptions, ctx: DistContext) -> dict[str, Any]:
                 knn = run.run_probe()
                 status += f" knn {knn:.3f}" if knn is not None else ""
             progress.update(task, completed=run.step, status=status)
-            out_of_time = options.max_minutes is not None and every_process_agrees(
-                time.monotonic() - started > options.max_minutes * 60, ctx
-            )
+            out_of_time = budget_spent(time.monotonic() - started, options.max_minutes, ctx)
             if out_of_time or run.step >= stop_step:
                 break  # the final checkpoint is written below
             if run.step % run.steps_per_epoch == 0 or time.monotonic() - last_checkpoint > options.checkpoint_minutes * 60:

@@ -20,7 +20,7 @@ from generation.solov2.model import SOLOv2, save_synthesizer
 from generation.solov2.overlay import overlay_instances, save_overlay_grid
 from generation.solov2.targets import assign_targets
 from generation.training import (
-    DistContext,
+    budget_spent,
     JsonlLogger,
     RunDir,
     all_reduce_mean,
@@ -62,14 +62,6 @@ def learning_rate_factor(step: int, warmup_steps: int, total_steps: int, time_us
         return (step + 1) / warmup_steps
     progress = min(1.0, max((step - warmup_steps) / max(1, total_steps - warmup_steps), time_used))
     return 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def _budget_spent(started: float, budget_s: float, ctx: DistContext) -> bool:
-    """Whether the time budget is used up, agreed by all ranks so that none waits on the others."""
-    spent = torch.tensor(float(time.time() - started > budget_s), device=ctx.device)  # nccl needs a CUDA tensor
-    if ctx.distributed and math.isfinite(budget_s):
-        torch.distributed.all_reduce(spent, op=torch.distributed.ReduceOp.MAX)
-    return bool(spent.item())
 
 
 def train_synthesizer(
@@ -156,7 +148,7 @@ def train_synthesizer(
                     logger.log(step=step, epoch=epoch, lr=optimizer.param_groups[0]["lr"], **values)
                     progress.update(task, status=f"loss {values['loss']:.3f}")
                 progress.update(task, completed=step)
-                if _budget_spent(started, budget_s, ctx):
+                if budget_spent(time.time() - started, max_minutes, ctx):
                     stopped_early = True
                     break
             elapsed = time.time() - epoch_start
