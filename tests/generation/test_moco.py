@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from api.cli import app
 from generation.moco import Embedder, EmbedderConfig, MoCo, load_embedder
-from generation.moco.augment import MoCoAugment, TwoViews
+from generation.moco.augment import MoCoAugment, SensorNoise, TwoViews, Vignetting, WhiteBalance
 from generation.moco.model import SplitBatchNorm, info_nce_logits, info_nce_loss
 from generation.moco.probe import knn_accuracy, linear_probe_accuracy, span_coordinates
 from generation.training import read_jsonl
@@ -112,6 +112,29 @@ def test_augmentations_make_distinct_views_in_range_without_grayscale():
     assert not torch.equal(first, second)
     samples = torch.stack([views[0][0] for _ in range(20)])
     assert (samples[:, 0] > samples[:, 1] + 0.5).float().mean() > 0.95  # red stays red: colour carries diagnosis
+
+
+def test_acquisition_nuisances_follow_the_camera_model():
+    torch.manual_seed(0)
+    grey = torch.full((3, 16, 16), 0.5)
+    balanced = torch.stack([WhiteBalance(0.07)(grey) for _ in range(200)])
+    red_gain, blue_gain = balanced[:, 0, 0, 0] / 0.5, balanced[:, 2, 0, 0] / 0.5
+    assert torch.allclose(red_gain - 1, 1 - blue_gain, atol=1e-6)  # warmer = redder and less blue
+    assert red_gain.min() >= 0.93 - 1e-6 and red_gain.max() <= 1.07 + 1e-6 and red_gain.std() > 0.02
+    assert torch.equal(balanced[:, 1], torch.full_like(balanced[:, 1], 0.5))  # green untouched
+    vignetted = Vignetting(0.4)(torch.ones(3, 17, 17))
+    assert vignetted[0, 8, 8] == 1.0 and vignetted[0, 0, 0] >= 0.6 and vignetted[0, 0, 0] < vignetted[0, 0, 8] <= 1.0
+    noisy = torch.stack([SensorNoise(0.03)(grey) - grey for _ in range(50)])
+    assert 0.005 < noisy.std() < 0.03
+
+
+def test_acquisition_nuisances_are_switched_on_by_the_config():
+    plain = MoCoAugment(TINY.replace(white_balance_gain=0.0, vignetting_max=0.0, rotation_degrees=0.0, noise_sigma_max=0.0))
+    full = MoCoAugment(TINY.replace(white_balance_gain=0.07, vignetting_max=0.4, rotation_degrees=7.0, noise_sigma_max=0.03))
+    def kinds(augment):
+        return {type(step).__name__ for step in augment.transform.transforms}
+    assert {"WhiteBalance", "Vignetting", "SensorNoise", "RandomRotation"} <= kinds(full)
+    assert not {"WhiteBalance", "Vignetting", "SensorNoise", "RandomRotation"} & kinds(plain)
 
 
 def test_probes_find_separable_classes_and_span_coordinates_keep_inner_products():
