@@ -37,6 +37,10 @@ def software_versions() -> dict[str, str]:
     return {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__}
 
 
+def is_bundle(bundle_dir: Path) -> bool:
+    return (Path(bundle_dir) / BUNDLE_INFO).is_file()
+
+
 def read_bundle_info(bundle_dir: Path) -> dict[str, Any]:
     """The parsed `bundle.json`, or an empty skeleton for a new bundle."""
     path = Path(bundle_dir) / BUNDLE_INFO

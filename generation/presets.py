@@ -6,7 +6,10 @@ constructor; this module only fixes the names and resolutions they share (DESIGN
 
 from __future__ import annotations
 
+from pathlib import Path
+
 PRESET_RESOLUTION: dict[str, int] = {"tiny": 32, "small": 64, "paper": 256}
+SHIPPED_BUNDLE = Path(__file__).resolve().parents[1] / "models" / "small"  # the only bundle in git
 
 
 def check_preset(name: str) -> str:

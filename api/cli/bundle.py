@@ -9,6 +9,13 @@ import typer
 app = typer.Typer(help="Model bundles: what they hold, and float16 storage for shipping.", no_args_is_help=True)
 
 
+def _require_bundle(bundle: Path) -> None:
+    from generation.bundle import BUNDLE_INFO, is_bundle
+
+    if not is_bundle(bundle):
+        raise typer.BadParameter(f"{bundle} is not a model bundle (no {BUNDLE_INFO})")
+
+
 @app.command("show")
 def show(bundle: Path = typer.Argument(..., help="Bundle folder (holds bundle.json).")) -> None:
     """Networks in the bundle with their size, steps, storage dtype and recorded metrics."""
@@ -17,8 +24,7 @@ def show(bundle: Path = typer.Argument(..., help="Bundle folder (holds bundle.js
 
     from generation.bundle import read_bundle_info
 
-    if not (bundle / "bundle.json").exists():
-        raise typer.BadParameter(f"{bundle} is not a model bundle (no bundle.json)")
+    _require_bundle(bundle)
     info = read_bundle_info(bundle)
     table = Table("network", "MB", "storage", "facts")
     for name, entry in sorted(info["networks"].items()):
@@ -36,8 +42,7 @@ def convert(
     """Store every network's floating tensors as DTYPE; loading casts back to float32."""
     from generation.bundle import convert_storage
 
-    if not (bundle / "bundle.json").exists():
-        raise typer.BadParameter(f"{bundle} is not a model bundle (no bundle.json)")
+    _require_bundle(bundle)
     try:
         sizes = convert_storage(bundle, dtype)
     except ValueError as error:

@@ -7,16 +7,13 @@ from pathlib import Path
 
 import typer
 
+from generation.presets import SHIPPED_BUNDLE
+
 DEMO_CASES = 64
 DEMO_SIZE = 256
 DEMO_SEED = 0
 CONTACT_SHEET_IMAGES = 16
 GENERATED_CASES = 6  # rows of the Sketch2MedI sheet: free-hand sketch | x_0 | x_T | reference
-
-
-def bundled_model() -> Path:
-    """The shipped `small` bundle inside the project."""
-    return Path(__file__).resolve().parents[2] / "models" / "small"
 
 
 def demo_root() -> Path:
@@ -48,7 +45,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"phantom archive: {dataset} ({DEMO_CASES} cases at {DEMO_SIZE} px, {time.perf_counter() - began:.1f} s)")
             typer.echo("  images, masks, annotations.json (COCO), metadata.csv")
             typer.echo(f"contact sheet:   {sheet}")
-            generated = generate_from_freehand(dataset, model or bundled_model(), root / "sketch2medi_demo.png")
+            generated = generate_from_freehand(dataset, model or SHIPPED_BUNDLE, root / "sketch2medi_demo.png")
         except (ValueError, OSError, RuntimeError) as error:
             typer.echo(f"error: {error}", err=True)
             raise typer.Exit(code=2) from None

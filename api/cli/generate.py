@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from generation.presets import SHIPPED_BUNDLE
+
 
 def generate_random(
     model: Path = typer.Option(..., "--model", help="model bundle folder holding generator.safetensors"),
@@ -43,7 +45,7 @@ def generate_random(
 def generate(
     sketch: Path = typer.Argument(..., help="sketch picture (PNG/JPEG; white background, dark strokes)"),
     output: Path = typer.Option(..., "-o", "--output", help="PNG to write"),
-    model: Path = typer.Option(Path("models/small"), "--model", help="model bundle with generator, encoder (and refiner)"),
+    model: Path = typer.Option(SHIPPED_BUNDLE, "--model", help="model bundle with generator, encoder (and refiner)"),
     steps: Optional[int] = typer.Option(None, "--steps", min=0, help="refinement steps T; default: what H was trained with"),
     show_steps: bool = typer.Option(False, "--show-steps", help="write the strip sketch | x_0 | x_1 .. x_T instead"),
     device: str = typer.Option("cpu", "--device"),

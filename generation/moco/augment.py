@@ -32,16 +32,15 @@ class WhiteBalance(torch.nn.Module):
 class Vignetting(torch.nn.Module):
     """Darken towards the corners by up to `strength` (quadratic fall-off, as a flash cone)."""
 
-    def __init__(self, strength: float) -> None:
+    def __init__(self, strength: float, size: int) -> None:
         super().__init__()
         self.strength = strength
+        axis = torch.linspace(-1.0, 1.0, size)
+        self.radius2 = (axis.view(-1, 1) ** 2 + axis.view(1, -1) ** 2) / 2.0  # [R, R]: 0 centre .. 1 corner
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:  # [3, R, R]
-        size = image.shape[-1]
-        axis = torch.linspace(-1.0, 1.0, size)
-        radius2 = (axis.view(-1, 1) ** 2 + axis.view(1, -1) ** 2) / 2.0  # 0 centre .. 1 corner
         amount = float(torch.empty(()).uniform_(0.0, self.strength))
-        return image * (1.0 - amount * radius2)
+        return image * (1.0 - amount * self.radius2)
 
 
 class SensorNoise(torch.nn.Module):
@@ -71,7 +70,7 @@ class MoCoAugment:
         if config.white_balance_gain > 0:
             steps.append(WhiteBalance(config.white_balance_gain))
         if config.vignetting_max > 0:
-            steps.append(Vignetting(config.vignetting_max))
+            steps.append(Vignetting(config.vignetting_max, config.resolution))
         steps.append(v2.RandomApply([blur], p=config.blur_probability))
         if config.noise_sigma_max > 0:
             steps.append(SensorNoise(config.noise_sigma_max))

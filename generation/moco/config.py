@@ -50,10 +50,11 @@ class EmbedderConfig:
     weight_decay: float
     epochs: int
     # MoCo v2 augmentations adapted to throat photos: colour carries the diagnosis, so the jitter
-    # is mild (brightness/contrast 0.2, saturation 0.1, no hue shift: red must stay red), there is
-    # no grayscale, and crops keep at least half the frame (tonsil size is read against the
-    # width of the oropharynx). On phantoms this beat a stronger setting (jitter 0.4/0.4/0.2/0.02,
-    # crops from 0.3) on the diagnosis k-NN probe after one epoch (docs/benchmarks.md, embedder section).
+    # is mild (brightness/contrast 0.2, no saturation or hue change: pink against red is the
+    # inflammation cue), there is no grayscale, and crops keep at least half the frame (tonsil
+    # size is read against the width of the oropharynx). On phantoms, jitter 0.2/0.2/0.1/0 with
+    # crops from 0.5 beat 0.4/0.4/0.2/0.02 with crops from 0.3 after one epoch, and dropping the
+    # saturation jitter (with SplitBN groups of 32) helped again (docs/benchmarks.md, embedder section).
     crop_scale_min: float
     jitter_brightness: float
     jitter_contrast: float

@@ -122,7 +122,7 @@ def test_acquisition_nuisances_follow_the_camera_model():
     assert torch.allclose(red_gain - 1, 1 - blue_gain, atol=1e-6)  # warmer = redder and less blue
     assert red_gain.min() >= 0.93 - 1e-6 and red_gain.max() <= 1.07 + 1e-6 and red_gain.std() > 0.02
     assert torch.equal(balanced[:, 1], torch.full_like(balanced[:, 1], 0.5))  # green untouched
-    vignetted = Vignetting(0.4)(torch.ones(3, 17, 17))
+    vignetted = Vignetting(0.4, 17)(torch.ones(3, 17, 17))
     assert vignetted[0, 8, 8] == 1.0 and vignetted[0, 0, 0] >= 0.6 and vignetted[0, 0, 0] < vignetted[0, 0, 8] <= 1.0
     noisy = torch.stack([SensorNoise(0.03)(grey) - grey for _ in range(50)])
     assert 0.005 < noisy.std() < 0.03
