@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from api.cli import archive, bundle, db, demo, generate, phantom, sketches, train
+from api.cli import archive, bundle, db, demo, evaluate, generate, phantom, sketches, train
 
 app = typer.Typer(
     name="s2m",
@@ -23,4 +23,5 @@ app.add_typer(archive.app, name="archive")
 app.add_typer(db.app, name="db")
 app.add_typer(bundle.app, name="bundle")
 generate.register(app)
+evaluate.register(app)
 demo.register(app)

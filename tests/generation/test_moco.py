@@ -13,7 +13,9 @@ from api.cli import app
 from generation.moco import Embedder, EmbedderConfig, MoCo, load_embedder
 from generation.moco.augment import MoCoAugment, SensorNoise, TwoViews, Vignetting, WhiteBalance
 from generation.moco.model import SplitBatchNorm, info_nce_logits, info_nce_loss
-from generation.moco.probe import knn_accuracy, linear_probe_accuracy, span_coordinates
+from generation.moco.probe import (
+    ProbeSet, compare_with_raw_pixels, knn_predict, linear_probe_predict, per_class_recall, span_coordinates,
+)
 from generation.training import read_jsonl
 
 TINY = EmbedderConfig.for_preset("tiny")
@@ -143,15 +145,45 @@ def test_probes_find_separable_classes_and_span_coordinates_keep_inner_products(
     centres = torch.randn(3, 40, generator=generator) * 3
     features = centres[labels] + torch.randn(60, 40, generator=generator)
     bank, queries = features[:45], features[45:]
-    assert knn_accuracy(bank, labels[:45], queries, labels[45:], k=5, temperature=0.1, num_classes=3) == 1.0
+    assert torch.equal(knn_predict(bank, labels[:45], queries, k=5, temperature=0.1, num_classes=3), labels[45:])
     shuffled = labels[torch.randperm(60, generator=generator)]
-    assert knn_accuracy(bank, shuffled[:45], queries, shuffled[45:], k=5, temperature=0.1, num_classes=3) < 0.75
-    assert linear_probe_accuracy(bank, labels[:45], queries, labels[45:], 3, (1e-3,), 50) == 1.0
+    shuffled_knn = knn_predict(bank, shuffled[:45], queries, k=5, temperature=0.1, num_classes=3)
+    assert (shuffled_knn == shuffled[45:]).float().mean() < 0.75
+    assert torch.equal(linear_probe_predict(bank, labels[:45], queries, labels[45:], 3, (1e-3,), 50), labels[45:])
 
     wide_train, wide_test = torch.randn(20, 300, generator=generator), torch.randn(5, 300, generator=generator)
     train_coords, test_coords = span_coordinates(wide_train, wide_test)
     assert train_coords.shape[1] <= 20
     assert torch.allclose(train_coords @ test_coords.t(), wide_train @ wide_test.t(), atol=1e-3)
+
+
+def test_per_class_recall_counts_each_class_and_skips_absent_ones():
+    labels = torch.tensor([0, 0, 0, 0, 1, 1])
+    predictions = torch.tensor([0, 0, 1, 1, 1, 0])
+    assert per_class_recall(predictions, labels, num_classes=3) == [0.5, 0.5, None]
+
+
+def test_report_finds_where_an_embedding_loses_to_the_pixels():
+    """Class 1 differs from class 0 only by one bright pixel: the pixels' linear probe sees it,
+    an embedding of the mean colour does not, and the report's recalls and margin say so."""
+    generator = torch.Generator().manual_seed(0)
+
+    def images(labels: torch.Tensor) -> torch.Tensor:
+        batch = torch.rand(len(labels), 3, 8, 8, generator=generator) * 0.2 - 0.1 + (labels == 2).view(-1, 1, 1, 1) * 0.8
+        batch[labels == 1, :, 3, 3] = 1.0
+        return batch
+
+    bank_labels, query_labels = torch.arange(90) % 3, torch.arange(30) % 3
+    probe = ProbeSet(
+        images(bank_labels), images(query_labels), {"finding": bank_labels}, {"finding": query_labels},
+        {"finding": ["clear", "spot", "bright"]},
+    )
+    mean_colour = lambda batch: batch.mean(dim=(2, 3))  # noqa: E731
+    (report,) = compare_with_raw_pixels(mean_colour, probe, k=5, temperature=0.1)
+    assert report.column == "finding" and report.queries == 30 and report.chance == pytest.approx(1 / 3)
+    assert report.pixel_linear == 1.0 and report.pixel_linear_recall == [1.0, 1.0, 1.0]
+    assert report.embedding_knn_recall[2] == 1.0 and report.embedding_knn < 0.9
+    assert report.margin == pytest.approx(report.embedding_knn - 1.0) and report.margin < 0
 
 
 def test_sgd_steps_on_the_query_encoder_lower_the_info_nce_loss():
@@ -202,3 +234,27 @@ def test_train_command_logs_probes_resumes_and_exports_bundle(phantoms, tmp_path
 
     changed = runner.invoke(app, [*common, "--max-steps", "4", "--resume", "--learning-rate", "0.5"])
     assert changed.exit_code != 0 and "different EmbedderConfig" in str(changed.exception)
+
+
+def test_evaluate_embedder_reports_per_class_recall_and_rejects_bad_input(phantoms, tmp_path):
+    from generation.bundle import save_network
+
+    torch.manual_seed(0)
+    bundle = tmp_path / "bundle"
+    save_network(bundle, "embedder", Embedder(TINY), TINY, data_fingerprint="not-these-images")
+    runner = CliRunner()
+    report_path = tmp_path / "report.json"
+    result = runner.invoke(app, ["evaluate-embedder", "--data", str(phantoms), "--model", str(bundle), "--report", str(report_path)])
+    assert result.exit_code == 0, result.output
+    assert "other files" in result.output and "recall per class" in result.output
+    report = json.loads(report_path.read_text())
+    assert [c["column"] for c in report["columns"]] == ["diagnosis", "tonsil_grade"]
+    diagnosis = report["columns"][0]
+    assert len(diagnosis["embedding_knn_recall"]) == len(diagnosis["classes"])
+    assert diagnosis["margin"] == pytest.approx(diagnosis["embedding_knn"] - diagnosis["pixel_linear"])
+    assert 0.0 <= diagnosis["pixel_linear"] <= 1.0 and report["bank"] == TINY.probe_bank_size
+
+    unknown_column = runner.invoke(app, ["evaluate-embedder", "--data", str(phantoms), "--model", str(bundle), "--label-columns", "blood_type"])
+    assert unknown_column.exit_code == 2 and "blood_type" in unknown_column.output
+    no_embedder = runner.invoke(app, ["evaluate-embedder", "--data", str(phantoms), "--model", str(tmp_path / "empty")])
+    assert no_embedder.exit_code == 2 and "no 'embedder' network" in no_embedder.output

@@ -1,0 +1,86 @@
+"""`s2m evaluate-embedder`: how well C's neighbours predict the archive's labels, against raw pixels.
+
+The same probe the training loop runs each epoch, on any bundle and labelled dataset, with the
+per-class recalls that show where the embedding loses to a linear read-out of the pixels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from generation.presets import SHIPPED_BUNDLE
+
+
+def evaluate_embedder(
+    data: Path = typer.Option(..., "--data", help="labelled dataset folder (images/ + metadata.csv)"),
+    model: Path = typer.Option(SHIPPED_BUNDLE, "--model", help="model bundle folder holding embedder.safetensors"),
+    label_columns: str = typer.Option("diagnosis,tonsil_grade", "--label-columns", help="metadata.csv columns to predict"),
+    bank: Optional[int] = typer.Option(None, "--bank", help="labelled bank images (default: C's probe_bank_size)"),
+    queries: Optional[int] = typer.Option(None, "--queries", help="held-out query images (default: C's probe_query_size)"),
+    report: Optional[Path] = typer.Option(None, "--report", help="also write the report as JSON here"),
+    device: str = typer.Option("cpu", "--device"),
+) -> None:
+    """k-NN on C against k-NN and a linear probe on raw pixels, per label column and per class."""
+    from generation.bundle import read_bundle_info
+    from generation.data import dataset_fingerprint, image_dir, list_images
+    from generation.moco import load_embedder
+    from generation.moco.probe import compare_with_raw_pixels, holdout_split, load_probe_set
+    from generation.training import resolve_device
+
+    columns = tuple(c.strip() for c in label_columns.split(",") if c.strip())
+    if not columns:
+        raise typer.BadParameter("name at least one column", param_hint="--label-columns")
+    try:
+        embedder = load_embedder(model, resolve_device(device))
+        config = embedder.config
+        count = len(list_images(image_dir(data)))
+        if count < 2:
+            raise ValueError(f"{data} holds {count} image(s); the probe needs a bank and queries")
+        train_indices, holdout_indices = holdout_split(count, config.probe_holdout_fraction, config.seed)
+        probe = load_probe_set(
+            data, columns, train_indices, holdout_indices, config.resolution,
+            bank or config.probe_bank_size, queries or config.probe_query_size,
+        )
+        reports = compare_with_raw_pixels(embedder.embed, probe, config.knn_k, config.knn_temperature)
+    except (FileNotFoundError, RuntimeError, ValueError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=2) from error
+
+    trained_on = read_bundle_info(model)["networks"]["embedder"].get("data_fingerprint")
+    fingerprint = dataset_fingerprint(data)
+    same_data = trained_on == fingerprint
+    typer.echo(f"C from {model} on {data} (fingerprint {fingerprint}; C trained on {trained_on}: " + (
+        "the same files, queries from the split C never trained on)" if same_data
+        else "other files, or the same images written by another PNG encoder)"
+    ))
+    typer.echo(f"k-NN k={config.knn_k} T={config.knn_temperature}; linear = best of several weight decays on the queries (optimistic)")
+    for column in reports:
+        verdict = "beats" if column.margin > 0 else "does not beat"
+        typer.echo(f"\n{column.column}: {len(probe.bank_images)} bank, {column.queries} queries, chance {column.chance:.3f}")
+        typer.echo(f"  raw pixels  k-NN {column.pixel_knn:.3f}  linear {column.pixel_linear:.3f}")
+        typer.echo(f"  C           k-NN {column.embedding_knn:.3f}  linear {column.embedding_linear:.3f}")
+        typer.echo(f"  C k-NN {verdict} the raw-pixel linear probe ({column.margin:+.3f})")
+        typer.echo(f"  {'recall per class':<24} {'C k-NN':>7} {'pixel linear':>13}")
+        for name, ours, pixels in zip(column.classes, column.embedding_knn_recall, column.pixel_linear_recall):
+            typer.echo(f"  {name:<24} {_share(ours):>7} {_share(pixels):>13}")
+    if report is not None:
+        payload = {
+            "model": str(model), "data": str(data), "data_fingerprint": fingerprint, "trained_on_fingerprint": trained_on,
+            "bank": len(probe.bank_images), "knn_k": config.knn_k, "knn_temperature": config.knn_temperature,
+            "columns": [dict(dataclasses.asdict(c), margin=c.margin) for c in reports],
+        }
+        report.write_text(json.dumps(payload, indent=1))
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def register(app: typer.Typer) -> None:
+    """Add the evaluation commands to the top-level app."""
+    app.command("evaluate-embedder")(evaluate_embedder)
