@@ -56,7 +56,7 @@ def evaluate_embedder(
     same_data = trained_on == fingerprint
     typer.echo(f"C from {model} on {data} (fingerprint {fingerprint}; C trained on {trained_on}: " + (
         "the same files, queries from the split C never trained on)" if same_data
-        else "other files, or the same images written by another PNG encoder)"
+        else "different file names or sizes)"
     ))
     typer.echo(f"k-NN k={config.knn_k} T={config.knn_temperature}; linear = best of several weight decays on the queries (optimistic)")
     for column in reports:

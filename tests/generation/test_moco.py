@@ -246,7 +246,7 @@ def test_evaluate_embedder_reports_per_class_recall_and_rejects_bad_input(phanto
     report_path = tmp_path / "report.json"
     result = runner.invoke(app, ["evaluate-embedder", "--data", str(phantoms), "--model", str(bundle), "--report", str(report_path)])
     assert result.exit_code == 0, result.output
-    assert "other files" in result.output and "recall per class" in result.output
+    assert "different file names or sizes" in result.output and "recall per class" in result.output
     report = json.loads(report_path.read_text())
     assert [c["column"] for c in report["columns"]] == ["diagnosis", "tonsil_grade"]
     diagnosis = report["columns"][0]
