@@ -21,6 +21,9 @@ def embedder(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Override the preset's batch size per process."),
     learning_rate: Optional[float] = typer.Option(None, "--learning-rate", help="Override the preset's base learning rate."),
     queue_size: Optional[int] = typer.Option(None, "--queue-size", help="Override K (keep it well below the archive size)."),
+    resolution: Optional[int] = typer.Option(
+        None, "--resolution", help="Override the side C reads images at (finer than the data resolves small findings)."
+    ),
     label_columns: str = typer.Option(
         "diagnosis,tonsil_grade", "--label-columns", help="Comma-separated metadata.csv columns the probes predict."
     ),
@@ -43,7 +46,7 @@ def embedder(
         raise typer.BadParameter(f"choose one of {PERCEPTUAL_BACKBONES}", param_hint="--perceptual-backbone")
     try:
         config = EmbedderConfig.for_preset(preset)
-        overrides = {k: v for k, v in {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "queue_size": queue_size}.items() if v is not None}
+        overrides = {k: v for k, v in {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "queue_size": queue_size, "resolution": resolution}.items() if v is not None}
         config = config.replace(**overrides)
     except ValueError as error:
         raise typer.BadParameter(str(error)) from error

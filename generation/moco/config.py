@@ -88,6 +88,8 @@ class EmbedderConfig:
             raise ValueError(f"unknown backbone {self.backbone!r}; choose one of {sorted(BACKBONE_FEATURE_DIM)}")
         if self.stem not in STEMS:
             raise ValueError(f"unknown stem {self.stem!r}; choose one of {STEMS}")
+        if self.resolution < 16:
+            raise ValueError(f"resolution {self.resolution} is too small for a ResNet trunk (at least 16 px)")
         if self.batch_size % self.bn_splits:
             raise ValueError(f"batch_size {self.batch_size} must be divisible by bn_splits {self.bn_splits}")
         if not 0.0 < self.momentum < 1.0:

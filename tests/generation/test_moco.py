@@ -235,6 +235,11 @@ def test_train_command_logs_probes_resumes_and_exports_bundle(phantoms, tmp_path
     changed = runner.invoke(app, [*common, "--max-steps", "4", "--resume", "--learning-rate", "0.5"])
     assert changed.exit_code != 0 and "different EmbedderConfig" in str(changed.exception)
 
+    finer = runner.invoke(app, [*common[:6], "--run-dir", str(tmp_path / "finer"), "--max-steps", "1", "--resolution", "48",
+                                "--bundle", str(tmp_path / "finer-bundle")])
+    assert finer.exit_code == 0, finer.output
+    assert load_embedder(tmp_path / "finer-bundle").config.resolution == 48
+
 
 def test_evaluate_embedder_reports_per_class_recall_and_rejects_bad_input(phantoms, tmp_path):
     from generation.bundle import save_network
