@@ -263,3 +263,6 @@ def test_evaluate_embedder_reports_per_class_recall_and_rejects_bad_input(phanto
     assert unknown_column.exit_code == 2 and "blood_type" in unknown_column.output
     no_embedder = runner.invoke(app, ["evaluate-embedder", "--data", str(phantoms), "--model", str(tmp_path / "empty")])
     assert no_embedder.exit_code == 2 and "no 'embedder' network" in no_embedder.output
+    (tmp_path / "no-images").mkdir()
+    no_images = runner.invoke(app, ["evaluate-embedder", "--data", str(tmp_path / "no-images"), "--model", str(bundle)])
+    assert no_images.exit_code == 2 and "error:" in no_images.output
