@@ -53,7 +53,7 @@ class ProbeSet:
     def chance(self, column: str) -> float:
         """Accuracy of always answering the most frequent bank class."""
         majority = torch.bincount(self.bank_labels[column], minlength=len(self.classes[column])).argmax()
-        return float((self.query_labels[column] == majority).float().mean())
+        return accuracy(self.query_labels[column], int(majority))
 
 
 def load_probe_set(
@@ -143,12 +143,17 @@ def linear_probe_predict(
     return best
 
 
+def accuracy(predictions: torch.Tensor, labels: torch.Tensor | int) -> float:
+    """Share of predictions equal to the labels."""
+    return float((predictions == labels).float().mean())
+
+
 def per_class_recall(predictions: torch.Tensor, labels: torch.Tensor, num_classes: int) -> list[float | None]:
     """Share of each class's queries predicted as that class (None for a class without queries)."""
     recalls: list[float | None] = []
     for class_id in range(num_classes):
         members = labels == class_id
-        recalls.append(float((predictions[members] == class_id).float().mean()) if members.any() else None)
+        recalls.append(accuracy(predictions[members], class_id) if members.any() else None)
     return recalls
 
 
@@ -174,8 +179,8 @@ def probe_features(bank: torch.Tensor, queries: torch.Tensor, probe: ProbeSet, p
     metrics: dict[str, float] = {}
     for column in probe.classes:
         knn, linear = probe_predictions(bank, queries, probe, column, k, temperature)
-        metrics[f"{column}/{prefix}_knn"] = float((knn == probe.query_labels[column]).float().mean())
-        metrics[f"{column}/{prefix}_linear"] = float((linear == probe.query_labels[column]).float().mean())
+        metrics[f"{column}/{prefix}_knn"] = accuracy(knn, probe.query_labels[column])
+        metrics[f"{column}/{prefix}_linear"] = accuracy(linear, probe.query_labels[column])
     return metrics
 
 
@@ -228,13 +233,10 @@ def compare_with_raw_pixels(
         embedding_knn, embedding_linear = probe_predictions(bank, queries, probe, column, k, temperature)
         pixel_knn, pixel_linear = probe_predictions(pixel_bank, pixel_queries, probe, column, k, temperature)
 
-        def accuracy(predictions: torch.Tensor) -> float:
-            return float((predictions == truth).float().mean())
-
         reports.append(ColumnReport(
             column=column, classes=list(names), queries=len(truth), chance=probe.chance(column),
-            pixel_knn=accuracy(pixel_knn), pixel_linear=accuracy(pixel_linear),
-            embedding_knn=accuracy(embedding_knn), embedding_linear=accuracy(embedding_linear),
+            pixel_knn=accuracy(pixel_knn, truth), pixel_linear=accuracy(pixel_linear, truth),
+            embedding_knn=accuracy(embedding_knn, truth), embedding_linear=accuracy(embedding_linear, truth),
             embedding_knn_recall=per_class_recall(embedding_knn, truth, len(names)),
             pixel_linear_recall=per_class_recall(pixel_linear, truth, len(names)),
         ))
