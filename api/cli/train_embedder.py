@@ -32,6 +32,9 @@ def embedder(
     checkpoint_minutes: float = typer.Option(5.0, "--checkpoint-minutes", help="Wall-clock minutes between checkpoints."),
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop (checkpoint, probe, export) after this long."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many steps in total."),
+    warm_start: Optional[Path] = typer.Option(
+        None, "--warm-start", help="Start both trunks from this bundle's C (e.g. to continue it at a finer --resolution)."
+    ),
     bundle: Optional[Path] = typer.Option(None, "--bundle", help="Save C as `embedder` into this model bundle at the end."),
     perceptual_backbone: Optional[str] = typer.Option(
         None, "--perceptual-backbone", help="Record which perceptual distance the bundle's losses use (see SimilarityConfig)."
@@ -54,7 +57,7 @@ def embedder(
         data=data, run_dir=run_dir, config=config, device=device, resume=resume,
         label_columns=tuple(c.strip() for c in label_columns.split(",") if c.strip()),
         workers=workers, log_every=log_every, checkpoint_minutes=checkpoint_minutes, max_minutes=max_minutes,
-        max_steps=max_steps, bundle_dir=bundle, perceptual_backbone=perceptual_backbone,
+        max_steps=max_steps, bundle_dir=bundle, perceptual_backbone=perceptual_backbone, warm_start=warm_start,
     )
     summary = train_embedder(options)
     if summary:

@@ -48,6 +48,7 @@ class TrainOptions:
     max_steps: int | None = None
     bundle_dir: Path | None = None
     perceptual_backbone: str | None = None  # recorded in the bundle beside C
+    warm_start: Path | None = None  # bundle whose C starts both trunks (heads and queue start fresh)
 
 
 def cosine_learning_rate(config: EmbedderConfig, step: int, total_steps: int) -> float:
@@ -101,6 +102,26 @@ class MoCoRun:
         self.step = 0
         self.probe: ProbeSet | None = None
         self.metrics: dict[str, float] = {}
+        self.warm_started_from: dict[str, Any] | None = None
+
+    def warm_start(self, bundle_dir: Path) -> dict[str, Any]:
+        """Copy a bundle's trained C into the query and key trunks; returns that C's bundle record.
+
+        Lets C continue at another resolution or on a grown archive without repeating the
+        epochs it has already learnt; the projection heads and the queue start fresh.
+        """
+        from generation.bundle import read_bundle_info
+        from generation.moco import load_embedder
+
+        source = load_embedder(bundle_dir)
+        mismatched = [f for f in ("backbone", "stem") if getattr(source.config, f) != getattr(self.config, f)]
+        if mismatched:
+            raise ValueError(f"C in {bundle_dir} differs in {', '.join(mismatched)}; it cannot start this run's trunks")
+        for encoder in (self.model.encoder_q, self.model.encoder_k):
+            encoder.trunk.load_state_dict(source.trunk.state_dict())
+        record = read_bundle_info(bundle_dir)["networks"]["embedder"]
+        return {"bundle": str(bundle_dir), "resolution": source.config.resolution,
+                **{k: record[k] for k in ("steps", "epochs", "data_fingerprint") if k in record}}
 
     # -- checkpoints ---------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -111,6 +132,7 @@ class MoCoRun:
             "config": dataclasses.asdict(self.config),
             "metrics": self.metrics,
             "rng": capture_rng_state(),
+            "warm_started_from": self.warm_started_from,
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -120,6 +142,7 @@ class MoCoRun:
         self.optimizer.load_state_dict(state["optimizer"])
         self.step = int(state["step"])
         self.metrics = dict(state["metrics"])
+        self.warm_started_from = state.get("warm_started_from")
         restore_rng_state(state["rng"])
 
     def save(self) -> None:
@@ -189,6 +212,9 @@ def _train(options: TrainOptions, ctx: DistContext) -> dict[str, Any]:
     run = MoCoRun(options, ctx)
     if options.resume:
         run.restore(load_checkpoint(run.run.checkpoint, map_location=ctx.device))
+    elif options.warm_start is not None:
+        run.warm_started_from = run.warm_start(options.warm_start)
+        run.logger.log(event="warm_start", **run.warm_started_from)
     if ctx.is_main:
         run.load_probe()
         if run.step == 0:
@@ -240,6 +266,8 @@ def export_bundle(run: MoCoRun, options: TrainOptions) -> Path:
         "data_fingerprint": dataset_fingerprint(options.data),
         "probe": {"label_columns": list(options.label_columns), **run.metrics},
     }
+    if run.warm_started_from is not None:
+        record["warm_started_from"] = run.warm_started_from
     if options.perceptual_backbone is not None:
         record["perceptual_backbone"] = options.perceptual_backbone
     return save_network(options.bundle_dir, "embedder", run.model.embedder(), run.config, **record)

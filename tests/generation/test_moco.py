@@ -241,6 +241,32 @@ def test_train_command_logs_probes_resumes_and_exports_bundle(phantoms, tmp_path
     assert load_embedder(tmp_path / "finer-bundle").config.resolution == 48
 
 
+def test_warm_start_copies_a_bundles_c_into_both_trunks_and_refuses_another_architecture(phantoms, tmp_path):
+    from generation.bundle import save_network
+
+    torch.manual_seed(1)
+    source = Embedder(TINY)
+    save_network(tmp_path / "source", "embedder", source, TINY, steps=7, data_fingerprint="abc")
+    runner = CliRunner()
+    common = ["train", "embedder", "--data", str(phantoms), "--preset", "tiny", "--max-steps", "1", "--learning-rate", "0"]
+    warm = runner.invoke(app, [*common, "--run-dir", str(tmp_path / "warm"), "--resolution", "48",
+                               "--warm-start", str(tmp_path / "source"), "--bundle", str(tmp_path / "out")])
+    assert warm.exit_code == 0, warm.output
+    continued = load_embedder(tmp_path / "out")
+    assert continued.config.resolution == 48
+    assert torch.equal(continued.trunk.stem[0].weight, source.trunk.stem[0].weight)  # lr 0: the copied weights
+    record = json.loads((tmp_path / "out" / "bundle.json").read_text())["networks"]["embedder"]
+    assert record["warm_started_from"] == {"bundle": str(tmp_path / "source"), "resolution": TINY.resolution,
+                                           "steps": 7, "data_fingerprint": "abc"}
+    key_trunk = torch.load(tmp_path / "warm" / "checkpoint.pt", weights_only=False)["model"]
+    assert torch.allclose(key_trunk["encoder_k.trunk.stem.0.weight"], source.trunk.stem[0].weight, atol=1e-6)
+
+    cifar = TINY.replace(stem="cifar")
+    save_network(tmp_path / "cifar", "embedder", Embedder(cifar), cifar)
+    refused = runner.invoke(app, [*common, "--run-dir", str(tmp_path / "refused"), "--warm-start", str(tmp_path / "cifar")])
+    assert refused.exit_code != 0 and "differs in stem" in str(refused.exception)
+
+
 def test_evaluate_embedder_reports_per_class_recall_and_rejects_bad_input(phantoms, tmp_path):
     from generation.bundle import save_network
 
