@@ -60,11 +60,12 @@ def evaluate_embedder(
     ))
     typer.echo(f"k-NN k={config.knn_k} T={config.knn_temperature}; linear = best of several weight decays on the queries (optimistic)")
     for column in reports:
-        verdict = "beats" if column.margin > 0 else "does not beat"
+        verdict = "clearly beats" if column.clearly_beats_pixels else "beats, within noise," if column.margin > 0 else "does not beat"
         typer.echo(f"\n{column.column}: {len(probe.bank_images)} bank, {column.queries} queries, chance {column.chance:.3f}")
         typer.echo(f"  raw pixels  k-NN {column.pixel_knn:.3f}  linear {column.pixel_linear:.3f}")
         typer.echo(f"  C           k-NN {column.embedding_knn:.3f}  linear {column.embedding_linear:.3f}")
-        typer.echo(f"  C k-NN {verdict} the raw-pixel linear probe ({column.margin:+.3f})")
+        low, high = column.margin_interval
+        typer.echo(f"  C k-NN {verdict} the raw-pixel linear probe ({column.margin:+.3f}, 95 % paired bootstrap {low:+.3f} to {high:+.3f})")
         typer.echo(f"  {'recall per class':<24} {'C k-NN':>7} {'pixel linear':>13}")
         for name, ours, pixels in zip(column.classes, column.embedding_knn_recall, column.pixel_linear_recall):
             typer.echo(f"  {name:<24} {_share(ours):>7} {_share(pixels):>13}")
@@ -72,7 +73,7 @@ def evaluate_embedder(
         payload = {
             "model": str(model), "data": str(data), "data_fingerprint": fingerprint, "trained_on_fingerprint": trained_on,
             "bank": len(probe.bank_images), "knn_k": config.knn_k, "knn_temperature": config.knn_temperature,
-            "columns": [dict(dataclasses.asdict(c), margin=c.margin) for c in reports],
+            "columns": [dict(dataclasses.asdict(c), margin=c.margin, clearly_beats_pixels=c.clearly_beats_pixels) for c in reports],
         }
         report.write_text(json.dumps(payload, indent=1))
 

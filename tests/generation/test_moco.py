@@ -14,7 +14,8 @@ from generation.moco import Embedder, EmbedderConfig, MoCo, load_embedder
 from generation.moco.augment import MoCoAugment, SensorNoise, TwoViews, Vignetting, WhiteBalance
 from generation.moco.model import SplitBatchNorm, info_nce_logits, info_nce_loss
 from generation.moco.probe import (
-    ProbeSet, compare_with_raw_pixels, knn_predict, linear_probe_predict, per_class_recall, span_coordinates,
+    ProbeSet, compare_with_raw_pixels, knn_predict, linear_probe_predict, paired_margin_interval, per_class_recall,
+    span_coordinates,
 )
 from generation.training import read_jsonl
 
@@ -184,6 +185,21 @@ def test_report_finds_where_an_embedding_loses_to_the_pixels():
     assert report.pixel_linear == 1.0 and report.pixel_linear_recall == [1.0, 1.0, 1.0]
     assert report.embedding_knn_recall[2] == 1.0 and report.embedding_knn < 0.9
     assert report.margin == pytest.approx(report.embedding_knn - 1.0) and report.margin < 0
+    low, high = report.margin_interval
+    assert low <= report.margin <= high < 0 and not report.clearly_beats_pixels
+
+
+def test_paired_interval_separates_a_clear_win_from_query_noise():
+    labels = torch.zeros(1000, dtype=torch.long)
+    ours = torch.zeros(1000, dtype=torch.long)
+    ours[:40] = 1  # 0.960 correct
+    theirs = torch.zeros(1000, dtype=torch.long)
+    theirs[960:] = 1  # also 0.960, but on other queries
+    low, high = paired_margin_interval(ours, theirs, labels)
+    assert low < 0 < high and high - low > 0.02  # 40 wins and 40 losses: noise, not a win
+    theirs[900:960] = 1  # now 0.900: ours wins on 60 queries, loses on none
+    low, high = paired_margin_interval(ours, theirs, labels)
+    assert 0.03 < low < 0.06 < high < 0.09
 
 
 def test_sgd_steps_on_the_query_encoder_lower_the_info_nce_loss():
@@ -283,6 +299,8 @@ def test_evaluate_embedder_reports_per_class_recall_and_rejects_bad_input(phanto
     diagnosis = report["columns"][0]
     assert len(diagnosis["embedding_knn_recall"]) == len(diagnosis["classes"])
     assert diagnosis["margin"] == pytest.approx(diagnosis["embedding_knn"] - diagnosis["pixel_linear"])
+    assert diagnosis["margin_interval"][0] <= diagnosis["margin"] <= diagnosis["margin_interval"][1]
+    assert diagnosis["clearly_beats_pixels"] == (diagnosis["margin_interval"][0] > 0)
     assert 0.0 <= diagnosis["pixel_linear"] <= 1.0 and report["bank"] == TINY.probe_bank_size
 
     unknown_column = runner.invoke(app, ["evaluate-embedder", "--data", str(phantoms), "--model", str(bundle), "--label-columns", "blood_type"])
