@@ -302,6 +302,7 @@ def test_evaluate_embedder_reports_per_class_recall_and_rejects_bad_input(phanto
     assert diagnosis["margin_interval"][0] <= diagnosis["margin"] <= diagnosis["margin_interval"][1]
     assert diagnosis["clearly_beats_pixels"] == (diagnosis["margin_interval"][0] > 0)
     assert 0.0 <= diagnosis["pixel_linear"] <= 1.0 and report["bank"] == TINY.probe_bank_size
+    assert report["data_side"] == report["embedder_side"] == TINY.resolution
 
     unknown_column = runner.invoke(app, ["evaluate-embedder", "--data", str(phantoms), "--model", str(bundle), "--label-columns", "blood_type"])
     assert unknown_column.exit_code == 2 and "blood_type" in unknown_column.output
@@ -310,3 +311,8 @@ def test_evaluate_embedder_reports_per_class_recall_and_rejects_bad_input(phanto
     (tmp_path / "no-images").mkdir()
     no_images = runner.invoke(app, ["evaluate-embedder", "--data", str(tmp_path / "no-images"), "--model", str(bundle)])
     assert no_images.exit_code == 2 and "error:" in no_images.output
+    (tmp_path / "corrupt" / "images").mkdir(parents=True)
+    for name in ("a.png", "b.png"):
+        (tmp_path / "corrupt" / "images" / name).write_bytes(b"not a png")
+    corrupt = runner.invoke(app, ["evaluate-embedder", "--data", str(tmp_path / "corrupt"), "--model", str(bundle)])
+    assert corrupt.exit_code == 2 and "error:" in corrupt.output
