@@ -26,6 +26,34 @@ def _resize_area(image: Image.Image, resolution: int) -> Image.Image:
     return image.resize((resolution, resolution), Image.Resampling.BOX)
 
 
+def _box_weights(in_size: int, out_size: int) -> torch.Tensor:
+    """[out, in] resampling matrix of PIL's BOX filter: each output pixel averages the input
+    pixels whose centres fall in its footprint (nearest pixel when enlarging)."""
+    scale = in_size / out_size
+    stretch = max(scale, 1.0)
+    centres = (torch.arange(out_size, dtype=torch.float64) + 0.5) * scale
+    pixels = torch.arange(in_size, dtype=torch.float64)[None, :]
+    offsets = (pixels + 0.5 - centres[:, None]) / stretch
+    # Pillow's window (first/last pixel rounded from the footprint) and its half-open box (-0.5, 0.5]
+    first = (centres - 0.5 * stretch + 0.5).floor()[:, None]
+    last = (centres + 0.5 * stretch + 0.5).floor()[:, None]
+    weights = ((offsets > -0.5) & (offsets <= 0.5) & (pixels >= first) & (pixels < last)).double()
+    return weights / weights.sum(dim=1, keepdim=True)
+
+
+def box_resize(images: torch.Tensor, side: int) -> torch.Tensor:
+    """Images [N, C, H, W] -> [N, C, side, side] with the same BOX filter as `load_rgb`.
+
+    Networks resize what they are given at serve time with this, so a generated or uploaded
+    image reaches them exactly as the training loader's files did. Differentiable (two matmuls).
+    """
+    if images.shape[-2:] == (side, side):
+        return images
+    rows = _box_weights(images.shape[-2], side).to(images.device, images.dtype)  # [side, H]
+    columns = _box_weights(images.shape[-1], side).to(images.device, images.dtype)  # [side, W]
+    return torch.einsum("oh,nchw,pw->ncop", rows, images, columns)
+
+
 def load_rgb(path: Path, resolution: int) -> np.ndarray:
     """An RGB image file as uint8 [H, W, 3] at `resolution` (area filter)."""
     with Image.open(path) as image:

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
+from generation.data import box_resize
 from generation.moco.config import EmbedderConfig
 
 
@@ -186,8 +187,9 @@ def gather_from_all_processes(tensor: torch.Tensor) -> torch.Tensor:
 class Embedder(nn.Module):
     """C: the MoCo query trunk without its head; images in [-1, 1] -> L2-normalised features.
 
-    Inputs of any square size are resized (bilinear, antialiased) to the resolution C was
-    trained at, so the generator's output can be compared at whatever size it has.
+    Inputs of any square size are resized to the resolution C was trained at, with the BOX filter
+    its training loader used (`box_resize`), so an image of another size reaches C as the
+    training files did.
     """
 
     def __init__(self, config: EmbedderConfig) -> None:
@@ -202,10 +204,7 @@ class Embedder(nn.Module):
     def _to_training_resolution(self, images: torch.Tensor) -> torch.Tensor:
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"expected images [N, 3, H, W], got shape {tuple(images.shape)}")
-        if images.shape[-2:] == (self.config.resolution, self.config.resolution):
-            return images
-        size = (self.config.resolution, self.config.resolution)
-        return F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=True)
+        return box_resize(images, self.config.resolution)
 
     def stage_features(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Stem and stage activations of C for images [N, 3, H, W] in [-1, 1]."""

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from generation.data import box_resize
 from generation.solov2.backbone import ResNetFPN
 from generation.solov2.config import SynthesizerConfig
 from generation.solov2.head import MaskFeatureBranch, SOLOv2Head
@@ -72,9 +73,7 @@ class SOLOv2(nn.Module):
         self.eval()
         size = images.shape[-2:]
         resolution = self.config.resolution
-        resized = images if tuple(size) == (resolution, resolution) else F.interpolate(
-            images, size=(resolution, resolution), mode="bilinear", align_corners=False, antialias=True
-        )
+        resized = box_resize(images, resolution)  # as the training loader resized the files
         categories, kernels, mask_features = self(resized)
         results = [
             self._instances_of_image([c[b] for c in categories], [k[b] for k in kernels], mask_features[b], size, threshold)
