@@ -115,6 +115,19 @@ def image_dir(dataset: Path) -> Path:
     return dataset / "images" if (dataset / "images").is_dir() else dataset
 
 
+def native_side(dataset: Path) -> int:
+    """The side of a dataset's images as stored (its first image; phantom datasets are uniform).
+
+    Probes read images at this side: the raw-pixel baseline then sees all there is, and C resizes
+    them to its own side with `box_resize`, as when it embeds the archive for retrieval.
+    """
+    paths = list_images(image_dir(dataset))
+    if not paths:
+        raise FileNotFoundError(f"no images found in {dataset}")
+    with Image.open(paths[0]) as first:
+        return max(first.size)
+
+
 def dataset_fingerprint(dataset: Path) -> str:
     """A short hash of the file names and sizes of a dataset's images, recorded in bundles."""
     digest = hashlib.sha256()

@@ -26,10 +26,8 @@ def evaluate_embedder(
     device: str = typer.Option("cpu", "--device"),
 ) -> None:
     """k-NN on C against k-NN and a linear probe on raw pixels, per label column and per class."""
-    from PIL import Image
-
     from generation.bundle import read_bundle_info
-    from generation.data import dataset_fingerprint, image_dir, list_images
+    from generation.data import dataset_fingerprint, image_dir, list_images, native_side
     from generation.moco import load_embedder
     from generation.moco.probe import compare_with_raw_pixels, holdout_split, load_probe_set
     from generation.training import resolve_device
@@ -40,16 +38,13 @@ def evaluate_embedder(
     try:
         embedder = load_embedder(model, resolve_device(device))
         config = embedder.config
-        paths = list_images(image_dir(data))
-        if len(paths) < 2:
-            raise ValueError(f"{data} holds {len(paths)} image(s); the probe needs a bank and queries")
-        with Image.open(paths[0]) as first:
-            native_side = max(first.size)
-        train_indices, holdout_indices = holdout_split(len(paths), config.probe_holdout_fraction, config.seed)
-        # Images at the archive's own side: the pixel baseline sees all there is, and C resizes
-        # them to the side it was trained at, exactly as when it embeds the archive for retrieval.
+        count = len(list_images(image_dir(data)))
+        if count < 2:
+            raise ValueError(f"{data} holds {count} image(s); the probe needs a bank and queries")
+        data_side = native_side(data)
+        train_indices, holdout_indices = holdout_split(count, config.probe_holdout_fraction, config.seed)
         probe = load_probe_set(
-            data, columns, train_indices, holdout_indices, native_side,
+            data, columns, train_indices, holdout_indices, data_side,
             bank or config.probe_bank_size, queries or config.probe_query_size,
         )
         reports = compare_with_raw_pixels(embedder.embed, probe, config.knn_k, config.knn_temperature)
@@ -64,7 +59,7 @@ def evaluate_embedder(
         "the same files, queries from the split C never trained on)" if same_data
         else "different file names or sizes)"
     ))
-    typer.echo(f"images at the data's {native_side} px; C reads them at {config.resolution} px")
+    typer.echo(f"images at the data's {data_side} px; C reads them at {config.resolution} px")
     typer.echo(f"k-NN k={config.knn_k} T={config.knn_temperature}; linear = best of several weight decays on the queries (optimistic)")
     for column in reports:
         verdict = "clearly beats" if column.clearly_beats_pixels else "beats, within noise," if column.margin > 0 else "does not beat"
@@ -79,7 +74,7 @@ def evaluate_embedder(
     if report is not None:
         payload = {
             "model": str(model), "data": str(data), "data_fingerprint": fingerprint, "trained_on_fingerprint": trained_on,
-            "bank": len(probe.bank_images), "data_side": native_side, "embedder_side": config.resolution,
+            "bank": len(probe.bank_images), "data_side": data_side, "embedder_side": config.resolution,
             "knn_k": config.knn_k, "knn_temperature": config.knn_temperature,
             "columns": [dict(dataclasses.asdict(c), margin=c.margin, clearly_beats_pixels=c.clearly_beats_pixels) for c in reports],
         }

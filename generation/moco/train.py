@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from generation.bundle import save_network
-from generation.data import ImageFolderDataset, dataset_fingerprint
+from generation.data import ImageFolderDataset, dataset_fingerprint, native_side
 from generation.moco.augment import MoCoAugment, TwoViews
 from generation.moco.config import EmbedderConfig
 from generation.moco.model import MoCo, info_nce_loss
@@ -155,7 +155,7 @@ class MoCoRun:
         try:
             self.probe = load_probe_set(
                 self.options.data, self.options.label_columns, self.train_indices, self.holdout_indices,
-                self.config.resolution, self.config.probe_bank_size, self.config.probe_query_size,
+                native_side(self.options.data), self.config.probe_bank_size, self.config.probe_query_size,
             )
         except (FileNotFoundError, ValueError) as error:
             self.logger.log(event="probe_disabled", reason=str(error))

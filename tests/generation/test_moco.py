@@ -274,6 +274,14 @@ def test_warm_start_copies_a_bundles_c_into_both_trunks_and_refuses_another_arch
     record = json.loads((tmp_path / "out" / "bundle.json").read_text())["networks"]["embedder"]
     assert record["warm_started_from"] == {"bundle": str(tmp_path / "source"), "resolution": TINY.resolution,
                                            "steps": 7, "data_fingerprint": "abc"}
+    # the training loop's probe and evaluate-embedder read the data at its own side, not C's 48 px
+    baselines = next(r for r in read_jsonl(tmp_path / "warm" / "log.jsonl") if r.get("event") == "probe_baselines")
+    evaluated = runner.invoke(app, ["evaluate-embedder", "--data", str(phantoms), "--model", str(tmp_path / "out"),
+                                    "--report", str(tmp_path / "report.json")])
+    assert evaluated.exit_code == 0, evaluated.output
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["data_side"] == TINY.resolution and report["embedder_side"] == 48
+    assert report["columns"][0]["pixel_linear"] == pytest.approx(baselines["diagnosis/pixel_linear"])
     key_trunk = torch.load(tmp_path / "warm" / "checkpoint.pt", weights_only=False)["model"]
     assert torch.allclose(key_trunk["encoder_k.trunk.stem.0.weight"], source.trunk.stem[0].weight, atol=1e-6)
 
