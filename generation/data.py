@@ -6,6 +6,7 @@ white background = 1 and strokes = -1. Resizing always uses area filtering.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from pathlib import Path
 
@@ -26,9 +27,12 @@ def _resize_area(image: Image.Image, resolution: int) -> Image.Image:
     return image.resize((resolution, resolution), Image.Resampling.BOX)
 
 
+@functools.lru_cache(maxsize=32)
 def _box_weights(in_size: int, out_size: int) -> torch.Tensor:
     """[out, in] resampling matrix of PIL's BOX filter: each output pixel averages the input
-    pixels whose centres fall in its footprint (nearest pixel when enlarging)."""
+    pixels whose centres fall in its footprint (nearest pixel when enlarging).
+
+    Cached: a C trained at another side than G's output resizes on every L_cos step. Read-only."""
     scale = in_size / out_size
     stretch = max(scale, 1.0)
     centres = (torch.arange(out_size, dtype=torch.float64) + 0.5) * scale

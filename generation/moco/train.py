@@ -16,8 +16,9 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from generation.bundle import save_network
+from generation.bundle import read_bundle_info, save_network
 from generation.data import ImageFolderDataset, dataset_fingerprint, native_side
+from generation.moco import load_embedder
 from generation.moco.augment import MoCoAugment, TwoViews
 from generation.moco.config import EmbedderConfig
 from generation.moco.model import MoCo, info_nce_loss
@@ -110,9 +111,6 @@ class MoCoRun:
         Lets C continue at another resolution or on a grown archive without repeating the
         epochs it has already learnt; the projection heads and the queue start fresh.
         """
-        from generation.bundle import read_bundle_info
-        from generation.moco import load_embedder
-
         source = load_embedder(bundle_dir)
         mismatched = [f for f in ("backbone", "stem") if getattr(source.config, f) != getattr(self.config, f)]
         if mismatched:
