@@ -23,18 +23,29 @@ def evaluate_embedder(
     bank: Optional[int] = typer.Option(None, "--bank", help="labelled bank images (default: C's probe_bank_size)"),
     queries: Optional[int] = typer.Option(None, "--queries", help="held-out query images (default: C's probe_query_size)"),
     report: Optional[Path] = typer.Option(None, "--report", help="also write the report as JSON here"),
+    readout: str = typer.Option(
+        "bundle", "--readout",
+        help="retrieval read-out: 'bundle' (the bundle's own), 'auto' (chosen by leave-one-out k-NN on the bank) or STAGE:GRID",
+    ),
+    save_readout: bool = typer.Option(False, "--save-readout", help="write the read-out evaluated here into the bundle"),
     device: str = typer.Option("cpu", "--device"),
 ) -> None:
     """k-NN on C against k-NN and a linear probe on raw pixels, per label column and per class."""
     from generation.bundle import read_bundle_info
     from generation.data import dataset_fingerprint, image_dir, list_images, native_side
-    from generation.moco import load_embedder
-    from generation.moco.probe import compare_with_raw_pixels, holdout_split, load_probe_set
+    from generation.moco import Readout, load_embedder
+    from generation.moco import save_readout as record_readout
+    from generation.moco.probe import compare_with_raw_pixels, holdout_split, load_probe_set, probe_features
+    from generation.moco.readout import choose_readout
     from generation.training import resolve_device
 
     columns = tuple(c.strip() for c in label_columns.split(",") if c.strip())
     if not columns:
         raise typer.BadParameter("name at least one column", param_hint="--label-columns")
+    try:
+        fixed_readout = None if readout in ("bundle", "auto") else Readout.parse(readout)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--readout") from error
     try:
         embedder = load_embedder(model, resolve_device(device))
         config = embedder.config
@@ -47,7 +58,12 @@ def evaluate_embedder(
             data, columns, train_indices, holdout_indices, data_side,
             bank or config.probe_bank_size, queries or config.probe_query_size,
         )
-        reports = compare_with_raw_pixels(embedder.embed, probe, config.knn_k, config.knn_temperature)
+        choice = choose_readout(embedder, probe, config.knn_k, config.knn_temperature) if readout == "auto" else None
+        chosen = choice.readout if choice else fixed_readout or config.readout
+        embedder = embedder.with_readout(chosen)
+        reports = compare_with_raw_pixels(embedder.describe, probe, config.knn_k, config.knn_temperature)
+        pooled = probe_features(embedder.embed(probe.bank_images), embedder.embed(probe.query_images), probe, "pooled",
+                                config.knn_k, config.knn_temperature)
     except (OSError, RuntimeError, ValueError) as error:  # OSError: missing or unreadable files
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(code=2) from error
@@ -61,11 +77,14 @@ def evaluate_embedder(
     ))
     typer.echo(f"images at the data's {data_side} px; C reads them at {config.resolution} px")
     typer.echo(f"k-NN k={config.knn_k} T={config.knn_temperature}; linear = best of several weight decays on the queries (optimistic)")
+    typer.echo(f"C's retrieval read-out: {chosen}" + (" (chosen by leave-one-out k-NN on the bank; mean accuracy per candidate: "
+               + ", ".join(f"{r.stage}:{r.grid} {s:.3f}" for r, s in choice.scores.items()) + ")" if choice else ""))
     for column in reports:
         verdict = "clearly beats" if column.clearly_beats_pixels else "beats, within noise," if column.margin > 0 else "does not beat"
         typer.echo(f"\n{column.column}: {len(probe.bank_images)} bank, {column.queries} queries, chance {column.chance:.3f}")
         typer.echo(f"  raw pixels  k-NN {column.pixel_knn:.3f}  linear {column.pixel_linear:.3f}")
         typer.echo(f"  C           k-NN {column.embedding_knn:.3f}  linear {column.embedding_linear:.3f}")
+        typer.echo(f"  C pooled    k-NN {pooled[column.column + '/pooled_knn']:.3f}  linear {pooled[column.column + '/pooled_linear']:.3f}")
         low, high = column.margin_interval
         typer.echo(f"  C k-NN {verdict} the raw-pixel linear probe ({column.margin:+.3f}, 95 % paired bootstrap {low:+.3f} to {high:+.3f})")
         typer.echo(f"  {'recall per class':<24} {'C k-NN':>7} {'pixel linear':>13}")
@@ -76,9 +95,15 @@ def evaluate_embedder(
             "model": str(model), "data": str(data), "data_fingerprint": fingerprint, "trained_on_fingerprint": trained_on,
             "bank": len(probe.bank_images), "data_side": data_side, "embedder_side": config.resolution,
             "knn_k": config.knn_k, "knn_temperature": config.knn_temperature,
+            "readout": {"stage": chosen.stage, "grid": chosen.grid, **({"bank_scores": choice.as_record()["bank_scores"]} if choice else {})},
+            "pooled": pooled,
             "columns": [dict(dataclasses.asdict(c), margin=c.margin, clearly_beats_pixels=c.clearly_beats_pixels) for c in reports],
         }
         report.write_text(json.dumps(payload, indent=1))
+    if save_readout:
+        how = choice.as_record() if choice else {"stage": chosen.stage, "grid": chosen.grid, "selected_by": "evaluate-embedder --readout"}
+        record_readout(model, chosen, how)
+        typer.echo(f"\nsaved read-out {chosen} into {model}")
 
 
 def _share(value: float | None) -> str:

@@ -19,6 +19,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from generation.moco.readout import Readout
 from generation.presets import PRESET_RESOLUTION, check_preset
 
 BACKBONE_FEATURE_DIM: dict[str, int] = {"resnet18": 512, "resnet50": 2048}
@@ -81,9 +82,15 @@ class EmbedderConfig:
     vignetting_max: float = 0.0
     rotation_degrees: float = 0.0
     noise_sigma_max: float = 0.0
+    # Retrieval read-out (generation/moco/readout.py): stage whose activations are pooled to a
+    # grid of regions. Stage 4 with grid 1 is the plain pooled vector; training picks the read-out
+    # by leave-one-out k-NN on the probe bank and records it in the bundle.
+    readout_stage: int = 4
+    readout_grid: int = 1
 
     def __post_init__(self) -> None:
         check_preset(self.preset)
+        Readout(self.readout_stage, self.readout_grid)  # validates both
         if self.backbone not in BACKBONE_FEATURE_DIM:
             raise ValueError(f"unknown backbone {self.backbone!r}; choose one of {sorted(BACKBONE_FEATURE_DIM)}")
         if self.stem not in STEMS:
@@ -101,6 +108,10 @@ class EmbedderConfig:
     def feature_dim(self) -> int:
         """Width of the pooled backbone feature: the appearance vector C(x)."""
         return BACKBONE_FEATURE_DIM[self.backbone]
+
+    @property
+    def readout(self) -> Readout:
+        return Readout(self.readout_stage, self.readout_grid)
 
     @classmethod
     def for_preset(cls, name: str) -> "EmbedderConfig":

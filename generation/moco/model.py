@@ -7,8 +7,9 @@ the appearance vector C(x) the retrieval index searches and L_cos compares.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from functools import partial
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +18,7 @@ from torch import nn
 
 from generation.data import box_resize
 from generation.moco.config import EmbedderConfig
+from generation.moco.readout import Readout, region_descriptor
 
 
 class SplitBatchNorm(nn.BatchNorm2d):
@@ -165,9 +167,12 @@ class MoCo(nn.Module):
         self.dequeue_and_enqueue(gather_from_all_processes(keys))
         return logits
 
-    def embedder(self) -> "Embedder":
-        """A standalone Embedder holding a copy of the query trunk (for probes and export)."""
-        embedder = Embedder(self.config).to(self.queue.device)
+    def embedder(self, config: EmbedderConfig | None = None) -> "Embedder":
+        """A standalone Embedder holding a copy of the query trunk (for probes and export).
+
+        `config` replaces the run's one where only the read-out differs (the one chosen after training).
+        """
+        embedder = Embedder(config or self.config).to(self.queue.device)
         embedder.trunk.load_state_dict(self.encoder_q.trunk.state_dict())
         return embedder.eval()
 
@@ -214,16 +219,47 @@ class Embedder(nn.Module):
         return F.normalize(self.trunk(self._to_training_resolution(images)), dim=1)
 
     def embed(self, images: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
-        """[N, 3, H, W] in [-1, 1] -> [N, F] float32, L2-normalised, on the CPU; batched, no autograd."""
-        device = next(self.parameters()).device
-        batch_size = batch_size or self.config.batch_size
+        """[N, 3, H, W] in [-1, 1] -> [N, F] pooled vectors, float32, L2-normalised, on the CPU; batched, no autograd."""
+        return self._batched(self, images, batch_size, self.dim)
+
+    def describe(self, images: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+        """[N, 3, H, W] in [-1, 1] -> [N, D] retrieval descriptors (the config's read-out), unit length, float32, CPU."""
+        readout = self.config.readout
+        dim = self.stage_shapes()[readout.stage][0] * readout.grid**2
+        return self._batched(lambda x: region_descriptor(self.stage_features(x), readout), images, batch_size, dim)
+
+    def with_readout(self, readout: Readout) -> "Embedder":
+        """This C (the same trunk module, not a copy) with another retrieval read-out."""
+        other = Embedder(self.config.replace(readout_stage=readout.stage, readout_grid=readout.grid))
+        other.trunk = self.trunk
+        return other.to(next(self.parameters()).device).train(self.training)
+
+    def stage_shapes(self) -> dict[int, tuple[int, int, int]]:
+        """Stage (1..4) -> activation shape [C, H, W] for one image at C's resolution."""
+        side = self.config.resolution
+        with self._evaluating():
+            features = self.trunk.stage_features(torch.zeros(1, 3, side, side, device=next(self.parameters()).device))
+        return {stage: tuple(features[stage].shape[1:]) for stage in range(1, len(features))}
+
+    @contextmanager
+    def _evaluating(self) -> Iterator[None]:
+        """Eval mode without autograd for the duration; the previous mode is restored after."""
         was_training = self.training
         self.eval()
         try:
             with torch.inference_mode():
-                parts = [self(images[i : i + batch_size].to(device).float()).float().cpu() for i in range(0, len(images), batch_size)]
+                yield
         finally:
             self.train(was_training)
+
+    def _batched(
+        self, function: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, batch_size: int | None, dim: int,
+    ) -> torch.Tensor:
+        """`function` over batches of images [N, 3, H, W] -> [N, dim] float32 rows on the CPU."""
+        device = next(self.parameters()).device
+        batch_size = batch_size or self.config.batch_size
+        with self._evaluating():
+            parts = [function(images[i : i + batch_size].to(device).float()).float().cpu() for i in range(0, len(images), batch_size)]
         if not parts:
-            return torch.empty(0, self.dim, dtype=torch.float32)
+            return torch.empty(0, dim, dtype=torch.float32)
         return torch.cat(parts, dim=0)

@@ -23,8 +23,9 @@ from generation.moco.augment import MoCoAugment, TwoViews
 from generation.moco.config import EmbedderConfig
 from generation.moco.model import MoCo, info_nce_loss
 from generation.moco.probe import (
-    ProbeSet, embedding_probe, holdout_split, load_probe_set, raw_pixel_baselines,
+    ProbeSet, embedding_probe, holdout_split, load_probe_set, probe_features, raw_pixel_baselines,
 )
+from generation.moco.readout import ReadoutChoice, choose_readout
 from generation.training import (
     DistContext, JsonlLogger, RunDir, all_reduce_mean, budget_spent, capture_rng_state, init_distributed,
     load_checkpoint, make_progress, restore_rng_state, save_checkpoint, save_image_grid,
@@ -104,6 +105,15 @@ class MoCoRun:
         self.probe: ProbeSet | None = None
         self.metrics: dict[str, float] = {}
         self.warm_started_from: dict[str, Any] | None = None
+        self.readout_choice: ReadoutChoice | None = None  # chosen once training ends
+
+    @property
+    def serving_config(self) -> EmbedderConfig:
+        """The run's config with the chosen retrieval read-out (the training config until one is chosen)."""
+        if self.readout_choice is None:
+            return self.config
+        readout = self.readout_choice.readout
+        return self.config.replace(readout_stage=readout.stage, readout_grid=readout.grid)
 
     def warm_start(self, bundle_dir: Path) -> dict[str, Any]:
         """Copy a bundle's trained C into the query and key trunks; returns that C's bundle record.
@@ -167,7 +177,11 @@ class MoCoRun:
         """Probe the current C; returns the k-NN accuracy on the first label column."""
         if self.probe is None:
             return None
-        scores = embedding_probe(self.model.embedder().embed, self.probe, self.config.knn_k, self.config.knn_temperature)
+        embedder = self.model.embedder(self.serving_config)
+        scores = embedding_probe(embedder.describe, self.probe, self.config.knn_k, self.config.knn_temperature)
+        if self.serving_config.readout != self.config.readout:  # the pooled vector too, for comparison
+            scores.update(probe_features(embedder.embed(self.probe.bank_images), embedder.embed(self.probe.query_images),
+                                         self.probe, "pooled", self.config.knn_k, self.config.knn_temperature))
         self.metrics.update(scores)
         self.logger.log(step=self.step, epoch=self.step / self.steps_per_epoch, **scores)
         return scores[f"{self.options.label_columns[0]}/embedding_knn"]
@@ -242,7 +256,10 @@ def _train(options: TrainOptions, ctx: DistContext) -> dict[str, Any]:
                 run.save()
                 last_checkpoint = time.monotonic()
     if ctx.is_main:
-        if run.step % run.steps_per_epoch:
+        if run.probe is not None:
+            run.readout_choice = choose_readout(run.model.embedder(), run.probe, run.config.knn_k, run.config.knn_temperature)
+            run.logger.log(event="readout_selected", **run.readout_choice.as_record())
+        if run.step % run.steps_per_epoch or run.serving_config != run.config:
             run.run_probe()
         run.save()
         save_loss_curve(run.run.log, run.run.loss_curve, ["loss", "contrastive_accuracy", *(f"{c}/embedding_knn" for c in options.label_columns)])
@@ -266,7 +283,9 @@ def export_bundle(run: MoCoRun, options: TrainOptions) -> Path:
     }
     if run.warm_started_from is not None:
         record["warm_started_from"] = run.warm_started_from
+    if run.readout_choice is not None:
+        record["readout"] = run.readout_choice.as_record()
     if options.perceptual_backbone is not None:
         record["perceptual_backbone"] = options.perceptual_backbone
-    return save_network(options.bundle_dir, "embedder", run.model.embedder(), run.config, **record)
+    return save_network(options.bundle_dir, "embedder", run.model.embedder(run.serving_config), run.serving_config, **record)
 
