@@ -68,12 +68,12 @@ class ResNetTrunk(nn.Module):
         self.maxpool = resnet.maxpool
         self.stages = nn.ModuleList([resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4])
 
-    def stage_features(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """Activations after the stem and after each of the four stages (LPIPS-style taps)."""
+    def stage_features(self, images: torch.Tensor, last_stage: int = 4) -> list[torch.Tensor]:
+        """Activations after the stem and after stages 1..`last_stage` (LPIPS-style taps; later stages are not run)."""
         h = self.stem(images)  # [B, 64, H/2, W/2] (imagenet stem)
         features = [h]
         h = self.maxpool(h)
-        for stage in self.stages:
+        for stage in self.stages[:last_stage]:
             h = stage(h)
             features.append(h)
         return features
@@ -211,9 +211,9 @@ class Embedder(nn.Module):
             raise ValueError(f"expected images [N, 3, H, W], got shape {tuple(images.shape)}")
         return box_resize(images, self.config.resolution)
 
-    def stage_features(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """Stem and stage activations of C for images [N, 3, H, W] in [-1, 1]."""
-        return self.trunk.stage_features(self._to_training_resolution(images))
+    def stage_features(self, images: torch.Tensor, last_stage: int = 4) -> list[torch.Tensor]:
+        """Stem and stage (1..`last_stage`) activations of C for images [N, 3, H, W] in [-1, 1]."""
+        return self.trunk.stage_features(self._to_training_resolution(images), last_stage)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:  # [N, 3, H, W] -> [N, F], differentiable
         return F.normalize(self.trunk(self._to_training_resolution(images)), dim=1)
@@ -226,7 +226,7 @@ class Embedder(nn.Module):
         """[N, 3, H, W] in [-1, 1] -> [N, D] retrieval descriptors (the config's read-out), unit length, float32, CPU."""
         readout = self.config.readout
         dim = self.stage_shapes()[readout.stage][0] * readout.grid**2
-        return self._batched(lambda x: region_descriptor(self.stage_features(x), readout), images, batch_size, dim)
+        return self._batched(lambda x: region_descriptor(self.stage_features(x, readout.stage), readout), images, batch_size, dim)
 
     def with_readout(self, readout: Readout) -> "Embedder":
         """This C (the same trunk module, not a copy) with another retrieval read-out."""

@@ -144,7 +144,7 @@ class MoCoRun:
         }
 
     def restore(self, state: dict[str, Any]) -> None:
-        if state["config"] != dataclasses.asdict(self.config):
+        if EmbedderConfig.from_dict(state["config"]) != self.config:  # fields added since take their defaults
             raise ValueError("the checkpoint was trained with a different EmbedderConfig; resume with the same preset")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])

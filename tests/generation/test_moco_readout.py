@@ -124,3 +124,16 @@ def test_evaluate_embedder_chooses_saves_and_rejects_readouts(phantoms, tmp_path
                                       "--readout", bad, "--save-readout"])
         assert refused.exit_code == 2 and message in refused.output, refused.output
     assert (bundle / "bundle.json").read_bytes() == before
+
+
+def test_a_checkpoint_from_before_the_readout_fields_resumes(phantoms, tmp_path):
+    runner = CliRunner()
+    common = ["train", "embedder", "--data", str(phantoms), "--preset", "tiny", "--run-dir", str(tmp_path / "run")]
+    assert runner.invoke(app, [*common, "--max-steps", "1"]).exit_code == 0
+    checkpoint = tmp_path / "run" / "checkpoint.pt"
+    state = torch.load(checkpoint, weights_only=False)
+    del state["config"]["readout_stage"], state["config"]["readout_grid"]  # as written by the previous release
+    torch.save(state, checkpoint)
+    resumed = runner.invoke(app, [*common, "--max-steps", "2", "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert torch.load(checkpoint, weights_only=False)["step"] == 2
