@@ -102,6 +102,10 @@ def evaluate_embedder(
         report.write_text(json.dumps(payload, indent=1))
     if save_readout:
         how = choice.as_record() if choice else {"stage": chosen.stage, "grid": chosen.grid, "selected_by": "evaluate-embedder --readout"}
+        how["evaluated_on"] = {"data_fingerprint": fingerprint, "bank": len(probe.bank_images), **{
+            f"{c.column}/{key}": value for c in reports for key, value in
+            (("embedding_knn", c.embedding_knn), ("pixel_linear", c.pixel_linear), ("margin_interval", list(c.margin_interval)))
+        }}
         record_readout(model, chosen, how)
         typer.echo(f"\nsaved read-out {chosen} into {model}")
 

@@ -90,10 +90,17 @@ def knn_predict(
     """
     bank = F.normalize(bank.float(), dim=1)
     queries = F.normalize(queries.float(), dim=1)
-    k = min(k, bank.shape[0])
-    similarity, neighbours = (queries @ bank.t()).topk(k, dim=1)  # [Nq, k]
-    votes = torch.zeros(queries.shape[0], num_classes)
-    votes.scatter_add_(1, bank_labels[neighbours], (similarity / temperature).exp())
+    return weighted_vote(queries @ bank.t(), bank_labels, k, temperature, num_classes)
+
+
+def weighted_vote(similarity: torch.Tensor, bank_labels: torch.Tensor, k: int, temperature: float, num_classes: int) -> torch.Tensor:
+    """Class ids [Nq] from cosine similarities [Nq, Nb]: the k nearest vote with exp(cos / temperature).
+
+    Entries set to -inf never vote (leave-one-out on the bank itself).
+    """
+    top, neighbours = similarity.topk(min(k, similarity.shape[1]), dim=1)  # [Nq, k]
+    votes = torch.zeros(similarity.shape[0], num_classes)
+    votes.scatter_add_(1, bank_labels[neighbours], (top / temperature).exp())
     return votes.argmax(dim=1)
 
 

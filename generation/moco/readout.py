@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Callable, Iterable
 import torch
 import torch.nn.functional as F
 
+from generation.moco.probe import ProbeSet, weighted_vote
+
 if TYPE_CHECKING:
     from generation.moco.model import Embedder
-    from generation.moco.probe import ProbeSet
 
 STAGES = (1, 2, 3, 4)
 CANDIDATE_STAGES = (2, 3, 4)
@@ -80,10 +81,8 @@ def leave_one_out_knn_accuracy(features: torch.Tensor, labels: torch.Tensor, k: 
     unit = F.normalize(features.float(), dim=1)
     similarity = unit @ unit.t()  # [N, N]
     similarity.fill_diagonal_(-float("inf"))
-    top, neighbours = similarity.topk(min(k, len(unit) - 1), dim=1)
-    votes = torch.zeros(len(unit), num_classes)
-    votes.scatter_add_(1, labels[neighbours], (top / temperature).exp())
-    return float((votes.argmax(dim=1) == labels).float().mean())
+    predictions = weighted_vote(similarity, labels, min(k, len(unit) - 1), temperature, num_classes)
+    return float((predictions == labels).float().mean())
 
 
 @dataclass(frozen=True)
@@ -129,7 +128,7 @@ def batched_descriptors(
     return {readout: torch.cat(chunks) for readout, chunks in parts.items()}
 
 
-def choose_readout(embedder: "Embedder", probe: "ProbeSet", k: int, temperature: float) -> ReadoutChoice:
+def choose_readout(embedder: "Embedder", probe: ProbeSet, k: int, temperature: float) -> ReadoutChoice:
     """The best candidate read-out of `embedder` by leave-one-out k-NN on the probe's bank alone."""
     device = next(embedder.parameters()).device
     candidates = candidate_readouts(embedder.stage_shapes())

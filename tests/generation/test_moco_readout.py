@@ -117,6 +117,10 @@ def test_evaluate_embedder_chooses_saves_and_rejects_readouts(phantoms, tmp_path
     assert "leave-one-out" in auto.output and "saved read-out" in auto.output
     record = json.loads((bundle / "bundle.json").read_text())["networks"]["embedder"]
     assert load_embedder(bundle).config.readout == Readout(record["readout"]["stage"], record["readout"]["grid"])
+    evaluated = record["readout"]["evaluated_on"]
+    assert evaluated["bank"] == TINY.probe_bank_size and 0.0 <= evaluated["diagnosis/embedding_knn"] <= 1.0
+    low, high = evaluated["diagnosis/margin_interval"]
+    assert low <= evaluated["diagnosis/embedding_knn"] - evaluated["diagnosis/pixel_linear"] <= high
 
     before = (bundle / "bundle.json").read_bytes()
     for bad, message in (("9:1", "read-out stage"), ("x", "STAGE:GRID"), ("4:5", "finer than stage 4")):
