@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -29,6 +30,6 @@ def save_readout(bundle_dir: Path, readout: Readout, record: dict[str, object]) 
     if "embedder" not in networks:
         raise FileNotFoundError(f"bundle {bundle_dir} has no 'embedder' network")
     entry = networks["embedder"]
-    entry["config"] = {**entry["config"], "readout_stage": readout.stage, "readout_grid": readout.grid}
+    entry["config"] = dataclasses.asdict(EmbedderConfig.from_dict(entry["config"]).with_readout(readout))
     entry["readout"] = record
     update_bundle_info(bundle_dir, networks={"embedder": entry})

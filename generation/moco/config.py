@@ -113,6 +113,9 @@ class EmbedderConfig:
     def readout(self) -> Readout:
         return Readout(self.readout_stage, self.readout_grid)
 
+    def with_readout(self, readout: Readout) -> "EmbedderConfig":
+        return self.replace(readout_stage=readout.stage, readout_grid=readout.grid)
+
     @classmethod
     def for_preset(cls, name: str) -> "EmbedderConfig":
         resolution = PRESET_RESOLUTION[check_preset(name)]

@@ -167,12 +167,9 @@ class MoCo(nn.Module):
         self.dequeue_and_enqueue(gather_from_all_processes(keys))
         return logits
 
-    def embedder(self, config: EmbedderConfig | None = None) -> "Embedder":
-        """A standalone Embedder holding a copy of the query trunk (for probes and export).
-
-        `config` replaces the run's one where only the read-out differs (the one chosen after training).
-        """
-        embedder = Embedder(config or self.config).to(self.queue.device)
+    def embedder(self) -> "Embedder":
+        """A standalone Embedder holding a copy of the query trunk (for probes and export)."""
+        embedder = Embedder(self.config).to(self.queue.device)
         embedder.trunk.load_state_dict(self.encoder_q.trunk.state_dict())
         return embedder.eval()
 
@@ -197,10 +194,10 @@ class Embedder(nn.Module):
     training files did.
     """
 
-    def __init__(self, config: EmbedderConfig) -> None:
+    def __init__(self, config: EmbedderConfig, trunk: ResNetTrunk | None = None) -> None:
         super().__init__()
         self.config = config
-        self.trunk = ResNetTrunk(config)
+        self.trunk = trunk if trunk is not None else ResNetTrunk(config)
 
     @property
     def dim(self) -> int:
@@ -220,19 +217,20 @@ class Embedder(nn.Module):
 
     def embed(self, images: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
         """[N, 3, H, W] in [-1, 1] -> [N, F] pooled vectors, float32, L2-normalised, on the CPU; batched, no autograd."""
-        return self._batched(self, images, batch_size, self.dim)
+        if len(images) == 0:
+            return torch.empty(0, self.dim, dtype=torch.float32)
+        return self._batched(self, images, batch_size)
 
     def describe(self, images: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
         """[N, 3, H, W] in [-1, 1] -> [N, D] retrieval descriptors (the config's read-out), unit length, float32, CPU."""
         readout = self.config.readout
-        dim = self.stage_shapes()[readout.stage][0] * readout.grid**2
-        return self._batched(lambda x: region_descriptor(self.stage_features(x, readout.stage), readout), images, batch_size, dim)
+        if len(images) == 0:  # the width needs a forward pass; only an empty batch has to ask for it
+            return torch.empty(0, self.stage_shapes()[readout.stage][0] * readout.grid**2, dtype=torch.float32)
+        return self._batched(lambda x: region_descriptor(self.stage_features(x, readout.stage), readout), images, batch_size)
 
     def with_readout(self, readout: Readout) -> "Embedder":
         """This C (the same trunk module, not a copy) with another retrieval read-out."""
-        other = Embedder(self.config.replace(readout_stage=readout.stage, readout_grid=readout.grid))
-        other.trunk = self.trunk
-        return other.to(next(self.parameters()).device).train(self.training)
+        return Embedder(self.config.with_readout(readout), trunk=self.trunk).train(self.training)
 
     def stage_shapes(self) -> dict[int, tuple[int, int, int]]:
         """Stage (1..4) -> activation shape [C, H, W] for one image at C's resolution."""
@@ -252,14 +250,10 @@ class Embedder(nn.Module):
         finally:
             self.train(was_training)
 
-    def _batched(
-        self, function: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, batch_size: int | None, dim: int,
-    ) -> torch.Tensor:
-        """`function` over batches of images [N, 3, H, W] -> [N, dim] float32 rows on the CPU."""
+    def _batched(self, function: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, batch_size: int | None) -> torch.Tensor:
+        """`function` over batches of a non-empty images [N, 3, H, W] -> [N, D] float32 rows on the CPU."""
         device = next(self.parameters()).device
         batch_size = batch_size or self.config.batch_size
         with self._evaluating():
             parts = [function(images[i : i + batch_size].to(device).float()).float().cpu() for i in range(0, len(images), batch_size)]
-        if not parts:
-            return torch.empty(0, dim, dtype=torch.float32)
         return torch.cat(parts, dim=0)

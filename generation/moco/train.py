@@ -21,7 +21,7 @@ from generation.data import ImageFolderDataset, dataset_fingerprint, native_side
 from generation.moco import load_embedder
 from generation.moco.augment import MoCoAugment, TwoViews
 from generation.moco.config import EmbedderConfig
-from generation.moco.model import MoCo, info_nce_loss
+from generation.moco.model import Embedder, MoCo, info_nce_loss
 from generation.moco.probe import (
     ProbeSet, embedding_probe, holdout_split, load_probe_set, probe_features, raw_pixel_baselines,
 )
@@ -107,13 +107,10 @@ class MoCoRun:
         self.warm_started_from: dict[str, Any] | None = None
         self.readout_choice: ReadoutChoice | None = None  # chosen once training ends
 
-    @property
-    def serving_config(self) -> EmbedderConfig:
-        """The run's config with the chosen retrieval read-out (the training config until one is chosen)."""
-        if self.readout_choice is None:
-            return self.config
-        readout = self.readout_choice.readout
-        return self.config.replace(readout_stage=readout.stage, readout_grid=readout.grid)
+    def serving_embedder(self) -> Embedder:
+        """C as it will serve: the query trunk with the chosen read-out (the config's until one is chosen)."""
+        embedder = self.model.embedder()
+        return embedder if self.readout_choice is None else embedder.with_readout(self.readout_choice.readout)
 
     def warm_start(self, bundle_dir: Path) -> dict[str, Any]:
         """Copy a bundle's trained C into the query and key trunks; returns that C's bundle record.
@@ -177,9 +174,9 @@ class MoCoRun:
         """Probe the current C; returns the k-NN accuracy on the first label column."""
         if self.probe is None:
             return None
-        embedder = self.model.embedder(self.serving_config)
+        embedder = self.serving_embedder()
         scores = embedding_probe(embedder.describe, self.probe, self.config.knn_k, self.config.knn_temperature)
-        if self.serving_config.readout != self.config.readout:  # the pooled vector too, for comparison
+        if embedder.config.readout != self.config.readout:  # the pooled vector too, for comparison
             scores.update(probe_features(embedder.embed(self.probe.bank_images), embedder.embed(self.probe.query_images),
                                          self.probe, "pooled", self.config.knn_k, self.config.knn_temperature))
         self.metrics.update(scores)
@@ -259,7 +256,7 @@ def _train(options: TrainOptions, ctx: DistContext) -> dict[str, Any]:
         if run.probe is not None:
             run.readout_choice = choose_readout(run.model.embedder(), run.probe, run.config.knn_k, run.config.knn_temperature)
             run.logger.log(event="readout_selected", **run.readout_choice.as_record())
-        if run.step % run.steps_per_epoch or run.serving_config != run.config:
+        if run.step % run.steps_per_epoch or (run.readout_choice and run.readout_choice.readout != run.config.readout):
             run.run_probe()
         run.save()
         save_loss_curve(run.run.log, run.run.loss_curve, ["loss", "contrastive_accuracy", *(f"{c}/embedding_knn" for c in options.label_columns)])
@@ -287,5 +284,6 @@ def export_bundle(run: MoCoRun, options: TrainOptions) -> Path:
         record["readout"] = run.readout_choice.as_record()
     if options.perceptual_backbone is not None:
         record["perceptual_backbone"] = options.perceptual_backbone
-    return save_network(options.bundle_dir, "embedder", run.model.embedder(run.serving_config), run.serving_config, **record)
+    embedder = run.serving_embedder()
+    return save_network(options.bundle_dir, "embedder", embedder, embedder.config, **record)
 

@@ -22,13 +22,6 @@ from generation.training import read_jsonl
 TINY = EmbedderConfig.for_preset("tiny")
 
 
-@pytest.fixture(scope="module")
-def phantoms(tmp_path_factory):
-    from phantoms.dataset import generate_dataset
-
-    return generate_dataset(tmp_path_factory.mktemp("phantoms") / "ds", count=80, size=TINY.resolution, seed=5, workers=1)
-
-
 def test_queue_enqueues_and_wraps_around():
     torch.manual_seed(0)
     moco = MoCo(TINY.replace(queue_size=16, batch_size=4, bn_splits=2))
@@ -223,10 +216,10 @@ def test_sgd_steps_on_the_query_encoder_lower_the_info_nce_loss():
     assert losses[-1] < losses[0] - 0.1, losses
 
 
-def test_train_command_logs_probes_resumes_and_exports_bundle(phantoms, tmp_path):
+def test_train_command_logs_probes_resumes_and_exports_bundle(tiny_phantoms, tmp_path):
     runner = CliRunner()
     run_dir, bundle = tmp_path / "run", tmp_path / "bundle"
-    common = ["train", "embedder", "--data", str(phantoms), "--preset", "tiny", "--run-dir", str(run_dir), "--log-every", "1"]
+    common = ["train", "embedder", "--data", str(tiny_phantoms), "--preset", "tiny", "--run-dir", str(run_dir), "--log-every", "1"]
     first = runner.invoke(app, [*common, "--max-steps", "2"])
     assert first.exit_code == 0, first.output
     second = runner.invoke(
@@ -257,14 +250,14 @@ def test_train_command_logs_probes_resumes_and_exports_bundle(phantoms, tmp_path
     assert load_embedder(tmp_path / "finer-bundle").config.resolution == 48
 
 
-def test_warm_start_copies_a_bundles_c_into_both_trunks_and_refuses_another_architecture(phantoms, tmp_path):
+def test_warm_start_copies_a_bundles_c_into_both_trunks_and_refuses_another_architecture(tiny_phantoms, tmp_path):
     from generation.bundle import save_network
 
     torch.manual_seed(1)
     source = Embedder(TINY)
     save_network(tmp_path / "source", "embedder", source, TINY, steps=7, data_fingerprint="abc")
     runner = CliRunner()
-    common = ["train", "embedder", "--data", str(phantoms), "--preset", "tiny", "--max-steps", "1", "--learning-rate", "0"]
+    common = ["train", "embedder", "--data", str(tiny_phantoms), "--preset", "tiny", "--max-steps", "1", "--learning-rate", "0"]
     warm = runner.invoke(app, [*common, "--run-dir", str(tmp_path / "warm"), "--resolution", "48",
                                "--warm-start", str(tmp_path / "source"), "--bundle", str(tmp_path / "out")])
     assert warm.exit_code == 0, warm.output
@@ -276,7 +269,7 @@ def test_warm_start_copies_a_bundles_c_into_both_trunks_and_refuses_another_arch
                                            "steps": 7, "data_fingerprint": "abc"}
     # the training loop's probe and evaluate-embedder read the data at its own side, not C's 48 px
     baselines = next(r for r in read_jsonl(tmp_path / "warm" / "log.jsonl") if r.get("event") == "probe_baselines")
-    evaluated = runner.invoke(app, ["evaluate-embedder", "--data", str(phantoms), "--model", str(tmp_path / "out"),
+    evaluated = runner.invoke(app, ["evaluate-embedder", "--data", str(tiny_phantoms), "--model", str(tmp_path / "out"),
                                     "--report", str(tmp_path / "report.json")])
     assert evaluated.exit_code == 0, evaluated.output
     report = json.loads((tmp_path / "report.json").read_text())
@@ -291,7 +284,7 @@ def test_warm_start_copies_a_bundles_c_into_both_trunks_and_refuses_another_arch
     assert refused.exit_code != 0 and "differs in stem" in str(refused.exception)
 
 
-def test_evaluate_embedder_reports_per_class_recall_and_rejects_bad_input(phantoms, tmp_path):
+def test_evaluate_embedder_reports_per_class_recall_and_rejects_bad_input(tiny_phantoms, tmp_path):
     from generation.bundle import save_network
 
     torch.manual_seed(0)
@@ -299,7 +292,7 @@ def test_evaluate_embedder_reports_per_class_recall_and_rejects_bad_input(phanto
     save_network(bundle, "embedder", Embedder(TINY), TINY, data_fingerprint="not-these-images")
     runner = CliRunner()
     report_path = tmp_path / "report.json"
-    result = runner.invoke(app, ["evaluate-embedder", "--data", str(phantoms), "--model", str(bundle), "--report", str(report_path)])
+    result = runner.invoke(app, ["evaluate-embedder", "--data", str(tiny_phantoms), "--model", str(bundle), "--report", str(report_path)])
     assert result.exit_code == 0, result.output
     assert "different file names or sizes" in result.output and "recall per class" in result.output
     report = json.loads(report_path.read_text())
@@ -312,9 +305,9 @@ def test_evaluate_embedder_reports_per_class_recall_and_rejects_bad_input(phanto
     assert 0.0 <= diagnosis["pixel_linear"] <= 1.0 and report["bank"] == TINY.probe_bank_size
     assert report["data_side"] == report["embedder_side"] == TINY.resolution
 
-    unknown_column = runner.invoke(app, ["evaluate-embedder", "--data", str(phantoms), "--model", str(bundle), "--label-columns", "blood_type"])
+    unknown_column = runner.invoke(app, ["evaluate-embedder", "--data", str(tiny_phantoms), "--model", str(bundle), "--label-columns", "blood_type"])
     assert unknown_column.exit_code == 2 and "blood_type" in unknown_column.output
-    no_embedder = runner.invoke(app, ["evaluate-embedder", "--data", str(phantoms), "--model", str(tmp_path / "empty")])
+    no_embedder = runner.invoke(app, ["evaluate-embedder", "--data", str(tiny_phantoms), "--model", str(tmp_path / "empty")])
     assert no_embedder.exit_code == 2 and "no 'embedder' network" in no_embedder.output
     (tmp_path / "no-images").mkdir()
     no_images = runner.invoke(app, ["evaluate-embedder", "--data", str(tmp_path / "no-images"), "--model", str(bundle)])

@@ -75,17 +75,10 @@ def test_leave_one_out_leaves_each_item_out_and_selection_prefers_the_separating
         select_readout({}, [(labels, 3)], k=5, temperature=0.1)
 
 
-@pytest.fixture(scope="module")
-def phantoms(tmp_path_factory):
-    from phantoms.dataset import generate_dataset
-
-    return generate_dataset(tmp_path_factory.mktemp("phantoms") / "ds", count=80, size=TINY.resolution, seed=5, workers=1)
-
-
-def test_training_chooses_a_readout_on_the_bank_and_the_bundle_serves_it(phantoms, tmp_path):
+def test_training_chooses_a_readout_on_the_bank_and_the_bundle_serves_it(tiny_phantoms, tmp_path):
     runner = CliRunner()
     bundle = tmp_path / "bundle"
-    result = runner.invoke(app, ["train", "embedder", "--data", str(phantoms), "--preset", "tiny", "--run-dir",
+    result = runner.invoke(app, ["train", "embedder", "--data", str(tiny_phantoms), "--preset", "tiny", "--run-dir",
                                  str(tmp_path / "run"), "--max-steps", "2", "--bundle", str(bundle)])
     assert result.exit_code == 0, result.output
     record = json.loads((bundle / "bundle.json").read_text())["networks"]["embedder"]
@@ -99,19 +92,19 @@ def test_training_chooses_a_readout_on_the_bank_and_the_bundle_serves_it(phantom
         assert "diagnosis/pooled_knn" in record["probe"]
 
 
-def test_evaluate_embedder_chooses_saves_and_rejects_readouts(phantoms, tmp_path):
+def test_evaluate_embedder_chooses_saves_and_rejects_readouts(tiny_phantoms, tmp_path):
     torch.manual_seed(0)
     bundle = tmp_path / "bundle"
     save_network(bundle, "embedder", Embedder(TINY), TINY)
     runner = CliRunner()
-    fixed = runner.invoke(app, ["evaluate-embedder", "--data", str(phantoms), "--model", str(bundle), "--readout", "3:2",
+    fixed = runner.invoke(app, ["evaluate-embedder", "--data", str(tiny_phantoms), "--model", str(bundle), "--readout", "3:2",
                                 "--report", str(tmp_path / "fixed.json")])
     assert fixed.exit_code == 0, fixed.output
     assert "stage 3, 2x2 grid" in fixed.output and "C pooled" in fixed.output
     assert json.loads((tmp_path / "fixed.json").read_text())["readout"] == {"stage": 3, "grid": 2}
     assert load_embedder(bundle).config.readout == Readout(4, 1)  # evaluated, not saved
 
-    auto = runner.invoke(app, ["evaluate-embedder", "--data", str(phantoms), "--model", str(bundle), "--readout", "auto",
+    auto = runner.invoke(app, ["evaluate-embedder", "--data", str(tiny_phantoms), "--model", str(bundle), "--readout", "auto",
                                "--save-readout"])
     assert auto.exit_code == 0, auto.output
     assert "leave-one-out" in auto.output and "saved read-out" in auto.output
@@ -124,15 +117,15 @@ def test_evaluate_embedder_chooses_saves_and_rejects_readouts(phantoms, tmp_path
 
     before = (bundle / "bundle.json").read_bytes()
     for bad, message in (("9:1", "read-out stage"), ("x", "STAGE:GRID"), ("4:5", "finer than stage 4")):
-        refused = runner.invoke(app, ["evaluate-embedder", "--data", str(phantoms), "--model", str(bundle),
+        refused = runner.invoke(app, ["evaluate-embedder", "--data", str(tiny_phantoms), "--model", str(bundle),
                                       "--readout", bad, "--save-readout"])
         assert refused.exit_code == 2 and message in refused.output, refused.output
     assert (bundle / "bundle.json").read_bytes() == before
 
 
-def test_a_checkpoint_from_before_the_readout_fields_resumes(phantoms, tmp_path):
+def test_a_checkpoint_from_before_the_readout_fields_resumes(tiny_phantoms, tmp_path):
     runner = CliRunner()
-    common = ["train", "embedder", "--data", str(phantoms), "--preset", "tiny", "--run-dir", str(tmp_path / "run")]
+    common = ["train", "embedder", "--data", str(tiny_phantoms), "--preset", "tiny", "--run-dir", str(tmp_path / "run")]
     assert runner.invoke(app, [*common, "--max-steps", "1"]).exit_code == 0
     checkpoint = tmp_path / "run" / "checkpoint.pt"
     state = torch.load(checkpoint, weights_only=False)
