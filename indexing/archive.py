@@ -1,15 +1,22 @@
-"""An opened archive: settings, engine, sessions and file store, checked against the latest migration."""
+"""An opened archive: settings, engine, sessions, file store and its lock, checked against the latest migration."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from indexing.db import ensure_current, make_engine, make_session_factory
+from indexing.db import DatabaseUnavailableError, ensure_current, ensure_writable, make_engine, make_session_factory
 from indexing.filestore import FileStore
-from indexing.settings import Settings
+from indexing.locks import FileStoreLock
+from indexing.models import Image
+from indexing.settings import Settings, SettingsError
+
+
+class PseudonymKeyMissingError(SettingsError):
+    """The archive has rows keyed by a pseudonym key that is no longer there."""
 
 
 @dataclass(frozen=True)
@@ -18,17 +25,42 @@ class Archive:
     engine: Engine
     sessions: sessionmaker[Session]
     files: FileStore
+    lock: FileStoreLock
 
     @classmethod
-    def open(cls, settings: Settings) -> "Archive":
-        """Open the archive; raises DatabaseOutOfDateError unless the schema is at the latest revision."""
-        engine = make_engine(settings.database_url)
+    def open(cls, settings: Settings, read_only: bool = False) -> "Archive":
+        """Open the archive; raises DatabaseOutOfDateError unless the schema is at the latest revision.
+
+        `read_only` (for commands that only look) writes nothing: no pragma, no folder, no key.
+        A writing archive refuses a read-only database file or data dir up front."""
+        engine = make_engine(settings.database_url, read_only=read_only)
         try:
             ensure_current(engine)
+            if not read_only:
+                ensure_writable(engine)
+                data_dir = settings.data_dir
+                if data_dir.exists() and not os.access(data_dir, os.W_OK | os.X_OK):
+                    raise DatabaseUnavailableError(f"the data dir {data_dir} is read-only; this command writes to it")
         except BaseException:
             engine.dispose()
             raise
-        return cls(settings, engine, make_session_factory(engine), FileStore(settings.data_dir))
+        return cls(settings, engine, make_session_factory(engine), FileStore(settings.data_dir), FileStoreLock(engine, settings.data_dir))
+
+    def pseudonym_key(self) -> bytes:
+        """The key of the patient pseudonyms. A new one is made only for an empty archive: with rows,
+        a lost key would silently give every patient new pseudonyms, so that is refused."""
+        settings = self.settings
+        if settings.pseudonym_key or settings.pseudonym_key_path.exists():
+            return settings.resolve_pseudonym_key()
+        with self.sessions() as session:
+            images = session.scalar(select(func.count()).select_from(Image)) or 0
+        if images:
+            raise PseudonymKeyMissingError(
+                f"the archive holds {images} images but its pseudonym key {settings.pseudonym_key_path} is missing: "
+                "restore that file from a backup of the data dir (or set S2M_PSEUDONYM_KEY to the key), "
+                "since a new key would give every patient new pseudonyms"
+            )
+        return settings.resolve_pseudonym_key()
 
     def close(self) -> None:
         self.engine.dispose()

@@ -8,37 +8,94 @@ Alembic's script folder is located relative to the installed `migrations` packag
 from __future__ import annotations
 
 from collections.abc import Iterator
+import os
 from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_S = 30
+SUPPORTED_SCHEMES = "sqlite:///PATH or postgresql+psycopg2://USER@HOST:PORT/DATABASE"
 
 
 class DatabaseOutOfDateError(RuntimeError):
     """The database schema is behind (or ahead of) the code's latest migration."""
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for `url`; SQLite gets foreign keys on, WAL and a busy timeout, its folder created."""
+class DatabaseUnavailableError(RuntimeError):
+    """The database URL is unusable or the database cannot be reached (or written, when a command writes)."""
+
+
+def _sqlite_path(url: str) -> Path | None:
     parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
+    if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
+        return Path(parsed.database)
+    return None
 
-        @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.close()
 
+def make_engine(url: str, read_only: bool = False) -> Engine:
+    """An engine for `url`. Bound parameters are never rendered into errors or logs (they are row values).
+
+    SQLite gets foreign keys on, WAL and a busy timeout, its folder created; `read_only` opens the
+    file with `mode=ro` and runs no write pragma and creates nothing, so a read-only file can be
+    inspected.
+    """
+    try:
+        parsed = make_url(url)
+        backend = parsed.get_backend_name()
+        parsed.get_dialect()
+    except (ArgumentError, NoSuchModuleError, ValueError) as error:
+        scheme = url.split(":", 1)[0] if ":" in url else url
+        raise DatabaseUnavailableError(
+            f"S2M_DATABASE_URL has an unknown or malformed scheme {scheme!r}; use {SUPPORTED_SCHEMES}"
+        ) from error
+    if backend != "sqlite":
+        return create_engine(url, pool_pre_ping=True, hide_parameters=True)
+    path = _sqlite_path(url)
+    if read_only and path is not None:
+        if not path.is_file():
+            raise DatabaseUnavailableError(f"there is no archive database at {path}")
+        engine = create_engine(
+            f"sqlite:///file:{path}?mode=ro&uri=true", connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}, hide_parameters=True
+        )
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    if path is not None and not path.parent.is_dir():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}, hide_parameters=True)
+
+    @event.listens_for(engine, "connect")
+    def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.close()
+
+    return engine
+
+
+def ensure_writable(engine: Engine) -> None:
+    """Refuse a command that writes when the SQLite file cannot be written (say so before any work)."""
+    if engine.dialect.name != "sqlite":
+        return
+    path = _sqlite_path(engine.url.render_as_string(hide_password=True))
+    if path is not None and path.exists() and not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
+        raise DatabaseUnavailableError(
+            f"the archive database {path} is read-only; this command writes to it "
+            "(read-only commands such as `s2m archive stats` and `s2m db status` still work)"
+        )
+
+
+def unreachable(engine: Engine, error: OperationalError) -> DatabaseUnavailableError:
+    """One sentence for a database that refused the connection (the driver's reason, never a row value)."""
+    lines = [line.strip() for line in str(error.orig).splitlines() if line.strip()]
+    reason = lines[0] if lines else type(error.orig).__name__
+    reason = reason.split(" failed: ", 1)[-1].replace("FATAL:", "").strip()
+    reason = " ".join(reason.split())
+    where = engine.url.render_as_string(hide_password=True)
+    return DatabaseUnavailableError(f"cannot use the archive database {where}: {reason}")
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -70,42 +127,62 @@ def _alembic_config(engine: Engine):  # type: ignore[no-untyped-def]
     return config
 
 
-def head_revision() -> str:
-    """The newest migration the code knows."""
+def _script():  # type: ignore[no-untyped-def]
     from alembic.script import ScriptDirectory
 
     import migrations
 
-    script = ScriptDirectory(str(Path(migrations.__file__).parent))
-    head = script.get_current_head()
+    return ScriptDirectory(str(Path(migrations.__file__).parent))
+
+
+def head_revision() -> str:
+    """The newest migration the code knows."""
+    head = _script().get_current_head()
     if head is None:
         raise DatabaseOutOfDateError("no migrations found in the installed package")
     return head
+
+
+def known_revision(engine: Engine) -> str | None:
+    """The database's revision; refuses one this code does not know (a newer version migrated it)."""
+    current = current_revision(engine)
+    if current is not None and not any(script.revision == current for script in _script().walk_revisions()):
+        raise DatabaseOutOfDateError(
+            f"the archive database {engine.url.render_as_string(hide_password=True)} is at revision {current}, "
+            f"newer than this version of Sketch2MedI knows (its latest is {head_revision()}): "
+            "a newer Sketch2MedI migrated it, so use that version (do not downgrade it with this one)"
+        )
+    return current
 
 
 def current_revision(engine: Engine) -> str | None:
     """The revision the database is at (None for an empty database)."""
     from alembic.runtime.migration import MigrationContext
 
-    with engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    except OperationalError as error:
+        raise unreachable(engine, error) from None
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     from alembic import command
 
+    known_revision(engine)
     command.upgrade(_alembic_config(engine), revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
     from alembic import command
 
+    known_revision(engine)
     command.downgrade(_alembic_config(engine), revision)
 
 
 def ensure_current(engine: Engine) -> None:
     """Refuse to run against a database whose schema is not the code's latest revision."""
-    current = current_revision(engine)
+    current = known_revision(engine)
     head = head_revision()
     if current != head:
         where = "empty (no schema)" if current is None else f"at revision {current}"

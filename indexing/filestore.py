@@ -2,7 +2,8 @@
 
 A file is written to a temporary name in its final folder and renamed, so a reader never sees half
 a file; `sync()` then makes a whole batch durable with one call (not one fsync per file), and the
-DB rows that point at the files are committed only after it.
+DB rows that point at the files are committed only after it. Removing a file is left to the
+callers that hold the file-store lock (`indexing.locks`), never done here on a guess.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 IMAGES_FOLDER = "images"
 STORED_SUFFIX = ".png"
 SHARD_CHARS = 2
+TEMPORARY_PREFIX = ".tmp-"
 
 
 @dataclass(frozen=True)
@@ -33,14 +35,16 @@ class FileStore:
     def absolute(self, relative_path: str) -> Path:
         return self.root / relative_path
 
-    def put(self, sha256: str, data: bytes) -> tuple[str, bool]:
-        """Store `data` under its digest; returns (relative path, whether this call created the file)."""
+    def put(self, sha256: str, data: bytes, replace: bool = False) -> tuple[str, bool]:
+        """Store `data` under its digest; returns (relative path, whether this call wrote the file).
+
+        An existing file is kept unless `replace` (a repair rewriting a damaged file)."""
         relative = self.relative_path(sha256)
         target = self.absolute(relative)
-        if target.exists():
+        if target.exists() and not replace:
             return relative, False
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=STORED_SUFFIX)
+        fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=TEMPORARY_PREFIX, suffix=STORED_SUFFIX)
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
@@ -63,5 +67,12 @@ class FileStore:
         if not folder.is_dir():
             return
         for path in sorted(folder.glob(f"*/*{STORED_SUFFIX}")):
-            if not path.name.startswith(".tmp-"):
+            if not path.name.startswith(TEMPORARY_PREFIX):
                 yield path.relative_to(self.root).as_posix()
+
+    def temporary_paths(self) -> list[str]:
+        """Half-written files (`.tmp-*`): a write in flight, or left by a killed process."""
+        folder = self.root / IMAGES_FOLDER
+        if not folder.is_dir():
+            return []
+        return sorted(path.relative_to(self.root).as_posix() for path in folder.glob(f"*/{TEMPORARY_PREFIX}*"))

@@ -7,14 +7,19 @@ Environment variables (all optional):
 - `S2M_DATABASE_URL`: SQLAlchemy URL. Default: `sqlite:///<data dir>/archive.sqlite3` (embedded,
   nothing to start); production uses `postgresql+psycopg2://user@host/db`.
 - `S2M_PSEUDONYM_KEY`: the secret that keys patient pseudonyms. Unset: a random key is generated
-  into `<data dir>/pseudonym.key` on first use and reused afterwards.
+  into `<data dir>/pseudonym.key` on the first ingest of an empty archive and reused afterwards
+  (back it up with the data dir: an archive with rows refuses to make a new one).
 - `S2M_MAX_IMAGE_PIXELS`, `S2M_MAX_FILE_BYTES`, `S2M_INGEST_BATCH_SIZE`: ingest limits.
+- `S2M_INGEST_BATCH_PIXELS`: decoded pixels one ingest batch may hold (bounds its memory at about
+  this many x 3 bytes x a small factor, whatever the image sizes); a batch closes at whichever of
+  the image count or the pixel count it reaches first.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +27,7 @@ from pathlib import Path
 DEFAULT_MAX_IMAGE_SIDE = 8192
 DEFAULT_MAX_FILE_MIB = 256
 DEFAULT_INGEST_BATCH_SIZE = 200
+DEFAULT_INGEST_BATCH_PIXELS = 64 * 1024 * 1024  # ~200 MB of RGB: one 8192x8192 photo or 16k 64-px ones
 DEFAULT_PSEUDONYM_HEX_CHARS = 16
 PSEUDONYM_KEY_BYTES = 32
 PSEUDONYM_KEY_FILE = "pseudonym.key"
@@ -55,6 +61,7 @@ class Settings:
     max_image_pixels: int = DEFAULT_MAX_IMAGE_SIDE * DEFAULT_MAX_IMAGE_SIDE
     max_file_bytes: int = DEFAULT_MAX_FILE_MIB * 1024 * 1024
     ingest_batch_size: int = DEFAULT_INGEST_BATCH_SIZE
+    ingest_batch_pixels: int = DEFAULT_INGEST_BATCH_PIXELS
     pseudonym_hex_chars: int = DEFAULT_PSEUDONYM_HEX_CHARS
 
     @classmethod
@@ -71,23 +78,45 @@ class Settings:
             max_image_pixels=_positive_int(env, "S2M_MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_SIDE * DEFAULT_MAX_IMAGE_SIDE),
             max_file_bytes=_positive_int(env, "S2M_MAX_FILE_BYTES", DEFAULT_MAX_FILE_MIB * 1024 * 1024),
             ingest_batch_size=_positive_int(env, "S2M_INGEST_BATCH_SIZE", DEFAULT_INGEST_BATCH_SIZE),
+            ingest_batch_pixels=_positive_int(env, "S2M_INGEST_BATCH_PIXELS", DEFAULT_INGEST_BATCH_PIXELS),
         )
 
+    @property
+    def pseudonym_key_path(self) -> Path:
+        return self.data_dir / PSEUDONYM_KEY_FILE
+
     def resolve_pseudonym_key(self) -> bytes:
-        """The pseudonym key: from the environment, else the data dir's key file (created once, 0600)."""
+        """The pseudonym key: from the environment, else the data dir's key file (created once, 0600).
+
+        The file is written whole under a temporary name and linked into place, so a kill never
+        leaves an empty key and two first ingests agree on one key. Whether an archive may get a
+        new key at all is `Archive.pseudonym_key`'s decision."""
         if self.pseudonym_key:
             return self.pseudonym_key
-        path = self.data_dir / PSEUDONYM_KEY_FILE
+        path = self.pseudonym_key_path
         if not path.exists():
             self.data_dir.mkdir(parents=True, exist_ok=True)
+            fd, temporary = tempfile.mkstemp(dir=self.data_dir, prefix=".tmp-key-")  # mode 0600
             try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:
-                pass  # another process created it first; use theirs
-            else:
                 with os.fdopen(fd, "w") as handle:
                     handle.write(secrets.token_hex(PSEUDONYM_KEY_BYTES))
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                try:
+                    os.link(temporary, path)  # atomic, and fails if another process linked first
+                except FileExistsError:
+                    pass  # use theirs
+            finally:
+                os.unlink(temporary)
+            directory = os.open(self.data_dir, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
         key = path.read_text().strip()
         if not key:
-            raise SettingsError(f"the pseudonym key file {path} is empty; delete it or set S2M_PSEUDONYM_KEY")
+            raise SettingsError(
+                f"the pseudonym key file {path} is empty: restore it from a backup of the data dir "
+                "or set S2M_PSEUDONYM_KEY to the key"
+            )
         return key.encode("utf-8")

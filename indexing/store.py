@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -103,6 +104,34 @@ def _chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
 # --- images ----------------------------------------------------------------------------------
 
 
+def _json_problem(name: str, value: Any) -> str | None:
+    if isinstance(value, str):
+        return f"{name} contains a NUL byte" if "\x00" in value else None
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{name} is not a finite number"
+    if isinstance(value, dict):
+        items = list(value.items())
+        return next((p for k, v in items if (p := _json_problem(f"{name} {k}", v) or _json_problem(name, k))), None)
+    if isinstance(value, (list, tuple)):
+        return next((p for v in value if (p := _json_problem(name, v))), None)
+    return None
+
+
+def record_problem(record: NewImage) -> str | None:
+    """Why the database would refuse `record`, checked here so SQLite (which takes a too-long string,
+    a NUL byte or NaN in JSON silently) and PostgreSQL (which raises) behave the same. The reason
+    names the field, never its value."""
+    for column in Image.__table__.columns:
+        value = getattr(record, column.key, None)
+        if isinstance(value, str):
+            if "\x00" in value:
+                return f"{column.key} contains a NUL byte"
+            length = getattr(column.type, "length", None)
+            if length is not None and len(value) > length:
+                return f"{column.key} is longer than {length} characters"
+    return _json_problem("findings", record.findings) or _json_problem("label", record.labels)
+
+
 def add_image(session: Session, record: NewImage, annotations: Sequence[NewAnnotation] = ()) -> Image:
     return add_images(session, [(record, annotations)])[0]
 
@@ -141,11 +170,20 @@ def list_images(
     return list(session.scalars(query))
 
 
-def existing_sha256(session: Session, digests: Sequence[str]) -> set[str]:
-    """Which of `digests` already have a row (deleted rows included: a deleted image stays deleted)."""
-    found: set[str] = set()
+def existing_sha256(session: Session, digests: Sequence[str]) -> dict[str, str]:
+    """The stored path of each of `digests` that already has a row (deleted rows included: a
+    deleted image stays deleted)."""
+    found: dict[str, str] = {}
     for chunk in _chunks(list(digests)):
-        found.update(session.scalars(select(Image.sha256).where(Image.sha256.in_(chunk))))
+        found.update((sha, path) for sha, path in session.execute(select(Image.sha256, Image.stored_path).where(Image.sha256.in_(chunk))))
+    return found
+
+
+def referenced_paths(session: Session, stored_paths: Sequence[str]) -> set[str]:
+    """Which of `stored_paths` a committed row points at (the proof a remover needs)."""
+    found: set[str] = set()
+    for chunk in _chunks(list(stored_paths)):
+        found.update(session.scalars(select(Image.stored_path).where(Image.stored_path.in_(chunk))))
     return found
 
 

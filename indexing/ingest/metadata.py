@@ -16,11 +16,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-# Columns with a fixed meaning; every other column becomes a label, unless it looks identifying.
+# Columns with a fixed meaning, and the label columns kept by default: an allow-list, so a column
+# the archive does not know (`born`, `nhs_number`, `tel`, ...) never reaches the database. More
+# label columns are kept only when named explicitly (`s2m archive ingest --keep-column NAME`).
 KNOWN_COLUMNS = (
     "file", "case_id", "patient_id", "study_date", "acquired_at", "diagnosis", "findings",
     "study_uid", "series_uid", "sop_uid",
 )
+LABEL_COLUMNS = ("tonsil_grade", "patient_sex", "patient_age")
 IDENTIFYING_WORDS = ("name", "birth", "dob", "address", "phone", "email", "mrn", "ssn")
 FINDING_SEPARATORS = (";", "|")
 
@@ -40,6 +43,26 @@ class CaseMetadata:
     diagnosis: str | None = None
     findings: list[str] = field(default_factory=list)
     labels: dict[str, Any] = field(default_factory=dict)
+    origin: str = ""  # "meta.csv line 7": how a problem with the row is reported (never its values)
+
+
+@dataclass(frozen=True)
+class MetadataTable:
+    """A metadata CSV: usable rows by file stem and SOP UID, rows refused (by key, with the reason),
+    problems that name no image, and the columns left out (names only)."""
+
+    cases: dict[str, CaseMetadata] = field(default_factory=dict)
+    refused: dict[str, str] = field(default_factory=dict)
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (where, reason) of rows naming no image
+    dropped_columns: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CocoAnnotations:
+    """Instances by image key, and the images whose annotations were refused (key -> reason)."""
+
+    instances: dict[str, list["CocoInstance"]] = field(default_factory=dict)
+    refused: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -63,7 +86,7 @@ def _parse_date(text: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError as error:
-        raise MetadataError(f"unreadable date {text!r} (expected YYYY-MM-DD or YYYYMMDD)") from error
+        raise MetadataError("the date is not YYYY-MM-DD or YYYYMMDD") from error
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
@@ -75,7 +98,7 @@ def _parse_findings(text: str) -> list[str]:
         try:
             values = json.loads(text)
         except json.JSONDecodeError as error:
-            raise MetadataError(f"findings {text!r} is neither a JSON list nor a ;-separated list") from error
+            raise MetadataError("findings is neither a JSON list nor a ;-separated list") from error
         return [str(value) for value in values]
     for separator in FINDING_SEPARATORS:
         if separator in text:
@@ -102,69 +125,154 @@ def is_identifying(column: str) -> bool:
     return any(word in lowered for word in IDENTIFYING_WORDS)
 
 
-def read_metadata_csv(path: Path) -> dict[str, CaseMetadata]:
-    """Rows keyed by file stem and by SOP UID. Identifying columns (names, birth dates...) are dropped."""
+def _rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str | None]]]]:
+    """(columns, [(line, row)]) of a UTF-8 CSV; an encoding or CSV error is one sentence naming the line."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            columns = list(reader.fieldnames or [])
+            rows = [(reader.line_num, row) for row in reader]
+    except UnicodeDecodeError as error:
+        raise MetadataError(
+            f"{path.name} is not UTF-8 text (byte {error.start} cannot be decoded): save it as UTF-8 and ingest again"
+        ) from None
+    except csv.Error as error:
+        raise MetadataError(f"{path.name} is not a readable CSV ({error})") from None
+    return columns, rows
+
+
+def read_metadata_csv(path: Path, keep_columns: tuple[str, ...] = ()) -> MetadataTable:
+    """Rows keyed by file stem and by SOP UID; only the allow-listed columns (and `keep_columns`) are read.
+
+    A row that cannot be used is refused (its image is skipped with the CSV line and the reason,
+    never the values) and the rest go on."""
     if not path.is_file():
         raise MetadataError(f"no metadata CSV at {path}")
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        columns = reader.fieldnames or []
-        if "file" not in columns:
-            raise MetadataError(f"{path.name} needs a 'file' column naming each image; it has {columns}")
-        label_columns = [c for c in columns if c not in KNOWN_COLUMNS and not is_identifying(c)]
-        by_key: dict[str, CaseMetadata] = {}
-        for line, row in enumerate(reader, start=2):
-            value = partial(_cell, row)
-            try:
-                date = value("acquired_at") or value("study_date")
-                case = CaseMetadata(
-                    case_ref=value("case_id"),
-                    patient_id=value("patient_id"),
-                    study_uid=value("study_uid"),
-                    series_uid=value("series_uid"),
-                    sop_uid=value("sop_uid"),
-                    acquired_at=_parse_date(date) if date else None,
-                    diagnosis=value("diagnosis"),
-                    findings=_parse_findings(row.get("findings") or ""),
-                    labels={c: _label_value(v) for c in label_columns if (v := value(c)) is not None},
-                )
-            except MetadataError as error:
-                raise MetadataError(f"{path.name} line {line}: {error}") from error
-            file_value = value("file")
-            if file_value is None:
-                raise MetadataError(f"{path.name} line {line}: empty 'file'")
-            by_key[Path(file_value).stem] = case
-            if case.sop_uid:
-                by_key[case.sop_uid] = case
-    return by_key
+    columns, rows = _rows(path)
+    if "file" not in columns:
+        raise MetadataError(f"{path.name} needs a 'file' column naming each image; it has {len(columns)} other columns")
+    label_columns = [c for c in columns if c in LABEL_COLUMNS or c in keep_columns]
+    table = MetadataTable(dropped_columns=sorted(c for c in columns if c not in KNOWN_COLUMNS and c not in label_columns))
+    for line, row in rows:
+        value = partial(_cell, row)
+        origin = f"{path.name} line {line}"
+        file_value = value("file")
+        if file_value is None:
+            table.problems.append((origin, "empty 'file'"))
+            continue
+        try:
+            date = value("acquired_at") or value("study_date")
+            case = CaseMetadata(
+                case_ref=value("case_id"),
+                patient_id=value("patient_id"),
+                study_uid=value("study_uid"),
+                series_uid=value("series_uid"),
+                sop_uid=value("sop_uid"),
+                acquired_at=_parse_date(date) if date else None,
+                diagnosis=value("diagnosis"),
+                findings=_parse_findings(row.get("findings") or ""),
+                labels={c: _label_value(v) for c in label_columns if (v := value(c)) is not None},
+                origin=origin,
+            )
+        except MetadataError as error:
+            table.refused[Path(file_value).stem] = f"{origin}: {error}"
+            continue
+        table.cases[Path(file_value).stem] = case
+        if case.sop_uid:
+            table.cases[case.sop_uid] = case
+    return table
 
 
-def read_coco_annotations(path: Path) -> dict[str, list[CocoInstance]]:
-    """COCO instances with RLE masks, keyed by the stem of their image's `file_name`."""
+def rle_run_lengths(counts: str) -> list[int]:
+    """The run lengths of a compressed COCO RLE string (pycocotools' 6-bit LEB128-like code, each
+    count after the second stored as a delta from the one two before); ValueError if malformed."""
+    runs: list[int] = []
+    position = 0
+    while position < len(counts):
+        value, shift, more = 0, 0, True
+        while more:
+            if position >= len(counts):
+                raise ValueError("the RLE string ends inside a number")
+            code = ord(counts[position]) - 48
+            if not 0 <= code < 64:
+                raise ValueError("the RLE string holds a character outside its alphabet")
+            value |= (code & 0x1F) << shift
+            more = bool(code & 0x20)
+            position += 1
+            shift += 5
+            if not more and code & 0x10:
+                value |= -1 << shift
+        if len(runs) > 2:
+            value += runs[-2]
+        runs.append(value)
+    return runs
+
+
+def _instance_problem(entry: dict[str, Any], size: list[int], categories: set[int]) -> str | None:
+    """Why one COCO annotation cannot be stored, or None."""
+    rle = entry.get("segmentation")
+    if not isinstance(rle, dict) or not isinstance(rle.get("counts"), (str, bytes)) or "size" not in rle:
+        return "has no compressed RLE segmentation"
+    if int(entry.get("category_id", -1)) not in categories:
+        return f"has category_id {entry.get('category_id')}, not one of the declared categories {sorted(categories)}"
+    if [int(s) for s in rle["size"]] != size:
+        return f"mask size {list(rle['size'])} differs from its image's {size}"
+    counts = rle["counts"].decode("ascii", "replace") if isinstance(rle["counts"], bytes) else rle["counts"]
+    try:
+        runs = rle_run_lengths(counts)
+    except ValueError as error:
+        return f"RLE does not decode: {error}"
+    if any(run < 0 for run in runs) or sum(runs) != size[0] * size[1]:
+        return f"RLE does not decode to {size[0]}x{size[1]} pixels"
+    return None
+
+
+def read_coco_annotations(path: Path) -> CocoAnnotations:
+    """COCO instances with RLE masks, keyed by the stem of their image's `file_name`, each checked
+    before anything is stored: RLE that decodes to its image's size, a declared `category_id`, an
+    `instance_id` unique within its image. An image with a bad annotation is refused whole (its
+    file is skipped with the reason), so a corrected file can be ingested again."""
     try:
         coco = json.loads(path.read_text(encoding="utf-8"))
         files = {entry["id"]: Path(entry["file_name"]).stem for entry in coco["images"]}
         sizes = {entry["id"]: [int(entry["height"]), int(entry["width"])] for entry in coco["images"]}
-        by_stem: dict[str, list[CocoInstance]] = {}
-        for entry in coco["annotations"]:
-            rle = entry["segmentation"]
-            if not isinstance(rle, dict) or "counts" not in rle:
-                raise MetadataError(f"annotation {entry.get('id')} has no RLE segmentation")
-            if list(rle["size"]) != sizes[entry["image_id"]]:
-                raise MetadataError(f"annotation {entry.get('id')}: mask size {rle['size']} differs from its image")
-            counts = rle["counts"]
-            by_stem.setdefault(files[entry["image_id"]], []).append(
-                CocoInstance(
-                    category_id=int(entry["category_id"]),
-                    instance_id=int(entry.get("instance_id", entry["id"])),
-                    mask_rle={
-                        "size": [int(s) for s in rle["size"]],
-                        "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts,
-                    },
-                )
-            )
+        categories = {int(entry["id"]) for entry in coco.get("categories", [])}
+        entries = list(coco["annotations"])
     except FileNotFoundError as error:
         raise MetadataError(f"no annotations file at {path}") from error
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
-        raise MetadataError(f"{path.name} is not COCO JSON with images and annotations ({error!r})") from error
-    return by_stem
+    except UnicodeDecodeError:
+        raise MetadataError(f"{path.name} is not UTF-8 text: save it as UTF-8 and ingest again") from None
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+        raise MetadataError(f"{path.name} is not COCO JSON with images and annotations ({type(error).__name__})") from None
+    result = CocoAnnotations()
+    seen: dict[str, set[int]] = {}
+    for entry in entries:
+        image_id = entry.get("image_id") if isinstance(entry, dict) else None
+        if image_id not in files:
+            raise MetadataError(f"{path.name}: annotation {entry.get('id') if isinstance(entry, dict) else '?'} names no listed image")
+        key = files[image_id]
+        problem = _instance_problem(entry, sizes[image_id], categories)
+        instance_id = entry.get("instance_id", entry.get("id"))
+        if problem is None and (not isinstance(instance_id, int) or instance_id <= 0):
+            problem = "has no positive integer instance_id"
+        if problem is None and instance_id in seen.setdefault(key, set()):
+            problem = f"repeats instance_id {instance_id} of its image"
+        if problem is not None:
+            result.refused.setdefault(key, f"{path.name} annotation {entry.get('id')} {problem}")
+            continue
+        seen[key].add(instance_id)
+        rle = entry["segmentation"]
+        counts = rle["counts"]
+        result.instances.setdefault(key, []).append(
+            CocoInstance(
+                category_id=int(entry["category_id"]),
+                instance_id=instance_id,
+                mask_rle={
+                    "size": [int(s) for s in rle["size"]],
+                    "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts,
+                },
+            )
+        )
+    for key in result.refused:
+        result.instances.pop(key, None)
+    return result

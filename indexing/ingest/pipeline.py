@@ -1,9 +1,14 @@
 """The ingest loop: batches of items -> stored files + rows, one transaction per batch.
 
-Within a batch, files are written first and rows committed after; if anything fails before the
-commit, the rows are rolled back and the files this batch created are removed, so the archive
-never has a row without a file nor (after a handled failure) a file without a row. Re-ingesting
-adds nothing: images are recognised by the sha256 of their pixels and, for DICOM, their SOP UID.
+Within a batch, files are written first and rows committed after, under the file-store lock held
+shared (`indexing.locks`). If anything fails before the commit, the rows are rolled back and the
+files this batch wrote are removed, but only under the exclusive lock and only those no committed
+row points at: another process may have committed a row for the same pixels meanwhile. A batch
+that loses such a race (a unique sha256 or SOP UID committed by another ingest) is retried, and
+sees those images as already present. Re-ingesting adds nothing, and restores the file of a row
+whose file has gone. Batches close at an image count or a decoded-pixel count, whichever comes
+first, so memory is bounded whatever the image sizes. Database errors are reported by kind only:
+their text can hold row values.
 """
 
 from __future__ import annotations
@@ -12,23 +17,34 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from indexing import store
 from indexing.filestore import FileStore
 from indexing.ingest.decode import SkipFile, encode_png, pixel_digest
-from indexing.ingest.metadata import CaseMetadata, CocoInstance, pseudonymize
+from indexing.ingest.metadata import CaseMetadata, CocoAnnotations, MetadataTable, pseudonymize
 from indexing.ingest.sources import Candidate, IngestItem
+from indexing.integrity import remove_unreferenced
+from indexing.locks import FileStoreLock
 
 log = logging.getLogger(__name__)
+
+WRITE_ATTEMPTS = 3  # a batch that lost a race to a concurrent ingest is retried this many times in all
+
+
+class IngestError(RuntimeError):
+    """A batch the database refused; nothing of it was stored (the message holds no row value)."""
 
 
 @dataclass
 class IngestReport:
     added_ids: list[int] = field(default_factory=list)
     already_present: int = 0
+    restored: int = 0  # rows already present whose missing file this run wrote back
     annotations_added: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (item name, reason)
+    dropped_columns: list[str] = field(default_factory=list)  # metadata columns not kept (names only)
 
     @property
     def added(self) -> int:
@@ -41,10 +57,11 @@ class IngestContext:
 
     sessions: sessionmaker[Session]
     files: FileStore
+    lock: FileStoreLock
     pseudonym_key: bytes
     pseudonym_hex_chars: int
-    metadata: dict[str, CaseMetadata] = field(default_factory=dict)
-    annotations: dict[str, list[CocoInstance]] = field(default_factory=dict)
+    metadata: MetadataTable = field(default_factory=MetadataTable)
+    annotations: CocoAnnotations = field(default_factory=CocoAnnotations)
 
 
 @dataclass(frozen=True)
@@ -52,13 +69,18 @@ class _Loaded:
     item: IngestItem
     candidate: Candidate
 
+    @property
+    def pixels(self) -> int:
+        height, width = self.candidate.pixels.shape[:2]
+        return height * width
+
 
 def _record(context: IngestContext, loaded: _Loaded, sha256: str, stored_path: str, width: int, height: int) -> store.NewImage:
     """Merge DICOM tags (authoritative for identity) with the metadata CSV (findings, labels)."""
     facts = loaded.candidate.dicom
-    case = context.metadata.get(loaded.item.key)
+    case = context.metadata.cases.get(loaded.item.key)
     if case is None and facts is not None and facts.sop_uid:
-        case = context.metadata.get(facts.sop_uid)
+        case = context.metadata.cases.get(facts.sop_uid)
     case = case or CaseMetadata()
     patient_id = (facts.patient_id if facts else None) or case.patient_id
 
@@ -83,85 +105,148 @@ def _record(context: IngestContext, loaded: _Loaded, sha256: str, stored_path: s
     )
 
 
-def _annotations_fit(instances: list[CocoInstance], width: int, height: int) -> bool:
+def _annotations_fit(instances: list, width: int, height: int) -> bool:  # type: ignore[type-arg]
     return all(instance.mask_rle["size"] == [height, width] for instance in instances)
 
 
+def _case_origin(context: IngestContext, loaded: _Loaded) -> str:
+    facts = loaded.candidate.dicom
+    case = context.metadata.cases.get(loaded.item.key) or (
+        context.metadata.cases.get(facts.sop_uid) if facts and facts.sop_uid else None
+    )
+    return case.origin if case is not None else ""
+
+
 def _write_batch(context: IngestContext, batch: Sequence[_Loaded], report: IngestReport) -> None:
-    """Store one batch in one transaction; on any failure leave no trace of it."""
-    created_files: list[str] = []
+    """Store one batch in one transaction; on any failure leave no trace of it (see the module doc)."""
+    written: list[str] = []
     pending: list[tuple[store.NewImage, list[store.NewAnnotation]]] = []
-    present_before, skipped_before = report.already_present, len(report.skipped)
-    session = context.sessions()
+    skipped: list[tuple[str, str]] = []
+    present = restored = 0
     try:
-        digests = [(loaded, pixel_digest(loaded.candidate.pixels)) for loaded in batch]
-        known_sha = store.existing_sha256(session, [sha for _, sha in digests])
-        sop_uids = [l.candidate.dicom.sop_uid for l, _ in digests if l.candidate.dicom and l.candidate.dicom.sop_uid]
-        known_sop = store.existing_sop_uids(session, sop_uids)
-        for loaded, sha in digests:
-            sop = loaded.candidate.dicom.sop_uid if loaded.candidate.dicom else None
-            if sha in known_sha or (sop and sop in known_sop):
-                report.already_present += 1
-                continue
-            known_sha.add(sha)
-            if sop:
-                known_sop.add(sop)
-            relative, created = context.files.put(sha, encode_png(loaded.candidate.pixels))
-            if created:
-                created_files.append(relative)
-            height, width = loaded.candidate.pixels.shape[:2]
-            instances = context.annotations.get(loaded.item.key, [])
-            if instances and not _annotations_fit(instances, width, height):
-                report.skipped.append((loaded.item.name, "annotations left out: mask size differs from the image"))
-                instances = []
-            annotations = [store.NewAnnotation(i.category_id, i.instance_id, i.mask_rle) for i in instances]
-            pending.append((_record(context, loaded, sha, relative, width, height), annotations))
-        rows = store.add_images(session, pending)
-        added_ids = [row.id for row in rows]
-        annotations_added = sum(len(annotations) for _, annotations in pending)
-        context.files.sync()
-        session.commit()
+        with context.lock.writing(), context.sessions() as session:
+            digests = [(loaded, pixel_digest(loaded.candidate.pixels)) for loaded in batch]
+            known_sha = store.existing_sha256(session, [sha for _, sha in digests])
+            sop_uids = [l.candidate.dicom.sop_uid for l, _ in digests if l.candidate.dicom and l.candidate.dicom.sop_uid]
+            known_sop = store.existing_sop_uids(session, sop_uids)
+            for loaded, sha in digests:
+                sop = loaded.candidate.dicom.sop_uid if loaded.candidate.dicom else None
+                if sha in known_sha:
+                    present += 1
+                    if not context.files.absolute(known_sha[sha]).exists():
+                        context.files.put(sha, encode_png(loaded.candidate.pixels))
+                        restored += 1
+                    continue
+                if sop and sop in known_sop:
+                    present += 1
+                    continue
+                height, width = loaded.candidate.pixels.shape[:2]
+                instances = context.annotations.instances.get(loaded.item.key, [])
+                if instances and not _annotations_fit(instances, width, height):
+                    skipped.append((loaded.item.name, "its annotations' mask size differs from the image"))
+                    continue
+                record = _record(context, loaded, sha, context.files.relative_path(sha), width, height)
+                problem = store.record_problem(record)
+                if problem is not None:
+                    origin = _case_origin(context, loaded)
+                    skipped.append((loaded.item.name, f"{origin}: {problem}" if origin else problem))
+                    continue
+                known_sha[sha] = record.stored_path
+                if sop:
+                    known_sop.add(sop)
+                relative, created = context.files.put(sha, encode_png(loaded.candidate.pixels))
+                if created:
+                    written.append(relative)
+                annotations = [store.NewAnnotation(i.category_id, i.instance_id, i.mask_rle) for i in instances]
+                pending.append((record, annotations))
+            rows = store.add_images(session, pending)
+            added_ids = [row.id for row in rows]
+            context.files.sync()
+            session.commit()
     except BaseException:
-        session.rollback()
-        for relative in created_files:
-            context.files.remove(relative)
-        report.already_present = present_before
-        del report.skipped[skipped_before:]
+        remove_unreferenced(context.sessions, context.files, context.lock, written)
         raise
-    finally:
-        session.close()
+    report.already_present += present
+    report.restored += restored
+    report.skipped.extend(skipped)
     report.added_ids.extend(added_ids)
-    report.annotations_added += annotations_added
+    report.annotations_added += sum(len(annotations) for _, annotations in pending)
+
+
+def _write_with_retries(context: IngestContext, batch: Sequence[_Loaded], report: IngestReport, number: int) -> None:
+    names = f"{batch[0].item.name} .. {batch[-1].item.name}" if batch else "(empty)"
+    for attempt in range(1, WRITE_ATTEMPTS + 1):
+        try:
+            _write_batch(context, batch, report)
+            return
+        except IntegrityError as error:
+            if attempt == WRITE_ATTEMPTS:
+                raise IngestError(
+                    f"ingest batch {number} ({names}) was refused by the database ({type(error.orig).__name__}) "
+                    f"{WRITE_ATTEMPTS} times; nothing of it was stored: run the ingest again"
+                ) from None
+            log.info("ingest batch %d lost a race to a concurrent ingest; retrying (%d)", number, attempt)
+        except SQLAlchemyError as error:
+            cause = type(getattr(error, "orig", None) or error).__name__
+            raise IngestError(
+                f"ingest batch {number} ({names}) failed in the database ({cause}); nothing of it was stored"
+            ) from None
 
 
 def run_ingest(
     context: IngestContext,
     items: Sequence[IngestItem],
     batch_size: int,
+    batch_pixels: int,
     on_item: Callable[[], None] | None = None,
 ) -> IngestReport:
-    """Ingest `items` in batches; skipped items are reported with their reason and never stop the run."""
-    if batch_size <= 0:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
-    report = IngestReport()
+    """Ingest `items` in batches of at most `batch_size` images and `batch_pixels` decoded pixels
+    (one image larger than that is a batch of its own); skipped items are reported with their
+    reason and never stop the run."""
+    if batch_size <= 0 or batch_pixels <= 0:
+        raise ValueError(f"batch_size and batch_pixels must be positive, got {batch_size}, {batch_pixels}")
+    report = IngestReport(dropped_columns=list(context.metadata.dropped_columns))
+    report.skipped.extend(context.metadata.problems)
+    refused = {**context.annotations.refused, **context.metadata.refused}
+    number = 0
+
+    def flush(batch: list[_Loaded]) -> None:
+        nonlocal number
+        number += 1
+        _write_with_retries(context, batch, report, number)
+        batch.clear()
+        log.info(
+            "ingest batch %d: %d added, %d already present, %d skipped so far",
+            number, report.added, report.already_present, len(report.skipped),
+        )
+
+    batch: list[_Loaded] = []
+    held = 0
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
         with context.sessions() as session:
             known = store.existing_sop_uids(session, [item.sop_uid for item in chunk if item.sop_uid])
-        batch: list[_Loaded] = []
         for item in chunk:
             if item.sop_uid and item.sop_uid in known:
                 report.already_present += 1
+            elif item.key in refused:
+                report.skipped.append((item.name, refused[item.key]))
             else:
                 try:
-                    batch.append(_Loaded(item, item.load()))
+                    loaded = _Loaded(item, item.load())
                 except SkipFile as reason:
                     report.skipped.append((item.name, str(reason)))
+                else:
+                    if batch and held + loaded.pixels > batch_pixels:
+                        flush(batch)
+                        held = 0
+                    batch.append(loaded)
+                    held += loaded.pixels
             if on_item is not None:
                 on_item()
-        _write_batch(context, batch, report)
-        log.info(
-            "ingest batch %d: %d added, %d already present, %d skipped so far",
-            start // batch_size + 1, report.added, report.already_present, len(report.skipped),
-        )
+            if len(batch) >= batch_size:
+                flush(batch)
+                held = 0
+    if batch:
+        flush(batch)
     return report

@@ -6,31 +6,36 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from indexing.archive import Archive
-from indexing.ingest.metadata import read_coco_annotations, read_metadata_csv
+from indexing.ingest.metadata import CocoAnnotations, MetadataTable, read_coco_annotations, read_metadata_csv
 from indexing.ingest.pipeline import IngestContext, IngestReport, run_ingest
 from indexing.ingest.sources import IngestItem, dicomweb_items, discover
 
 
 def _run(archive: Archive, items: Sequence[IngestItem], context: IngestContext, progress: bool) -> IngestReport:
-    batch_size = archive.settings.ingest_batch_size
+    limits = archive.settings.ingest_batch_size, archive.settings.ingest_batch_pixels
     if not progress:
-        return run_ingest(context, items, batch_size)
+        return run_ingest(context, items, *limits)
     from generation.training import make_progress
 
     with make_progress() as bar:
         task = bar.add_task("ingest", total=len(items), status="")
-        return run_ingest(context, items, batch_size, on_item=lambda: bar.advance(task))
+        return run_ingest(context, items, *limits, on_item=lambda: bar.advance(task))
 
 
-def _context(archive: Archive, metadata_csv: Path | None, annotations_json: Path | None) -> IngestContext:
-    settings = archive.settings
+def _context(
+    archive: Archive, metadata_csv: Path | None, annotations_json: Path | None, keep_columns: tuple[str, ...]
+) -> IngestContext:
+    """Side files are read and checked, and the pseudonym key found, before anything is written."""
+    metadata = read_metadata_csv(metadata_csv, keep_columns) if metadata_csv else MetadataTable()
+    annotations = read_coco_annotations(annotations_json) if annotations_json else CocoAnnotations()
     return IngestContext(
         sessions=archive.sessions,
         files=archive.files,
-        pseudonym_key=settings.resolve_pseudonym_key(),
-        pseudonym_hex_chars=settings.pseudonym_hex_chars,
-        metadata=read_metadata_csv(metadata_csv) if metadata_csv else {},
-        annotations=read_coco_annotations(annotations_json) if annotations_json else {},
+        lock=archive.lock,
+        pseudonym_key=archive.pseudonym_key(),
+        pseudonym_hex_chars=archive.settings.pseudonym_hex_chars,
+        metadata=metadata,
+        annotations=annotations,
     )
 
 
@@ -40,6 +45,7 @@ def ingest_path(
     metadata_csv: Path | None = None,
     annotations_json: Path | None = None,
     progress: bool = False,
+    keep_columns: tuple[str, ...] = (),
 ) -> IngestReport:
     """Ingest a file, a folder or a phantom dataset; explicit side files override a phantom's own.
 
@@ -48,7 +54,7 @@ def ingest_path(
     settings = archive.settings
     side_files = tuple(p for p in (metadata_csv, annotations_json) if p is not None)
     found = discover(path, settings.max_image_pixels, settings.max_file_bytes, exclude=side_files)
-    context = _context(archive, metadata_csv or found.metadata_csv, annotations_json or found.annotations_json)
+    context = _context(archive, metadata_csv or found.metadata_csv, annotations_json or found.annotations_json, keep_columns)
     return _run(archive, found.items, context, progress)
 
 
@@ -57,8 +63,9 @@ def ingest_dicomweb(
     client,  # type: ignore[no-untyped-def]
     metadata_csv: Path | None = None,
     progress: bool = False,
+    keep_columns: tuple[str, ...] = (),
 ) -> IngestReport:
     """Ingest every photograph a DICOMweb server lists (QIDO-RS) by retrieving it (WADO-RS)."""
-    context = _context(archive, metadata_csv, None)
+    context = _context(archive, metadata_csv, None, keep_columns)
     items = dicomweb_items(client, archive.settings.max_image_pixels)
     return _run(archive, items, context, progress)

@@ -90,9 +90,37 @@ def is_phantom_dataset(path: Path) -> bool:
     return (path / PHANTOM_IMAGES).is_dir() and (path / PHANTOM_METADATA).is_file()
 
 
+LINK_OUTSIDE = "a symbolic link to outside the ingested folder: not followed"
+
+
+def _entries(folder: Path, root: Path, recursive: bool) -> list[Path]:
+    """Files under `folder` (hidden ones left out), plus every symbolic link that leads outside
+    `root`, so the caller can report it. A link to a folder inside `root` adds nothing (its files
+    are found by their real path); folder links are never descended into."""
+    real_root = root.resolve()
+    found = []
+    for entry in sorted(folder.rglob("*") if recursive else folder.iterdir()):
+        if any(part.startswith(".") for part in entry.relative_to(folder).parts):
+            continue
+        if entry.is_symlink() and not entry.resolve().is_relative_to(real_root):
+            found.append(entry)
+        elif entry.is_file():
+            found.append(entry)
+    return found
+
+
+def _item_or_link(
+    path: Path, root: Path, boundary: Path, photo_source: str, max_pixels: int, max_file_bytes: int
+) -> IngestItem:
+    if path.is_symlink() and not path.resolve().is_relative_to(boundary.resolve()):
+        return IngestItem(path.relative_to(root).as_posix(), path.stem, photo_source, partial(_refuse, LINK_OUTSIDE))
+    return _item_for(path, root, photo_source, max_pixels, max_file_bytes)
+
+
 def discover(path: Path, max_pixels: int, max_file_bytes: int, exclude: tuple[Path, ...] = ()) -> Discovered:
     """Items under `path`: one file, a phantom dataset folder (images/, metadata.csv, annotations.json),
-    or any folder (searched recursively; hidden files and the `exclude` side files left out)."""
+    or any folder (searched recursively; hidden files and the `exclude` side files left out, links
+    that lead outside the folder reported as skipped)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"nothing to ingest at {path}")
@@ -100,22 +128,15 @@ def discover(path: Path, max_pixels: int, max_file_bytes: int, exclude: tuple[Pa
         return Discovered([_item_for(path, path, "folder", max_pixels, max_file_bytes)], None, None)
     if is_phantom_dataset(path):
         images = path / PHANTOM_IMAGES
-        files = sorted(p for p in images.iterdir() if p.is_file() and not p.name.startswith("."))
         annotations = path / PHANTOM_ANNOTATIONS
         return Discovered(
-            [_item_for(p, images, "phantom", max_pixels, max_file_bytes) for p in files],
+            [_item_or_link(p, images, path, "phantom", max_pixels, max_file_bytes) for p in _entries(images, path, recursive=False)],
             path / PHANTOM_METADATA,
             annotations if annotations.is_file() else None,
         )
     skip = {p.resolve() for p in exclude}
-    files = sorted(
-        p
-        for p in path.rglob("*")
-        if p.is_file()
-        and not any(part.startswith(".") for part in p.relative_to(path).parts)
-        and p.resolve() not in skip
-    )
-    return Discovered([_item_for(p, path, "folder", max_pixels, max_file_bytes) for p in files], None, None)
+    files = [p for p in _entries(path, path, recursive=True) if p.resolve() not in skip]
+    return Discovered([_item_or_link(p, path, path, "folder", max_pixels, max_file_bytes) for p in files], None, None)
 
 
 def _first_value(dataset: dict, tag: str) -> str | None:
