@@ -57,11 +57,15 @@ def make_engine(url: str, read_only: bool = False) -> Engine:
     path = _sqlite_path(url)
     if read_only and path is not None:
         if not path.is_file():
-            raise DatabaseUnavailableError(f"there is no archive database at {path}")
-        engine = create_engine(
-            f"sqlite:///file:{path}?mode=ro&uri=true", connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}, hide_parameters=True
+            raise DatabaseUnavailableError(f"there is no archive database at {path}: `s2m db upgrade` creates it")
+        # In a folder nobody may write, no writer can exist and SQLite could not create the WAL's
+        # shared-memory file a reader needs: open the file as immutable there.
+        wal = path.with_name(path.name + "-wal")
+        frozen = not os.access(path.parent, os.W_OK) and not (wal.exists() and wal.stat().st_size)
+        mode = "immutable=1" if frozen else "mode=ro"
+        return create_engine(
+            f"sqlite:///file:{path}?{mode}&uri=true", connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}, hide_parameters=True
         )
-        return engine
     if path is not None and not path.parent.is_dir():
         path.parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}, hide_parameters=True)
@@ -80,12 +84,19 @@ def ensure_writable(engine: Engine) -> None:
     """Refuse a command that writes when the SQLite file cannot be written (say so before any work)."""
     if engine.dialect.name != "sqlite":
         return
-    path = _sqlite_path(engine.url.render_as_string(hide_password=True))
+    path = _sqlite_path(engine.url.render_as_string())
     if path is not None and path.exists() and not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
         raise DatabaseUnavailableError(
             f"the archive database {path} is read-only; this command writes to it "
             "(read-only commands such as `s2m archive stats` and `s2m db status` still work)"
         )
+
+
+def describe(engine: Engine) -> str:
+    """The database as a user names it: the SQLite file, or the URL without its password."""
+    if engine.dialect.name == "sqlite" and engine.url.database:
+        return engine.url.database.removeprefix("file:")
+    return engine.url.render_as_string(hide_password=True)
 
 
 def unreachable(engine: Engine, error: OperationalError) -> DatabaseUnavailableError:
@@ -94,8 +105,7 @@ def unreachable(engine: Engine, error: OperationalError) -> DatabaseUnavailableE
     reason = lines[0] if lines else type(error.orig).__name__
     reason = reason.split(" failed: ", 1)[-1].replace("FATAL:", "").strip()
     reason = " ".join(reason.split())
-    where = engine.url.render_as_string(hide_password=True)
-    return DatabaseUnavailableError(f"cannot use the archive database {where}: {reason}")
+    return DatabaseUnavailableError(f"cannot use the archive database {describe(engine)}: {reason}")
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -148,7 +158,7 @@ def known_revision(engine: Engine) -> str | None:
     current = current_revision(engine)
     if current is not None and not any(script.revision == current for script in _script().walk_revisions()):
         raise DatabaseOutOfDateError(
-            f"the archive database {engine.url.render_as_string(hide_password=True)} is at revision {current}, "
+            f"the archive database {describe(engine)} is at revision {current}, "
             f"newer than this version of Sketch2MedI knows (its latest is {head_revision()}): "
             "a newer Sketch2MedI migrated it, so use that version (do not downgrade it with this one)"
         )
@@ -187,6 +197,6 @@ def ensure_current(engine: Engine) -> None:
     if current != head:
         where = "empty (no schema)" if current is None else f"at revision {current}"
         raise DatabaseOutOfDateError(
-            f"the archive database {engine.url.render_as_string(hide_password=True)} is {where}, "
+            f"the archive database {describe(engine)} is {where}, "
             f"but this version of Sketch2MedI needs revision {head}: run `s2m db upgrade`"
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
@@ -10,21 +12,39 @@ import typer
 if TYPE_CHECKING:
     from indexing.archive import Archive
 
-app = typer.Typer(help="The archive store: ingest, list, show, stats, delete, export.", no_args_is_help=True)
+app = typer.Typer(help="The archive store: ingest, list, show, stats, delete, check, export.", no_args_is_help=True)
 
 MAX_REASONS_SHOWN = 50
 
 
-def _open() -> "Archive":
-    from indexing.archive import Archive
-    from indexing.db import DatabaseOutOfDateError
-    from indexing.settings import Settings, SettingsError
+@contextmanager
+def reported() -> Iterator[None]:
+    """The archive's errors as one line: exit 2 for bad input or setup (URL, database, key, side
+    files), 1 for a failure while running. Never a traceback, whose text could hold row values."""
+    from indexing.db import DatabaseOutOfDateError, DatabaseUnavailableError
+    from indexing.ingest.metadata import MetadataError
+    from indexing.ingest.pipeline import IngestError
+    from indexing.settings import SettingsError
 
     try:
-        return Archive.open(Settings.from_env())
-    except (DatabaseOutOfDateError, SettingsError) as error:
+        yield
+    except (DatabaseOutOfDateError, DatabaseUnavailableError, SettingsError, MetadataError, FileNotFoundError) as error:
         typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from error
+        raise typer.Exit(2) from None
+    except IngestError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    except OSError as error:
+        typer.echo(f"error: {error.strerror or type(error).__name__}: {error.filename or ''}".rstrip(": "), err=True)
+        raise typer.Exit(1) from None
+
+
+def _open(read_only: bool = False) -> "Archive":
+    from indexing.archive import Archive
+    from indexing.settings import Settings
+
+    with reported():
+        return Archive.open(Settings.from_env(), read_only=read_only)
 
 
 @app.command()
@@ -33,32 +53,33 @@ def ingest(
     metadata: Optional[Path] = typer.Option(None, "--metadata", help="CSV with a 'file' column (and case_id, patient_id, study_date, diagnosis, findings, UIDs, labels)"),
     annotations: Optional[Path] = typer.Option(None, "--annotations", help="COCO JSON with RLE instance masks"),
     dicomweb: Optional[str] = typer.Option(None, "--dicomweb", help="DICOMweb service root (QIDO-RS + WADO-RS), e.g. http://pacs/dicom-web"),
+    keep_column: list[str] = typer.Option([], "--keep-column", help="also keep this metadata column as a label (repeatable); only the known columns and tonsil_grade, patient_sex, patient_age are kept otherwise"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
-    """Add images to the archive; re-ingesting the same files adds nothing. Skipped files are listed with the reason."""
+    """Add images to the archive; re-ingesting the same files adds nothing (and restores a missing file). Skipped files are listed with the reason."""
     if (path is None) == (dicomweb is None):
         typer.echo("error: give either PATH or --dicomweb URL", err=True)
         raise typer.Exit(2)
-    from indexing.ingest.metadata import MetadataError
     from indexing.ingest.run import ingest_dicomweb, ingest_path
 
     archive = _open()
     try:
-        if dicomweb is not None:
-            from dicomweb_client.api import DICOMwebClient
+        with reported():
+            if dicomweb is not None:
+                from dicomweb_client.api import DICOMwebClient
 
-            report = ingest_dicomweb(archive, DICOMwebClient(url=dicomweb), metadata, progress=progress)
-        else:
-            report = ingest_path(archive, path, metadata, annotations, progress=progress)
-    except (MetadataError, FileNotFoundError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from error
+                report = ingest_dicomweb(archive, DICOMwebClient(url=dicomweb), metadata, progress, tuple(keep_column))
+            else:
+                report = ingest_path(archive, path, metadata, annotations, progress, tuple(keep_column))
     finally:
         archive.close()
+    restored = f", {report.restored} missing files restored" if report.restored else ""
     typer.echo(
         f"added {report.added} images ({report.annotations_added} annotations), "
-        f"{report.already_present} already in the archive, {len(report.skipped)} skipped"
+        f"{report.already_present} already in the archive{restored}, {len(report.skipped)} skipped"
     )
+    if report.dropped_columns:
+        typer.echo(f"  metadata columns not kept (use --keep-column NAME to keep one): {', '.join(report.dropped_columns)}")
     for name, reason in report.skipped[:MAX_REASONS_SHOWN]:
         typer.echo(f"  skipped {name}: {reason}")
     if len(report.skipped) > MAX_REASONS_SHOWN:
@@ -75,7 +96,7 @@ def list_images(
     """List archive images (id, size, source, diagnosis, study UID)."""
     from indexing import store
 
-    archive = _open()
+    archive = _open(read_only=True)
     try:
         with archive.sessions() as session:
             rows = store.list_images(session, offset, limit, include_deleted, diagnosis)
@@ -96,7 +117,7 @@ def show(image_id: int = typer.Argument(...)) -> None:
 
     from indexing import store
 
-    archive = _open()
+    archive = _open(read_only=True)
     try:
         with archive.sessions() as session:
             image = store.get_image(session, image_id, include_deleted=True)
@@ -123,7 +144,7 @@ def stats() -> None:
     """Counts by source and diagnosis, derived data, the active index build."""
     from indexing import store
 
-    archive = _open()
+    archive = _open(read_only=True)
     try:
         with archive.sessions() as session:
             summary = store.archive_stats(session)
@@ -157,28 +178,40 @@ def delete(image_id: int = typer.Argument(...)) -> None:
 
 @app.command()
 def check(
-    remove_orphans: bool = typer.Option(False, "--remove-orphans", help="delete stored files that no row points at"),
+    remove_orphans: bool = typer.Option(False, "--remove-orphans", help="delete stored files that no row points at, and stale .tmp-* files (waits for running ingests)"),
+    repair: Optional[Path] = typer.Option(None, "--repair", help="rewrite missing or damaged files from this folder (or file) of the original images, matched by their pixels"),
 ) -> None:
-    """Compare rows and stored files; exit 1 listing any file without a row or row without a file."""
-    from indexing import store
+    """Compare rows and stored files, and each file's pixels with its sha256; exit 1 listing what is wrong."""
+    from indexing import integrity
 
-    archive = _open()
+    archive = _open(read_only=not (remove_orphans or repair))
     try:
-        with archive.sessions() as session:
-            report = store.consistency(session, archive.files)
-        if remove_orphans:
-            for path in report.orphan_files:
-                archive.files.remove(path)
-                typer.echo(f"removed file without row: {path}")
-            with archive.sessions() as session:
-                report = store.consistency(session, archive.files)
+        with reported():
+            if repair is not None:
+                repaired = integrity.repair(archive, repair)
+                for path in repaired.restored:
+                    typer.echo(f"restored: {path}")
+            if remove_orphans:
+                for path in integrity.remove_orphans(archive):
+                    typer.echo(f"removed file without row: {path}")
+            report = integrity.check_archive(archive)
     finally:
         archive.close()
-    for path in report.orphan_files:
-        typer.echo(f"file without row: {path}")
-    for path in report.missing_files:
-        typer.echo(f"row without file: {path}")
+    for label, paths in (
+        ("file without row", report.orphan_files),
+        ("row without file", report.missing_files),
+        ("file damaged (pixels differ from its sha256)", report.damaged_files),
+        ("half-written file", report.temporary_files),
+    ):
+        for path in paths:
+            typer.echo(f"{label}: {path}")
     if not report.ok:
+        hints = []
+        if report.missing_files or report.damaged_files:
+            hints.append("--repair FOLDER (the original images) or re-ingest them")
+        if report.orphan_files or report.temporary_files:
+            hints.append("--remove-orphans")
+        typer.echo(f"archive inconsistent: run `s2m archive check {' / '.join(hints)}`", err=True)
         raise typer.Exit(1)
     typer.echo("archive consistent")
 

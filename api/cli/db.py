@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from api.cli.archive import reported
+
 app = typer.Typer(help="Archive database schema (Alembic migrations).", no_args_is_help=True)
 
 
@@ -14,12 +16,13 @@ def upgrade(revision: str = typer.Argument("head", help="target revision")) -> N
     from indexing.db import upgrade as run_upgrade
     from indexing.settings import Settings
 
-    engine = make_engine(Settings.from_env().database_url)
-    try:
-        run_upgrade(engine, revision)
-        typer.echo(f"database at revision {current_revision(engine)}")
-    finally:
-        engine.dispose()
+    with reported():
+        engine = make_engine(Settings.from_env().database_url)
+        try:
+            run_upgrade(engine, revision)
+            typer.echo(f"database at revision {current_revision(engine)}")
+        finally:
+            engine.dispose()
 
 
 @app.command()
@@ -29,25 +32,27 @@ def downgrade(revision: str = typer.Argument(..., help="target revision, or 'bas
     from indexing.db import downgrade as run_downgrade
     from indexing.settings import Settings
 
-    engine = make_engine(Settings.from_env().database_url)
-    try:
-        run_downgrade(engine, revision)
-        typer.echo(f"database at revision {current_revision(engine) or 'base (empty)'}")
-    finally:
-        engine.dispose()
+    with reported():
+        engine = make_engine(Settings.from_env().database_url)
+        try:
+            run_downgrade(engine, revision)
+            typer.echo(f"database at revision {current_revision(engine) or 'base (empty)'}")
+        finally:
+            engine.dispose()
 
 
 @app.command()
 def status() -> None:
-    """Show the database's revision and the latest one; exit 1 when they differ."""
-    from indexing.db import current_revision, head_revision, make_engine
+    """Show the database's revision and the latest one; exit 1 when they differ (reads only)."""
+    from indexing.db import head_revision, known_revision, make_engine
     from indexing.settings import Settings
 
-    engine = make_engine(Settings.from_env().database_url)
-    try:
-        current, head = current_revision(engine), head_revision()
-    finally:
-        engine.dispose()
+    with reported():
+        engine = make_engine(Settings.from_env().database_url, read_only=True)
+        try:
+            current, head = known_revision(engine), head_revision()
+        finally:
+            engine.dispose()
     typer.echo(f"database: {current or 'base (empty)'}   latest: {head}")
     if current != head:
         typer.echo("run `s2m db upgrade`", err=True)
