@@ -29,6 +29,10 @@ class DatabaseUnavailableError(RuntimeError):
     """The database URL is unusable or the database cannot be reached (or written, when a command writes)."""
 
 
+class NoDatabaseFileError(DatabaseUnavailableError):
+    """A read-only open of an SQLite archive whose file does not exist (yet)."""
+
+
 def _sqlite_path(url: str) -> Path | None:
     parsed = make_url(url)
     if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
@@ -57,7 +61,7 @@ def make_engine(url: str, read_only: bool = False) -> Engine:
     path = _sqlite_path(url)
     if read_only and path is not None:
         if not path.is_file():
-            raise DatabaseUnavailableError(f"there is no archive database at {path}: `s2m db upgrade` creates it")
+            raise NoDatabaseFileError(f"there is no archive database at {path}: run `s2m db upgrade` to create it")
         # In a folder nobody may write, no writer can exist and SQLite could not create the WAL's
         # shared-memory file a reader needs: open the file as immutable there.
         wal = path.with_name(path.name + "-wal")

@@ -44,15 +44,20 @@ def downgrade(revision: str = typer.Argument(..., help="target revision, or 'bas
 @app.command()
 def status() -> None:
     """Show the database's revision and the latest one; exit 1 when they differ (reads only)."""
-    from indexing.db import head_revision, known_revision, make_engine
+    from indexing.db import NoDatabaseFileError, head_revision, known_revision, make_engine
     from indexing.settings import Settings
 
     with reported():
-        engine = make_engine(Settings.from_env().database_url, read_only=True)
+        head = head_revision()
         try:
-            current, head = known_revision(engine), head_revision()
-        finally:
-            engine.dispose()
+            engine = make_engine(Settings.from_env().database_url, read_only=True)
+        except NoDatabaseFileError:
+            current = None
+        else:
+            try:
+                current = known_revision(engine)
+            finally:
+                engine.dispose()
     typer.echo(f"database: {current or 'base (empty)'}   latest: {head}")
     if current != head:
         typer.echo("run `s2m db upgrade`", err=True)
