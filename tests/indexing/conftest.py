@@ -152,3 +152,4 @@ def write_dicom() -> Callable[..., Path]:
         return path
 
     return write
+

@@ -1,0 +1,65 @@
+"""Helpers of the fault tests: real `s2m` processes, and what "nothing changed" compares."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from indexing.archive import Archive
+
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def archive_env(archive: Archive, **extra: str) -> dict[str, str]:
+    """The environment a real `s2m` process needs to open `archive`."""
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": str(REPO_ROOT),  # this worktree's code, not an installed copy
+        "OMP_NUM_THREADS": "1",
+        "S2M_DATABASE_URL": archive.settings.database_url,
+        "S2M_DATA_DIR": str(archive.settings.data_dir),
+        "S2M_INGEST_BATCH_SIZE": str(archive.settings.ingest_batch_size),
+    }
+    if archive.settings.pseudonym_key:
+        env["S2M_PSEUDONYM_KEY"] = archive.settings.pseudonym_key.decode()
+    env.update(extra)
+    return env
+
+
+def s2m_command(*args: str) -> list[str]:
+    return [sys.executable, "-c", "from api.cli import app; app()", *args]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Row counts of every table and every file under the data dir (path, size): what 'nothing changed' compares."""
+
+    rows: dict[str, int]
+    files: dict[str, int]
+
+
+def take_snapshot(archive: Archive) -> Snapshot:
+    from sqlalchemy import func, select
+
+    from indexing.models import Base
+
+    with archive.engine.connect() as connection:
+        rows = {table.name: connection.scalar(select(func.count()).select_from(table)) or 0 for table in Base.metadata.sorted_tables}
+    root = archive.settings.data_dir
+    files = {
+        p.relative_to(root).as_posix(): p.stat().st_size
+        for p in (root.rglob("*") if root.is_dir() else [])
+        if p.is_file() and not p.name.startswith("archive.sqlite3") and p.name != ".files.lock"
+    }
+    return Snapshot(rows, files)
+
+
+def one_line_error(output: str) -> str:
+    """The single `error: ...` line of a command's output; fails on a traceback or several lines."""
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert "Traceback" not in output, output
+    assert len(lines) == 1 and lines[0].startswith("error: "), output
+    return lines[0]
