@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -95,7 +96,10 @@ def read_photo(path: Path, max_pixels: int, max_file_bytes: int) -> np.ndarray:
     except SkipFile:
         raise
     except Image.DecompressionBombError as error:
-        raise SkipFile(f"too large: {error}") from error
+        # Pillow's own guard fired first (at twice its MAX_IMAGE_PIXELS); say it in our terms
+        claimed = re.search(r"\((\d+) pixels\)", str(error))
+        size = f"{claimed.group(1)} pixels" if claimed else "the image"
+        raise SkipFile(f"too large: {size} exceeds the limit of {min(max_pixels, 2 * Image.MAX_IMAGE_PIXELS)} pixels") from None
     except UnidentifiedImageError as error:
         raise SkipFile("not an image: the file's content is not a readable PNG or JPEG") from error
     except (OSError, SyntaxError, ValueError) as error:

@@ -125,6 +125,14 @@ def is_identifying(column: str) -> bool:
     return any(word in lowered for word in IDENTIFYING_WORDS)
 
 
+def _utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str | None]]]]:
     """(columns, [(line, row)]) of a UTF-8 CSV; an encoding or CSV error is one sentence naming the line."""
     try:
@@ -132,10 +140,9 @@ def _rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str | None]]
             reader = csv.DictReader(handle)
             columns = list(reader.fieldnames or [])
             rows = [(reader.line_num, row) for row in reader]
-    except UnicodeDecodeError as error:
-        raise MetadataError(
-            f"{path.name} is not UTF-8 text (byte {error.start} cannot be decoded): save it as UTF-8 and ingest again"
-        ) from None
+    except UnicodeDecodeError:
+        line = next(n for n, raw in enumerate(path.read_bytes().splitlines(), start=1) if not _utf8(raw))
+        raise MetadataError(f"{path.name} is not UTF-8 text (line {line}): save it as UTF-8 and ingest again") from None
     except csv.Error as error:
         raise MetadataError(f"{path.name} is not a readable CSV ({error})") from None
     return columns, rows

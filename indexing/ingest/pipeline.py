@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -24,9 +25,11 @@ from indexing import store
 from indexing.filestore import FileStore
 from indexing.ingest.decode import SkipFile, encode_png, pixel_digest
 from indexing.ingest.metadata import CaseMetadata, CocoAnnotations, MetadataTable, pseudonymize
-from indexing.ingest.sources import Candidate, IngestItem
 from indexing.integrity import remove_unreferenced
 from indexing.locks import FileStoreLock
+
+if TYPE_CHECKING:  # sources imports torch (via generation.data); the CLI's error policy imports this module
+    from indexing.ingest.sources import Candidate, IngestItem
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +189,7 @@ def _write_with_retries(context: IngestContext, batch: Sequence[_Loaded], report
                     f"{WRITE_ATTEMPTS} times; nothing of it was stored: run the ingest again"
                 ) from None
             log.info("ingest batch %d lost a race to a concurrent ingest; retrying (%d)", number, attempt)
-        except SQLAlchemyError as error:
+        except (SQLAlchemyError, ValueError) as error:  # psycopg2 raises ValueError for a value it cannot send
             cause = type(getattr(error, "orig", None) or error).__name__
             raise IngestError(
                 f"ingest batch {number} ({names}) failed in the database ({cause}); nothing of it was stored"

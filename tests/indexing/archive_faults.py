@@ -44,10 +44,15 @@ class Snapshot:
 def take_snapshot(archive: Archive) -> Snapshot:
     from sqlalchemy import func, select
 
+    from indexing.db import make_engine
     from indexing.models import Base
 
-    with archive.engine.connect() as connection:
-        rows = {table.name: connection.scalar(select(func.count()).select_from(table)) or 0 for table in Base.metadata.sorted_tables}
+    engine = make_engine(archive.settings.database_url, read_only=True)
+    try:
+        with engine.connect() as connection:
+            rows = {t.name: connection.scalar(select(func.count()).select_from(t)) or 0 for t in Base.metadata.sorted_tables}
+    finally:
+        engine.dispose()
     root = archive.settings.data_dir
     files = {
         p.relative_to(root).as_posix(): p.stat().st_size
