@@ -77,6 +77,34 @@ def test_orphan_removal_racing_an_ingest_removes_no_file_in_flight(archive: Arch
 
 
 @dataclass(frozen=True)
+class LockstepFileStore(FileStore):
+    """Two ingests meet at their first write: both find the file absent and both write it, the race
+    that let the loser's rollback delete the file of the winner's committed row."""
+
+    barrier: threading.Barrier = field(default_factory=lambda: threading.Barrier(2, timeout=30))
+    met: set[int] = field(default_factory=set)
+
+    def put(self, sha256: str, data: bytes, replace: bool = False) -> tuple[str, bool]:
+        if threading.get_ident() not in self.met:
+            self.met.add(threading.get_ident())
+            self.barrier.wait()
+        return super().put(sha256, data, replace)
+
+
+def test_two_ingests_in_lockstep_both_write_a_file_and_the_loser_keeps_it(archive: Archive, race_folder: Path) -> None:
+    lockstep = replace(archive, files=LockstepFileStore(archive.files.root))
+    reports: list[object] = []
+    threads = [threading.Thread(target=lambda: reports.append(ingest_path(lockstep, race_folder))) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert len(reports) == 2, "both ingests finish (the loser retries its batch)"
+    assert sum(r.added for r in reports) == RACE_IMAGES  # type: ignore[attr-defined]
+    _assert_whole(archive, RACE_IMAGES)
+
+
+@dataclass(frozen=True)
 class RacedFileStore(FileStore):
     """On its second write, another process commits a row for the pixels of the first write (as a
     concurrent ingest of the same photo would), then this batch fails."""
