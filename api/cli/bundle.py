@@ -9,25 +9,17 @@ import typer
 app = typer.Typer(help="Model bundles: what they hold, and float16 storage for shipping.", no_args_is_help=True)
 
 
-def _require_bundle(bundle: Path) -> None:
-    from generation.bundle import BUNDLE_INFO, is_bundle
-
-    if not is_bundle(bundle):
-        raise typer.BadParameter(f"{bundle} is not a model bundle (no {BUNDLE_INFO})")
-
-
 @app.command("show")
 def show(bundle: Path = typer.Argument(..., help="Bundle folder (holds bundle.json).")) -> None:
     """Networks in the bundle with their size, steps, storage dtype and recorded metrics."""
     from rich.console import Console
     from rich.table import Table
 
-    from generation.bundle import read_bundle_info
+    from generation.bundle import Bundle
 
-    _require_bundle(bundle)
-    info = read_bundle_info(bundle)
+    opened = Bundle.open(bundle)
     table = Table("network", "MB", "storage", "facts")
-    for name, entry in sorted(info["networks"].items()):
+    for name, entry in sorted(opened.networks.items()):
         size = (bundle / entry["file"]).stat().st_size / 1e6
         facts = {k: v for k, v in entry.items() if k not in ("config", "file", "storage_dtype")}
         table.add_row(name, f"{size:.1f}", entry.get("storage_dtype", "float32"), str(facts)[:160])
@@ -42,7 +34,6 @@ def convert(
     """Store every network's floating tensors as DTYPE; loading casts back to float32."""
     from generation.bundle import convert_storage
 
-    _require_bundle(bundle)
     try:
         sizes = convert_storage(bundle, dtype)
     except ValueError as error:

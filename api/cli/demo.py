@@ -80,9 +80,9 @@ def generate_from_freehand(dataset: Path, model: Path, output: Path) -> Path:
         sketches.append(sketch_to_tensor(normalize_sketch(drawing, pipeline.resolution)))  # [1, R, R]
         references.append(image_to_tensor(load_rgb(dataset / "images" / name, pipeline.resolution)))  # [3, R, R]
     sketch_batch = torch.stack(sketches)  # [N, 1, R, R]
-    _, x_0, refined = pipeline.run(sketch_batch)
-    x_t = refined[-1] if refined else x_0
-    rows = [torch.stack([s.expand(3, -1, -1), a, b, r]) for s, a, b, r in zip(sketch_batch, x_0, x_t, references)]
+    generated = pipeline.run(sketch_batch)
+    rows = [torch.stack([s.expand(3, -1, -1), a, b, r])
+            for s, a, b, r in zip(sketch_batch, generated.x_0, generated.image, references)]
     output.parent.mkdir(parents=True, exist_ok=True)
     save_image_grid(torch.cat(rows), output, nrow=4)
     return output

@@ -31,9 +31,9 @@ def evaluate_embedder(
     device: str = typer.Option("cpu", "--device"),
 ) -> None:
     """k-NN on C against k-NN and a linear probe on raw pixels, per label column and per class."""
-    from generation.bundle import read_bundle_info
+    from generation.bundle import EMBEDDER, Bundle
     from generation.data import dataset_fingerprint, image_dir, list_images, native_side
-    from generation.moco import Readout, load_embedder
+    from generation.moco import Readout
     from generation.moco import save_readout as record_readout
     from generation.moco.probe import compare_with_raw_pixels, holdout_split, load_probe_set, probe_features
     from generation.moco.readout import choose_readout
@@ -47,7 +47,8 @@ def evaluate_embedder(
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--readout") from error
     try:
-        embedder = load_embedder(model, resolve_device(device))
+        bundle = Bundle.open(model)
+        embedder = bundle.load_embedder(resolve_device(device))
         config = embedder.config
         count = len(list_images(image_dir(data)))
         if count < 2:
@@ -68,7 +69,7 @@ def evaluate_embedder(
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(code=2) from error
 
-    trained_on = read_bundle_info(model)["networks"]["embedder"].get("data_fingerprint")
+    trained_on = bundle.entry(EMBEDDER).get("data_fingerprint")
     fingerprint = dataset_fingerprint(data)
     same_data = trained_on == fingerprint
     typer.echo(f"C from {model} on {data} (fingerprint {fingerprint}; C trained on {trained_on}: " + (

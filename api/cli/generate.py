@@ -23,14 +23,14 @@ def generate_random(
 
     import torch
 
-    from generation.stylegan2 import load_generator
+    from generation.bundle import GENERATOR, Bundle
     from generation.training import resolve_device, save_image_grid
 
     if count < 1:
         raise typer.BadParameter("--count must be at least 1")
     try:
         dev = resolve_device(device)
-        generator = load_generator(model, dev)
+        generator = Bundle.open(model).load(GENERATOR, dev)
     except (FileNotFoundError, RuntimeError, ValueError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(code=2) from error
@@ -60,20 +60,20 @@ def generate(
     try:
         pipeline = Sketch2MedI.from_bundle(model, resolve_device(device))
         sketch_tensor = pipeline.load_sketch(sketch)  # [1, 1, R, R]
-        _, x_0, refined = pipeline.run(sketch_tensor, steps)
+        generated = pipeline.run(sketch_tensor, steps)
     except (BlankSketchError, FileNotFoundError, RuntimeError, ValueError, OSError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(code=2) from error
-    images = [x_0, *refined]
     output.parent.mkdir(parents=True, exist_ok=True)
     if show_steps:
-        strip = torch.cat([sketch_tensor.to(x_0.device).expand(-1, 3, -1, -1), *images])  # [T + 2, 3, R, R]
+        images = [sketch_tensor.to(generated.x_0.device).expand(-1, 3, -1, -1), generated.x_0, *generated.steps]
+        strip = torch.cat(images)  # [T + 2, 3, R, R]
         save_image_grid(strip, output, nrow=len(strip))
     else:
         from PIL import Image
 
-        Image.fromarray(tensor_to_image(images[-1][0])).save(output)
-    typer.echo(f"wrote {output} ({pipeline.resolution} px, {len(refined)} refinement steps)")
+        Image.fromarray(tensor_to_image(generated.image[0])).save(output)
+    typer.echo(f"wrote {output} ({pipeline.resolution} px, {len(generated.steps)} refinement steps)")
 
 
 def evaluate_generator(
@@ -89,15 +89,15 @@ def evaluate_generator(
     record: bool = typer.Option(True, "--record/--no-record", help="write the distance into bundle.json metrics"),
 ) -> None:
     """Fréchet distance between G's samples and held-out images, naming the feature extractor used."""
-    from generation.bundle import update_bundle_info
+    from generation.bundle import GENERATOR, Bundle
     from generation.metrics import load_feature_extractor
-    from generation.stylegan2 import load_generator
     from generation.stylegan2.evaluate import generator_frechet_distance, load_real_images
     from generation.training import resolve_device
 
     try:
         dev = resolve_device(device)
-        generator = load_generator(model, dev)
+        bundle = Bundle.open(model)
+        generator = bundle.load(GENERATOR, dev)
         reals = load_real_images(data, generator.config.resolution, count)
         features_net, extractor_name = load_feature_extractor(features or model, dev, extractor)
         distance = generator_frechet_distance(generator, reals, features_net, seed, truncation)
@@ -106,7 +106,7 @@ def evaluate_generator(
         raise typer.Exit(code=2) from error
     if record:
         key = f"generator_frechet_{extractor_name.replace('-', '_')}_{count}"
-        update_bundle_info(model, metrics={key: distance})
+        bundle.record_metrics(**{key: distance})
     typer.echo(f"Frechet distance ({extractor_name} features, {count} images, psi {truncation}): {distance:.4f}")
 
 

@@ -21,12 +21,12 @@ def synthesize(
 ) -> None:
     """Apply S to every image of a folder and write one contour sketch per image."""
     from generation.data import image_dir, list_images
-    from generation.solov2.model import load_synthesizer
+    from generation.bundle import SYNTHESIZER, Bundle
     from generation.solov2.synthesize import synthesize_folder
     from generation.training import make_progress, resolve_device
 
     try:
-        synthesizer = load_synthesizer(model, resolve_device(device))
+        synthesizer = Bundle.open(model).load(SYNTHESIZER, resolve_device(device))
         total = len(list_images(image_dir(data)))
         with make_progress() as progress:
             task = progress.add_task("synthesize", total=total, status="")

@@ -17,9 +17,6 @@ from generation.solov2.head import MaskFeatureBranch, SOLOv2Head
 from generation.solov2.instances import Instance
 from generation.solov2.nms import MatrixNMS
 
-BUNDLE_NAME = "synthesizer"
-
-
 def points_nms(heat: torch.Tensor) -> torch.Tensor:
     """Keep a cell's score only where it is the max of its 2x2 neighbourhood: [C, S, S] -> [C, S, S]."""
     pooled = F.max_pool2d(heat.unsqueeze(0), kernel_size=2, stride=1, padding=1)[0, :, :-1, :-1]
@@ -148,13 +145,6 @@ def build_synthesizer(config: dict[str, Any] | SynthesizerConfig) -> SOLOv2:
 
 def save_synthesizer(bundle_dir: Path, model: SOLOv2, **record: Any) -> Path:
     """Write S into a model bundle (safetensors + bundle.json entry with `record`)."""
-    from generation.bundle import save_network
+    from generation.bundle import SYNTHESIZER, save_network
 
-    return save_network(bundle_dir, BUNDLE_NAME, model, model.config, **record)
-
-
-def load_synthesizer(bundle_dir: Path, device: torch.device | str = "cpu") -> SOLOv2:
-    """S from a model bundle, in eval mode on `device`."""
-    from generation.bundle import load_network
-
-    return load_network(Path(bundle_dir), BUNDLE_NAME, build_synthesizer, device)
+    return save_network(bundle_dir, SYNTHESIZER, model, model.config, **record)

@@ -14,7 +14,8 @@ from generation.solov2.data import Augmentation
 from generation.solov2.instances import Instance
 from generation.solov2.losses import solov2_loss
 from generation.solov2.metrics import class_dice, mean_class_dice
-from generation.solov2.model import SOLOv2, load_synthesizer, save_synthesizer, sketch_from_instances
+from generation.bundle import SYNTHESIZER, Bundle
+from generation.solov2.model import SOLOv2, save_synthesizer, sketch_from_instances
 from generation.solov2.nms import MatrixNMS
 from generation.solov2.targets import assign_targets
 
@@ -188,7 +189,7 @@ def test_bundle_round_trip_gives_the_same_predictions(tmp_path) -> None:
     model = SOLOv2(TINY).eval()
     images = torch.rand(2, 3, 32, 32) * 2 - 1
     save_synthesizer(tmp_path, model, steps=0)
-    loaded = load_synthesizer(tmp_path, "cpu")
+    loaded = Bundle.open(tmp_path).load(SYNTHESIZER)
     assert loaded.config == TINY
     with torch.no_grad():
         assert torch.allclose(model(images)[2], loaded(images)[2])

@@ -177,7 +177,7 @@ def test_dicom_names_and_patient_ids_never_leave_the_store(archive: Archive, tmp
 
 
 def test_cli_export_feeds_generator_training(archive: Archive, phantom_dataset: Path, tmp_path: Path) -> None:
-    from generation.bundle import read_bundle_info
+    from generation.bundle import Bundle
     from generation.data import dataset_fingerprint
 
     env = {
@@ -202,4 +202,4 @@ def test_cli_export_feeds_generator_training(archive: Archive, phantom_dataset: 
         "--steps", "2", "--bundle", str(bundle), "--batch", "2", "--checkpoint-every", "2", "--no-progress",
     ])
     assert trained.exit_code == 0, trained.output
-    assert read_bundle_info(bundle)["networks"]["generator"]["data_fingerprint"] == dataset_fingerprint(out)
+    assert Bundle.open(bundle).info["networks"]["generator"]["data_fingerprint"] == dataset_fingerprint(out)
