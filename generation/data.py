@@ -14,10 +14,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from formats.errors import InputError
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
-class BlankSketchError(ValueError):
+class BlankSketchError(InputError):
     """A sketch with no strokes: an error, not a query."""
 
 

@@ -28,6 +28,7 @@ from pycocotools import mask as mask_utils
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session, selectinload
 
+from formats.errors import InputError
 from indexing.archive import Archive
 from indexing.ingest.metadata import FINDING_SEPARATORS, is_identifying
 from indexing.models import Annotation, Image
@@ -47,7 +48,7 @@ EXPORT_PAGE_SIZE = 200  # images loaded (with their annotations) per query
 COCO_DESCRIPTION = "Sketch2MedI archive export"
 
 
-class ExportError(ValueError):
+class ExportError(InputError):
     """An export that cannot start (bad OUT, nothing to export); nothing has been written."""
 
 

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import typer
 
-app = typer.Typer(help="Model bundles: what they hold, and float16 storage for shipping.", no_args_is_help=True)
+from api.cli.errors import add_command
+
+HELP = "Model bundles: what they hold, and float16 storage for shipping."
 
 
-@app.command("show")
 def show(bundle: Path = typer.Argument(..., help="Bundle folder (holds bundle.json).")) -> None:
     """Networks in the bundle with their size, steps, storage dtype and recorded metrics."""
     from rich.console import Console
@@ -26,7 +27,6 @@ def show(bundle: Path = typer.Argument(..., help="Bundle folder (holds bundle.js
     Console().print(table)
 
 
-@app.command("convert")
 def convert(
     bundle: Path = typer.Argument(..., help="Bundle folder to rewrite in place."),
     dtype: str = typer.Option("float16", help="Storage dtype: float16 (half the size) or float32."),
@@ -40,3 +40,11 @@ def convert(
         raise typer.BadParameter(str(error)) from error
     for name, size in sorted(sizes.items()):
         typer.echo(f"{name}: {size / 1e6:.1f} MB ({dtype})")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `s2m bundle` command group to the top-level app."""
+    group = typer.Typer(help=HELP, no_args_is_help=True)
+    add_command(group, "show", show)
+    add_command(group, "convert", convert)
+    app.add_typer(group, name="bundle")

@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from api.cli.errors import add_command
+
 from generation.presets import SHIPPED_BUNDLE
 
 
@@ -28,12 +30,8 @@ def generate_random(
 
     if count < 1:
         raise typer.BadParameter("--count must be at least 1")
-    try:
-        dev = resolve_device(device)
-        generator = Bundle.open(model).load(GENERATOR, dev)
-    except (FileNotFoundError, RuntimeError, ValueError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(code=2) from error
+    dev = resolve_device(device)
+    generator = Bundle.open(model).load(GENERATOR, dev)
     z = torch.randn(count, generator.config.z_dim, generator=torch.Generator().manual_seed(seed)).to(dev)
     with torch.no_grad():
         images = generator(z, truncation=truncation)  # [N, 3, R, R]
@@ -57,13 +55,9 @@ def generate(
     from generation.pipeline import Sketch2MedI
     from generation.training import resolve_device, save_image_grid
 
-    try:
-        pipeline = Sketch2MedI.from_bundle(model, resolve_device(device))
-        sketch_tensor = pipeline.load_sketch(sketch)  # [1, 1, R, R]
-        generated = pipeline.run(sketch_tensor, steps)
-    except (BlankSketchError, FileNotFoundError, RuntimeError, ValueError, OSError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(code=2) from error
+    pipeline = Sketch2MedI.from_bundle(model, resolve_device(device))
+    sketch_tensor = pipeline.load_sketch(sketch)  # [1, 1, R, R]
+    generated = pipeline.run(sketch_tensor, steps)
     output.parent.mkdir(parents=True, exist_ok=True)
     if show_steps:
         images = [sketch_tensor.to(generated.x_0.device).expand(-1, 3, -1, -1), generated.x_0, *generated.steps]
@@ -94,16 +88,12 @@ def evaluate_generator(
     from generation.stylegan2.evaluate import generator_frechet_distance, load_real_images
     from generation.training import resolve_device
 
-    try:
-        dev = resolve_device(device)
-        bundle = Bundle.open(model)
-        generator = bundle.load(GENERATOR, dev)
-        reals = load_real_images(data, generator.config.resolution, count)
-        features_net, extractor_name = load_feature_extractor(features or model, dev, extractor)
-        distance = generator_frechet_distance(generator, reals, features_net, seed, truncation)
-    except (FileNotFoundError, RuntimeError, ValueError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(code=2) from error
+    dev = resolve_device(device)
+    bundle = Bundle.open(model)
+    generator = bundle.load(GENERATOR, dev)
+    reals = load_real_images(data, generator.config.resolution, count)
+    features_net, extractor_name = load_feature_extractor(features or model, dev, extractor)
+    distance = generator_frechet_distance(generator, reals, features_net, seed, truncation)
     if record:
         key = f"generator_frechet_{extractor_name.replace('-', '_')}_{count}"
         bundle.record_metrics(**{key: distance})
@@ -112,6 +102,6 @@ def evaluate_generator(
 
 def register(app: typer.Typer) -> None:
     """Add the generation commands to the top-level app."""
-    app.command("generate-random")(generate_random)
-    app.command("evaluate-generator")(evaluate_generator)
-    app.command("generate")(generate)
+    add_command(app, "generate-random", generate_random)
+    add_command(app, "evaluate-generator", evaluate_generator)
+    add_command(app, "generate", generate)

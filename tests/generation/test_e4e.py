@@ -115,7 +115,7 @@ def test_train_encoder_command_refuses_photos_without_sketches_and_writes_nothin
     result = CliRunner().invoke(app, ["train", "encoder", "--bundle", str(bundle), "--data", str(dataset),
                                       "--sketches", str(sketches), "--preset", "tiny", "--run-dir", str(run_dir),
                                       "--device", "cpu"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "have no sketch" in result.output
     assert not run_dir.exists()
     assert "encoder" not in Bundle.open(bundle).info["networks"]

@@ -114,5 +114,5 @@ def test_train_command_rejects_a_folder_without_annotations(tmp_path) -> None:
 
     result = CliRunner().invoke(app, ["train", "synthesizer", "--data", str(tmp_path), "--preset", "tiny",
                                       "--run-dir", str(tmp_path / "run"), "--device", "cpu"])
-    assert result.exit_code == 1 and "annotations" in result.output
+    assert result.exit_code == 2 and "annotations" in result.output
     assert not (tmp_path / "run").exists()
