@@ -10,9 +10,9 @@ from PIL import Image
 from torch import nn
 
 from formats.errors import InputError
-
+from formats.sketch import normalize_sketch
 from generation.bundle import ENCODER, GENERATOR, REFINER, Bundle
-from generation.data import normalize_sketch, sketch_to_tensor
+from generation.data import sketch_to_tensor
 from generation.e4e import Encoder
 from generation.hyperstyle import HyperNetwork, refinement_step
 

@@ -57,7 +57,8 @@ def generate_from_freehand(dataset: Path, model: Path, output: Path) -> Path:
     import torch
     from PIL import Image
 
-    from generation.data import image_to_tensor, load_rgb, normalize_sketch, sketch_to_tensor
+    from formats.sketch import normalize_sketch
+    from generation.data import image_to_tensor, load_rgb, sketch_to_tensor
     from generation.pipeline import Sketch2MedI
     from generation.training import save_image_grid
     from phantoms.dataset import instance_categories

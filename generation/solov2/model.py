@@ -10,6 +10,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from formats.contours import contour_sketch_from_masks
+from formats.sketch import BlankSketchError
 from generation.data import box_resize
 from generation.solov2.backbone import ResNetFPN
 from generation.solov2.config import SynthesizerConfig
@@ -29,9 +31,6 @@ def sketch_from_instances(instances: list[Instance], threshold: float) -> np.nda
     Returns the Sketch format: uint8 [H, W], white background, black strokes; raises
     BlankSketchError when no mask qualifies (a blank sketch is an error, not a sketch).
     """
-    from generation.data import BlankSketchError
-    from phantoms.sketch import contour_sketch_from_masks
-
     kept = [instance.mask for instance in instances if instance.score >= threshold and instance.mask.any()]
     if not kept:
         raise BlankSketchError(f"no instance scored >= {threshold}: nothing to draw a sketch from")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from generation.data import BlankSketchError
+from formats.sketch import BlankSketchError
 from generation.solov2.config import SynthesizerConfig
 from generation.solov2.data import Augmentation
 from generation.solov2.instances import Instance
@@ -129,7 +129,7 @@ def test_predicted_masks_come_back_at_input_size_with_paper_threshold() -> None:
 
 
 def test_sketch_of_instances_equals_contour_sketch_of_the_same_masks() -> None:
-    from phantoms.sketch import contour_sketch_from_masks
+    from formats.contours import contour_sketch_from_masks
 
     masks = np.stack([box_mask(2, 2, 10, 12).numpy(), box_mask(16, 8, 12, 16).numpy(), box_mask(4, 20, 6, 6).numpy()])
     instances = [Instance(2, 0.9, masks[0]), Instance(4, 0.5, masks[1]), Instance(1, 0.2, masks[2])]

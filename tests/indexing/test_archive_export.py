@@ -59,7 +59,7 @@ def _assert_coco_matches_masks(out: Path) -> dict:
 def test_export_reproduces_images_masks_and_labels(archive: Archive, phantom_dataset: Path, tmp_path: Path) -> None:
     from generation.data import ImageFolderDataset
     from generation.solov2.data import CocoInstanceDataset
-    from phantoms.categories import CATEGORY_NAMES
+    from formats.categories import CATEGORY_NAMES
     from phantoms.dataset import read_metadata
 
     assert ingest_path(archive, phantom_dataset).added == CASES
