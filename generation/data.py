@@ -14,17 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-
-
-class BlankSketchError(ValueError):
-    """A sketch with no strokes: an error, not a query."""
-
-
-def _resize_area(image: Image.Image, resolution: int) -> Image.Image:
-    if image.size == (resolution, resolution):
-        return image
-    return image.resize((resolution, resolution), Image.Resampling.BOX)
+from formats.images import IMAGE_SUFFIXES, resize_area
 
 
 @functools.lru_cache(maxsize=32)
@@ -61,32 +51,7 @@ def box_resize(images: torch.Tensor, side: int) -> torch.Tensor:
 def load_rgb(path: Path, resolution: int) -> np.ndarray:
     """An RGB image file as uint8 [H, W, 3] at `resolution` (area filter)."""
     with Image.open(path) as image:
-        return np.asarray(_resize_area(image.convert("RGB"), resolution))
-
-
-def normalize_sketch(image: Image.Image | np.ndarray, resolution: int, min_ink: int = 8) -> np.ndarray:
-    """Any sketch picture -> the Sketch format: uint8 [R, R], white 255 background, dark strokes.
-
-    RGBA is composited over white, colour converted to grey, a non-square canvas padded with white
-    to a square, then area-resized. Raises BlankSketchError if fewer than `min_ink` dark pixels.
-    """
-    if isinstance(image, np.ndarray):
-        image = Image.fromarray(image)
-    if image.mode in ("RGBA", "LA", "P"):
-        rgba = image.convert("RGBA")
-        canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(canvas, rgba)
-    grey = image.convert("L")
-    width, height = grey.size
-    if width != height:
-        side = max(width, height)
-        square = Image.new("L", (side, side), 255)
-        square.paste(grey, ((side - width) // 2, (side - height) // 2))
-        grey = square
-    ink_before = int((np.asarray(grey) < 128).sum())
-    if ink_before < min_ink:
-        raise BlankSketchError("the sketch is blank: draw the outlines of the uvula, wall, tonsils and tongue")
-    return np.asarray(_resize_area(grey, resolution), dtype=np.uint8)
+        return np.asarray(resize_area(image.convert("RGB"), resolution))
 
 
 def image_to_tensor(image: np.ndarray) -> torch.Tensor:
@@ -177,5 +142,5 @@ class SketchImagePairs(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         path = self.image_paths[index]
         with Image.open(self.sketch_dir / f"{path.stem}.png") as sketch:
-            sketch_arr = np.asarray(_resize_area(sketch.convert("L"), self.resolution))
+            sketch_arr = np.asarray(resize_area(sketch.convert("L"), self.resolution))
         return sketch_to_tensor(sketch_arr), image_to_tensor(load_rgb(path, self.resolution))

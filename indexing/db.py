@@ -7,8 +7,8 @@ Alembic's script folder is located relative to the installed `migrations` packag
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -17,15 +17,17 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from formats.errors import InputError
+
 SQLITE_BUSY_TIMEOUT_S = 30
 SUPPORTED_SCHEMES = "sqlite:///PATH or postgresql+psycopg2://USER@HOST:PORT/DATABASE"
 
 
-class DatabaseOutOfDateError(RuntimeError):
+class DatabaseOutOfDateError(InputError):
     """The database schema is behind (or ahead of) the code's latest migration."""
 
 
-class DatabaseUnavailableError(RuntimeError):
+class DatabaseUnavailableError(InputError):
     """The database URL is unusable or the database cannot be reached (or written, when a command writes)."""
 
 

@@ -2,61 +2,39 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 import typer
 
+from api.cli.errors import add_command
+
 if TYPE_CHECKING:
     from indexing.archive import Archive
 
-app = typer.Typer(help="The archive store: ingest, list, show, stats, delete, check, export.", no_args_is_help=True)
+HELP = "The archive store: ingest, list, show, stats, delete, check, export."
 
 MAX_REASONS_SHOWN = 50
 
 
-@contextmanager
-def reported() -> Iterator[None]:
-    """The archive's errors as one line: exit 2 for bad input or setup (URL, database, key, side
-    files), 1 for a failure while running. Never a traceback, whose text could hold row values."""
-    from indexing.db import DatabaseOutOfDateError, DatabaseUnavailableError
-    from indexing.ingest.metadata import MetadataError
-    from indexing.ingest.pipeline import IngestError
-    from indexing.settings import SettingsError
-
-    try:
-        yield
-    except (DatabaseOutOfDateError, DatabaseUnavailableError, SettingsError, MetadataError, FileNotFoundError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from None
-    except IngestError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1) from None
-    except OSError as error:
-        typer.echo(f"error: {error.strerror or type(error).__name__}: {error.filename or ''}".rstrip(": "), err=True)
-        raise typer.Exit(1) from None
-
-
 def _open(read_only: bool = False) -> "Archive":
+    """The archive of the environment's settings; `read_only` for commands that only look (they work
+    on a read-only database file and write nothing)."""
     from indexing.archive import Archive
     from indexing.settings import Settings
 
-    with reported():
-        return Archive.open(Settings.from_env(), read_only=read_only)
+    return Archive.open(Settings.from_env(), read_only=read_only)
 
 
-@app.command()
 def ingest(
     path: Optional[Path] = typer.Argument(None, help="a folder of PNG/JPEG or DICOM files, a phantom dataset, or one file"),
     metadata: Optional[Path] = typer.Option(None, "--metadata", help="CSV with a 'file' column (and case_id, patient_id, study_date, diagnosis, findings, UIDs, labels)"),
     annotations: Optional[Path] = typer.Option(None, "--annotations", help="COCO JSON with RLE instance masks"),
     dicomweb: Optional[str] = typer.Option(None, "--dicomweb", help="DICOMweb service root (QIDO-RS + WADO-RS), e.g. http://pacs/dicom-web"),
-    keep_column: list[str] = typer.Option([], "--keep-column", help="also keep this metadata column as a label (repeatable); only the known columns and tonsil_grade, patient_sex, patient_age are kept otherwise"),
+    keep_column: list[str] = typer.Option([], "--keep-column", help="also keep this metadata column as a label (repeatable); otherwise only the known columns and tonsil_grade, patient_sex, patient_age are kept"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
-    """Add images to the archive; re-ingesting the same files adds nothing (and restores a missing file). Skipped files are listed with the reason."""
+    """Add images to the archive; re-ingesting the same files adds nothing (and restores a row's missing file). Skipped files are listed with the reason."""
     if (path is None) == (dicomweb is None):
         typer.echo("error: give either PATH or --dicomweb URL", err=True)
         raise typer.Exit(2)
@@ -64,13 +42,12 @@ def ingest(
 
     archive = _open()
     try:
-        with reported():
-            if dicomweb is not None:
-                from dicomweb_client.api import DICOMwebClient
+        if dicomweb is not None:
+            from dicomweb_client.api import DICOMwebClient
 
-                report = ingest_dicomweb(archive, DICOMwebClient(url=dicomweb), metadata, progress, tuple(keep_column))
-            else:
-                report = ingest_path(archive, path, metadata, annotations, progress, tuple(keep_column))
+            report = ingest_dicomweb(archive, DICOMwebClient(url=dicomweb), metadata, progress, tuple(keep_column))
+        else:
+            report = ingest_path(archive, path, metadata, annotations, progress, tuple(keep_column))
     finally:
         archive.close()
     restored = f", {report.restored} missing files restored" if report.restored else ""
@@ -86,7 +63,6 @@ def ingest(
         typer.echo(f"  ... and {len(report.skipped) - MAX_REASONS_SHOWN} more")
 
 
-@app.command("list")
 def list_images(
     limit: int = typer.Option(20, min=1),
     offset: int = typer.Option(0, min=0),
@@ -110,7 +86,6 @@ def list_images(
         )
 
 
-@app.command()
 def show(image_id: int = typer.Argument(...)) -> None:
     """Everything the archive holds about one image (deleted ones included)."""
     import json
@@ -139,7 +114,6 @@ def show(image_id: int = typer.Argument(...)) -> None:
     typer.echo(json.dumps(fields, indent=2, default=str))
 
 
-@app.command()
 def stats() -> None:
     """Counts by source and diagnosis, derived data, the active index build."""
     from indexing import store
@@ -157,7 +131,6 @@ def stats() -> None:
     typer.echo(f"active index build: {summary.active_build_id or 'none'}")
 
 
-@app.command()
 def delete(image_id: int = typer.Argument(...)) -> None:
     """Soft-delete an image: it stays on disk and in the DB, and leaves the index at the next refresh."""
     from indexing import store
@@ -165,18 +138,13 @@ def delete(image_id: int = typer.Argument(...)) -> None:
     archive = _open()
     try:
         with archive.sessions() as session:
-            try:
-                store.soft_delete_image(session, image_id)
-            except LookupError as error:
-                typer.echo(f"error: {error}", err=True)
-                raise typer.Exit(1) from error
+            store.soft_delete_image(session, image_id)
             session.commit()
     finally:
         archive.close()
     typer.echo(f"image {image_id} deleted")
 
 
-@app.command()
 def check(
     remove_orphans: bool = typer.Option(False, "--remove-orphans", help="delete stored files that no row points at, and stale .tmp-* files (waits for running ingests)"),
     repair: Optional[Path] = typer.Option(None, "--repair", help="rewrite missing or damaged files from this folder (or file) of the original images, matched by their pixels"),
@@ -186,15 +154,13 @@ def check(
 
     archive = _open(read_only=not (remove_orphans or repair))
     try:
-        with reported():
-            if repair is not None:
-                repaired = integrity.repair(archive, repair)
-                for path in repaired.restored:
-                    typer.echo(f"restored: {path}")
-            if remove_orphans:
-                for path in integrity.remove_orphans(archive):
-                    typer.echo(f"removed file without row: {path}")
-            report = integrity.check_archive(archive)
+        if repair is not None:
+            for path in integrity.repair(archive, repair).restored:
+                typer.echo(f"restored: {path}")
+        if remove_orphans:
+            for path in integrity.remove_orphans(archive):
+                typer.echo(f"removed file without row: {path}")
+        report = integrity.check_archive(archive)
     finally:
         archive.close()
     for label, paths in (
@@ -216,22 +182,31 @@ def check(
     typer.echo("archive consistent")
 
 
-@app.command()
 def export(
     out: Path = typer.Argument(..., help="new or empty folder that receives images/, masks/, annotations.json, metadata.csv"),
     annotated_only: bool = typer.Option(False, "--annotated-only", help="only images with expert instance masks (for the synthesizer)"),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="at most N images, lowest ids first"),
 ) -> None:
     """Write the live archive images as a dataset folder that `s2m train ... --data OUT` reads."""
-    from indexing.export import ExportError, export_dataset
+    from indexing.export import export_dataset
 
     archive = _open()
     try:
         report = export_dataset(archive, out, annotated_only=annotated_only, limit=limit)
-    except ExportError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from error
     finally:
         archive.close()
     copied = f" ({report.copied} copied, symlinks unavailable)" if report.copied else ""
     typer.echo(f"exported {report.images} images ({report.annotated} annotated) to {report.out}{copied}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `s2m archive` command group to the top-level app."""
+    group = typer.Typer(help=HELP, no_args_is_help=True)
+    add_command(group, "ingest", ingest)
+    add_command(group, "list", list_images)
+    add_command(group, "show", show)
+    add_command(group, "stats", stats)
+    add_command(group, "delete", delete)
+    add_command(group, "check", check)
+    add_command(group, "export", export)
+    app.add_typer(group, name="archive")

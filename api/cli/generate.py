@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from api.cli.errors import add_command
+
 from generation.presets import SHIPPED_BUNDLE
 
 
@@ -23,17 +25,13 @@ def generate_random(
 
     import torch
 
-    from generation.stylegan2 import load_generator
+    from generation.bundle import GENERATOR, Bundle
     from generation.training import resolve_device, save_image_grid
 
     if count < 1:
         raise typer.BadParameter("--count must be at least 1")
-    try:
-        dev = resolve_device(device)
-        generator = load_generator(model, dev)
-    except (FileNotFoundError, RuntimeError, ValueError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(code=2) from error
+    dev = resolve_device(device)
+    generator = Bundle.open(model).load(GENERATOR, dev)
     z = torch.randn(count, generator.config.z_dim, generator=torch.Generator().manual_seed(seed)).to(dev)
     with torch.no_grad():
         images = generator(z, truncation=truncation)  # [N, 3, R, R]
@@ -53,27 +51,24 @@ def generate(
     """Generate a throat photo from a sketch with Sketch2MedI (E, G, then T steps of H)."""
     import torch
 
-    from generation.data import BlankSketchError, tensor_to_image
+    from formats.sketch import BlankSketchError
+    from generation.data import tensor_to_image
     from generation.pipeline import Sketch2MedI
     from generation.training import resolve_device, save_image_grid
 
-    try:
-        pipeline = Sketch2MedI.from_bundle(model, resolve_device(device))
-        sketch_tensor = pipeline.load_sketch(sketch)  # [1, 1, R, R]
-        _, x_0, refined = pipeline.run(sketch_tensor, steps)
-    except (BlankSketchError, FileNotFoundError, RuntimeError, ValueError, OSError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(code=2) from error
-    images = [x_0, *refined]
+    pipeline = Sketch2MedI.from_bundle(model, resolve_device(device))
+    sketch_tensor = pipeline.load_sketch(sketch)  # [1, 1, R, R]
+    generated = pipeline.run(sketch_tensor, steps)
     output.parent.mkdir(parents=True, exist_ok=True)
     if show_steps:
-        strip = torch.cat([sketch_tensor.to(x_0.device).expand(-1, 3, -1, -1), *images])  # [T + 2, 3, R, R]
+        images = [sketch_tensor.to(generated.x_0.device).expand(-1, 3, -1, -1), generated.x_0, *generated.steps]
+        strip = torch.cat(images)  # [T + 2, 3, R, R]
         save_image_grid(strip, output, nrow=len(strip))
     else:
         from PIL import Image
 
-        Image.fromarray(tensor_to_image(images[-1][0])).save(output)
-    typer.echo(f"wrote {output} ({pipeline.resolution} px, {len(refined)} refinement steps)")
+        Image.fromarray(tensor_to_image(generated.image[0])).save(output)
+    typer.echo(f"wrote {output} ({pipeline.resolution} px, {len(generated.steps)} refinement steps)")
 
 
 def evaluate_generator(
@@ -89,29 +84,25 @@ def evaluate_generator(
     record: bool = typer.Option(True, "--record/--no-record", help="write the distance into bundle.json metrics"),
 ) -> None:
     """Fréchet distance between G's samples and held-out images, naming the feature extractor used."""
-    from generation.bundle import update_bundle_info
+    from generation.bundle import GENERATOR, Bundle
     from generation.metrics import load_feature_extractor
-    from generation.stylegan2 import load_generator
     from generation.stylegan2.evaluate import generator_frechet_distance, load_real_images
     from generation.training import resolve_device
 
-    try:
-        dev = resolve_device(device)
-        generator = load_generator(model, dev)
-        reals = load_real_images(data, generator.config.resolution, count)
-        features_net, extractor_name = load_feature_extractor(features or model, dev, extractor)
-        distance = generator_frechet_distance(generator, reals, features_net, seed, truncation)
-    except (FileNotFoundError, RuntimeError, ValueError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(code=2) from error
+    dev = resolve_device(device)
+    bundle = Bundle.open(model)
+    generator = bundle.load(GENERATOR, dev)
+    reals = load_real_images(data, generator.config.resolution, count)
+    features_net, extractor_name = load_feature_extractor(features or model, dev, extractor)
+    distance = generator_frechet_distance(generator, reals, features_net, seed, truncation)
     if record:
         key = f"generator_frechet_{extractor_name.replace('-', '_')}_{count}"
-        update_bundle_info(model, metrics={key: distance})
+        bundle.record_metrics(**{key: distance})
     typer.echo(f"Frechet distance ({extractor_name} features, {count} images, psi {truncation}): {distance:.4f}")
 
 
 def register(app: typer.Typer) -> None:
     """Add the generation commands to the top-level app."""
-    app.command("generate-random")(generate_random)
-    app.command("evaluate-generator")(evaluate_generator)
-    app.command("generate")(generate)
+    add_command(app, "generate-random", generate_random)
+    add_command(app, "evaluate-generator", evaluate_generator)
+    add_command(app, "generate", generate)

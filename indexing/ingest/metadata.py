@@ -16,6 +16,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from formats.categories import CATEGORY_NAMES
+from formats.errors import InputError
+from formats.masks import rle_run_lengths
+
 # Columns with a fixed meaning, and the label columns kept by default: an allow-list, so a column
 # the archive does not know (`born`, `nhs_number`, `tel`, ...) never reaches the database. More
 # label columns are kept only when named explicitly (`s2m archive ingest --keep-column NAME`).
@@ -28,7 +32,7 @@ IDENTIFYING_WORDS = ("name", "birth", "dob", "address", "phone", "email", "mrn",
 FINDING_SEPARATORS = (";", "|")
 
 
-class MetadataError(ValueError):
+class MetadataError(InputError):
     """A metadata or annotation file that cannot be used at all (ingest stops before writing)."""
 
 
@@ -190,38 +194,13 @@ def read_metadata_csv(path: Path, keep_columns: tuple[str, ...] = ()) -> Metadat
     return table
 
 
-def rle_run_lengths(counts: str) -> list[int]:
-    """The run lengths of a compressed COCO RLE string (pycocotools' 6-bit LEB128-like code, each
-    count after the second stored as a delta from the one two before); ValueError if malformed."""
-    runs: list[int] = []
-    position = 0
-    while position < len(counts):
-        value, shift, more = 0, 0, True
-        while more:
-            if position >= len(counts):
-                raise ValueError("the RLE string ends inside a number")
-            code = ord(counts[position]) - 48
-            if not 0 <= code < 64:
-                raise ValueError("the RLE string holds a character outside its alphabet")
-            value |= (code & 0x1F) << shift
-            more = bool(code & 0x20)
-            position += 1
-            shift += 5
-            if not more and code & 0x10:
-                value |= -1 << shift
-        if len(runs) > 2:
-            value += runs[-2]
-        runs.append(value)
-    return runs
-
-
-def _instance_problem(entry: dict[str, Any], size: list[int], categories: set[int]) -> str | None:
+def _instance_problem(entry: dict[str, Any], size: list[int]) -> str | None:
     """Why one COCO annotation cannot be stored, or None."""
     rle = entry.get("segmentation")
     if not isinstance(rle, dict) or not isinstance(rle.get("counts"), (str, bytes)) or "size" not in rle:
         return "has no compressed RLE segmentation"
-    if int(entry.get("category_id", -1)) not in categories:
-        return f"has category_id {entry.get('category_id')}, not one of the declared categories {sorted(categories)}"
+    if entry.get("category_id") not in CATEGORY_NAMES:
+        return f"has category_id {entry.get('category_id')}, not one of the archive's categories {sorted(CATEGORY_NAMES)}"
     if [int(s) for s in rle["size"]] != size:
         return f"mask size {list(rle['size'])} differs from its image's {size}"
     counts = rle["counts"].decode("ascii", "replace") if isinstance(rle["counts"], bytes) else rle["counts"]
@@ -236,14 +215,13 @@ def _instance_problem(entry: dict[str, Any], size: list[int], categories: set[in
 
 def read_coco_annotations(path: Path) -> CocoAnnotations:
     """COCO instances with RLE masks, keyed by the stem of their image's `file_name`, each checked
-    before anything is stored: RLE that decodes to its image's size, a declared `category_id`, an
+    before anything is stored: RLE that decodes to its image's size, a `category_id` of the archive's categories, an
     `instance_id` unique within its image. An image with a bad annotation is refused whole (its
     file is skipped with the reason), so a corrected file can be ingested again."""
     try:
         coco = json.loads(path.read_text(encoding="utf-8"))
         files = {entry["id"]: Path(entry["file_name"]).stem for entry in coco["images"]}
         sizes = {entry["id"]: [int(entry["height"]), int(entry["width"])] for entry in coco["images"]}
-        categories = {int(entry["id"]) for entry in coco.get("categories", [])}
         entries = list(coco["annotations"])
     except FileNotFoundError as error:
         raise MetadataError(f"no annotations file at {path}") from error
@@ -258,7 +236,7 @@ def read_coco_annotations(path: Path) -> CocoAnnotations:
         if image_id not in files:
             raise MetadataError(f"{path.name}: annotation {entry.get('id') if isinstance(entry, dict) else '?'} names no listed image")
         key = files[image_id]
-        problem = _instance_problem(entry, sizes[image_id], categories)
+        problem = _instance_problem(entry, sizes[image_id])
         instance_id = entry.get("instance_id", entry.get("id"))
         if problem is None and (not isinstance(instance_id, int) or instance_id <= 0):
             problem = "has no positive integer instance_id"

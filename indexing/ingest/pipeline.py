@@ -16,27 +16,25 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from formats.errors import ProjectError
 from indexing import store
 from indexing.filestore import FileStore
 from indexing.ingest.decode import SkipFile, encode_png, pixel_digest
 from indexing.ingest.metadata import CaseMetadata, CocoAnnotations, MetadataTable, pseudonymize
+from indexing.ingest.sources import Candidate, IngestItem
 from indexing.integrity import remove_unreferenced
 from indexing.locks import FileStoreLock
-
-if TYPE_CHECKING:  # sources imports torch (via generation.data); the CLI's error policy imports this module
-    from indexing.ingest.sources import Candidate, IngestItem
 
 log = logging.getLogger(__name__)
 
 WRITE_ATTEMPTS = 3  # a batch that lost a race to a concurrent ingest is retried this many times in all
 
 
-class IngestError(RuntimeError):
+class IngestError(ProjectError):
     """A batch the database refused; nothing of it was stored (the message holds no row value)."""
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from generation.data import IMAGE_SUFFIXES
+from formats.images import IMAGE_SUFFIXES
 from indexing.ingest.decode import PHOTO_SOP_CLASSES, DicomFacts, SkipFile, dicom_facts, dicom_pixels, read_dicom_file, read_photo
 
 DICOM_SUFFIXES = (".dcm", ".dicom")

@@ -251,7 +251,7 @@ def test_coco_annotations_are_checked_before_anything_is_stored(archive: Archive
     reasons = dict(report.skipped)
     assert (report.added, report.annotations_added) == (1, 2)
     assert reasons["1.png"].startswith("annotations.json annotation 3 RLE does not decode")
-    assert reasons["2.png"] == "annotations.json annotation 4 has category_id 9, not one of the declared categories [1, 2, 3, 4]"
+    assert reasons["2.png"] == "annotations.json annotation 4 has category_id 9, not one of the archive's categories [1, 2, 3, 4]"
     assert reasons["3.png"] == "annotations.json annotation 6 repeats instance_id 1 of its image"
     assert reasons["4.png"] == f"annotations.json annotation 7 RLE does not decode to {SIDE}x{SIDE} pixels"
     assert reasons["5.png"] == "its annotations' mask size differs from the image"
