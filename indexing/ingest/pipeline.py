@@ -24,7 +24,7 @@ from formats.errors import ProjectError
 from indexing import store
 from indexing.filestore import FileStore
 from indexing.ingest.decode import SkipFile, encode_png, pixel_digest
-from indexing.ingest.metadata import CaseMetadata, CocoAnnotations, MetadataTable, pseudonymize
+from indexing.ingest.metadata import CaseMetadata, CocoAnnotations, CocoInstance, MetadataTable, pseudonymize
 from indexing.ingest.sources import Candidate, IngestItem
 from indexing.integrity import remove_unreferenced
 from indexing.locks import FileStoreLock
@@ -106,7 +106,7 @@ def _record(context: IngestContext, loaded: _Loaded, sha256: str, stored_path: s
     )
 
 
-def _annotations_fit(instances: list, width: int, height: int) -> bool:  # type: ignore[type-arg]
+def _annotations_fit(instances: list[CocoInstance], width: int, height: int) -> bool:
     return all(instance.mask_rle["size"] == [height, width] for instance in instances)
 
 
