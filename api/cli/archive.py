@@ -190,7 +190,7 @@ def export(
     """Write the live archive images as a dataset folder that `s2m train ... --data OUT` reads."""
     from indexing.export import export_dataset
 
-    archive = _open()
+    archive = _open(read_only=True)  # reads the archive, writes only OUT
     try:
         report = export_dataset(archive, out, annotated_only=annotated_only, limit=limit)
     finally:
