@@ -220,19 +220,27 @@ def _record(session: Session, archive: Archive, version: str, config: BuildConfi
     return build
 
 
-def build_index(archive: Archive, version: str, config: BuildConfig = BuildConfig()) -> IndexBuild:
-    """A fresh build from the stored vectors of `version`: transforms fitted, calibrated, indexed, activated."""
+def build_index(archive: Archive, version: str, config: BuildConfig = BuildConfig(), like: Build | None = None) -> IndexBuild:
+    """A fresh build from the stored vectors of `version`: transforms fitted, calibrated, indexed, activated.
+
+    `like`: keep that build's transforms and calibration instead of fitting new ones (what a
+    refresh keeps; a graph index that cannot remove vectors is rebuilt this way).
+    """
+    if like is not None:
+        config = _config_of(like)
     with archive.sessions() as session:
         vectors = load_archive_vectors(session, version, config.shape)
     if len(vectors.ids) == 0:
         raise IndexBuildError(f"no stored vectors for bundle version {version}: run `s2m index build` with the bundle first")
-    shape_queries = query_vectors(vectors.sketches, config.shape)
-    transforms = {
-        # centred archive vectors span at most N - 1 directions: projecting onto them loses nothing
-        name: ChannelTransform.fit(vectors.channels[name], _clamp(config.dims(name), len(vectors.ids)), config.seed)
-        for name in CHANNELS
-    }
-    scales = calibrate(vectors, shape_queries, config.calibration_sample, config.seed)
+    if like is not None:
+        transforms, scales = like.transforms, like.scales
+    else:
+        transforms = {
+            # centred archive vectors span at most N - 1 directions: projecting onto them loses nothing
+            name: ChannelTransform.fit(vectors.channels[name], _clamp(config.dims(name), len(vectors.ids)), config.seed)
+            for name in CHANNELS
+        }
+        scales = calibrate(vectors, query_vectors(vectors.sketches, config.shape), config.calibration_sample, config.seed)
     fused = fuse(transforms, scales, vectors.channels, archive_side=True)
     index = _new_index(config.factory, fused.shape[1], fused, config.train_sample, config.seed)
     index.add_with_ids(fused, vectors.ids)
@@ -270,7 +278,6 @@ def refresh_index(archive: Archive, version: str) -> RefreshReport:
         raise IndexBuildError("no active index build to refresh: run `s2m index build` first")
     if active.version != version:
         raise IndexBuildError(f"the active build is of bundle version {active.version}, not {version}: run `s2m index build`")
-    config = _config_of(active)
     indexed = active.ids()
     with archive.sessions() as session:
         live = np.array(store.live_image_ids(session), dtype=np.int64)
@@ -278,7 +285,7 @@ def refresh_index(archive: Archive, version: str) -> RefreshReport:
     removed = np.setdiff1d(indexed, embedded.ids)
     added_ids = np.setdiff1d(embedded.ids, indexed)
     if len(removed) and any(active.factory.startswith(name) for name in UNREMOVABLE_FACTORIES):
-        return RefreshReport(build_index(archive, version, config), len(added_ids), len(removed), rebuilt=True)
+        return RefreshReport(build_index(archive, version, like=active), len(added_ids), len(removed), rebuilt=True)
     index = active.index
     if len(removed):
         index.remove_ids(faiss.IDSelectorBatch(removed))
@@ -286,7 +293,7 @@ def refresh_index(archive: Archive, version: str) -> RefreshReport:
         pick = np.searchsorted(embedded.ids, added_ids)
         new = ArchiveVectors(added_ids, {name: values[pick] for name, values in embedded.channels.items()}, embedded.sketches[pick])
         index.add_with_ids(active.fused_archive(new), added_ids)
-    build = _save(archive, version, config, index, active.transforms, active.scales)
+    build = _save(archive, version, _config_of(active), index, active.transforms, active.scales)
     return RefreshReport(build, len(added_ids), len(removed), rebuilt=False)
 
 

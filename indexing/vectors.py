@@ -24,6 +24,7 @@ from PIL import Image as PILImage
 from sqlalchemy import and_, exists, select
 from sqlalchemy.orm import Session
 
+from formats.sketch import SketchError, canonical_sketch
 from indexing import store
 from indexing.archive import Archive
 from indexing.db import session_scope
@@ -100,9 +101,9 @@ class ArchiveModels:
         threshold = self.synthesizer.config.score_threshold
         out = np.full((len(images), self.resolution, self.resolution), BLANK, dtype=np.uint8)
         for row, instances in enumerate(self.synthesizer.predict(images.to(self.device), score_threshold=threshold)):
-            try:
-                out[row] = sketch_from_instances(instances, threshold)
-            except BlankSketchError:
+            try:  # canonical, as every query is: the two sides of the shape and latent channels agree
+                out[row] = canonical_sketch(sketch_from_instances(instances, threshold), self.resolution)
+            except (BlankSketchError, SketchError):
                 pass  # stored blank: S ran, and the image is matched by appearance alone
         return out
 

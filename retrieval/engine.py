@@ -33,7 +33,7 @@ from formats.sketch import canonical_sketch
 from generation.presets import SHIPPED_BUNDLE
 from indexing import store
 from indexing.archive import Archive
-from indexing.fused_index import Build, IndexBuildError, active_build_id, fuse, load_build
+from indexing.fused_index import Build, ChannelWeights, IndexBuildError, active_build_id, fuse, load_build
 from indexing.models import Embedding, Image
 from indexing.settings import Settings
 from indexing.shape import archive_vectors, query_vectors
@@ -76,9 +76,12 @@ class Filters:
 
 @dataclass(frozen=True)
 class Query:
+    """One search; `weights` overrides the build's channel weights for this query only."""
+
     sketch: SketchInput
     k: int = DEFAULT_K
     filters: Filters = field(default_factory=Filters)
+    weights: ChannelWeights | None = None
 
 
 @dataclass(frozen=True)
@@ -191,8 +194,9 @@ class SearchEngine:
             self._build = build
         return True
 
-    def search(self, sketch: SketchInput, k: int = DEFAULT_K, filters: Filters | None = None) -> SearchResult:
-        return self.search_many([Query(sketch, k, filters or Filters())])[0]
+    def search(self, sketch: SketchInput, k: int = DEFAULT_K, filters: Filters | None = None,
+               weights: ChannelWeights | None = None) -> SearchResult:
+        return self.search_many([Query(sketch, k, filters or Filters(), weights)])[0]
 
     def search_many(self, queries: list[Query]) -> list[SearchResult]:
         """Answer a batch of queries; E, G, H and C run once over the whole batch."""
@@ -214,10 +218,12 @@ class SearchEngine:
             stage = dict(timings)
             with _timed(stage, "filter"):
                 allowed = None if query.filters.empty else self.allowed_ids(query.filters)
+            weights = query.weights or build.weights
             with _timed(stage, "faiss"):
-                candidates = self.candidates(build, {name: vectors[row : row + 1] for name, vectors in channels.items()}, allowed, query.k)
+                one = {name: vectors[row : row + 1] for name, vectors in channels.items()}
+                candidates = self.candidates(build, one, weights, allowed, query.k)
             with _timed(stage, "rerank"):
-                ranked = self.rerank(build, {name: vectors[row] for name, vectors in channels.items()}, candidates)
+                ranked = self.rerank(build, {name: vectors[row] for name, vectors in channels.items()}, weights, candidates)
             with _timed(stage, "hydrate"):
                 hits = self.hydrate(ranked, query.filters, query.k)
             image = images[row].clamp(-1, 1).add(1).mul(127.5).round().byte().permute(1, 2, 0).cpu().numpy()
@@ -252,11 +258,12 @@ class SearchEngine:
         wanted = set(filters.findings)
         return np.array([row.id for row in rows if wanted <= set(row.findings or ())], dtype=np.int64)
 
-    def candidates(self, build: Build, channels: dict[str, np.ndarray], allowed: np.ndarray | None, k: int) -> np.ndarray:
+    def candidates(self, build: Build, channels: dict[str, np.ndarray], weights: ChannelWeights,
+                   allowed: np.ndarray | None, k: int) -> np.ndarray:
         """The fused index's top ids (oversampled for the exact re-rank), restricted to `allowed`."""
         if allowed is not None and len(allowed) == 0:
             return np.zeros(0, dtype=np.int64)
-        fused = _fuse_query(build, channels)
+        fused = fuse(build.transforms, {name: weights.of(name) for name in CHANNELS}, channels, archive_side=False)
         count = min(build.ntotal, max(k * self.config.oversample, self.config.min_candidates))
         if count == 0:
             return np.zeros(0, dtype=np.int64)
@@ -264,14 +271,15 @@ class SearchEngine:
         _, ids = build.index.search(fused, count, params=_search_parameters(build, selector))
         return ids[0][ids[0] >= 0]
 
-    def rerank(self, build: Build, channels: dict[str, np.ndarray], ids: np.ndarray) -> list[tuple[int, float, ChannelScores]]:
+    def rerank(self, build: Build, channels: dict[str, np.ndarray], weights: ChannelWeights,
+               ids: np.ndarray) -> list[tuple[int, float, ChannelScores]]:
         """Exact channel scores of the candidates from their stored vectors; fused and sorted."""
         if len(ids) == 0:
             return []
         exact = self.stored_scores(build, channels, ids)
         ranked = []
         for image_id, scores in exact.items():
-            fused = sum(build.weights.of(name) * build.scales[name] * getattr(scores, name) for name in CHANNELS)
+            fused = sum(weights.of(name) * build.scales[name] * getattr(scores, name) for name in CHANNELS)
             ranked.append((image_id, float(fused), scores))
         ranked.sort(key=lambda item: (-item[1], item[0]))
         return ranked
@@ -347,10 +355,6 @@ def _filtered(query: Any, filters: Filters) -> Any:
     if filters.exclude_patients:
         query = query.where(Image.patient_ref.is_(None) | Image.patient_ref.not_in(filters.exclude_patients))
     return query
-
-
-def _fuse_query(build: Build, channels: dict[str, np.ndarray]) -> np.ndarray:
-    return fuse(build.transforms, {name: build.weights.of(name) for name in CHANNELS}, channels, archive_side=False)
 
 
 def _search_parameters(build: Build, selector: Any) -> Any:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from api.cli import archive, bundle, db, demo, evaluate, generate, phantom, sketches, train
+from api.cli import archive, bundle, db, demo, evaluate, generate, index, phantom, search, sketches, train
 
 app = typer.Typer(
     name="s2m",
@@ -22,6 +22,8 @@ app.add_typer(train.app, name="train")
 app.add_typer(archive.app, name="archive")
 app.add_typer(db.app, name="db")
 app.add_typer(bundle.app, name="bundle")
+app.add_typer(index.app, name="index")
 generate.register(app)
 evaluate.register(app)
 demo.register(app)
+search.register(app)
