@@ -14,11 +14,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from formats.sketch import BlankSketchError  # noqa: F401 (S raises it for an image with no instance)
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-
-
-class BlankSketchError(ValueError):
-    """A sketch with no strokes: an error, not a query."""
 
 
 def _resize_area(image: Image.Image, resolution: int) -> Image.Image:
@@ -62,31 +60,6 @@ def load_rgb(path: Path, resolution: int) -> np.ndarray:
     """An RGB image file as uint8 [H, W, 3] at `resolution` (area filter)."""
     with Image.open(path) as image:
         return np.asarray(_resize_area(image.convert("RGB"), resolution))
-
-
-def normalize_sketch(image: Image.Image | np.ndarray, resolution: int, min_ink: int = 8) -> np.ndarray:
-    """Any sketch picture -> the Sketch format: uint8 [R, R], white 255 background, dark strokes.
-
-    RGBA is composited over white, colour converted to grey, a non-square canvas padded with white
-    to a square, then area-resized. Raises BlankSketchError if fewer than `min_ink` dark pixels.
-    """
-    if isinstance(image, np.ndarray):
-        image = Image.fromarray(image)
-    if image.mode in ("RGBA", "LA", "P"):
-        rgba = image.convert("RGBA")
-        canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(canvas, rgba)
-    grey = image.convert("L")
-    width, height = grey.size
-    if width != height:
-        side = max(width, height)
-        square = Image.new("L", (side, side), 255)
-        square.paste(grey, ((side - width) // 2, (side - height) // 2))
-        grey = square
-    ink_before = int((np.asarray(grey) < 128).sum())
-    if ink_before < min_ink:
-        raise BlankSketchError("the sketch is blank: draw the outlines of the uvula, wall, tonsils and tongue")
-    return np.asarray(_resize_area(grey, resolution), dtype=np.uint8)
 
 
 def image_to_tensor(image: np.ndarray) -> torch.Tensor:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from PIL import Image
 from torch import nn
 
-from generation.bundle import read_bundle_info
-from generation.data import normalize_sketch, sketch_to_tensor
+from formats.sketch import canonical_sketch
+from generation.bundle import network_config, read_bundle_info
+from generation.data import sketch_to_tensor
 from generation.e4e import ENCODER_NETWORK, Encoder, generator_digest, load_encoder
 from generation.hyperstyle import REFINER_NETWORK, HyperNetwork, load_refiner, refinement_step
 
@@ -49,10 +49,8 @@ class Sketch2MedI(nn.Module):
         return cls(generator, encoder, refiner, default_steps)
 
     def load_sketch(self, path: Path) -> torch.Tensor:
-        """A sketch file in any picture format -> [1, 1, R, R] in [-1, 1] (Sketch format, DESIGN.md)."""
-        with Image.open(path) as image:
-            sketch = normalize_sketch(image, self.resolution)
-        return sketch_to_tensor(sketch).unsqueeze(0)
+        """A sketch file in any picture format -> its canonical sketch [1, 1, R, R] in [-1, 1] (DESIGN.md)."""
+        return sketch_to_tensor(canonical_sketch(path, self.resolution)).unsqueeze(0)
 
     @torch.no_grad()
     def run(self, sketches: torch.Tensor, steps: int | None = None) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
@@ -75,6 +73,11 @@ class Sketch2MedI(nn.Module):
             current, total = refinement_step(self.generator, self.refiner, w, sketches, current, total)
             refined.append(current)
         return w, x_0, refined
+
+
+def sketch_resolution(bundle: Path) -> int:
+    """The side E reads sketches at, from `bundle.json` alone (so sketches are checked before any model loads)."""
+    return int(network_config(Path(bundle), ENCODER_NETWORK)["resolution"])
 
 
 def check_trained_against(bundle: Path, networks: dict, names: list[str]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -42,6 +43,23 @@ def generate_random(
     typer.echo(f"wrote {count} samples ({generator.config.resolution} px, psi {truncation}) to {output}")
 
 
+OUTPUT_SUFFIX = ".png"
+
+
+def checked_output(output: Path) -> Path:
+    """The output path, refused before any inference unless it is a .png in a folder we can write."""
+    if output.suffix.lower() != OUTPUT_SUFFIX:
+        raise ValueError(f"the output must be a {OUTPUT_SUFFIX} file, got {output.name}")
+    if output.is_dir():
+        raise ValueError(f"the output {output} is a folder, not a file")
+    folder = output.parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write the output under {folder}")
+    return output
+
+
 def generate(
     sketch: Path = typer.Argument(..., help="sketch picture (PNG/JPEG; white background, dark strokes)"),
     output: Path = typer.Option(..., "-o", "--output", help="PNG to write"),
@@ -50,29 +68,39 @@ def generate(
     show_steps: bool = typer.Option(False, "--show-steps", help="write the strip sketch | x_0 | x_1 .. x_T instead"),
     device: str = typer.Option("cpu", "--device"),
 ) -> None:
-    """Generate a throat photo from a sketch with Sketch2MedI (E, G, then T steps of H)."""
+    """Generate a throat photo from a sketch with Sketch2MedI (E, G, then T steps of H).
+
+    The sketch and the output path are checked before any model is loaded; the PNG is written atomically.
+    """
     import torch
 
-    from generation.data import BlankSketchError, tensor_to_image
-    from generation.pipeline import Sketch2MedI
+    from formats.sketch import SketchError, canonical_sketch
+    from generation.data import sketch_to_tensor, tensor_to_image
+    from generation.files import atomic_target
+    from generation.pipeline import Sketch2MedI, sketch_resolution
     from generation.training import resolve_device, save_image_grid
 
     try:
+        checked_output(output)
+        sketch_tensor = sketch_to_tensor(canonical_sketch(sketch, sketch_resolution(model))).unsqueeze(0)  # [1, 1, R, R]
+    except (SketchError, ValueError, FileNotFoundError, KeyError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=2) from error
+    try:
         pipeline = Sketch2MedI.from_bundle(model, resolve_device(device))
-        sketch_tensor = pipeline.load_sketch(sketch)  # [1, 1, R, R]
         _, x_0, refined = pipeline.run(sketch_tensor, steps)
-    except (BlankSketchError, FileNotFoundError, RuntimeError, ValueError, OSError) as error:
+    except (FileNotFoundError, RuntimeError, ValueError, OSError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(code=2) from error
     images = [x_0, *refined]
-    output.parent.mkdir(parents=True, exist_ok=True)
-    if show_steps:
-        strip = torch.cat([sketch_tensor.to(x_0.device).expand(-1, 3, -1, -1), *images])  # [T + 2, 3, R, R]
-        save_image_grid(strip, output, nrow=len(strip))
-    else:
-        from PIL import Image
+    with atomic_target(output) as tmp:
+        if show_steps:
+            strip = torch.cat([sketch_tensor.to(x_0.device).expand(-1, 3, -1, -1), *images])  # [T + 2, 3, R, R]
+            save_image_grid(strip, Path(tmp), nrow=len(strip))
+        else:
+            from PIL import Image
 
-        Image.fromarray(tensor_to_image(images[-1][0])).save(output)
+            Image.fromarray(tensor_to_image(images[-1][0])).save(tmp, format="PNG")
     typer.echo(f"wrote {output} ({pipeline.resolution} px, {len(refined)} refinement steps)")
 
 

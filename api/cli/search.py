@@ -123,7 +123,7 @@ def search(
 ) -> None:
     """Find the archive cases closest to each sketch (models loaded once for all of them)."""
     from formats.sketch import SketchError, canonical_sketch
-    from generation.bundle import read_bundle_info
+    from generation.pipeline import sketch_resolution
     from indexing.db import DatabaseOutOfDateError
     from indexing.settings import Settings, SettingsError
     from retrieval.engine import EngineConfig, EngineError, Query, SearchEngine
@@ -132,13 +132,14 @@ def search(
     parsed = parse_filters(filters)
     if sheet is not None and sheet.suffix.lower() != ".png":
         raise _fail("--sheet must name a .png file", 2)
-    resolution = read_bundle_info(model).get("resolution")
-    if not resolution:
-        raise _fail(f"{model} is not a model bundle (no resolution in bundle.json)", 2)
+    try:
+        resolution = sketch_resolution(model)
+    except (FileNotFoundError, KeyError) as error:
+        raise _fail(f"{model} is not a model bundle with an encoder", 2) from error
     canonical = []
     for path in files:  # every sketch checked before any model is loaded
         try:
-            canonical.append(canonical_sketch(path, int(resolution)))
+            canonical.append(canonical_sketch(path, resolution))
         except SketchError as error:
             raise _fail(f"{path.name}: {error}", 2) from error
     try:
