@@ -19,13 +19,11 @@ from pathlib import Path
 
 import torch
 
-from generation.bundle import read_bundle_info
+from generation.bundle import ENCODER, REFINER, SYNTHESIZER, Bundle
 from generation.losses import SimilarityConfig, build_perceptual
 from generation.metrics import load_feature_extractor
-from generation.moco import load_embedder
 from generation.pipeline import Sketch2MedI
 from generation.pipeline_eval import Judges, PipelineEvalConfig, evaluate_pipeline
-from generation.solov2.model import load_synthesizer
 from generation.training import save_image_grid
 
 
@@ -41,18 +39,18 @@ def main() -> None:
     args = parser.parse_args()
 
     device = torch.device("cpu")
-    info = read_bundle_info(args.bundle)
-    preset = info["networks"]["encoder"]["config"]["preset"]
-    pipeline = Sketch2MedI.from_bundle(args.bundle, device)
-    embedder = load_embedder(args.bundle, device)
+    bundle = Bundle.open(args.bundle)
+    preset = bundle.config(ENCODER)["preset"]
+    pipeline = Sketch2MedI.from_bundle(bundle, device)
+    embedder = bundle.load_embedder(device)
     perceptual = build_perceptual(SimilarityConfig.for_preset(preset), embedder).to(device)
-    features, features_name = load_feature_extractor(args.bundle, device)
-    judges = Judges(load_synthesizer(args.bundle, device), perceptual, perceptual.description(), features, features_name)
+    features, features_name = load_feature_extractor(bundle, device)
+    judges = Judges(bundle.load(SYNTHESIZER, device), perceptual, perceptual.description(), features, features_name)
     config = PipelineEvalConfig(count=args.count)
 
     report = {"bundle": str(args.bundle), "preset": preset, "data": str(args.data),
-              "encoder_steps": info["networks"]["encoder"].get("steps"),
-              "refiner_steps": info["networks"].get("refiner", {}).get("steps"), "results": {}}
+              "encoder_steps": bundle.entry(ENCODER).get("steps"),
+              "refiner_steps": bundle.networks.get(REFINER, {}).get("steps"), "results": {}}
     for index, entry in enumerate(args.sketches):
         name, folder = entry.split("=", 1)
         started = time.time()

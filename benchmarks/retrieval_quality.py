@@ -95,7 +95,7 @@ def freehand(dataset: Path, ids: list[str], seed: int) -> list[np.ndarray]:
 
 
 def contour_at(dataset: Path, image_id: str, side: int) -> np.ndarray:
-    from phantoms.sketch import contour_sketch
+    from formats.contours import contour_sketch
 
     mask = np.asarray(Image.open(dataset / "masks" / f"{image_id}.png"))
     return contour_sketch(cv2.resize(mask, (side, side), interpolation=cv2.INTER_NEAREST))

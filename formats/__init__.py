@@ -1,1 +1,9 @@
-"""The shared formats of DESIGN.md, importable from every layer (no project imports below it)."""
+"""The shared formats of DESIGN.md, the bottom of the import graph: every package may import it,
+it imports nothing of the project.
+
+- `errors`: the project's error classes (what the CLI and the API turn into one sentence).
+- `sketch`: the Sketch format: `read_sketch` and `canonical_sketch`; `images`: area resizing.
+- `masks`: instance-id maps, `Instance`, COCO RLE writing and reading.
+- `categories`: the four COCO categories of the paper.
+- `contours`: the one contour function (instance masks -> Sketch).
+"""

@@ -27,8 +27,11 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
+from formats.errors import InputError
+
 WHITE = 255
 INK = 0
+INK_THRESHOLD = 128  # a pixel darker than this is ink (in the canonical, black-and-white form)
 REFERENCE_SIZE = 256  # stroke widths are stated at 256 px (as the contour function states them)
 CANONICAL_WIDTH_AT_REFERENCE = 2  # px at 256 px: 1 px at 64, the synthesized sketches' width
 MIN_CONTRAST = 0.1  # ink must be this much darker than paper (fraction of the full range)
@@ -38,7 +41,7 @@ MAX_SKETCH_PIXELS = 4096 * 4096
 OTSU_BINS = 256
 
 
-class SketchError(ValueError):
+class SketchError(InputError):
     """A picture that is not a usable sketch (unreadable, blank, all ink); the message says which."""
 
 

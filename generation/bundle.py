@@ -1,5 +1,12 @@
 """Model bundles: one safetensors file per network plus `bundle.json` (DESIGN.md, formats).
 
+`Bundle.open(folder)` reads `bundle.json` once and is the one way to read a bundle: it loads
+any network by name, checks every file before a network is built (a truncated or corrupt
+file, a missing network, weights that do not fit their config, NaN or Inf, resolutions that
+disagree), and computes each network's weight digest once. Writing stays with the functions
+below (`save_network`, `update_bundle_info`, `convert_storage`), which the training loops call
+on a folder that may not be a bundle yet.
+
 Loading never unpickles: tensors come from safetensors, configs from JSON, and each network
 class rebuilds itself from its config dataclass.
 """
@@ -10,24 +17,32 @@ import dataclasses
 import hashlib
 import json
 import platform
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterable
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from formats.errors import InputError
 from generation.files import atomic_target
 
 BUNDLE_INFO = "bundle.json"
-NETWORK_NAMES = ("synthesizer", "generator", "embedder", "encoder", "refiner")
+SYNTHESIZER = "synthesizer"
+GENERATOR = "generator"
+EMBEDDER = "embedder"
+ENCODER = "encoder"
+REFINER = "refiner"
+NETWORK_NAMES = (SYNTHESIZER, GENERATOR, EMBEDDER, ENCODER, REFINER)
+# E reads sketches and H refines G's images at G's resolution; S and C resize what they see.
+SAME_RESOLUTION = (GENERATOR, ENCODER, REFINER)
 STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
+VERSION_LENGTH = 12  # hex digits of `Bundle.version`
 
-M = TypeVar("M", bound=torch.nn.Module)
 
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    with atomic_target(path) as tmp:
-        Path(tmp).write_bytes(data)
+class BundleError(InputError):
+    """A bundle folder that cannot serve: missing, corrupt or inconsistent (one sentence)."""
 
 
 def software_versions() -> dict[str, str]:
@@ -41,17 +56,219 @@ def is_bundle(bundle_dir: Path) -> bool:
     return (Path(bundle_dir) / BUNDLE_INFO).is_file()
 
 
-def read_bundle_info(bundle_dir: Path) -> dict[str, Any]:
-    """The parsed `bundle.json`, or an empty skeleton for a new bundle."""
+class Bundle:
+    """One opened bundle folder: `bundle.json` read once, networks loaded by name."""
+
+    def __init__(self, root: Path, info: dict[str, Any]) -> None:
+        self.root = Path(root)
+        self.info = info
+        self._weights: dict[str, dict[str, torch.Tensor]] = {}  # checked, not yet loaded
+        self._digests: dict[str, str] = {}
+
+    @classmethod
+    def open(cls, root: Path) -> "Bundle":
+        """Read `bundle.json`; a clear BundleError when the folder is no bundle."""
+        root = Path(root)
+        path = root / BUNDLE_INFO
+        if not path.is_file():
+            raise BundleError(f"{root} is not a model bundle (it has no {BUNDLE_INFO})")
+        try:
+            info = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise BundleError(f"the {BUNDLE_INFO} of {root} cannot be read ({type(error).__name__})") from None
+        if not isinstance(info, dict) or not isinstance(info.get("networks", {}), dict):
+            raise BundleError(f"the {BUNDLE_INFO} of {root} is not a bundle description")
+        info.setdefault("networks", {})
+        return cls(root, info)
+
+    # -- what the bundle holds ----------------------------------------------------------
+    @property
+    def networks(self) -> dict[str, dict[str, Any]]:
+        return self.info["networks"]
+
+    def has(self, name: str) -> bool:
+        return name in self.networks
+
+    def entry(self, name: str) -> dict[str, Any]:
+        """The `bundle.json` record of one network (config, steps, metrics, ...)."""
+        if name not in NETWORK_NAMES:
+            raise BundleError(f"unknown network name {name!r}; expected one of {', '.join(NETWORK_NAMES)}")
+        if name not in self.networks:
+            raise BundleError(f"bundle {self.root} has no {name!r} network (it has {', '.join(sorted(self.networks)) or 'none'})")
+        return self.networks[name]
+
+    def config(self, name: str) -> dict[str, Any]:
+        return self.entry(name)["config"]
+
+    # -- checks -------------------------------------------------------------------------
+    def check(self, names: Iterable[str]) -> None:
+        """Check the named networks' records and files before any of them is built.
+
+        Raises BundleError naming the first problem: a missing network, resolutions that
+        disagree, a missing, truncated or corrupt file, weights that do not fit the config,
+        or weights holding NaN or Inf.
+        """
+        names = list(names)
+        for name in names:
+            self.entry(name)
+        self._check_resolutions()
+        for name in names:
+            self._read(name)
+
+    def _check_resolutions(self) -> None:
+        resolutions = {n: self.networks[n]["config"].get("resolution") for n in SAME_RESOLUTION if n in self.networks}
+        if len(set(resolutions.values())) > 1:
+            listed = ", ".join(f"{name} {value} px" for name, value in resolutions.items())
+            raise BundleError(f"the networks of bundle {self.root} disagree on the resolution ({listed})")
+
+    def _read(self, name: str) -> dict[str, torch.Tensor]:
+        """The checked weights of `name` (read once per open, kept until `load` uses them)."""
+        if name in self._weights:
+            return self._weights[name]
+        path = self.root / self.entry(name).get("file", f"{name}.safetensors")
+        if not path.is_file():
+            raise BundleError(f"bundle {self.root} lists the {name} network but has no {path.name}")
+        try:
+            tensors = load_file(str(path), device="cpu")
+        except (SafetensorError, OSError):
+            raise BundleError(f"{path.name} in bundle {self.root} is truncated or corrupt; copy the bundle again") from None
+        expected = _network_shapes(self, name)
+        actual = {key: tuple(tensor.shape) for key, tensor in tensors.items()}
+        if actual != expected:
+            differing = len(set(actual) ^ set(expected)) + sum(
+                actual[k] != expected[k] for k in set(actual) & set(expected))
+            raise BundleError(f"the weights in {path.name} do not fit the {name} config in {BUNDLE_INFO} "
+                              f"({differing} of {len(expected)} tensors differ)")
+        if not all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point()):
+            raise BundleError(f"{path.name} in bundle {self.root} holds NaN or Inf weights; it cannot serve")
+        self._digests[name] = _digest(tensors)
+        self._weights[name] = tensors
+        return tensors
+
+    # -- loading ------------------------------------------------------------------------
+    def load(self, name: str, device: torch.device | str = "cpu") -> torch.nn.Module:
+        """Network `name` rebuilt from its config with its checked weights, frozen in eval mode on `device`."""
+        state = self._read(name)
+        module = _builder(self, name)(self.config(name))
+        module.load_state_dict(state)
+        del self._weights[name]  # the module holds them now
+        return module.requires_grad_(False).to(device).eval()
+
+    def load_embedder(self, device: torch.device | str = "cpu") -> torch.nn.Module:
+        """C with its retrieval read-out: the appearance channel of the query engine and the index."""
+        return self.load(EMBEDDER, device)
+
+    def digest(self, name: str) -> str:
+        """sha256 of a network's weights, the same whether the bundle stores float32 or float16."""
+        if name not in self._digests:
+            self._read(name)
+        return self._digests[name]
+
+    @property
+    def generator_digest(self) -> str:
+        """E and H record the digest of the G they were trained against."""
+        return self.digest(GENERATOR)
+
+    def check_trained_against_generator(self, names: Iterable[str]) -> None:
+        """Refuse a bundle whose E or H was trained against another G (they would silently misfire)."""
+        for name in names:
+            recorded = self.networks.get(name, {}).get("generator_sha256")
+            if recorded is not None and recorded != self.generator_digest:
+                raise BundleError(f"the bundle's {name} was trained against another generator than the one in "
+                                  f"{self.root}; retrain it with `s2m train {name}`")
+
+    @cached_property
+    def version(self) -> str:
+        """A short stable id of what the bundle computes: its networks' weights and configs.
+
+        Indexes record it as their model version; it survives float16 storage and changes with
+        any retrained network or a changed read-out.
+        """
+        content = hashlib.sha256()
+        for name in sorted(self.networks):
+            content.update(name.encode())
+            content.update(self.digest(name).encode())
+            content.update(json.dumps(self.config(name), sort_keys=True).encode())
+            self._weights.pop(name, None)  # read for the digest only
+        return content.hexdigest()[:VERSION_LENGTH]
+
+    # -- writing ------------------------------------------------------------------------
+    def record_metrics(self, **metrics: Any) -> None:
+        """Merge measured figures into `bundle.json`'s `metrics` (and this open bundle)."""
+        self.info = update_bundle_info(self.root, metrics=metrics)
+
+
+def _digest(tensors: dict[str, torch.Tensor]) -> str:
+    # Floating tensors hashed as float16 so the digest survives `convert_storage`.
+    digest = hashlib.sha256()
+    for key in sorted(tensors):
+        tensor = tensors[key]
+        if tensor.is_floating_point():
+            tensor = tensor.to(torch.float16)
+        digest.update(key.encode())
+        digest.update(tensor.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _builder(bundle: Bundle, name: str) -> Callable[[dict[str, Any]], torch.nn.Module]:
+    """The class that rebuilds network `name` from its config dict (imported only when needed)."""
+    if name == GENERATOR:
+        from generation.stylegan2 import Generator, GeneratorConfig
+
+        return lambda config: Generator(GeneratorConfig.from_dict(config))
+    if name == ENCODER:
+        from generation.e4e import Encoder, EncoderConfig
+
+        return lambda config: Encoder(EncoderConfig.from_dict(config))
+    if name == REFINER:
+        from generation.hyperstyle import HyperNetwork, HyperNetworkConfig
+
+        shapes = _generator_weight_shapes(bundle)
+        return lambda config: HyperNetwork(HyperNetworkConfig.from_dict(config), shapes)
+    if name == EMBEDDER:
+        from generation.moco import Embedder, EmbedderConfig
+
+        return lambda config: Embedder(EmbedderConfig.from_dict(config))
+    from generation.solov2.model import build_synthesizer
+
+    return build_synthesizer
+
+
+def _generator_weight_shapes(bundle: Bundle) -> dict[str, tuple[int, int, int, int]]:
+    """H is built for G's modulated convs; their shapes come from G's config alone (no weights)."""
+    from generation.stylegan2 import Generator, GeneratorConfig
+
+    with torch.device("meta"):
+        return Generator(GeneratorConfig.from_dict(bundle.config(GENERATOR))).synthesis.weight_shapes()
+
+
+def _network_shapes(bundle: Bundle, name: str) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape that network `name`'s config calls for, built on the meta device (no memory)."""
+    build = _builder(bundle, name)
+    try:
+        with torch.device("meta"):
+            module = build(bundle.config(name))
+    except (TypeError, KeyError, ValueError) as error:
+        raise BundleError(f"the {name} config in the {BUNDLE_INFO} of {bundle.root} is invalid ({error})") from None
+    return {key: tuple(tensor.shape) for key, tensor in module.state_dict().items()}
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    with atomic_target(path) as tmp:
+        Path(tmp).write_bytes(data)
+
+
+def _read_info(bundle_dir: Path) -> dict[str, Any]:
+    """The parsed `bundle.json` of a folder being written, or an empty skeleton for a new bundle."""
     path = Path(bundle_dir) / BUNDLE_INFO
     if not path.exists():
         return {"networks": {}, "software": software_versions()}
-    return json.loads(path.read_text())
+    return Bundle.open(bundle_dir).info
 
 
 def update_bundle_info(bundle_dir: Path, **fields: Any) -> dict[str, Any]:
     """Merge top-level fields (preset, resolution, metrics, ...) into `bundle.json`."""
-    info = read_bundle_info(bundle_dir)
+    info = _read_info(bundle_dir)
     for key, value in fields.items():
         if isinstance(value, dict) and isinstance(info.get(key), dict):
             info[key] = {**info[key], **value}
@@ -74,7 +291,7 @@ def save_network(
     `record` holds per-network facts such as training steps, data fingerprint or metrics.
     """
     if name not in NETWORK_NAMES:
-        raise ValueError(f"unknown network name {name!r}; expected one of {NETWORK_NAMES}")
+        raise BundleError(f"unknown network name {name!r}; expected one of {', '.join(NETWORK_NAMES)}")
     bundle_dir = Path(bundle_dir)
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}
     path = bundle_dir / f"{name}.safetensors"
@@ -85,28 +302,6 @@ def save_network(
     return path
 
 
-def network_config(bundle_dir: Path, name: str) -> dict[str, Any]:
-    """The config dict stored for `name`, or a clear error when the bundle lacks that network."""
-    info = read_bundle_info(bundle_dir)
-    if name not in info.get("networks", {}):
-        raise FileNotFoundError(f"bundle {bundle_dir} has no {name!r} network (has {sorted(info['networks'])})")
-    return info["networks"][name]["config"]
-
-
-def load_network(
-    bundle_dir: Path,
-    name: str,
-    build: Callable[[dict[str, Any]], M],
-    device: torch.device | str = "cpu",
-) -> M:
-    """Rebuild network `name` with `build(config_dict)` and load its safetensors weights."""
-    config = network_config(bundle_dir, name)
-    module = build(config)
-    state = load_file(str(Path(bundle_dir) / f"{name}.safetensors"), device="cpu")
-    module.load_state_dict(state)
-    return module.to(device).eval()
-
-
 def convert_storage(bundle_dir: Path, dtype: str) -> dict[str, int]:
     """Rewrite every network file of a bundle with its floating tensors stored as `dtype`.
 
@@ -115,37 +310,16 @@ def convert_storage(bundle_dir: Path, dtype: str) -> dict[str, int]:
     new file sizes in bytes; `bundle.json` records the storage dtype of each network.
     """
     if dtype not in STORAGE_DTYPES:
-        raise ValueError(f"unknown storage dtype {dtype!r}; choose one of {sorted(STORAGE_DTYPES)}")
-    bundle_dir = Path(bundle_dir)
-    info = read_bundle_info(bundle_dir)
+        raise InputError(f"unknown storage dtype {dtype!r}; choose one of {', '.join(sorted(STORAGE_DTYPES))}")
+    bundle = Bundle.open(bundle_dir)
     sizes: dict[str, int] = {}
-    for name, entry in info.get("networks", {}).items():
-        path = bundle_dir / entry["file"]
-        tensors = load_file(str(path))
+    for name, entry in bundle.networks.items():
+        path = bundle.root / entry["file"]
+        tensors = bundle._read(name)
         converted = {k: v.to(STORAGE_DTYPES[dtype]) if v.is_floating_point() else v for k, v in tensors.items()}
         with atomic_target(path) as tmp:
             save_file(converted, tmp, metadata={"network": name})
         entry["storage_dtype"] = dtype
         sizes[name] = path.stat().st_size
-    update_bundle_info(bundle_dir, networks=info.get("networks", {}))
+    update_bundle_info(bundle.root, networks=bundle.networks)
     return sizes
-
-
-def weights_digest(bundle_dir: Path, name: str) -> str:
-    """sha256 of a network's weights, the same whether the bundle stores float32 or float16.
-
-    E and H record the digest of the G they were trained against; hashing the float16-rounded
-    values (not the file bytes) keeps that record valid after `convert_storage`.
-    """
-    path = Path(bundle_dir) / f"{name}.safetensors"
-    if not path.exists():
-        raise FileNotFoundError(f"bundle {bundle_dir} has no {path.name}")
-    tensors = load_file(str(path))
-    digest = hashlib.sha256()
-    for key in sorted(tensors):
-        tensor = tensors[key]
-        if tensor.is_floating_point():
-            tensor = tensor.to(torch.float16)
-        digest.update(key.encode())
-        digest.update(tensor.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()

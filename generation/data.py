@@ -14,15 +14,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from formats.sketch import BlankSketchError  # noqa: F401 (S raises it for an image with no instance)
+from formats.images import resize_area
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-
-
-def _resize_area(image: Image.Image, resolution: int) -> Image.Image:
-    if image.size == (resolution, resolution):
-        return image
-    return image.resize((resolution, resolution), Image.Resampling.BOX)
 
 
 @functools.lru_cache(maxsize=32)
@@ -59,7 +53,7 @@ def box_resize(images: torch.Tensor, side: int) -> torch.Tensor:
 def load_rgb(path: Path, resolution: int) -> np.ndarray:
     """An RGB image file as uint8 [H, W, 3] at `resolution` (area filter)."""
     with Image.open(path) as image:
-        return np.asarray(_resize_area(image.convert("RGB"), resolution))
+        return np.asarray(resize_area(image.convert("RGB"), resolution))
 
 
 def image_to_tensor(image: np.ndarray) -> torch.Tensor:
@@ -150,5 +144,5 @@ class SketchImagePairs(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         path = self.image_paths[index]
         with Image.open(self.sketch_dir / f"{path.stem}.png") as sketch:
-            sketch_arr = np.asarray(_resize_area(sketch.convert("L"), self.resolution))
+            sketch_arr = np.asarray(resize_area(sketch.convert("L"), self.resolution))
         return sketch_to_tensor(sketch_arr), image_to_tensor(load_rgb(path, self.resolution))

@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from scipy import linalg
 from torch import nn
 
+from generation.bundle import EMBEDDER, Bundle, BundleError, is_bundle
+
 RANDOM_CONV_NAME = "random-conv"
 MOCO_NAME = "moco-embedder"
 
@@ -96,17 +98,16 @@ class RandomConvFeatures(nn.Module):
         return torch.cat([self(images[i:i + size].to(device).float()).cpu() for i in range(0, len(images), size)])
 
 
-def load_feature_extractor(bundle_dir: Path | None, device: torch.device | str = "cpu",
+def load_feature_extractor(source: Bundle | Path | None, device: torch.device | str = "cpu",
                            kind: str = "auto") -> tuple[FeatureExtractor, str]:
     """A feature extractor and its name: `moco-embedder` (the bundle's C), `random-conv`, or
     `auto` (C when the bundle has one, else random-conv)."""
     if kind not in ("auto", MOCO_NAME, RANDOM_CONV_NAME):
         raise ValueError(f"unknown feature extractor {kind!r}; choose auto, {MOCO_NAME} or {RANDOM_CONV_NAME}")
-    has_embedder = bundle_dir is not None and (Path(bundle_dir) / "embedder.safetensors").exists()
-    if kind == MOCO_NAME and not has_embedder:
-        raise FileNotFoundError(f"no embedder.safetensors in {bundle_dir} for {MOCO_NAME} features")
-    if kind == MOCO_NAME or (kind == "auto" and has_embedder):
-        from generation.moco import load_embedder
-
-        return load_embedder(Path(bundle_dir), device), MOCO_NAME
+    bundle = source if isinstance(source, Bundle) else (
+        Bundle.open(source) if source is not None and is_bundle(source) else None)
+    if kind == MOCO_NAME or (kind == "auto" and bundle is not None and bundle.has(EMBEDDER)):
+        if bundle is None:
+            raise BundleError(f"{MOCO_NAME} features need a model bundle with an embedder; {source} is none")
+        return bundle.load_embedder(device), MOCO_NAME
     return RandomConvFeatures().to(device).eval(), RANDOM_CONV_NAME

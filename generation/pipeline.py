@@ -2,16 +2,35 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from formats.errors import InputError
 from formats.sketch import canonical_sketch
-from generation.bundle import network_config, read_bundle_info
+from generation.bundle import ENCODER, GENERATOR, REFINER, Bundle
 from generation.data import sketch_to_tensor
-from generation.e4e import ENCODER_NETWORK, Encoder, generator_digest, load_encoder
-from generation.hyperstyle import REFINER_NETWORK, HyperNetwork, load_refiner, refinement_step
+from generation.e4e import Encoder
+from generation.hyperstyle import HyperNetwork, refinement_step
+
+
+@dataclass(frozen=True)
+class PipelineOutput:
+    """What one batch of sketches became (as diffusers' pipelines return a typed output).
+
+    w [B, w_dim]; x_0 [B, 3, R, R] = G(w); steps = (x_1 .. x_T), each [B, 3, R, R]; image = x_T,
+    or x_0 when T = 0. Images are in [-1, 1].
+    """
+
+    w: torch.Tensor
+    x_0: torch.Tensor
+    steps: tuple[torch.Tensor, ...]
+
+    @property
+    def image(self) -> torch.Tensor:
+        return self.steps[-1] if self.steps else self.x_0
 
 
 class Sketch2MedI(nn.Module):
@@ -32,20 +51,18 @@ class Sketch2MedI(nn.Module):
         return self.generator.config.resolution
 
     @classmethod
-    def from_bundle(cls, path: Path, device: torch.device | str = "cpu") -> "Sketch2MedI":
-        """Load G, E and (when the bundle has one) H; T defaults to the steps H was trained with."""
-        from generation.stylegan2 import load_generator
-
-        path = Path(path)
-        networks = read_bundle_info(path).get("networks", {})
-        check_trained_against(path, networks, [ENCODER_NETWORK, REFINER_NETWORK])
-        generator = load_generator(path, device)
-        encoder = load_encoder(path, device)
-        refiner = None
-        default_steps = 0
-        if REFINER_NETWORK in networks:
-            refiner = load_refiner(path, generator.synthesis.weight_shapes(), device)
-            default_steps = int(networks[REFINER_NETWORK]["refinement_steps"])
+    def from_bundle(cls, bundle: Bundle | Path, device: torch.device | str = "cpu") -> "Sketch2MedI":
+        """G, E and (when the bundle has one) H, every file checked before any is built;
+        T defaults to the steps H was trained with. Takes a folder or an already opened Bundle."""
+        bundle = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
+        with_refiner = bundle.has(REFINER)
+        names = [GENERATOR, ENCODER, *([REFINER] if with_refiner else [])]
+        bundle.check(names)
+        bundle.check_trained_against_generator([ENCODER, REFINER])
+        generator = bundle.load(GENERATOR, device)
+        encoder = bundle.load(ENCODER, device)
+        refiner = bundle.load(REFINER, device) if with_refiner else None
+        default_steps = int(bundle.entry(REFINER)["refinement_steps"]) if with_refiner else 0
         return cls(generator, encoder, refiner, default_steps)
 
     def load_sketch(self, path: Path) -> torch.Tensor:
@@ -53,16 +70,16 @@ class Sketch2MedI(nn.Module):
         return sketch_to_tensor(canonical_sketch(path, self.resolution)).unsqueeze(0)
 
     @torch.no_grad()
-    def run(self, sketches: torch.Tensor, steps: int | None = None) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-        """sketches [B, 1, R, R] in [-1, 1] -> (w [B, w_dim], x_0 [B, 3, R, R], [x_1 .. x_T])."""
+    def run(self, sketches: torch.Tensor, steps: int | None = None) -> PipelineOutput:
+        """sketches [B, 1, R, R] in [-1, 1] -> w, x_0 and the T refinement steps (T = `steps` or the default)."""
         steps = self.default_steps if steps is None else steps
         expected = (1, self.resolution, self.resolution)
         if sketches.dim() != 4 or tuple(sketches.shape[1:]) != expected:
-            raise ValueError(f"sketches must be [B, {expected[0]}, {expected[1]}, {expected[2]}], got {tuple(sketches.shape)}")
+            raise InputError(f"sketches must be [B, {expected[0]}, {expected[1]}, {expected[2]}], got {tuple(sketches.shape)}")
         if steps < 0:
-            raise ValueError(f"steps must be >= 0, got {steps}")
+            raise InputError(f"steps must be >= 0, got {steps}")
         if steps > 0 and self.refiner is None:
-            raise ValueError("this bundle has no refiner H: run with steps=0")
+            raise InputError("this bundle has no refiner H: run with steps=0")
         device = self.encoder.w_avg.device
         sketches = sketches.to(device)
         w = self.encoder(sketches)
@@ -72,22 +89,5 @@ class Sketch2MedI(nn.Module):
         for _ in range(steps):
             current, total = refinement_step(self.generator, self.refiner, w, sketches, current, total)
             refined.append(current)
-        return w, x_0, refined
+        return PipelineOutput(w=w, x_0=x_0, steps=tuple(refined))
 
-
-def sketch_resolution(bundle: Path) -> int:
-    """The side E reads sketches at, from `bundle.json` alone (so sketches are checked before any model loads)."""
-    return int(network_config(Path(bundle), ENCODER_NETWORK)["resolution"])
-
-
-def check_trained_against(bundle: Path, networks: dict, names: list[str]) -> None:
-    """Refuse a bundle whose E or H was trained against a different G (they would silently misfire)."""
-    digest = None
-    for name in names:
-        recorded = networks.get(name, {}).get("generator_sha256")
-        if recorded is None:
-            continue
-        digest = digest or generator_digest(bundle)
-        if recorded != digest:
-            raise ValueError(f"the bundle's {name} was trained against another generator than the one in {bundle}; "
-                             f"retrain it with `s2m train {name}`")

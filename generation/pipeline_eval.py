@@ -64,8 +64,8 @@ def evaluate_pipeline(
         batch = [pairs[i] for i in range(start, min(start + config.batch_size, config.count))]
         sketch_batch = torch.stack([s for s, _ in batch]).to(device)  # [B, 1, R, R]
         photos = torch.stack([x for _, x in batch]).to(device)  # [B, 3, R, R]
-        _, x_0, refined = pipeline.run(sketch_batch, steps)
-        outputs = {"x0": x_0, "xT": refined[-1] if refined else x_0}
+        output = pipeline.run(sketch_batch, steps)
+        outputs = {"x0": output.x_0, "xT": output.image}
         truth = judges.synthesizer.predict(photos)
         for key, images in outputs.items():
             predicted = judges.synthesizer.predict(images)
@@ -75,12 +75,12 @@ def evaluate_pipeline(
         references.append(photos.cpu())
         if start == 0:
             rows = slice(0, config.grid_rows)
-            grid = torch.stack([sketch_batch[rows].expand(-1, 3, -1, -1), x_0[rows], outputs["xT"][rows], photos[rows]],
+            grid = torch.stack([sketch_batch[rows].expand(-1, 3, -1, -1), outputs["x0"][rows], outputs["xT"][rows], photos[rows]],
                                dim=1).flatten(0, 1).cpu()  # [rows * 4, 3, R, R]
     real_features = judges.features.embed(torch.cat(references)).numpy()
     metrics: dict[str, Any] = {
         "count": config.count,
-        "refinement_steps": len(refined),
+        "refinement_steps": len(output.steps),
         "perceptual": judges.perceptual_name,
         "frechet_features": judges.features_name,
     }

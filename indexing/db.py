@@ -15,10 +15,12 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from formats.errors import InputError
+
 SQLITE_BUSY_TIMEOUT_S = 30
 
 
-class DatabaseOutOfDateError(RuntimeError):
+class DatabaseOutOfDateError(InputError):
     """The database schema is behind (or ahead of) the code's latest migration."""
 
 

@@ -24,15 +24,14 @@ from typing import Any
 
 import numpy as np
 from PIL import Image as PilImage
-from pycocotools import mask as mask_utils
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session, selectinload
 
+from formats.errors import InputError
+from formats.masks import Instance, coco_document, decode_rle, image_entry, instance_annotations
 from indexing.archive import Archive
 from indexing.ingest.metadata import FINDING_SEPARATORS, is_identifying
 from indexing.models import Annotation, Image
-from phantoms.coco import coco_document, image_entry, instance_annotations
-from phantoms.render import Instance
 
 EXPORTED_ORIGIN = "expert"  # model predictions are not ground truth for training
 FIXED_COLUMNS = (
@@ -47,7 +46,7 @@ EXPORT_PAGE_SIZE = 200  # images loaded (with their annotations) per query
 COCO_DESCRIPTION = "Sketch2MedI archive export"
 
 
-class ExportError(ValueError):
+class ExportError(InputError):
     """An export that cannot start (bad OUT, nothing to export); nothing has been written."""
 
 
@@ -114,8 +113,7 @@ def _instance_map(image: Image, annotations: Sequence[Annotation]) -> tuple[np.n
         rle = annotation.mask_rle
         if list(rle["size"]) != [image.height, image.width]:
             raise ValueError(f"annotation {annotation.id} of image {image.id}: mask size {rle['size']} differs from the image")
-        counts = rle["counts"].encode("ascii") if isinstance(rle["counts"], str) else rle["counts"]
-        binary = mask_utils.decode({"size": list(rle["size"]), "counts": counts}).astype(bool)  # [H, W]
+        binary = decode_rle(rle)  # [H, W]
         instance_id = annotation.instance_id if keep_ids else number
         instance_map[binary] = instance_id
         instances.append(Instance(instance_id=instance_id, category_id=annotation.category_id))

@@ -26,6 +26,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from formats.errors import ProjectError
 from generation.files import atomic_target
 from indexing import store
 from indexing.archive import Archive
@@ -43,7 +44,7 @@ HASH_CHUNK = 1 << 20
 UNREMOVABLE_FACTORIES = ("HNSW",)  # FAISS cannot remove from a graph index: refresh rebuilds it
 
 
-class IndexBuildError(RuntimeError):
+class IndexBuildError(ProjectError):
     """An index cannot be built, loaded or refreshed (a sentence the CLI shows as is)."""
 
 

@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from formats.errors import InputError
+
 DEFAULT_MAX_IMAGE_SIDE = 8192
 DEFAULT_MAX_FILE_MIB = 256
 DEFAULT_INGEST_BATCH_SIZE = 200
@@ -28,7 +30,7 @@ PSEUDONYM_KEY_FILE = "pseudonym.key"
 SQLITE_FILE = "archive.sqlite3"
 
 
-class SettingsError(ValueError):
+class SettingsError(InputError):
     """An environment variable holds a value the archive cannot use."""
 
 

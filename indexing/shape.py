@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import distance_transform_edt
 
-INK_THRESHOLD = 128  # Sketch format: strokes are dark on white
+from formats.sketch import INK_THRESHOLD
 
 
 @dataclass(frozen=True)

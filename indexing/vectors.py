@@ -11,7 +11,6 @@ the image ids congruent to its rank modulo the world size, and the DB is the mee
 
 from __future__ import annotations
 
-import hashlib
 import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from sqlalchemy import and_, exists, select
 from sqlalchemy.orm import Session
 
 from formats.sketch import SketchError, canonical_sketch
+from generation.bundle import EMBEDDER, ENCODER, SYNTHESIZER, Bundle
 from indexing import store
 from indexing.archive import Archive
 from indexing.db import session_scope
@@ -34,24 +34,8 @@ APPEARANCE = "appearance"
 LATENT = "latent"
 SHAPE = "shape"
 CHANNELS = (APPEARANCE, LATENT, SHAPE)
-VERSION_NETWORKS = ("synthesizer", "embedder", "encoder")  # the networks whose outputs are stored
-VERSION_HEX_CHARS = 16
-DIGEST_CHUNK = 1 << 20
 DEFAULT_BATCH_SIZE = 32
 BLANK = 255
-
-
-def bundle_version(bundle_dir: Path) -> str:
-    """A short digest of the weight files of S, C and E: stored vectors are valid for exactly these."""
-    digest = hashlib.sha256()
-    for name in VERSION_NETWORKS:
-        path = Path(bundle_dir) / f"{name}.safetensors"
-        if not path.is_file():
-            raise FileNotFoundError(f"bundle {bundle_dir} has no {path.name}: the archive index needs S, C and E")
-        with open(path, "rb") as handle:
-            while chunk := handle.read(DIGEST_CHUNK):
-                digest.update(chunk)
-    return digest.hexdigest()[:VERSION_HEX_CHARS]
 
 
 def encode_png(sketch: np.ndarray) -> bytes:
@@ -77,25 +61,16 @@ class ArchiveModels:
     device: torch.device
 
     @classmethod
-    def load(cls, bundle_dir: Path, device: torch.device) -> "ArchiveModels":
-        from generation.e4e import load_encoder
-        from generation.moco import load_embedder
-        from generation.solov2.model import load_synthesizer
-
-        encoder = load_encoder(bundle_dir, device)
-        return cls(
-            synthesizer=load_synthesizer(bundle_dir, device),
-            embedder=load_embedder(bundle_dir, device),
-            encoder=encoder,
-            resolution=encoder.config.resolution,
-            version=bundle_version(bundle_dir),
-            device=device,
-        )
+    def load(cls, bundle: Bundle | Path, device: torch.device) -> "ArchiveModels":
+        """S, C and E of a bundle (folder or opened), every file checked before any is built."""
+        bundle = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
+        bundle.check([SYNTHESIZER, EMBEDDER, ENCODER])
+        synthesizer, embedder, encoder = bundle.load(SYNTHESIZER, device), bundle.load_embedder(device), bundle.load(ENCODER, device)
+        return cls(synthesizer, embedder, encoder, encoder.config.resolution, bundle.version, device)
 
     @torch.no_grad()
     def sketches(self, images: torch.Tensor) -> np.ndarray:
         """images [B, 3, R, R] in [-1, 1] -> synthesized sketches uint8 [B, R, R] (all white where S finds nothing)."""
-        from generation.data import BlankSketchError
         from generation.solov2.model import sketch_from_instances
 
         threshold = self.synthesizer.config.score_threshold
@@ -103,7 +78,7 @@ class ArchiveModels:
         for row, instances in enumerate(self.synthesizer.predict(images.to(self.device), score_threshold=threshold)):
             try:  # canonical, as every query is: the two sides of the shape and latent channels agree
                 out[row] = canonical_sketch(sketch_from_instances(instances, threshold), self.resolution)
-            except (BlankSketchError, SketchError):
+            except SketchError:  # BlankSketchError included
                 pass  # stored blank: S ran, and the image is matched by appearance alone
         return out
 

@@ -27,7 +27,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from phantoms.coco import coco_document, image_entry, instance_annotations
+from formats.masks import coco_document, image_entry, instance_annotations
 from phantoms.metadata import MetadataConfig, file_stem
 from phantoms.render import check_size, render_case
 

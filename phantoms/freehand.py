@@ -20,8 +20,10 @@ import cv2
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-from phantoms.categories import PHARYNGEAL_WALL, TONGUE, TONSIL, UVULA
-from phantoms.sketch import WHITE, Outline, instance_ids, mask_outlines, scaled_width
+from formats.categories import PHARYNGEAL_WALL, TONGUE, TONSIL, UVULA
+from formats.contours import Outline, mask_outlines, scaled_width
+from formats.masks import instance_ids
+from formats.sketch import WHITE
 
 SUBPIXEL_BITS = 4  # cv2 drawing with fractional coordinates
 SUBPIXEL_SCALE = 1 << SUBPIXEL_BITS

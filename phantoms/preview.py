@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from phantoms.categories import PHARYNGEAL_WALL, TONGUE, TONSIL, UVULA
+from formats.categories import PHARYNGEAL_WALL, TONGUE, TONSIL, UVULA
+from formats.contours import contour_sketch
 from phantoms.contact_sheet import tile_images
 from phantoms.dataset import instance_categories
 from phantoms.freehand import drawer_style, freehand_sketch, sketch_seed
-from phantoms.sketch import contour_sketch
 
 IMAGE_SUFFIX = ".png"
 

@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from formats.categories import PHARYNGEAL_WALL, TONGUE, TONSIL, UVULA
+from formats.masks import Instance
 from phantoms import anatomy as A
 from phantoms.anatomy import AnatomyConfig, build_anatomy, pixel_grid
-from phantoms.categories import PHARYNGEAL_WALL, TONGUE, TONSIL, UVULA
 from phantoms.metadata import case_metadata
 from phantoms.noise import fractal_noise, smoothstep, value_noise
 from phantoms.params import CaseParams, ParameterRanges, sample_params
@@ -129,14 +130,6 @@ class AppearanceConfig:
     min_softness_px: float = 0.3
     dark_noise_boost: float = 1.3
     min_noise_share: float = 0.2
-
-
-@dataclass(frozen=True)
-class Instance:
-    """One labelled object: its pixel value in the instance mask and its COCO category."""
-
-    instance_id: int
-    category_id: int
 
 
 @dataclass(frozen=True)

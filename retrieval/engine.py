@@ -29,6 +29,7 @@ import torch
 from PIL import Image as PILImage
 from sqlalchemy import select
 
+from formats.errors import ProjectError
 from formats.sketch import canonical_sketch
 from generation.presets import SHIPPED_BUNDLE
 from indexing import store
@@ -37,7 +38,7 @@ from indexing.fused_index import Build, ChannelWeights, IndexBuildError, active_
 from indexing.models import Embedding, Image
 from indexing.settings import Settings
 from indexing.shape import archive_vectors, query_vectors
-from indexing.vectors import APPEARANCE, CHANNELS, LATENT, SHAPE, bundle_version, latent_vectors, stored_sketches
+from indexing.vectors import APPEARANCE, CHANNELS, LATENT, SHAPE, latent_vectors, stored_sketches
 
 STAGES = ("sketch", "pipeline", "embed", "filter", "faiss", "rerank", "hydrate")
 DEFAULT_K = 10
@@ -130,7 +131,7 @@ class EngineConfig:
     max_k: int = MAX_K
 
 
-class EngineError(RuntimeError):
+class EngineError(ProjectError):
     """The engine cannot serve (no active build, a build of another bundle, ...)."""
 
 
@@ -149,20 +150,22 @@ class SearchEngine:
     @classmethod
     def open(cls, settings: Settings, config: EngineConfig = EngineConfig()) -> "SearchEngine":
         """Open the archive, load E, G, H and C once, and the active build (which must be of this bundle)."""
-        from generation.moco import load_embedder
+        from generation.bundle import EMBEDDER, Bundle
         from generation.pipeline import Sketch2MedI
         from generation.training import resolve_device
 
         archive = Archive.open(settings)
         try:
-            version = bundle_version(config.bundle)
+            bundle = Bundle.open(config.bundle)
+            version = bundle.version
             build = _active_build(archive)
             if build.version != version:
                 raise EngineError(f"the active index build was made with bundle version {build.version}, "
                                   f"this engine loads {version}: run `s2m index build` with this bundle")
             device = resolve_device(config.device)
-            pipeline = Sketch2MedI.from_bundle(config.bundle, device)
-            embedder = load_embedder(config.bundle, device)
+            bundle.check([EMBEDDER])
+            pipeline = Sketch2MedI.from_bundle(bundle, device)
+            embedder = bundle.load_embedder(device)
         except BaseException:
             archive.close()
             raise
@@ -240,8 +243,8 @@ class SearchEngine:
     def generate(self, sketches: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """uint8 [B, R, R] -> (w [B, w_dim], x_T [B, 3, R, R] in [-1, 1])."""
         batch = torch.from_numpy(sketches).float().div(127.5).sub(1.0).unsqueeze(1)  # [B, 1, R, R]
-        w, x_0, refined = self.pipeline.run(batch, self.config.steps)
-        return w, (refined[-1] if refined else x_0)
+        generated = self.pipeline.run(batch, self.config.steps)
+        return generated.w, generated.image
 
     def embed(self, w: torch.Tensor, images: torch.Tensor, sketches: np.ndarray, build: Build) -> dict[str, np.ndarray]:
         """The query side of each channel: float32 [B, D_c]."""

@@ -1,7 +1,10 @@
 """The `s2m` command line: one typer app composed of per-area command groups.
 
-Each area registers its commands in its own module so that heavy imports (torch, SQLAlchemy)
-happen only inside the command that needs them, keeping `s2m --help` fast.
+The one pattern: each area's module defines its commands as plain functions and a
+`register(app)` that adds them with `api.cli.errors.add_command` (a group module makes its
+`typer.Typer` inside `register` and adds it with `app.add_typer`). `add_command` puts every
+command under the one error policy of `api/cli/errors.py`. Heavy imports (torch, SQLAlchemy)
+happen inside the command that needs them, keeping `s2m --help` fast.
 """
 
 from __future__ import annotations
@@ -16,14 +19,5 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
-app.add_typer(phantom.app, name="phantom")
-app.add_typer(sketches.app, name="sketches")
-app.add_typer(train.app, name="train")
-app.add_typer(archive.app, name="archive")
-app.add_typer(db.app, name="db")
-app.add_typer(bundle.app, name="bundle")
-app.add_typer(index.app, name="index")
-generate.register(app)
-evaluate.register(app)
-demo.register(app)
-search.register(app)
+for module in (phantom, sketches, train, archive, db, bundle, index, generate, search, evaluate, demo):
+    module.register(app)

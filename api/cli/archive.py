@@ -7,27 +7,23 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
+from api.cli.errors import add_command
+
 if TYPE_CHECKING:
     from indexing.archive import Archive
 
-app = typer.Typer(help="The archive store: ingest, list, show, stats, delete, export.", no_args_is_help=True)
+HELP = "The archive store: ingest, list, show, stats, delete, export."
 
 MAX_REASONS_SHOWN = 50
 
 
 def _open() -> "Archive":
     from indexing.archive import Archive
-    from indexing.db import DatabaseOutOfDateError
-    from indexing.settings import Settings, SettingsError
+    from indexing.settings import Settings
 
-    try:
-        return Archive.open(Settings.from_env())
-    except (DatabaseOutOfDateError, SettingsError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from error
+    return Archive.open(Settings.from_env())
 
 
-@app.command()
 def ingest(
     path: Optional[Path] = typer.Argument(None, help="a folder of PNG/JPEG or DICOM files, a phantom dataset, or one file"),
     metadata: Optional[Path] = typer.Option(None, "--metadata", help="CSV with a 'file' column (and case_id, patient_id, study_date, diagnosis, findings, UIDs, labels)"),
@@ -39,7 +35,6 @@ def ingest(
     if (path is None) == (dicomweb is None):
         typer.echo("error: give either PATH or --dicomweb URL", err=True)
         raise typer.Exit(2)
-    from indexing.ingest.metadata import MetadataError
     from indexing.ingest.run import ingest_dicomweb, ingest_path
 
     archive = _open()
@@ -50,9 +45,6 @@ def ingest(
             report = ingest_dicomweb(archive, DICOMwebClient(url=dicomweb), metadata, progress=progress)
         else:
             report = ingest_path(archive, path, metadata, annotations, progress=progress)
-    except (MetadataError, FileNotFoundError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from error
     finally:
         archive.close()
     typer.echo(
@@ -65,7 +57,6 @@ def ingest(
         typer.echo(f"  ... and {len(report.skipped) - MAX_REASONS_SHOWN} more")
 
 
-@app.command("list")
 def list_images(
     limit: int = typer.Option(20, min=1),
     offset: int = typer.Option(0, min=0),
@@ -89,7 +80,6 @@ def list_images(
         )
 
 
-@app.command()
 def show(image_id: int = typer.Argument(...)) -> None:
     """Everything the archive holds about one image (deleted ones included)."""
     import json
@@ -118,7 +108,6 @@ def show(image_id: int = typer.Argument(...)) -> None:
     typer.echo(json.dumps(fields, indent=2, default=str))
 
 
-@app.command()
 def stats() -> None:
     """Counts by source and diagnosis, derived data, the active index build."""
     from indexing import store
@@ -136,7 +125,6 @@ def stats() -> None:
     typer.echo(f"active index build: {summary.active_build_id or 'none'}")
 
 
-@app.command()
 def delete(image_id: int = typer.Argument(...)) -> None:
     """Soft-delete an image: it stays on disk and in the DB, and leaves the index at the next refresh."""
     from indexing import store
@@ -144,18 +132,13 @@ def delete(image_id: int = typer.Argument(...)) -> None:
     archive = _open()
     try:
         with archive.sessions() as session:
-            try:
-                store.soft_delete_image(session, image_id)
-            except LookupError as error:
-                typer.echo(f"error: {error}", err=True)
-                raise typer.Exit(1) from error
+            store.soft_delete_image(session, image_id)
             session.commit()
     finally:
         archive.close()
     typer.echo(f"image {image_id} deleted")
 
 
-@app.command()
 def check(
     remove_orphans: bool = typer.Option(False, "--remove-orphans", help="delete stored files that no row points at"),
 ) -> None:
@@ -183,22 +166,31 @@ def check(
     typer.echo("archive consistent")
 
 
-@app.command()
 def export(
     out: Path = typer.Argument(..., help="new or empty folder that receives images/, masks/, annotations.json, metadata.csv"),
     annotated_only: bool = typer.Option(False, "--annotated-only", help="only images with expert instance masks (for the synthesizer)"),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="at most N images, lowest ids first"),
 ) -> None:
     """Write the live archive images as a dataset folder that `s2m train ... --data OUT` reads."""
-    from indexing.export import ExportError, export_dataset
+    from indexing.export import export_dataset
 
     archive = _open()
     try:
         report = export_dataset(archive, out, annotated_only=annotated_only, limit=limit)
-    except ExportError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from error
     finally:
         archive.close()
     copied = f" ({report.copied} copied, symlinks unavailable)" if report.copied else ""
     typer.echo(f"exported {report.images} images ({report.annotated} annotated) to {report.out}{copied}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `s2m archive` command group to the top-level app."""
+    group = typer.Typer(help=HELP, no_args_is_help=True)
+    add_command(group, "ingest", ingest)
+    add_command(group, "list", list_images)
+    add_command(group, "show", show)
+    add_command(group, "stats", stats)
+    add_command(group, "delete", delete)
+    add_command(group, "check", check)
+    add_command(group, "export", export)
+    app.add_typer(group, name="archive")

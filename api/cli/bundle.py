@@ -6,35 +6,27 @@ from pathlib import Path
 
 import typer
 
-app = typer.Typer(help="Model bundles: what they hold, and float16 storage for shipping.", no_args_is_help=True)
+from api.cli.errors import add_command
+
+HELP = "Model bundles: what they hold, and float16 storage for shipping."
 
 
-def _require_bundle(bundle: Path) -> None:
-    from generation.bundle import BUNDLE_INFO, is_bundle
-
-    if not is_bundle(bundle):
-        raise typer.BadParameter(f"{bundle} is not a model bundle (no {BUNDLE_INFO})")
-
-
-@app.command("show")
 def show(bundle: Path = typer.Argument(..., help="Bundle folder (holds bundle.json).")) -> None:
     """Networks in the bundle with their size, steps, storage dtype and recorded metrics."""
     from rich.console import Console
     from rich.table import Table
 
-    from generation.bundle import read_bundle_info
+    from generation.bundle import Bundle
 
-    _require_bundle(bundle)
-    info = read_bundle_info(bundle)
+    opened = Bundle.open(bundle)
     table = Table("network", "MB", "storage", "facts")
-    for name, entry in sorted(info["networks"].items()):
+    for name, entry in sorted(opened.networks.items()):
         size = (bundle / entry["file"]).stat().st_size / 1e6
         facts = {k: v for k, v in entry.items() if k not in ("config", "file", "storage_dtype")}
         table.add_row(name, f"{size:.1f}", entry.get("storage_dtype", "float32"), str(facts)[:160])
     Console().print(table)
 
 
-@app.command("convert")
 def convert(
     bundle: Path = typer.Argument(..., help="Bundle folder to rewrite in place."),
     dtype: str = typer.Option("float16", help="Storage dtype: float16 (half the size) or float32."),
@@ -42,10 +34,17 @@ def convert(
     """Store every network's floating tensors as DTYPE; loading casts back to float32."""
     from generation.bundle import convert_storage
 
-    _require_bundle(bundle)
     try:
         sizes = convert_storage(bundle, dtype)
     except ValueError as error:
         raise typer.BadParameter(str(error)) from error
     for name, size in sorted(sizes.items()):
         typer.echo(f"{name}: {size / 1e6:.1f} MB ({dtype})")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `s2m bundle` command group to the top-level app."""
+    group = typer.Typer(help=HELP, no_args_is_help=True)
+    add_command(group, "show", show)
+    add_command(group, "convert", convert)
+    app.add_typer(group, name="bundle")

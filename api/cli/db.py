@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import typer
 
-app = typer.Typer(help="Archive database schema (Alembic migrations).", no_args_is_help=True)
+from api.cli.errors import add_command
+
+HELP = "Archive database schema (Alembic migrations)."
 
 
-@app.command()
 def upgrade(revision: str = typer.Argument("head", help="target revision")) -> None:
     """Apply migrations up to REVISION (default: the latest)."""
     from indexing.db import current_revision, make_engine
@@ -22,7 +23,6 @@ def upgrade(revision: str = typer.Argument("head", help="target revision")) -> N
         engine.dispose()
 
 
-@app.command()
 def downgrade(revision: str = typer.Argument(..., help="target revision, or 'base' for an empty database")) -> None:
     """Revert migrations down to REVISION."""
     from indexing.db import current_revision, make_engine
@@ -37,7 +37,6 @@ def downgrade(revision: str = typer.Argument(..., help="target revision, or 'bas
         engine.dispose()
 
 
-@app.command()
 def status() -> None:
     """Show the database's revision and the latest one; exit 1 when they differ."""
     from indexing.db import current_revision, head_revision, make_engine
@@ -52,3 +51,12 @@ def status() -> None:
     if current != head:
         typer.echo("run `s2m db upgrade`", err=True)
         raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `s2m db` command group to the top-level app."""
+    group = typer.Typer(help=HELP, no_args_is_help=True)
+    add_command(group, "upgrade", upgrade)
+    add_command(group, "downgrade", downgrade)
+    add_command(group, "status", status)
+    app.add_typer(group, name="db")

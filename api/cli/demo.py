@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from api.cli.errors import add_command
+
 from generation.presets import SHIPPED_BUNDLE
 
 DEMO_CASES = 64
@@ -23,34 +25,26 @@ def demo_root() -> Path:
     return base / "demo"
 
 
-def register(app: typer.Typer) -> None:
-    """Add the demo command to the top-level app."""
+def demo(
+    workers: int = typer.Option(min(2, os.cpu_count() or 1), "--workers", help="rendering processes"),
+    model: Path = typer.Option(None, "--model", help="model bundle (default: the shipped models/small)"),
+) -> None:
+    """Build the demo: a phantom archive, its contact sheet, and Sketch2MedI images from free-hand sketches."""
+    import time
 
-    @app.command("demo")
-    def demo(
-        workers: int = typer.Option(min(2, os.cpu_count() or 1), "--workers", help="rendering processes"),
-        model: Path = typer.Option(None, "--model", help="model bundle (default: the shipped models/small)"),
-    ) -> None:
-        """Build the demo: a phantom archive, its contact sheet, and Sketch2MedI images from free-hand sketches."""
-        import time
+    from phantoms.contact_sheet import save_contact_sheet
+    from phantoms.dataset import generate_dataset
 
-        from phantoms.contact_sheet import save_contact_sheet
-        from phantoms.dataset import generate_dataset
-
-        root = demo_root()
-        began = time.perf_counter()
-        try:
-            dataset = generate_dataset(root / "phantoms", DEMO_CASES, DEMO_SIZE, DEMO_SEED, workers=workers)
-            sheet = save_contact_sheet(dataset, root / "phantom_contact_sheet.png", count=CONTACT_SHEET_IMAGES)
-            typer.echo(f"phantom archive: {dataset} ({DEMO_CASES} cases at {DEMO_SIZE} px, {time.perf_counter() - began:.1f} s)")
-            typer.echo("  images, masks, annotations.json (COCO), metadata.csv")
-            typer.echo(f"contact sheet:   {sheet}")
-            generated = generate_from_freehand(dataset, model or SHIPPED_BUNDLE, root / "sketch2medi_demo.png")
-        except (ValueError, OSError, RuntimeError) as error:
-            typer.echo(f"error: {error}", err=True)
-            raise typer.Exit(code=2) from None
-        typer.echo(f"Sketch2MedI:     {generated}")
-        typer.echo("  rows: free-hand sketch | x_0 = G(E(sketch)) | x_T after T refinement steps of H | reference photo")
+    root = demo_root()
+    began = time.perf_counter()
+    dataset = generate_dataset(root / "phantoms", DEMO_CASES, DEMO_SIZE, DEMO_SEED, workers=workers)
+    sheet = save_contact_sheet(dataset, root / "phantom_contact_sheet.png", count=CONTACT_SHEET_IMAGES)
+    typer.echo(f"phantom archive: {dataset} ({DEMO_CASES} cases at {DEMO_SIZE} px, {time.perf_counter() - began:.1f} s)")
+    typer.echo("  images, masks, annotations.json (COCO), metadata.csv")
+    typer.echo(f"contact sheet:   {sheet}")
+    generated = generate_from_freehand(dataset, model or SHIPPED_BUNDLE, root / "sketch2medi_demo.png")
+    typer.echo(f"Sketch2MedI:     {generated}")
+    typer.echo("  rows: free-hand sketch | x_0 = G(E(sketch)) | x_T after T refinement steps of H | reference photo")
 
 
 def generate_from_freehand(dataset: Path, model: Path, output: Path) -> Path:
@@ -81,9 +75,14 @@ def generate_from_freehand(dataset: Path, model: Path, output: Path) -> Path:
         sketches.append(sketch_to_tensor(canonical_sketch(drawing, pipeline.resolution)))  # [1, R, R]
         references.append(image_to_tensor(load_rgb(dataset / "images" / name, pipeline.resolution)))  # [3, R, R]
     sketch_batch = torch.stack(sketches)  # [N, 1, R, R]
-    _, x_0, refined = pipeline.run(sketch_batch)
-    x_t = refined[-1] if refined else x_0
-    rows = [torch.stack([s.expand(3, -1, -1), a, b, r]) for s, a, b, r in zip(sketch_batch, x_0, x_t, references)]
+    generated = pipeline.run(sketch_batch)
+    rows = [torch.stack([s.expand(3, -1, -1), a, b, r])
+            for s, a, b, r in zip(sketch_batch, generated.x_0, generated.image, references)]
     output.parent.mkdir(parents=True, exist_ok=True)
     save_image_grid(torch.cat(rows), output, nrow=4)
     return output
+
+
+def register(app: typer.Typer) -> None:
+    """Add the demo command to the top-level app."""
+    add_command(app, "demo", demo)

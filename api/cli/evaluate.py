@@ -13,6 +13,8 @@ from typing import Optional
 
 import typer
 
+from api.cli.errors import add_command
+
 from generation.presets import SHIPPED_BUNDLE
 
 
@@ -31,9 +33,9 @@ def evaluate_embedder(
     device: str = typer.Option("cpu", "--device"),
 ) -> None:
     """k-NN on C against k-NN and a linear probe on raw pixels, per label column and per class."""
-    from generation.bundle import read_bundle_info
+    from generation.bundle import EMBEDDER, Bundle
     from generation.data import dataset_fingerprint, image_dir, list_images, native_side
-    from generation.moco import Readout, load_embedder
+    from generation.moco import Readout
     from generation.moco import save_readout as record_readout
     from generation.moco.probe import compare_with_raw_pixels, holdout_split, load_probe_set, probe_features
     from generation.moco.readout import choose_readout
@@ -46,29 +48,26 @@ def evaluate_embedder(
         fixed_readout = None if readout in ("bundle", "auto") else Readout.parse(readout)
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--readout") from error
-    try:
-        embedder = load_embedder(model, resolve_device(device))
-        config = embedder.config
-        count = len(list_images(image_dir(data)))
-        if count < 2:
-            raise ValueError(f"{data} holds {count} image(s); the probe needs a bank and queries")
-        data_side = native_side(data)
-        train_indices, holdout_indices = holdout_split(count, config.probe_holdout_fraction, config.seed)
-        probe = load_probe_set(
-            data, columns, train_indices, holdout_indices, data_side,
-            bank or config.probe_bank_size, queries or config.probe_query_size,
-        )
-        choice = choose_readout(embedder, probe, config.knn_k, config.knn_temperature) if readout == "auto" else None
-        chosen = choice.readout if choice else fixed_readout or config.readout
-        embedder = embedder.with_readout(chosen)
-        reports = compare_with_raw_pixels(embedder.describe, probe, config.knn_k, config.knn_temperature)
-        pooled = probe_features(embedder.embed(probe.bank_images), embedder.embed(probe.query_images), probe, "pooled",
-                                config.knn_k, config.knn_temperature)
-    except (OSError, RuntimeError, ValueError) as error:  # OSError: missing or unreadable files
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(code=2) from error
+    bundle = Bundle.open(model)
+    embedder = bundle.load_embedder(resolve_device(device))
+    config = embedder.config
+    count = len(list_images(image_dir(data)))
+    if count < 2:
+        raise ValueError(f"{data} holds {count} image(s); the probe needs a bank and queries")
+    data_side = native_side(data)
+    train_indices, holdout_indices = holdout_split(count, config.probe_holdout_fraction, config.seed)
+    probe = load_probe_set(
+        data, columns, train_indices, holdout_indices, data_side,
+        bank or config.probe_bank_size, queries or config.probe_query_size,
+    )
+    choice = choose_readout(embedder, probe, config.knn_k, config.knn_temperature) if readout == "auto" else None
+    chosen = choice.readout if choice else fixed_readout or config.readout
+    embedder = embedder.with_readout(chosen)
+    reports = compare_with_raw_pixels(embedder.describe, probe, config.knn_k, config.knn_temperature)
+    pooled = probe_features(embedder.embed(probe.bank_images), embedder.embed(probe.query_images), probe, "pooled",
+                            config.knn_k, config.knn_temperature)
 
-    trained_on = read_bundle_info(model)["networks"]["embedder"].get("data_fingerprint")
+    trained_on = bundle.entry(EMBEDDER).get("data_fingerprint")
     fingerprint = dataset_fingerprint(data)
     same_data = trained_on == fingerprint
     typer.echo(f"C from {model} on {data} (fingerprint {fingerprint}; C trained on {trained_on}: " + (
@@ -116,4 +115,4 @@ def _share(value: float | None) -> str:
 
 def register(app: typer.Typer) -> None:
     """Add the evaluation commands to the top-level app."""
-    app.command("evaluate-embedder")(evaluate_embedder)
+    add_command(app, "evaluate-embedder", evaluate_embedder)

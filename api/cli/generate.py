@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from api.cli.errors import add_command
 from generation.presets import SHIPPED_BUNDLE
 
 
@@ -24,17 +25,13 @@ def generate_random(
 
     import torch
 
-    from generation.stylegan2 import load_generator
+    from generation.bundle import GENERATOR, Bundle
     from generation.training import resolve_device, save_image_grid
 
     if count < 1:
         raise typer.BadParameter("--count must be at least 1")
-    try:
-        dev = resolve_device(device)
-        generator = load_generator(model, dev)
-    except (FileNotFoundError, RuntimeError, ValueError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(code=2) from error
+    dev = resolve_device(device)
+    generator = Bundle.open(model).load(GENERATOR, dev)
     z = torch.randn(count, generator.config.z_dim, generator=torch.Generator().manual_seed(seed)).to(dev)
     with torch.no_grad():
         images = generator(z, truncation=truncation)  # [N, 3, R, R]
@@ -48,15 +45,15 @@ OUTPUT_SUFFIX = ".png"
 
 def checked_output(output: Path) -> Path:
     """The output path, refused before any inference unless it is a .png in a folder we can write."""
-    if output.suffix.lower() != OUTPUT_SUFFIX:
-        raise ValueError(f"the output must be a {OUTPUT_SUFFIX} file, got {output.name}")
-    if output.is_dir():
-        raise ValueError(f"the output {output} is a folder, not a file")
+    from formats.errors import InputError
+
+    if output.is_dir() or output.suffix.lower() != OUTPUT_SUFFIX:
+        raise InputError(f"the output must be a {OUTPUT_SUFFIX} file, got {output}")
     folder = output.parent
     while not folder.exists():
         folder = folder.parent
     if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-        raise ValueError(f"cannot write the output under {folder}")
+        raise InputError(f"cannot write the output under {folder}")
     return output
 
 
@@ -74,34 +71,29 @@ def generate(
     """
     import torch
 
-    from formats.sketch import SketchError, canonical_sketch
+    from formats.sketch import canonical_sketch
+    from generation.bundle import ENCODER, Bundle
     from generation.data import sketch_to_tensor, tensor_to_image
     from generation.files import atomic_target
-    from generation.pipeline import Sketch2MedI, sketch_resolution
+    from generation.pipeline import Sketch2MedI
     from generation.training import resolve_device, save_image_grid
 
-    try:
-        checked_output(output)
-        sketch_tensor = sketch_to_tensor(canonical_sketch(sketch, sketch_resolution(model))).unsqueeze(0)  # [1, 1, R, R]
-    except (SketchError, ValueError, FileNotFoundError, KeyError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(code=2) from error
-    try:
-        pipeline = Sketch2MedI.from_bundle(model, resolve_device(device))
-        _, x_0, refined = pipeline.run(sketch_tensor, steps)
-    except (FileNotFoundError, RuntimeError, ValueError, OSError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(code=2) from error
-    images = [x_0, *refined]
+    checked_output(output)
+    bundle = Bundle.open(model)
+    resolution = int(bundle.config(ENCODER)["resolution"])
+    sketch_tensor = sketch_to_tensor(canonical_sketch(sketch, resolution)).unsqueeze(0)  # [1, 1, R, R]
+    pipeline = Sketch2MedI.from_bundle(bundle, resolve_device(device))
+    generated = pipeline.run(sketch_tensor, steps)
     with atomic_target(output) as tmp:
         if show_steps:
-            strip = torch.cat([sketch_tensor.to(x_0.device).expand(-1, 3, -1, -1), *images])  # [T + 2, 3, R, R]
+            images = [sketch_tensor.to(generated.x_0.device).expand(-1, 3, -1, -1), generated.x_0, *generated.steps]
+            strip = torch.cat(images)  # [T + 2, 3, R, R]
             save_image_grid(strip, Path(tmp), nrow=len(strip))
         else:
             from PIL import Image
 
-            Image.fromarray(tensor_to_image(images[-1][0])).save(tmp, format="PNG")
-    typer.echo(f"wrote {output} ({pipeline.resolution} px, {len(refined)} refinement steps)")
+            Image.fromarray(tensor_to_image(generated.image[0])).save(tmp, format="PNG")
+    typer.echo(f"wrote {output} ({pipeline.resolution} px, {len(generated.steps)} refinement steps)")
 
 
 def evaluate_generator(
@@ -117,29 +109,25 @@ def evaluate_generator(
     record: bool = typer.Option(True, "--record/--no-record", help="write the distance into bundle.json metrics"),
 ) -> None:
     """Fréchet distance between G's samples and held-out images, naming the feature extractor used."""
-    from generation.bundle import update_bundle_info
+    from generation.bundle import GENERATOR, Bundle
     from generation.metrics import load_feature_extractor
-    from generation.stylegan2 import load_generator
     from generation.stylegan2.evaluate import generator_frechet_distance, load_real_images
     from generation.training import resolve_device
 
-    try:
-        dev = resolve_device(device)
-        generator = load_generator(model, dev)
-        reals = load_real_images(data, generator.config.resolution, count)
-        features_net, extractor_name = load_feature_extractor(features or model, dev, extractor)
-        distance = generator_frechet_distance(generator, reals, features_net, seed, truncation)
-    except (FileNotFoundError, RuntimeError, ValueError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(code=2) from error
+    dev = resolve_device(device)
+    bundle = Bundle.open(model)
+    generator = bundle.load(GENERATOR, dev)
+    reals = load_real_images(data, generator.config.resolution, count)
+    features_net, extractor_name = load_feature_extractor(features or model, dev, extractor)
+    distance = generator_frechet_distance(generator, reals, features_net, seed, truncation)
     if record:
         key = f"generator_frechet_{extractor_name.replace('-', '_')}_{count}"
-        update_bundle_info(model, metrics={key: distance})
+        bundle.record_metrics(**{key: distance})
     typer.echo(f"Frechet distance ({extractor_name} features, {count} images, psi {truncation}): {distance:.4f}")
 
 
 def register(app: typer.Typer) -> None:
     """Add the generation commands to the top-level app."""
-    app.command("generate-random")(generate_random)
-    app.command("evaluate-generator")(evaluate_generator)
-    app.command("generate")(generate)
+    add_command(app, "generate-random", generate_random)
+    add_command(app, "evaluate-generator", evaluate_generator)
+    add_command(app, "generate", generate)

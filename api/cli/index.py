@@ -7,30 +7,22 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
+from api.cli.errors import add_command
 from generation.presets import SHIPPED_BUNDLE
 
 if TYPE_CHECKING:
     from indexing.archive import Archive
 
-app = typer.Typer(help="The archive index: stored vectors and the fused FAISS index.", no_args_is_help=True)
+HELP = "The archive index: stored vectors and the fused FAISS index."
 
 MODEL_HELP = "model bundle with synthesizer, embedder and encoder"
 
 
-def _fail(message: str, code: int) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
-
-
 def _open() -> "Archive":
     from indexing.archive import Archive
-    from indexing.db import DatabaseOutOfDateError
-    from indexing.settings import Settings, SettingsError
+    from indexing.settings import Settings
 
-    try:
-        return Archive.open(Settings.from_env())
-    except (DatabaseOutOfDateError, SettingsError) as error:
-        raise _fail(str(error), 2) from error
+    return Archive.open(Settings.from_env())
 
 
 def _embed(archive: "Archive", model: Path, device: str, batch_size: int, progress: bool) -> str:
@@ -41,10 +33,7 @@ def _embed(archive: "Archive", model: Path, device: str, batch_size: int, progre
     from indexing.vectors import ArchiveModels, Shard, embed_archive
 
     ctx = init_distributed(device)
-    try:
-        models = ArchiveModels.load(model, ctx.device)
-    except (FileNotFoundError, RuntimeError, ValueError) as error:
-        raise _fail(str(error), 2) from error
+    models = ArchiveModels.load(model, ctx.device)
     with make_progress(disable=not progress or not ctx.is_main) as bar:
         task = bar.add_task("embed", total=None, status=f"rank {ctx.rank}/{ctx.world_size}")
         report = embed_archive(archive, models, batch_size, Shard(ctx.rank, ctx.world_size),
@@ -61,7 +50,6 @@ def _is_main() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-@app.command()
 def build(
     model: Path = typer.Option(SHIPPED_BUNDLE, "--model", help=MODEL_HELP),
     factory: str = typer.Option("Flat", "--factory", help="FAISS factory string: Flat, IVF1024,Flat, IVF4096,PQ32, HNSW32, ..."),
@@ -75,7 +63,7 @@ def build(
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Embed every live image lacking vectors for the bundle (resumable; shards under torchrun), then build and activate a fresh index."""
-    from indexing.fused_index import BuildConfig, IndexBuildError, build_index
+    from indexing.fused_index import BuildConfig, build_index
 
     config = BuildConfig(factory=factory, appearance_dims=appearance_dims or None, shape_dims=shape_dims or None,
                          latent_dims=latent_dims or None, weights=_weights(weights), nprobe=nprobe)
@@ -84,16 +72,12 @@ def build(
         version = _embed(archive, model, device, batch_size, progress)
         if not _is_main():
             return
-        try:
-            row = build_index(archive, version, config)
-        except IndexBuildError as error:
-            raise _fail(str(error), 1) from error
+        row = build_index(archive, version, config)
         typer.echo(f"built and activated index build {row.id}: {row.vector_count} images, factory {row.factory}, bundle version {version}")
     finally:
         archive.close()
 
 
-@app.command()
 def refresh(
     model: Path = typer.Option(SHIPPED_BUNDLE, "--model", help=MODEL_HELP),
     batch_size: int = typer.Option(32, "--batch-size", min=1),
@@ -101,17 +85,14 @@ def refresh(
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Embed new images, add them to a copy of the active index and drop soft-deleted ones; activate it."""
-    from indexing.fused_index import IndexBuildError, refresh_index
+    from indexing.fused_index import refresh_index
 
     archive = _open()
     try:
         version = _embed(archive, model, device, batch_size, progress)
         if not _is_main():
             return
-        try:
-            report = refresh_index(archive, version)
-        except IndexBuildError as error:
-            raise _fail(str(error), 1) from error
+        report = refresh_index(archive, version)
         how = "rebuilt (the factory cannot remove vectors)" if report.rebuilt else "refreshed"
         typer.echo(f"{how} into index build {report.build.id}: {report.added} added, {report.removed} removed, "
                    f"{report.build.vector_count} images")
@@ -119,18 +100,14 @@ def refresh(
         archive.close()
 
 
-@app.command()
 def status() -> None:
     """The active build: images, bundle version, factory, weights, age, and live images not yet indexed."""
-    from indexing.fused_index import IndexBuildError, index_status
+    from indexing.fused_index import index_status
     from indexing.models import utc_now
 
     archive = _open()
     try:
-        try:
-            state = index_status(archive)
-        except IndexBuildError as error:
-            raise _fail(str(error), 1) from error
+        state = index_status(archive)
     finally:
         archive.close()
     if state.build_id is None:
@@ -143,24 +120,21 @@ def status() -> None:
     typer.echo(f"{state.not_indexed} of {state.live_images} live images not indexed yet")
 
 
-@app.command("set-weights")
 def set_weights(weights: str = typer.Argument(..., help="appearance,latent,shape, e.g. 0.2,0.3,1")) -> None:
     """Change the active build's channel weights (query-side: nothing is re-embedded or rebuilt)."""
-    from indexing.fused_index import IndexBuildError
     from indexing.fused_index import set_weights as store_weights
 
     parsed = _weights(weights)
     archive = _open()
     try:
         row = store_weights(archive, parsed)
-    except IndexBuildError as error:
-        raise _fail(str(error), 1) from error
     finally:
         archive.close()
     typer.echo(f"index build {row.id} now weighs appearance {parsed.appearance:g}, latent {parsed.latent:g}, shape {parsed.shape:g}")
 
 
 def _weights(text: Optional[str]):  # type: ignore[no-untyped-def]
+    from formats.errors import InputError
     from indexing.fused_index import ChannelWeights
 
     if text is None:
@@ -168,5 +142,15 @@ def _weights(text: Optional[str]):  # type: ignore[no-untyped-def]
     try:
         appearance, latent, shape = (float(part) for part in text.split(","))
         return ChannelWeights(appearance, latent, shape)
-    except ValueError as error:
-        raise _fail("weights are three numbers >= 0, not all zero: appearance,latent,shape", 2) from error
+    except ValueError:
+        raise InputError("weights are three numbers >= 0, not all zero: appearance,latent,shape") from None
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `s2m index` command group to the top-level app."""
+    group = typer.Typer(help=HELP, no_args_is_help=True)
+    add_command(group, "build", build)
+    add_command(group, "refresh", refresh)
+    add_command(group, "status", status)
+    add_command(group, "set-weights", set_weights)
+    app.add_typer(group, name="index")

@@ -6,10 +6,12 @@ from pathlib import Path
 
 import typer
 
-app = typer.Typer(help="The phantom pharynx archive: render datasets, sketches, previews.", no_args_is_help=True)
+from api.cli import phantom_sketch
+from api.cli.errors import add_command
+
+HELP = "The phantom pharynx archive: render datasets, sketches, previews."
 
 
-@app.command("generate")
 def generate(
     out: Path = typer.Option(..., "--out", help="dataset folder to write (created if missing)"),
     count: int = typer.Option(..., "--count", help="number of cases"),
@@ -27,22 +29,17 @@ def generate(
     from phantoms.dataset import check_arguments, generate_dataset
 
     began = time.perf_counter()
-    try:
-        check_arguments(out, count, size, seed, workers, start)
-        with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()) as bar:
-            task = bar.add_task("rendering", total=count)
-            generate_dataset(
-                out, count, size, seed, workers=workers, dicom=dicom, start=start,
-                on_progress=lambda done: bar.update(task, completed=done),
-            )
-    except (ValueError, OSError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(code=2) from None
+    check_arguments(out, count, size, seed, workers, start)
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()) as bar:
+        task = bar.add_task("rendering", total=count)
+        generate_dataset(
+            out, count, size, seed, workers=workers, dicom=dicom, start=start,
+            on_progress=lambda done: bar.update(task, completed=done),
+        )
     elapsed = time.perf_counter() - began
     typer.echo(f"wrote {count} cases to {out} in {elapsed:.1f} s ({count / elapsed:.1f} images/s)")
 
 
-@app.command("contact-sheet")
 def contact_sheet(
     dataset: Path = typer.Argument(..., help="phantom dataset folder"),
     out: Path = typer.Option(..., "--out", help="PNG file to write"),
@@ -52,12 +49,14 @@ def contact_sheet(
     """Tile the first images of a dataset into one PNG."""
     from phantoms.contact_sheet import save_contact_sheet
 
-    try:
-        save_contact_sheet(dataset, out, count=count, columns=columns)
-    except (ValueError, OSError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(code=2) from None
+    save_contact_sheet(dataset, out, count=count, columns=columns)
     typer.echo(f"wrote {out}")
 
 
-from api.cli import phantom_sketch  # noqa: E402,F401  (registers `sketch` and `preview`)
+def register(app: typer.Typer) -> None:
+    """Add the `s2m phantom` command group to the top-level app."""
+    group = typer.Typer(help=HELP, no_args_is_help=True)
+    add_command(group, "generate", generate)
+    add_command(group, "contact-sheet", contact_sheet)
+    phantom_sketch.register(group)
+    app.add_typer(group, name="phantom")

@@ -7,13 +7,12 @@ from typing import Optional
 
 import typer
 
-from api.cli.phantom import app
+from api.cli.errors import add_command
 
 
 STYLE_CHOICES = ("contour", "freehand")  # the values of phantoms.preview.SketchStyle, without importing cv2
 
 
-@app.command("sketch")
 def sketch(
     dataset: Path = typer.Argument(..., help="phantom dataset folder (images/, masks/, annotations.json)"),
     out: Path = typer.Option(..., "--out", help="folder to write <id>.png sketches into"),
@@ -29,15 +28,10 @@ def sketch(
 
     if style not in STYLE_CHOICES:
         raise typer.BadParameter(f"choose one of {list(STYLE_CHOICES)}", param_hint="--style")
-    try:
-        written = write_sketch_folder(dataset, out, SketchStyle(style), seed, abstraction, drawer)
-    except (FileNotFoundError, KeyError, ValueError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(code=2) from None
+    written = write_sketch_folder(dataset, out, SketchStyle(style), seed, abstraction, drawer)
     typer.echo(f"wrote {written} {style} sketches to {out}")
 
 
-@app.command("preview")
 def preview(
     dataset: Path = typer.Argument(..., help="phantom dataset folder"),
     output: Path = typer.Option(..., "-o", "--output", help="PNG file for the preview sheet"),
@@ -50,11 +44,13 @@ def preview(
 
     from phantoms.preview import preview_sheet
 
-    try:
-        sheet = preview_sheet(dataset, count, seed, abstraction)
-    except (FileNotFoundError, KeyError, ValueError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(code=2) from None
+    sheet = preview_sheet(dataset, count, seed, abstraction)
     output.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(sheet).save(output, optimize=True)
     typer.echo(f"wrote {output} ({sheet.shape[1]}x{sheet.shape[0]})")
+
+
+def register(group: typer.Typer) -> None:
+    """Add `sketch` and `preview` to the `s2m phantom` group."""
+    add_command(group, "sketch", sketch)
+    add_command(group, "preview", preview)

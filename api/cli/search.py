@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
+from api.cli.errors import add_command
+from formats.errors import InputError
 from generation.presets import SHIPPED_BUNDLE
 
 if TYPE_CHECKING:
@@ -17,11 +19,6 @@ if TYPE_CHECKING:
 SKETCH_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 FILTER_KEYS = ("diagnosis", "finding", "from", "to", "patient", "exclude-patient")
 SHEET_THUMB = 96
-
-
-def _fail(message: str, code: int) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
 
 
 def sketch_files(paths: list[Path]) -> list[Path]:
@@ -33,9 +30,9 @@ def sketch_files(paths: list[Path]) -> list[Path]:
         elif path.is_file():
             files.append(path)
         else:
-            raise _fail(f"no sketch file or folder at {path}", 2)
+            raise InputError(f"no sketch file or folder at {path}")
     if not files:
-        raise _fail("no sketch pictures found in the folders given", 2)
+        raise InputError("no sketch pictures found in the folders given")
     return files
 
 
@@ -52,12 +49,12 @@ def parse_filters(items: list[str]) -> "Filters":
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or key not in values or not value:
-            raise _fail(f"a filter is KEY=VALUE with KEY one of {', '.join(FILTER_KEYS)}", 2)
+            raise InputError(f"a filter is KEY=VALUE with KEY one of {', '.join(FILTER_KEYS)}")
         values[key].append(value)
     try:
         dates = {key: _date(values[key][-1]) if values[key] else None for key in ("from", "to")}
-    except ValueError as error:
-        raise _fail("dates in filters are ISO dates, e.g. from=2024-01-31", 2) from error
+    except ValueError:
+        raise InputError("dates in filters are ISO dates, e.g. from=2024-01-31") from None
     return Filters(
         diagnoses=tuple(values["diagnosis"]), findings=tuple(values["finding"]),
         acquired_from=dates["from"], acquired_to=dates["to"],
@@ -123,31 +120,22 @@ def search(
 ) -> None:
     """Find the archive cases closest to each sketch (models loaded once for all of them)."""
     from formats.sketch import SketchError, canonical_sketch
-    from generation.pipeline import sketch_resolution
-    from indexing.db import DatabaseOutOfDateError
-    from indexing.settings import Settings, SettingsError
-    from retrieval.engine import EngineConfig, EngineError, Query, SearchEngine
+    from generation.bundle import ENCODER, Bundle
+    from indexing.settings import Settings
+    from retrieval.engine import EngineConfig, Query, SearchEngine
 
     files = sketch_files(sketches)
     parsed = parse_filters(filters)
     if sheet is not None and sheet.suffix.lower() != ".png":
-        raise _fail("--sheet must name a .png file", 2)
-    try:
-        resolution = sketch_resolution(model)
-    except (FileNotFoundError, KeyError) as error:
-        raise _fail(f"{model} is not a model bundle with an encoder", 2) from error
+        raise InputError("--sheet must name a .png file")
+    resolution = int(Bundle.open(model).config(ENCODER)["resolution"])
     canonical = []
     for path in files:  # every sketch checked before any model is loaded
         try:
             canonical.append(canonical_sketch(path, resolution))
         except SketchError as error:
-            raise _fail(f"{path.name}: {error}", 2) from error
-    try:
-        engine = SearchEngine.open(Settings.from_env(), EngineConfig(bundle=model, device=device))
-    except (DatabaseOutOfDateError, SettingsError, FileNotFoundError, ValueError) as error:
-        raise _fail(str(error), 2) from error
-    except EngineError as error:
-        raise _fail(str(error), 1) from error
+            raise InputError(f"{path.name}: {error}") from None
+    engine = SearchEngine.open(Settings.from_env(), EngineConfig(bundle=model, device=device))
     try:
         results = []
         for start in range(0, len(canonical), batch_size):
@@ -167,4 +155,5 @@ def search(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("search")(search)
+    """Add `s2m search` to the top-level app."""
+    add_command(app, "search", search)

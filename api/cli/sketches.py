@@ -7,10 +7,11 @@ from typing import Optional
 
 import typer
 
-app = typer.Typer(help="Synthesized sketches (contours of S's masks).", no_args_is_help=True)
+from api.cli.errors import add_command
+
+HELP = "Synthesized sketches (contours of S's masks)."
 
 
-@app.command("synthesize")
 def synthesize(
     model: Path = typer.Option(..., "--model", help="model bundle folder holding synthesizer.safetensors"),
     data: Path = typer.Option(..., "--data", help="dataset folder (images/) or plain image folder"),
@@ -21,21 +22,24 @@ def synthesize(
 ) -> None:
     """Apply S to every image of a folder and write one contour sketch per image."""
     from generation.data import image_dir, list_images
-    from generation.solov2.model import load_synthesizer
+    from generation.bundle import SYNTHESIZER, Bundle
     from generation.solov2.synthesize import synthesize_folder
     from generation.training import make_progress, resolve_device
 
-    try:
-        synthesizer = load_synthesizer(model, resolve_device(device))
-        total = len(list_images(image_dir(data)))
-        with make_progress() as progress:
-            task = progress.add_task("synthesize", total=total, status="")
-            written, skipped = synthesize_folder(
-                synthesizer, data, out, batch_size, threshold, on_batch=lambda n: progress.advance(task, n)
-            )
-    except (FileNotFoundError, ValueError, RuntimeError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(code=1) from error
+    synthesizer = Bundle.open(model).load(SYNTHESIZER, resolve_device(device))
+    total = len(list_images(image_dir(data)))
+    with make_progress() as progress:
+        task = progress.add_task("synthesize", total=total, status="")
+        written, skipped = synthesize_folder(
+            synthesizer, data, out, batch_size, threshold, on_batch=lambda n: progress.advance(task, n)
+        )
     typer.echo(f"wrote {written} sketches to {out}")
     if skipped:
         typer.echo(f"{len(skipped)} images had no instance above the threshold and got no sketch (first: {skipped[0]})")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `s2m sketches` command group to the top-level app."""
+    group = typer.Typer(help=HELP, no_args_is_help=True)
+    add_command(group, "synthesize", synthesize)
+    app.add_typer(group, name="sketches")

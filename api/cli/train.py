@@ -1,13 +1,17 @@
-"""`s2m train <network>`: one command per network, each defined in its own module.
-
-The modules `train_generator`, `train_synthesizer`, `train_embedder`, `train_encoder` and
-`train_refiner` add their command to `app` when imported below.
-"""
+"""`s2m train <network>`: one command per network, each defined in its own module."""
 
 from __future__ import annotations
 
 import typer
 
-app = typer.Typer(help="Train the Sketch2MedI networks.", no_args_is_help=True)
+from api.cli import train_embedder, train_encoder, train_generator, train_refiner, train_synthesizer
 
-from api.cli import train_embedder, train_encoder, train_generator, train_refiner, train_synthesizer  # noqa: E402,F401
+HELP = "Train the Sketch2MedI networks."
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `s2m train` group, one command per network."""
+    group = typer.Typer(help=HELP, no_args_is_help=True)
+    for module in (train_generator, train_synthesizer, train_embedder, train_encoder, train_refiner):
+        module.register(group)
+    app.add_typer(group, name="train")

@@ -7,10 +7,9 @@ from typing import Optional
 
 import typer
 
-from api.cli.train import app
+from api.cli.errors import add_command
 
 
-@app.command("embedder")
 def embedder(
     data: Path = typer.Option(..., "--data", help="Dataset folder (images/ + metadata.csv) or a plain image folder."),
     preset: str = typer.Option("small", help="tiny | small | paper."),
@@ -62,3 +61,8 @@ def embedder(
     summary = train_embedder(options)
     if summary:
         typer.echo(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items()))
+
+
+def register(group: typer.Typer) -> None:
+    """Add `s2m train embedder` to the train group."""
+    add_command(group, "embedder", embedder)

@@ -7,10 +7,9 @@ from typing import Optional
 
 import typer
 
-from api.cli.train import app
+from api.cli.errors import add_command
 
 
-@app.command("generator")
 def train_generator_command(
     data: Path = typer.Option(..., "--data", help="dataset folder (DIR/images/*.png) or a plain image folder"),
     run_dir: Path = typer.Option(..., "--run-dir", help="run folder: log.jsonl, samples/, checkpoint.pt"),
@@ -41,15 +40,16 @@ def train_generator_command(
         "batch_size": batch, "augment": augment, "mirror": mirror, "r1_gamma": r1_gamma, "pl_weight": pl_weight,
         "sample_every": sample_every, "checkpoint_every": checkpoint_every,
     }
-    try:
-        train_config = dataclasses.replace(GanTrainConfig.for_preset(preset),
-                                           **{k: v for k, v in overrides.items() if v is not None})
-        options = RunOptions(data=data, run_dir=run_dir, steps=steps, preset=preset, bundle_dir=bundle, device=device,
-                             seed=seed, resume=resume, workers=workers, limit=limit, show_progress=progress)
-        result = train_generator(options, GeneratorConfig.for_preset(preset), DiscriminatorConfig.for_preset(preset),
-                                 train_config)
-    except (ValueError, FileNotFoundError, RuntimeError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(code=2) from error
+    train_config = dataclasses.replace(GanTrainConfig.for_preset(preset),
+                                       **{k: v for k, v in overrides.items() if v is not None})
+    options = RunOptions(data=data, run_dir=run_dir, steps=steps, preset=preset, bundle_dir=bundle, device=device,
+                         seed=seed, resume=resume, workers=workers, limit=limit, show_progress=progress)
+    result = train_generator(options, GeneratorConfig.for_preset(preset), DiscriminatorConfig.for_preset(preset),
+                             train_config)
     typer.echo(f"trained to step {result['step']} ({result['images_seen'] / 1000:.1f} kimg, "
                f"{result['images_per_s']:.1f} images/s this run); run in {run_dir}")
+
+
+def register(group: typer.Typer) -> None:
+    """Add `s2m train generator` to the train group."""
+    add_command(group, "generator", train_generator_command)

@@ -8,10 +8,9 @@ from typing import Optional
 
 import typer
 
-from api.cli.train import app
+from api.cli.errors import add_command
 
 
-@app.command("refiner")
 def refiner(
     bundle: Path = typer.Option(..., "--bundle", help="model bundle with generator, embedder, encoder; H is saved into it"),
     data: Path = typer.Option(..., "--data", help="dataset folder of photos (images/)"),
@@ -37,13 +36,14 @@ def refiner(
 
     overrides = {k: v for k, v in {"steps": steps, "batch_size": batch_size, "num_workers": workers,
                                    "refinement_steps": refinement_steps}.items() if v is not None}
-    try:
-        config = dataclasses.replace(RefinerTrainConfig.for_preset(preset), seed=seed, **overrides)
-        options = PairedRunOptions(bundle=bundle, dataset=data, sketches=sketches, run_dir=run_dir, device=device,
-                                   resume=resume, max_minutes=max_minutes, val_dataset=val_data,
-                                   val_sketches=val_sketches, limit=limit)
-        run = train_refiner(options, config)
-    except (FileNotFoundError, ValueError, RuntimeError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(code=1) from error
+    config = dataclasses.replace(RefinerTrainConfig.for_preset(preset), seed=seed, **overrides)
+    options = PairedRunOptions(bundle=bundle, dataset=data, sketches=sketches, run_dir=run_dir, device=device,
+                               resume=resume, max_minutes=max_minutes, val_dataset=val_data,
+                               val_sketches=val_sketches, limit=limit)
+    run = train_refiner(options, config)
     typer.echo(f"refiner saved into {bundle}; run logs in {run}")
+
+
+def register(group: typer.Typer) -> None:
+    """Add `s2m train refiner` to the train group."""
+    add_command(group, "refiner", refiner)

@@ -7,10 +7,9 @@ from typing import Optional
 
 import typer
 
-from api.cli.train import app
+from api.cli.errors import add_command
 
 
-@app.command("synthesizer")
 def synthesizer(
     data: Path = typer.Option(..., "--data", help="COCO-annotated folder: annotations.json and images/"),
     preset: str = typer.Option("small", "--preset", help="tiny, small or paper"),
@@ -33,15 +32,16 @@ def synthesizer(
         for key, value in {"epochs": epochs, "batch_size": batch_size, "val_fraction": val_fraction}.items()
         if value is not None
     }
-    try:
-        summary = train_synthesizer(
-            data, run_dir, preset=preset, device=device, resume=resume, overrides=overrides,
-            max_minutes=max_minutes, bundle=bundle, seed=seed, workers=workers,
-        )
-    except (FileNotFoundError, ValueError, RuntimeError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(code=1) from error
+    summary = train_synthesizer(
+        data, run_dir, preset=preset, device=device, resume=resume, overrides=overrides,
+        max_minutes=max_minutes, bundle=bundle, seed=seed, workers=workers,
+    )
     if not summary["val_dice"]:  # a non-main torchrun rank: rank 0 reports
         return
     dice = ", ".join(f"{k} {v:.3f}" for k, v in summary["val_dice"].items())
     typer.echo(f"trained {summary['epochs']} epochs ({summary['step']} steps, {summary['train_seconds']:.0f} s); val DICE: {dice}")
+
+
+def register(group: typer.Typer) -> None:
+    """Add `s2m train synthesizer` to the train group."""
+    add_command(group, "synthesizer", synthesizer)

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from generation.e4e.backbone import ResNetBackbone
+from generation.resnet import ResNetBackbone
 from generation.e4e.config import EncoderConfig, LatentDiscriminatorConfig
 
 

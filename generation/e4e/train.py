@@ -17,9 +17,8 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from generation.bundle import save_network
+from generation.bundle import EMBEDDER, ENCODER, GENERATOR, Bundle, save_network
 from generation.data import SketchImagePairs, dataset_fingerprint
-from generation.e4e import ENCODER_NETWORK, generator_digest
 from generation.e4e.config import EncoderConfig, EncoderTrainConfig, LatentDiscriminatorConfig
 from generation.e4e.model import (
     Encoder,
@@ -74,18 +73,11 @@ def freeze(module: nn.Module) -> nn.Module:
     return module
 
 
-def load_frozen_generator(bundle: Path, device: torch.device) -> nn.Module:
-    from generation.stylegan2 import load_generator
-
-    return freeze(load_generator(bundle, device))
-
-
-def build_similarity_loss(bundle: Path, preset: str, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
+def build_similarity_loss(bundle: Bundle, preset: str, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
     """L_sim of eq. 1 with the bundle's frozen MoCo network C; returns (loss, what the perceptual term is)."""
     from generation.losses import SimilarityConfig, SimilarityLoss, build_perceptual
-    from generation.moco import load_embedder
 
-    embedder = freeze(load_embedder(bundle, device))
+    embedder = bundle.load(EMBEDDER, device)
     config = SimilarityConfig.for_preset(preset)
     loss = SimilarityLoss(config, embedder, build_perceptual(config, embedder)).to(device)
     return loss, loss.record()
@@ -141,8 +133,10 @@ def _train_encoder(options: PairedRunOptions, config: EncoderTrainConfig, ctx: D
     seed_everything(config.seed + ctx.rank)
     device = ctx.device
     run = RunDir(Path(options.run_dir))
-    generator = load_frozen_generator(options.bundle, device)
-    similarity, similarity_record = build_similarity_loss(options.bundle, config.preset, device)
+    bundle = Bundle.open(options.bundle)
+    bundle.check([GENERATOR, EMBEDDER])
+    generator = bundle.load(GENERATOR, device)
+    similarity, similarity_record = build_similarity_loss(bundle, config.preset, device)
     w_dim = generator.config.w_dim
     encoder_config = EncoderConfig.for_preset(config.preset, w_dim=w_dim)
     if encoder_config.resolution != generator.config.resolution:
@@ -247,10 +241,10 @@ def _train_encoder(options: PairedRunOptions, config: EncoderTrainConfig, ctx: D
         _encoder_samples(encoder, generator, similarity, sample_sketches, sample_images, val_batch, run, step,
                          logger, ctx)
         save_loss_curve(run.log, run.loss_curve, ["sim_total", "adv_e", "d_loss"])
-        save_network(options.bundle, ENCODER_NETWORK, encoder, encoder_config, steps=step,
+        save_network(options.bundle, ENCODER, encoder, encoder_config, steps=step,
                      train_config=dataclasses.asdict(config), similarity=similarity_record,
                      data_fingerprint=dataset_fingerprint(options.dataset),
-                     generator_sha256=generator_digest(options.bundle),
+                     generator_sha256=bundle.generator_digest,
                      final_losses={k: v for k, v in last_record.items() if k.startswith("sim_")})
         logger.log(event="exported", step=step, bundle=str(options.bundle))
     return run.root

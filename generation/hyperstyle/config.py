@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from generation.e4e.backbone import BackboneConfig
+from generation.resnet import BackboneConfig
 from generation.presets import PRESET_RESOLUTION, check_preset
 
 # H sees the sketch (1 channel) beside the current RGB output (3 channels).

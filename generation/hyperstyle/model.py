@@ -14,7 +14,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from generation.e4e.backbone import ResNetBackbone
+from generation.resnet import ResNetBackbone
 from generation.hyperstyle.config import HyperNetworkConfig
 
 Offsets = dict[str, torch.Tensor]  # layer name -> Delta [B, C_out, C_in, 1, 1]

@@ -16,19 +16,15 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from generation.bundle import save_network
+from generation.bundle import EMBEDDER, ENCODER, GENERATOR, REFINER, Bundle, save_network
 from generation.data import dataset_fingerprint
-from generation.e4e import generator_digest, load_encoder
 from generation.e4e.train import (
     PairedRunOptions,
     build_similarity_loss,
     comparison_grid,
     fixed_batch,
-    freeze,
-    load_frozen_generator,
     paired_loader,
 )
-from generation.hyperstyle import REFINER_NETWORK
 from generation.hyperstyle.config import HyperNetworkConfig, RefinerTrainConfig
 from generation.hyperstyle.model import HyperNetwork, refinement_step
 from generation.pipeline import Sketch2MedI
@@ -66,9 +62,12 @@ def _train_refiner(options: PairedRunOptions, config: RefinerTrainConfig, ctx: D
     seed_everything(config.seed + ctx.rank)
     device = ctx.device
     run = RunDir(Path(options.run_dir))
-    generator = load_frozen_generator(options.bundle, device)
-    encoder = freeze(load_encoder(options.bundle, device))
-    similarity, similarity_record = build_similarity_loss(options.bundle, config.preset, device)
+    bundle = Bundle.open(options.bundle)
+    bundle.check([GENERATOR, ENCODER, EMBEDDER])
+    bundle.check_trained_against_generator([ENCODER])
+    generator = bundle.load(GENERATOR, device)
+    encoder = bundle.load(ENCODER, device)
+    similarity, similarity_record = build_similarity_loss(bundle, config.preset, device)
     hyper_config = HyperNetworkConfig.for_preset(config.preset)
     if hyper_config.resolution != generator.config.resolution:
         raise ValueError(f"preset {config.preset!r} refines {hyper_config.resolution} px images but the bundle's "
@@ -147,10 +146,10 @@ def _train_refiner(options: PairedRunOptions, config: RefinerTrainConfig, ctx: D
     if ctx.is_main:
         _refiner_samples(encoder, generator, hypernet, similarity, samples, val_batch, config, run, step, logger, ctx)
         save_loss_curve(run.log, run.loss_curve, [f"sim_step{t}" for t in range(config.refinement_steps + 1)])
-        save_network(options.bundle, REFINER_NETWORK, hypernet, hyper_config, steps=step,
+        save_network(options.bundle, REFINER, hypernet, hyper_config, steps=step,
                      refinement_steps=config.refinement_steps, train_config=dataclasses.asdict(config),
                      similarity=similarity_record, data_fingerprint=dataset_fingerprint(options.dataset),
-                     generator_sha256=generator_digest(options.bundle),
+                     generator_sha256=bundle.generator_digest,
                      final_losses=last_record)
         logger.log(event="exported", step=step, bundle=str(options.bundle))
     return run.root
@@ -169,9 +168,9 @@ def _refiner_samples(
     pipeline = Sketch2MedI(generator, encoder, hypernet, config.refinement_steps)
     batches = {"": samples} if val_batch is None else {"": samples, "val_": val_batch}
     for prefix, (sketches, images) in batches.items():
-        _, first, refined = pipeline.run(sketches)
-        comparison_grid([sketches, first, refined[-1], images], run.samples / f"{prefix}step{step:07d}.png")
+        output = pipeline.run(sketches)
+        comparison_grid([sketches, output.x_0, output.image, images], run.samples / f"{prefix}step{step:07d}.png")
         if prefix:
-            logger.log(step=step, val_sim_x0=float(similarity(images, first)["total"]),
-                       val_sim_xT=float(similarity(images, refined[-1])["total"]))
+            logger.log(step=step, val_sim_x0=float(similarity(images, output.x_0)["total"]),
+                       val_sim_xT=float(similarity(images, output.image)["total"]))
     hypernet.train()

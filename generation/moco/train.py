@@ -16,9 +16,8 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from generation.bundle import read_bundle_info, save_network
+from generation.bundle import EMBEDDER, Bundle, save_network
 from generation.data import ImageFolderDataset, dataset_fingerprint, native_side
-from generation.moco import load_embedder
 from generation.moco.augment import MoCoAugment, TwoViews
 from generation.moco.config import EmbedderConfig
 from generation.moco.model import Embedder, MoCo, info_nce_loss
@@ -118,13 +117,14 @@ class MoCoRun:
         Lets C continue at another resolution or on a grown archive without repeating the
         epochs it has already learnt; the projection heads and the queue start fresh.
         """
-        source = load_embedder(bundle_dir)
+        bundle = Bundle.open(bundle_dir)
+        source = bundle.load(EMBEDDER)
         mismatched = [f for f in ("backbone", "stem") if getattr(source.config, f) != getattr(self.config, f)]
         if mismatched:
             raise ValueError(f"C in {bundle_dir} differs in {', '.join(mismatched)}; it cannot start this run's trunks")
         for encoder in (self.model.encoder_q, self.model.encoder_k):
             encoder.trunk.load_state_dict(source.trunk.state_dict())
-        record = read_bundle_info(bundle_dir)["networks"]["embedder"]
+        record = bundle.entry(EMBEDDER)
         return {"bundle": str(bundle_dir), "resolution": source.config.resolution,
                 **{k: record[k] for k in ("steps", "epochs", "data_fingerprint") if k in record}}
 
@@ -234,7 +234,7 @@ def _train(options: TrainOptions, ctx: DistContext) -> dict[str, Any]:
     run.logger.log(event="start", step=run.step, total_steps=run.total_steps, stop_step=stop_step,
                    steps_per_epoch=run.steps_per_epoch, train_images=len(run.dataset), world_size=ctx.world_size)
     with make_progress(disable=not ctx.is_main) as progress:
-        task = progress.add_task("embedder", total=run.total_steps, completed=run.step, status="")
+        task = progress.add_task(EMBEDDER, total=run.total_steps, completed=run.step, status="")
         for view_q, view_k in run.batches():
             if run.step == 0 and ctx.is_main:
                 save_image_grid(torch.cat([view_q[:8], view_k[:8]]), run.run.samples / "views.png")
@@ -285,5 +285,5 @@ def export_bundle(run: MoCoRun, options: TrainOptions) -> Path:
     if options.perceptual_backbone is not None:
         record["perceptual_backbone"] = options.perceptual_backbone
     embedder = run.serving_embedder()
-    return save_network(options.bundle_dir, "embedder", embedder, embedder.config, **record)
+    return save_network(options.bundle_dir, EMBEDDER, embedder, embedder.config, **record)
 

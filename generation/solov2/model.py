@@ -10,15 +10,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from formats.contours import contour_sketch_from_masks
+from formats.sketch import BlankSketchError
 from generation.data import box_resize
 from generation.solov2.backbone import ResNetFPN
 from generation.solov2.config import SynthesizerConfig
 from generation.solov2.head import MaskFeatureBranch, SOLOv2Head
 from generation.solov2.instances import Instance
 from generation.solov2.nms import MatrixNMS
-
-BUNDLE_NAME = "synthesizer"
-
 
 def points_nms(heat: torch.Tensor) -> torch.Tensor:
     """Keep a cell's score only where it is the max of its 2x2 neighbourhood: [C, S, S] -> [C, S, S]."""
@@ -32,9 +31,6 @@ def sketch_from_instances(instances: list[Instance], threshold: float) -> np.nda
     Returns the Sketch format: uint8 [H, W], white background, black strokes; raises
     BlankSketchError when no mask qualifies (a blank sketch is an error, not a sketch).
     """
-    from generation.data import BlankSketchError
-    from phantoms.sketch import contour_sketch_from_masks
-
     kept = [instance.mask for instance in instances if instance.score >= threshold and instance.mask.any()]
     if not kept:
         raise BlankSketchError(f"no instance scored >= {threshold}: nothing to draw a sketch from")
@@ -148,13 +144,6 @@ def build_synthesizer(config: dict[str, Any] | SynthesizerConfig) -> SOLOv2:
 
 def save_synthesizer(bundle_dir: Path, model: SOLOv2, **record: Any) -> Path:
     """Write S into a model bundle (safetensors + bundle.json entry with `record`)."""
-    from generation.bundle import save_network
+    from generation.bundle import SYNTHESIZER, save_network
 
-    return save_network(bundle_dir, BUNDLE_NAME, model, model.config, **record)
-
-
-def load_synthesizer(bundle_dir: Path, device: torch.device | str = "cpu") -> SOLOv2:
-    """S from a model bundle, in eval mode on `device`."""
-    from generation.bundle import load_network
-
-    return load_network(Path(bundle_dir), BUNDLE_NAME, build_synthesizer, device)
+    return save_network(bundle_dir, SYNTHESIZER, model, model.config, **record)

@@ -9,7 +9,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from generation.data import BlankSketchError, ImageFolderDataset
+from formats.sketch import BlankSketchError
+from generation.data import ImageFolderDataset
 from generation.solov2.model import SOLOv2, sketch_from_instances
 
 

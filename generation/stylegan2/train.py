@@ -24,9 +24,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from generation.bundle import save_network, update_bundle_info
+from generation.bundle import GENERATOR, save_network, update_bundle_info
 from generation.data import ImageFolderDataset, dataset_fingerprint
-from generation.stylegan2 import GENERATOR_NETWORK
 from generation.stylegan2.augment import AugmentPipe
 from generation.stylegan2.config import DiscriminatorConfig, GanTrainConfig, GeneratorConfig
 from generation.stylegan2.networks import Discriminator, Generator
@@ -153,7 +152,7 @@ def export_generator(bundle_dir: Path, g_ema: Generator, options: RunOptions, st
     exported = copy.deepcopy(g_ema).eval()
     exported.mapping.estimate_w_avg(exported.config.w_avg_samples, seed=options.seed)
     path = save_network(
-        bundle_dir, GENERATOR_NETWORK, exported, exported.config,
+        bundle_dir, GENERATOR, exported, exported.config,
         steps=state.step, images_seen=state.images_seen, data_fingerprint=fingerprint,
         train_config=dataclasses.asdict(train_config),
     )

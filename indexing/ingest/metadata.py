@@ -16,6 +16,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from formats.errors import InputError
+
 # Columns with a fixed meaning; every other column becomes a label, unless it looks identifying.
 KNOWN_COLUMNS = (
     "file", "case_id", "patient_id", "study_date", "acquired_at", "diagnosis", "findings",
@@ -25,7 +27,7 @@ IDENTIFYING_WORDS = ("name", "birth", "dob", "address", "phone", "email", "mrn",
 FINDING_SEPARATORS = (";", "|")
 
 
-class MetadataError(ValueError):
+class MetadataError(InputError):
     """A metadata or annotation file that cannot be used at all (ingest stops before writing)."""
 
 

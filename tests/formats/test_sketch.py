@@ -28,7 +28,8 @@ def masks(tmp_path_factory: pytest.TempPathFactory) -> list[np.ndarray]:
 
 def _drawn(mask: np.ndarray, side: int, width: int, anti_aliased: bool) -> np.ndarray:
     """The phantom's outlines drawn on a `side`-px canvas with `width`-px strokes (optionally soft and grey)."""
-    from phantoms.sketch import contour_sketch_from_masks, instance_ids
+    from formats.contours import contour_sketch_from_masks
+    from formats.masks import instance_ids
 
     big = cv2.resize(mask, (side, side), interpolation=cv2.INTER_NEAREST)
     sketch = contour_sketch_from_masks(np.stack([big == i for i in instance_ids(big)]), thickness=width)
@@ -43,9 +44,9 @@ def _chamfer(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def test_the_same_drawing_at_any_canvas_and_stroke_width_gives_the_same_canonical_sketch_and_w(masks) -> None:  # type: ignore[no-untyped-def]
-    from generation.e4e import load_encoder
+    from generation.bundle import ENCODER, Bundle
 
-    encoder = load_encoder(SHIPPED_BUNDLE)
+    encoder = Bundle.open(SHIPPED_BUNDLE).load(ENCODER)
 
     def latent(sketch: np.ndarray) -> torch.Tensor:
         with torch.no_grad():
@@ -66,7 +67,7 @@ def test_the_same_drawing_at_any_canvas_and_stroke_width_gives_the_same_canonica
 
 
 def test_canonicalisation_is_close_to_the_identity_on_synthesized_contours_and_idempotent(masks) -> None:  # type: ignore[no-untyped-def]
-    from phantoms.sketch import contour_sketch
+    from formats.contours import contour_sketch
 
     for mask in masks:
         contours = contour_sketch(mask)  # what E was trained on: 1-px outlines at 64 px

@@ -74,11 +74,9 @@ def test_a_short_training_run_lowers_l_sim_and_resumes(tmp_path) -> None:
 
     from sketch2medi_fixtures import tiny_bundle, tiny_pairs
 
-    from generation.bundle import read_bundle_info
-    from generation.e4e import load_encoder
+    from generation.bundle import ENCODER, GENERATOR, Bundle
     from generation.e4e.config import EncoderTrainConfig
     from generation.e4e.train import PairedRunOptions, build_similarity_loss, fixed_batch, train_encoder
-    from generation.stylegan2 import load_generator
     from generation.training import read_jsonl
 
     bundle = tiny_bundle(tmp_path / "bundle")
@@ -90,15 +88,16 @@ def test_a_short_training_run_lowers_l_sim_and_resumes(tmp_path) -> None:
 
     steps = [r["step"] for r in read_jsonl(options.run_dir / "log.jsonl") if "sim_total" in r]
     assert steps == list(range(1, 17))
-    assert read_bundle_info(bundle)["networks"]["encoder"]["steps"] == 16
+    assert Bundle.open(bundle).info["networks"]["encoder"]["steps"] == 16
     assert (options.run_dir / "samples" / "step0000010.png").exists()
 
-    generator = load_generator(bundle)
-    similarity, _ = build_similarity_loss(bundle, "tiny", torch.device("cpu"))
+    opened = Bundle.open(bundle)
+    generator = opened.load(GENERATOR)
+    similarity, _ = build_similarity_loss(opened, "tiny", torch.device("cpu"))
     sketch_batch, images = fixed_batch(dataset, sketches, 32, 8, torch.device("cpu"))
     with torch.no_grad():
         before = similarity(images, generator.synthesis(generator.mapping.w_avg.expand(8, -1)))["total"]
-        after = similarity(images, generator.synthesis(load_encoder(bundle)(sketch_batch)))["total"]
+        after = similarity(images, generator.synthesis(opened.load(ENCODER)(sketch_batch)))["total"]
     assert after < 0.7 * before
 
 
@@ -107,7 +106,7 @@ def test_train_encoder_command_refuses_photos_without_sketches_and_writes_nothin
     from typer.testing import CliRunner
 
     from api.cli import app
-    from generation.bundle import read_bundle_info
+    from generation.bundle import Bundle
 
     bundle = tiny_bundle(tmp_path / "bundle")
     dataset, sketches = tiny_pairs(tmp_path, count=4)
@@ -116,7 +115,7 @@ def test_train_encoder_command_refuses_photos_without_sketches_and_writes_nothin
     result = CliRunner().invoke(app, ["train", "encoder", "--bundle", str(bundle), "--data", str(dataset),
                                       "--sketches", str(sketches), "--preset", "tiny", "--run-dir", str(run_dir),
                                       "--device", "cpu"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "have no sketch" in result.output
     assert not run_dir.exists()
-    assert "encoder" not in read_bundle_info(bundle)["networks"]
+    assert "encoder" not in Bundle.open(bundle).info["networks"]

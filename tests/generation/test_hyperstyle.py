@@ -97,10 +97,10 @@ def test_a_short_training_run_lowers_l_sim_of_x_t_below_x_0(tmp_path) -> None:
     from generation.hyperstyle.config import RefinerTrainConfig
     from generation.hyperstyle.train import train_refiner
     from generation.pipeline import Sketch2MedI
-    from generation.stylegan2 import load_generator
+    from generation.bundle import GENERATOR, Bundle
 
     bundle = tiny_bundle(tmp_path / "bundle")
-    generator = load_generator(bundle)
+    generator = Bundle.open(bundle).load(GENERATOR)
     encoder = Encoder(EncoderConfig.for_preset("tiny", w_dim=generator.config.w_dim))
     encoder.set_latent_average(generator.mapping.w_avg)
     save_network(bundle, "encoder", encoder, encoder.config)
@@ -110,10 +110,10 @@ def test_a_short_training_run_lowers_l_sim_of_x_t_below_x_0(tmp_path) -> None:
 
     pipeline = Sketch2MedI.from_bundle(bundle)
     assert pipeline.default_steps == 3
-    similarity, _ = build_similarity_loss(bundle, "tiny", torch.device("cpu"))
+    similarity, _ = build_similarity_loss(Bundle.open(bundle), "tiny", torch.device("cpu"))
     sketch_batch, images = fixed_batch(dataset, sketches, 32, 8, torch.device("cpu"))
-    _, x_0, refined = pipeline.run(sketch_batch)
-    assert len(refined) == 3
+    output = pipeline.run(sketch_batch)
+    assert len(output.steps) == 3
     with torch.no_grad():
-        assert similarity(images, refined[-1])["total"] < 0.85 * similarity(images, x_0)["total"]
+        assert similarity(images, output.image)["total"] < 0.85 * similarity(images, output.x_0)["total"]
     assert (options.run_dir / "samples" / "step0000010.png").exists()

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from typer.testing import CliRunner
 
 from api.cli import app
-from generation.moco import Embedder, EmbedderConfig, MoCo, load_embedder
+from generation.bundle import Bundle
+from generation.moco import Embedder, EmbedderConfig, MoCo
 from generation.moco.augment import MoCoAugment, SensorNoise, TwoViews, Vignetting, WhiteBalance
 from generation.moco.model import SplitBatchNorm, info_nce_logits, info_nce_loss
 from generation.moco.probe import (
@@ -236,18 +237,18 @@ def test_train_command_logs_probes_resumes_and_exports_bundle(tiny_phantoms, tmp
     info = json.loads((bundle / "bundle.json").read_text())["networks"]["embedder"]
     assert info["steps"] == 3 and info["perceptual_backbone"] == "random-plumbing"
     assert "diagnosis/embedding_knn" in info["probe"]
-    embedder = load_embedder(bundle)
+    embedder = Bundle.open(bundle).load_embedder()
     assert not embedder.training and not any(p.requires_grad for p in embedder.parameters())
     vectors = embedder.embed(torch.rand(3, 3, TINY.resolution, TINY.resolution) * 2 - 1)
     assert torch.allclose(vectors.norm(dim=1), torch.ones(3), atol=1e-5)
 
     changed = runner.invoke(app, [*common, "--max-steps", "4", "--resume", "--learning-rate", "0.5"])
-    assert changed.exit_code != 0 and "different EmbedderConfig" in str(changed.exception)
+    assert changed.exit_code == 2 and "different EmbedderConfig" in changed.output
 
     finer = runner.invoke(app, [*common[:6], "--run-dir", str(tmp_path / "finer"), "--max-steps", "1", "--resolution", "48",
                                 "--bundle", str(tmp_path / "finer-bundle")])
     assert finer.exit_code == 0, finer.output
-    assert load_embedder(tmp_path / "finer-bundle").config.resolution == 48
+    assert Bundle.open(tmp_path / "finer-bundle").load_embedder().config.resolution == 48
 
 
 def test_warm_start_copies_a_bundles_c_into_both_trunks_and_refuses_another_architecture(tiny_phantoms, tmp_path):
@@ -261,7 +262,7 @@ def test_warm_start_copies_a_bundles_c_into_both_trunks_and_refuses_another_arch
     warm = runner.invoke(app, [*common, "--run-dir", str(tmp_path / "warm"), "--resolution", "48",
                                "--warm-start", str(tmp_path / "source"), "--bundle", str(tmp_path / "out")])
     assert warm.exit_code == 0, warm.output
-    continued = load_embedder(tmp_path / "out")
+    continued = Bundle.open(tmp_path / "out").load_embedder()
     assert continued.config.resolution == 48
     assert torch.equal(continued.trunk.stem[0].weight, source.trunk.stem[0].weight)  # lr 0: the copied weights
     record = json.loads((tmp_path / "out" / "bundle.json").read_text())["networks"]["embedder"]
@@ -281,7 +282,7 @@ def test_warm_start_copies_a_bundles_c_into_both_trunks_and_refuses_another_arch
     cifar = TINY.replace(stem="cifar")
     save_network(tmp_path / "cifar", "embedder", Embedder(cifar), cifar)
     refused = runner.invoke(app, [*common, "--run-dir", str(tmp_path / "refused"), "--warm-start", str(tmp_path / "cifar")])
-    assert refused.exit_code != 0 and "differs in stem" in str(refused.exception)
+    assert refused.exit_code == 2 and "differs in stem" in refused.output
 
 
 def test_evaluate_embedder_reports_per_class_recall_and_rejects_bad_input(tiny_phantoms, tmp_path):
@@ -308,7 +309,7 @@ def test_evaluate_embedder_reports_per_class_recall_and_rejects_bad_input(tiny_p
     unknown_column = runner.invoke(app, ["evaluate-embedder", "--data", str(tiny_phantoms), "--model", str(bundle), "--label-columns", "blood_type"])
     assert unknown_column.exit_code == 2 and "blood_type" in unknown_column.output
     no_embedder = runner.invoke(app, ["evaluate-embedder", "--data", str(tiny_phantoms), "--model", str(tmp_path / "empty")])
-    assert no_embedder.exit_code == 2 and "no 'embedder' network" in no_embedder.output
+    assert no_embedder.exit_code == 2 and "is not a model bundle" in no_embedder.output
     (tmp_path / "no-images").mkdir()
     no_images = runner.invoke(app, ["evaluate-embedder", "--data", str(tmp_path / "no-images"), "--model", str(bundle)])
     assert no_images.exit_code == 2 and "error:" in no_images.output

@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from api.cli import app
 from generation.bundle import save_network
-from generation.moco import Embedder, EmbedderConfig, Readout, load_embedder
+from generation.bundle import Bundle
+from generation.moco import Embedder, EmbedderConfig, Readout
 from generation.moco.readout import (
     candidate_readouts, leave_one_out_knn_accuracy, region_descriptor, select_readout,
 )
@@ -82,7 +83,7 @@ def test_training_chooses_a_readout_on_the_bank_and_the_bundle_serves_it(tiny_ph
                                  str(tmp_path / "run"), "--max-steps", "2", "--bundle", str(bundle)])
     assert result.exit_code == 0, result.output
     record = json.loads((bundle / "bundle.json").read_text())["networks"]["embedder"]
-    embedder = load_embedder(bundle)
+    embedder = Bundle.open(bundle).load_embedder()
     chosen = Readout(record["readout"]["stage"], record["readout"]["grid"])
     assert embedder.config.readout == chosen
     assert max(record["readout"]["bank_scores"].values()) == pytest.approx(record["readout"]["bank_scores"][f"{chosen.stage}:{chosen.grid}"])
@@ -102,14 +103,14 @@ def test_evaluate_embedder_chooses_saves_and_rejects_readouts(tiny_phantoms, tmp
     assert fixed.exit_code == 0, fixed.output
     assert "stage 3, 2x2 grid" in fixed.output and "C pooled" in fixed.output
     assert json.loads((tmp_path / "fixed.json").read_text())["readout"] == {"stage": 3, "grid": 2}
-    assert load_embedder(bundle).config.readout == Readout(4, 1)  # evaluated, not saved
+    assert Bundle.open(bundle).load_embedder().config.readout == Readout(4, 1)  # evaluated, not saved
 
     auto = runner.invoke(app, ["evaluate-embedder", "--data", str(tiny_phantoms), "--model", str(bundle), "--readout", "auto",
                                "--save-readout"])
     assert auto.exit_code == 0, auto.output
     assert "leave-one-out" in auto.output and "saved read-out" in auto.output
     record = json.loads((bundle / "bundle.json").read_text())["networks"]["embedder"]
-    assert load_embedder(bundle).config.readout == Readout(record["readout"]["stage"], record["readout"]["grid"])
+    assert Bundle.open(bundle).load_embedder().config.readout == Readout(record["readout"]["stage"], record["readout"]["grid"])
     evaluated = record["readout"]["evaluated_on"]
     assert evaluated["bank"] == TINY.probe_bank_size and 0.0 <= evaluated["diagnosis/embedding_knn"] <= 1.0
     low, high = evaluated["diagnosis/margin_interval"]

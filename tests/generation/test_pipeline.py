@@ -11,11 +11,10 @@ from PIL import Image, ImageDraw
 from sketch2medi_fixtures import tiny_bundle
 from typer.testing import CliRunner
 
-from generation.bundle import save_network
+from generation.bundle import GENERATOR, Bundle, save_network
 from generation.e4e import Encoder, EncoderConfig
 from generation.hyperstyle import HyperNetwork, HyperNetworkConfig
 from generation.pipeline import Sketch2MedI
-from generation.stylegan2 import load_generator
 
 RESOLUTION = 32
 STEPS = 3
@@ -32,7 +31,7 @@ def _perturbed(module: torch.nn.Module, scale: float) -> torch.nn.Module:
 
 def _bundle_with_pipeline(folder: Path, with_refiner: bool = True) -> tuple[Path, Sketch2MedI]:
     bundle = tiny_bundle(folder)
-    generator = load_generator(bundle)
+    generator = Bundle.open(bundle).load(GENERATOR)
     torch.manual_seed(1)
     encoder = _perturbed(Encoder(EncoderConfig.for_preset("tiny", w_dim=generator.config.w_dim)), 0.1)
     encoder.set_latent_average(generator.mapping.w_avg)
@@ -62,34 +61,32 @@ def test_a_saved_and_loaded_bundle_gives_identical_outputs(tmp_path) -> None:
     bundle, in_memory = _bundle_with_pipeline(tmp_path / "bundle")
     loaded = Sketch2MedI.from_bundle(bundle)
     sketches = _sketches(3)
-    w, x_0, refined = in_memory.run(sketches)
-    w_loaded, x_0_loaded, refined_loaded = loaded.run(sketches)
-    assert loaded.default_steps == STEPS and len(refined_loaded) == STEPS
-    assert torch.equal(w, w_loaded) and torch.equal(x_0, x_0_loaded)
-    assert all(torch.equal(a, b) for a, b in zip(refined, refined_loaded))
-    assert not torch.equal(refined[-1], x_0)
+    expected, output = in_memory.run(sketches), loaded.run(sketches)
+    assert loaded.default_steps == STEPS and len(output.steps) == STEPS
+    assert torch.equal(expected.w, output.w) and torch.equal(expected.x_0, output.x_0)
+    assert all(torch.equal(a, b) for a, b in zip(expected.steps, output.steps))
+    assert output.image is output.steps[-1] and not torch.equal(output.image, output.x_0)
 
 
 def test_run_is_deterministic_and_batching_does_not_change_results(tmp_path) -> None:
     _, pipeline = _bundle_with_pipeline(tmp_path / "bundle")
     sketches = _sketches(3)
-    w, x_0, refined = pipeline.run(sketches)
-    w_again, _, refined_again = pipeline.run(sketches)
-    assert torch.equal(w, w_again) and torch.equal(refined[-1], refined_again[-1])
+    batch, again = pipeline.run(sketches), pipeline.run(sketches)
+    assert torch.equal(batch.w, again.w) and torch.equal(batch.image, again.image)
     for i in range(3):
-        w_one, x_0_one, refined_one = pipeline.run(sketches[i : i + 1])
-        torch.testing.assert_close(w_one, w[i : i + 1])
-        torch.testing.assert_close(x_0_one, x_0[i : i + 1])
-        torch.testing.assert_close(refined_one[-1], refined[-1][i : i + 1], rtol=1e-4, atol=1e-5)
-    assert not torch.allclose(refined[-1][0], refined[-1][1])
+        one = pipeline.run(sketches[i : i + 1])
+        torch.testing.assert_close(one.w, batch.w[i : i + 1])
+        torch.testing.assert_close(one.x_0, batch.x_0[i : i + 1])
+        torch.testing.assert_close(one.image, batch.image[i : i + 1], rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(batch.image[0], batch.image[1])
 
 
 def test_step_count_and_input_are_checked(tmp_path) -> None:
     bundle, pipeline = _bundle_with_pipeline(tmp_path / "bundle", with_refiner=False)
     loaded = Sketch2MedI.from_bundle(bundle)
     assert loaded.refiner is None and loaded.default_steps == 0
-    _, _, refined = loaded.run(_sketches(2))
-    assert refined == []
+    output = loaded.run(_sketches(2))
+    assert output.steps == () and output.image is output.x_0
     with pytest.raises(ValueError, match="no refiner"):
         loaded.run(_sketches(2), steps=2)
     with pytest.raises(ValueError, match="sketches must be"):
@@ -107,8 +104,7 @@ def test_generate_command_writes_the_image_or_the_strip_of_steps(tmp_path) -> No
     assert result.exit_code == 0, result.output
     with Image.open(single) as image:
         written = np.asarray(image.convert("RGB"))
-    _, _, refined = pipeline.run(pipeline.load_sketch(sketch))
-    expected = refined[-1][0].clamp(-1, 1).add(1).mul(127.5).round().byte().permute(1, 2, 0).numpy()
+    expected = pipeline.run(pipeline.load_sketch(sketch)).image[0].clamp(-1, 1).add(1).mul(127.5).round().byte().permute(1, 2, 0).numpy()
     assert written.shape == (RESOLUTION, RESOLUTION, 3)
     assert np.abs(written.astype(int) - expected.astype(int)).max() <= 1
 
@@ -134,11 +130,10 @@ def test_generate_command_refuses_a_blank_sketch_and_writes_nothing(tmp_path) ->
 
 
 def test_a_bundle_whose_generator_changed_after_training_e_is_refused(tmp_path) -> None:
-    from generation.e4e import generator_digest
     from generation.stylegan2 import Generator, GeneratorConfig
 
     bundle, pipeline = _bundle_with_pipeline(tmp_path / "bundle", with_refiner=False)
-    save_network(bundle, "encoder", pipeline.encoder, pipeline.encoder.config, generator_sha256=generator_digest(bundle))
+    save_network(bundle, "encoder", pipeline.encoder, pipeline.encoder.config, generator_sha256=Bundle.open(bundle).generator_digest)
     assert Sketch2MedI.from_bundle(bundle).encoder is not None
     torch.manual_seed(9)
     retrained = Generator(GeneratorConfig.for_preset("tiny"))

@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from generation.data import BlankSketchError
+from formats.sketch import BlankSketchError
 from generation.solov2.config import SynthesizerConfig
 from generation.solov2.data import Augmentation
 from generation.solov2.instances import Instance
 from generation.solov2.losses import solov2_loss
 from generation.solov2.metrics import class_dice, mean_class_dice
-from generation.solov2.model import SOLOv2, load_synthesizer, save_synthesizer, sketch_from_instances
+from generation.bundle import SYNTHESIZER, Bundle
+from generation.solov2.model import SOLOv2, save_synthesizer, sketch_from_instances
 from generation.solov2.nms import MatrixNMS
 from generation.solov2.targets import assign_targets
 
@@ -128,7 +129,7 @@ def test_predicted_masks_come_back_at_input_size_with_paper_threshold() -> None:
 
 
 def test_sketch_of_instances_equals_contour_sketch_of_the_same_masks() -> None:
-    from phantoms.sketch import contour_sketch_from_masks
+    from formats.contours import contour_sketch_from_masks
 
     masks = np.stack([box_mask(2, 2, 10, 12).numpy(), box_mask(16, 8, 12, 16).numpy(), box_mask(4, 20, 6, 6).numpy()])
     instances = [Instance(2, 0.9, masks[0]), Instance(4, 0.5, masks[1]), Instance(1, 0.2, masks[2])]
@@ -188,7 +189,7 @@ def test_bundle_round_trip_gives_the_same_predictions(tmp_path) -> None:
     model = SOLOv2(TINY).eval()
     images = torch.rand(2, 3, 32, 32) * 2 - 1
     save_synthesizer(tmp_path, model, steps=0)
-    loaded = load_synthesizer(tmp_path, "cpu")
+    loaded = Bundle.open(tmp_path).load(SYNTHESIZER)
     assert loaded.config == TINY
     with torch.no_grad():
         assert torch.allclose(model(images)[2], loaded(images)[2])

@@ -55,7 +55,7 @@ def test_losses_are_finite_and_fall(trained) -> None:
 
 
 def test_synthesized_sketch_equals_contours_of_the_predicted_masks(trained) -> None:
-    from phantoms.sketch import contour_sketch_from_masks
+    from formats.contours import contour_sketch_from_masks
 
     model, dataset, _ = trained
     image, _ = dataset.reference(0)
@@ -92,7 +92,7 @@ def test_synthesize_command_writes_one_contour_sketch_per_image(trained, phantom
 
     from api.cli import app
     from generation.solov2.model import save_synthesizer
-    from phantoms.sketch import contour_sketch_from_masks
+    from formats.contours import contour_sketch_from_masks
 
     model, dataset, _ = trained
     save_synthesizer(tmp_path / "bundle", model, steps=STEPS)
@@ -114,5 +114,5 @@ def test_train_command_rejects_a_folder_without_annotations(tmp_path) -> None:
 
     result = CliRunner().invoke(app, ["train", "synthesizer", "--data", str(tmp_path), "--preset", "tiny",
                                       "--run-dir", str(tmp_path / "run"), "--device", "cpu"])
-    assert result.exit_code == 1 and "annotations" in result.output
+    assert result.exit_code == 2 and "annotations" in result.output
     assert not (tmp_path / "run").exists()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from generation.bundle import save_network
+from generation.bundle import GENERATOR, Bundle, save_network
 from generation.metrics import RandomConvFeatures, frechet_distance
 from generation.stylegan2 import (
     Discriminator,
@@ -15,7 +15,6 @@ from generation.stylegan2 import (
     Generator,
     GeneratorConfig,
     ModulatedConv2d,
-    load_generator,
 )
 from generation.stylegan2.augment import AugmentPipe, translate
 
@@ -166,7 +165,7 @@ def test_truncation_zero_collapses_every_sample_to_the_mean_w(tiny_generator: Ge
 
 def test_bundle_round_trip_gives_the_same_images(tiny_generator: Generator, tmp_path) -> None:
     save_network(tmp_path, "generator", tiny_generator, tiny_generator.config)
-    loaded = load_generator(tmp_path, "cpu")
+    loaded = Bundle.open(tmp_path).load(GENERATOR)
     z = torch.randn(2, tiny_generator.config.z_dim)
     assert loaded.config == tiny_generator.config
     assert torch.equal(loaded(z), tiny_generator(z))

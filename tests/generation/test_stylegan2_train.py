@@ -15,8 +15,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from api.cli import app
+from generation.bundle import GENERATOR, Bundle
 from generation.metrics import RandomConvFeatures
-from generation.stylegan2 import DiscriminatorConfig, GanTrainConfig, Generator, GeneratorConfig, load_generator
+from generation.stylegan2 import DiscriminatorConfig, GanTrainConfig, Generator, GeneratorConfig
 from generation.stylegan2.evaluate import generator_frechet_distance, load_real_images
 from generation.stylegan2.train import RunOptions, train_generator
 from generation.training import load_checkpoint, read_jsonl
@@ -50,7 +51,7 @@ def test_training_moves_the_frechet_distance_to_held_in_phantoms_down(trained_bu
     features = RandomConvFeatures()
     torch.manual_seed(0)  # the same initial G the run started from (seed 0)
     before = generator_frechet_distance(Generator(G_CONFIG).eval(), reals, features, seed=1)
-    after = generator_frechet_distance(load_generator(trained_bundle / "bundle"), reals, features, seed=1)
+    after = generator_frechet_distance(Bundle.open(trained_bundle / "bundle").load(GENERATOR), reals, features, seed=1)
     assert after < 0.4 * before
 
 
@@ -61,7 +62,7 @@ def test_run_writes_log_samples_loss_curve_and_a_bundle(trained_bundle: Path) ->
     assert (run / "samples" / f"step-{LEARNING_STEPS:07d}.png").exists() and (run / "loss_curve.png").exists()
     checkpoint = load_checkpoint(run / "checkpoint.pt")
     assert checkpoint["state"]["images_seen"] == LEARNING_STEPS * GanTrainConfig.for_preset("tiny").batch_size
-    generator = load_generator(trained_bundle / "bundle")
+    generator = Bundle.open(trained_bundle / "bundle").load(GENERATOR)
     # The exported mean w was estimated over fresh z, not left at the training EMA.
     assert not torch.equal(generator.mapping.w_avg, checkpoint["G_ema"]["mapping.w_avg"])
 
@@ -119,7 +120,7 @@ def test_evaluate_generator_names_its_features_and_records_the_distance(trained_
     assert "random-conv" in result.output
     refused = CliRunner().invoke(app, ["evaluate-generator", "--model", str(bundle), "--data", str(phantoms32),
                                        "--count", "16", "--extractor", "moco-embedder"])
-    assert refused.exit_code == 2 and "no embedder" in refused.output
+    assert refused.exit_code == 2 and "has no 'embedder' network" in refused.output
     metrics = json.loads((bundle / "bundle.json").read_text())["metrics"]
     assert metrics["generator_frechet_random_conv_16"] > 0
 

@@ -59,7 +59,7 @@ def _assert_coco_matches_masks(out: Path) -> dict:
 def test_export_reproduces_images_masks_and_labels(archive: Archive, phantom_dataset: Path, tmp_path: Path) -> None:
     from generation.data import ImageFolderDataset
     from generation.solov2.data import CocoInstanceDataset
-    from phantoms.categories import CATEGORY_NAMES
+    from formats.categories import CATEGORY_NAMES
     from phantoms.dataset import read_metadata
 
     assert ingest_path(archive, phantom_dataset).added == CASES
@@ -177,7 +177,7 @@ def test_dicom_names_and_patient_ids_never_leave_the_store(archive: Archive, tmp
 
 
 def test_cli_export_feeds_generator_training(archive: Archive, phantom_dataset: Path, tmp_path: Path) -> None:
-    from generation.bundle import read_bundle_info
+    from generation.bundle import Bundle
     from generation.data import dataset_fingerprint
 
     env = {
@@ -202,4 +202,4 @@ def test_cli_export_feeds_generator_training(archive: Archive, phantom_dataset: 
         "--steps", "2", "--bundle", str(bundle), "--batch", "2", "--checkpoint-every", "2", "--no-progress",
     ])
     assert trained.exit_code == 0, trained.output
-    assert read_bundle_info(bundle)["networks"]["generator"]["data_fingerprint"] == dataset_fingerprint(out)
+    assert Bundle.open(bundle).info["networks"]["generator"]["data_fingerprint"] == dataset_fingerprint(out)

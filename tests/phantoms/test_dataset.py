@@ -11,7 +11,7 @@ from pycocotools.coco import COCO
 from typer.testing import CliRunner
 
 from api.cli import app
-from phantoms.categories import CATEGORY_NAMES
+from formats.categories import CATEGORY_NAMES
 from phantoms.dataset import generate_dataset, instance_categories, read_metadata
 from phantoms.render import render_case
 

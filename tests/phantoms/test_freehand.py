@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from phantoms.categories import PHARYNGEAL_WALL, TONGUE, TONSIL, UVULA
+from formats.categories import PHARYNGEAL_WALL, TONGUE, TONSIL, UVULA
 from phantoms.freehand import (
     DISTORTION_BOUNDS,
     DRAWER_STYLES,
@@ -19,7 +19,8 @@ from phantoms.freehand import (
     freehand_sketch,
     sketch_seed,
 )
-from phantoms.sketch import contour_sketch, contour_sketch_from_masks, instance_ids
+from formats.contours import contour_sketch, contour_sketch_from_masks
+from formats.masks import instance_ids
 
 ABSTRACTIONS = (0.0, 0.5, 1.0)
 

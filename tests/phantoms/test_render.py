@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from phantoms.categories import PHARYNGEAL_WALL, TONGUE, TONSIL, UVULA
+from formats.categories import PHARYNGEAL_WALL, TONGUE, TONSIL, UVULA
 from phantoms.params import BRODSKY_GRADES, DIAGNOSES, diagnose, sample_params
 from phantoms.render import render_case, render_params
 

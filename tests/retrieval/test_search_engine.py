@@ -29,7 +29,7 @@ def _contours(dataset: Path, stem: str, side: int = 64) -> np.ndarray:
     """The true-mask contour sketch of a phantom, drawn at `side` px."""
     import cv2
 
-    from phantoms.sketch import contour_sketch
+    from formats.contours import contour_sketch
 
     mask = np.asarray(Image.open(dataset / "masks" / f"{stem}.png"))
     return contour_sketch(cv2.resize(mask, (side, side), interpolation=cv2.INTER_NEAREST))

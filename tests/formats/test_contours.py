@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner, Result
 
-from phantoms.sketch import contour_sketch, contour_sketch_from_masks, contour_thickness
+from formats.contours import contour_sketch, contour_sketch_from_masks, contour_thickness
 
 SIZE = 256
 

@@ -1,4 +1,4 @@
-"""Synthesized sketches: the contours of instance masks as thin black lines on white.
+"""The contour function: the outlines of instance masks as thin black lines on white (a Sketch).
 
 This is the sketch the synthesizer S produces in the paper (contours of all predicted instance
 masks), so there is exactly one drawing function, `contour_sketch_from_masks`, used by the phantom
@@ -13,10 +13,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from formats.masks import instance_ids
+from formats.sketch import INK, WHITE
+
 REFERENCE_SIZE = 256  # stroke widths of the Sketch format are stated at 256 px (DESIGN.md)
 CONTOUR_THICKNESS_AT_REFERENCE = 2  # px at 256: the 1-2 px lines of a synthesized sketch
-WHITE = 255
-INK = 0
 
 
 @dataclass(frozen=True)
@@ -107,12 +108,6 @@ def contour_sketch_from_masks(masks: np.ndarray, thickness: int | None = None) -
     if thickness > 1:
         lines = cv2.dilate(lines, np.ones((thickness, thickness), dtype=np.uint8))
     return np.where(lines > 0, INK, WHITE).astype(np.uint8)
-
-
-def instance_ids(instance_mask: np.ndarray) -> np.ndarray:
-    """The instance ids present in an instance-id map [H, W], background 0 excluded, ascending."""
-    ids = np.unique(instance_mask)
-    return ids[ids != 0]
 
 
 def contour_sketch(instance_mask: np.ndarray) -> np.ndarray:

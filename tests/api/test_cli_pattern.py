@@ -1,0 +1,93 @@
+"""The CLI's one registration pattern and one error policy (api/cli/errors.py)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+from typer.main import get_command
+from typer.testing import CliRunner
+
+from api.cli import app
+from api.cli.errors import add_command
+from formats.errors import InputError, ProjectError
+
+CLI = Path(__file__).resolve().parents[2] / "api" / "cli"
+
+
+def _leaf_commands(command: Any, path: str = "s2m") -> dict[str, Any]:
+    children = getattr(command, "commands", None)
+    if children:
+        leaves: dict[str, Any] = {}
+        for name, child in children.items():
+            leaves.update(_leaf_commands(child, f"{path} {name}"))
+        return leaves
+    return {path: command}
+
+
+def test_every_command_is_registered_under_the_error_policy():
+    leaves = _leaf_commands(get_command(app))
+    assert {"s2m generate", "s2m train encoder", "s2m phantom sketch", "s2m archive ingest", "s2m db status"} <= set(leaves)
+    unwrapped = [path for path, command in leaves.items() if not hasattr(command.callback, "__wrapped__")]
+    assert unwrapped == [], f"registered without add_command: {unwrapped}"
+
+
+def test_command_modules_register_one_way():
+    """No `@app.command` at import time and no imports below the definitions (the old cycle)."""
+    for path in sorted(CLI.glob("*.py")):
+        if path.name in ("__init__.py", "__main__.py", "errors.py"):
+            continue
+        tree = ast.parse(path.read_text())
+        names = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+        assert "register" in names, f"{path.name} has no register()"
+        first_definition = next(i for i, node in enumerate(tree.body) if isinstance(node, (ast.FunctionDef, ast.ClassDef)))
+        late_imports = [node.lineno for node in tree.body[first_definition:] if isinstance(node, (ast.Import, ast.ImportFrom))]
+        assert late_imports == [], f"{path.name} imports below its definitions at lines {late_imports}"
+        decorated = [node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef) and node.decorator_list]
+        assert decorated == [], f"{path.name} registers by decorator: {decorated}"
+
+
+def _app_raising(error: BaseException) -> typer.Typer:
+    def fail() -> None:
+        raise error
+
+    def other() -> None:  # two commands, so that typer keeps command names
+        pass
+
+    test_app = typer.Typer()
+    add_command(test_app, "fail", fail)
+    add_command(test_app, "other", other)
+    return test_app
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (InputError("the sketch is blank;\n draw the outline"), 2),
+        (ValueError("bad value"), 2),
+        (FileNotFoundError("no such file: x.png"), 2),
+        (ProjectError("the index build failed"), 1),
+        (RuntimeError("CUDA ran out of memory"), 1),
+        (KeyError("no image with id 7"), 1),
+    ],
+)
+def test_foreseen_errors_become_one_line_on_stderr_and_an_exit_code(error, code):
+    result = CliRunner().invoke(_app_raising(error), ["fail"])
+    assert result.exit_code == code
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
+    assert "Traceback" not in result.output and "'" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_a_bug_is_not_hidden_as_bad_input():
+    result = CliRunner().invoke(_app_raising(TypeError("a bug")), ["fail"])
+    assert result.exit_code == 1 and isinstance(result.exception, TypeError)
+
+
+def test_typer_exits_and_usage_errors_pass_through_unchanged():
+    assert CliRunner().invoke(_app_raising(typer.Exit(3)), ["fail"]).exit_code == 3
+    usage = CliRunner().invoke(_app_raising(typer.BadParameter("no")), ["fail"])
+    assert usage.exit_code == 2 and "Usage" in usage.output
