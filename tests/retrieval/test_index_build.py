@@ -148,6 +148,7 @@ def test_shards_split_the_archive_disjointly(embedded: Archive, archive_models) 
     assert set().union(*shards) == set(live) and sum(map(len, shards)) == len(live)
 
 
+@pytest.mark.parametrize("database_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
 def test_two_process_torchrun_build_embeds_every_shard(archive: Archive, phantom_archive: Path, archive_models) -> None:  # type: ignore[no-untyped-def]
     ingest_path(archive, phantom_archive, None, None, progress=False)
     settings = archive.settings

@@ -119,6 +119,7 @@ def test_a_new_build_is_picked_up_without_dropping_queries_in_flight(engine: Sea
     assert engine.build.build_id == new.id and engine.search(sketch, k=2).build_id == new.id
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the DB side runs on both backends above
 def test_s2m_search_finds_an_archive_image_from_its_own_contours(embedded: Archive, phantom_archive: Path, tmp_path: Path) -> None:
     settings = embedded.settings
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "S2M_DATA_DIR": str(settings.data_dir),
