@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import threading
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
