@@ -2,7 +2,7 @@
 it imports nothing of the project.
 
 - `errors`: the project's error classes (what the CLI and the API turn into one sentence).
-- `sketch`: the Sketch format and `normalize_sketch`; `images`: area resizing.
+- `sketch`: the Sketch format: `read_sketch` and `canonical_sketch`; `images`: area resizing.
 - `masks`: instance-id maps, `Instance`, COCO RLE writing and reading.
 - `categories`: the four COCO categories of the paper.
 - `contours`: the one contour function (instance masks -> Sketch).

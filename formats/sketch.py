@@ -1,46 +1,199 @@
-"""The Sketch format (DESIGN.md): single-channel uint8, white (255) background, black (0) strokes, square.
+"""The Sketch format (DESIGN.md): reading any sketch picture and canonicalising it for the models.
 
-`normalize_sketch` turns any sketch picture into it; a blank sketch is an error, not a query.
+Reading (`read_sketch`) accepts what a user or a drawing app hands in: PNG/JPEG/... bytes, a file,
+a PIL image or an array; EXIF orientation is applied, alpha is composited over white, 16-bit and
+float pictures are scaled to [0, 1] (not clipped), colour becomes luminance, and a non-square
+canvas is padded with white to a square. It never loads a model, so every consumer checks its
+sketches before the networks.
+
+Canonicalising (`canonical_sketch`) makes the picture independent of how it was drawn:
+1. ink is separated from paper by the picture's own contrast (Otsu's threshold between its paper
+   and ink levels), so faint, grey, anti-aliased or low-contrast strokes all become ink;
+2. the ink is thinned to its one-pixel centre lines (Zhang-Suen), which removes stroke width;
+3. the centre lines are redrawn at the model resolution: each centre-line pixel marks the model
+   pixel it falls in, and the marks are thinned again to 8-connected one-pixel strokes, the
+   width of the contours S draws at the small preset (`CANONICAL_WIDTH_AT_REFERENCE`).
+A 64-px synthesized contour sketch is already in that form, so canonicalisation is close to the
+identity on what E was trained on, while a 512-px drawing area-resized to 64 px no longer reaches
+E as faint grey lines. A blank or all-ink picture is an error, not a query.
 """
 
 from __future__ import annotations
 
+import io
+from pathlib import Path
+
+import cv2
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from formats.errors import InputError
-from formats.images import resize_area
 
 WHITE = 255
 INK = 0
-INK_THRESHOLD = 128  # a pixel darker than this is ink
-MIN_INK_PIXELS = 8
+INK_THRESHOLD = 128  # a pixel darker than this is ink (in the canonical, black-and-white form)
+REFERENCE_SIZE = 256  # stroke widths are stated at 256 px (as the contour function states them)
+CANONICAL_WIDTH_AT_REFERENCE = 2  # px at 256 px: 1 px at 64, the synthesized sketches' width
+MIN_CONTRAST = 0.1  # ink must be this much darker than paper (fraction of the full range)
+MIN_INK_FRACTION = 1e-4  # less ink than this share of the canvas is a blank sketch
+MAX_INK_FRACTION = 0.6  # more is not a line drawing (an all-ink or inverted picture)
+MAX_SKETCH_PIXELS = 4096 * 4096
+OTSU_BINS = 256
 
 
-class BlankSketchError(InputError):
+class SketchError(InputError):
+    """A picture that is not a usable sketch (unreadable, blank, all ink); the message says which."""
+
+
+class BlankSketchError(SketchError):
     """A sketch with no strokes: an error, not a query."""
 
 
-def normalize_sketch(image: Image.Image | np.ndarray, resolution: int, min_ink: int = MIN_INK_PIXELS) -> np.ndarray:
-    """Any sketch picture -> the Sketch format: uint8 [R, R], white 255 background, dark strokes.
+def _open(source: bytes | Path | str | Image.Image) -> Image.Image:
+    if isinstance(source, Image.Image):
+        return source
+    try:
+        image = Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else Path(source))
+        image.load()
+    except FileNotFoundError as error:
+        raise SketchError(f"no sketch file at {source}") from error
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        raise SketchError("the sketch is not a readable picture (PNG, JPEG, ...)") from error
+    return image
 
-    RGBA is composited over white, colour converted to grey, a non-square canvas padded with white
-    to a square, then area-resized. Raises BlankSketchError if fewer than `min_ink` dark pixels.
-    """
-    if isinstance(image, np.ndarray):
-        image = Image.fromarray(image)
-    if image.mode in ("RGBA", "LA", "P"):
+
+def _scaled(array: np.ndarray) -> np.ndarray:
+    """Any numeric array -> float32 in [0, 1]: integers by their type's range, floats by their own."""
+    if array.dtype == bool:
+        return array.astype(np.float32)
+    if np.issubdtype(array.dtype, np.integer):
+        info = np.iinfo(array.dtype)
+        top = float(info.max)
+        if array.dtype.itemsize > 1 and array.size and array.max() <= WHITE:
+            top = float(WHITE)  # an 8-bit picture widened to a bigger type (PIL's "I" mode)
+        return (array.astype(np.float32) - max(info.min, 0)) / (top - max(info.min, 0))
+    values = array.astype(np.float32)
+    if not np.isfinite(values).all():
+        raise SketchError("the sketch holds NaN or infinite values")
+    low, high = float(values.min()), float(values.max())
+    if low >= 0.0 and high <= 1.0:
+        return values
+    if high == low:
+        return np.ones_like(values)
+    return (values - low) / (high - low)
+
+
+def _grey_from_pil(image: Image.Image) -> np.ndarray:
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
-        canvas = Image.new("RGBA", rgba.size, (WHITE, WHITE, WHITE, 255))
-        image = Image.alpha_composite(canvas, rgba)
-    grey = image.convert("L")
-    width, height = grey.size
-    if width != height:
-        side = max(width, height)
-        square = Image.new("L", (side, side), WHITE)
-        square.paste(grey, ((side - width) // 2, (side - height) // 2))
+        canvas = Image.new("RGBA", rgba.size, (WHITE, WHITE, WHITE, WHITE))
+        return np.asarray(Image.alpha_composite(canvas, rgba).convert("L"), dtype=np.float32) / WHITE
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        return np.asarray(image, dtype=np.uint16).astype(np.float32) / np.iinfo(np.uint16).max
+    if image.mode in ("I", "F"):
+        return _scaled(np.asarray(image))
+    return np.asarray(image.convert("L"), dtype=np.float32) / WHITE
+
+
+def _grey_from_array(array: np.ndarray) -> np.ndarray:
+    if array.ndim == 3 and array.shape[2] in (3, 4):
+        values = _scaled(array)
+        rgb, alpha = values[..., :3], values[..., 3:4] if array.shape[2] == 4 else 1.0
+        rgb = rgb * alpha + (1.0 - alpha)  # alpha over white
+        return rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    if array.ndim == 2:
+        return _scaled(array)
+    raise SketchError(f"a sketch array must be [H, W], [H, W, 3] or [H, W, 4], got shape {array.shape}")
+
+
+def read_sketch(source: bytes | Path | str | Image.Image | np.ndarray, max_pixels: int = MAX_SKETCH_PIXELS) -> np.ndarray:
+    """Any sketch picture -> float32 [S, S] in [0, 1] (1 = paper), square, orientation applied."""
+    if isinstance(source, np.ndarray):
+        grey = _grey_from_array(source)
+    else:
+        image = _open(source)
+        if image.width * image.height > max_pixels:
+            raise SketchError(f"the sketch has {image.width * image.height} pixels, more than the {max_pixels} allowed")
+        grey = _grey_from_pil(image)
+    height, width = grey.shape
+    if height == 0 or width == 0:
+        raise SketchError("the sketch has no pixels")
+    if height * width > max_pixels:
+        raise SketchError(f"the sketch has {height * width} pixels, more than the {max_pixels} allowed")
+    if height != width:
+        side = max(height, width)
+        square = np.ones((side, side), dtype=np.float32)
+        top, left = (side - height) // 2, (side - width) // 2
+        square[top : top + height, left : left + width] = grey
         grey = square
-    ink_before = int((np.asarray(grey) < INK_THRESHOLD).sum())
-    if ink_before < min_ink:
+    return grey
+
+
+def ink_mask(grey: np.ndarray) -> np.ndarray:
+    """float [S, S] in [0, 1] -> bool [S, S], True on ink, by the picture's own paper/ink contrast."""
+    low, high = float(grey.min()), float(grey.max())
+    if high - low < MIN_CONTRAST and low < 0.5:
+        raise SketchError("the sketch is all ink: draw dark outlines on a light background")
+    if high - low < MIN_CONTRAST:
         raise BlankSketchError("the sketch is blank: draw the outlines of the uvula, wall, tonsils and tongue")
-    return np.asarray(resize_area(grey, resolution), dtype=np.uint8)
+    levels = np.round((grey - low) / (high - low) * (OTSU_BINS - 1)).astype(np.uint8)
+    threshold, _ = cv2.threshold(levels, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    ink = levels <= threshold
+    share = float(ink.mean())
+    if share < MIN_INK_FRACTION:
+        raise BlankSketchError("the sketch is blank: draw the outlines of the uvula, wall, tonsils and tongue")
+    if share > MAX_INK_FRACTION:
+        raise SketchError("the sketch is mostly ink: draw dark outlines on a light background")
+    return ink
+
+
+# Zhang-Suen thinning: neighbours P2..P9 clockwise from north, as offsets (dy, dx).
+_NEIGHBOURS = ((-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1))
+
+
+def thin(ink: np.ndarray) -> np.ndarray:
+    """bool [H, W] -> its one-pixel centre lines (Zhang & Suen 1984), vectorised over the image."""
+    image = np.pad(ink.astype(np.uint8), 1)
+    height, width = ink.shape
+    while True:
+        changed = False
+        for step in (0, 1):
+            n = [image[1 + dy : 1 + dy + height, 1 + dx : 1 + dx + width] for dy, dx in _NEIGHBOURS]
+            count = sum(n)
+            transitions = sum(((n[i] == 0) & (n[(i + 1) % 8] == 1)).astype(np.uint8) for i in range(8))
+            p2, p4, p6, p8 = n[0], n[2], n[4], n[6]
+            if step == 0:
+                first, second = p2 * p4 * p6, p4 * p6 * p8
+            else:
+                first, second = p2 * p4 * p8, p2 * p6 * p8
+            centre = image[1:-1, 1:-1]
+            remove = (centre == 1) & (count >= 2) & (count <= 6) & (transitions == 1) & (first == 0) & (second == 0)
+            if remove.any():
+                centre[remove] = 0
+                changed = True
+        if not changed:
+            return image[1:-1, 1:-1].astype(bool)
+
+
+def canonical_width(resolution: int) -> int:
+    return max(1, round(CANONICAL_WIDTH_AT_REFERENCE * resolution / REFERENCE_SIZE))
+
+
+def redraw(centre_lines: np.ndarray, resolution: int) -> np.ndarray:
+    """Centre lines bool [S, S] -> Sketch uint8 [R, R]: strokes of the canonical width at R px."""
+    side = centre_lines.shape[0]
+    ys, xs = np.nonzero(centre_lines)
+    marks = np.zeros((resolution, resolution), dtype=bool)
+    marks[(ys * resolution) // side, (xs * resolution) // side] = True
+    lines = thin(marks) if side != resolution else marks
+    width = canonical_width(resolution)
+    if width > 1:
+        lines = cv2.dilate(lines.astype(np.uint8), np.ones((width, width), np.uint8)).astype(bool)
+    return np.where(lines, INK, WHITE).astype(np.uint8)
+
+
+def canonical_sketch(source: bytes | Path | str | Image.Image | np.ndarray, resolution: int,
+                     max_pixels: int = MAX_SKETCH_PIXELS) -> np.ndarray:
+    """Any sketch picture -> the canonical Sketch uint8 [R, R] the models read (white paper, black strokes)."""
+    return redraw(thin(ink_mask(read_sketch(source, max_pixels))), resolution)

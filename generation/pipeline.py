@@ -6,11 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from PIL import Image
 from torch import nn
 
 from formats.errors import InputError
-from formats.sketch import normalize_sketch
+from formats.sketch import canonical_sketch
 from generation.bundle import ENCODER, GENERATOR, REFINER, Bundle
 from generation.data import sketch_to_tensor
 from generation.e4e import Encoder
@@ -67,10 +66,8 @@ class Sketch2MedI(nn.Module):
         return cls(generator, encoder, refiner, default_steps)
 
     def load_sketch(self, path: Path) -> torch.Tensor:
-        """A sketch file in any picture format -> [1, 1, R, R] in [-1, 1] (Sketch format, DESIGN.md)."""
-        with Image.open(path) as image:
-            sketch = normalize_sketch(image, self.resolution)
-        return sketch_to_tensor(sketch).unsqueeze(0)
+        """A sketch file in any picture format -> its canonical sketch [1, 1, R, R] in [-1, 1] (DESIGN.md)."""
+        return sketch_to_tensor(canonical_sketch(path, self.resolution)).unsqueeze(0)
 
     @torch.no_grad()
     def run(self, sketches: torch.Tensor, steps: int | None = None) -> PipelineOutput:

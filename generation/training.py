@@ -254,4 +254,4 @@ def save_image_grid(images: torch.Tensor, path: Path, nrow: int = 8) -> None:
     """Save a batch in [-1, 1] ([B, C, H, W], C = 1 or 3) as one PNG grid."""
     from torchvision.utils import save_image
 
-    save_image(images.detach().float().cpu().clamp(-1, 1) * 0.5 + 0.5, path, nrow=nrow, padding=2)
+    save_image(images.detach().float().cpu().clamp(-1, 1) * 0.5 + 0.5, path, nrow=nrow, padding=2, format="PNG")

@@ -178,6 +178,8 @@ class IndexBuild(Base):
     file_path: Mapped[str] = mapped_column(String(512))
     checksum: Mapped[str] = mapped_column(String(SHA256_HEX))
     status: Mapped[str] = mapped_column(String(16), default="building")
+    # channel transforms file and checksum, calibration scales, weights, dims, shape config
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utc_now)
     activated_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 

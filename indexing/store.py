@@ -295,9 +295,12 @@ def put_embeddings(
 
 
 def get_embeddings(
-    session: Session, model_version: str, kind: str, include_deleted: bool = False
+    session: Session, model_version: str, kind: str, include_deleted: bool = False, image_ids: Sequence[int] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(ids int64 [N], vectors float32 [N, D]) ordered by image id; deleted images left out by default."""
+    """(ids int64 [N], vectors float32 [N, D]) ordered by image id; deleted images left out by default.
+
+    `image_ids`: only those images (looked up in chunks), e.g. the ones an index refresh adds.
+    """
     query = (
         select(Embedding.image_id, Embedding.dim, Embedding.vector)
         .join(Image, Image.id == Embedding.image_id)
@@ -306,7 +309,11 @@ def get_embeddings(
     )
     if not include_deleted:
         query = query.where(Image.deleted_at.is_(None))
-    rows = session.execute(query).all()
+    if image_ids is None:
+        rows = session.execute(query).all()
+    else:
+        wanted = sorted(int(i) for i in image_ids)
+        rows = [row for chunk in _chunks(wanted) for row in session.execute(query.where(Embedding.image_id.in_(chunk))).all()]
     if not rows:
         return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=VECTOR_DTYPE)
     dims = {row.dim for row in rows}

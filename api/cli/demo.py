@@ -57,7 +57,7 @@ def generate_from_freehand(dataset: Path, model: Path, output: Path) -> Path:
     import torch
     from PIL import Image
 
-    from formats.sketch import normalize_sketch
+    from formats.sketch import canonical_sketch
     from generation.data import image_to_tensor, load_rgb, sketch_to_tensor
     from generation.pipeline import Sketch2MedI
     from generation.training import save_image_grid
@@ -72,7 +72,7 @@ def generate_from_freehand(dataset: Path, model: Path, output: Path) -> Path:
         with Image.open(dataset / "masks" / name) as mask:
             instance_mask = np.asarray(mask)
         drawing = freehand_sketch(instance_mask, categories[name], seed=sketch_seed(DEMO_SEED, Path(name).stem))
-        sketches.append(sketch_to_tensor(normalize_sketch(drawing, pipeline.resolution)))  # [1, R, R]
+        sketches.append(sketch_to_tensor(canonical_sketch(drawing, pipeline.resolution)))  # [1, R, R]
         references.append(image_to_tensor(load_rgb(dataset / "images" / name, pipeline.resolution)))  # [3, R, R]
     sketch_batch = torch.stack(sketches)  # [N, 1, R, R]
     generated = pipeline.run(sketch_batch)

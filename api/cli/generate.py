@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from api.cli.errors import add_command
-
 from generation.presets import SHIPPED_BUNDLE
 
 
@@ -40,6 +40,23 @@ def generate_random(
     typer.echo(f"wrote {count} samples ({generator.config.resolution} px, psi {truncation}) to {output}")
 
 
+OUTPUT_SUFFIX = ".png"
+
+
+def checked_output(output: Path) -> Path:
+    """The output path, refused before any inference unless it is a .png in a folder we can write."""
+    from formats.errors import InputError
+
+    if output.is_dir() or output.suffix.lower() != OUTPUT_SUFFIX:
+        raise InputError(f"the output must be a {OUTPUT_SUFFIX} file, got {output}")
+    folder = output.parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write the output under {folder}")
+    return output
+
+
 def generate(
     sketch: Path = typer.Argument(..., help="sketch picture (PNG/JPEG; white background, dark strokes)"),
     output: Path = typer.Option(..., "-o", "--output", help="PNG to write"),
@@ -48,26 +65,34 @@ def generate(
     show_steps: bool = typer.Option(False, "--show-steps", help="write the strip sketch | x_0 | x_1 .. x_T instead"),
     device: str = typer.Option("cpu", "--device"),
 ) -> None:
-    """Generate a throat photo from a sketch with Sketch2MedI (E, G, then T steps of H)."""
+    """Generate a throat photo from a sketch with Sketch2MedI (E, G, then T steps of H).
+
+    The sketch and the output path are checked before any model is loaded; the PNG is written atomically.
+    """
     import torch
 
-    from formats.sketch import BlankSketchError
-    from generation.data import tensor_to_image
+    from formats.sketch import canonical_sketch
+    from generation.bundle import ENCODER, Bundle
+    from generation.data import sketch_to_tensor, tensor_to_image
+    from generation.files import atomic_target
     from generation.pipeline import Sketch2MedI
     from generation.training import resolve_device, save_image_grid
 
-    pipeline = Sketch2MedI.from_bundle(model, resolve_device(device))
-    sketch_tensor = pipeline.load_sketch(sketch)  # [1, 1, R, R]
+    checked_output(output)
+    bundle = Bundle.open(model)
+    resolution = int(bundle.config(ENCODER)["resolution"])
+    sketch_tensor = sketch_to_tensor(canonical_sketch(sketch, resolution)).unsqueeze(0)  # [1, 1, R, R]
+    pipeline = Sketch2MedI.from_bundle(bundle, resolve_device(device))
     generated = pipeline.run(sketch_tensor, steps)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    if show_steps:
-        images = [sketch_tensor.to(generated.x_0.device).expand(-1, 3, -1, -1), generated.x_0, *generated.steps]
-        strip = torch.cat(images)  # [T + 2, 3, R, R]
-        save_image_grid(strip, output, nrow=len(strip))
-    else:
-        from PIL import Image
+    with atomic_target(output) as tmp:
+        if show_steps:
+            images = [sketch_tensor.to(generated.x_0.device).expand(-1, 3, -1, -1), generated.x_0, *generated.steps]
+            strip = torch.cat(images)  # [T + 2, 3, R, R]
+            save_image_grid(strip, Path(tmp), nrow=len(strip))
+        else:
+            from PIL import Image
 
-        Image.fromarray(tensor_to_image(generated.image[0])).save(output)
+            Image.fromarray(tensor_to_image(generated.image[0])).save(tmp, format="PNG")
     typer.echo(f"wrote {output} ({pipeline.resolution} px, {len(generated.steps)} refinement steps)")
 
 

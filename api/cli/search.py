@@ -1,0 +1,159 @@
+"""`s2m search SKETCH...`: the closest archive cases to each sketch, as a table, JSON or a contact sheet."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+import typer
+
+from api.cli.errors import add_command
+from formats.errors import InputError
+from generation.presets import SHIPPED_BUNDLE
+
+if TYPE_CHECKING:
+    from retrieval.engine import Filters, SearchResult
+
+SKETCH_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+FILTER_KEYS = ("diagnosis", "finding", "from", "to", "patient", "exclude-patient")
+SHEET_THUMB = 96
+
+
+def sketch_files(paths: list[Path]) -> list[Path]:
+    """The sketch files named, a folder standing for its picture files (sorted by name)."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(sorted(p for p in path.iterdir() if p.suffix.lower() in SKETCH_SUFFIXES))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise InputError(f"no sketch file or folder at {path}")
+    if not files:
+        raise InputError("no sketch pictures found in the folders given")
+    return files
+
+
+def _date(text: str) -> datetime:
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def parse_filters(items: list[str]) -> "Filters":
+    """`key=value` items -> Filters (diagnosis and patient repeat as any-of, finding as all-of)."""
+    from retrieval.engine import Filters
+
+    values: dict[str, list[str]] = {key: [] for key in FILTER_KEYS}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in values or not value:
+            raise InputError(f"a filter is KEY=VALUE with KEY one of {', '.join(FILTER_KEYS)}")
+        values[key].append(value)
+    try:
+        dates = {key: _date(values[key][-1]) if values[key] else None for key in ("from", "to")}
+    except ValueError:
+        raise InputError("dates in filters are ISO dates, e.g. from=2024-01-31") from None
+    return Filters(
+        diagnoses=tuple(values["diagnosis"]), findings=tuple(values["finding"]),
+        acquired_from=dates["from"], acquired_to=dates["to"],
+        patients=tuple(values["patient"]), exclude_patients=tuple(values["exclude-patient"]),
+    )
+
+
+def result_record(path: Path, result: "SearchResult") -> dict:
+    return {
+        "sketch": path.name,
+        "build_id": result.build_id,
+        "timings_ms": {stage: round(ms, 2) for stage, ms in result.timings_ms.items()},
+        "hits": [
+            {
+                "rank": hit.rank, "image_id": hit.image_id, "case_id": hit.case_ref, "diagnosis": hit.diagnosis,
+                "score": round(hit.score, 4),
+                "channels": {name: round(value, 4) for name, value in hit.channels.__dict__.items()},
+                "study_uid": hit.study_uid, "series_uid": hit.series_uid, "sop_uid": hit.sop_uid,
+            }
+            for hit in result.hits
+        ],
+    }
+
+
+def _print_table(path: Path, result: "SearchResult") -> None:
+    typer.echo(f"{path.name}  (build {result.build_id}, {sum(result.timings_ms.values()):.0f} ms)")
+    typer.echo(f"{'rank':>4}  {'image':>6}  {'case':<14} {'fused':>7} {'appear.':>7} {'latent':>7} {'shape':>7}  diagnosis")
+    for hit in result.hits:
+        channels = hit.channels
+        typer.echo(f"{hit.rank:>4}  {hit.image_id:>6}  {(hit.case_ref or '-'):<14} {hit.score:>7.3f} "
+                   f"{channels.appearance:>7.3f} {channels.latent:>7.3f} {channels.shape:>7.2f}  {hit.diagnosis or '-'}")
+
+
+def write_sheet(out: Path, files_root: Path, results: list["SearchResult"]) -> None:
+    """One row per sketch: canonical sketch | generated image | hits in rank order (written atomically)."""
+    import numpy as np
+    from PIL import Image
+
+    from generation.files import atomic_target
+
+    columns = 2 + max((len(result.hits) for result in results), default=0)
+    sheet = Image.new("RGB", (columns * SHEET_THUMB, len(results) * SHEET_THUMB), (255, 255, 255))
+    for row, result in enumerate(results):
+        tiles = [Image.fromarray(result.sketch).convert("RGB"), Image.fromarray(np.ascontiguousarray(result.image))]
+        for hit in result.hits:
+            with Image.open(files_root / hit.stored_path) as stored:
+                tiles.append(stored.convert("RGB"))
+        for column, tile in enumerate(tiles):
+            sheet.paste(tile.resize((SHEET_THUMB, SHEET_THUMB), Image.Resampling.BOX), (column * SHEET_THUMB, row * SHEET_THUMB))
+    with atomic_target(out) as tmp:
+        sheet.save(tmp, format="PNG")
+
+
+def search(
+    sketches: list[Path] = typer.Argument(..., help="sketch pictures, or folders of them"),
+    k: int = typer.Option(10, "--k", min=1, max=100, help="cases per sketch"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON (one object per sketch in a list)"),
+    filters: list[str] = typer.Option([], "--filter", help="KEY=VALUE: diagnosis, finding, from, to, patient, exclude-patient"),
+    sheet: Optional[Path] = typer.Option(None, "--sheet", help="PNG contact sheet: sketch, generated image, hits"),
+    model: Path = typer.Option(SHIPPED_BUNDLE, "--model", help="the bundle the active index was built with"),
+    device: str = typer.Option("auto", "--device"),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="sketches through the networks at once"),
+) -> None:
+    """Find the archive cases closest to each sketch (models loaded once for all of them)."""
+    from formats.sketch import SketchError, canonical_sketch
+    from generation.bundle import ENCODER, Bundle
+    from indexing.settings import Settings
+    from retrieval.engine import EngineConfig, Query, SearchEngine
+
+    files = sketch_files(sketches)
+    parsed = parse_filters(filters)
+    if sheet is not None and sheet.suffix.lower() != ".png":
+        raise InputError("--sheet must name a .png file")
+    resolution = int(Bundle.open(model).config(ENCODER)["resolution"])
+    canonical = []
+    for path in files:  # every sketch checked before any model is loaded
+        try:
+            canonical.append(canonical_sketch(path, resolution))
+        except SketchError as error:
+            raise InputError(f"{path.name}: {error}") from None
+    engine = SearchEngine.open(Settings.from_env(), EngineConfig(bundle=model, device=device))
+    try:
+        results = []
+        for start in range(0, len(canonical), batch_size):
+            batch = canonical[start : start + batch_size]
+            results.extend(engine.search_many([Query(sketch, k, parsed) for sketch in batch]))
+        if sheet is not None:
+            write_sheet(sheet, engine.archive.settings.data_dir, results)
+    finally:
+        engine.close()
+    if as_json:
+        typer.echo(json.dumps([result_record(path, result) for path, result in zip(files, results)], indent=2))
+    else:
+        for path, result in zip(files, results):
+            _print_table(path, result)
+    if sheet is not None and not as_json:
+        typer.echo(f"wrote contact sheet {sheet}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add `s2m search` to the top-level app."""
+    add_command(app, "search", search)

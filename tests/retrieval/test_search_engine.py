@@ -1,0 +1,148 @@
+"""The query engine and `s2m search` on a small archive embedded with the shipped bundle."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from sqlalchemy import select
+
+from generation.presets import SHIPPED_BUNDLE
+from indexing import store
+from indexing.archive import Archive
+from indexing.fused_index import BuildConfig, build_index
+from indexing.models import Image as ImageRow
+from retrieval.engine import EngineConfig, Filters, Query, SearchEngine
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _contours(dataset: Path, stem: str, side: int = 64) -> np.ndarray:
+    """The true-mask contour sketch of a phantom, drawn at `side` px."""
+    import cv2
+
+    from formats.contours import contour_sketch
+
+    mask = np.asarray(Image.open(dataset / "masks" / f"{stem}.png"))
+    return contour_sketch(cv2.resize(mask, (side, side), interpolation=cv2.INTER_NEAREST))
+
+
+@pytest.fixture
+def engine(embedded: Archive, archive_models):  # type: ignore[no-untyped-def]
+    build_index(embedded, archive_models.version)
+    opened = SearchEngine.open(embedded.settings, EngineConfig(bundle=SHIPPED_BUNDLE, device="cpu"))
+    yield opened
+    opened.close()
+
+
+def _rows(archive: Archive) -> list[ImageRow]:
+    with archive.sessions() as session:
+        return list(session.scalars(select(ImageRow).order_by(ImageRow.id)))
+
+
+def test_filters_never_return_a_filtered_row(engine: SearchEngine, embedded: Archive, phantom_archive: Path) -> None:
+    rows = _rows(embedded)
+    diagnosis = rows[0].diagnosis
+    patient = rows[1].patient_ref
+    dates = sorted(row.acquired_at for row in rows if row.acquired_at)
+    middle = dates[len(dates) // 2]
+    with embedded.sessions.begin() as session:
+        store.soft_delete_image(session, rows[2].id)
+    sketch = _contours(phantom_archive, "000002")
+    cases = [
+        (Filters(diagnoses=(diagnosis,)), lambda r: r.diagnosis == diagnosis),
+        (Filters(exclude_patients=(patient,)), lambda r: r.patient_ref != patient),
+        (Filters(patients=(patient,)), lambda r: r.patient_ref == patient),
+        (Filters(acquired_from=middle), lambda r: r.acquired_at is not None and r.acquired_at >= middle),
+        (Filters(acquired_to=middle, diagnoses=(diagnosis,)), lambda r: r.acquired_at <= middle and r.diagnosis == diagnosis),
+        (Filters(findings=tuple(rows[3].findings[:1])), lambda r: set(rows[3].findings[:1]) <= set(r.findings)),
+    ]
+    results = engine.search_many([Query(sketch, k=16, filters=filters) for filters, _ in cases])
+    for (filters, passes), result in zip(cases, results):
+        allowed = {row.id for row in rows if passes(row) and row.id != rows[2].id}
+        returned = {hit.image_id for hit in result.hits}
+        assert returned == allowed, filters  # every passing live row (k is the archive size), and only those
+        assert rows[2].id not in returned
+    unfiltered = engine.search(sketch, k=16)
+    assert rows[2].id not in {hit.image_id for hit in unfiltered.hits}  # deleted, not yet refreshed: never returned
+    assert len(unfiltered.hits) == len(rows) - 1
+
+
+def test_own_contours_rank_first_at_any_canvas_size_and_batching_changes_nothing(engine: SearchEngine, phantom_archive: Path) -> None:
+    stems = ["000001", "000005", "000009", "000013"]
+    case_of = {row.id: row.case_ref for row in _rows(engine.archive)}
+    queries = [Query(_contours(phantom_archive, stem, side), k=3) for stem in stems for side in (64, 512)]
+    batched = engine.search_many(queries)
+    for query, result in zip(queries, batched):
+        assert set(result.timings_ms) == {"sketch", "pipeline", "embed", "filter", "faiss", "rerank", "hydrate"}
+        assert result.image.shape == (64, 64, 3) and result.sketch.shape == (64, 64)
+    for index, stem in enumerate(stems):
+        for result in batched[2 * index : 2 * index + 2]:
+            assert case_of[result.hits[0].image_id].endswith(f"-{int(stem):06d}")
+    alone = engine.search(queries[0].sketch, k=3)
+    assert [h.image_id for h in alone.hits] == [h.image_id for h in batched[0].hits]
+    np.testing.assert_allclose([h.score for h in alone.hits], [h.score for h in batched[0].hits], rtol=1e-4)
+
+
+def test_a_new_build_is_picked_up_without_dropping_queries_in_flight(engine: SearchEngine, embedded: Archive,
+                                                                      archive_models, phantom_archive: Path) -> None:  # type: ignore[no-untyped-def]
+    sketch = _contours(phantom_archive, "000004")
+    before = engine.build.build_id
+    assert engine.reload_if_changed() is False
+    errors: list[BaseException] = []
+    results = []
+
+    def search_repeatedly() -> None:
+        try:
+            for _ in range(3):
+                results.append(engine.search(sketch, k=2))
+        except BaseException as error:  # noqa: BLE001 (the test reports it)
+            errors.append(error)
+
+    threads = [threading.Thread(target=search_repeatedly) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    new = build_index(embedded, archive_models.version, BuildConfig(appearance_dims=8, shape_dims=8))
+    assert engine.reload_if_changed() is True
+    for thread in threads:
+        thread.join()
+    assert not errors and len(results) == 9
+    assert {r.build_id for r in results} <= {before, new.id}
+    assert engine.build.build_id == new.id and engine.search(sketch, k=2).build_id == new.id
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the DB side runs on both backends above
+def test_s2m_search_finds_an_archive_image_from_its_own_contours(embedded: Archive, phantom_archive: Path, tmp_path: Path) -> None:
+    settings = embedded.settings
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "S2M_DATA_DIR": str(settings.data_dir),
+           "S2M_DATABASE_URL": settings.database_url, "S2M_PSEUDONYM_KEY": settings.pseudonym_key.decode()}
+    s2m = [sys.executable, "-c", "from api.cli import app; app()"]
+    built = subprocess.run([*s2m, "index", "build", "--no-progress", "--device", "cpu"], env=env, capture_output=True, text=True, timeout=180)
+    assert built.returncode == 0, built.stderr[-2000:]
+    folder = tmp_path / "sketches"
+    folder.mkdir()
+    for stem in ("000003", "000010"):
+        Image.fromarray(_contours(phantom_archive, stem, 256)).save(folder / f"{stem}.png")
+    sheet = tmp_path / "sheet.png"
+    found = subprocess.run([*s2m, "search", str(folder), "--k", "3", "--json", "--sheet", str(sheet), "--device", "cpu"],
+                           env=env, capture_output=True, text=True, timeout=180)
+    assert found.returncode == 0, found.stderr[-2000:]
+    records = json.loads(found.stdout)
+    assert [r["sketch"] for r in records] == ["000003.png", "000010.png"]
+    for record in records:
+        top = record["hits"][0]
+        assert top["rank"] == 1 and top["case_id"].endswith(f"-{int(record['sketch'][:6]):06d}")
+        assert set(top["channels"]) == {"appearance", "latent", "shape"} and top["sop_uid"]
+    with Image.open(sheet) as picture:
+        assert picture.size == (5 * 96, 2 * 96)
+    blank = tmp_path / "blank.png"
+    Image.new("L", (128, 128), 255).save(blank)
+    refused = subprocess.run([*s2m, "search", str(blank)], env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "blank" in refused.stderr and "Traceback" not in refused.stderr
