@@ -51,7 +51,6 @@ def generate(
     """Generate a throat photo from a sketch with Sketch2MedI (E, G, then T steps of H)."""
     import torch
 
-    from formats.sketch import BlankSketchError
     from generation.data import tensor_to_image
     from generation.pipeline import Sketch2MedI
     from generation.training import resolve_device, save_image_grid
