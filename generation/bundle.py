@@ -26,6 +26,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from formats.errors import InputError
+from generation.configs import config_from_dict
 from generation.files import atomic_target
 
 BUNDLE_INFO = "bundle.json"
@@ -215,20 +216,20 @@ def _builder(bundle: Bundle, name: str) -> Callable[[dict[str, Any]], torch.nn.M
     if name == GENERATOR:
         from generation.stylegan2 import Generator, GeneratorConfig
 
-        return lambda config: Generator(GeneratorConfig.from_dict(config))
+        return lambda config: Generator(config_from_dict(GeneratorConfig, config))
     if name == ENCODER:
         from generation.e4e import Encoder, EncoderConfig
 
-        return lambda config: Encoder(EncoderConfig.from_dict(config))
+        return lambda config: Encoder(config_from_dict(EncoderConfig, config))
     if name == REFINER:
         from generation.hyperstyle import HyperNetwork, HyperNetworkConfig
 
         shapes = _generator_weight_shapes(bundle)
-        return lambda config: HyperNetwork(HyperNetworkConfig.from_dict(config), shapes)
+        return lambda config: HyperNetwork(config_from_dict(HyperNetworkConfig, config), shapes)
     if name == EMBEDDER:
         from generation.moco import Embedder, EmbedderConfig
 
-        return lambda config: Embedder(EmbedderConfig.from_dict(config))
+        return lambda config: Embedder(config_from_dict(EmbedderConfig, config))
     from generation.solov2.model import build_synthesizer
 
     return build_synthesizer
@@ -239,7 +240,7 @@ def _generator_weight_shapes(bundle: Bundle) -> dict[str, tuple[int, int, int, i
     from generation.stylegan2 import Generator, GeneratorConfig
 
     with torch.device("meta"):
-        return Generator(GeneratorConfig.from_dict(bundle.config(GENERATOR))).synthesis.weight_shapes()
+        return Generator(config_from_dict(GeneratorConfig, bundle.config(GENERATOR))).synthesis.weight_shapes()
 
 
 def _network_shapes(bundle: Bundle, name: str) -> dict[str, tuple[int, ...]]:
@@ -312,6 +313,7 @@ def convert_storage(bundle_dir: Path, dtype: str) -> dict[str, int]:
     if dtype not in STORAGE_DTYPES:
         raise InputError(f"unknown storage dtype {dtype!r}; choose one of {', '.join(sorted(STORAGE_DTYPES))}")
     bundle = Bundle.open(bundle_dir)
+    bundle.check(bundle.networks)  # a damaged file stops the conversion before anything is rewritten
     sizes: dict[str, int] = {}
     for name, entry in bundle.networks.items():
         path = bundle.root / entry["file"]

@@ -41,10 +41,6 @@ class BackboneConfig:
         """Total stride: the stem, then stride 2 at every stage after the first."""
         return self.stem_stride * 2 ** (len(self.stage_widths) - 1)
 
-    @classmethod
-    def from_dict(cls, data: dict) -> "BackboneConfig":
-        return cls(**{**data, "stage_blocks": tuple(data["stage_blocks"]), "stage_widths": tuple(data["stage_widths"])})
-
 
 class ResNetBackbone(nn.Module):
     """Stem conv + BN + PReLU (no max-pool), then residual stages; returns the last feature map."""

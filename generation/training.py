@@ -6,20 +6,27 @@ that is not the maths lives here, once.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
 from formats.errors import InputError
+from generation.configs import config_from_dict
 from generation.files import atomic_target
+
+# Config fields that say how long a run goes on and how it is driven, not what it learns:
+# a resumed run may change them (e.g. train on to more steps).
+RUN_LENGTH_FIELDS = frozenset({"steps", "epochs", "num_workers", "log_every", "sample_every", "checkpoint_every"})
 
 
 @dataclass(frozen=True)
@@ -117,6 +124,85 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     return torch.load(path, map_location=map_location, weights_only=True)
 
 
+def save_run_state(
+    path: Path,
+    ctx: "DistContext",
+    modules: Mapping[str, torch.nn.Module],
+    optimizers: Mapping[str, torch.optim.Optimizer],
+    configs: Mapping[str, Any],
+    **extra: Any,
+) -> None:
+    """Checkpoint a run: named modules and optimisers, the configs, every process's RNG state.
+
+    Every process must call it at the same step (it gathers each one's random state, so that
+    each resumes its own stream); the main process writes. `configs` are dataclasses;
+    `extra` holds plain values such as the step.
+    """
+    rng = gather_rng_states(ctx)
+    if not ctx.is_main:
+        return
+    save_checkpoint(path, {
+        "modules": {name: module.state_dict() for name, module in modules.items()},
+        "optimizers": {name: optimizer.state_dict() for name, optimizer in optimizers.items()},
+        "configs": {name: dataclasses.asdict(config) for name, config in configs.items()},
+        "rng": rng, "world_size": ctx.world_size, **extra,
+    })
+
+
+def restore_run_state(
+    path: Path,
+    ctx: "DistContext",
+    modules: Mapping[str, torch.nn.Module],
+    optimizers: Mapping[str, torch.optim.Optimizer],
+    configs: Mapping[str, Any],
+    seed: int,
+    may_change: Iterable[str] = RUN_LENGTH_FIELDS,
+) -> dict[str, Any]:
+    """Load what `save_run_state` wrote into `modules` and `optimizers`; returns its `extra` values.
+
+    Refuses (InputError) a checkpoint whose configs differ from `configs` in any field but those
+    in `may_change` (how long the run goes on), before anything is loaded. This process resumes
+    its own random stream; a run resumed on another number of processes reseeds each one from
+    `seed`, its rank and the step instead.
+    """
+    state = load_checkpoint(path, map_location=ctx.device)
+    if "configs" not in state:
+        raise InputError(f"{path} was written before the shared run protocol; start a new run dir")
+    allowed = set(may_change)
+    for name, config in configs.items():
+        if name not in state["configs"]:
+            raise InputError(f"{path} holds no {name}; start a new run dir")
+        try:
+            saved = config_from_dict(type(config), state["configs"][name])
+        except (TypeError, ValueError):
+            raise InputError(f"{path} was written with another {type(config).__name__}; start a new run dir") from None
+        changed = [f.name for f in dataclasses.fields(config)
+                   if f.name not in allowed and getattr(saved, f.name) != getattr(config, f.name)]
+        if changed:
+            raise InputError(f"{path} was trained with another {type(config).__name__} ({', '.join(changed)}); "
+                             "resume with the settings it was started with or start a new run dir")
+    for name, module in modules.items():
+        module.load_state_dict(state["modules"][name])
+    for name, optimizer in optimizers.items():
+        optimizer.load_state_dict(state["optimizers"][name])
+    extra = {k: v for k, v in state.items() if k not in ("modules", "optimizers", "configs", "rng", "world_size")}
+    if len(state["rng"]) == ctx.world_size:
+        restore_rng_state(state["rng"][ctx.rank])
+    else:
+        seed_everything(seed + ctx.rank + int(extra.get("step", 0)))
+    return extra
+
+
+def gather_rng_states(ctx: "DistContext") -> list[dict[str, Any]]:
+    """The RNG state of every process (rank order), so each resumes its own stream."""
+    state = capture_rng_state()
+    if not ctx.distributed:
+        return [state]
+    states: list[Any] = [None] * ctx.world_size
+    dist.all_gather_object(states, state)
+    return states
+
+
 @dataclass(frozen=True)
 class DistContext:
     """Where this process sits in a (possibly single-process) run."""
@@ -164,6 +250,16 @@ def shutdown_distributed() -> None:
         dist.destroy_process_group()
 
 
+@contextmanager
+def distributed(device: str) -> Iterator[DistContext]:
+    """This process's place in the run (joining torchrun's process group), left however the run ends."""
+    ctx = init_distributed(device)
+    try:
+        yield ctx
+    finally:
+        shutdown_distributed()
+
+
 def all_reduce_mean(value: torch.Tensor, ctx: DistContext) -> torch.Tensor:
     """Mean of a tensor over all processes (identity when alone); for logging."""
     if not ctx.distributed:
@@ -173,14 +269,20 @@ def all_reduce_mean(value: torch.Tensor, ctx: DistContext) -> torch.Tensor:
     return value / ctx.world_size
 
 
-def budget_spent(elapsed_s: float, max_minutes: float | None, ctx: DistContext) -> bool:
-    """Whether a run's time budget is used up, agreed by every process so that all stop at one step."""
-    local = max_minutes is not None and elapsed_s > max_minutes * 60
-    if not ctx.distributed or max_minutes is None:
+def any_process(local: bool, ctx: DistContext) -> bool:
+    """Whether `local` holds on any process: a decision every process takes at the same step."""
+    if not ctx.distributed:
         return local
     flag = torch.tensor(float(local), device=ctx.device)  # nccl needs a tensor on the process's device
     dist.all_reduce(flag, op=dist.ReduceOp.MAX)
     return bool(flag.item())
+
+
+def budget_spent(elapsed_s: float, max_minutes: float | None, ctx: DistContext) -> bool:
+    """Whether a run's time budget is used up, agreed by every process so that all stop at one step."""
+    if max_minutes is None:
+        return False
+    return any_process(elapsed_s > max_minutes * 60, ctx)
 
 
 def all_reduce_gradients(module: torch.nn.Module, ctx: DistContext) -> None:
@@ -201,20 +303,36 @@ def broadcast_parameters(module: torch.nn.Module, ctx: DistContext) -> None:
         dist.broadcast(tensor.data, src=0)
 
 
-def infinite_loader(loader: torch.utils.data.DataLoader, start_epoch: int = 0) -> Iterator[Any]:
-    """Cycle a DataLoader forever, advancing a DistributedSampler's epoch each pass."""
-    epoch = start_epoch
-    while True:
-        sampler = getattr(loader, "sampler", None)
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)
-        yield from loader
-        epoch += 1
+class ResumableBatchSampler:
+    """This rank's batches of a DistributedSampler, epoch after epoch, from batch `start` on.
+
+    Batch b of a run is the same whether the run was resumed or not.
+    """
+
+    def __init__(self, sampler: torch.utils.data.DistributedSampler, batch_size: int, start: int) -> None:
+        self.sampler = sampler
+        self.batch_size = batch_size
+        self.start = start
+        self.per_epoch = len(sampler) // batch_size
+        if self.per_epoch == 0:
+            raise InputError(f"{len(sampler)} images per process are fewer than one batch of {batch_size}")
+
+    def __iter__(self) -> Iterator[list[int]]:
+        epoch, skip = divmod(self.start, self.per_epoch)
+        while True:
+            self.sampler.set_epoch(epoch)
+            indices = list(self.sampler)
+            for batch in range(skip, self.per_epoch):
+                yield indices[batch * self.batch_size:(batch + 1) * self.batch_size]
+            skip, epoch = 0, epoch + 1
 
 
 def make_progress(disable: bool = False):
     """A rich progress bar with rate and ETA (disabled on non-main ranks)."""
+    stream = random.getstate()  # rich draws from Python's global RNG when first imported: keep the run's stream
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    random.setstate(stream)
 
     return Progress(
         TextColumn("[bold]{task.description}"),

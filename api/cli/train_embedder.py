@@ -27,6 +27,7 @@ def embedder(
         "diagnosis,tonsil_grade", "--label-columns", help="Comma-separated metadata.csv columns the probes predict."
     ),
     workers: int = typer.Option(0, help="DataLoader worker processes."),
+    seed: int = typer.Option(0, "--seed"),
     log_every: int = typer.Option(10, "--log-every", help="Steps between JSONL log records."),
     checkpoint_minutes: float = typer.Option(5.0, "--checkpoint-minutes", help="Wall-clock minutes between checkpoints."),
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop (checkpoint, probe, export) after this long."),
@@ -48,7 +49,7 @@ def embedder(
         raise typer.BadParameter(f"choose one of {PERCEPTUAL_BACKBONES}", param_hint="--perceptual-backbone")
     try:
         config = EmbedderConfig.for_preset(preset)
-        overrides = {k: v for k, v in {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "queue_size": queue_size, "resolution": resolution}.items() if v is not None}
+        overrides = {k: v for k, v in {"seed": seed, "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "queue_size": queue_size, "resolution": resolution}.items() if v is not None}
         config = config.replace(**overrides)
     except ValueError as error:
         raise typer.BadParameter(str(error)) from error

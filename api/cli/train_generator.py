@@ -16,7 +16,7 @@ def train_generator_command(
     preset: str = typer.Option("small", "--preset", help="tiny | small | paper"),
     steps: int = typer.Option(..., "--steps", help="total training steps (a resumed run continues up to this)"),
     bundle: Optional[Path] = typer.Option(None, "--bundle", help="model bundle folder that receives G_ema at every checkpoint"),
-    device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N | auto"),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto"),
     seed: int = typer.Option(0, "--seed"),
     resume: bool = typer.Option(False, "--resume", help="continue from RUN_DIR/checkpoint.pt"),
     workers: int = typer.Option(0, "--workers", help="data loader worker processes"),

@@ -25,6 +25,9 @@ def synthesizer(
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Train the sketch synthesizer S; validation DICE per class is logged every epoch."""
+    import dataclasses
+
+    from generation.solov2.config import SynthesizerConfig, SynthesizerTrainingConfig
     from generation.solov2.train import train_synthesizer
 
     overrides = {
@@ -32,8 +35,9 @@ def synthesizer(
         for key, value in {"epochs": epochs, "batch_size": batch_size, "val_fraction": val_fraction}.items()
         if value is not None
     }
+    training = dataclasses.replace(SynthesizerTrainingConfig.for_preset(preset), **overrides)
     summary = train_synthesizer(
-        data, run_dir, preset=preset, device=device, resume=resume, overrides=overrides,
+        data, run_dir, SynthesizerConfig.for_preset(preset), training, device=device, resume=resume,
         max_minutes=max_minutes, bundle=bundle, seed=seed, workers=workers,
     )
     if not summary["val_dice"]:  # a non-main torchrun rank: rank 0 reports

@@ -38,10 +38,6 @@ class EncoderConfig:
         return cls(preset=name, resolution=PRESET_RESOLUTION[name], w_dim=w_dim, backbone=backbone,
                    head_hidden=_HEAD_HIDDEN[name])
 
-    @classmethod
-    def from_dict(cls, data: dict) -> "EncoderConfig":
-        return cls(**{**data, "backbone": BackboneConfig.from_dict(data["backbone"])})
-
 
 @dataclass(frozen=True)
 class LatentDiscriminatorConfig:

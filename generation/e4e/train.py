@@ -1,15 +1,14 @@
 """`s2m train encoder`: E and its latent discriminator, with G and C frozen (paper eq. 3-5).
 
 Per step: D learns mapping(z) (real) against E(x_sk) (fake), with lazy R1 on real codes; then E
-minimises L_sim(x, G(E(x_sk))) + lambda_adv * L_adv^E. The shared pieces (frozen networks from a
-bundle, sketch/photo pairs, sample grids, a time budget) are also used by the refiner's loop.
+minimises L_sim(x, G(E(x_sk))) + lambda_adv * L_adv^E. The pieces shared with the refiner's
+loop live in `generation.paired`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from generation.bundle import EMBEDDER, ENCODER, GENERATOR, Bundle, save_network
-from generation.data import SketchImagePairs, dataset_fingerprint
+from generation.data import dataset_fingerprint
 from generation.e4e.config import EncoderConfig, EncoderTrainConfig, LatentDiscriminatorConfig
 from generation.e4e.model import (
     Encoder,
@@ -27,105 +26,35 @@ from generation.e4e.model import (
     encoder_adversarial_loss,
     r1_penalty,
 )
+from generation.paired import (
+    PairedRunOptions,
+    build_similarity_loss,
+    comparison_grid,
+    fixed_batch,
+    paired_loader,
+    scalar_record,
+)
 from generation.training import (
-    all_reduce_gradients,
-    broadcast_parameters,
-    budget_spent,
     DistContext,
     JsonlLogger,
     RunDir,
+    all_reduce_gradients,
     all_reduce_mean,
-    capture_rng_state,
-    infinite_loader,
-    init_distributed,
-    load_checkpoint,
+    broadcast_parameters,
+    budget_spent,
+    distributed,
     make_progress,
-    restore_rng_state,
-    save_checkpoint,
-    save_image_grid,
+    restore_run_state,
     save_loss_curve,
+    save_run_state,
     seed_everything,
-    shutdown_distributed,
 )
-
-
-@dataclass(frozen=True)
-class PairedRunOptions:
-    """Where a sketch-to-photo training run reads and writes, shared by the E and H loops."""
-
-    bundle: Path  # reads generator and embedder (and encoder for H), writes the trained network
-    dataset: Path  # phantom dataset folder (images/)
-    sketches: Path  # synthesized sketches of the dataset's images, same file names
-    run_dir: Path
-    device: str = "auto"
-    resume: bool = False
-    max_minutes: float | None = None  # stop early (and export) once this much wall time has passed
-    val_dataset: Path | None = None  # held-out photos whose free-hand sketches measure transfer
-    val_sketches: Path | None = None
-    limit: int | None = None
-
-
-def freeze(module: nn.Module) -> nn.Module:
-    """Eval mode, no gradients: G, C, S (and E while H trains) never change."""
-    module.eval()
-    for parameter in module.parameters():
-        parameter.requires_grad_(False)
-    return module
-
-
-def build_similarity_loss(bundle: Bundle, preset: str, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
-    """L_sim of eq. 1 with the bundle's frozen MoCo network C; returns (loss, what the perceptual term is)."""
-    from generation.losses import SimilarityConfig, SimilarityLoss, build_perceptual
-
-    embedder = bundle.load(EMBEDDER, device)
-    config = SimilarityConfig.for_preset(preset)
-    loss = SimilarityLoss(config, embedder, build_perceptual(config, embedder)).to(device)
-    return loss, loss.record()
-
-
-def paired_loader(
-    dataset: Path, sketches: Path, resolution: int, batch_size: int, ctx: DistContext, num_workers: int,
-    limit: int | None, seed: int,
-) -> torch.utils.data.DataLoader:
-    """Shuffled (sketch, photo) batches; each rank sees its own shard under torchrun."""
-    pairs = SketchImagePairs(dataset, sketches, resolution, limit=limit)
-    if len(pairs) < batch_size * ctx.world_size:
-        raise ValueError(f"{len(pairs)} pairs is fewer than one batch of {batch_size} per process")
-    sampler = None
-    if ctx.distributed:
-        sampler = torch.utils.data.DistributedSampler(pairs, ctx.world_size, ctx.rank, shuffle=True, seed=seed)
-    generator = torch.Generator().manual_seed(seed)
-    return torch.utils.data.DataLoader(
-        pairs, batch_size=batch_size, shuffle=sampler is None, sampler=sampler, drop_last=True,
-        num_workers=num_workers, generator=generator,
-    )
-
-
-def fixed_batch(dataset: Path, sketches: Path, resolution: int, count: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first `count` pairs, used for every sample grid so that grids are comparable over time."""
-    pairs = SketchImagePairs(dataset, sketches, resolution, limit=count)
-    sketch_batch, image_batch = zip(*(pairs[i] for i in range(len(pairs))))
-    return torch.stack(sketch_batch).to(device), torch.stack(image_batch).to(device)  # [N,1,R,R], [N,3,R,R]
-
-
-def comparison_grid(columns: list[torch.Tensor], path: Path) -> None:
-    """One row per sample: sketch | generated ... | real (each [N, C, R, R], C = 1 or 3)."""
-    rgb = [c.expand(-1, 3, -1, -1) if c.shape[1] == 1 else c for c in columns]
-    interleaved = torch.stack(rgb, dim=1).flatten(0, 1)  # [N * len(columns), 3, R, R]
-    save_image_grid(interleaved, path, nrow=len(columns))
-
-
-def _scalar_record(losses: dict[str, torch.Tensor], ctx: DistContext, prefix: str = "") -> dict[str, float]:
-    return {f"{prefix}{k}": float(all_reduce_mean(v.detach(), ctx)) for k, v in losses.items()}
 
 
 def train_encoder(options: PairedRunOptions, config: EncoderTrainConfig) -> Path:
     """Train E (+ latent D) and write it into the bundle; returns the run folder."""
-    ctx = init_distributed(options.device)
-    try:
+    with distributed(options.device) as ctx:
         return _train_encoder(options, config, ctx)
-    finally:
-        shutdown_distributed()
 
 
 def _train_encoder(options: PairedRunOptions, config: EncoderTrainConfig, ctx: DistContext) -> Path:
@@ -148,23 +77,19 @@ def _train_encoder(options: PairedRunOptions, config: EncoderTrainConfig, ctx: D
     opt_e = torch.optim.Adam(encoder.parameters(), lr=config.lr_encoder, betas=config.betas)
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.lr_discriminator, betas=config.betas)
 
+    modules = {"encoder": encoder, "discriminator": discriminator}
+    optimizers = {"encoder": opt_e, "discriminator": opt_d}
+    configs = {"train": config, "encoder": encoder_config}
     step = 0
     if options.resume:
-        state = load_checkpoint(run.checkpoint, map_location=device)
-        encoder.load_state_dict(state["encoder"])
-        discriminator.load_state_dict(state["discriminator"])
-        opt_e.load_state_dict(state["opt_encoder"])
-        opt_d.load_state_dict(state["opt_discriminator"])
-        step = int(state["step"])
-        restore_rng_state(state["rng"])
+        step = int(restore_run_state(run.checkpoint, ctx, modules, optimizers, configs, config.seed)["step"])
         encoder.set_latent_average(generator.mapping.w_avg)  # the bundle's G may have been re-exported
     broadcast_parameters(encoder, ctx)
     broadcast_parameters(discriminator, ctx)
     encoder_ddp = DistributedDataParallel(encoder) if ctx.distributed else encoder
 
-    loader = paired_loader(options.dataset, options.sketches, encoder_config.resolution, config.batch_size, ctx,
-                           config.num_workers, options.limit, config.seed + step)
-    batches = infinite_loader(loader, start_epoch=step // len(loader))
+    batches = iter(paired_loader(options, encoder_config.resolution, config.batch_size, ctx, config.num_workers,
+                                 config.seed, start_step=step))
     sample_sketches, sample_images = fixed_batch(options.dataset, options.sketches, encoder_config.resolution,
                                                  config.sample_count, device)
     val_batch = None
@@ -180,13 +105,7 @@ def _train_encoder(options: PairedRunOptions, config: EncoderTrainConfig, ctx: D
                    similarity=similarity_record)
 
     def save_state() -> None:
-        if ctx.is_main:
-            save_checkpoint(run.checkpoint, {
-                "encoder": encoder.state_dict(), "discriminator": discriminator.state_dict(),
-                "opt_encoder": opt_e.state_dict(), "opt_discriminator": opt_d.state_dict(),
-                "step": step, "rng": capture_rng_state(),
-                "config": dataclasses.asdict(config), "encoder_config": dataclasses.asdict(encoder_config),
-            })
+        save_run_state(run.checkpoint, ctx, modules, optimizers, configs, step=step)
 
     last_record: dict[str, float] = {}
     with make_progress(disable=not ctx.is_main) as progress:
@@ -224,7 +143,7 @@ def _train_encoder(options: PairedRunOptions, config: EncoderTrainConfig, ctx: D
             step += 1
 
             if step % config.log_every == 0 or step == config.steps:
-                last_record = {**_scalar_record(sim, ctx, "sim_"), **_scalar_record(record_d, ctx),
+                last_record = {**scalar_record(sim, ctx, "sim_"), **scalar_record(record_d, ctx),
                                "adv_e": float(all_reduce_mean(adv.detach(), ctx)),
                                "loss_e": float(all_reduce_mean(loss_e.detach(), ctx))}
                 logger.log(step=step, **last_record)

@@ -48,10 +48,6 @@ class HyperNetworkConfig:
         backbone = BackboneConfig(in_channels=REFINER_IN_CHANNELS, **_REFINER_BACKBONES[name])
         return cls(preset=name, resolution=PRESET_RESOLUTION[name], backbone=backbone, **_HEADS[name])
 
-    @classmethod
-    def from_dict(cls, data: dict) -> "HyperNetworkConfig":
-        return cls(**{**data, "backbone": BackboneConfig.from_dict(data["backbone"])})
-
 
 @dataclass(frozen=True)
 class RefinerTrainConfig:

@@ -18,43 +18,30 @@ from torch.nn.parallel import DistributedDataParallel
 
 from generation.bundle import EMBEDDER, ENCODER, GENERATOR, REFINER, Bundle, save_network
 from generation.data import dataset_fingerprint
-from generation.e4e.train import (
-    PairedRunOptions,
-    build_similarity_loss,
-    comparison_grid,
-    fixed_batch,
-    paired_loader,
-)
 from generation.hyperstyle.config import HyperNetworkConfig, RefinerTrainConfig
 from generation.hyperstyle.model import HyperNetwork, refinement_step
+from generation.paired import PairedRunOptions, build_similarity_loss, comparison_grid, fixed_batch, paired_loader
 from generation.pipeline import Sketch2MedI
 from generation.training import (
-    broadcast_parameters,
-    budget_spent,
     DistContext,
     JsonlLogger,
     RunDir,
     all_reduce_mean,
-    capture_rng_state,
-    infinite_loader,
-    init_distributed,
-    load_checkpoint,
+    broadcast_parameters,
+    budget_spent,
+    distributed,
     make_progress,
-    restore_rng_state,
-    save_checkpoint,
+    restore_run_state,
     save_loss_curve,
+    save_run_state,
     seed_everything,
-    shutdown_distributed,
 )
 
 
 def train_refiner(options: PairedRunOptions, config: RefinerTrainConfig) -> Path:
     """Train H and write it into the bundle (which must already hold G, C and E)."""
-    ctx = init_distributed(options.device)
-    try:
+    with distributed(options.device) as ctx:
         return _train_refiner(options, config, ctx)
-    finally:
-        shutdown_distributed()
 
 
 def _train_refiner(options: PairedRunOptions, config: RefinerTrainConfig, ctx: DistContext) -> Path:
@@ -75,19 +62,16 @@ def _train_refiner(options: PairedRunOptions, config: RefinerTrainConfig, ctx: D
     hypernet = HyperNetwork(hyper_config, generator.synthesis.weight_shapes()).to(device)
     optimizer = torch.optim.Adam(hypernet.parameters(), lr=config.lr, betas=config.betas)
 
+    modules, optimizers = {"refiner": hypernet}, {"refiner": optimizer}
+    configs = {"train": config, "refiner": hyper_config}
     step = 0
     if options.resume:
-        state = load_checkpoint(run.checkpoint, map_location=device)
-        hypernet.load_state_dict(state["refiner"])
-        optimizer.load_state_dict(state["optimizer"])
-        step = int(state["step"])
-        restore_rng_state(state["rng"])
+        step = int(restore_run_state(run.checkpoint, ctx, modules, optimizers, configs, config.seed)["step"])
     broadcast_parameters(hypernet, ctx)
     hypernet_ddp = DistributedDataParallel(hypernet) if ctx.distributed else hypernet
 
-    loader = paired_loader(options.dataset, options.sketches, hyper_config.resolution, config.batch_size, ctx,
-                           config.num_workers, options.limit, config.seed + step)
-    batches = infinite_loader(loader, start_epoch=step // len(loader))
+    batches = iter(paired_loader(options, hyper_config.resolution, config.batch_size, ctx, config.num_workers,
+                                 config.seed, start_step=step))
     samples = fixed_batch(options.dataset, options.sketches, hyper_config.resolution, config.sample_count, device)
     val_batch = None
     if options.val_dataset is not None and options.val_sketches is not None:
@@ -102,12 +86,7 @@ def _train_refiner(options: PairedRunOptions, config: RefinerTrainConfig, ctx: D
                    world_size=ctx.world_size, similarity=similarity_record)
 
     def save_state() -> None:
-        if ctx.is_main:
-            save_checkpoint(run.checkpoint, {
-                "refiner": hypernet.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                "rng": capture_rng_state(), "config": dataclasses.asdict(config),
-                "refiner_config": dataclasses.asdict(hyper_config),
-            })
+        save_run_state(run.checkpoint, ctx, modules, optimizers, configs, step=step)
 
     last_record: dict[str, float] = {}
     with make_progress(disable=not ctx.is_main) as progress:

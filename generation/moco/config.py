@@ -164,10 +164,6 @@ class EmbedderConfig:
             weight_decay=1e-4, epochs=200, knn_k=200, probe_bank_size=20000, probe_query_size=5000,
         )
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "EmbedderConfig":
-        """Rebuild from `dataclasses.asdict` output (bundle.json, checkpoints)."""
-        return cls(**values)
 
     def replace(self, **changes: Any) -> "EmbedderConfig":
         return dataclasses.replace(self, **changes)

@@ -6,7 +6,6 @@ Shared plumbing (run folder, JSONL log, atomic checkpoints, RNG, DDP, progress) 
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -24,11 +23,10 @@ from generation.moco.model import Embedder, MoCo, info_nce_loss
 from generation.moco.probe import (
     ProbeSet, embedding_probe, holdout_split, load_probe_set, probe_features, raw_pixel_baselines,
 )
-from generation.moco.readout import ReadoutChoice, choose_readout
+from generation.moco.readout_choice import ReadoutChoice, choose_readout
 from generation.training import (
-    DistContext, JsonlLogger, RunDir, all_reduce_mean, budget_spent, capture_rng_state, init_distributed,
-    load_checkpoint, make_progress, restore_rng_state, save_checkpoint, save_image_grid,
-    save_loss_curve, seed_everything, shutdown_distributed,
+    DistContext, JsonlLogger, RunDir, all_reduce_mean, any_process, budget_spent, distributed, make_progress,
+    restore_run_state, save_image_grid, save_loss_curve, save_run_state, seed_everything,
 )
 
 
@@ -128,31 +126,19 @@ class MoCoRun:
         return {"bundle": str(bundle_dir), "resolution": source.config.resolution,
                 **{k: record[k] for k in ("steps", "epochs", "data_fingerprint") if k in record}}
 
-    # -- checkpoints ---------------------------------------------------------------------
-    def state(self) -> dict[str, Any]:
-        return {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "step": self.step,
-            "config": dataclasses.asdict(self.config),
-            "metrics": self.metrics,
-            "rng": capture_rng_state(),
-            "warm_started_from": self.warm_started_from,
-        }
+    # -- checkpoints (every process calls these at the same step) ------------------------
+    def _run_state(self) -> tuple[dict[str, torch.nn.Module], dict[str, torch.optim.Optimizer], dict[str, Any]]:
+        return {"moco": self.model}, {"moco": self.optimizer}, {"embedder": self.config}
 
-    def restore(self, state: dict[str, Any]) -> None:
-        if EmbedderConfig.from_dict(state["config"]) != self.config:  # fields added since take their defaults
-            raise ValueError("the checkpoint was trained with a different EmbedderConfig; resume with the same preset")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.step = int(state["step"])
-        self.metrics = dict(state["metrics"])
-        self.warm_started_from = state.get("warm_started_from")
-        restore_rng_state(state["rng"])
+    def restore(self) -> None:
+        extra = restore_run_state(self.run.checkpoint, self.ctx, *self._run_state(), self.config.seed)
+        self.step = int(extra["step"])
+        self.metrics = dict(extra["metrics"])
+        self.warm_started_from = extra.get("warm_started_from")
 
     def save(self) -> None:
-        if self.ctx.is_main:
-            save_checkpoint(self.run.checkpoint, self.state())
+        save_run_state(self.run.checkpoint, self.ctx, *self._run_state(), step=self.step, metrics=self.metrics,
+                       warm_started_from=self.warm_started_from)
 
     # -- probe ---------------------------------------------------------------------------
     def load_probe(self) -> None:
@@ -209,23 +195,21 @@ class MoCoRun:
 
 def train_embedder(options: TrainOptions) -> dict[str, Any]:
     """Train C and return its final metrics; writes checkpoints, logs and (optionally) a bundle."""
-    ctx = init_distributed(options.device)
-    try:
+    with distributed(options.device) as ctx:
         return _train(options, ctx)
-    finally:
-        shutdown_distributed()
 
 
 def _train(options: TrainOptions, ctx: DistContext) -> dict[str, Any]:
     seed_everything(options.config.seed + ctx.rank)
     run = MoCoRun(options, ctx)
+    if ctx.is_main:
+        run.load_probe()  # before the random streams are restored: it draws from them on a fresh run too
     if options.resume:
-        run.restore(load_checkpoint(run.run.checkpoint, map_location=ctx.device))
+        run.restore()
     elif options.warm_start is not None:
         run.warm_started_from = run.warm_start(options.warm_start)
         run.logger.log(event="warm_start", **run.warm_started_from)
     if ctx.is_main:
-        run.load_probe()
         if run.step == 0:
             run.run_probe()  # epoch 0: what the randomly initialised trunk already gives
     started = time.monotonic()
@@ -249,16 +233,17 @@ def _train(options: TrainOptions, ctx: DistContext) -> dict[str, Any]:
             out_of_time = budget_spent(time.monotonic() - started, options.max_minutes, ctx)
             if out_of_time or run.step >= stop_step:
                 break  # the final checkpoint is written below
-            if run.step % run.steps_per_epoch == 0 or time.monotonic() - last_checkpoint > options.checkpoint_minutes * 60:
+            overdue = time.monotonic() - last_checkpoint > options.checkpoint_minutes * 60
+            if run.step % run.steps_per_epoch == 0 or any_process(overdue, ctx):
                 run.save()
                 last_checkpoint = time.monotonic()
+    run.save()  # before the closing probe, so that a resumed run continues the stream this one would have
     if ctx.is_main:
         if run.probe is not None:
             run.readout_choice = choose_readout(run.model.embedder(), run.probe, run.config.knn_k, run.config.knn_temperature)
             run.logger.log(event="readout_selected", **run.readout_choice.as_record())
         if run.step % run.steps_per_epoch or (run.readout_choice and run.readout_choice.readout != run.config.readout):
             run.run_probe()
-        run.save()
         save_loss_curve(run.run.log, run.run.loss_curve, ["loss", "contrastive_accuracy", *(f"{c}/embedding_knn" for c in options.label_columns)])
         summary = {"step": run.step, "epochs": run.step / run.steps_per_epoch, "total_steps": run.total_steps, **run.metrics}
         run.logger.log(event="end", **summary)

@@ -15,9 +15,7 @@ Reductions from the official R101 config (reference note, SOLOv2 section 1.6), c
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any
 
 from generation.presets import PRESET_RESOLUTION, check_preset
 
@@ -99,21 +97,6 @@ class SynthesizerConfig:
             grid_sizes=(24, 16, 8), head_convs=4, head_channels=512, kernel_dim=256, mask_channels=128,
             norm_groups=32,
         )
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "SynthesizerConfig":
-        """Inverse of `dataclasses.asdict` (JSON turns tuples into lists)."""
-        names = {field.name for field in dataclasses.fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ValueError(f"unknown SynthesizerConfig fields {sorted(unknown)}")
-        values = dict(data)
-        for key in ("category_ids", "head_levels", "grid_sizes"):
-            if key in values:
-                values[key] = tuple(values[key])
-        if "scale_ranges" in values:
-            values["scale_ranges"] = tuple(tuple(pair) for pair in values["scale_ranges"])
-        return cls(**values)
 
 
 @dataclass(frozen=True)

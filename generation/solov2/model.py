@@ -12,6 +12,7 @@ from torch.nn import functional as F
 
 from formats.contours import contour_sketch_from_masks
 from formats.sketch import BlankSketchError
+from generation.configs import config_from_dict
 from generation.data import box_resize
 from generation.solov2.backbone import ResNetFPN
 from generation.solov2.config import SynthesizerConfig
@@ -138,7 +139,7 @@ class SOLOv2(nn.Module):
 def build_synthesizer(config: dict[str, Any] | SynthesizerConfig) -> SOLOv2:
     """A fresh S from a config (dict as stored in bundle.json, or the dataclass)."""
     if not isinstance(config, SynthesizerConfig):
-        config = SynthesizerConfig.from_dict(config)
+        config = config_from_dict(SynthesizerConfig, config)
     return SOLOv2(config)
 
 

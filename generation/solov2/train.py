@@ -20,19 +20,17 @@ from generation.solov2.model import SOLOv2, save_synthesizer
 from generation.solov2.overlay import overlay_instances, save_overlay_grid
 from generation.solov2.targets import assign_targets
 from generation.training import (
-    budget_spent,
+    DistContext,
     JsonlLogger,
     RunDir,
     all_reduce_mean,
-    capture_rng_state,
-    init_distributed,
-    load_checkpoint,
+    budget_spent,
+    distributed,
     make_progress,
-    restore_rng_state,
-    save_checkpoint,
+    restore_run_state,
     save_loss_curve,
+    save_run_state,
     seed_everything,
-    shutdown_distributed,
 )
 
 OVERLAY_PANEL_SIDE = 256  # overlay panels are magnified to about this many pixels
@@ -67,10 +65,10 @@ def learning_rate_factor(step: int, warmup_steps: int, total_steps: int, time_us
 def train_synthesizer(
     data: Path,
     run_dir: Path,
-    preset: str = "small",
+    config: SynthesizerConfig,
+    training: SynthesizerTrainingConfig,
     device: str = "auto",
     resume: bool = False,
-    overrides: dict[str, Any] | None = None,
     max_minutes: float | None = None,
     bundle: Path | None = None,
     seed: int = 0,
@@ -79,15 +77,19 @@ def train_synthesizer(
 ) -> dict[str, Any]:
     """Train S and return a summary (steps, epochs, seconds, images/s, validation DICE).
 
-    `overrides` replaces fields of the preset's SynthesizerTrainingConfig (e.g. epochs).
     `max_minutes` is this invocation's time budget: the learning rate anneals to zero within it and
     training stops when it is spent (after validating and checkpointing); `bundle` saves the
     final network into a model bundle with its validation DICE.
     """
-    ctx = init_distributed(device)
+    with distributed(device) as ctx:
+        return _train(ctx, data, run_dir, config, training, resume, max_minutes, bundle, seed, workers, show_progress)
+
+
+def _train(
+    ctx: DistContext, data: Path, run_dir: Path, config: SynthesizerConfig, training: SynthesizerTrainingConfig,
+    resume: bool, max_minutes: float | None, bundle: Path | None, seed: int, workers: int, show_progress: bool,
+) -> dict[str, Any]:
     seed_everything(seed + ctx.rank)
-    config = SynthesizerConfig.for_preset(preset)
-    training = dataclasses.replace(SynthesizerTrainingConfig.for_preset(preset), **(overrides or {}))
     train_ids, val_ids = split_image_ids(data, training.val_fraction, training.split_seed)  # bad data fails here
     run = RunDir(Path(run_dir)).create() if ctx.is_main else RunDir(Path(run_dir))
     logger = JsonlLogger(run.log, enabled=ctx.is_main)
@@ -105,17 +107,14 @@ def train_synthesizer(
     model = SOLOv2(config).to(ctx.device)
     network = torch.nn.parallel.DistributedDataParallel(model) if ctx.distributed else model
     optimizer = torch.optim.AdamW(model.parameters(), lr=training.learning_rate, weight_decay=training.weight_decay)
+    modules, optimizers = {"synthesizer": model}, {"synthesizer": optimizer}
+    configs = {"synthesizer": config, "training": training}
     step, epoch, train_seconds = 0, 0, 0.0
     if resume:
-        state = load_checkpoint(run.checkpoint, map_location=ctx.device)
-        if state["config"] != dataclasses.asdict(config):
-            raise ValueError(f"checkpoint {run.checkpoint} was trained with another SynthesizerConfig; use a new run dir")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        state = restore_run_state(run.checkpoint, ctx, modules, optimizers, configs, seed)
         step, epoch, train_seconds = state["step"], state["epoch"], state["train_seconds"]
-        restore_rng_state(state["rng"])
     if ctx.is_main:
-        logger.log(event="start", preset=preset, train_images=len(train_set), val_images=len(val_set),
+        logger.log(event="start", preset=config.preset, train_images=len(train_set), val_images=len(val_set),
                    steps_per_epoch=steps_per_epoch, epochs=training.epochs, resumed_at_step=step,
                    parameters=sum(p.numel() for p in model.parameters()))
 
@@ -163,14 +162,9 @@ def train_synthesizer(
                 summary = {"val_dice": dice, "images_per_s": epoch_images / max(elapsed, 1e-9)}
                 logger.log(event="epoch", step=step, epoch=epoch, train_seconds=train_seconds,
                            images_per_s=summary["images_per_s"], **{f"val_dice_{k}": v for k, v in dice.items()})
-                save_checkpoint(run.checkpoint, {
-                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "step": step, "epoch": epoch, "train_seconds": train_seconds, "rng": capture_rng_state(),
-                    "config": dataclasses.asdict(config), "training": dataclasses.asdict(training),
-                })
                 save_loss_curve(run.log, run.loss_curve, ["loss", "loss_category", "loss_mask"])
-            if ctx.distributed:
-                torch.distributed.barrier()
+            save_run_state(run.checkpoint, ctx, modules, optimizers, configs, step=step, epoch=epoch,
+                           train_seconds=train_seconds)
 
     summary.update(step=step, epochs=epoch, train_seconds=train_seconds, stopped_early=stopped_early,
                    train_images=len(train_set), val_images=len(val_set))
@@ -180,5 +174,4 @@ def train_synthesizer(
             data_fingerprint=dataset_fingerprint(data), train_images=len(train_set), val_images=len(val_set),
             metrics={"val_dice": summary["val_dice"]}, training=dataclasses.asdict(training),
         )
-    shutdown_distributed()
     return summary

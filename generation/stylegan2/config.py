@@ -8,27 +8,13 @@ whose G+D step at batch 16 takes about a second on one core, so an hour sees ten
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, TypeVar
 
 from generation.presets import PRESET_RESOLUTION, check_preset
 
-C = TypeVar("C")
-
 # Base resolution of the learned constant and of the discriminator epilogue.
 BASE_RESOLUTION = 4
-
-
-def _from_dict(cls: type[C], values: dict[str, Any]) -> C:
-    """Rebuild a config dataclass from its `asdict` form (JSON turns tuples into lists)."""
-    names = {field.name for field in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise ValueError(f"{cls.__name__} does not know the fields {unknown}")
-    converted = {key: tuple(value) if isinstance(value, list) else value for key, value in values.items()}
-    return cls(**converted)
 
 
 def _check_resolution(resolution: int) -> None:
@@ -91,10 +77,6 @@ class GeneratorConfig:
         return cls(resolution=resolution, z_dim=512, w_dim=512, mapping_layers=8, channel_base=32768, channel_max=512,
                    w_avg_samples=100_000)
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "GeneratorConfig":
-        return _from_dict(cls, values)
-
 
 @dataclass(frozen=True)
 class DiscriminatorConfig:
@@ -122,10 +104,6 @@ class DiscriminatorConfig:
     def for_preset(cls, name: str) -> "DiscriminatorConfig":
         g = GeneratorConfig.for_preset(name)
         return cls(resolution=g.resolution, channel_base=g.channel_base, channel_max=g.channel_max)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "DiscriminatorConfig":
-        return _from_dict(cls, values)
 
 
 @dataclass(frozen=True)
@@ -200,6 +178,3 @@ class GanTrainConfig:
             fd_samples={"tiny": 64, "small": 500, "paper": 10_000}[name],
         )
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "GanTrainConfig":
-        return _from_dict(cls, values)

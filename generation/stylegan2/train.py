@@ -17,10 +17,9 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -32,18 +31,16 @@ from generation.stylegan2.networks import Discriminator, Generator
 from generation.training import (
     DistContext,
     JsonlLogger,
+    ResumableBatchSampler,
     RunDir,
     all_reduce_mean,
-    capture_rng_state,
-    init_distributed,
-    load_checkpoint,
+    distributed,
     make_progress,
-    restore_rng_state,
-    save_checkpoint,
+    restore_run_state,
     save_image_grid,
     save_loss_curve,
+    save_run_state,
     seed_everything,
-    shutdown_distributed,
 )
 
 LOSS_CURVE_KEYS = ["loss_D", "loss_G", "r1", "pl"]
@@ -86,30 +83,6 @@ class MixingGenerator(nn.Module):
             mixed = g.synthesis.broadcast_ws(g.mapping(z_mix))
             ws = torch.cat([ws[:, :cutoff], mixed[:, cutoff:]], dim=1)
         return g.synthesis(ws, noise_mode="random"), ws
-
-
-class ResumableBatchSampler:
-    """This rank's batches of a DistributedSampler, epoch after epoch, from batch `start` on.
-
-    Batch b of a run is the same whether the run was resumed or not.
-    """
-
-    def __init__(self, sampler: torch.utils.data.DistributedSampler, batch_size: int, start: int) -> None:
-        self.sampler = sampler
-        self.batch_size = batch_size
-        self.start = start
-        self.per_epoch = len(sampler) // batch_size
-        if self.per_epoch == 0:
-            raise ValueError(f"{len(sampler)} images per process are fewer than one batch of {batch_size}")
-
-    def __iter__(self) -> Iterator[list[int]]:
-        epoch, skip = divmod(self.start, self.per_epoch)
-        while True:
-            self.sampler.set_epoch(epoch)
-            indices = list(self.sampler)
-            for batch in range(skip, self.per_epoch):
-                yield indices[batch * self.batch_size:(batch + 1) * self.batch_size]
-            skip, epoch = 0, epoch + 1
 
 
 @dataclass
@@ -160,16 +133,6 @@ def export_generator(bundle_dir: Path, g_ema: Generator, options: RunOptions, st
     return path
 
 
-def gather_rng_states(ctx: DistContext) -> list[dict[str, Any]]:
-    """The RNG state of every rank (rank order), so each resumes its own stream."""
-    state = capture_rng_state()
-    if not ctx.distributed:
-        return [state]
-    states: list[Any] = [None] * ctx.world_size
-    dist.all_gather_object(states, state)
-    return states
-
-
 def train_generator(
     options: RunOptions,
     g_config: GeneratorConfig,
@@ -183,11 +146,8 @@ def train_generator(
     """
     if g_config.resolution != d_config.resolution:
         raise ValueError(f"G ({g_config.resolution}px) and D ({d_config.resolution}px) resolutions differ")
-    ctx = init_distributed(options.device)
-    try:
+    with distributed(options.device) as ctx:
         return _train(options, g_config, d_config, config, ctx)
-    finally:
-        shutdown_distributed()
 
 
 def _train(options: RunOptions, g_config: GeneratorConfig, d_config: DiscriminatorConfig,
@@ -201,7 +161,6 @@ def _train(options: RunOptions, g_config: GeneratorConfig, d_config: Discriminat
     run = RunDir(Path(options.run_dir))
     if ctx.is_main:
         run.create()
-    checkpoint = load_checkpoint(run.checkpoint) if options.resume else None
     seed_everything(options.seed + ctx.rank)
 
     generator = Generator(g_config).to(device)
@@ -213,23 +172,13 @@ def _train(options: RunOptions, g_config: GeneratorConfig, d_config: Discriminat
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=d_lr, betas=d_betas, eps=config.adam_eps)
     augment = AugmentPipe.from_config(config)
     state = TrainState()
-    if checkpoint is not None:
-        for key, current in (("generator_config", g_config), ("discriminator_config", d_config)):
-            if checkpoint[key] != dataclasses.asdict(current):
-                raise ValueError(f"{run.checkpoint} was trained with another {key.replace('_', ' ')}; "
-                                 "resume with the preset it was started with")
-        generator.load_state_dict(checkpoint["G"])
-        discriminator.load_state_dict(checkpoint["D"])
-        g_ema.load_state_dict(checkpoint["G_ema"])
-        opt_g.load_state_dict(checkpoint["opt_G"])
-        opt_d.load_state_dict(checkpoint["opt_D"])
-        state = TrainState(**checkpoint["state"])
-        augment.p = checkpoint["augment_p"]
-        rng_states = checkpoint["rng"]
-        if len(rng_states) == ctx.world_size:
-            restore_rng_state(rng_states[ctx.rank])
-        else:
-            seed_everything(options.seed + ctx.rank + state.step)
+    modules = {"G": generator, "D": discriminator, "G_ema": g_ema}
+    optimizers = {"G": opt_g, "D": opt_d}
+    configs = {"generator": g_config, "discriminator": d_config, "train": config}
+    if options.resume:
+        extra = restore_run_state(run.checkpoint, ctx, modules, optimizers, configs, options.seed)
+        state = TrainState(**extra["state"])
+        augment.p = extra["augment_p"]
 
     mixing = MixingGenerator(generator)
     g_train: nn.Module = mixing
@@ -251,22 +200,14 @@ def _train(options: RunOptions, g_config: GeneratorConfig, d_config: Discriminat
     fixed_z = torch.randn(config.sample_grid, g_config.z_dim,
                           generator=torch.Generator().manual_seed(options.seed)).to(device)
     logger = JsonlLogger(run.log, enabled=ctx.is_main)
-    if ctx.is_main and checkpoint is None:
+    if ctx.is_main and not options.resume:
         logger.log(event="start", preset=options.preset, world_size=ctx.world_size, images=len(dataset),
                    generator=dataclasses.asdict(g_config), train=dataclasses.asdict(config))
 
     def save_state() -> None:
-        rng = gather_rng_states(ctx)
-        if not ctx.is_main:
-            return
-        save_checkpoint(run.checkpoint, {
-            "G": generator.state_dict(), "D": discriminator.state_dict(), "G_ema": g_ema.state_dict(),
-            "opt_G": opt_g.state_dict(), "opt_D": opt_d.state_dict(), "state": dataclasses.asdict(state),
-            "augment_p": augment.p, "rng": rng, "world_size": ctx.world_size,
-            "generator_config": dataclasses.asdict(g_config), "discriminator_config": dataclasses.asdict(d_config),
-            "train_config": dataclasses.asdict(config),
-        })
-        if options.bundle_dir is not None:
+        save_run_state(run.checkpoint, ctx, modules, optimizers, configs, state=dataclasses.asdict(state),
+                       augment_p=augment.p)
+        if ctx.is_main and options.bundle_dir is not None:
             export_generator(options.bundle_dir, g_ema, options, state, fingerprint, config)
 
     def save_samples() -> None:

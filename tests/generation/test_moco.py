@@ -243,7 +243,7 @@ def test_train_command_logs_probes_resumes_and_exports_bundle(tiny_phantoms, tmp
     assert torch.allclose(vectors.norm(dim=1), torch.ones(3), atol=1e-5)
 
     changed = runner.invoke(app, [*common, "--max-steps", "4", "--resume", "--learning-rate", "0.5"])
-    assert changed.exit_code == 2 and "different EmbedderConfig" in changed.output
+    assert changed.exit_code == 2 and "another EmbedderConfig (learning_rate)" in changed.output
 
     finer = runner.invoke(app, [*common[:6], "--run-dir", str(tmp_path / "finer"), "--max-steps", "1", "--resolution", "48",
                                 "--bundle", str(tmp_path / "finer-bundle")])
@@ -276,7 +276,7 @@ def test_warm_start_copies_a_bundles_c_into_both_trunks_and_refuses_another_arch
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["data_side"] == TINY.resolution and report["embedder_side"] == 48
     assert report["columns"][0]["pixel_linear"] == pytest.approx(baselines["diagnosis/pixel_linear"])
-    key_trunk = torch.load(tmp_path / "warm" / "checkpoint.pt", weights_only=False)["model"]
+    key_trunk = torch.load(tmp_path / "warm" / "checkpoint.pt", weights_only=False)["modules"]["moco"]
     assert torch.allclose(key_trunk["encoder_k.trunk.stem.0.weight"], source.trunk.stem[0].weight, atol=1e-6)
 
     cifar = TINY.replace(stem="cifar")

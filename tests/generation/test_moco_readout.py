@@ -13,9 +13,8 @@ from api.cli import app
 from generation.bundle import save_network
 from generation.bundle import Bundle
 from generation.moco import Embedder, EmbedderConfig, Readout
-from generation.moco.readout import (
-    candidate_readouts, leave_one_out_knn_accuracy, region_descriptor, select_readout,
-)
+from generation.moco.readout import region_descriptor
+from generation.moco.readout_choice import candidate_readouts, leave_one_out_knn_accuracy, select_readout
 
 TINY = EmbedderConfig.for_preset("tiny")
 
@@ -130,7 +129,7 @@ def test_a_checkpoint_from_before_the_readout_fields_resumes(tiny_phantoms, tmp_
     assert runner.invoke(app, [*common, "--max-steps", "1"]).exit_code == 0
     checkpoint = tmp_path / "run" / "checkpoint.pt"
     state = torch.load(checkpoint, weights_only=False)
-    del state["config"]["readout_stage"], state["config"]["readout_grid"]  # as written by the previous release
+    del state["configs"]["embedder"]["readout_stage"], state["configs"]["embedder"]["readout_grid"]  # as written by the previous release
     torch.save(state, checkpoint)
     resumed = runner.invoke(app, [*common, "--max-steps", "2", "--resume"])
     assert resumed.exit_code == 0, resumed.output

@@ -64,7 +64,7 @@ def test_run_writes_log_samples_loss_curve_and_a_bundle(trained_bundle: Path) ->
     assert checkpoint["state"]["images_seen"] == LEARNING_STEPS * GanTrainConfig.for_preset("tiny").batch_size
     generator = Bundle.open(trained_bundle / "bundle").load(GENERATOR)
     # The exported mean w was estimated over fresh z, not left at the training EMA.
-    assert not torch.equal(generator.mapping.w_avg, checkpoint["G_ema"]["mapping.w_avg"])
+    assert not torch.equal(generator.mapping.w_avg, checkpoint["modules"]["G_ema"]["mapping.w_avg"])
 
 
 def test_checkpoint_then_resume_gives_bit_identical_next_steps(phantoms32: Path, tmp_path: Path) -> None:
@@ -77,13 +77,13 @@ def test_checkpoint_then_resume_gives_bit_identical_next_steps(phantoms32: Path,
     straight = dataclasses.replace(split, run_dir=tmp_path / "straight", steps=6)
     train_generator(straight, G_CONFIG, D_CONFIG, config)
     resumed, direct = load_checkpoint(split.run_dir / "checkpoint.pt"), load_checkpoint(straight.run_dir / "checkpoint.pt")
-    for network in ("G", "D", "G_ema", "opt_G"):
-        left, right = resumed[network], direct[network]
-        if network == "opt_G":
-            left, right = left["state"][0], right["state"][0]
+    for network in ("G", "D", "G_ema"):
+        left, right = resumed["modules"][network], direct["modules"][network]
         assert all(torch.equal(left[key], right[key]) for key in left), network
+    left, right = resumed["optimizers"]["G"]["state"][0], direct["optimizers"]["G"]["state"][0]
+    assert all(torch.equal(left[key], right[key]) for key in left)
     assert resumed["state"] == direct["state"]
-    with pytest.raises(ValueError, match="another generator config"):
+    with pytest.raises(ValueError, match="another GeneratorConfig"):
         train_generator(dataclasses.replace(split, steps=7, resume=True), dataclasses.replace(G_CONFIG, w_dim=16),
                         D_CONFIG, config)
 
@@ -92,7 +92,7 @@ def test_two_process_gloo_run_completes(phantoms32: Path, tmp_path: Path) -> Non
     run_dir = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29617",
-               str(Path(sys.executable).parent / "s2m"), "train", "generator", "--data", str(phantoms32),
+               "-m", "api.cli", "train", "generator", "--data", str(phantoms32),
                "--run-dir", str(run_dir), "--preset", "tiny", "--steps", "4", "--no-progress", "--pl-weight", "2",
                "--r1-gamma", "1", "--checkpoint-every", "4"]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)

@@ -12,3 +12,80 @@ def test_budget_is_spent_only_past_the_limit_and_never_without_one():
     assert budget_spent(61.0, 1.0, alone)
     assert not budget_spent(59.0, 1.0, alone)
     assert not budget_spent(1e9, None, alone)
+
+
+def _run_parts(seed: int):
+    import dataclasses
+
+    from generation.e4e import EncoderTrainConfig
+
+    torch.manual_seed(seed)
+    module = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.Adam(module.parameters(), lr=0.1)
+    module(torch.randn(4, 3)).sum().backward()
+    optimizer.step()
+    return module, optimizer, dataclasses.replace(EncoderTrainConfig.for_preset("tiny"), steps=8)
+
+
+def test_run_state_round_trips_weights_optimiser_and_random_stream(tmp_path):
+    import random
+
+    import numpy as np
+
+    from generation.training import restore_run_state, save_run_state
+
+    alone = DistContext(rank=0, world_size=1, device=torch.device("cpu"))
+    module, optimizer, config = _run_parts(seed=0)
+    save_run_state(tmp_path / "ckpt.pt", alone, {"net": module}, {"net": optimizer}, {"train": config}, step=5)
+    expected = (torch.rand(3), random.random(), np.random.rand())
+
+    fresh, fresh_optimizer, _ = _run_parts(seed=1)
+    longer = type(config)(**{**config.__dict__, "steps": 16})  # a resumed run may go on for longer
+    extra = restore_run_state(tmp_path / "ckpt.pt", alone, {"net": fresh}, {"net": fresh_optimizer}, {"train": longer}, 0)
+    assert extra == {"step": 5}
+    assert torch.equal(fresh.weight, module.weight)
+    assert torch.equal(fresh_optimizer.state_dict()["state"][0]["exp_avg"], optimizer.state_dict()["state"][0]["exp_avg"])
+    resumed = (torch.rand(3), random.random(), np.random.rand())
+    assert torch.equal(resumed[0], expected[0]) and resumed[1:] == expected[1:]
+
+
+def test_a_run_resumed_with_another_config_is_refused_before_anything_loads(tmp_path):
+    import pytest
+
+    from formats.errors import InputError
+    from generation.training import restore_run_state, save_run_state
+
+    alone = DistContext(rank=0, world_size=1, device=torch.device("cpu"))
+    module, optimizer, config = _run_parts(seed=0)
+    save_run_state(tmp_path / "ckpt.pt", alone, {"net": module}, {"net": optimizer}, {"train": config}, step=5)
+    other, other_optimizer, _ = _run_parts(seed=1)
+    before = other.weight.detach().clone()
+    changed = type(config)(**{**config.__dict__, "lr_encoder": 0.5})
+    with pytest.raises(InputError, match=r"another EncoderTrainConfig \(lr_encoder\)"):
+        restore_run_state(tmp_path / "ckpt.pt", alone, {"net": other}, {"net": other_optimizer}, {"train": changed}, 0)
+    assert torch.equal(other.weight, before)
+
+
+def test_configs_decode_strictly_with_nested_configs_tuples_and_later_defaults():
+    import dataclasses
+
+    import pytest
+
+    from generation.configs import config_from_dict
+    from generation.e4e import EncoderConfig
+    from generation.solov2.config import SynthesizerConfig
+
+    encoder = EncoderConfig.for_preset("tiny", w_dim=32)
+    stored = dataclasses.asdict(encoder)
+    stored["backbone"]["stage_blocks"] = list(stored["backbone"]["stage_blocks"])  # as JSON gives it back
+    assert config_from_dict(EncoderConfig, stored) == encoder
+    del stored["leaky_slope"]  # a field added after the file was written takes its default
+    assert config_from_dict(EncoderConfig, stored) == encoder
+    synthesizer = SynthesizerConfig.for_preset("tiny")
+    as_json = {k: [list(v) for v in value] if k == "scale_ranges" else value
+               for k, value in dataclasses.asdict(synthesizer).items()}
+    assert config_from_dict(SynthesizerConfig, as_json) == synthesizer
+    with pytest.raises(ValueError, match="does not know the fields"):
+        config_from_dict(EncoderConfig, {**dataclasses.asdict(encoder), "colour": 1})
+    with pytest.raises(ValueError, match="lacks the required fields"):
+        config_from_dict(EncoderConfig, {"preset": "tiny"})
