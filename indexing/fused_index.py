@@ -26,7 +26,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from formats.errors import ProjectError
+from formats.errors import InputError, ProjectError
 from generation.files import atomic_target
 from indexing import store
 from indexing.archive import Archive
@@ -46,6 +46,20 @@ UNREMOVABLE_FACTORIES = ("HNSW",)  # FAISS cannot remove from a graph index: ref
 
 class IndexBuildError(ProjectError):
     """An index cannot be built, loaded or refreshed (a sentence the CLI shows as is)."""
+
+
+class NoActiveBuildError(IndexBuildError, InputError):
+    """A command that needs an active build was run before `s2m index build` (a usage error: exit 2)."""
+
+    def __init__(self) -> None:
+        super().__init__("the archive has no active index build: run `s2m index build` first")
+
+
+def require_active_build(archive: Archive) -> None:
+    """Refuse early (before any embedding work) when there is no active build to refresh or reweight."""
+    with archive.sessions() as session:
+        if store.active_index_build(session) is None:
+            raise NoActiveBuildError()
 
 
 @dataclass(frozen=True)
@@ -288,7 +302,7 @@ def refresh_index(archive: Archive, version: str) -> RefreshReport:
     """
     active = load_active_build(archive)
     if active is None:
-        raise IndexBuildError("no active index build to refresh: run `s2m index build` first")
+        raise NoActiveBuildError()
     if active.version != version:
         raise IndexBuildError(f"the active build is of bundle version {active.version}, not {version}: run `s2m index build`")
     indexed = active.ids()
@@ -353,7 +367,7 @@ def set_weights(archive: Archive, weights: ChannelWeights) -> IndexBuild:
     with session_scope(archive.sessions) as session:
         row = store.active_index_build(session)
         if row is None:
-            raise IndexBuildError("no active index build: run `s2m index build` first")
+            raise NoActiveBuildError()
         row.config = {**row.config, "weights": asdict(weights)}
         return row
 

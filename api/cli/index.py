@@ -85,10 +85,11 @@ def refresh(
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Embed new images, add them to a copy of the active index and drop soft-deleted ones; activate it."""
-    from indexing.fused_index import refresh_index
+    from indexing.fused_index import refresh_index, require_active_build
 
     archive = _open()
     try:
+        require_active_build(archive)
         version = _embed(archive, model, device, batch_size, progress)
         if not _is_main():
             return

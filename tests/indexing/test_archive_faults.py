@@ -26,6 +26,7 @@ from api.cli import app
 from archive_faults import archive_env, one_line_error, s2m_command, take_snapshot
 from indexing import store
 from indexing.archive import Archive
+from indexing.models import Embedding
 from indexing.ingest.run import ingest_path
 from indexing.settings import Settings
 
@@ -410,3 +411,20 @@ def test_links_out_of_the_ingested_folder_are_skipped_with_a_reason(archive: Arc
         "linked.png": "a symbolic link to outside the ingested folder: not followed",
         "linked_folder": "a symbolic link to outside the ingested folder: not followed",
     }
+
+
+# --- index commands before any build ------------------------------------------------------------
+
+
+def test_refresh_and_set_weights_before_a_build_are_one_sentence_and_embed_nothing(archive: Archive, tmp_path: Path) -> None:
+    folder = _folder(tmp_path / "in", 2)
+    env = archive_env(archive)
+    assert _s2m(env, "archive", "ingest", str(folder), "--no-progress").exit_code == 0
+    before = take_snapshot(archive)
+    for args in (("index", "refresh", "--no-progress", "--device", "cpu"), ("index", "set-weights", "1,1,1")):
+        result = _s2m(env, *args)
+        assert result.exit_code == 2
+        assert one_line_error(result.output) == "error: the archive has no active index build: run `s2m index build` first"
+    assert take_snapshot(archive) == before
+    with archive.sessions() as session:
+        assert session.query(Embedding).count() == 0
