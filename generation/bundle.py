@@ -35,7 +35,8 @@ GENERATOR = "generator"
 EMBEDDER = "embedder"
 ENCODER = "encoder"
 REFINER = "refiner"
-NETWORK_NAMES = (SYNTHESIZER, GENERATOR, EMBEDDER, ENCODER, REFINER)
+PIX2PIX = "pix2pix"  # the baseline's generator, in a bundle of its own
+NETWORK_NAMES = (SYNTHESIZER, GENERATOR, EMBEDDER, ENCODER, REFINER, PIX2PIX)
 # E reads sketches and H refines G's images at G's resolution; S and C resize what they see.
 SAME_RESOLUTION = (GENERATOR, ENCODER, REFINER)
 STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
@@ -230,6 +231,10 @@ def _builder(bundle: Bundle, name: str) -> Callable[[dict[str, Any]], torch.nn.M
         from generation.moco import Embedder, EmbedderConfig
 
         return lambda config: Embedder(config_from_dict(EmbedderConfig, config))
+    if name == PIX2PIX:
+        from generation.pix2pix import Pix2PixConfig, UNetGenerator
+
+        return lambda config: UNetGenerator(config_from_dict(Pix2PixConfig, config))
     from generation.solov2.model import build_synthesizer
 
     return build_synthesizer

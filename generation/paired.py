@@ -6,6 +6,7 @@ H depends on nothing of E's but the trained network it loads from the bundle.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from torch import nn
 from formats.errors import InputError
 from generation.bundle import EMBEDDER, Bundle
 from generation.data import SketchImagePairs
+from generation.sketch_augment import SketchAugmentConfig, SketchAugmenter
 from generation.training import DistContext, ResumableBatchSampler, all_reduce_mean, save_image_grid
 
 
@@ -33,6 +35,36 @@ class PairedRunOptions:
     val_dataset: Path | None = None  # held-out photos whose free-hand sketches measure transfer
     val_sketches: Path | None = None
     limit: int | None = None
+    warm_start: Path | None = None  # a bundle whose trained network (of this loop) is the starting point
+    sketch_augment: SketchAugmentConfig | None = None  # free-hand augmentation of the training sketches
+
+
+def warm_start_network(options: PairedRunOptions, name: str, network: nn.Module, config: Any) -> None:
+    """Start `network` from network `name` of the warm-start bundle (same config required).
+
+    Only a fresh run loads it: a resumed run continues from its own checkpoint.
+    """
+    if options.warm_start is None or options.resume:
+        return
+    source = Bundle.open(options.warm_start)
+    source.check([name])
+    trained = source.load(name, "cpu")
+    if dataclasses.asdict(trained.config) != dataclasses.asdict(config):
+        raise InputError(f"the {name} of {options.warm_start} has another config than this run's; "
+                         "warm-start needs the same preset")
+    network.load_state_dict(trained.state_dict())
+
+
+def run_record(options: PairedRunOptions, name: str) -> dict[str, Any]:
+    """What the bundle records of a run's starting point and sketch augmentation."""
+    record: dict[str, Any] = {}
+    if options.warm_start is not None:
+        entry = Bundle.open(options.warm_start).entry(name)
+        record["warm_started_from"] = {"bundle": str(options.warm_start), "steps": entry.get("steps"),
+                                       "data_fingerprint": entry.get("data_fingerprint")}
+    if options.sketch_augment is not None:
+        record["sketch_augment"] = dataclasses.asdict(options.sketch_augment)
+    return record
 
 
 def build_similarity_loss(bundle: Bundle, preset: str, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
@@ -53,7 +85,9 @@ def paired_loader(
 
     Batch b is the same whether the run was resumed or not.
     """
-    pairs = SketchImagePairs(options.dataset, options.sketches, resolution, limit=options.limit)
+    augment = SketchAugmenter(options.sketch_augment) if options.sketch_augment is not None else None
+    pairs = SketchImagePairs(options.dataset, options.sketches, resolution, limit=options.limit,
+                             sketch_transform=augment)
     if len(pairs) < batch_size * ctx.world_size:
         raise InputError(f"{len(pairs)} pairs is fewer than one batch of {batch_size} per process")
     sampler = torch.utils.data.DistributedSampler(pairs, ctx.world_size, ctx.rank, shuffle=True, seed=seed,

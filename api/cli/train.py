@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from api.cli import train_embedder, train_encoder, train_generator, train_refiner, train_synthesizer
+from api.cli import train_embedder, train_encoder, train_generator, train_pix2pix, train_refiner, train_synthesizer
 
 HELP = "Train the Sketch2MedI networks."
 
@@ -12,6 +12,6 @@ HELP = "Train the Sketch2MedI networks."
 def register(app: typer.Typer) -> None:
     """Add the `s2m train` group, one command per network."""
     group = typer.Typer(help=HELP, no_args_is_help=True)
-    for module in (train_generator, train_synthesizer, train_embedder, train_encoder, train_refiner):
+    for module in (train_generator, train_synthesizer, train_embedder, train_encoder, train_refiner, train_pix2pix):
         module.register(group)
     app.add_typer(group, name="train")

@@ -24,6 +24,8 @@ def refiner(
     val_data: Optional[Path] = typer.Option(None, "--val-data", help="held-out photos for free-hand validation"),
     val_sketches: Optional[Path] = typer.Option(None, "--val-sketches", help="free-hand sketches of --val-data"),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="use only the first N training pairs"),
+    warm_start: Optional[Path] = typer.Option(None, "--warm-start", help="bundle whose trained network to start from"),
+    freehand_augment: bool = typer.Option(False, "--freehand-augment", help="augment the training sketches free-hand style"),
     resume: bool = typer.Option(False, "--resume", help="continue from the run dir's checkpoint"),
     device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto"),
     workers: Optional[int] = typer.Option(None, "--workers", min=0, help="DataLoader worker processes"),
@@ -34,12 +36,15 @@ def refiner(
     from generation.hyperstyle.config import RefinerTrainConfig
     from generation.hyperstyle.train import train_refiner
 
+    from generation.sketch_augment import FREEHAND_AUGMENT
+
     overrides = {k: v for k, v in {"steps": steps, "batch_size": batch_size, "num_workers": workers,
                                    "refinement_steps": refinement_steps}.items() if v is not None}
     config = dataclasses.replace(RefinerTrainConfig.for_preset(preset), seed=seed, **overrides)
     options = PairedRunOptions(bundle=bundle, dataset=data, sketches=sketches, run_dir=run_dir, device=device,
                                resume=resume, max_minutes=max_minutes, val_dataset=val_data,
-                               val_sketches=val_sketches, limit=limit)
+                               val_sketches=val_sketches, limit=limit, warm_start=warm_start,
+                               sketch_augment=FREEHAND_AUGMENT if freehand_augment else None)
     run = train_refiner(options, config)
     typer.echo(f"refiner saved into {bundle}; run logs in {run}")
 

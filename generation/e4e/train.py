@@ -32,7 +32,9 @@ from generation.paired import (
     comparison_grid,
     fixed_batch,
     paired_loader,
+    run_record,
     scalar_record,
+    warm_start_network,
 )
 from generation.training import (
     DistContext,
@@ -72,6 +74,7 @@ def _train_encoder(options: PairedRunOptions, config: EncoderTrainConfig, ctx: D
         raise ValueError(f"preset {config.preset!r} encodes {encoder_config.resolution} px sketches but the "
                          f"bundle's generator makes {generator.config.resolution} px images")
     encoder = Encoder(encoder_config).to(device)
+    warm_start_network(options, ENCODER, encoder, encoder_config)
     encoder.set_latent_average(generator.mapping.w_avg)
     discriminator = LatentDiscriminator(LatentDiscriminatorConfig.for_generator(w_dim)).to(device)
     opt_e = torch.optim.Adam(encoder.parameters(), lr=config.lr_encoder, betas=config.betas)
@@ -164,7 +167,8 @@ def _train_encoder(options: PairedRunOptions, config: EncoderTrainConfig, ctx: D
                      train_config=dataclasses.asdict(config), similarity=similarity_record,
                      data_fingerprint=dataset_fingerprint(options.dataset),
                      generator_sha256=bundle.generator_digest,
-                     final_losses={k: v for k, v in last_record.items() if k.startswith("sim_")})
+                     final_losses={k: v for k, v in last_record.items() if k.startswith("sim_")},
+                     **run_record(options, ENCODER))
         logger.log(event="exported", step=step, bundle=str(options.bundle))
     return run.root
 

@@ -20,7 +20,15 @@ from generation.bundle import EMBEDDER, ENCODER, GENERATOR, REFINER, Bundle, sav
 from generation.data import dataset_fingerprint
 from generation.hyperstyle.config import HyperNetworkConfig, RefinerTrainConfig
 from generation.hyperstyle.model import HyperNetwork, refinement_step
-from generation.paired import PairedRunOptions, build_similarity_loss, comparison_grid, fixed_batch, paired_loader
+from generation.paired import (
+    PairedRunOptions,
+    build_similarity_loss,
+    comparison_grid,
+    fixed_batch,
+    paired_loader,
+    run_record,
+    warm_start_network,
+)
 from generation.pipeline import Sketch2MedI
 from generation.training import (
     DistContext,
@@ -60,6 +68,7 @@ def _train_refiner(options: PairedRunOptions, config: RefinerTrainConfig, ctx: D
         raise ValueError(f"preset {config.preset!r} refines {hyper_config.resolution} px images but the bundle's "
                          f"generator makes {generator.config.resolution} px images")
     hypernet = HyperNetwork(hyper_config, generator.synthesis.weight_shapes()).to(device)
+    warm_start_network(options, REFINER, hypernet, hyper_config)
     optimizer = torch.optim.Adam(hypernet.parameters(), lr=config.lr, betas=config.betas)
 
     modules, optimizers = {"refiner": hypernet}, {"refiner": optimizer}
@@ -129,7 +138,7 @@ def _train_refiner(options: PairedRunOptions, config: RefinerTrainConfig, ctx: D
                      refinement_steps=config.refinement_steps, train_config=dataclasses.asdict(config),
                      similarity=similarity_record, data_fingerprint=dataset_fingerprint(options.dataset),
                      generator_sha256=bundle.generator_digest,
-                     final_losses=last_record)
+                     final_losses=last_record, **run_record(options, REFINER))
         logger.log(event="exported", step=step, bundle=str(options.bundle))
     return run.root
 

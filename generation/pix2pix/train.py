@@ -1,0 +1,145 @@
+"""`s2m train pix2pix`: the baseline on the same synthesized (sketch, photo) pairs as E and H.
+
+Per batch (paper eq. 4): D step on log D(x_sk, x) + log(1 - D(x_sk, G(x_sk))); then, against
+the updated D, G step on the non-saturating adversarial term + lambda * |x - G(x_sk)|_1. Uses the shared run protocol
+(`save_run_state` / `restore_run_state`), so a run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from generation.bundle import PIX2PIX, save_network
+from generation.data import dataset_fingerprint
+from generation.paired import PairedRunOptions, comparison_grid, fixed_batch, paired_loader, scalar_record
+from generation.pix2pix.config import Pix2PixConfig, Pix2PixTrainConfig
+from generation.pix2pix.model import PatchDiscriminator, UNetGenerator
+from generation.training import (
+    DistContext,
+    JsonlLogger,
+    RunDir,
+    all_reduce_gradients,
+    broadcast_parameters,
+    budget_spent,
+    distributed,
+    make_progress,
+    restore_run_state,
+    save_loss_curve,
+    save_run_state,
+    seed_everything,
+)
+
+LOSS_KEYS = ["loss_D", "loss_G_adv", "loss_G_l1"]
+
+
+def discriminator_loss(discriminator: torch.nn.Module, sketches: torch.Tensor, images: torch.Tensor,
+                       fake: torch.Tensor) -> torch.Tensor:
+    """D's half of eq. 1, halved as in pix2pix: real (sketch, photo) pairs -> 1, generated ones -> 0."""
+    real_logits = discriminator(sketches, images)  # [B, 1, P, P]
+    fake_logits = discriminator(sketches, fake.detach())
+    return 0.5 * (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+                  + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))
+
+
+def generator_loss(discriminator: torch.nn.Module, sketches: torch.Tensor, images: torch.Tensor, fake: torch.Tensor,
+                   lambda_l1: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Eq. 4 for G: non-saturating adversarial term + lambda |x - G(x_sk)|_1; (total, parts)."""
+    judged = discriminator(sketches, fake)
+    adversarial = F.binary_cross_entropy_with_logits(judged, torch.ones_like(judged))
+    l1 = (fake - images).abs().mean()
+    return adversarial + lambda_l1 * l1, {"loss_G_adv": adversarial, "loss_G_l1": l1}
+
+
+def train_pix2pix(options: PairedRunOptions, config: Pix2PixTrainConfig) -> Path:
+    """Train pix2pix and write its generator into the bundle folder `options.bundle` (created if new)."""
+    with distributed(options.device) as ctx:
+        return _train(options, config, ctx)
+
+
+def _train(options: PairedRunOptions, config: Pix2PixTrainConfig, ctx: DistContext) -> Path:
+    started = time.time()
+    seed_everything(config.seed + ctx.rank)
+    device = ctx.device
+    run = RunDir(Path(options.run_dir))
+    net_config = Pix2PixConfig.for_preset(config.preset)
+    generator = UNetGenerator(net_config).to(device)
+    discriminator = PatchDiscriminator(net_config).to(device)
+    opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr, betas=config.betas)
+    opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.lr, betas=config.betas)
+    modules = {"generator": generator, "discriminator": discriminator}
+    optimizers = {"generator": opt_g, "discriminator": opt_d}
+    configs = {"train": config, "pix2pix": net_config}
+    step = 0
+    if options.resume:
+        step = int(restore_run_state(run.checkpoint, ctx, modules, optimizers, configs, config.seed)["step"])
+    for module in modules.values():
+        broadcast_parameters(module, ctx)
+    # Not DDP-wrapped: D runs three times per step; gradients are averaged by hand instead.
+    loader = paired_loader(options, net_config.resolution, config.batch_size, ctx, config.num_workers, config.seed,
+                           start_step=step)
+    batches = iter(loader)
+    samples = fixed_batch(options.dataset, options.sketches, net_config.resolution, config.sample_count, device)
+    if ctx.is_main:
+        run.create()  # only now: bad input above leaves no run folder behind
+    logger = JsonlLogger(run.log, enabled=ctx.is_main)
+    if ctx.is_main and step == 0:
+        logger.log(event="start", preset=config.preset, train_config=dataclasses.asdict(config),
+                   pix2pix_config=dataclasses.asdict(net_config), world_size=ctx.world_size)
+
+    def save_state() -> None:
+        save_run_state(run.checkpoint, ctx, modules, optimizers, configs, step=step)
+
+    last: dict[str, float] = {}
+    with make_progress(disable=not ctx.is_main) as progress:
+        task = progress.add_task("pix2pix", total=config.steps, completed=step, status="")
+        while step < config.steps and not budget_spent(time.time() - started, options.max_minutes, ctx):
+            sketches, images = (t.to(device, non_blocking=True) for t in next(batches))  # [B,1,R,R], [B,3,R,R]
+            generator.train(), discriminator.train()
+            fake = generator(sketches)  # [B, 3, R, R]
+            loss_d = discriminator_loss(discriminator, sketches, images, fake)
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            all_reduce_gradients(discriminator, ctx)
+            opt_d.step()
+            loss_g, parts = generator_loss(discriminator, sketches, images, fake, config.lambda_l1)
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward(inputs=list(generator.parameters()))  # D's gradients are not wanted here
+            all_reduce_gradients(generator, ctx)
+            opt_g.step()
+            step += 1
+            if step % config.log_every == 0 or step == config.steps:
+                last = scalar_record({"loss_D": loss_d, **parts}, ctx)
+                logger.log(step=step, **last)
+                progress.update(task, status=f"D {last['loss_D']:.3f} L1 {last['loss_G_l1']:.3f}")
+            if step % config.sample_every == 0:
+                _samples(generator, samples, run, step, ctx)
+            if step % config.checkpoint_every == 0:
+                save_state()
+            progress.update(task, completed=step)
+
+    save_state()
+    if ctx.is_main:
+        _samples(generator, samples, run, step, ctx)
+        save_loss_curve(run.log, run.loss_curve, LOSS_KEYS)
+        save_network(options.bundle, PIX2PIX, generator.eval(), net_config, steps=step,
+                     train_config=dataclasses.asdict(config), data_fingerprint=dataset_fingerprint(options.dataset),
+                     train_pairs=len(loader.dataset), final_losses=last)
+        logger.log(event="exported", step=step, bundle=str(options.bundle))
+    return run.root
+
+
+@torch.no_grad()
+def _samples(generator: UNetGenerator, samples: tuple[torch.Tensor, torch.Tensor], run: RunDir, step: int,
+             ctx: DistContext) -> None:
+    """Grid sketch | G(sketch) | photo on the fixed batch."""
+    if not ctx.is_main:
+        return
+    sketches, images = samples
+    generator.eval()
+    comparison_grid([sketches, generator(sketches), images], run.samples / f"step{step:07d}.png")
+    generator.train()
