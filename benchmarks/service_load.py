@@ -157,7 +157,7 @@ def run(work: Path, report_path: Path, requests_per_client: dict[int, int], batc
     sketches = [path.read_bytes() for path in sorted((work / "queries").glob("*.png"))]
     token = _key(work)
     report = json.loads(report_path.read_text()) if report_path.exists() else {"runs": []}
-    report.setdefault("machine", []).append(f"{os.cpu_count()} CPUs, load average before {os.getloadavg()[0]:.2f}")
+    report.setdefault("machines", []).append(f"{os.cpu_count()} CPUs, load average before {os.getloadavg()[0]:.2f}")
     for mode in batching:
         port = _free_port()
         env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
