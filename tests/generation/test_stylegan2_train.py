@@ -137,3 +137,14 @@ def test_bad_inputs_give_a_clear_error_and_write_nothing(tmp_path: Path) -> None
     result = runner.invoke(app, ["train", "generator", "--data", str(empty), "--run-dir", str(tmp_path / "run"),
                                  "--preset", "huge", "--steps", "2"])
     assert result.exit_code == 2 and "unknown preset" in result.output
+
+
+def test_a_spent_time_budget_stops_after_one_step_with_a_checkpoint_and_an_export(phantoms32: Path, tmp_path: Path) -> None:
+    config = dataclasses.replace(GanTrainConfig.for_preset("tiny"), steps=50, **QUIET)
+    options = RunOptions(data=phantoms32, run_dir=tmp_path / "run", bundle=tmp_path / "bundle", max_minutes=0.0,
+                         limit=16, progress=False)
+    result = train_generator(options, G_CONFIG, D_CONFIG, config)
+    assert result["step"] == 1
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["state"]["step"] == 1
+    assert Bundle.open(tmp_path / "bundle").entry(GENERATOR)["steps"] == 1
+    assert Bundle.open(tmp_path / "bundle").info["preset"] == "tiny"
