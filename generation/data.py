@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -126,15 +127,21 @@ class ImageFolderDataset(torch.utils.data.Dataset):
 
 
 class SketchImagePairs(torch.utils.data.Dataset):
-    """(sketch [1, R, R], image [3, R, R]) pairs; the sketch of `images/x.png` is `sketch_dir/x.png`."""
+    """(sketch [1, R, R], image [3, R, R]) pairs; the sketch of `images/x.png` is `sketch_dir/x.png`.
 
-    def __init__(self, dataset: Path, sketch_dir: Path, resolution: int, limit: int | None = None) -> None:
+    `sketch_transform` (uint8 [R, R] -> uint8 [R, R]) is applied to each sketch after resizing,
+    e.g. the free-hand augmentation of `generation.sketch_augment`.
+    """
+
+    def __init__(self, dataset: Path, sketch_dir: Path, resolution: int, limit: int | None = None,
+                 sketch_transform: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         self.image_paths = list_images(image_dir(dataset))[:limit]
         self.sketch_dir = Path(sketch_dir)
         missing = [p.name for p in self.image_paths if not (self.sketch_dir / f"{p.stem}.png").exists()]
         if missing:
             raise FileNotFoundError(f"{len(missing)} images have no sketch in {sketch_dir} (first: {missing[0]})")
         self.resolution = resolution
+        self.sketch_transform = sketch_transform
 
     def __len__(self) -> int:
         return len(self.image_paths)
@@ -143,4 +150,6 @@ class SketchImagePairs(torch.utils.data.Dataset):
         path = self.image_paths[index]
         with Image.open(self.sketch_dir / f"{path.stem}.png") as sketch:
             sketch_arr = np.asarray(resize_area(sketch.convert("L"), self.resolution))
+        if self.sketch_transform is not None:
+            sketch_arr = self.sketch_transform(sketch_arr)
         return sketch_to_tensor(sketch_arr), image_to_tensor(load_rgb(path, self.resolution))

@@ -6,6 +6,7 @@ H depends on nothing of E's but the trained network it loads from the bundle.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,7 @@ from torch import nn
 from formats.errors import InputError
 from generation.bundle import EMBEDDER, Bundle
 from generation.data import SketchImagePairs
+from generation.sketch_augment import SketchAugmentConfig, SketchAugmenter
 from generation.training import DistContext, ResumableBatchSampler, RunOptions, all_reduce_mean, save_image_grid
 
 if TYPE_CHECKING:
@@ -23,18 +25,49 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class PairedData:
-    """The sketches a sketch-to-photo run pairs with `RunOptions.data`'s photos, and its validation pairs."""
+class PairedInputs:
+    """What a sketch-to-photo run adds to its `RunOptions`: the sketches paired with `RunOptions.data`'s
+    photos, validation pairs, a warm start and the sketches' augmentation."""
 
     sketches: Path  # synthesized sketches of the dataset's images, same file names
     val_data: Path | None = None  # held-out photos whose free-hand sketches measure transfer
     val_sketches: Path | None = None
+    warm_start: Path | None = None  # a bundle whose trained network (of this loop) is the starting point
+    sketch_augment: SketchAugmentConfig | None = None  # free-hand augmentation of the training sketches
 
     def validation(self) -> tuple[Path, Path] | None:
         """(photos, sketches) of the validation pairs, or None when the run has none."""
         if self.val_data is None or self.val_sketches is None:
             return None
         return self.val_data, self.val_sketches
+
+
+def warm_start_network(options: RunOptions, paired: PairedInputs, name: str, network: nn.Module, config: Any) -> None:
+    """Start `network` from network `name` of the warm-start bundle (same config required).
+
+    Only a fresh run loads it: a resumed run continues from its own checkpoint.
+    """
+    if paired.warm_start is None or options.resume:
+        return
+    source = Bundle.open(paired.warm_start)
+    source.check([name])
+    trained = source.load(name, "cpu")
+    if dataclasses.asdict(trained.config) != dataclasses.asdict(config):
+        raise InputError(f"the {name} of {paired.warm_start} has another config than this run's; "
+                         "warm-start needs the same preset")
+    network.load_state_dict(trained.state_dict())
+
+
+def run_record(paired: PairedInputs, name: str) -> dict[str, Any]:
+    """What the bundle records of a run's starting point and sketch augmentation."""
+    record: dict[str, Any] = {}
+    if paired.warm_start is not None:
+        entry = Bundle.open(paired.warm_start).entry(name)
+        record["warm_started_from"] = {"bundle": str(paired.warm_start), "steps": entry.get("steps"),
+                                       "data_fingerprint": entry.get("data_fingerprint")}
+    if paired.sketch_augment is not None:
+        record["sketch_augment"] = dataclasses.asdict(paired.sketch_augment)
+    return record
 
 
 def build_similarity_loss(bundle: Bundle, config: SimilarityConfig, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
@@ -47,13 +80,14 @@ def build_similarity_loss(bundle: Bundle, config: SimilarityConfig, device: torc
 
 
 def paired_loader(
-    options: RunOptions, paired: PairedData, resolution: int, batch_size: int, ctx: DistContext, start_step: int,
+    options: RunOptions, paired: PairedInputs, resolution: int, batch_size: int, ctx: DistContext, start_step: int,
 ) -> torch.utils.data.DataLoader:
     """Shuffled (sketch, photo) batches from batch `start_step` on; each rank sees its own shard.
 
     Batch b is the same whether the run was resumed or not.
     """
-    pairs = SketchImagePairs(options.data, paired.sketches, resolution, limit=options.limit)
+    augment = SketchAugmenter(paired.sketch_augment) if paired.sketch_augment is not None else None
+    pairs = SketchImagePairs(options.data, paired.sketches, resolution, limit=options.limit, sketch_transform=augment)
     if len(pairs) < batch_size * ctx.world_size:
         raise InputError(f"{len(pairs)} pairs is fewer than one batch of {batch_size} per process")
     sampler = torch.utils.data.DistributedSampler(pairs, ctx.world_size, ctx.rank, shuffle=True, seed=options.seed,

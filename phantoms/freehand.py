@@ -156,6 +156,12 @@ DRAWER_STYLES: tuple[DrawerStyle, ...] = (
 )
 
 
+# Drawer styles no training or model choice may look at (augmentation settings, epochs, fusion
+# weights): retrieval and refinement are reported on them separately, as styles nobody trained for.
+UNSEEN_STYLES: tuple[str, ...] = ("heavy_marker", "shaky_hand", "tilted_view")
+SEEN_STYLES: tuple[str, ...] = tuple(style.name for style in DRAWER_STYLES if style.name not in UNSEEN_STYLES)
+
+
 def drawer_style(name: str) -> DrawerStyle:
     """The drawer style called `name`; a ValueError lists the choices otherwise."""
     for style in DRAWER_STYLES:

@@ -63,10 +63,14 @@ def build(
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Embed every live image lacking vectors for the bundle (resumable; shards under torchrun), then build and activate a fresh index."""
+    from generation.bundle import Bundle
     from indexing.fused_index import BuildConfig, build_index
+    from indexing.shape import ShapeConfig
 
+    side = int(Bundle.open(model).info["resolution"])  # the shape channel reads the sketches S stores, at E's side
     config = BuildConfig(factory=factory, appearance_dims=appearance_dims or None, shape_dims=shape_dims or None,
-                         latent_dims=latent_dims or None, weights=_weights(weights), nprobe=nprobe)
+                         latent_dims=latent_dims or None, weights=_weights(weights), nprobe=nprobe,
+                         shape=ShapeConfig(side=side))
     archive = _open()
     try:
         version = _embed(archive, model, device, batch_size, progress)

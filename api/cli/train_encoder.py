@@ -22,6 +22,8 @@ def encoder(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="per process; default: the preset's"),
     val_data: Optional[Path] = typer.Option(None, "--val-data", help="held-out photos for free-hand validation"),
     val_sketches: Optional[Path] = typer.Option(None, "--val-sketches", help="free-hand sketches of --val-data"),
+    warm_start: Optional[Path] = typer.Option(None, "--warm-start", help="bundle whose trained network to start from"),
+    freehand_augment: bool = typer.Option(False, "--freehand-augment", help="augment the training sketches free-hand style"),
     max_minutes: Optional[float] = MAX_MINUTES,
     limit: Optional[int] = LIMIT,
     resume: bool = RESUME,
@@ -35,14 +37,17 @@ def encoder(
     from generation.e4e.config import EncoderConfig, EncoderTrainConfig
     from generation.e4e.train import train_encoder
     from generation.losses import SimilarityConfig
-    from generation.paired import PairedData
+    from generation.paired import PairedInputs
+    from generation.sketch_augment import FREEHAND_AUGMENT
 
     overrides = {k: v for k, v in {"steps": steps, "batch_size": batch_size}.items() if v is not None}
     config = dataclasses.replace(EncoderTrainConfig.for_preset(preset), **overrides)
     w_dim = Bundle.open(bundle).config(GENERATOR)["w_dim"]  # E writes codes of the bundle's G
     options = run_options(data, run_dir, bundle, device, seed, workers, resume, max_minutes, limit, progress)
-    run = train_encoder(options, PairedData(sketches, val_data, val_sketches),
-                        EncoderConfig.for_preset(preset, w_dim=w_dim), SimilarityConfig.for_preset(preset), config)
+    paired = PairedInputs(sketches, val_data, val_sketches, warm_start=warm_start,
+                          sketch_augment=FREEHAND_AUGMENT if freehand_augment else None)
+    run = train_encoder(options, paired, EncoderConfig.for_preset(preset, w_dim=w_dim),
+                        SimilarityConfig.for_preset(preset), config)
     typer.echo(f"encoder saved into {bundle}; run logs in {run}")
 
 

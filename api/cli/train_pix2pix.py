@@ -29,14 +29,14 @@ def pix2pix(
     progress: bool = PROGRESS,
 ) -> None:
     """Train pix2pix: U-Net generator, PatchGAN discriminator, L1 + adversarial loss (Isola et al. 2017)."""
-    from generation.paired import PairedData
+    from generation.paired import PairedInputs
     from generation.pix2pix.config import Pix2PixConfig, Pix2PixTrainConfig
     from generation.pix2pix.train import train_pix2pix
 
     overrides = {k: v for k, v in {"steps": steps, "batch_size": batch_size}.items() if v is not None}
     config = dataclasses.replace(Pix2PixTrainConfig.for_preset(preset), **overrides)
     options = run_options(data, run_dir, bundle, device, seed, workers, resume, max_minutes, limit, progress)
-    run = train_pix2pix(options, PairedData(sketches), Pix2PixConfig.for_preset(preset), config)
+    run = train_pix2pix(options, PairedInputs(sketches), Pix2PixConfig.for_preset(preset), config)
     typer.echo(f"pix2pix saved into {bundle}; run logs in {run}")
 
 

@@ -23,6 +23,8 @@ def refiner(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="per process; default: the preset's"),
     val_data: Optional[Path] = typer.Option(None, "--val-data", help="held-out photos for free-hand validation"),
     val_sketches: Optional[Path] = typer.Option(None, "--val-sketches", help="free-hand sketches of --val-data"),
+    warm_start: Optional[Path] = typer.Option(None, "--warm-start", help="bundle whose trained network to start from"),
+    freehand_augment: bool = typer.Option(False, "--freehand-augment", help="augment the training sketches free-hand style"),
     max_minutes: Optional[float] = MAX_MINUTES,
     limit: Optional[int] = LIMIT,
     resume: bool = RESUME,
@@ -35,14 +37,17 @@ def refiner(
     from generation.hyperstyle.config import HyperNetworkConfig, RefinerTrainConfig
     from generation.hyperstyle.train import train_refiner
     from generation.losses import SimilarityConfig
-    from generation.paired import PairedData
+    from generation.paired import PairedInputs
+    from generation.sketch_augment import FREEHAND_AUGMENT
 
     overrides = {k: v for k, v in {"steps": steps, "batch_size": batch_size,
                                    "refinement_steps": refinement_steps}.items() if v is not None}
     config = dataclasses.replace(RefinerTrainConfig.for_preset(preset), **overrides)
     options = run_options(data, run_dir, bundle, device, seed, workers, resume, max_minutes, limit, progress)
-    run = train_refiner(options, PairedData(sketches, val_data, val_sketches), HyperNetworkConfig.for_preset(preset),
-                        SimilarityConfig.for_preset(preset), config)
+    paired = PairedInputs(sketches, val_data, val_sketches, warm_start=warm_start,
+                          sketch_augment=FREEHAND_AUGMENT if freehand_augment else None)
+    run = train_refiner(options, paired, HyperNetworkConfig.for_preset(preset), SimilarityConfig.for_preset(preset),
+                        config)
     typer.echo(f"refiner saved into {bundle}; run logs in {run}")
 
 

@@ -28,12 +28,14 @@ from generation.e4e.model import (
 )
 from generation.losses import SimilarityConfig
 from generation.paired import (
-    PairedData,
+    PairedInputs,
     build_similarity_loss,
     comparison_grid,
     fixed_batch,
     paired_loader,
+    run_record,
     scalar_record,
+    warm_start_network,
 )
 from generation.training import (
     DistContext,
@@ -53,7 +55,7 @@ from generation.training import (
 )
 
 
-def train_encoder(options: RunOptions, paired: PairedData, encoder_config: EncoderConfig,
+def train_encoder(options: RunOptions, paired: PairedInputs, encoder_config: EncoderConfig,
                   similarity_config: SimilarityConfig, config: EncoderTrainConfig) -> Path:
     """Train E (+ latent D) on `options.data`'s photos and `paired`'s sketches; write it into the bundle.
 
@@ -64,7 +66,7 @@ def train_encoder(options: RunOptions, paired: PairedData, encoder_config: Encod
         return _train_encoder(options, paired, encoder_config, similarity_config, config, ctx)
 
 
-def _train_encoder(options: RunOptions, paired: PairedData, encoder_config: EncoderConfig,
+def _train_encoder(options: RunOptions, paired: PairedInputs, encoder_config: EncoderConfig,
                    similarity_config: SimilarityConfig, config: EncoderTrainConfig, ctx: DistContext) -> Path:
     started = time.time()
     seed_everything(options.seed + ctx.rank)
@@ -80,6 +82,7 @@ def _train_encoder(options: RunOptions, paired: PairedData, encoder_config: Enco
                          f"codes but the bundle's generator makes {generator.config.resolution} px images from "
                          f"{w_dim}-d codes")
     encoder = Encoder(encoder_config).to(device)
+    warm_start_network(options, paired, ENCODER, encoder, encoder_config)
     encoder.set_latent_average(generator.mapping.w_avg)
     discriminator = LatentDiscriminator(LatentDiscriminatorConfig.for_generator(w_dim)).to(device)
     opt_e = torch.optim.Adam(encoder.parameters(), lr=config.lr_encoder, betas=config.betas)
@@ -170,7 +173,8 @@ def _train_encoder(options: RunOptions, paired: PairedData, encoder_config: Enco
                      train_config=dataclasses.asdict(config), similarity=similarity_record,
                      data_fingerprint=dataset_fingerprint(options.data),
                      generator_sha256=bundle.generator_digest,
-                     final_losses={k: v for k, v in last_record.items() if k.startswith("sim_")})
+                     final_losses={k: v for k, v in last_record.items() if k.startswith("sim_")},
+                     **run_record(paired, ENCODER))
         logger.log(event="exported", step=step, bundle=str(bundle.root))
     return run.root
 

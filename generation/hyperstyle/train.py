@@ -21,7 +21,15 @@ from generation.data import dataset_fingerprint
 from generation.hyperstyle.config import HyperNetworkConfig, RefinerTrainConfig
 from generation.hyperstyle.model import HyperNetwork, refinement_step
 from generation.losses import SimilarityConfig
-from generation.paired import PairedData, build_similarity_loss, comparison_grid, fixed_batch, paired_loader
+from generation.paired import (
+    PairedInputs,
+    build_similarity_loss,
+    comparison_grid,
+    fixed_batch,
+    paired_loader,
+    run_record,
+    warm_start_network,
+)
 from generation.pipeline import Sketch2MedI
 from generation.training import (
     DistContext,
@@ -40,14 +48,14 @@ from generation.training import (
 )
 
 
-def train_refiner(options: RunOptions, paired: PairedData, hyper_config: HyperNetworkConfig,
+def train_refiner(options: RunOptions, paired: PairedInputs, hyper_config: HyperNetworkConfig,
                   similarity_config: SimilarityConfig, config: RefinerTrainConfig) -> Path:
     """Train H and write it into the bundle (which must already hold G, C and E); returns the run folder."""
     with distributed(options.device) as ctx:
         return _train_refiner(options, paired, hyper_config, similarity_config, config, ctx)
 
 
-def _train_refiner(options: RunOptions, paired: PairedData, hyper_config: HyperNetworkConfig,
+def _train_refiner(options: RunOptions, paired: PairedInputs, hyper_config: HyperNetworkConfig,
                    similarity_config: SimilarityConfig, config: RefinerTrainConfig, ctx: DistContext) -> Path:
     started = time.time()
     seed_everything(options.seed + ctx.rank)
@@ -63,6 +71,7 @@ def _train_refiner(options: RunOptions, paired: PairedData, hyper_config: HyperN
         raise ValueError(f"the refiner config refines {hyper_config.resolution} px images but the bundle's "
                          f"generator makes {generator.config.resolution} px images")
     hypernet = HyperNetwork(hyper_config, generator.synthesis.weight_shapes()).to(device)
+    warm_start_network(options, paired, REFINER, hypernet, hyper_config)
     optimizer = torch.optim.Adam(hypernet.parameters(), lr=config.lr, betas=config.betas)
 
     modules, optimizers = {"refiner": hypernet}, {"refiner": optimizer}
@@ -130,7 +139,7 @@ def _train_refiner(options: RunOptions, paired: PairedData, hyper_config: HyperN
                      refinement_steps=config.refinement_steps, train_config=dataclasses.asdict(config),
                      similarity=similarity_record, data_fingerprint=dataset_fingerprint(options.data),
                      generator_sha256=bundle.generator_digest,
-                     final_losses=last_record)
+                     final_losses=last_record, **run_record(paired, REFINER))
         logger.log(event="exported", step=step, bundle=str(bundle.root))
     return run.root
 

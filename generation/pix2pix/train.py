@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from generation.bundle import PIX2PIX, save_network
 from generation.data import dataset_fingerprint
-from generation.paired import PairedData, comparison_grid, fixed_batch, paired_loader, scalar_record
+from generation.paired import PairedInputs, comparison_grid, fixed_batch, paired_loader, scalar_record
 from generation.pix2pix.config import Pix2PixConfig, Pix2PixTrainConfig
 from generation.pix2pix.model import PatchDiscriminator, UNetGenerator
 from generation.training import (
@@ -56,14 +56,14 @@ def generator_loss(discriminator: torch.nn.Module, sketches: torch.Tensor, image
     return adversarial + lambda_l1 * l1, {"loss_G_adv": adversarial, "loss_G_l1": l1}
 
 
-def train_pix2pix(options: RunOptions, paired: PairedData, net_config: Pix2PixConfig,
+def train_pix2pix(options: RunOptions, paired: PairedInputs, net_config: Pix2PixConfig,
                   config: Pix2PixTrainConfig) -> Path:
     """Train pix2pix and write its generator into the bundle folder `options.bundle` (created if new)."""
     with distributed(options.device) as ctx:
         return _train(options, paired, net_config, config, ctx)
 
 
-def _train(options: RunOptions, paired: PairedData, net_config: Pix2PixConfig, config: Pix2PixTrainConfig,
+def _train(options: RunOptions, paired: PairedInputs, net_config: Pix2PixConfig, config: Pix2PixTrainConfig,
            ctx: DistContext) -> Path:
     started = time.time()
     seed_everything(options.seed + ctx.rank)

@@ -78,13 +78,13 @@ def test_a_short_training_run_lowers_l_sim_and_resumes(tmp_path) -> None:
     from generation.e4e.config import EncoderConfig, EncoderTrainConfig
     from generation.e4e.train import train_encoder
     from generation.losses import SimilarityConfig
-    from generation.paired import PairedData, build_similarity_loss, fixed_batch
+    from generation.paired import PairedInputs, build_similarity_loss, fixed_batch
     from generation.training import RunOptions, read_jsonl
 
     bundle = tiny_bundle(tmp_path / "bundle")
     dataset, sketches = tiny_pairs(tmp_path)
     options = RunOptions(data=dataset, run_dir=tmp_path / "run", bundle=bundle, device="cpu", progress=False)
-    paired = PairedData(sketches)
+    paired = PairedInputs(sketches)
     w_dim = Bundle.open(bundle).config(GENERATOR)["w_dim"]
     networks = (EncoderConfig.for_preset("tiny", w_dim=w_dim), SimilarityConfig.for_preset("tiny"))
     config = dataclasses.replace(EncoderTrainConfig.for_preset("tiny"), steps=8)

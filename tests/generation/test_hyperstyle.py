@@ -95,7 +95,7 @@ def test_a_short_training_run_lowers_l_sim_of_x_t_below_x_0(tmp_path) -> None:
     from generation.e4e import Encoder, EncoderConfig
     from generation.hyperstyle.config import HyperNetworkConfig, RefinerTrainConfig
     from generation.losses import SimilarityConfig
-    from generation.paired import PairedData, build_similarity_loss, fixed_batch
+    from generation.paired import PairedInputs, build_similarity_loss, fixed_batch
     from generation.training import RunOptions
     from generation.hyperstyle.train import train_refiner
     from generation.pipeline import Sketch2MedI
@@ -108,7 +108,7 @@ def test_a_short_training_run_lowers_l_sim_of_x_t_below_x_0(tmp_path) -> None:
     save_network(bundle, "encoder", encoder, encoder.config)
     dataset, sketches = tiny_pairs(tmp_path)
     options = RunOptions(data=dataset, run_dir=tmp_path / "run", bundle=bundle, device="cpu", progress=False)
-    train_refiner(options, PairedData(sketches), HyperNetworkConfig.for_preset("tiny"), SimilarityConfig.for_preset("tiny"),
+    train_refiner(options, PairedInputs(sketches), HyperNetworkConfig.for_preset("tiny"), SimilarityConfig.for_preset("tiny"),
                   dataclasses.replace(RefinerTrainConfig.for_preset("tiny"), steps=12))
 
     pipeline = Sketch2MedI.from_bundle(bundle)

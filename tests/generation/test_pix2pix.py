@@ -9,7 +9,7 @@ import torch
 from generation.bundle import PIX2PIX, Bundle
 from generation.data import SketchImagePairs
 from generation.metrics import ssim
-from generation.paired import PairedData
+from generation.paired import PairedInputs
 from generation.pix2pix import Pix2PixConfig, Pix2PixTrainConfig, UNetGenerator
 from generation.pix2pix.train import train_pix2pix
 from generation.training import RunOptions, read_jsonl
@@ -19,7 +19,7 @@ from sketch2medi_fixtures import tiny_pairs
 def _train(tmp_path, dataset, sketches, name: str, config: Pix2PixTrainConfig, resume: bool = False):
     options = RunOptions(data=dataset, run_dir=tmp_path / f"{name}-run", bundle=tmp_path / f"{name}-bundle",
                          device="cpu", resume=resume, progress=False)
-    return train_pix2pix(options, PairedData(sketches), Pix2PixConfig.for_preset("tiny"), config)
+    return train_pix2pix(options, PairedInputs(sketches), Pix2PixConfig.for_preset("tiny"), config)
 
 
 def test_pix2pix_learns_and_a_resumed_run_equals_a_straight_one(tmp_path) -> None:

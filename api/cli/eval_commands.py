@@ -1,0 +1,226 @@
+"""`s2m eval ...`: end-to-end measurements of the product on phantom data.
+
+`s2m eval retrieval` renders (or takes) a phantom archive, ingests it and builds its index with
+the product's own code, draws free-hand queries in every simulator drawer style at several
+abstraction levels and canvas sizes, and reports each row of `retrieval.evaluation` per style.
+The fusion weights are chosen on validation queries of the seen styles only; the unseen styles
+(`phantoms.freehand.UNSEEN_STYLES`) and the test halves are reported, never used for choosing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from api.cli.errors import add_command
+from generation.presets import SHIPPED_BUNDLE
+
+HELP = "Measure the product end to end on phantom data."
+CANVASES = "64,256,512,1024"
+SWEEP_CANVASES = (64, 1024)
+ABSTRACTION_LEVELS = (0.0, 0.5, 1.0)  # positions in each style's abstraction range
+DEFAULT_STYLE = "default"  # the simulator's default: a drawer style drawn per sketch
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError as error:
+        raise typer.BadParameter(f"expected comma-separated integers, got {text!r}") from error
+    if not values or min(values) < 16:
+        raise typer.BadParameter("canvas sides must be at least 16 px")
+    return values
+
+
+def retrieval(
+    model: Path = typer.Option(SHIPPED_BUNDLE, "--model", help="model bundle folder"),
+    archive_count: int = typer.Option(2000, "--archive", min=20, help="phantom archive size (rendered unless --archive-data)"),
+    queries: int = typer.Option(100, "--queries", min=4, help="exact-case and similar-case queries per style (each)"),
+    report: Path = typer.Option(..., "--report", help="JSON report to write"),
+    work: Path = typer.Option(Path("data/eval-retrieval"), "--work", help="folder for the archive, its DB and index"),
+    archive_data: Optional[Path] = typer.Option(None, "--archive-data", help="an existing phantom dataset as the archive"),
+    canvases: str = typer.Option(CANVASES, "--canvases", help="canvas sides the queries are drawn on (cycled)"),
+    size: int = typer.Option(256, "--size", help="side of rendered phantoms (masks are drawn from at this side)"),
+    seed: int = typer.Option(0, "--seed"),
+    device: str = typer.Option("cpu", "--device"),
+    set_weights: bool = typer.Option(False, "--set-weights", help="record the chosen weights in the work archive's build"),
+) -> None:
+    """Exact-case recall@1/@10, MRR, similar-case nDCG@10 (and normalised), diagnosis precision@10 per style."""
+    import time
+
+    canvas_sides = _ints(canvases)
+    started = time.perf_counter()
+    result = run_retrieval_eval(model, archive_count, queries, work, archive_data, canvas_sides, size, seed, device,
+                                set_weights)
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(json.dumps(result, indent=2))
+    for style, rows in result["test_styles"].items():
+        line = ", ".join(f"{row} {rows[row].get('exact_recall@10', {}).get('mean', float('nan')):.3f}"
+                         for row in ("chamfer", "fused_xT"))
+        typer.echo(f"{style}: exact recall@10 {line}")
+    typer.echo(f"weights {result['weights']} (chosen on validation); report in {report}")
+
+
+def run_retrieval_eval(model: Path, archive_count: int, queries: int, work: Path, archive_data: Path | None,
+                       canvases: tuple[int, ...], size: int, seed: int, device: str, set_weights: bool) -> dict:
+    import sqlalchemy
+    import torch
+
+    from generation.bundle import Bundle
+    from indexing.archive import Archive
+    from indexing.db import make_engine, upgrade
+    from indexing.fused_index import BuildConfig, build_index
+    from indexing import fused_index
+    from indexing.ingest.run import ingest_path
+    from indexing.settings import Settings
+    from indexing.shape import ShapeConfig
+    from indexing.vectors import ArchiveModels, embed_archive
+    from phantoms.dataset import generate_dataset
+    from phantoms.freehand import SEEN_STYLES, UNSEEN_STYLES
+    from retrieval.engine import EngineConfig, SearchEngine
+    from retrieval.evaluation import archive_side, evaluate
+
+    bundle = Bundle.open(model)
+    resolution = int(bundle.info["resolution"])
+    work.mkdir(parents=True, exist_ok=True)
+    if archive_data is None:
+        archive_data = work / "archive"
+        if not (archive_data / "annotations.json").exists():
+            generate_dataset(archive_data, archive_count, size, seed, workers=1)
+    heldout = work / "heldout"
+    if not (heldout / "annotations.json").exists():
+        generate_dataset(heldout, 2 * queries, size, seed + 1000, workers=1)
+
+    settings = Settings(data_dir=work / f"db-{bundle.version}", database_url=f"sqlite:///{work / f'archive-{bundle.version}.sqlite3'}",
+                        pseudonym_key=b"eval-retrieval")
+    engine_db = make_engine(settings.database_url)
+    upgrade(engine_db)
+    engine_db.dispose()
+    archive = Archive.open(settings)
+    try:
+        with archive.sessions() as session:
+            empty = session.execute(sqlalchemy.text("select count(*) from images")).scalar() == 0
+        if empty:
+            ingest_path(archive, archive_data, None, None, progress=False)
+        embed_archive(archive, ArchiveModels.load(bundle, torch.device(device)), batch_size=32)
+        build_index(archive, bundle.version, BuildConfig(shape=ShapeConfig(side=resolution)))
+    finally:
+        archive.close()
+
+    engine = SearchEngine.open(settings, EngineConfig(bundle=model, device=device))
+    try:
+        side = archive_side(engine)
+        groups = _query_groups(archive_data, heldout, side, queries, canvases, seed, SEEN_STYLES, UNSEEN_STYLES)
+        result = evaluate(engine, groups, seed)
+        if set_weights:
+            archive = Archive.open(settings)
+            try:
+                fused_index.set_weights(archive, fused_index.ChannelWeights(**result["weights"]))
+            finally:
+                archive.close()
+    finally:
+        engine.close()
+    result.update({"model": str(model), "bundle_version": bundle.version, "archive": str(archive_data),
+                   "heldout": str(heldout), "canvases": list(canvases), "seen_styles": list(SEEN_STYLES),
+                   "unseen_styles": list(UNSEEN_STYLES), "seed": seed,
+                   "command": "s2m eval retrieval", "random_ndcg_note": "normalised nDCG = (nDCG - random) / (1 - random)"})
+    return result
+
+
+def _query_groups(archive_data: Path, heldout: Path, side, queries: int, canvases: tuple[int, ...], seed: int,
+                  seen: tuple[str, ...], unseen: tuple[str, ...]) -> list:
+    """Per style: val and test halves of exact-case and similar-case queries; unseen styles test only;
+    the default style also at the smallest and largest canvas on the same drawings."""
+    import cv2
+    import numpy as np
+    from PIL import Image
+
+    from phantoms.freehand import drawer_style, freehand_sketch, sketch_seed
+    from phantoms.preview import case_ids, dataset_categories
+    from retrieval.evaluation import TEST, VAL, QueryGroup
+    from retrieval.metrics import dice_relevance
+
+    archive_categories, heldout_categories = dataset_categories(archive_data), dataset_categories(heldout)
+    column_of = side.column_of
+    archive_names = [ref.split("-", 1)[1] for ref in side.case_refs]  # PH<seed>-000123 -> 000123
+    ref_of = dict(zip(archive_names, side.case_refs))
+    rng = np.random.default_rng(seed)
+    exact_names = [archive_names[i] for i in rng.choice(len(archive_names), min(queries, len(archive_names)), replace=False)]
+    similar_names = case_ids(heldout)[: 2 * queries]
+    relevance_all = dice_relevance(_class_masks(heldout, similar_names, heldout_categories),
+                                   _class_masks(archive_data, archive_names, archive_categories))
+    diagnoses_all = _diagnoses(heldout, similar_names)
+
+    def mask(dataset: Path, name: str) -> np.ndarray:
+        with Image.open(dataset / "masks" / f"{name}.png") as image:
+            return np.asarray(image)
+
+    def draw(dataset: Path, categories: dict, name: str, style: str, index: int, canvas: int, salt: int) -> np.ndarray:
+        instance = cv2.resize(mask(dataset, name), (canvas, canvas), interpolation=cv2.INTER_NEAREST)
+        query_seed = sketch_seed(seed + salt, f"{style}:{name}")
+        if style == DEFAULT_STYLE:
+            return freehand_sketch(instance, categories[name], query_seed)
+        drawer = drawer_style(style)
+        low, high = drawer.abstraction
+        level = ABSTRACTION_LEVELS[index % len(ABSTRACTION_LEVELS)]
+        return freehand_sketch(instance, categories[name], query_seed, low + (high - low) * level, drawer)
+
+    half = queries // 2
+    exact_split = {VAL: exact_names[:half], TEST: exact_names[half:]}
+    similar_split = {VAL: slice(0, queries), TEST: slice(queries, 2 * queries)}  # other held-out cases per split
+    plan = [(style, split, None) for style in seen for split in (VAL, TEST)]
+    plan += [(style, TEST, None) for style in unseen]
+    plan += [(DEFAULT_STYLE, TEST, fixed) for fixed in (None, *SWEEP_CANVASES)]
+    groups = []
+    for style, split, fixed in plan:
+        sides = (fixed,) if fixed is not None else canvases
+        e_names, s_part = exact_split[split], similar_split[split]
+        groups.append(QueryGroup(
+            style=style if fixed is None else f"{style}@{fixed}px", split=split,
+            exact_sketches=[draw(archive_data, archive_categories, n, style, i, sides[i % len(sides)], 1)
+                            for i, n in enumerate(e_names)],
+            exact_columns=np.array([column_of[ref_of[n]] for n in e_names]),
+            similar_sketches=[draw(heldout, heldout_categories, n, style, i, sides[i % len(sides)], 2)
+                              for i, n in enumerate(similar_names[s_part])],
+            relevance=relevance_all[s_part], diagnoses=diagnoses_all[s_part], canvases=sides,
+        ))
+    return groups
+
+
+def _class_masks(dataset: Path, names: list[str], categories: dict, side: int = 64):
+    """bool [N, 4, side*side]: per image, the union of its instances of each category (masks resized nearest)."""
+    import cv2
+    import numpy as np
+    from PIL import Image
+
+    from formats.categories import PHARYNGEAL_WALL, TONGUE, TONSIL, UVULA
+
+    out = []
+    for name in names:
+        with Image.open(dataset / "masks" / f"{name}.png") as image:
+            mask = cv2.resize(np.asarray(image), (side, side), interpolation=cv2.INTER_NEAREST)
+        mapping = categories[name]
+        out.append(np.stack([np.isin(mask, [i for i, c in mapping.items() if c == category]).ravel()
+                             for category in (UVULA, PHARYNGEAL_WALL, TONSIL, TONGUE)]))
+    return np.stack(out)
+
+
+def _diagnoses(dataset: Path, names: list[str]):
+    import csv
+
+    import numpy as np
+
+    with open(dataset / "metadata.csv", newline="") as handle:
+        by_file = {Path(row["file"]).stem: row["diagnosis"] for row in csv.DictReader(handle)}
+    return np.array([by_file[name] for name in names], dtype=object)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `s2m eval` command group (issue 20 adds `generation` and `all` to the same group)."""
+    group = typer.Typer(help=HELP, no_args_is_help=True)
+    add_command(group, "retrieval", retrieval)
+    app.add_typer(group, name="eval")
