@@ -152,6 +152,7 @@ function drawItem(item) {
 function redraw() {
   ctx.clearRect(0, 0, canvas.width, canvas.height);
   for (const item of pad.items) drawItem(item);
+  canvas.dataset.items = String(pad.items.length); // what is drawn, for scripts and tests
   $("undo").disabled = pad.items.length === 0;
   $("redo").disabled = pad.undone.length === 0;
 }
@@ -166,7 +167,7 @@ function commit(item) {
 canvas.addEventListener("pointerdown", (event) => {
   if (event.button !== 0 && event.pointerType === "mouse") return;
   event.preventDefault();
-  canvas.setPointerCapture(event.pointerId);
+  try { canvas.setPointerCapture(event.pointerId); } catch (_) { /* a pointer the browser no longer tracks */ }
   const tool = event.pointerType === "pen" && event.button === 5 ? "eraser" : pad.tool; // a pen's eraser end
   pad.current = { kind: "stroke", tool, width: Number($("stroke-width").value), points: [pointOf(event)], pointer: event.pointerId };
   cancelPreview();
