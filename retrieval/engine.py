@@ -324,6 +324,11 @@ class SearchEngine:
         batch = torch.from_numpy(np.ascontiguousarray(sketches)).float().div(127.5).sub(1.0).unsqueeze(1)  # [B, 1, R, R]
         return self.pipeline.run(batch, self.config.steps if steps is None else steps)
 
+    def generate_steps(self, sketch: SketchInput, refine: bool = True) -> tuple[np.ndarray, ...]:
+        """One sketch's pictures, uint8 [R, R, 3] each: x_0, then x_1 .. x_T when refined (no archive involved)."""
+        generated = self.generate(self.canonicalise([sketch]), None if refine else 0)
+        return tuple(_to_uint8(x[0]) for x in (generated.x_0, *generated.steps))
+
     def embed(self, w: torch.Tensor, images: torch.Tensor, sketches: np.ndarray, build: Build) -> dict[str, np.ndarray]:
         """The query side of each channel: float32 [B, D_c]."""
         return {
