@@ -121,6 +121,7 @@ class Hit:
     series_uid: str | None
     sop_uid: str | None
     stored_path: str
+    original_name: str | None = None  # only when ingest kept it (indexing/ingest/names.py)
 
 
 @dataclass(frozen=True)
@@ -479,7 +480,7 @@ class SearchEngine:
                 rank=len(hits) + 1, image_id=row.id, score=score, channels=scores, case_ref=row.case_ref,
                 patient_ref=row.patient_ref, diagnosis=row.diagnosis, findings=tuple(row.findings or ()),
                 acquired_at=row.acquired_at, study_uid=row.study_uid, series_uid=row.series_uid, sop_uid=row.sop_uid,
-                stored_path=row.stored_path,
+                stored_path=row.stored_path, original_name=row.original_name,
             ))
             if len(hits) == k:
                 break
