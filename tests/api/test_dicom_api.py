@@ -95,3 +95,59 @@ def test_the_rate_limit_answers_429_with_retry_after_per_key(served_archive: Set
         assert 1 <= int(limited.headers["Retry-After"]) <= 10 and "rate limit" in limited.json()["error"]
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {second}"}) as other:
             assert other.get("/v1/images/example").status_code == 200  # another key has its own bucket
+
+
+@pytest.mark.parametrize("served_archive", ["sqlite"], indirect=True)
+def test_cors_allows_the_configured_origin_and_the_pad_folder_is_served_at_root(served_archive: Settings, tmp_path: Path) -> None:
+    web = tmp_path / "web"
+    web.mkdir()
+    (web / "index.html").write_text("<!doctype html><title>pad</title>")
+    settings = service_settings(served_archive, tmp_path, cors_origins=("https://viewer.example",), web_dir=web)
+    with running(settings) as url, httpx.Client(base_url=url) as client:
+        preflight = client.options("/dicomweb/results/x/studies", headers={
+            "Origin": "https://viewer.example", "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "Accept, Authorization"})
+        assert preflight.status_code == 200
+        assert preflight.headers["access-control-allow-origin"] == "https://viewer.example"
+        assert {"accept", "authorization"} <= {h.strip().lower() for h in preflight.headers["access-control-allow-headers"].split(",")}
+        other = client.options("/v1/search", headers={"Origin": "https://elsewhere.example", "Access-Control-Request-Method": "POST"})
+        assert "access-control-allow-origin" not in other.headers
+        assert client.get("/").text.startswith("<!doctype html>")  # the sketch pad's folder
+        assert client.get("/healthz").status_code == 200  # routes still win over the mount
+        assert client.get("/openapi.json").json()["paths"]["/v1/search"]["post"]["requestBody"]["content"].keys() >= {
+            "multipart/form-data", "application/json"}
+
+
+def test_an_archive_without_an_index_answers_503_and_stays_up(tmp_path: Path) -> None:
+    from indexing import store
+    from indexing.archive import Archive
+    from indexing.db import make_engine, upgrade
+    from tests.indexing.conftest import TEST_KEY
+
+    archive_settings = Settings(data_dir=tmp_path / "data", database_url=f"sqlite:///{tmp_path / 'a.sqlite3'}", pseudonym_key=TEST_KEY)
+    engine = make_engine(archive_settings.database_url)
+    upgrade(engine)
+    engine.dispose()
+    archive = Archive.open(archive_settings)
+    with archive.sessions.begin() as session:
+        _, token = store.create_api_key(session, "viewer", ["search"])
+    archive.close()
+    with running(service_settings(archive_settings, tmp_path)) as url:
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as client:
+            searched = client.post("/v1/search", files={"sketch": ("s.png", contour_png_of_any())})
+            assert searched.status_code == 503 and "s2m index build" in searched.json()["error"]
+            ready = client.get("/readyz")
+            assert ready.status_code == 503 and ready.json()["checks"]["database"] == "ok"
+            assert client.get("/healthz").status_code == 200 and client.get("/v1/images/1").status_code == 404
+
+
+def contour_png_of_any() -> bytes:
+    """A plain ring drawing (any valid sketch will do where no model is reached)."""
+    import cv2
+    import numpy as np
+
+    canvas = np.full((128, 128), 255, np.uint8)
+    cv2.circle(canvas, (64, 64), 40, 0, 2)
+    buffer = io.BytesIO()
+    Image.fromarray(canvas).save(buffer, format="PNG")
+    return buffer.getvalue()
