@@ -6,6 +6,8 @@ STAMP := $(VENV)/.installed
 # Two cores in CI: keep BLAS/torch from oversubscribing them.
 export OMP_NUM_THREADS ?= 2
 export MKL_NUM_THREADS ?= 2
+# Playwright drives Debian's chromium (scripts/ensure-chromium.sh): it must never download a browser.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
 .PHONY: demo test venv clean
 
@@ -25,6 +27,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	bash scripts/ensure-postgres.sh
 	bash scripts/ensure-orthanc.sh
+	bash scripts/ensure-chromium.sh
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -1,4 +1,4 @@
-"""Pieces the two sketch-to-photo loops share (E and H): their options, L_sim with the bundle's C,
+"""Pieces the sketch-to-photo loops share (E, H, pix2pix): their paired inputs, L_sim with the bundle's C,
 resumable (sketch, photo) batches, and the sample grids.
 
 H depends on nothing of E's but the trained network it loads from the bundle.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -18,83 +18,83 @@ from formats.errors import InputError
 from generation.bundle import EMBEDDER, Bundle
 from generation.data import SketchImagePairs
 from generation.sketch_augment import SketchAugmentConfig, SketchAugmenter
-from generation.training import DistContext, ResumableBatchSampler, all_reduce_mean, save_image_grid
+from generation.training import DistContext, ResumableBatchSampler, RunOptions, all_reduce_mean, save_image_grid
+
+if TYPE_CHECKING:
+    from generation.losses import SimilarityConfig
 
 
 @dataclass(frozen=True)
-class PairedRunOptions:
-    """Where a sketch-to-photo training run reads and writes, shared by the E and H loops."""
+class PairedInputs:
+    """What a sketch-to-photo run adds to its `RunOptions`: the sketches paired with `RunOptions.data`'s
+    photos, validation pairs, a warm start and the sketches' augmentation."""
 
-    bundle: Path  # reads generator and embedder (and encoder for H), writes the trained network
-    dataset: Path  # phantom dataset folder (images/)
     sketches: Path  # synthesized sketches of the dataset's images, same file names
-    run_dir: Path
-    device: str = "auto"
-    resume: bool = False
-    max_minutes: float | None = None  # stop early (and export) once this much wall time has passed
-    val_dataset: Path | None = None  # held-out photos whose free-hand sketches measure transfer
+    val_data: Path | None = None  # held-out photos whose free-hand sketches measure transfer
     val_sketches: Path | None = None
-    limit: int | None = None
     warm_start: Path | None = None  # a bundle whose trained network (of this loop) is the starting point
     sketch_augment: SketchAugmentConfig | None = None  # free-hand augmentation of the training sketches
 
+    def validation(self) -> tuple[Path, Path] | None:
+        """(photos, sketches) of the validation pairs, or None when the run has none."""
+        if self.val_data is None or self.val_sketches is None:
+            return None
+        return self.val_data, self.val_sketches
 
-def warm_start_network(options: PairedRunOptions, name: str, network: nn.Module, config: Any) -> None:
+
+def warm_start_network(options: RunOptions, paired: PairedInputs, name: str, network: nn.Module, config: Any) -> None:
     """Start `network` from network `name` of the warm-start bundle (same config required).
 
     Only a fresh run loads it: a resumed run continues from its own checkpoint.
     """
-    if options.warm_start is None or options.resume:
+    if paired.warm_start is None or options.resume:
         return
-    source = Bundle.open(options.warm_start)
+    source = Bundle.open(paired.warm_start)
     source.check([name])
     trained = source.load(name, "cpu")
     if dataclasses.asdict(trained.config) != dataclasses.asdict(config):
-        raise InputError(f"the {name} of {options.warm_start} has another config than this run's; "
+        raise InputError(f"the {name} of {paired.warm_start} has another config than this run's; "
                          "warm-start needs the same preset")
     network.load_state_dict(trained.state_dict())
 
 
-def run_record(options: PairedRunOptions, name: str) -> dict[str, Any]:
+def run_record(paired: PairedInputs, name: str) -> dict[str, Any]:
     """What the bundle records of a run's starting point and sketch augmentation."""
     record: dict[str, Any] = {}
-    if options.warm_start is not None:
-        entry = Bundle.open(options.warm_start).entry(name)
-        record["warm_started_from"] = {"bundle": str(options.warm_start), "steps": entry.get("steps"),
+    if paired.warm_start is not None:
+        entry = Bundle.open(paired.warm_start).entry(name)
+        record["warm_started_from"] = {"bundle": str(paired.warm_start), "steps": entry.get("steps"),
                                        "data_fingerprint": entry.get("data_fingerprint")}
-    if options.sketch_augment is not None:
-        record["sketch_augment"] = dataclasses.asdict(options.sketch_augment)
+    if paired.sketch_augment is not None:
+        record["sketch_augment"] = dataclasses.asdict(paired.sketch_augment)
     return record
 
 
-def build_similarity_loss(bundle: Bundle, preset: str, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
+def build_similarity_loss(bundle: Bundle, config: SimilarityConfig, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
     """L_sim of eq. 1 with the bundle's frozen MoCo network C; returns (loss, what the perceptual term is)."""
-    from generation.losses import SimilarityConfig, SimilarityLoss, build_perceptual
+    from generation.losses import SimilarityLoss, build_perceptual
 
     embedder = bundle.load(EMBEDDER, device)
-    config = SimilarityConfig.for_preset(preset)
     loss = SimilarityLoss(config, embedder, build_perceptual(config, embedder)).to(device)
     return loss, loss.record()
 
 
 def paired_loader(
-    options: PairedRunOptions, resolution: int, batch_size: int, ctx: DistContext, num_workers: int, seed: int,
-    start_step: int,
+    options: RunOptions, paired: PairedInputs, resolution: int, batch_size: int, ctx: DistContext, start_step: int,
 ) -> torch.utils.data.DataLoader:
     """Shuffled (sketch, photo) batches from batch `start_step` on; each rank sees its own shard.
 
     Batch b is the same whether the run was resumed or not.
     """
-    augment = SketchAugmenter(options.sketch_augment) if options.sketch_augment is not None else None
-    pairs = SketchImagePairs(options.dataset, options.sketches, resolution, limit=options.limit,
-                             sketch_transform=augment)
+    augment = SketchAugmenter(paired.sketch_augment) if paired.sketch_augment is not None else None
+    pairs = SketchImagePairs(options.data, paired.sketches, resolution, limit=options.limit, sketch_transform=augment)
     if len(pairs) < batch_size * ctx.world_size:
         raise InputError(f"{len(pairs)} pairs is fewer than one batch of {batch_size} per process")
-    sampler = torch.utils.data.DistributedSampler(pairs, ctx.world_size, ctx.rank, shuffle=True, seed=seed,
+    sampler = torch.utils.data.DistributedSampler(pairs, ctx.world_size, ctx.rank, shuffle=True, seed=options.seed,
                                                   drop_last=True)
     return torch.utils.data.DataLoader(
-        pairs, batch_sampler=ResumableBatchSampler(sampler, batch_size, start=start_step), num_workers=num_workers,
-        generator=torch.Generator().manual_seed(seed),  # keeps the global RNG untouched
+        pairs, batch_sampler=ResumableBatchSampler(sampler, batch_size, start=start_step), num_workers=options.workers,
+        generator=torch.Generator().manual_seed(options.seed),  # keeps the global RNG untouched
     )
 
 

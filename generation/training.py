@@ -26,7 +26,35 @@ from generation.files import atomic_target
 
 # Config fields that say how long a run goes on and how it is driven, not what it learns:
 # a resumed run may change them (e.g. train on to more steps).
-RUN_LENGTH_FIELDS = frozenset({"steps", "epochs", "num_workers", "log_every", "sample_every", "checkpoint_every"})
+RUN_LENGTH_FIELDS = frozenset({"steps", "epochs", "log_every", "sample_every", "checkpoint_every"})
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How one training run is driven, the same for every loop (what it learns is in its configs).
+
+    Every `train_*` loop takes one of these and its resolved configs; presets are resolved by the
+    CLI, never inside a loop. `seed` seeds every random stream of the run (process r draws from
+    seed + r); `max_minutes` stops the run early (checkpointed and exported as at its end);
+    `limit` keeps only the first N training items.
+    """
+
+    data: Path
+    run_dir: Path
+    bundle: Path | None = None  # read from and/or written into, as the loop says
+    device: str = "auto"  # cpu, cuda, cuda:N or auto (CUDA when present)
+    seed: int = 0
+    workers: int = 0  # DataLoader worker processes
+    resume: bool = False
+    max_minutes: float | None = None
+    limit: int | None = None
+    progress: bool = True  # a progress bar on the main process
+
+    def required_bundle(self) -> Path:
+        """The bundle folder of a loop that cannot run without one."""
+        if self.bundle is None:
+            raise InputError("this training run needs a model bundle (--bundle)")
+        return Path(self.bundle)
 
 
 @dataclass(frozen=True)

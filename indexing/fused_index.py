@@ -16,6 +16,7 @@ build active and readable. FAISS ids are DB image ids (IndexIDMap2).
 from __future__ import annotations
 
 import hashlib
+import logging
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -41,7 +42,10 @@ DEFAULT_FACTORY = "Flat"
 DEFAULT_TRAIN_SAMPLE = 100_000
 DEFAULT_CALIBRATION_SAMPLE = 500
 HASH_CHUNK = 1 << 20
+KEEP_RETIRED = 1  # retired builds whose files stay: the one an engine may be swapping away from
 UNREMOVABLE_FACTORIES = ("HNSW",)  # FAISS cannot remove from a graph index: refresh rebuilds it
+
+logger = logging.getLogger(__name__)
 
 
 class IndexBuildError(ProjectError):
@@ -283,7 +287,42 @@ def _save(archive: Archive, version: str, config: BuildConfig, index: faiss.Inde
     folder = archive.settings.data_dir / INDEX_FOLDER
     index_path, transforms_path = _write_build_files(folder, index, transforms)
     with session_scope(archive.sessions) as session:
-        return _record(session, archive, version, config, index, index_path, transforms_path, scales)
+        build = _record(session, archive, version, config, index, index_path, transforms_path, scales)
+    prune_retired_builds(archive)  # only once the new build is committed active
+    return build
+
+
+def _build_files(row: IndexBuild) -> list[str]:
+    """The data-dir-relative paths of a build's index and transforms files."""
+    return [row.file_path, *([row.config["transforms_file"]] if "transforms_file" in (row.config or {}) else [])]
+
+
+def prune_retired_builds(archive: Archive, keep: int = KEEP_RETIRED) -> list[Path]:
+    """Delete the files of retired builds but the `keep` most recently retired; returns what was deleted.
+
+    Never touches the active build, a build still being recorded (`building`/`ready`), or the
+    builds retired last: an engine that read the previous active row just before a swap may still
+    be reading its files (once loaded, a FAISS index lives in memory and needs its file no more).
+    The rows stay, as the record of what was served; only files inside the index folder go.
+    """
+    data_dir = archive.settings.data_dir
+    folder = (data_dir / INDEX_FOLDER).resolve()
+    with archive.sessions() as session:
+        rows = session.scalars(select(IndexBuild).order_by(IndexBuild.activated_at.desc(), IndexBuild.id.desc())).all()
+        retired = [row for row in rows if row.status == "retired"]
+        kept = {path for row in rows if row.status != "retired" for path in _build_files(row)}
+        kept.update(path for row in retired[:keep] for path in _build_files(row))
+        doomed = {path for row in retired[keep:] for path in _build_files(row)} - kept
+    deleted = []
+    for relative in sorted(doomed):
+        path = (data_dir / relative).resolve()
+        if path.parent != folder or not path.is_file():
+            continue  # already gone, or not a file of ours: leave it
+        path.unlink()
+        deleted.append(path)
+    if deleted:
+        logger.info("deleted %d files of retired index builds", len(deleted))
+    return deleted
 
 
 @dataclass(frozen=True)

@@ -93,6 +93,7 @@ class Image(Base):
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     sha256: Mapped[str] = mapped_column(String(SHA256_HEX), unique=True)
     stored_path: Mapped[str] = mapped_column(String(255))
+    original_name: Mapped[str | None] = mapped_column(String(128))  # base name, only if screened (ingest/names.py)
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
     source: Mapped[str] = mapped_column(String(16))
@@ -199,7 +200,8 @@ class ApiKey(Base):
 
 
 class QueryLog(Base):
-    """Append-only audit of searches: who, when, k, latency and which cases came back (no pixels)."""
+    """Append-only audit of searches: who, from where, when, k, latency and which cases came back
+    with their scores (no pixels, no patient identifier); `uid` is the id the API hands out."""
 
     __tablename__ = "query_log"
 
@@ -210,3 +212,24 @@ class QueryLog(Base):
     latency_ms: Mapped[float] = mapped_column(Float)
     filters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     result_ids: Mapped[list[int]] = mapped_column(JSON)
+    uid: Mapped[str | None] = mapped_column(String(32), unique=True, index=True)
+    client: Mapped[str | None] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16), default="sketch")  # "sketch" or "example"
+    build_id: Mapped[int | None] = mapped_column(Id)
+    # [{"image_id", "score", "channels": {name: score}}] in rank order
+    results: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    timings_ms: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
+
+
+class AccessLog(Base):
+    """Append-only audit of archive reads other than searches: who fetched which case's data, when."""
+
+    __tablename__ = "access_log"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utc_now, index=True)
+    client: Mapped[str | None] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))
+    image_id: Mapped[int | None] = mapped_column(Id)
+    query_uid: Mapped[str | None] = mapped_column(String(32))

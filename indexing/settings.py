@@ -40,7 +40,7 @@ class SettingsError(InputError):
     """An environment variable holds a value the archive cannot use."""
 
 
-def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
+def positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
     raw = environ.get(name)
     if raw is None or raw.strip() == "":
         return default
@@ -77,10 +77,10 @@ class Settings:
             data_dir=data_dir,
             database_url=database_url,
             pseudonym_key=key.encode("utf-8") if key else None,
-            max_image_pixels=_positive_int(env, "S2M_MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_SIDE * DEFAULT_MAX_IMAGE_SIDE),
-            max_file_bytes=_positive_int(env, "S2M_MAX_FILE_BYTES", DEFAULT_MAX_FILE_MIB * 1024 * 1024),
-            ingest_batch_size=_positive_int(env, "S2M_INGEST_BATCH_SIZE", DEFAULT_INGEST_BATCH_SIZE),
-            ingest_batch_pixels=_positive_int(env, "S2M_INGEST_BATCH_PIXELS", DEFAULT_INGEST_BATCH_PIXELS),
+            max_image_pixels=positive_int(env, "S2M_MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_SIDE * DEFAULT_MAX_IMAGE_SIDE),
+            max_file_bytes=positive_int(env, "S2M_MAX_FILE_BYTES", DEFAULT_MAX_FILE_MIB * 1024 * 1024),
+            ingest_batch_size=positive_int(env, "S2M_INGEST_BATCH_SIZE", DEFAULT_INGEST_BATCH_SIZE),
+            ingest_batch_pixels=positive_int(env, "S2M_INGEST_BATCH_PIXELS", DEFAULT_INGEST_BATCH_PIXELS),
         )
 
     @property

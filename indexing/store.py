@@ -23,6 +23,7 @@ from indexing.models import (
     ANNOTATION_ORIGINS,
     EMBEDDING_KINDS,
     SCOPES,
+    AccessLog,
     Annotation,
     ApiKey,
     Embedding,
@@ -49,6 +50,7 @@ class NewImage:
     width: int
     height: int
     source: str
+    original_name: str | None = None  # the screened base file name (indexing/ingest/names.py)
     case_ref: str | None = None
     patient_ref: str | None = None
     study_uid: str | None = None
@@ -416,14 +418,39 @@ def log_query(
     latency_ms: float,
     result_ids: Sequence[int],
     filters: dict[str, Any] | None = None,
+    *,
+    uid: str | None = None,
+    client: str | None = None,
+    kind: str = "sketch",
+    build_id: int | None = None,
+    results: Sequence[dict[str, Any]] = (),
+    timings_ms: dict[str, float] | None = None,
 ) -> QueryLog:
-    """Append one search to the audit log (ids and parameters only, never the sketch)."""
+    """Append one search to the audit log (ids, scores and parameters only, never the sketch)."""
     entry = QueryLog(
-        api_key_id=api_key_id, k=k, latency_ms=latency_ms, result_ids=[int(i) for i in result_ids], filters=filters or {}
+        api_key_id=api_key_id, k=k, latency_ms=latency_ms, result_ids=[int(i) for i in result_ids], filters=filters or {},
+        uid=uid, client=client, kind=kind, build_id=build_id, results=list(results), timings_ms=timings_ms or {},
     )
     session.add(entry)
     session.flush()
     return entry
+
+
+def get_query(session: Session, uid: str) -> QueryLog | None:
+    return session.scalars(select(QueryLog).where(QueryLog.uid == uid)).one_or_none()
+
+
+def log_access(session: Session, api_key_id: int | None, action: str, client: str | None = None,
+               image_id: int | None = None, query_uid: str | None = None) -> AccessLog:
+    """Append one read of archive data (a case's metadata, pixels, sketch, a past query) to the audit."""
+    entry = AccessLog(api_key_id=api_key_id, action=action, client=client, image_id=image_id, query_uid=query_uid)
+    session.add(entry)
+    session.flush()
+    return entry
+
+
+def list_api_keys(session: Session) -> list[ApiKey]:
+    return list(session.scalars(select(ApiKey).order_by(ApiKey.id)))
 
 
 # --- whole-archive views ---------------------------------------------------------------------

@@ -18,6 +18,7 @@ import io
 import json
 import multiprocessing
 import os
+import signal
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -120,6 +121,7 @@ def _write_case(job: CaseJob) -> CaseRecord:
 
 def _init_worker() -> None:
     cv2.setNumThreads(1)  # one process per core already
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the parent, which ends the pool: no trace per worker
 
 
 def _atomic_write_text(path: Path, text: str) -> None:

@@ -8,8 +8,10 @@
            --rerank-----------------> exact channel scores from the stored vectors, fused
            --hydrate (DB)-----------> rows: metadata, DICOM UIDs (live and filter-passing only)
 
-`search_many` runs the networks once for a whole batch of queries, so a service can micro-batch
-concurrent requests. The engine is safe to call from several threads: models are loaded once and
+`search_many` runs the networks once for a whole batch of queries, and loads the candidates' stored
+vectors once for the whole batch (queries of one archive share many candidates), so a service can
+micro-batch concurrent requests. A query by example (`Query.like`, "more like this") takes an
+archive case's own stored vectors instead of a sketch and skips the networks. The engine is safe to call from several threads: models are loaded once and
 only read, the active build is swapped by `reload_if_changed` under a lock, and a query keeps the
 build it started with, so a swap drops no in-flight query.
 """
@@ -77,12 +79,21 @@ class Filters:
 
 @dataclass(frozen=True)
 class Query:
-    """One search; `weights` overrides the build's channel weights for this query only."""
+    """One search, by a sketch or by example (`like`: an archive image id; exactly one of the two).
 
-    sketch: SketchInput
+    `weights` overrides the build's channel weights for this query only; `refine` False skips H
+    (x_0 only: the fast live preview)."""
+
+    sketch: SketchInput | None
     k: int = DEFAULT_K
     filters: Filters = field(default_factory=Filters)
     weights: ChannelWeights | None = None
+    refine: bool = True
+    like: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.sketch is None) == (self.like is None):
+            raise ValueError("a query has either a sketch or an example image id (like), not both")
 
 
 @dataclass(frozen=True)
@@ -109,16 +120,35 @@ class Hit:
     series_uid: str | None
     sop_uid: str | None
     stored_path: str
+    original_name: str | None = None  # only when ingest kept it (indexing/ingest/names.py)
 
 
 @dataclass(frozen=True)
 class SearchResult:
     hits: tuple[Hit, ...]
     timings_ms: dict[str, float]  # stage -> ms (batched stages: the batch's time)
-    sketch: np.ndarray  # uint8 [R, R], the canonical sketch the models read
-    image: np.ndarray  # uint8 [R, R, 3], the generated x_T
+    sketch: np.ndarray  # uint8 [R, R], the canonical sketch the models read (by example: the case's stored sketch)
+    image: np.ndarray | None  # uint8 [R, R, 3], the generated x_T (x_0 unrefined); None for a query by example
     build_id: int
     filters: Filters
+    steps: tuple[np.ndarray, ...] = ()  # uint8 [R, R, 3] each: x_0, x_1 .. x_T (empty by example)
+
+
+@dataclass(frozen=True)
+class StoredVectors:
+    """Candidates' stored vectors, archive side: rows in `ids` order; shape is [DT_A, A/|A|]."""
+
+    ids: list[int]
+    appearance: np.ndarray  # float32 [N, D_a]
+    latent: np.ndarray  # float32 [N, D_l]
+    shape: np.ndarray  # float32 [N, 2 R^2]
+    sketches: dict[int, np.ndarray]  # id -> uint8 [R, R]
+
+    def rows(self, ids: np.ndarray) -> tuple[list[int], np.ndarray]:
+        """The ids among `ids` that have every vector, and their row numbers here."""
+        position = {image_id: row for row, image_id in enumerate(self.ids)}
+        found = [int(i) for i in ids if int(i) in position]
+        return found, np.array([position[i] for i in found], dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -133,6 +163,10 @@ class EngineConfig:
 
 class EngineError(ProjectError):
     """The engine cannot serve (no active build, a build of another bundle, ...)."""
+
+
+class ExampleNotFoundError(ProjectError, LookupError):
+    """A query by example names an image that is not live or has no stored vectors of this build."""
 
 
 class SearchEngine:
@@ -198,11 +232,15 @@ class SearchEngine:
         return True
 
     def search(self, sketch: SketchInput, k: int = DEFAULT_K, filters: Filters | None = None,
-               weights: ChannelWeights | None = None) -> SearchResult:
-        return self.search_many([Query(sketch, k, filters or Filters(), weights)])[0]
+               weights: ChannelWeights | None = None, refine: bool = True) -> SearchResult:
+        return self.search_many([Query(sketch, k, filters or Filters(), weights, refine)])[0]
+
+    def search_like(self, image_id: int, k: int = DEFAULT_K, filters: Filters | None = None) -> SearchResult:
+        """"More like this": the cases closest to archive image `image_id` by its own stored vectors."""
+        return self.search_many([Query(None, k, filters or Filters(), like=image_id)])[0]
 
     def search_many(self, queries: list[Query]) -> list[SearchResult]:
-        """Answer a batch of queries; E, G, H and C run once over the whole batch."""
+        """Answer a batch of queries; E, G, H and C run once per refine setting, the stored vectors load once."""
         if not queries:
             return []
         for query in queries:
@@ -210,27 +248,67 @@ class SearchEngine:
                 raise ValueError(f"k must be between 1 and {self.config.max_k}, got {query.k}")
         build = self._build  # this batch's build, whatever a reload does meanwhile
         timings: dict[str, float] = {}
-        with _timed(timings, "sketch"):
-            sketches = self.canonicalise([query.sketch for query in queries])
-        with _timed(timings, "pipeline"):
-            w, images = self.generate(sketches)
-        with _timed(timings, "embed"):
-            channels = self.embed(w, images, sketches, build)
+        drawn = [row for row, query in enumerate(queries) if query.like is None]
+        channels: dict[str, np.ndarray] = {}
+        sketches: dict[int, np.ndarray] = {}
+        steps: dict[int, tuple[np.ndarray, ...]] = {}
+        if drawn:
+            with _timed(timings, "sketch"):
+                canonical = self.canonicalise([queries[row].sketch for row in drawn])
+            for refine in (True, False):
+                group = [i for i, row in enumerate(drawn) if queries[row].refine is refine]
+                if not group:
+                    continue
+                with _timed(timings, "pipeline"):
+                    generated = self.generate(canonical[group], None if refine else 0)
+                with _timed(timings, "embed"):
+                    embedded = self.embed(generated.w, generated.image, canonical[group], build)
+                for j, i in enumerate(group):
+                    row = drawn[i]
+                    channels.update({(row, name): embedded[name][j] for name in CHANNELS})
+                    steps[row] = tuple(_to_uint8(x[j]) for x in (generated.x_0, *generated.steps))
+                    sketches[row] = canonical[i]
+        examples = sorted({query.like for query in queries if query.like is not None})
+        if examples:
+            with _timed(timings, "embed"):
+                stored = self.stored_vectors(build, np.array(examples, dtype=np.int64))
+                for row, query in enumerate(queries):
+                    if query.like is None:
+                        continue
+                    if query.like not in stored.sketches:
+                        raise ExampleNotFoundError(f"archive image {query.like} is not in the active index build")
+                    position = stored.ids.index(query.like)
+                    sketches[row] = stored.sketches[query.like]
+                    channels[(row, APPEARANCE)] = stored.appearance[position]
+                    channels[(row, LATENT)] = stored.latent[position]
+                    channels[(row, SHAPE)] = query_vectors(sketches[row][None], build.shape)[0]
+        stages: list[dict[str, float]] = [dict(timings) for _ in queries]
+        allowed: dict[Filters, np.ndarray | None] = {}
+        with _timed(timings, "filter"):
+            for query in queries:
+                if query.filters not in allowed:
+                    allowed[query.filters] = None if query.filters.empty else self.allowed_ids(query.filters)
+        candidates = []
+        for row, query in enumerate(queries):
+            stages[row]["filter"] = timings["filter"]
+            one = {name: channels[(row, name)][None] for name in CHANNELS}
+            with _timed(stages[row], "faiss"):
+                found = self.candidates(build, one, query.weights or build.weights, allowed[query.filters], query.k)
+            candidates.append(found[found != query.like] if query.like is not None else found)
+        with _timed(timings, "rerank"):
+            union = np.unique(np.concatenate(candidates)) if candidates else np.zeros(0, np.int64)
+            stored = self.stored_vectors(build, union)
+            ranked = [
+                self.rerank(build, {name: channels[(row, name)] for name in CHANNELS}, query.weights or build.weights, found, stored)
+                for row, (query, found) in enumerate(zip(queries, candidates))
+            ]
+        hits = self.hydrate_many(ranked, queries, timings)
         results = []
         for row, query in enumerate(queries):
-            stage = dict(timings)
-            with _timed(stage, "filter"):
-                allowed = None if query.filters.empty else self.allowed_ids(query.filters)
-            weights = query.weights or build.weights
-            with _timed(stage, "faiss"):
-                one = {name: vectors[row : row + 1] for name, vectors in channels.items()}
-                candidates = self.candidates(build, one, weights, allowed, query.k)
-            with _timed(stage, "rerank"):
-                ranked = self.rerank(build, {name: vectors[row] for name, vectors in channels.items()}, weights, candidates)
-            with _timed(stage, "hydrate"):
-                hits = self.hydrate(ranked, query.filters, query.k)
-            image = images[row].clamp(-1, 1).add(1).mul(127.5).round().byte().permute(1, 2, 0).cpu().numpy()
-            results.append(SearchResult(tuple(hits), stage, sketches[row], image, build.build_id, query.filters))
+            stage = {**stages[row], "rerank": timings["rerank"], "hydrate": timings["hydrate"]}
+            refined = steps.get(row, ())
+            results.append(SearchResult(tuple(hits[row]), stage, sketches[row], refined[-1] if refined else None,
+                                        build.build_id, query.filters, refined))
         return results
 
     # --- stages --------------------------------------------------------------------------------
@@ -240,11 +318,17 @@ class SearchEngine:
         return np.stack([canonical_sketch(sketch, self.resolution) for sketch in sketches])
 
     @torch.no_grad()
-    def generate(self, sketches: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """uint8 [B, R, R] -> (w [B, w_dim], x_T [B, 3, R, R] in [-1, 1])."""
-        batch = torch.from_numpy(sketches).float().div(127.5).sub(1.0).unsqueeze(1)  # [B, 1, R, R]
-        generated = self.pipeline.run(batch, self.config.steps)
-        return generated.w, generated.image
+    def generate(self, sketches: np.ndarray, steps: int | None = None) -> Any:
+        """uint8 [B, R, R] -> the pipeline's output (w [B, w_dim], x_0 and x_1..x_T [B, 3, R, R] in [-1, 1]).
+
+        `steps` None: the engine's configured T (H's own by default); 0: x_0 only."""
+        batch = torch.from_numpy(np.ascontiguousarray(sketches)).float().div(127.5).sub(1.0).unsqueeze(1)  # [B, 1, R, R]
+        return self.pipeline.run(batch, self.config.steps if steps is None else steps)
+
+    def generate_steps(self, sketch: SketchInput, refine: bool = True) -> tuple[np.ndarray, ...]:
+        """One sketch's pictures, uint8 [R, R, 3] each: x_0, then x_1 .. x_T when refined (no archive involved)."""
+        generated = self.generate(self.canonicalise([sketch]), None if refine else 0)
+        return tuple(_to_uint8(x[0]) for x in (generated.x_0, *generated.steps))
 
     def embed(self, w: torch.Tensor, images: torch.Tensor, sketches: np.ndarray, build: Build) -> dict[str, np.ndarray]:
         """The query side of each channel: float32 [B, D_c]."""
@@ -267,66 +351,98 @@ class SearchEngine:
         if allowed is not None and len(allowed) == 0:
             return np.zeros(0, dtype=np.int64)
         fused = fuse(build.transforms, {name: weights.of(name) for name in CHANNELS}, channels, archive_side=False)
-        count = min(build.ntotal, max(k * self.config.oversample, self.config.min_candidates))
+        # one more than asked, so a query by example can drop its own case and still fill k
+        count = min(build.ntotal, max(k * self.config.oversample, self.config.min_candidates) + 1)
         if count == 0:
             return np.zeros(0, dtype=np.int64)
         selector = None if allowed is None else faiss.IDSelectorBatch(allowed)
         _, ids = build.index.search(fused, count, params=_search_parameters(build, selector))
         return ids[0][ids[0] >= 0]
 
+    def stored_vectors(self, build: Build, ids: np.ndarray) -> StoredVectors:
+        """The stored appearance and latent vectors and sketches of `ids` (one read for a whole batch)."""
+        id_list = [int(i) for i in ids]
+        vectors: dict[tuple[int, str], np.ndarray] = {}
+        sketches: dict[int, np.ndarray] = {}
+        with self.archive.sessions() as session:
+            for start in range(0, len(id_list), store.LOOKUP_CHUNK):
+                chunk = id_list[start : start + store.LOOKUP_CHUNK]
+                rows = session.execute(
+                    select(Embedding.image_id, Embedding.kind, Embedding.vector).where(
+                        Embedding.model_version == build.version, Embedding.image_id.in_(chunk),
+                        Embedding.kind.in_((APPEARANCE, LATENT)),
+                    )
+                ).all()
+                vectors.update({(row.image_id, row.kind): np.frombuffer(row.vector, dtype=store.VECTOR_DTYPE) for row in rows})
+            sketches = stored_sketches(session, build.version, id_list)
+        found = [i for i in id_list if (i, APPEARANCE) in vectors and (i, LATENT) in vectors and i in sketches]
+        if not found:
+            empty = np.zeros((0, 0), np.float32)
+            return StoredVectors([], empty, empty, np.zeros((0, build.shape.dim), np.float32), {})
+        return StoredVectors(
+            ids=found,
+            appearance=np.stack([vectors[(i, APPEARANCE)] for i in found]),
+            latent=np.stack([vectors[(i, LATENT)] for i in found]),
+            shape=archive_vectors(np.stack([sketches[i] for i in found]), build.shape),
+            sketches={i: sketches[i] for i in found},
+        )
+
     def rerank(self, build: Build, channels: dict[str, np.ndarray], weights: ChannelWeights,
-               ids: np.ndarray) -> list[tuple[int, float, ChannelScores]]:
-        """Exact channel scores of the candidates from their stored vectors; fused and sorted."""
-        if len(ids) == 0:
+               ids: np.ndarray, stored: StoredVectors) -> list[tuple[int, float, ChannelScores]]:
+        """Exact channel scores of one query's candidates from their stored vectors; fused and sorted."""
+        found, rows = stored.rows(ids)
+        if not found:
             return []
-        exact = self.stored_scores(build, channels, ids)
+        appearance = stored.appearance[rows] @ channels[APPEARANCE]
+        latent = stored.latent[rows] @ channels[LATENT]
+        shape = stored.shape[rows] @ channels[SHAPE]
         ranked = []
-        for image_id, scores in exact.items():
+        for image_id, a, l, s in zip(found, appearance, latent, shape):
+            scores = ChannelScores(float(a), float(l), float(s))
             fused = sum(weights.of(name) * build.scales[name] * getattr(scores, name) for name in CHANNELS)
             ranked.append((image_id, float(fused), scores))
         ranked.sort(key=lambda item: (-item[1], item[0]))
         return ranked
 
-    def stored_scores(self, build: Build, channels: dict[str, np.ndarray], ids: np.ndarray) -> dict[int, ChannelScores]:
-        """Each channel's exact score between one query's vectors and the stored vectors of `ids`."""
-        id_list = [int(i) for i in ids]
-        with self.archive.sessions() as session:
-            rows = session.execute(
-                select(Embedding.image_id, Embedding.kind, Embedding.vector).where(
-                    Embedding.model_version == build.version, Embedding.image_id.in_(id_list),
-                    Embedding.kind.in_((APPEARANCE, LATENT)),
-                )
-            ).all()
-            sketches = stored_sketches(session, build.version, id_list)
-        vectors: dict[tuple[int, str], np.ndarray] = {
-            (row.image_id, row.kind): np.frombuffer(row.vector, dtype=store.VECTOR_DTYPE) for row in rows
-        }
-        found = [i for i in id_list if (i, APPEARANCE) in vectors and (i, LATENT) in vectors and i in sketches]
-        if not found:
-            return {}
-        shape = archive_vectors(np.stack([sketches[i] for i in found]), build.shape) @ channels[SHAPE]
-        appearance = np.stack([vectors[(i, APPEARANCE)] for i in found]) @ channels[APPEARANCE]
-        latent = np.stack([vectors[(i, LATENT)] for i in found]) @ channels[LATENT]
-        return {i: ChannelScores(float(a), float(l), float(s)) for i, a, l, s in zip(found, appearance, latent, shape)}
+    def hydrate_many(self, ranked: list[list[tuple[int, float, ChannelScores]]], queries: list[Query],
+                     timings: dict[str, float]) -> list[list[Hit]]:
+        """The hits of each query: one DB read per distinct filter set of the batch, then split by query."""
+        hits: list[list[Hit]] = [[] for _ in queries]
+        with _timed(timings, "hydrate"):
+            for filters in dict.fromkeys(query.filters for query in queries):
+                rows = [row for row, query in enumerate(queries) if query.filters == filters]
+                ids = sorted({image_id for row in rows for image_id, _, _ in ranked[row]})
+                found = self.rows_passing(ids, filters)
+                for row in rows:
+                    hits[row] = self.hits(ranked[row], found, queries[row].k)
+        return hits
 
-    def hydrate(self, ranked: list[tuple[int, float, ChannelScores]], filters: Filters, k: int) -> list[Hit]:
-        """DB rows of the ranked ids, keeping only live rows that pass the filters, in rank order."""
-        if not ranked:
-            return []
-        ids = [image_id for image_id, _, _ in ranked]
-        with self.archive.sessions() as session:
-            rows = {row.id: row for row in session.scalars(_filtered(select(Image), filters).where(Image.id.in_(ids)))}
+    def rows_passing(self, ids: list[int], filters: Filters) -> dict[int, Image]:
+        """DB rows of `ids` that are live and pass `filters` (SQL and the all-of findings)."""
+        if not ids:
+            return {}
         wanted = set(filters.findings)
+        found: dict[int, Image] = {}
+        with self.archive.sessions() as session:
+            for start in range(0, len(ids), store.LOOKUP_CHUNK):
+                chunk = ids[start : start + store.LOOKUP_CHUNK]
+                found.update({row.id: row for row in session.scalars(_filtered(select(Image), filters).where(Image.id.in_(chunk)))
+                              if wanted <= set(row.findings or ())})
+        return found
+
+    @staticmethod
+    def hits(ranked: list[tuple[int, float, ChannelScores]], rows: dict[int, Image], k: int) -> list[Hit]:
+        """The first k ranked ids that have a passing row, as hits in rank order."""
         hits: list[Hit] = []
         for image_id, score, scores in ranked:
             row = rows.get(image_id)
-            if row is None or not wanted <= set(row.findings or ()):
+            if row is None:
                 continue
             hits.append(Hit(
                 rank=len(hits) + 1, image_id=row.id, score=score, channels=scores, case_ref=row.case_ref,
                 patient_ref=row.patient_ref, diagnosis=row.diagnosis, findings=tuple(row.findings or ()),
                 acquired_at=row.acquired_at, study_uid=row.study_uid, series_uid=row.series_uid, sop_uid=row.sop_uid,
-                stored_path=row.stored_path,
+                stored_path=row.stored_path, original_name=row.original_name,
             ))
             if len(hits) == k:
                 break
@@ -370,6 +486,11 @@ def _search_parameters(build: Build, selector: Any) -> Any:
     if selector is not None:
         params.sel = selector
     return params
+
+
+def _to_uint8(image: torch.Tensor) -> np.ndarray:
+    """[3, R, R] in [-1, 1] -> uint8 [R, R, 3]."""
+    return image.clamp(-1, 1).add(1).mul(127.5).round().byte().permute(1, 2, 0).cpu().numpy()
 
 
 class _timed:

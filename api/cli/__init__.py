@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import typer
 
-from api.cli import archive, bundle, db, demo, eval_commands, evaluate, generate, index, phantom, search, sketches, train
+from api.cli import (
+    apikey, archive, bundle, db, demo, eval_commands, evaluate, generate, index, phantom, search, serve, sketches, train,
+)
 
 app = typer.Typer(
     name="s2m",
@@ -19,5 +21,5 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
-for module in (phantom, sketches, train, archive, db, bundle, index, generate, search, evaluate, eval_commands, demo):
+for module in (phantom, sketches, train, archive, db, bundle, index, generate, search, serve, apikey, evaluate, eval_commands, demo):
     module.register(app)

@@ -1,9 +1,18 @@
-"""`s2m demo`: the main job of `make demo`."""
+"""`s2m demo`: the main job of `make demo`, ending in a running, searchable service.
+
+From nothing it renders a phantom archive, ingests it into a SQLite archive of its own, embeds and
+indexes it with the shipped bundle, makes a local API key and serves the sketch pad. Each step
+keeps what an earlier run made (a second run starts in seconds) and resumes what one left half done.
+"""
 
 from __future__ import annotations
 
 import os
+import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -11,11 +20,17 @@ from api.cli.errors import add_command
 
 from generation.presets import SHIPPED_BUNDLE
 
-DEMO_CASES = 64
+if TYPE_CHECKING:
+    from indexing.archive import Archive
+    from indexing.settings import Settings
+
+DEMO_CASES = 2000
 DEMO_SIZE = 256
 DEMO_SEED = 0
 CONTACT_SHEET_IMAGES = 16
 GENERATED_CASES = 6  # rows of the Sketch2MedI sheet: free-hand sketch | x_0 | x_T | reference
+KEY_FILE = "api-key"  # the demo key's token, mode 0600: the archive keeps only its hash
+KEY_NAME = "demo"
 
 
 def demo_root() -> Path:
@@ -25,26 +40,167 @@ def demo_root() -> Path:
     return base / "demo"
 
 
-def demo(
-    workers: int = typer.Option(min(2, os.cpu_count() or 1), "--workers", help="rendering processes"),
-    model: Path = typer.Option(None, "--model", help="model bundle (default: the shipped models/small)"),
-) -> None:
-    """Build the demo: a phantom archive, its contact sheet, and Sketch2MedI images from free-hand sketches."""
-    import time
+@dataclass(frozen=True)
+class DemoArchive:
+    """What the demo serves: the archive's own settings (a SQLite file beside its file store) and a key."""
 
-    from phantoms.contact_sheet import save_contact_sheet
+    settings: "Settings"
+    dataset: Path
+    images: int
+    build_id: int
+    token: str
+
+
+def demo(
+    count: int = typer.Option(DEMO_CASES, "--count", min=1, help="phantom cases in the demo archive"),
+    workers: int = typer.Option(min(2, os.cpu_count() or 1), "--workers", min=1, help="rendering processes"),
+    model: Path = typer.Option(SHIPPED_BUNDLE, "--model", help="model bundle (default: the shipped models/small)"),
+    host: str = typer.Option("127.0.0.1", "--host", help="address the service listens on"),
+    port: int = typer.Option(8000, "--port", min=1, max=65535),
+    serve: bool = typer.Option(True, "--serve/--no-serve", help="start the service when the archive is ready"),
+) -> None:
+    """Build the demo archive (phantoms, ingest, index, API key), then serve the sketch pad until Ctrl-C."""
+    began = time.perf_counter()
+    root = demo_root()
+    dataset = render_archive(root, count, workers)
+    sheets(root, dataset, model)
+    ready = prepare_archive(root, dataset, model)
+    typer.echo(f"archive:         {ready.images} images in {ready.settings.database_url}, index build {ready.build_id} "
+               f"({time.perf_counter() - began:.1f} s to get here)")
+    typer.echo(f"  other commands see it with S2M_DATA_DIR={ready.settings.data_dir}")
+    if not serve:
+        typer.echo(f"API key:         {ready.token}")
+        return
+    serve_demo(ready, model, host, port)
+
+
+def render_archive(root: Path, count: int, workers: int) -> Path:
+    """The phantom dataset folder of `count` cases, rendered unless a finished one is there."""
     from phantoms.dataset import generate_dataset
 
-    root = demo_root()
+    dataset = root / f"phantoms-{count}"
+    if (dataset / "annotations.json").is_file():  # written last: the folder is complete
+        typer.echo(f"phantom archive: {dataset} (kept from an earlier run)")
+        return dataset
     began = time.perf_counter()
-    dataset = generate_dataset(root / "phantoms", DEMO_CASES, DEMO_SIZE, DEMO_SEED, workers=workers)
-    sheet = save_contact_sheet(dataset, root / "phantom_contact_sheet.png", count=CONTACT_SHEET_IMAGES)
-    typer.echo(f"phantom archive: {dataset} ({DEMO_CASES} cases at {DEMO_SIZE} px, {time.perf_counter() - began:.1f} s)")
-    typer.echo("  images, masks, annotations.json (COCO), metadata.csv")
+    generate_dataset(dataset, count, DEMO_SIZE, DEMO_SEED, workers=workers)
+    typer.echo(f"phantom archive: {dataset} ({count} cases at {DEMO_SIZE} px, {time.perf_counter() - began:.1f} s)")
+    return dataset
+
+
+def sheets(root: Path, dataset: Path, model: Path) -> None:
+    """The contact sheet of the archive and a Sketch2MedI sheet from free-hand sketches (made once)."""
+    from phantoms.contact_sheet import save_contact_sheet
+
+    sheet = root / "phantom_contact_sheet.png"
+    if not sheet.is_file():
+        save_contact_sheet(dataset, sheet, count=CONTACT_SHEET_IMAGES)
     typer.echo(f"contact sheet:   {sheet}")
-    generated = generate_from_freehand(dataset, model or SHIPPED_BUNDLE, root / "sketch2medi_demo.png")
+    generated = root / "sketch2medi_demo.png"
+    if not generated.is_file():
+        generate_from_freehand(dataset, model, generated)
     typer.echo(f"Sketch2MedI:     {generated}")
     typer.echo("  rows: free-hand sketch | x_0 = G(E(sketch)) | x_T after T refinement steps of H | reference photo")
+
+
+def archive_settings(root: Path, count: int) -> "Settings":
+    """The demo archive's own settings: never the archive of the environment (`S2M_DATABASE_URL`)."""
+    from indexing.settings import SQLITE_FILE, Settings
+
+    data_dir = (root / f"archive-{count}").resolve()
+    return Settings.from_env({"S2M_DATA_DIR": str(data_dir), "S2M_DATABASE_URL": f"sqlite:///{data_dir / SQLITE_FILE}"})
+
+
+def prepare_archive(root: Path, dataset: Path, model: Path) -> DemoArchive:
+    """Ingest the dataset (if not all in), embed what lacks vectors, index (if the active build is not
+    this bundle's over every live image), and make or reuse the demo's API key."""
+    from generation.bundle import Bundle
+    from indexing import store
+    from indexing.archive import Archive
+    from indexing.db import make_engine, upgrade
+    from indexing.fused_index import BuildConfig, build_index, index_status
+    from indexing.ingest.run import ingest_path
+    from indexing.shape import ShapeConfig
+    from indexing.vectors import ArchiveModels, embed_archive
+    from phantoms.dataset import read_metadata
+
+    count = len(read_metadata(dataset))
+    settings = archive_settings(root, count)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.database_url)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
+    bundle = Bundle.open(model)
+    archive = Archive.open(settings)
+    try:
+        with archive.sessions() as session:
+            present = len(store.live_image_ids(session))
+        if present < count:
+            began = time.perf_counter()
+            report = ingest_path(archive, dataset, progress=True)
+            typer.echo(f"ingest:          {report.added} added, {report.already_present} already there, "
+                       f"{len(report.skipped)} skipped ({time.perf_counter() - began:.1f} s)")
+        status = index_status(archive)
+        if status.version != bundle.version or status.not_indexed or status.vector_count != status.live_images:
+            began = time.perf_counter()
+            embedded = embed_archive(archive, ArchiveModels.load(bundle, _cpu()))
+            typer.echo(f"embed:           {embedded.embedded} images with bundle {bundle.version} "
+                       f"({time.perf_counter() - began:.1f} s)")
+            began = time.perf_counter()
+            build_index(archive, bundle.version, BuildConfig(shape=ShapeConfig(side=int(bundle.info["resolution"]))))
+            typer.echo(f"index:           built ({time.perf_counter() - began:.1f} s)")
+            status = index_status(archive)
+        token = demo_api_key(archive, root / KEY_FILE)
+    finally:
+        archive.close()
+    return DemoArchive(settings, dataset, status.live_images, int(status.build_id), token)
+
+
+def _cpu():  # type: ignore[no-untyped-def]
+    import torch
+
+    return torch.device("cpu")
+
+
+def demo_api_key(archive: "Archive", key_file: Path) -> str:
+    """The token in `key_file` while it is a valid key of this archive; otherwise a new search key, saved there."""
+    from indexing import store
+
+    if key_file.is_file():
+        token = key_file.read_text().strip()
+        with archive.sessions() as session:
+            if store.verify_api_key(session, token, "search") is not None:
+                return token
+    with archive.sessions.begin() as session:
+        _, token = store.create_api_key(session, KEY_NAME, ["search"])
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=key_file.parent, prefix=f".{key_file.name}.")  # mode 0600
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token + "\n")
+    os.replace(temporary, key_file)
+    return token
+
+
+def serve_demo(ready: DemoArchive, model: Path, host: str, port: int) -> None:
+    """Serve the demo archive in this process until Ctrl-C (uvicorn shuts down cleanly on SIGINT)."""
+    import uvicorn
+
+    from api.app import create_app
+    from api.settings import ServiceSettings
+
+    environ = {**os.environ, "S2M_DATA_DIR": str(ready.settings.data_dir),
+               "S2M_DATABASE_URL": ready.settings.database_url, "S2M_MODEL": str(model)}
+    app = create_app(ServiceSettings.from_env(environ))
+    url = f"http://{host}:{port}/"
+    typer.echo("")
+    typer.echo(f"Sketch2MedI is starting at {url}")
+    typer.echo(f"  API key (paste it into the page): {ready.token}")
+    typer.echo(f"  try: curl -H 'Authorization: Bearer {ready.token}' {url}v1/index")
+    typer.echo("  Ctrl-C stops the server.")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+    typer.echo("server stopped")
 
 
 def generate_from_freehand(dataset: Path, model: Path, output: Path) -> Path:

@@ -8,14 +8,13 @@ from typing import Optional
 import typer
 
 from api.cli.errors import add_command
+from api.cli.run_options import DEVICE, LIMIT, MAX_MINUTES, PROGRESS, RESUME, SEED, WORKERS, run_options
 
 
 def embedder(
     data: Path = typer.Option(..., "--data", help="Dataset folder (images/ + metadata.csv) or a plain image folder."),
     preset: str = typer.Option("small", help="tiny | small | paper."),
     run_dir: Path = typer.Option(Path("runs/embedder"), "--run-dir", help="Logs, samples and checkpoint go here."),
-    device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from RUN_DIR/checkpoint.pt."),
     epochs: Optional[int] = typer.Option(None, help="Override the preset's number of epochs (sets the cosine schedule)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Override the preset's batch size per process."),
     learning_rate: Optional[float] = typer.Option(None, "--learning-rate", help="Override the preset's base learning rate."),
@@ -26,11 +25,8 @@ def embedder(
     label_columns: str = typer.Option(
         "diagnosis,tonsil_grade", "--label-columns", help="Comma-separated metadata.csv columns the probes predict."
     ),
-    workers: int = typer.Option(0, help="DataLoader worker processes."),
-    seed: int = typer.Option(0, "--seed"),
     log_every: int = typer.Option(10, "--log-every", help="Steps between JSONL log records."),
     checkpoint_minutes: float = typer.Option(5.0, "--checkpoint-minutes", help="Wall-clock minutes between checkpoints."),
-    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop (checkpoint, probe, export) after this long."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many steps in total."),
     warm_start: Optional[Path] = typer.Option(
         None, "--warm-start", help="Start both trunks from this bundle's C (e.g. to continue it at a finer --resolution)."
@@ -39,11 +35,18 @@ def embedder(
     perceptual_backbone: Optional[str] = typer.Option(
         None, "--perceptual-backbone", help="Record which perceptual distance the bundle's losses use (see SimilarityConfig)."
     ),
+    max_minutes: Optional[float] = MAX_MINUTES,
+    limit: Optional[int] = LIMIT,
+    resume: bool = RESUME,
+    device: str = DEVICE,
+    workers: int = WORKERS,
+    seed: int = SEED,
+    progress: bool = PROGRESS,
 ) -> None:
     """Train the MoCo v2 embedder C with a k-NN probe each epoch."""
     from generation.losses import PERCEPTUAL_BACKBONES
     from generation.moco.config import EmbedderConfig
-    from generation.moco.train import TrainOptions, train_embedder
+    from generation.moco.train import EmbedderTraining, train_embedder
 
     if perceptual_backbone is not None and perceptual_backbone not in PERCEPTUAL_BACKBONES:
         raise typer.BadParameter(f"choose one of {PERCEPTUAL_BACKBONES}", param_hint="--perceptual-backbone")
@@ -53,13 +56,13 @@ def embedder(
         config = config.replace(**overrides)
     except ValueError as error:
         raise typer.BadParameter(str(error)) from error
-    options = TrainOptions(
-        data=data, run_dir=run_dir, config=config, device=device, resume=resume,
-        label_columns=tuple(c.strip() for c in label_columns.split(",") if c.strip()),
-        workers=workers, log_every=log_every, checkpoint_minutes=checkpoint_minutes, max_minutes=max_minutes,
-        max_steps=max_steps, bundle_dir=bundle, perceptual_backbone=perceptual_backbone, warm_start=warm_start,
+    settings = EmbedderTraining(
+        label_columns=tuple(c.strip() for c in label_columns.split(",") if c.strip()), log_every=log_every,
+        checkpoint_minutes=checkpoint_minutes, max_steps=max_steps, perceptual_backbone=perceptual_backbone,
+        warm_start=warm_start,
     )
-    summary = train_embedder(options)
+    options = run_options(data, run_dir, bundle, device, seed, workers, resume, max_minutes, limit, progress)
+    summary = train_embedder(options, settings, config)
     if summary:
         typer.echo(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items()))
 

@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from api.cli.errors import add_command
+from api.cli.run_options import DEVICE, LIMIT, MAX_MINUTES, PROGRESS, RESUME, SEED, WORKERS, run_options
 
 
 def pix2pix(
@@ -19,24 +20,23 @@ def pix2pix(
     run_dir: Path = typer.Option(Path("runs/pix2pix"), "--run-dir", help="logs, checkpoint, sample grids"),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="optimiser steps; default: the preset's"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="per process; default: the preset's"),
-    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", min=0.0, help="stop (and export) after this long"),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="use only the first N training pairs"),
-    resume: bool = typer.Option(False, "--resume", help="continue from the run dir's checkpoint"),
-    device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto"),
-    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="DataLoader worker processes"),
-    seed: int = typer.Option(0, "--seed"),
+    max_minutes: Optional[float] = MAX_MINUTES,
+    limit: Optional[int] = LIMIT,
+    resume: bool = RESUME,
+    device: str = DEVICE,
+    workers: int = WORKERS,
+    seed: int = SEED,
+    progress: bool = PROGRESS,
 ) -> None:
     """Train pix2pix: U-Net generator, PatchGAN discriminator, L1 + adversarial loss (Isola et al. 2017)."""
-    from generation.paired import PairedRunOptions
-    from generation.pix2pix.config import Pix2PixTrainConfig
+    from generation.paired import PairedInputs
+    from generation.pix2pix.config import Pix2PixConfig, Pix2PixTrainConfig
     from generation.pix2pix.train import train_pix2pix
 
-    overrides = {k: v for k, v in {"steps": steps, "batch_size": batch_size, "num_workers": workers}.items()
-                 if v is not None}
-    config = dataclasses.replace(Pix2PixTrainConfig.for_preset(preset), seed=seed, **overrides)
-    options = PairedRunOptions(bundle=bundle, dataset=data, sketches=sketches, run_dir=run_dir, device=device,
-                               resume=resume, max_minutes=max_minutes, limit=limit)
-    run = train_pix2pix(options, config)
+    overrides = {k: v for k, v in {"steps": steps, "batch_size": batch_size}.items() if v is not None}
+    config = dataclasses.replace(Pix2PixTrainConfig.for_preset(preset), **overrides)
+    options = run_options(data, run_dir, bundle, device, seed, workers, resume, max_minutes, limit, progress)
+    run = train_pix2pix(options, PairedInputs(sketches), Pix2PixConfig.for_preset(preset), config)
     typer.echo(f"pix2pix saved into {bundle}; run logs in {run}")
 
 

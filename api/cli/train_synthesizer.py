@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from api.cli.errors import add_command
+from api.cli.run_options import DEVICE, LIMIT, MAX_MINUTES, PROGRESS, RESUME, SEED, WORKERS, run_options
 
 
 def synthesizer(
@@ -17,12 +18,14 @@ def synthesizer(
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="default: the preset's"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="per process; default: the preset's"),
     val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="held-out share (default 0.2)"),
-    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", min=0.0, help="stop (validated, saved) after this long"),
     bundle: Optional[Path] = typer.Option(None, "--bundle", help="model bundle folder to save S into at the end"),
-    resume: bool = typer.Option(False, "--resume", help="continue from the run dir's checkpoint"),
-    device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto"),
-    workers: int = typer.Option(0, "--workers", min=0, help="DataLoader worker processes"),
-    seed: int = typer.Option(0, "--seed"),
+    max_minutes: Optional[float] = MAX_MINUTES,
+    limit: Optional[int] = LIMIT,
+    resume: bool = RESUME,
+    device: str = DEVICE,
+    workers: int = WORKERS,
+    seed: int = SEED,
+    progress: bool = PROGRESS,
 ) -> None:
     """Train the sketch synthesizer S; validation DICE per class is logged every epoch."""
     import dataclasses
@@ -36,10 +39,8 @@ def synthesizer(
         if value is not None
     }
     training = dataclasses.replace(SynthesizerTrainingConfig.for_preset(preset), **overrides)
-    summary = train_synthesizer(
-        data, run_dir, SynthesizerConfig.for_preset(preset), training, device=device, resume=resume,
-        max_minutes=max_minutes, bundle=bundle, seed=seed, workers=workers,
-    )
+    options = run_options(data, run_dir, bundle, device, seed, workers, resume, max_minutes, limit, progress)
+    summary = train_synthesizer(options, SynthesizerConfig.for_preset(preset), training)
     if not summary["val_dice"]:  # a non-main torchrun rank: rank 0 reports
         return
     dice = ", ".join(f"{k} {v:.3f}" for k, v in summary["val_dice"].items())

@@ -73,8 +73,6 @@ class EncoderTrainConfig:
     sample_every: int = 100
     checkpoint_every: int = 100
     sample_count: int = 8
-    num_workers: int = 0
-    seed: int = 0
 
     @classmethod
     def for_preset(cls, name: str) -> "EncoderTrainConfig":
@@ -85,4 +83,4 @@ class EncoderTrainConfig:
         if name == "small":
             return cls(preset=name, batch_size=8, steps=3000, lr_encoder=3e-4, lr_discriminator=2e-5)
         return cls(preset=name, batch_size=8, steps=200_000, lr_encoder=1e-4, lr_discriminator=2e-5,
-                   log_every=100, sample_every=1000, checkpoint_every=5000, num_workers=4)
+                   log_every=100, sample_every=1000, checkpoint_every=5000)

@@ -26,8 +26,9 @@ from generation.e4e.model import (
     encoder_adversarial_loss,
     r1_penalty,
 )
+from generation.losses import SimilarityConfig
 from generation.paired import (
-    PairedRunOptions,
+    PairedInputs,
     build_similarity_loss,
     comparison_grid,
     fixed_batch,
@@ -40,6 +41,7 @@ from generation.training import (
     DistContext,
     JsonlLogger,
     RunDir,
+    RunOptions,
     all_reduce_gradients,
     all_reduce_mean,
     broadcast_parameters,
@@ -53,28 +55,34 @@ from generation.training import (
 )
 
 
-def train_encoder(options: PairedRunOptions, config: EncoderTrainConfig) -> Path:
-    """Train E (+ latent D) and write it into the bundle; returns the run folder."""
+def train_encoder(options: RunOptions, paired: PairedInputs, encoder_config: EncoderConfig,
+                  similarity_config: SimilarityConfig, config: EncoderTrainConfig) -> Path:
+    """Train E (+ latent D) on `options.data`'s photos and `paired`'s sketches; write it into the bundle.
+
+    Returns the run folder. The bundle must hold G and C; `encoder_config` must match G's w_dim
+    and resolution.
+    """
     with distributed(options.device) as ctx:
-        return _train_encoder(options, config, ctx)
+        return _train_encoder(options, paired, encoder_config, similarity_config, config, ctx)
 
 
-def _train_encoder(options: PairedRunOptions, config: EncoderTrainConfig, ctx: DistContext) -> Path:
+def _train_encoder(options: RunOptions, paired: PairedInputs, encoder_config: EncoderConfig,
+                   similarity_config: SimilarityConfig, config: EncoderTrainConfig, ctx: DistContext) -> Path:
     started = time.time()
-    seed_everything(config.seed + ctx.rank)
+    seed_everything(options.seed + ctx.rank)
     device = ctx.device
     run = RunDir(Path(options.run_dir))
-    bundle = Bundle.open(options.bundle)
+    bundle = Bundle.open(options.required_bundle())
     bundle.check([GENERATOR, EMBEDDER])
     generator = bundle.load(GENERATOR, device)
-    similarity, similarity_record = build_similarity_loss(bundle, config.preset, device)
+    similarity, similarity_record = build_similarity_loss(bundle, similarity_config, device)
     w_dim = generator.config.w_dim
-    encoder_config = EncoderConfig.for_preset(config.preset, w_dim=w_dim)
-    if encoder_config.resolution != generator.config.resolution:
-        raise ValueError(f"preset {config.preset!r} encodes {encoder_config.resolution} px sketches but the "
-                         f"bundle's generator makes {generator.config.resolution} px images")
+    if (encoder_config.resolution, encoder_config.w_dim) != (generator.config.resolution, w_dim):
+        raise ValueError(f"the encoder config reads {encoder_config.resolution} px sketches into {encoder_config.w_dim}-d "
+                         f"codes but the bundle's generator makes {generator.config.resolution} px images from "
+                         f"{w_dim}-d codes")
     encoder = Encoder(encoder_config).to(device)
-    warm_start_network(options, ENCODER, encoder, encoder_config)
+    warm_start_network(options, paired, ENCODER, encoder, encoder_config)
     encoder.set_latent_average(generator.mapping.w_avg)
     discriminator = LatentDiscriminator(LatentDiscriminatorConfig.for_generator(w_dim)).to(device)
     opt_e = torch.optim.Adam(encoder.parameters(), lr=config.lr_encoder, betas=config.betas)
@@ -82,28 +90,26 @@ def _train_encoder(options: PairedRunOptions, config: EncoderTrainConfig, ctx: D
 
     modules = {"encoder": encoder, "discriminator": discriminator}
     optimizers = {"encoder": opt_e, "discriminator": opt_d}
-    configs = {"train": config, "encoder": encoder_config}
+    configs = {"train": config, "encoder": encoder_config, "similarity": similarity_config}
     step = 0
     if options.resume:
-        step = int(restore_run_state(run.checkpoint, ctx, modules, optimizers, configs, config.seed)["step"])
+        step = int(restore_run_state(run.checkpoint, ctx, modules, optimizers, configs, options.seed)["step"])
         encoder.set_latent_average(generator.mapping.w_avg)  # the bundle's G may have been re-exported
     broadcast_parameters(encoder, ctx)
     broadcast_parameters(discriminator, ctx)
     encoder_ddp = DistributedDataParallel(encoder) if ctx.distributed else encoder
 
-    batches = iter(paired_loader(options, encoder_config.resolution, config.batch_size, ctx, config.num_workers,
-                                 config.seed, start_step=step))
-    sample_sketches, sample_images = fixed_batch(options.dataset, options.sketches, encoder_config.resolution,
+    batches = iter(paired_loader(options, paired, encoder_config.resolution, config.batch_size, ctx, start_step=step))
+    sample_sketches, sample_images = fixed_batch(options.data, paired.sketches, encoder_config.resolution,
                                                  config.sample_count, device)
-    val_batch = None
-    if options.val_dataset is not None and options.val_sketches is not None:
-        val_batch = fixed_batch(options.val_dataset, options.val_sketches, encoder_config.resolution,
-                                config.sample_count, device)
+    validation = paired.validation()
+    val_batch = None if validation is None else fixed_batch(*validation, encoder_config.resolution,
+                                                            config.sample_count, device)
     if ctx.is_main:
         run.create()  # only now: bad input above leaves no run folder behind
     logger = JsonlLogger(run.log, enabled=ctx.is_main)
     if ctx.is_main and step == 0:
-        logger.log(event="start", preset=config.preset, train_config=dataclasses.asdict(config),
+        logger.log(event="start", preset=config.preset, seed=options.seed, train_config=dataclasses.asdict(config),
                    encoder_config=dataclasses.asdict(encoder_config), world_size=ctx.world_size,
                    similarity=similarity_record)
 
@@ -111,7 +117,7 @@ def _train_encoder(options: PairedRunOptions, config: EncoderTrainConfig, ctx: D
         save_run_state(run.checkpoint, ctx, modules, optimizers, configs, step=step)
 
     last_record: dict[str, float] = {}
-    with make_progress(disable=not ctx.is_main) as progress:
+    with make_progress(disable=not (ctx.is_main and options.progress)) as progress:
         task = progress.add_task("encoder", total=config.steps, completed=step, status="")
         while step < config.steps and not budget_spent(time.time() - started, options.max_minutes, ctx):
             sketches, images = (t.to(device, non_blocking=True) for t in next(batches))  # [B,1,R,R], [B,3,R,R]
@@ -163,13 +169,13 @@ def _train_encoder(options: PairedRunOptions, config: EncoderTrainConfig, ctx: D
         _encoder_samples(encoder, generator, similarity, sample_sketches, sample_images, val_batch, run, step,
                          logger, ctx)
         save_loss_curve(run.log, run.loss_curve, ["sim_total", "adv_e", "d_loss"])
-        save_network(options.bundle, ENCODER, encoder, encoder_config, steps=step,
+        save_network(bundle.root, ENCODER, encoder, encoder_config, steps=step,
                      train_config=dataclasses.asdict(config), similarity=similarity_record,
-                     data_fingerprint=dataset_fingerprint(options.dataset),
+                     data_fingerprint=dataset_fingerprint(options.data),
                      generator_sha256=bundle.generator_digest,
                      final_losses={k: v for k, v in last_record.items() if k.startswith("sim_")},
-                     **run_record(options, ENCODER))
-        logger.log(event="exported", step=step, bundle=str(options.bundle))
+                     **run_record(paired, ENCODER))
+        logger.log(event="exported", step=step, bundle=str(bundle.root))
     return run.root
 
 

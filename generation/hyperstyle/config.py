@@ -66,8 +66,6 @@ class RefinerTrainConfig:
     sample_every: int = 100
     checkpoint_every: int = 100
     sample_count: int = 8
-    num_workers: int = 0
-    seed: int = 0
 
     @classmethod
     def for_preset(cls, name: str) -> "RefinerTrainConfig":
@@ -78,4 +76,4 @@ class RefinerTrainConfig:
         if name == "small":
             return cls(preset=name, batch_size=8, steps=2000, lr=3e-4)
         return cls(preset=name, batch_size=8, steps=200_000, lr=1e-4, log_every=100, sample_every=1000,
-                   checkpoint_every=5000, num_workers=4)
+                   checkpoint_every=5000)

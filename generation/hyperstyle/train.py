@@ -20,8 +20,9 @@ from generation.bundle import EMBEDDER, ENCODER, GENERATOR, REFINER, Bundle, sav
 from generation.data import dataset_fingerprint
 from generation.hyperstyle.config import HyperNetworkConfig, RefinerTrainConfig
 from generation.hyperstyle.model import HyperNetwork, refinement_step
+from generation.losses import SimilarityConfig
 from generation.paired import (
-    PairedRunOptions,
+    PairedInputs,
     build_similarity_loss,
     comparison_grid,
     fixed_batch,
@@ -34,6 +35,7 @@ from generation.training import (
     DistContext,
     JsonlLogger,
     RunDir,
+    RunOptions,
     all_reduce_mean,
     broadcast_parameters,
     budget_spent,
@@ -46,51 +48,50 @@ from generation.training import (
 )
 
 
-def train_refiner(options: PairedRunOptions, config: RefinerTrainConfig) -> Path:
-    """Train H and write it into the bundle (which must already hold G, C and E)."""
+def train_refiner(options: RunOptions, paired: PairedInputs, hyper_config: HyperNetworkConfig,
+                  similarity_config: SimilarityConfig, config: RefinerTrainConfig) -> Path:
+    """Train H and write it into the bundle (which must already hold G, C and E); returns the run folder."""
     with distributed(options.device) as ctx:
-        return _train_refiner(options, config, ctx)
+        return _train_refiner(options, paired, hyper_config, similarity_config, config, ctx)
 
 
-def _train_refiner(options: PairedRunOptions, config: RefinerTrainConfig, ctx: DistContext) -> Path:
+def _train_refiner(options: RunOptions, paired: PairedInputs, hyper_config: HyperNetworkConfig,
+                   similarity_config: SimilarityConfig, config: RefinerTrainConfig, ctx: DistContext) -> Path:
     started = time.time()
-    seed_everything(config.seed + ctx.rank)
+    seed_everything(options.seed + ctx.rank)
     device = ctx.device
     run = RunDir(Path(options.run_dir))
-    bundle = Bundle.open(options.bundle)
+    bundle = Bundle.open(options.required_bundle())
     bundle.check([GENERATOR, ENCODER, EMBEDDER])
     bundle.check_trained_against_generator([ENCODER])
     generator = bundle.load(GENERATOR, device)
     encoder = bundle.load(ENCODER, device)
-    similarity, similarity_record = build_similarity_loss(bundle, config.preset, device)
-    hyper_config = HyperNetworkConfig.for_preset(config.preset)
+    similarity, similarity_record = build_similarity_loss(bundle, similarity_config, device)
     if hyper_config.resolution != generator.config.resolution:
-        raise ValueError(f"preset {config.preset!r} refines {hyper_config.resolution} px images but the bundle's "
+        raise ValueError(f"the refiner config refines {hyper_config.resolution} px images but the bundle's "
                          f"generator makes {generator.config.resolution} px images")
     hypernet = HyperNetwork(hyper_config, generator.synthesis.weight_shapes()).to(device)
-    warm_start_network(options, REFINER, hypernet, hyper_config)
+    warm_start_network(options, paired, REFINER, hypernet, hyper_config)
     optimizer = torch.optim.Adam(hypernet.parameters(), lr=config.lr, betas=config.betas)
 
     modules, optimizers = {"refiner": hypernet}, {"refiner": optimizer}
-    configs = {"train": config, "refiner": hyper_config}
+    configs = {"train": config, "refiner": hyper_config, "similarity": similarity_config}
     step = 0
     if options.resume:
-        step = int(restore_run_state(run.checkpoint, ctx, modules, optimizers, configs, config.seed)["step"])
+        step = int(restore_run_state(run.checkpoint, ctx, modules, optimizers, configs, options.seed)["step"])
     broadcast_parameters(hypernet, ctx)
     hypernet_ddp = DistributedDataParallel(hypernet) if ctx.distributed else hypernet
 
-    batches = iter(paired_loader(options, hyper_config.resolution, config.batch_size, ctx, config.num_workers,
-                                 config.seed, start_step=step))
-    samples = fixed_batch(options.dataset, options.sketches, hyper_config.resolution, config.sample_count, device)
-    val_batch = None
-    if options.val_dataset is not None and options.val_sketches is not None:
-        val_batch = fixed_batch(options.val_dataset, options.val_sketches, hyper_config.resolution,
-                                config.sample_count, device)
+    batches = iter(paired_loader(options, paired, hyper_config.resolution, config.batch_size, ctx, start_step=step))
+    samples = fixed_batch(options.data, paired.sketches, hyper_config.resolution, config.sample_count, device)
+    validation = paired.validation()
+    val_batch = None if validation is None else fixed_batch(*validation, hyper_config.resolution,
+                                                            config.sample_count, device)
     if ctx.is_main:
         run.create()  # only now: bad input above leaves no run folder behind
     logger = JsonlLogger(run.log, enabled=ctx.is_main)
     if ctx.is_main and step == 0:
-        logger.log(event="start", preset=config.preset, train_config=dataclasses.asdict(config),
+        logger.log(event="start", preset=config.preset, seed=options.seed, train_config=dataclasses.asdict(config),
                    refiner_config=dataclasses.asdict(hyper_config), layers=hypernet.layer_names,
                    world_size=ctx.world_size, similarity=similarity_record)
 
@@ -98,7 +99,7 @@ def _train_refiner(options: PairedRunOptions, config: RefinerTrainConfig, ctx: D
         save_run_state(run.checkpoint, ctx, modules, optimizers, configs, step=step)
 
     last_record: dict[str, float] = {}
-    with make_progress(disable=not ctx.is_main) as progress:
+    with make_progress(disable=not (ctx.is_main and options.progress)) as progress:
         task = progress.add_task("refiner", total=config.steps, completed=step, status="")
         while step < config.steps and not budget_spent(time.time() - started, options.max_minutes, ctx):
             sketches, images = (t.to(device, non_blocking=True) for t in next(batches))  # [B,1,R,R], [B,3,R,R]
@@ -134,12 +135,12 @@ def _train_refiner(options: PairedRunOptions, config: RefinerTrainConfig, ctx: D
     if ctx.is_main:
         _refiner_samples(encoder, generator, hypernet, similarity, samples, val_batch, config, run, step, logger, ctx)
         save_loss_curve(run.log, run.loss_curve, [f"sim_step{t}" for t in range(config.refinement_steps + 1)])
-        save_network(options.bundle, REFINER, hypernet, hyper_config, steps=step,
+        save_network(bundle.root, REFINER, hypernet, hyper_config, steps=step,
                      refinement_steps=config.refinement_steps, train_config=dataclasses.asdict(config),
-                     similarity=similarity_record, data_fingerprint=dataset_fingerprint(options.dataset),
+                     similarity=similarity_record, data_fingerprint=dataset_fingerprint(options.data),
                      generator_sha256=bundle.generator_digest,
-                     final_losses=last_record, **run_record(options, REFINER))
-        logger.log(event="exported", step=step, bundle=str(options.bundle))
+                     final_losses=last_record, **run_record(paired, REFINER))
+        logger.log(event="exported", step=step, bundle=str(bundle.root))
     return run.root
 
 

@@ -25,27 +25,19 @@ from generation.moco.probe import (
 )
 from generation.moco.readout_choice import ReadoutChoice, choose_readout
 from generation.training import (
-    DistContext, JsonlLogger, RunDir, all_reduce_mean, any_process, budget_spent, distributed, make_progress,
+    DistContext, JsonlLogger, RunDir, RunOptions, all_reduce_mean, any_process, budget_spent, distributed, make_progress,
     restore_run_state, save_image_grid, save_loss_curve, save_run_state, seed_everything,
 )
 
 
 @dataclass(frozen=True)
-class TrainOptions:
-    """What one `s2m train embedder` invocation does (the model itself is in EmbedderConfig)."""
+class EmbedderTraining:
+    """What C's loop needs beyond the run options and EmbedderConfig: its probe, cadence and export record."""
 
-    data: Path
-    run_dir: Path
-    config: EmbedderConfig
-    device: str = "auto"
-    resume: bool = False
-    label_columns: tuple[str, ...] = ("diagnosis", "tonsil_grade")
-    workers: int = 0
+    label_columns: tuple[str, ...] = ("diagnosis", "tonsil_grade")  # metadata.csv columns the probes predict
     log_every: int = 10
     checkpoint_minutes: float = 5.0
-    max_minutes: float | None = None
-    max_steps: int | None = None
-    bundle_dir: Path | None = None
+    max_steps: int | None = None  # stop after this many steps in total (the schedule still spans all epochs)
     perceptual_backbone: str | None = None  # recorded in the bundle beside C
     warm_start: Path | None = None  # bundle whose C starts both trunks (heads and queue start fresh)
 
@@ -72,13 +64,14 @@ def contrastive_accuracy(logits: torch.Tensor) -> torch.Tensor:
 class MoCoRun:
     """State of one training run: model, optimiser, step counter, probe data."""
 
-    def __init__(self, options: TrainOptions, ctx: DistContext) -> None:
+    def __init__(self, options: RunOptions, settings: EmbedderTraining, config: EmbedderConfig, ctx: DistContext) -> None:
         self.options = options
-        self.config = options.config
+        self.settings = settings
+        self.config = config
         self.ctx = ctx
         self.run = RunDir(Path(options.run_dir)).create() if ctx.is_main else RunDir(Path(options.run_dir))
         self.logger = JsonlLogger(self.run.log, enabled=ctx.is_main)
-        images = ImageFolderDataset(options.data, self.config.resolution)
+        images = ImageFolderDataset(options.data, self.config.resolution, limit=options.limit)
         self.train_indices, self.holdout_indices = holdout_split(len(images), self.config.probe_holdout_fraction, self.config.seed)
         self.dataset = TwoViews(torch.utils.data.Subset(images, self.train_indices), MoCoAugment(self.config))
         self.steps_per_epoch = len(self.dataset) // (self.config.batch_size * ctx.world_size)
@@ -131,7 +124,7 @@ class MoCoRun:
         return {"moco": self.model}, {"moco": self.optimizer}, {"embedder": self.config}
 
     def restore(self) -> None:
-        extra = restore_run_state(self.run.checkpoint, self.ctx, *self._run_state(), self.config.seed)
+        extra = restore_run_state(self.run.checkpoint, self.ctx, *self._run_state(), self.options.seed)
         self.step = int(extra["step"])
         self.metrics = dict(extra["metrics"])
         self.warm_started_from = extra.get("warm_started_from")
@@ -145,7 +138,7 @@ class MoCoRun:
         """Read the labelled probe images once; skipped (and logged) if there is no metadata."""
         try:
             self.probe = load_probe_set(
-                self.options.data, self.options.label_columns, self.train_indices, self.holdout_indices,
+                self.options.data, self.settings.label_columns, self.train_indices, self.holdout_indices,
                 native_side(self.options.data), self.config.probe_bank_size, self.config.probe_query_size,
             )
         except (FileNotFoundError, ValueError) as error:
@@ -167,14 +160,14 @@ class MoCoRun:
                                          self.probe, "pooled", self.config.knn_k, self.config.knn_temperature))
         self.metrics.update(scores)
         self.logger.log(step=self.step, epoch=self.step / self.steps_per_epoch, **scores)
-        return scores[f"{self.options.label_columns[0]}/embedding_knn"]
+        return scores[f"{self.settings.label_columns[0]}/embedding_knn"]
 
     # -- training ------------------------------------------------------------------------
     def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Two-view batches from the current step on, epoch after epoch, until total_steps."""
         while self.step < self.total_steps:
             epoch, done = divmod(self.step, self.steps_per_epoch)
-            index_batches = epoch_batches(len(self.dataset), self.config.batch_size, epoch, self.config.seed, self.ctx, done)
+            index_batches = epoch_batches(len(self.dataset), self.config.batch_size, epoch, self.options.seed, self.ctx, done)
             loader = torch.utils.data.DataLoader(self.dataset, batch_sampler=index_batches, num_workers=self.options.workers)
             yield from loader
 
@@ -193,37 +186,41 @@ class MoCoRun:
         return {"loss": loss_value, "contrastive_accuracy": accuracy, "lr": lr}
 
 
-def train_embedder(options: TrainOptions) -> dict[str, Any]:
-    """Train C and return its final metrics; writes checkpoints, logs and (optionally) a bundle."""
+def train_embedder(options: RunOptions, settings: EmbedderTraining, config: EmbedderConfig) -> dict[str, Any]:
+    """Train C and return its final metrics; writes checkpoints, logs and (with `options.bundle`) a bundle.
+
+    `config.seed` draws the probe's hold-out split (recorded with C, so that its evaluation draws
+    the same one); `options.seed` seeds the run's random streams.
+    """
     with distributed(options.device) as ctx:
-        return _train(options, ctx)
+        return _train(options, settings, config, ctx)
 
 
-def _train(options: TrainOptions, ctx: DistContext) -> dict[str, Any]:
-    seed_everything(options.config.seed + ctx.rank)
-    run = MoCoRun(options, ctx)
+def _train(options: RunOptions, settings: EmbedderTraining, config: EmbedderConfig, ctx: DistContext) -> dict[str, Any]:
+    seed_everything(options.seed + ctx.rank)
+    run = MoCoRun(options, settings, config, ctx)
     if ctx.is_main:
         run.load_probe()  # before the random streams are restored: it draws from them on a fresh run too
     if options.resume:
         run.restore()
-    elif options.warm_start is not None:
-        run.warm_started_from = run.warm_start(options.warm_start)
+    elif settings.warm_start is not None:
+        run.warm_started_from = run.warm_start(settings.warm_start)
         run.logger.log(event="warm_start", **run.warm_started_from)
     if ctx.is_main:
         if run.step == 0:
             run.run_probe()  # epoch 0: what the randomly initialised trunk already gives
     started = time.monotonic()
     last_checkpoint = started
-    stop_step = min(run.total_steps, options.max_steps or run.total_steps)
+    stop_step = min(run.total_steps, settings.max_steps or run.total_steps)
     run.logger.log(event="start", step=run.step, total_steps=run.total_steps, stop_step=stop_step,
                    steps_per_epoch=run.steps_per_epoch, train_images=len(run.dataset), world_size=ctx.world_size)
-    with make_progress(disable=not ctx.is_main) as progress:
+    with make_progress(disable=not (ctx.is_main and options.progress)) as progress:
         task = progress.add_task(EMBEDDER, total=run.total_steps, completed=run.step, status="")
         for view_q, view_k in run.batches():
             if run.step == 0 and ctx.is_main:
                 save_image_grid(torch.cat([view_q[:8], view_k[:8]]), run.run.samples / "views.png")
             stats = run.train_step(view_q, view_k)
-            if run.step % options.log_every == 0:
+            if run.step % settings.log_every == 0:
                 run.logger.log(step=run.step, **stats)
             status = f"loss {stats['loss']:.3f} acc {stats['contrastive_accuracy']:.2f}"
             if run.step % run.steps_per_epoch == 0:
@@ -233,7 +230,7 @@ def _train(options: TrainOptions, ctx: DistContext) -> dict[str, Any]:
             out_of_time = budget_spent(time.monotonic() - started, options.max_minutes, ctx)
             if out_of_time or run.step >= stop_step:
                 break  # the final checkpoint is written below
-            overdue = time.monotonic() - last_checkpoint > options.checkpoint_minutes * 60
+            overdue = time.monotonic() - last_checkpoint > settings.checkpoint_minutes * 60
             if run.step % run.steps_per_epoch == 0 or any_process(overdue, ctx):
                 run.save()
                 last_checkpoint = time.monotonic()
@@ -244,31 +241,31 @@ def _train(options: TrainOptions, ctx: DistContext) -> dict[str, Any]:
             run.logger.log(event="readout_selected", **run.readout_choice.as_record())
         if run.step % run.steps_per_epoch or (run.readout_choice and run.readout_choice.readout != run.config.readout):
             run.run_probe()
-        save_loss_curve(run.run.log, run.run.loss_curve, ["loss", "contrastive_accuracy", *(f"{c}/embedding_knn" for c in options.label_columns)])
+        save_loss_curve(run.run.log, run.run.loss_curve, ["loss", "contrastive_accuracy", *(f"{c}/embedding_knn" for c in settings.label_columns)])
         summary = {"step": run.step, "epochs": run.step / run.steps_per_epoch, "total_steps": run.total_steps, **run.metrics}
         run.logger.log(event="end", **summary)
-        if options.bundle_dir is not None:
-            export_bundle(run, options)
+        if options.bundle is not None:
+            export_bundle(run, options.bundle)
         return summary
     return {}
 
 
-def export_bundle(run: MoCoRun, options: TrainOptions) -> Path:
+def export_bundle(run: MoCoRun, bundle_dir: Path) -> Path:
     """Save C (the query trunk) as `embedder` in the bundle, with how far it trained and its probe scores."""
     record: dict[str, Any] = {
         "steps": run.step,
         "epochs": round(run.step / run.steps_per_epoch, 3),
         "planned_steps": run.total_steps,
         "train_images": len(run.dataset),
-        "data_fingerprint": dataset_fingerprint(options.data),
-        "probe": {"label_columns": list(options.label_columns), **run.metrics},
+        "data_fingerprint": dataset_fingerprint(run.options.data),
+        "probe": {"label_columns": list(run.settings.label_columns), **run.metrics},
     }
     if run.warm_started_from is not None:
         record["warm_started_from"] = run.warm_started_from
     if run.readout_choice is not None:
         record["readout"] = run.readout_choice.as_record()
-    if options.perceptual_backbone is not None:
-        record["perceptual_backbone"] = options.perceptual_backbone
+    if run.settings.perceptual_backbone is not None:
+        record["perceptual_backbone"] = run.settings.perceptual_backbone
     embedder = run.serving_embedder()
-    return save_network(options.bundle_dir, EMBEDDER, embedder, embedder.config, **record)
+    return save_network(bundle_dir, EMBEDDER, embedder, embedder.config, **record)
 

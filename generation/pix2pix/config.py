@@ -53,8 +53,6 @@ class Pix2PixTrainConfig:
     sample_every: int = 200
     checkpoint_every: int = 100
     sample_count: int = 8
-    num_workers: int = 0
-    seed: int = 0
 
     @classmethod
     def for_preset(cls, name: str) -> "Pix2PixTrainConfig":

@@ -16,13 +16,14 @@ import torch.nn.functional as F
 
 from generation.bundle import PIX2PIX, save_network
 from generation.data import dataset_fingerprint
-from generation.paired import PairedRunOptions, comparison_grid, fixed_batch, paired_loader, scalar_record
+from generation.paired import PairedInputs, comparison_grid, fixed_batch, paired_loader, scalar_record
 from generation.pix2pix.config import Pix2PixConfig, Pix2PixTrainConfig
 from generation.pix2pix.model import PatchDiscriminator, UNetGenerator
 from generation.training import (
     DistContext,
     JsonlLogger,
     RunDir,
+    RunOptions,
     all_reduce_gradients,
     broadcast_parameters,
     budget_spent,
@@ -55,18 +56,20 @@ def generator_loss(discriminator: torch.nn.Module, sketches: torch.Tensor, image
     return adversarial + lambda_l1 * l1, {"loss_G_adv": adversarial, "loss_G_l1": l1}
 
 
-def train_pix2pix(options: PairedRunOptions, config: Pix2PixTrainConfig) -> Path:
+def train_pix2pix(options: RunOptions, paired: PairedInputs, net_config: Pix2PixConfig,
+                  config: Pix2PixTrainConfig) -> Path:
     """Train pix2pix and write its generator into the bundle folder `options.bundle` (created if new)."""
     with distributed(options.device) as ctx:
-        return _train(options, config, ctx)
+        return _train(options, paired, net_config, config, ctx)
 
 
-def _train(options: PairedRunOptions, config: Pix2PixTrainConfig, ctx: DistContext) -> Path:
+def _train(options: RunOptions, paired: PairedInputs, net_config: Pix2PixConfig, config: Pix2PixTrainConfig,
+           ctx: DistContext) -> Path:
     started = time.time()
-    seed_everything(config.seed + ctx.rank)
+    seed_everything(options.seed + ctx.rank)
     device = ctx.device
     run = RunDir(Path(options.run_dir))
-    net_config = Pix2PixConfig.for_preset(config.preset)
+    bundle_dir = options.required_bundle()
     generator = UNetGenerator(net_config).to(device)
     discriminator = PatchDiscriminator(net_config).to(device)
     opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr, betas=config.betas)
@@ -76,26 +79,25 @@ def _train(options: PairedRunOptions, config: Pix2PixTrainConfig, ctx: DistConte
     configs = {"train": config, "pix2pix": net_config}
     step = 0
     if options.resume:
-        step = int(restore_run_state(run.checkpoint, ctx, modules, optimizers, configs, config.seed)["step"])
+        step = int(restore_run_state(run.checkpoint, ctx, modules, optimizers, configs, options.seed)["step"])
     for module in modules.values():
         broadcast_parameters(module, ctx)
     # Not DDP-wrapped: D runs three times per step; gradients are averaged by hand instead.
-    loader = paired_loader(options, net_config.resolution, config.batch_size, ctx, config.num_workers, config.seed,
-                           start_step=step)
+    loader = paired_loader(options, paired, net_config.resolution, config.batch_size, ctx, start_step=step)
     batches = iter(loader)
-    samples = fixed_batch(options.dataset, options.sketches, net_config.resolution, config.sample_count, device)
+    samples = fixed_batch(options.data, paired.sketches, net_config.resolution, config.sample_count, device)
     if ctx.is_main:
         run.create()  # only now: bad input above leaves no run folder behind
     logger = JsonlLogger(run.log, enabled=ctx.is_main)
     if ctx.is_main and step == 0:
-        logger.log(event="start", preset=config.preset, train_config=dataclasses.asdict(config),
+        logger.log(event="start", preset=config.preset, seed=options.seed, train_config=dataclasses.asdict(config),
                    pix2pix_config=dataclasses.asdict(net_config), world_size=ctx.world_size)
 
     def save_state() -> None:
         save_run_state(run.checkpoint, ctx, modules, optimizers, configs, step=step)
 
     last: dict[str, float] = {}
-    with make_progress(disable=not ctx.is_main) as progress:
+    with make_progress(disable=not (ctx.is_main and options.progress)) as progress:
         task = progress.add_task("pix2pix", total=config.steps, completed=step, status="")
         while step < config.steps and not budget_spent(time.time() - started, options.max_minutes, ctx):
             sketches, images = (t.to(device, non_blocking=True) for t in next(batches))  # [B,1,R,R], [B,3,R,R]
@@ -126,10 +128,10 @@ def _train(options: PairedRunOptions, config: Pix2PixTrainConfig, ctx: DistConte
     if ctx.is_main:
         _samples(generator, samples, run, step, ctx)
         save_loss_curve(run.log, run.loss_curve, LOSS_KEYS)
-        save_network(options.bundle, PIX2PIX, generator.eval(), net_config, steps=step,
-                     train_config=dataclasses.asdict(config), data_fingerprint=dataset_fingerprint(options.dataset),
+        save_network(bundle_dir, PIX2PIX, generator.eval(), net_config, steps=step,
+                     train_config=dataclasses.asdict(config), data_fingerprint=dataset_fingerprint(options.data),
                      train_pairs=len(loader.dataset), final_losses=last)
-        logger.log(event="exported", step=step, bundle=str(options.bundle))
+        logger.log(event="exported", step=step, bundle=str(bundle_dir))
     return run.root
 
 

@@ -23,6 +23,7 @@ from generation.training import (
     DistContext,
     JsonlLogger,
     RunDir,
+    RunOptions,
     all_reduce_mean,
     budget_spent,
     distributed,
@@ -62,44 +63,33 @@ def learning_rate_factor(step: int, warmup_steps: int, total_steps: int, time_us
     return 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def train_synthesizer(
-    data: Path,
-    run_dir: Path,
-    config: SynthesizerConfig,
-    training: SynthesizerTrainingConfig,
-    device: str = "auto",
-    resume: bool = False,
-    max_minutes: float | None = None,
-    bundle: Path | None = None,
-    seed: int = 0,
-    workers: int = 0,
-    show_progress: bool = True,
-) -> dict[str, Any]:
-    """Train S and return a summary (steps, epochs, seconds, images/s, validation DICE).
+def train_synthesizer(options: RunOptions, config: SynthesizerConfig, training: SynthesizerTrainingConfig) -> dict[str, Any]:
+    """Train S on the COCO folder `options.data`; return a summary (steps, epochs, seconds, images/s, validation DICE).
 
-    `max_minutes` is this invocation's time budget: the learning rate anneals to zero within it and
-    training stops when it is spent (after validating and checkpointing); `bundle` saves the
-    final network into a model bundle with its validation DICE.
+    `options.max_minutes` is this invocation's time budget: the learning rate anneals to zero within
+    it and training stops when it is spent (after validating and checkpointing); `options.bundle`
+    receives the final network with its validation DICE; `options.limit` keeps the first N
+    training images of the split.
     """
-    with distributed(device) as ctx:
-        return _train(ctx, data, run_dir, config, training, resume, max_minutes, bundle, seed, workers, show_progress)
+    with distributed(options.device) as ctx:
+        return _train(options, config, training, ctx)
 
 
-def _train(
-    ctx: DistContext, data: Path, run_dir: Path, config: SynthesizerConfig, training: SynthesizerTrainingConfig,
-    resume: bool, max_minutes: float | None, bundle: Path | None, seed: int, workers: int, show_progress: bool,
-) -> dict[str, Any]:
-    seed_everything(seed + ctx.rank)
+def _train(options: RunOptions, config: SynthesizerConfig, training: SynthesizerTrainingConfig,
+           ctx: DistContext) -> dict[str, Any]:
+    seed_everything(options.seed + ctx.rank)
+    data, max_minutes = Path(options.data), options.max_minutes
     train_ids, val_ids = split_image_ids(data, training.val_fraction, training.split_seed)  # bad data fails here
-    run = RunDir(Path(run_dir)).create() if ctx.is_main else RunDir(Path(run_dir))
+    train_ids = train_ids[:options.limit]
+    run = RunDir(Path(options.run_dir)).create() if ctx.is_main else RunDir(Path(options.run_dir))
     logger = JsonlLogger(run.log, enabled=ctx.is_main)
     augmentation = Augmentation(training.flip_probability, training.scale_range, training.colour_jitter)
     train_set = CocoInstanceDataset(data, config.resolution, config.category_ids, train_ids, augmentation)
     val_set = CocoInstanceDataset(data, config.resolution, config.category_ids, val_ids)
-    sampler = torch.utils.data.DistributedSampler(train_set, seed=seed) if ctx.distributed else None
+    sampler = torch.utils.data.DistributedSampler(train_set, seed=options.seed) if ctx.distributed else None
     loader = torch.utils.data.DataLoader(
         train_set, batch_size=training.batch_size, shuffle=sampler is None, sampler=sampler,
-        num_workers=workers, collate_fn=collate_instances, drop_last=len(train_set) >= 2 * training.batch_size,
+        num_workers=options.workers, collate_fn=collate_instances, drop_last=len(train_set) >= 2 * training.batch_size,
     )
     steps_per_epoch = len(loader)
     total_steps = training.epochs * steps_per_epoch
@@ -110,11 +100,11 @@ def _train(
     modules, optimizers = {"synthesizer": model}, {"synthesizer": optimizer}
     configs = {"synthesizer": config, "training": training}
     step, epoch, train_seconds = 0, 0, 0.0
-    if resume:
-        state = restore_run_state(run.checkpoint, ctx, modules, optimizers, configs, seed)
+    if options.resume:
+        state = restore_run_state(run.checkpoint, ctx, modules, optimizers, configs, options.seed)
         step, epoch, train_seconds = state["step"], state["epoch"], state["train_seconds"]
     if ctx.is_main:
-        logger.log(event="start", preset=config.preset, train_images=len(train_set), val_images=len(val_set),
+        logger.log(event="start", preset=config.preset, seed=options.seed, train_images=len(train_set), val_images=len(val_set),
                    steps_per_epoch=steps_per_epoch, epochs=training.epochs, resumed_at_step=step,
                    parameters=sum(p.numel() for p in model.parameters()))
 
@@ -122,7 +112,7 @@ def _train(
     budget_s = max_minutes * 60 if max_minutes is not None else math.inf
     summary: dict[str, Any] = {"val_dice": {}}
     stopped_early = False
-    with make_progress(disable=not (ctx.is_main and show_progress)) as progress:
+    with make_progress(disable=not (ctx.is_main and options.progress)) as progress:
         task = progress.add_task("train S", total=total_steps, completed=step, status="")
         while epoch < training.epochs and not stopped_early:
             if sampler is not None:
@@ -168,9 +158,9 @@ def _train(
 
     summary.update(step=step, epochs=epoch, train_seconds=train_seconds, stopped_early=stopped_early,
                    train_images=len(train_set), val_images=len(val_set))
-    if ctx.is_main and bundle is not None:
+    if ctx.is_main and options.bundle is not None:
         save_synthesizer(
-            bundle, model, steps=step, epochs=epoch, train_seconds=round(train_seconds, 1),
+            options.bundle, model, steps=step, epochs=epoch, train_seconds=round(train_seconds, 1),
             data_fingerprint=dataset_fingerprint(data), train_images=len(train_set), val_images=len(val_set),
             metrics={"val_dice": summary["val_dice"]}, training=dataclasses.asdict(training),
         )

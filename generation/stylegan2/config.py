@@ -143,6 +143,8 @@ class GanTrainConfig:
     checkpoint_every: int = 200
     sample_grid: int = 16
     fd_samples: int = 500
+    steps: int = 5000  # a resumed run may raise it and train on
+    preset: str = "small"  # the preset this recipe was resolved from (recorded in the bundle)
 
     def __post_init__(self) -> None:
         if self.augment not in ("none", "fixed", "ada"):
@@ -167,6 +169,8 @@ class GanTrainConfig:
         # `paper256` value instead, and a faster ADA speed because CPU runs last tens of kimg.
         auto_gamma = 0.0002 * resolution**2 / batch
         return cls(
+            preset=name,
+            steps={"tiny": 200, "small": 5000, "paper": 100_000}[name],
             batch_size=batch,
             learning_rate=0.0025,
             r1_gamma={"tiny": auto_gamma, "small": 1.0, "paper": auto_gamma}[name],

@@ -33,7 +33,9 @@ from generation.training import (
     JsonlLogger,
     ResumableBatchSampler,
     RunDir,
+    RunOptions,
     all_reduce_mean,
+    budget_spent,
     distributed,
     make_progress,
     restore_run_state,
@@ -44,23 +46,6 @@ from generation.training import (
 )
 
 LOSS_CURVE_KEYS = ["loss_D", "loss_G", "r1", "pl"]
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """Where a run reads and writes, how long it runs, and on what."""
-
-    data: Path
-    run_dir: Path
-    steps: int
-    preset: str
-    bundle_dir: Path | None = None
-    device: str = "cpu"
-    seed: int = 0
-    resume: bool = False
-    workers: int = 0
-    limit: int | None = None
-    show_progress: bool = True
 
 
 class MixingGenerator(nn.Module):
@@ -129,7 +114,7 @@ def export_generator(bundle_dir: Path, g_ema: Generator, options: RunOptions, st
         steps=state.step, images_seen=state.images_seen, data_fingerprint=fingerprint,
         train_config=dataclasses.asdict(train_config),
     )
-    update_bundle_info(bundle_dir, preset=options.preset, resolution=exported.config.resolution)
+    update_bundle_info(bundle_dir, preset=train_config.preset, resolution=exported.config.resolution)
     return path
 
 
@@ -139,7 +124,7 @@ def train_generator(
     d_config: DiscriminatorConfig,
     config: GanTrainConfig,
 ) -> dict[str, Any]:
-    """Train G and D on the images of `options.data` up to `options.steps` steps.
+    """Train G and D on the images of `options.data` up to `config.steps` steps (or `options.max_minutes`).
 
     Returns the final step, images seen, steps and images/s of this invocation, ADA's p, and
     the data fingerprint.
@@ -201,14 +186,14 @@ def _train(options: RunOptions, g_config: GeneratorConfig, d_config: Discriminat
                           generator=torch.Generator().manual_seed(options.seed)).to(device)
     logger = JsonlLogger(run.log, enabled=ctx.is_main)
     if ctx.is_main and not options.resume:
-        logger.log(event="start", preset=options.preset, world_size=ctx.world_size, images=len(dataset),
+        logger.log(event="start", preset=config.preset, seed=options.seed, world_size=ctx.world_size, images=len(dataset),
                    generator=dataclasses.asdict(g_config), train=dataclasses.asdict(config))
 
     def save_state() -> None:
         save_run_state(run.checkpoint, ctx, modules, optimizers, configs, state=dataclasses.asdict(state),
                        augment_p=augment.p)
-        if ctx.is_main and options.bundle_dir is not None:
-            export_generator(options.bundle_dir, g_ema, options, state, fingerprint, config)
+        if ctx.is_main and options.bundle is not None:
+            export_generator(options.bundle, g_ema, options, state, fingerprint, config)
 
     def save_samples() -> None:
         with torch.no_grad():
@@ -218,12 +203,13 @@ def _train(options: RunOptions, g_config: GeneratorConfig, d_config: Discriminat
         save_loss_curve(run.log, run.loss_curve, LOSS_CURVE_KEYS)
 
     run_start = window_start = time.perf_counter()
+    out_of_time = False
     window_images = 0
     real_signs: list[torch.Tensor] = []
     start_step = state.step
-    with make_progress(disable=not (ctx.is_main and options.show_progress)) as progress:
-        task = progress.add_task("generator", total=options.steps, completed=start_step, status="")
-        while state.step < options.steps:
+    with make_progress(disable=not (ctx.is_main and options.progress)) as progress:
+        task = progress.add_task("generator", total=config.steps, completed=start_step, status="")
+        while state.step < config.steps and not out_of_time:
             real = next(reals).to(device, non_blocking=True)  # [b, 3, R, R]
             if config.mirror:
                 flip = torch.rand(real.shape[0], 1, 1, 1) < 0.5
@@ -292,7 +278,9 @@ def _train(options: RunOptions, g_config: GeneratorConfig, d_config: Discriminat
                 sign_mean = float(all_reduce_mean(torch.stack(real_signs).mean(), ctx))
                 augment.adjust(sign_mean, config.batch_size * len(real_signs))
                 real_signs.clear()
-            if state.step % config.log_every == 0 or state.step == options.steps:
+            out_of_time = budget_spent(time.perf_counter() - run_start, options.max_minutes, ctx)
+            last = state.step == config.steps or out_of_time
+            if state.step % config.log_every == 0 or last:
                 elapsed = time.perf_counter() - window_start
                 record = {
                     "step": state.step, "kimg": state.images_seen / 1000,
@@ -307,9 +295,9 @@ def _train(options: RunOptions, g_config: GeneratorConfig, d_config: Discriminat
                 progress.update(task, completed=state.step,
                                 status=f"D {record['loss_D']:.3f} G {record['loss_G']:.3f} {record['images_per_s']:.1f} img/s")
                 window_start, window_images = time.perf_counter(), 0
-            if ctx.is_main and (state.step % config.sample_every == 0 or state.step == options.steps):
+            if ctx.is_main and (state.step % config.sample_every == 0 or last):
                 save_samples()
-            if state.step % config.checkpoint_every == 0 or state.step == options.steps:
+            if state.step % config.checkpoint_every == 0 or last:
                 save_state()
     steps_this_run = state.step - start_step
     return {"step": state.step, "images_seen": state.images_seen, "steps_this_run": steps_this_run,

@@ -75,16 +75,21 @@ def test_a_short_training_run_lowers_l_sim_and_resumes(tmp_path) -> None:
     from sketch2medi_fixtures import tiny_bundle, tiny_pairs
 
     from generation.bundle import ENCODER, GENERATOR, Bundle
-    from generation.e4e.config import EncoderTrainConfig
-    from generation.e4e.train import PairedRunOptions, build_similarity_loss, fixed_batch, train_encoder
-    from generation.training import read_jsonl
+    from generation.e4e.config import EncoderConfig, EncoderTrainConfig
+    from generation.e4e.train import train_encoder
+    from generation.losses import SimilarityConfig
+    from generation.paired import PairedInputs, build_similarity_loss, fixed_batch
+    from generation.training import RunOptions, read_jsonl
 
     bundle = tiny_bundle(tmp_path / "bundle")
     dataset, sketches = tiny_pairs(tmp_path)
-    options = PairedRunOptions(bundle=bundle, dataset=dataset, sketches=sketches, run_dir=tmp_path / "run", device="cpu")
+    options = RunOptions(data=dataset, run_dir=tmp_path / "run", bundle=bundle, device="cpu", progress=False)
+    paired = PairedInputs(sketches)
+    w_dim = Bundle.open(bundle).config(GENERATOR)["w_dim"]
+    networks = (EncoderConfig.for_preset("tiny", w_dim=w_dim), SimilarityConfig.for_preset("tiny"))
     config = dataclasses.replace(EncoderTrainConfig.for_preset("tiny"), steps=8)
-    train_encoder(options, config)
-    train_encoder(dataclasses.replace(options, resume=True), dataclasses.replace(config, steps=16))
+    train_encoder(options, paired, *networks, config)
+    train_encoder(dataclasses.replace(options, resume=True), paired, *networks, dataclasses.replace(config, steps=16))
 
     steps = [r["step"] for r in read_jsonl(options.run_dir / "log.jsonl") if "sim_total" in r]
     assert steps == list(range(1, 17))
@@ -93,7 +98,7 @@ def test_a_short_training_run_lowers_l_sim_and_resumes(tmp_path) -> None:
 
     opened = Bundle.open(bundle)
     generator = opened.load(GENERATOR)
-    similarity, _ = build_similarity_loss(opened, "tiny", torch.device("cpu"))
+    similarity, _ = build_similarity_loss(opened, SimilarityConfig.for_preset("tiny"), torch.device("cpu"))
     sketch_batch, images = fixed_batch(dataset, sketches, 32, 8, torch.device("cpu"))
     with torch.no_grad():
         before = similarity(images, generator.synthesis(generator.mapping.w_avg.expand(8, -1)))["total"]

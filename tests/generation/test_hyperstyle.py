@@ -93,8 +93,10 @@ def test_a_short_training_run_lowers_l_sim_of_x_t_below_x_0(tmp_path) -> None:
 
     from generation.bundle import save_network
     from generation.e4e import Encoder, EncoderConfig
-    from generation.e4e.train import PairedRunOptions, build_similarity_loss, fixed_batch
-    from generation.hyperstyle.config import RefinerTrainConfig
+    from generation.hyperstyle.config import HyperNetworkConfig, RefinerTrainConfig
+    from generation.losses import SimilarityConfig
+    from generation.paired import PairedInputs, build_similarity_loss, fixed_batch
+    from generation.training import RunOptions
     from generation.hyperstyle.train import train_refiner
     from generation.pipeline import Sketch2MedI
     from generation.bundle import GENERATOR, Bundle
@@ -105,12 +107,13 @@ def test_a_short_training_run_lowers_l_sim_of_x_t_below_x_0(tmp_path) -> None:
     encoder.set_latent_average(generator.mapping.w_avg)
     save_network(bundle, "encoder", encoder, encoder.config)
     dataset, sketches = tiny_pairs(tmp_path)
-    options = PairedRunOptions(bundle=bundle, dataset=dataset, sketches=sketches, run_dir=tmp_path / "run", device="cpu")
-    train_refiner(options, dataclasses.replace(RefinerTrainConfig.for_preset("tiny"), steps=12))
+    options = RunOptions(data=dataset, run_dir=tmp_path / "run", bundle=bundle, device="cpu", progress=False)
+    train_refiner(options, PairedInputs(sketches), HyperNetworkConfig.for_preset("tiny"), SimilarityConfig.for_preset("tiny"),
+                  dataclasses.replace(RefinerTrainConfig.for_preset("tiny"), steps=12))
 
     pipeline = Sketch2MedI.from_bundle(bundle)
     assert pipeline.default_steps == 3
-    similarity, _ = build_similarity_loss(Bundle.open(bundle), "tiny", torch.device("cpu"))
+    similarity, _ = build_similarity_loss(Bundle.open(bundle), SimilarityConfig.for_preset("tiny"), torch.device("cpu"))
     sketch_batch, images = fixed_batch(dataset, sketches, 32, 8, torch.device("cpu"))
     output = pipeline.run(sketch_batch)
     assert len(output.steps) == 3

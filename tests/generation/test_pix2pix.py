@@ -9,22 +9,23 @@ import torch
 from generation.bundle import PIX2PIX, Bundle
 from generation.data import SketchImagePairs
 from generation.metrics import ssim
-from generation.paired import PairedRunOptions
+from generation.paired import PairedInputs
 from generation.pix2pix import Pix2PixConfig, Pix2PixTrainConfig, UNetGenerator
 from generation.pix2pix.train import train_pix2pix
-from generation.training import read_jsonl
+from generation.training import RunOptions, read_jsonl
 from sketch2medi_fixtures import tiny_pairs
 
 
-def _options(tmp_path, dataset, sketches, name: str, resume: bool = False) -> PairedRunOptions:
-    return PairedRunOptions(bundle=tmp_path / f"{name}-bundle", dataset=dataset, sketches=sketches,
-                            run_dir=tmp_path / f"{name}-run", device="cpu", resume=resume)
+def _train(tmp_path, dataset, sketches, name: str, config: Pix2PixTrainConfig, resume: bool = False):
+    options = RunOptions(data=dataset, run_dir=tmp_path / f"{name}-run", bundle=tmp_path / f"{name}-bundle",
+                         device="cpu", resume=resume, progress=False)
+    return train_pix2pix(options, PairedInputs(sketches), Pix2PixConfig.for_preset("tiny"), config)
 
 
 def test_pix2pix_learns_and_a_resumed_run_equals_a_straight_one(tmp_path) -> None:
     dataset, sketches = tiny_pairs(tmp_path, count=16)
     config = dataclasses.replace(Pix2PixTrainConfig.for_preset("tiny"), steps=60, sample_every=1000)
-    run = train_pix2pix(_options(tmp_path, dataset, sketches, "straight"), config)
+    run = _train(tmp_path, dataset, sketches, "straight", config)
     records = [r for r in read_jsonl(run / "log.jsonl") if "loss_G_l1" in r]
     first, last = records[:5], records[-5:]
     assert sum(r["loss_G_l1"] for r in last) < 0.6 * sum(r["loss_G_l1"] for r in first)
@@ -41,8 +42,8 @@ def test_pix2pix_learns_and_a_resumed_run_equals_a_straight_one(tmp_path) -> Non
     assert ssim(ours, photos).mean() > ssim(baseline, photos).mean() + 0.05
 
     half = dataclasses.replace(config, steps=30)
-    train_pix2pix(_options(tmp_path, dataset, sketches, "resumed"), half)
-    train_pix2pix(_options(tmp_path, dataset, sketches, "resumed", resume=True), config)
+    _train(tmp_path, dataset, sketches, "resumed", half)
+    _train(tmp_path, dataset, sketches, "resumed", config, resume=True)
     resumed = Bundle.open(tmp_path / "resumed-bundle").load(PIX2PIX)
     for (name, a), (_, b) in zip(trained.state_dict().items(), resumed.state_dict().items()):
         assert torch.equal(a, b), name

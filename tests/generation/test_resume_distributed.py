@@ -88,6 +88,7 @@ def _same_tensors(left, right) -> bool:
     return left == right
 
 
+@pytest.mark.slow  # two torchrun launches per loop: about a minute each on 2 cores
 @pytest.mark.parametrize("network", LOOPS)
 def test_a_resumed_two_process_run_matches_the_uninterrupted_one(network, inputs, tmp_path):
     _, first_half, whole = LOOPS[network]

@@ -48,27 +48,37 @@ def test_no_distortion_gives_back_the_contour_within_a_pixel() -> None:
     assert _chamfer(out, sketch) < 1.0
 
 
+def _train_tiny_encoder(bundle, dataset, run_dir, config, sketches, **paired):  # type: ignore[no-untyped-def]
+    from generation.bundle import GENERATOR, Bundle
+    from generation.e4e.config import EncoderConfig
+    from generation.e4e.train import train_encoder
+    from generation.losses import SimilarityConfig
+    from generation.paired import PairedInputs
+    from generation.training import RunOptions
+
+    options = RunOptions(data=dataset, run_dir=run_dir, bundle=bundle, device="cpu", progress=False)
+    encoder_config = EncoderConfig.for_preset("tiny", w_dim=Bundle.open(bundle).config(GENERATOR)["w_dim"])
+    return train_encoder(options, PairedInputs(sketches, **paired), encoder_config, SimilarityConfig.for_preset("tiny"),
+                         config)
+
+
 def test_warm_started_augmented_encoder_run_starts_from_the_other_bundle_and_records_it(tmp_path) -> None:
     from sketch2medi_fixtures import tiny_bundle, tiny_pairs
 
     from generation.bundle import ENCODER, Bundle
     from generation.e4e.config import EncoderTrainConfig
-    from generation.e4e.train import PairedRunOptions, train_encoder
     from generation.sketch_augment import FREEHAND_AUGMENT
     from generation.training import read_jsonl
 
     dataset, sketches = tiny_pairs(tmp_path)
     source = tiny_bundle(tmp_path / "source")
     config = dataclasses.replace(EncoderTrainConfig.for_preset("tiny"), steps=12)
-    train_encoder(PairedRunOptions(bundle=source, dataset=dataset, sketches=sketches, run_dir=tmp_path / "r0",
-                                   device="cpu"), config)
+    _train_tiny_encoder(source, dataset, tmp_path / "r0", config, sketches)
     target = tiny_bundle(tmp_path / "target")
-    options = PairedRunOptions(bundle=target, dataset=dataset, sketches=sketches, run_dir=tmp_path / "r1",
-                               device="cpu", warm_start=source, sketch_augment=FREEHAND_AUGMENT)
-    train_encoder(options, dataclasses.replace(config, steps=1, log_every=1))
-    fresh = PairedRunOptions(bundle=tiny_bundle(tmp_path / "fresh"), dataset=dataset, sketches=sketches,
-                             run_dir=tmp_path / "r2", device="cpu", sketch_augment=FREEHAND_AUGMENT)
-    train_encoder(fresh, dataclasses.replace(config, steps=1, log_every=1))
+    _train_tiny_encoder(target, dataset, tmp_path / "r1", dataclasses.replace(config, steps=1, log_every=1), sketches,
+                        warm_start=source, sketch_augment=FREEHAND_AUGMENT)
+    _train_tiny_encoder(tiny_bundle(tmp_path / "fresh"), dataset, tmp_path / "r2",
+                        dataclasses.replace(config, steps=1, log_every=1), sketches, sketch_augment=FREEHAND_AUGMENT)
 
     def first_loss(run: str) -> float:
         return [r["sim_total"] for r in read_jsonl(tmp_path / run / "log.jsonl") if "sim_total" in r][0]
@@ -88,12 +98,11 @@ def test_warm_start_refuses_a_bundle_of_another_preset(tmp_path) -> None:
 
     from formats.errors import InputError
     from generation.e4e.config import EncoderTrainConfig
-    from generation.e4e.train import PairedRunOptions, train_encoder
     from generation.presets import SHIPPED_BUNDLE
 
     dataset, sketches = tiny_pairs(tmp_path)
-    options = PairedRunOptions(bundle=tiny_bundle(tmp_path / "b"), dataset=dataset, sketches=sketches,
-                               run_dir=tmp_path / "run", device="cpu", warm_start=SHIPPED_BUNDLE)
     with pytest.raises(InputError, match="warm-start"):
-        train_encoder(options, dataclasses.replace(EncoderTrainConfig.for_preset("tiny"), steps=1))
+        _train_tiny_encoder(tiny_bundle(tmp_path / "b"), dataset, tmp_path / "run",
+                            dataclasses.replace(EncoderTrainConfig.for_preset("tiny"), steps=1), sketches,
+                            warm_start=SHIPPED_BUNDLE)
     assert not (tmp_path / "run").exists()

@@ -19,8 +19,8 @@ from generation.bundle import GENERATOR, Bundle
 from generation.metrics import RandomConvFeatures
 from generation.stylegan2 import DiscriminatorConfig, GanTrainConfig, Generator, GeneratorConfig
 from generation.stylegan2.evaluate import generator_frechet_distance, load_real_images
-from generation.stylegan2.train import RunOptions, train_generator
-from generation.training import load_checkpoint, read_jsonl
+from generation.stylegan2.train import train_generator
+from generation.training import RunOptions, load_checkpoint, read_jsonl
 
 PHANTOMS = 64
 LEARNING_STEPS = 30
@@ -39,9 +39,8 @@ def phantoms32(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def trained_bundle(phantoms32: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("gan_run")
-    config = dataclasses.replace(GanTrainConfig.for_preset("tiny"), **QUIET)
-    options = RunOptions(data=phantoms32, run_dir=root / "run", steps=LEARNING_STEPS, preset="tiny",
-                         bundle_dir=root / "bundle", show_progress=False)
+    config = dataclasses.replace(GanTrainConfig.for_preset("tiny"), steps=LEARNING_STEPS, **QUIET)
+    options = RunOptions(data=phantoms32, run_dir=root / "run", bundle=root / "bundle", progress=False)
     train_generator(options, G_CONFIG, D_CONFIG, config)
     return root
 
@@ -71,11 +70,11 @@ def test_checkpoint_then_resume_gives_bit_identical_next_steps(phantoms32: Path,
     # Every branch on: lazy R1 and path length every 2 steps, augmentation, mirroring, style mixing.
     config = dataclasses.replace(GanTrainConfig.for_preset("tiny"), r1_interval=2, pl_weight=2.0, pl_interval=2,
                                  augment="fixed", augment_p=0.5, mirror=True, **QUIET)
-    split = RunOptions(data=phantoms32, run_dir=tmp_path / "split", steps=3, preset="tiny", show_progress=False)
-    train_generator(split, G_CONFIG, D_CONFIG, config)
-    train_generator(dataclasses.replace(split, steps=6, resume=True), G_CONFIG, D_CONFIG, config)
-    straight = dataclasses.replace(split, run_dir=tmp_path / "straight", steps=6)
-    train_generator(straight, G_CONFIG, D_CONFIG, config)
+    split = RunOptions(data=phantoms32, run_dir=tmp_path / "split", progress=False)
+    train_generator(split, G_CONFIG, D_CONFIG, dataclasses.replace(config, steps=3))
+    train_generator(dataclasses.replace(split, resume=True), G_CONFIG, D_CONFIG, dataclasses.replace(config, steps=6))
+    straight = dataclasses.replace(split, run_dir=tmp_path / "straight")
+    train_generator(straight, G_CONFIG, D_CONFIG, dataclasses.replace(config, steps=6))
     resumed, direct = load_checkpoint(split.run_dir / "checkpoint.pt"), load_checkpoint(straight.run_dir / "checkpoint.pt")
     for network in ("G", "D", "G_ema"):
         left, right = resumed["modules"][network], direct["modules"][network]
@@ -84,8 +83,8 @@ def test_checkpoint_then_resume_gives_bit_identical_next_steps(phantoms32: Path,
     assert all(torch.equal(left[key], right[key]) for key in left)
     assert resumed["state"] == direct["state"]
     with pytest.raises(ValueError, match="another GeneratorConfig"):
-        train_generator(dataclasses.replace(split, steps=7, resume=True), dataclasses.replace(G_CONFIG, w_dim=16),
-                        D_CONFIG, config)
+        train_generator(dataclasses.replace(split, resume=True), dataclasses.replace(G_CONFIG, w_dim=16),
+                        D_CONFIG, dataclasses.replace(config, steps=7))
 
 
 def test_two_process_gloo_run_completes(phantoms32: Path, tmp_path: Path) -> None:
@@ -138,3 +137,14 @@ def test_bad_inputs_give_a_clear_error_and_write_nothing(tmp_path: Path) -> None
     result = runner.invoke(app, ["train", "generator", "--data", str(empty), "--run-dir", str(tmp_path / "run"),
                                  "--preset", "huge", "--steps", "2"])
     assert result.exit_code == 2 and "unknown preset" in result.output
+
+
+def test_a_spent_time_budget_stops_after_one_step_with_a_checkpoint_and_an_export(phantoms32: Path, tmp_path: Path) -> None:
+    config = dataclasses.replace(GanTrainConfig.for_preset("tiny"), steps=50, **QUIET)
+    options = RunOptions(data=phantoms32, run_dir=tmp_path / "run", bundle=tmp_path / "bundle", max_minutes=0.0,
+                         limit=16, progress=False)
+    result = train_generator(options, G_CONFIG, D_CONFIG, config)
+    assert result["step"] == 1
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["state"]["step"] == 1
+    assert Bundle.open(tmp_path / "bundle").entry(GENERATOR)["steps"] == 1
+    assert Bundle.open(tmp_path / "bundle").info["preset"] == "tiny"

@@ -129,26 +129,3 @@ def test_cli_generates_and_reports_bad_arguments(tmp_path):
     assert bad.exit_code == 2
     assert "multiple of 8" in bad.output
     assert not (tmp_path / "bad").exists()
-
-
-def test_demo_writes_an_archive_and_a_contact_sheet(tmp_path, monkeypatch):
-    from api.cli import demo
-
-    monkeypatch.setenv("S2M_DATA_DIR", str(tmp_path))
-    monkeypatch.setattr(demo, "DEMO_CASES", 5)
-    monkeypatch.setattr(demo, "DEMO_SIZE", 32)
-    monkeypatch.setattr(demo, "CONTACT_SHEET_IMAGES", 4)
-    result = CliRunner().invoke(app, ["demo", "--workers", "1"])
-    assert result.exit_code == 0, result.output
-    assert len(read_metadata(tmp_path / "demo" / "phantoms")) == 5
-    sheet = np.asarray(Image.open(tmp_path / "demo" / "phantom_contact_sheet.png"))
-    first = np.asarray(Image.open(tmp_path / "demo" / "phantoms" / "images" / "000000.png"))
-    assert sheet.shape == (32 + 2 * 4, 4 * 32 + 5 * 4, 3)  # one row of four, 4 px gutters
-    assert np.array_equal(sheet[4:36, 4:36], first)
-    generated = np.asarray(Image.open(tmp_path / "demo" / "sketch2medi_demo.png"))
-    side = 64 + 2  # the shipped bundle works at 64 px; save_image_grid pads by 2 px
-    assert generated.shape == (5 * side + 2, 4 * side + 2, 3)  # five cases, four panels each
-    sketch_panel = generated[2:66, 2:66]
-    assert (sketch_panel < 128).any() and (sketch_panel > 200).mean() > 0.5  # dark strokes on white
-    x_0_panel, reference_panel = generated[2:66, 68:132], generated[2:66, 200:264]
-    assert x_0_panel.std() > 5 and not np.array_equal(x_0_panel, reference_panel)

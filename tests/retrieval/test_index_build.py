@@ -16,6 +16,7 @@ from sqlalchemy import select
 from indexing import store
 from indexing.archive import Archive
 from indexing.fused_index import (
+    INDEX_FOLDER,
     BuildConfig,
     ChannelWeights,
     build_index,
@@ -23,6 +24,7 @@ from indexing.fused_index import (
     index_status,
     load_active_build,
     load_archive_vectors,
+    load_build,
     refresh_index,
 )
 from indexing.ingest.run import ingest_path
@@ -116,6 +118,32 @@ def test_a_killed_build_leaves_the_previous_build_active_and_readable(embedded: 
     assert [(b.id, b.status) for b in builds] == [(first.id, "active")]
     active = load_active_build(embedded)  # checksums still match: the previous files are untouched
     assert active.build_id == first.id and active.ntotal == len(_live(embedded))
+
+
+def test_retired_builds_lose_their_files_but_the_active_and_the_previous_build_keep_theirs(embedded: Archive, archive_models) -> None:  # type: ignore[no-untyped-def]
+    version, data_dir = archive_models.version, embedded.settings.data_dir
+    folder = data_dir / INDEX_FOLDER
+
+    def files(row: IndexBuild) -> set[Path]:
+        return {data_dir / row.file_path, data_dir / row.config["transforms_file"]}
+
+    first = build_index(embedded, version)
+    second = refresh_index(embedded, version).build
+    assert all(path.is_file() for path in files(first) | files(second))  # the previous build is kept
+    stray = folder / "build-written-by-a-build-not-yet-recorded.faiss"
+    stray.write_bytes(b"not ours to judge")
+    third = build_index(embedded, version)
+    assert not any(path.exists() for path in files(first))
+    assert set(folder.iterdir()) == files(second) | files(third) | {stray}  # unrecorded files are left alone
+    with embedded.sessions() as session:
+        rows = {row.id: row for row in session.scalars(select(IndexBuild)).all()}
+    assert load_build(embedded, rows[second.id]).ntotal == len(_live(embedded))  # an engine mid-swap can still read it
+    fourth = refresh_index(embedded, version).build
+    assert set(folder.iterdir()) == files(third) | files(fourth) | {stray}
+    with embedded.sessions() as session:
+        statuses = [(row.id, row.status) for row in session.scalars(select(IndexBuild).order_by(IndexBuild.id))]
+    assert statuses == [(first.id, "retired"), (second.id, "retired"), (third.id, "retired"), (fourth.id, "active")]
+    assert load_active_build(embedded).build_id == fourth.id
 
 
 def test_faiss_ids_are_live_rows_after_deletes(embedded: Archive, archive_models) -> None:  # type: ignore[no-untyped-def]

@@ -139,6 +139,7 @@ def test_s2m_search_finds_an_archive_image_from_its_own_contours(embedded: Archi
     for record in records:
         top = record["hits"][0]
         assert top["rank"] == 1 and top["case_id"].endswith(f"-{int(record['sketch'][:6]):06d}")
+        assert top["original_file_name"] == record["sketch"]  # a phantom's own (synthetic) name is kept
         assert set(top["channels"]) == {"appearance", "latent", "shape"} and top["sop_uid"]
     with Image.open(sheet) as picture:
         assert picture.size == (5 * 96, 2 * 96)

@@ -1,0 +1,78 @@
+"""`s2m apikey create|list|revoke`: the service's API keys (stored hashed; the token is shown once)."""
+
+from __future__ import annotations
+
+import typer
+
+from api.cli.errors import add_command
+from formats.errors import InputError
+
+
+def _archive():  # type: ignore[no-untyped-def]
+    from indexing.archive import Archive
+    from indexing.settings import Settings
+
+    return Archive.open(Settings.from_env())
+
+
+def create(
+    name: str = typer.Argument(..., help="who or what the key is for (e.g. the viewer's host)"),
+    scopes: list[str] = typer.Option(["search"], "--scope", help="search (read the archive) or admin (also refresh the index); repeatable"),
+) -> None:
+    """Make a key and print its token once (only its hash is stored)."""
+    from indexing import store
+    from indexing.models import SCOPES
+
+    if not name.strip():
+        raise InputError("an API key needs a non-empty name")
+    unknown = sorted(set(scopes) - set(SCOPES))
+    if unknown:
+        raise InputError(f"unknown scope {unknown[0]!r}: use one of {', '.join(SCOPES)}")
+    archive = _archive()
+    try:
+        with archive.sessions.begin() as session:
+            key, token = store.create_api_key(session, name.strip(), scopes)
+            key_id = key.id
+    finally:
+        archive.close()
+    typer.echo(f"created API key {key_id} ({name.strip()}, scopes {', '.join(sorted(set(scopes)))}); "
+               "its token, shown only now:", err=True)
+    typer.echo(token)
+
+
+def list_keys() -> None:
+    """Every key: id, name, scopes, created, revoked (never a secret)."""
+    from indexing import store
+
+    archive = _archive()
+    try:
+        with archive.sessions() as session:
+            keys = store.list_api_keys(session)
+    finally:
+        archive.close()
+    typer.echo(f"{'id':>4}  {'name':<24} {'scopes':<14} {'created':<20} revoked")
+    for key in keys:
+        revoked = key.revoked_at.strftime("%Y-%m-%d %H:%M") if key.revoked_at else "-"
+        typer.echo(f"{key.id:>4}  {key.name[:24]:<24} {','.join(key.scopes):<14} {key.created_at:%Y-%m-%d %H:%M}     {revoked}")
+
+
+def revoke(key_id: int = typer.Argument(..., help="the key's id (from `s2m apikey list`)")) -> None:
+    """Revoke a key: its token is refused from now on (the row stays for the audit log)."""
+    from indexing import store
+
+    archive = _archive()
+    try:
+        with archive.sessions.begin() as session:
+            store.revoke_api_key(session, key_id)
+    finally:
+        archive.close()
+    typer.echo(f"revoked API key {key_id}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `s2m apikey` group to the top-level app."""
+    group = typer.Typer(help="API keys of the HTTP service.", no_args_is_help=True)
+    add_command(group, "create", create)
+    add_command(group, "list", list_keys)
+    add_command(group, "revoke", revoke)
+    app.add_typer(group, name="apikey")

@@ -1,0 +1,61 @@
+"""The API's one error policy: every error is JSON `{"error": "<one sentence>"}` with its status.
+
+415 unsupported type, 413 too large, 422 a blank, unreadable or all-ink sketch (any bad input),
+404 unknown id, 401 missing or bad key, 403 wrong scope, 429 rate limited (with Retry-After),
+503 database, index or models unavailable. Never a traceback, never a row value.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
+
+from api.service import RefreshRunningError, ServiceUnavailableError
+from formats.errors import InputError, ProjectError
+from indexing.db import DatabaseUnavailableError
+from indexing.fused_index import IndexBuildError
+from retrieval.engine import EngineError, ExampleNotFoundError
+
+UNAVAILABLE = (ServiceUnavailableError, DatabaseUnavailableError, EngineError, IndexBuildError)
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": " ".join(message.split())}, status_code=status, headers=headers)
+
+
+def _validation_message(error: RequestValidationError) -> str:
+    first = error.errors()[0] if error.errors() else {}
+    where = ".".join(str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path", "form"))
+    message = str(first.get("msg", "invalid request"))
+    return f"{where}: {message}" if where else message
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers that turn every foreseen error into the policy above."""
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException) -> JSONResponse:
+        return error_response(error.status_code, str(error.detail), getattr(error, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+        return error_response(422, _validation_message(error))
+
+    @app.exception_handler(ProjectError)
+    async def project_error(request: Request, error: ProjectError) -> JSONResponse:
+        if isinstance(error, UNAVAILABLE):
+            return error_response(503, str(error), {"Retry-After": "5"})
+        if isinstance(error, RefreshRunningError):
+            return error_response(409, str(error))
+        if isinstance(error, ExampleNotFoundError):
+            return error_response(404, str(error))
+        if isinstance(error, InputError):
+            return error_response(422, str(error))
+        return error_response(500, str(error))
+
+    @app.exception_handler(SQLAlchemyError)
+    async def database_error(request: Request, error: SQLAlchemyError) -> JSONResponse:
+        # the driver's text can carry SQL and values: say only what happened
+        return error_response(503, "the archive database is unavailable; try again shortly", {"Retry-After": "5"})

@@ -1,0 +1,74 @@
+"""Past queries from the audit log (for the viewer and the audit), and their generated pictures.
+
+The pictures (the canonical query sketch, x_0 .. x_T) live only in memory for the most recent
+queries: the query log never holds pixels."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import select
+
+from api.deps import SearchKey, ServiceDep, client_address
+from api.schemas import QueryOut
+from api.service import Generated, Service
+from api.views import hit_from_record, hit_out
+from indexing import store
+from indexing.models import Image, QueryLog
+
+router = APIRouter(prefix="/v1/queries", tags=["queries"])
+PNG = "image/png"
+
+
+def logged_query(service: Service, uid: str) -> tuple[QueryLog, dict[int, Image]]:
+    """The query's log row and its result rows that are still live (404 for an unknown query)."""
+    with service.archive().sessions() as session:
+        entry = store.get_query(session, uid)
+        if entry is None:
+            raise HTTPException(404, f"no query with id {uid}")
+        ids = [int(record["image_id"]) for record in entry.results]
+        rows = {row.id: row for row in session.scalars(select(Image).where(Image.id.in_(ids), Image.deleted_at.is_(None)))} if ids else {}
+    return entry, rows
+
+
+@router.get("/{query_id}", response_model=QueryOut)
+async def past_query(query_id: str, request: Request, service: ServiceDep, key: SearchKey) -> QueryOut:
+    def read() -> QueryOut:
+        entry, rows = logged_query(service, query_id)
+        with service.archive().sessions.begin() as session:
+            store.log_access(session, key.id, "query", client_address(request), query_uid=query_id)
+        live = [record for record in entry.results if int(record["image_id"]) in rows]
+        hits = [hit_out(service.settings, hit_from_record(rank, record, rows[int(record["image_id"])]), rows[int(record["image_id"])])
+                for rank, record in enumerate(live, start=1)]
+        return QueryOut(query_id=query_id, created_at=entry.created_at, kind=entry.kind, k=entry.k, filters=entry.filters,
+                        build_id=entry.build_id, latency_ms=entry.latency_ms, results=hits)
+
+    return await run_in_threadpool(read)
+
+
+def _generated(service: Service, query_id: str) -> Generated:
+    kept = service.generated(query_id)
+    if kept is None:
+        raise HTTPException(404, f"no generated pictures kept for query {query_id} (only recent sketch searches keep them)")
+    return kept
+
+
+@router.get("/{query_id}/generated", response_class=Response, responses={200: {"content": {PNG: {}}}})
+async def generated(query_id: str, service: ServiceDep, key: SearchKey) -> Response:
+    """The generated image x_T of a recent sketch search (x_0 when it was not refined)."""
+    return Response(_generated(service, query_id).steps[-1], media_type=PNG)
+
+
+@router.get("/{query_id}/steps/{step}", response_class=Response, responses={200: {"content": {PNG: {}}}})
+async def step(query_id: str, step: int, service: ServiceDep, key: SearchKey) -> Response:
+    """x_step of a recent sketch search: 0 is G(w), 1 .. T are H's refinements."""
+    steps = _generated(service, query_id).steps
+    if not 0 <= step < len(steps):
+        raise HTTPException(404, f"query {query_id} has steps 0 to {len(steps) - 1}")
+    return Response(steps[step], media_type=PNG)
+
+
+@router.get("/{query_id}/sketch", response_class=Response, responses={200: {"content": {PNG: {}}}})
+async def query_sketch(query_id: str, service: ServiceDep, key: SearchKey) -> Response:
+    """The canonical sketch the models read for a recent sketch search."""
+    return Response(_generated(service, query_id).sketch, media_type=PNG)

@@ -1,0 +1,131 @@
+"""The API's request and response bodies (pydantic), apart from the ORM rows they are built from."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from retrieval.engine import DEFAULT_K, MAX_K
+
+
+class StrokeIn(BaseModel):
+    """One pen stroke: points (x, y) in [0, 1] of a square canvas, width as a fraction of its side."""
+
+    model_config = ConfigDict(extra="forbid")
+    points: list[tuple[float, float]] = Field(min_length=1)
+    width: float = Field(0.01, gt=0, le=0.2)
+    pressure: list[float] | None = None
+
+
+class FiltersIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    diagnosis: list[str] = []  # any of
+    findings: list[str] = []  # all of
+    date_from: date | None = None  # study date, inclusive
+    date_to: date | None = None
+    exclude_patients: list[str] = []  # patient pseudonyms
+
+
+class SearchIn(BaseModel):
+    """The JSON form of `POST /v1/search` and `POST /v1/generate` (the other form is multipart with a `sketch` file)."""
+
+    model_config = ConfigDict(extra="forbid")
+    strokes: list[StrokeIn]
+    k: int = Field(DEFAULT_K, ge=1, le=MAX_K)
+    filters: FiltersIn = FiltersIn()
+    refine: bool = True  # False: x_0 only, no refinement steps (the fast live preview)
+
+
+class SimilarIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    k: int = Field(DEFAULT_K, ge=1, le=MAX_K)
+    filters: FiltersIn = FiltersIn()
+
+
+class ChannelsOut(BaseModel):
+    appearance: float
+    latent: float
+    shape: float
+
+
+class ImageOut(BaseModel):
+    """An archive case's metadata (pseudonymised) with its DICOM identity and URLs."""
+
+    image_id: int
+    original_file_name: str | None  # kept only when it passed ingest's identifier screen
+    case_id: str | None
+    patient_pseudonym: str | None
+    diagnosis: str | None
+    findings: list[str]
+    study_date: date | None
+    width: int
+    height: int
+    study_uid: str | None
+    series_uid: str | None
+    sop_uid: str | None
+    thumbnail_url: str
+    image_url: str
+    sketch_url: str
+    wado_url: str | None
+    viewer_url: str | None
+
+
+class HitOut(ImageOut):
+    rank: int
+    score: float  # fused, calibrated: the ranking is by it
+    channels: ChannelsOut
+
+
+class SearchOut(BaseModel):
+    query_id: str
+    build_id: int
+    k: int
+    refined: bool
+    results: list[HitOut]
+    timings_ms: dict[str, float]
+    sketch_url: str | None  # the canonical sketch the models read
+    generated_image_url: str | None  # x_T (x_0 when not refined)
+    step_urls: list[str]  # x_0, x_1 .. x_T
+
+
+class QueryOut(BaseModel):
+    """A past query from the audit log, its results as they were ranked (metadata as it is now)."""
+
+    query_id: str
+    created_at: datetime
+    kind: str
+    k: int
+    filters: dict
+    build_id: int | None
+    latency_ms: float
+    results: list[HitOut]
+
+
+class ExampleOut(BaseModel):
+    image_id: int
+    diagnosis: str | None
+
+
+class IndexOut(BaseModel):
+    build_id: int | None
+    bundle_version: str | None
+    factory: str | None
+    vectors: int
+    weights: dict[str, float]
+    created_at: datetime | None
+    live_images: int
+    not_indexed: int
+    serving_build_id: int | None
+
+
+class RefreshOut(BaseModel):
+    build_id: int
+    added: int
+    removed: int
+    rebuilt: bool
+
+
+class HealthOut(BaseModel):
+    status: str
+    checks: dict[str, str] = {}

@@ -1,0 +1,187 @@
+"""What the app holds for its lifetime: the archive, the engine, the batcher, the limiter, recent generated images.
+
+The archive and the engine are opened lazily and re-tried on the next request when they fail
+(database down, no active build yet), so the process stays up, answers 503 meanwhile and recovers
+by itself when they come back. Models load once per worker, in the app's lifespan.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from api.batching import BatchPolicy, MicroBatcher
+from api.metrics import Metrics
+from api.settings import ServiceSettings
+from formats.errors import ProjectError
+from indexing.archive import Archive
+from retrieval.engine import EngineConfig, Query, SearchEngine, SearchResult
+
+REFRESH_BATCH = 32
+
+
+class ServiceUnavailableError(ProjectError):
+    """The database, the index or the models are not there (yet); the request may be retried."""
+
+
+class RefreshRunningError(ProjectError):
+    """A second index refresh while one runs."""
+
+
+class RateLimiter:
+    """A token bucket per API key: `burst` requests at once, refilled at `per_minute`."""
+
+    def __init__(self, per_minute: int, burst: int) -> None:
+        self.rate, self.burst = per_minute / 60.0, float(burst)
+        self._buckets: dict[int, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key_id: int) -> float:
+        """0 if the key may go ahead (one token taken), else the seconds until it may."""
+        now = time.monotonic()
+        with self._lock:
+            tokens, then = self._buckets.get(key_id, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - then) * self.rate)
+            if tokens >= 1:
+                self._buckets[key_id] = (tokens - 1, now)
+                return 0.0
+            self._buckets[key_id] = (tokens, now)
+            return (1 - tokens) / self.rate
+
+
+@dataclass(frozen=True)
+class Generated:
+    """A query's pictures kept in memory for their URLs: PNG bytes of the canonical sketch and x_0 .. x_T."""
+
+    sketch: bytes
+    steps: tuple[bytes, ...]
+
+
+class Service:
+    def __init__(self, settings: ServiceSettings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
+        # one inference thread: torch already uses the cores; batches, not threads, add throughput
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s2m-inference")
+        self.batcher: MicroBatcher[Query, SearchResult] = MicroBatcher(
+            self._search_batch, BatchPolicy(settings.batch_max_size, settings.batch_max_wait_ms / 1000.0), self.executor,
+            on_batch=self.metrics.batch_size.observe,
+        )
+        self._archive: Archive | None = None
+        self._engine: SearchEngine | None = None
+        self._archive_models: Any = None
+        self._opening = threading.Lock()
+        self._refreshing = threading.Lock()
+        self._generated: OrderedDict[str, Generated] = OrderedDict()
+        self._generated_lock = threading.Lock()
+
+    # --- lifetime ------------------------------------------------------------------------------
+
+    def start_engine(self) -> None:
+        """Load the models and the index now if they can be (otherwise re-tried per request)."""
+        try:
+            self.engine()
+        except ServiceUnavailableError:
+            pass
+
+    async def stop(self) -> None:
+        await self.batcher.stop()
+        self.executor.shutdown(wait=True)
+        if self._engine is not None:
+            self._engine.close()
+        if self._archive is not None:
+            self._archive.close()
+
+    def archive(self) -> Archive:
+        """The archive the API's own reads and writes use (keys, logs, rows)."""
+        if self._archive is None:
+            with self._opening:
+                if self._archive is None:
+                    self._archive = _unavailable_unless(lambda: Archive.open(self.settings.archive))
+        return self._archive
+
+    def engine(self) -> SearchEngine:
+        if self._engine is None:
+            with self._opening:
+                if self._engine is None:
+                    config = EngineConfig(bundle=self.settings.bundle, device=self.settings.device)
+                    self._engine = _unavailable_unless(lambda: SearchEngine.open(self.settings.archive, config))
+                    self.metrics.watch_index(self._engine)
+        return self._engine
+
+    @property
+    def engine_loaded(self) -> bool:
+        return self._engine is not None
+
+    # --- work on the inference thread ----------------------------------------------------------
+
+    def _search_batch(self, queries: list[Query]) -> list[SearchResult]:
+        engine = self.engine()
+        engine.reload_if_changed()
+        results = engine.search_many(queries)
+        for name, ms in results[0].timings_ms.items():
+            self.metrics.stage_seconds.labels(stage=name).observe(ms / 1000.0)
+        return results
+
+    async def run(self, function: Any, *args: Any) -> Any:
+        """`function(*args)` on the inference thread (serialised with the search batches)."""
+        import asyncio
+
+        return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
+
+    def refresh_index(self) -> Any:
+        """Embed images added since the active build, refresh it and swap the engine to the new build.
+
+        Runs on its own thread, not the inference one: searches go on, on the old build, meanwhile."""
+        import torch
+
+        from indexing.fused_index import refresh_index
+        from indexing.vectors import ArchiveModels, embed_archive
+
+        if not self._refreshing.acquire(blocking=False):
+            raise RefreshRunningError("an index refresh is already running; try again when it has finished")
+        try:
+            engine = self.engine()
+            if self._archive_models is None:
+                self._archive_models = ArchiveModels.load(self.settings.bundle, torch.device(engine.pipeline.encoder.w_avg.device))
+            embed_archive(engine.archive, self._archive_models, batch_size=REFRESH_BATCH)
+            report = refresh_index(engine.archive, engine.version)
+            engine.reload_if_changed()
+            return report
+        finally:
+            self._refreshing.release()
+
+    # --- generated pictures of recent queries --------------------------------------------------
+
+    def keep_generated(self, uid: str, generated: Generated) -> None:
+        with self._generated_lock:
+            self._generated[uid] = generated
+            while len(self._generated) > self.settings.kept_generated:
+                self._generated.popitem(last=False)
+
+    def generated(self, uid: str) -> Generated | None:
+        with self._generated_lock:
+            return self._generated.get(uid)
+
+
+def _unavailable_unless(open_: Any) -> Any:
+    """`open_()`, its foreseen failures (database down, no build, bundle mismatch) as ServiceUnavailableError."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        return open_()
+    except (ProjectError, SQLAlchemyError, OSError) as error:
+        raise ServiceUnavailableError(_sentence(error)) from error
+
+
+def _sentence(error: BaseException) -> str:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    if isinstance(error, SQLAlchemyError):
+        return "the archive database is unavailable"
+    return " ".join(str(error).split()) or type(error).__name__

@@ -1,0 +1,77 @@
+"""The HTTP service's settings, read once from the environment into a frozen dataclass.
+
+Beside the archive's own (`indexing.settings`), all optional:
+- `S2M_MODEL` (bundle folder, default the shipped `models/small`), `S2M_DEVICE` (cpu, cuda, auto).
+- `S2M_MAX_UPLOAD_BYTES`: the largest request body, counted while it streams in (default 5 MiB).
+- `S2M_BATCH_MAX_SIZE`, `S2M_BATCH_MAX_WAIT_MS`: the search micro-batcher (as Triton's and Ray
+  Serve's max batch size and batch wait timeout); size 1 turns batching off.
+- `S2M_RATE_LIMIT_PER_MINUTE`, `S2M_RATE_LIMIT_BURST`: each API key's token bucket.
+- `S2M_CORS_ORIGINS`: comma-separated origins a browser may call from (none by default).
+- `S2M_VIEWER_URL`, `S2M_WADO_URL`: templates of a hit's viewer and WADO-RS retrieve URLs with
+  `{study}`, `{series}`, `{sop}` (e.g. OHIF `/viewer?StudyInstanceUIDs={study}`; no WADO URL by default).
+- `S2M_EXAMPLE_DIAGNOSIS`: the diagnosis of the tracing template `GET /v1/images/example` offers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from generation.presets import SHIPPED_BUNDLE
+from indexing.settings import Settings, SettingsError, positive_int
+
+WEB_DIR = Path(__file__).resolve().parent / "web"
+DEFAULT_MAX_UPLOAD_BYTES = 5 * 1024 * 1024
+
+
+def _milliseconds(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of milliseconds, got {raw!r}") from None
+    if not 0 <= value <= 1000:
+        raise SettingsError(f"{name} must be between 0 and 1000 ms, got {raw!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    archive: Settings
+    bundle: Path = SHIPPED_BUNDLE
+    device: str = "cpu"
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    batch_max_size: int = 16
+    batch_max_wait_ms: float = 5.0
+    rate_limit_per_minute: int = 1200
+    rate_limit_burst: int = 120
+    cors_origins: tuple[str, ...] = ()
+    viewer_url: str = "/viewer?StudyInstanceUIDs={study}"
+    wado_url: str | None = None
+    example_diagnosis: str = "normal"
+    thumbnail_side: int = 128
+    kept_generated: int = 512  # recent queries whose generated images stay fetchable (memory only)
+    web_dir: Path = field(default=WEB_DIR)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "ServiceSettings":
+        env = os.environ if environ is None else environ
+        origins = tuple(origin.strip() for origin in env.get("S2M_CORS_ORIGINS", "").split(",") if origin.strip())
+        return cls(
+            archive=Settings.from_env(env),
+            bundle=Path(env.get("S2M_MODEL") or SHIPPED_BUNDLE),
+            device=env.get("S2M_DEVICE") or "cpu",
+            max_upload_bytes=positive_int(env, "S2M_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES),
+            batch_max_size=positive_int(env, "S2M_BATCH_MAX_SIZE", cls.batch_max_size),
+            batch_max_wait_ms=_milliseconds(env, "S2M_BATCH_MAX_WAIT_MS", cls.batch_max_wait_ms),
+            rate_limit_per_minute=positive_int(env, "S2M_RATE_LIMIT_PER_MINUTE", cls.rate_limit_per_minute),
+            rate_limit_burst=positive_int(env, "S2M_RATE_LIMIT_BURST", cls.rate_limit_burst),
+            cors_origins=origins,
+            viewer_url=env.get("S2M_VIEWER_URL") or cls.viewer_url,
+            wado_url=env.get("S2M_WADO_URL") or None,
+            example_diagnosis=env.get("S2M_EXAMPLE_DIAGNOSIS") or cls.example_diagnosis,
+        )

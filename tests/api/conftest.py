@@ -1,0 +1,147 @@
+"""The HTTP service under test: a real uvicorn server on a small embedded phantom archive, on
+SQLite and on the real PostgreSQL, with the shipped bundle (a tiny one finds no instances).
+
+One archive and one server per module and backend (loading the models and embedding the archive
+is the slow part); tests that change the archive say so and run last in their module.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import uvicorn
+from PIL import Image
+
+from api.app import create_app
+from api.settings import ServiceSettings
+from generation.presets import SHIPPED_BUNDLE
+from indexing import store
+from indexing.archive import Archive
+from indexing.db import make_engine, upgrade
+from indexing.fused_index import build_index
+from indexing.ingest.run import ingest_path
+from indexing.settings import Settings
+from indexing.vectors import embed_archive
+from tests.indexing.conftest import TEST_KEY, postgres_database  # noqa: F401 (fixture)
+from tests.retrieval.conftest import BATCH, archive_models, phantom_archive  # noqa: F401 (fixtures)
+
+
+@dataclass(frozen=True)
+class Served:
+    url: str
+    settings: ServiceSettings
+    search_key: str
+    admin_key: str
+    dataset: Path  # the phantoms the archive holds (images/, masks/)
+    extra: Path  # 4 more phantoms, not yet ingested
+
+    def client(self, key: str | None = "search", timeout: float = 60.0) -> httpx.Client:
+        token = {"search": self.search_key, "admin": self.admin_key}.get(key or "", key)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
+    def archive(self) -> Archive:
+        return Archive.open(self.settings.archive)
+
+
+def contour_png(dataset: Path, stem: str, side: int = 256) -> bytes:
+    """The true-mask contour sketch of a phantom as PNG bytes, drawn at `side` px."""
+    import io
+
+    import cv2
+
+    from formats.contours import contour_sketch
+
+    mask = np.asarray(Image.open(dataset / "masks" / f"{stem}.png"))
+    sketch = contour_sketch(cv2.resize(mask, (side, side), interpolation=cv2.INTER_NEAREST))
+    buffer = io.BytesIO()
+    Image.fromarray(sketch).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def served_archive(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                   phantom_archive: Path, archive_models) -> Settings:  # noqa: F811 (fixtures)
+    """A migrated archive with the 16 phantoms ingested, embedded and indexed."""
+    root = tmp_path_factory.mktemp(f"served-{request.param}")
+    if request.param == "sqlite":
+        url = f"sqlite:///{root / 'archive.sqlite3'}"
+    else:
+        from sqlalchemy import text
+
+        url = request.getfixturevalue("postgres_database")
+        engine = make_engine(url)
+        with engine.begin() as connection:
+            connection.execute(text("DROP SCHEMA public CASCADE"))
+            connection.execute(text("CREATE SCHEMA public"))
+        engine.dispose()
+    settings = Settings(data_dir=root / "data", database_url=url, pseudonym_key=TEST_KEY)
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    archive = Archive.open(settings)
+    try:
+        ingest_path(archive, phantom_archive, None, None, progress=False)
+        embed_archive(archive, archive_models, batch_size=BATCH)
+        build_index(archive, archive_models.version)
+    finally:
+        archive.close()
+    return settings
+
+
+def keys(settings: Settings) -> tuple[str, str]:
+    archive = Archive.open(settings)
+    try:
+        with archive.sessions.begin() as session:
+            _, search = store.create_api_key(session, "viewer", ["search"])
+            _, admin = store.create_api_key(session, "admin", ["admin"])
+    finally:
+        archive.close()
+    return search, admin
+
+
+@contextmanager
+def running(settings: ServiceSettings) -> Iterator[str]:
+    """The app of `settings` under a real uvicorn server on a free local port; yields its base URL."""
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def service_settings(archive: Settings, tmp: Path, **changes: object) -> ServiceSettings:
+    return replace(ServiceSettings(archive=archive, bundle=SHIPPED_BUNDLE, device="cpu", web_dir=tmp / "no-web"), **changes)
+
+
+@pytest.fixture(scope="module")
+def served(served_archive: Settings, phantom_archive: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:  # noqa: F811
+    settings = service_settings(served_archive, tmp_path_factory.mktemp("service"),
+                                wado_url="https://pacs.example/dicom-web/studies/{study}/series/{series}/instances/{sop}")
+    search, admin = keys(served_archive)
+    with running(settings) as url:
+        yield Served(url, settings, search, admin, phantom_archive, phantom_archive.parent / "extra")

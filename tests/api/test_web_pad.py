@@ -1,0 +1,314 @@
+"""The sketch pad in a real browser (Debian's chromium driven by Playwright) against a real server.
+
+The server is `s2m demo` itself, as a newcomer starts it (a small phantom archive, the shipped
+bundle, its own SQLite archive and key), stopped at the end with Ctrl-C (SIGINT), which must end
+it cleanly. One server and one browser for the module; each test opens a fresh page.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+CHROMIUM = Path("/usr/bin/chromium")
+REPO = Path(__file__).resolve().parents[2]
+CASES = 40
+UPLOAD_LIMIT = 256 * 1024  # small enough that a noise picture trips it, large enough for any drawing
+DESKTOP = {"width": 1280, "height": 800}
+TABLET = {"width": 768, "height": 1024}
+TIMEOUT_MS = 60_000
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.is_file(), reason="Debian's chromium is missing: run scripts/ensure-chromium.sh")
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+
+@dataclass(frozen=True)
+class Demo:
+    url: str
+    key: str
+    process: subprocess.Popen[str]
+    output: list[str]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    """`s2m demo --count 40` on a free port, until it prints the URL and key and answers /readyz."""
+    data = tmp_path_factory.mktemp("demo-data")
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           "S2M_DATA_DIR": str(data), "S2M_MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT)}
+    process = subprocess.Popen([sys.executable, "-m", "api.cli", "demo", "--count", str(CASES), "--workers", "1",
+                                "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output: list[str] = []
+    key = None
+    deadline = time.monotonic() + 240
+    assert process.stdout is not None
+    for line in process.stdout:  # the demo prints the key, then serves
+        output.append(line)
+        if found := re.search(r"API key \(paste it into the page\): (\S+)", line):
+            key = found.group(1)
+        if "Ctrl-C stops the server" in line:
+            break
+        assert time.monotonic() < deadline, "s2m demo took too long"
+    assert key is not None, "".join(output)
+    url = f"http://127.0.0.1:{port}/"
+    assert url in "".join(output)
+    while True:
+        try:
+            if httpx.get(f"{url}readyz", timeout=5).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        assert process.poll() is None and time.monotonic() < deadline, "".join(output)
+        time.sleep(0.3)
+    served = Demo(url, key, process, output)
+    yield served
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    with playwright_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+def _page(browser, demo: Demo, viewport: dict[str, int] = DESKTOP, key: str | None = None):  # type: ignore[no-untyped-def]
+    page = browser.new_page(viewport=viewport)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.errors = errors
+    page.goto(demo.url)
+    page.fill("#api-key", key if key is not None else demo.key)
+    page.click("#key-save")
+    return page
+
+
+def _stroke(page, points: list[tuple[float, float]]) -> None:  # type: ignore[no-untyped-def]
+    """A mouse stroke through points given as fractions of the canvas."""
+    box = page.locator("#canvas").bounding_box()
+    at = [(box["x"] + x * box["width"], box["y"] + y * box["height"]) for x, y in points]
+    page.mouse.move(*at[0])
+    page.mouse.down()
+    for point in at[1:]:
+        page.mouse.move(*point, steps=2)
+    page.mouse.up()
+
+
+def _ellipse(cx: float, cy: float, rx: float, ry: float, start: float = 0.0, end: float = 2 * math.pi, n: int = 36):
+    return [(cx + rx * math.cos(start + (end - start) * i / n), cy + ry * math.sin(start + (end - start) * i / n))
+            for i in range(n + 1)]
+
+
+def _draw_throat(page) -> None:  # type: ignore[no-untyped-def]
+    """Outlines as a clinician would draw them: pharyngeal wall, uvula, two tonsils, the tongue's edge."""
+    _stroke(page, _ellipse(0.5, 0.45, 0.3, 0.33))
+    _stroke(page, _ellipse(0.5, 0.42, 0.05, 0.1, n=20))
+    _stroke(page, _ellipse(0.25, 0.55, 0.07, 0.15, n=20))
+    _stroke(page, _ellipse(0.75, 0.55, 0.07, 0.15, n=20))
+    _stroke(page, _ellipse(0.5, 0.98, 0.4, 0.2, math.pi, 2 * math.pi))
+
+
+def _ink(page) -> int:  # type: ignore[no-untyped-def]
+    """Pixels of the drawing canvas that carry ink (alpha > 0)."""
+    return page.evaluate("""() => {
+        const c = document.getElementById('canvas');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return n; }""")
+
+
+def _error(page) -> str:  # type: ignore[no-untyped-def]
+    page.wait_for_selector("#error:not([hidden])", timeout=TIMEOUT_MS)
+    return page.text_content("#error-text") or ""
+
+
+def _fits(page, width: int) -> None:  # type: ignore[no-untyped-def]
+    assert page.evaluate("document.documentElement.scrollWidth") <= width  # no sideways scrolling
+    box = page.locator("#canvas").bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= width and box["width"] >= 300
+
+
+def _screenshot(page, name: str, tmp_path: Path, full_page: bool = False) -> None:  # type: ignore[no-untyped-def]
+    """Into tmp_path; also into S2M_SCREENSHOT_DIR when set (how the screenshots in docs/ are made)."""
+    folders = [tmp_path] + ([Path(os.environ["S2M_SCREENSHOT_DIR"])] if os.environ.get("S2M_SCREENSHOT_DIR") else [])
+    for folder in folders:
+        page.screenshot(path=str(folder / name), full_page=full_page)
+
+
+def test_draw_preview_search_open_a_case_and_more_like_this(browser, demo: Demo, tmp_path: Path) -> None:
+    page = _page(browser, demo)
+    page.fill("#k", "8")
+    _draw_throat(page)
+    # the live preview: x_0 and a provisional top 10 after the pen pauses
+    page.wait_for_function("document.querySelectorAll('#preview-hits li img[src^=blob]').length === 10", timeout=TIMEOUT_MS)
+    assert page.evaluate("document.getElementById('preview-x0').naturalWidth") > 0
+    assert page.locator("#grid .hit").count() == 0  # the preview never fills the results grid
+
+    page.click("#search")
+    page.wait_for_selector("#grid .hit", timeout=TIMEOUT_MS)
+    cards = page.locator("#grid .hit")
+    assert cards.count() == 8
+    scores = [float(text) for text in cards.locator(".score").all_text_contents()]
+    assert scores == sorted(scores, reverse=True)
+    assert cards.locator(".bar").count() == 8 * 3  # appearance, latent, shape on every card
+    widths = page.evaluate("[...document.querySelectorAll('#grid .bar .fill')].map(e => e.getBoundingClientRect().width)")
+    assert min(widths) > 0 and max(widths) > min(widths)
+    steps = page.locator("#steps-row figure")
+    assert steps.count() >= 2  # x_0 and at least one refinement step
+    page.wait_for_function("[...document.querySelectorAll('#steps-row img')].every(i => i.naturalWidth > 0)")
+    assert "pipeline" in (page.text_content("#timings") or "")
+    assert re.search(r"\d{4}-\d{2}-\d{2}", cards.first.locator(".meta").text_content() or "")
+    _fits(page, DESKTOP["width"])
+    page.wait_for_function("[...document.querySelectorAll('#grid .hit img')].every(i => i.naturalWidth > 0)")
+    _screenshot(page, "sketch_pad_desktop.png", tmp_path)
+
+    first = cards.first.get_attribute("data-image-id")
+    cards.first.click()
+    page.wait_for_selector("#detail[data-ready=true]", timeout=TIMEOUT_MS)
+    assert page.evaluate("document.getElementById('detail-image').naturalWidth") > 0
+    query, case = page.locator("#detail-query"), page.locator("#detail-case-sketch")
+    assert query.is_visible() and case.is_visible()
+    page.uncheck("#show-query")
+    assert not query.is_visible() and case.is_visible()
+    page.uncheck("#show-case-sketch")
+    assert not case.is_visible()
+    page.check("#show-query")
+    assert query.is_visible()
+    assert "StudyInstanceUIDs=" in (page.get_attribute("#detail-viewer", "href") or "")
+    assert f"Case {first}" in (page.text_content("#detail-title") or "")
+
+    page.click("#detail-similar")  # refine by example: the case's own vectors
+    page.wait_for_function(f"document.getElementById('results-title').textContent.includes('like {first}')", timeout=TIMEOUT_MS)
+    similar = page.evaluate("[...document.querySelectorAll('#grid .hit')].map(e => e.dataset.imageId)")
+    assert len(similar) == 8 and first not in similar  # k cases other than the example itself
+    assert page.locator("#steps-row").is_hidden()  # no sketch, so no generated steps
+    assert not page.errors
+
+
+def test_undo_redo_eraser_clear_and_pen_pressure(browser, demo: Demo) -> None:
+    page = _page(browser, demo)
+    _stroke(page, [(0.2, 0.5), (0.8, 0.5)])
+    drawn = _ink(page)
+    assert drawn > 0
+    page.keyboard.press("e")  # eraser
+    assert page.get_attribute("#tool-eraser", "aria-pressed") == "true"
+    _stroke(page, [(0.5, 0.3), (0.5, 0.7)])
+    erased = _ink(page)
+    assert 0 < erased < drawn
+    page.keyboard.press("Control+z")
+    assert _ink(page) == drawn
+    page.keyboard.press("Control+y")
+    assert _ink(page) == erased
+    page.click("#undo")
+    assert _ink(page) == drawn
+    page.click("#redo")
+    assert _ink(page) == erased
+    page.keyboard.press("Delete")  # clear
+    assert _ink(page) == 0
+    page.keyboard.press("Control+z")
+    assert _ink(page) == erased
+
+    page.keyboard.press("p")
+    page.click("#clear")
+
+    def pen_stroke(pressure: float) -> int:
+        page.evaluate("""(pressure) => {
+            const c = document.getElementById('canvas'), r = c.getBoundingClientRect();
+            const at = (f, type) => c.dispatchEvent(new PointerEvent(type, {pointerId: 7, pointerType: 'pen', pressure,
+                clientX: r.left + f * r.width, clientY: r.top + r.height / 2, bubbles: true, isPrimary: true}));
+            at(0.2, 'pointerdown'); for (let f = 0.2; f <= 0.8; f += 0.05) at(f, 'pointermove'); at(0.8, 'pointerup');
+        }""", pressure)
+        ink = _ink(page)
+        page.click("#clear")
+        return ink
+
+    assert pen_stroke(1.0) > 1.5 * pen_stroke(0.1)  # a pen pressed harder draws a wider line
+    assert not page.errors
+
+
+def test_upload_template_and_readable_errors(browser, demo: Demo, tmp_path: Path) -> None:
+    page = _page(browser, demo)
+    # a blank canvas is refused with the API's own sentence, and a faint template does not count as ink
+    page.click("#template-example")
+    page.wait_for_function("document.getElementById('template').naturalWidth > 0", timeout=TIMEOUT_MS)
+    assert page.locator("#template").is_visible() and _ink(page) == 0
+    page.click("#search")
+    message = _error(page)
+    assert "422" in message and "blank" in message
+    assert page.locator("#grid .hit").count() == 0 and page.locator("#canvas").is_visible()
+
+    # an uploaded sketch picture is searched like a drawing
+    picture = Image.new("L", (300, 300), 255)
+    ImageDraw.Draw(picture).ellipse((40, 30, 260, 250), outline=0, width=4)
+    ImageDraw.Draw(picture).ellipse((130, 60, 170, 140), outline=0, width=4)
+    sketch = tmp_path / "sketch.png"
+    picture.save(sketch)
+    page.click("#error-close")
+    page.set_input_files("#upload", str(sketch))
+    page.wait_for_selector("#canvas[data-items='1']")  # the picture is decoded asynchronously
+    assert _ink(page) > 0
+    page.click("#search")
+    page.wait_for_selector("#grid .hit", timeout=TIMEOUT_MS)
+    assert page.locator("#error").is_hidden()
+
+    # a picture larger than the service takes: 413, said as a sentence
+    noise = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (512, 512, 3), dtype=np.uint8)).save(noise)
+    assert noise.stat().st_size > UPLOAD_LIMIT
+    page.set_input_files("#upload", str(noise))
+    page.wait_for_selector("#canvas[data-items='2']")
+    page.click("#search")
+    assert "413" in _error(page)
+
+    # a bad key: 401 and what to do about it
+    bad = _page(browser, demo, key="s2m_0000_not-a-key")
+    _draw_throat(bad)
+    bad.click("#search")
+    message = _error(bad)
+    assert "401" in message and "API key" in message
+    assert bad.locator("#results").is_visible()
+    assert not page.errors and not bad.errors
+
+
+def test_tablet_width(browser, demo: Demo, tmp_path: Path) -> None:
+    page = _page(browser, demo, viewport=TABLET)
+    _fits(page, TABLET["width"])
+    page.fill("#k", "8")
+    _draw_throat(page)
+    page.wait_for_function("document.querySelectorAll('#preview-hits li img[src^=blob]').length === 10", timeout=TIMEOUT_MS)
+    page.click("#search")
+    page.wait_for_selector("#grid .hit", timeout=TIMEOUT_MS)
+    page.wait_for_function("[...document.querySelectorAll('#grid .hit img')].every(i => i.naturalWidth > 0)")
+    _fits(page, TABLET["width"])
+    _screenshot(page, "sketch_pad_tablet.png", tmp_path, full_page=True)
+
+
+def test_demo_stops_cleanly_on_ctrl_c(demo: Demo) -> None:
+    """Last in the module: Ctrl-C ends the demo's server with exit status 0 and no traceback."""
+    demo.process.send_signal(signal.SIGINT)
+    rest, _ = demo.process.communicate(timeout=30)
+    assert demo.process.returncode == 0, rest
+    assert "Traceback" not in rest and "server stopped" in rest
