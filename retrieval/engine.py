@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -137,6 +138,16 @@ class SearchResult:
 
 
 @dataclass(frozen=True)
+class _StoredCase:
+    """One case's stored vectors of one bundle version, archive side (the engine's cache entry)."""
+
+    appearance: np.ndarray
+    latent: np.ndarray
+    shape: np.ndarray
+    sketch: np.ndarray
+
+
+@dataclass(frozen=True)
 class StoredVectors:
     """Candidates' stored vectors, archive side: rows in `ids` order; shape is [DT_A, A/|A|]."""
 
@@ -162,6 +173,7 @@ class EngineConfig:
     oversample: int = 4  # FAISS candidates per requested hit, re-ranked exactly
     min_candidates: int = 50
     max_k: int = MAX_K
+    stored_cache: int = 2048  # cases whose stored vectors stay in memory (~37 KB each at 64 px)
 
 
 class EngineError(ProjectError):
@@ -183,6 +195,8 @@ class SearchEngine:
         self.version = version
         self._build = build
         self._swap = threading.Lock()
+        self._cache: OrderedDict[tuple[str, int], _StoredCase] = OrderedDict()
+        self._cache_lock = threading.Lock()
 
     @classmethod
     def open(cls, settings: Settings, config: EngineConfig = EngineConfig()) -> "SearchEngine":
@@ -366,13 +380,42 @@ class SearchEngine:
         return ids[0][ids[0] >= 0]
 
     def stored_vectors(self, build: Build, ids: np.ndarray) -> StoredVectors:
-        """The stored appearance and latent vectors and sketches of `ids` (one read for a whole batch)."""
+        """The stored appearance and latent vectors, sketches and archive-side shape vectors of `ids`.
+
+        One DB read for a whole batch, and only for ids not in the cache: a case's stored vectors
+        of a bundle version never change, and its shape vector (a distance transform, ~1 ms) is
+        the re-rank's main cost, so the most recently used `config.stored_cache` cases are kept."""
         id_list = [int(i) for i in ids]
+        with self._cache_lock:
+            cached = {i: self._cache[(build.version, i)] for i in id_list if (build.version, i) in self._cache}
+            for i in cached:
+                self._cache.move_to_end((build.version, i))
+        missing = [i for i in id_list if i not in cached]
+        if missing:
+            fetched = self._fetch_stored(build, missing)
+            cached.update(fetched)
+            with self._cache_lock:
+                for i, row in fetched.items():
+                    self._cache[(build.version, i)] = row
+                while len(self._cache) > self.config.stored_cache:
+                    self._cache.popitem(last=False)
+        found = [i for i in id_list if i in cached]
+        if not found:
+            empty = np.zeros((0, 0), np.float32)
+            return StoredVectors([], empty, empty, np.zeros((0, build.shape.dim), np.float32), {})
+        return StoredVectors(
+            ids=found,
+            appearance=np.stack([cached[i].appearance for i in found]),
+            latent=np.stack([cached[i].latent for i in found]),
+            shape=np.stack([cached[i].shape for i in found]),
+            sketches={i: cached[i].sketch for i in found},
+        )
+
+    def _fetch_stored(self, build: Build, ids: list[int]) -> dict[int, "_StoredCase"]:
         vectors: dict[tuple[int, str], np.ndarray] = {}
-        sketches: dict[int, np.ndarray] = {}
         with self.archive.sessions() as session:
-            for start in range(0, len(id_list), store.LOOKUP_CHUNK):
-                chunk = id_list[start : start + store.LOOKUP_CHUNK]
+            for start in range(0, len(ids), store.LOOKUP_CHUNK):
+                chunk = ids[start : start + store.LOOKUP_CHUNK]
                 rows = session.execute(
                     select(Embedding.image_id, Embedding.kind, Embedding.vector).where(
                         Embedding.model_version == build.version, Embedding.image_id.in_(chunk),
@@ -380,18 +423,13 @@ class SearchEngine:
                     )
                 ).all()
                 vectors.update({(row.image_id, row.kind): np.frombuffer(row.vector, dtype=store.VECTOR_DTYPE) for row in rows})
-            sketches = stored_sketches(session, build.version, id_list)
-        found = [i for i in id_list if (i, APPEARANCE) in vectors and (i, LATENT) in vectors and i in sketches]
+            sketches = stored_sketches(session, build.version, ids)
+        found = [i for i in ids if (i, APPEARANCE) in vectors and (i, LATENT) in vectors and i in sketches]
         if not found:
-            empty = np.zeros((0, 0), np.float32)
-            return StoredVectors([], empty, empty, np.zeros((0, build.shape.dim), np.float32), {})
-        return StoredVectors(
-            ids=found,
-            appearance=np.stack([vectors[(i, APPEARANCE)] for i in found]),
-            latent=np.stack([vectors[(i, LATENT)] for i in found]),
-            shape=archive_vectors(np.stack([sketches[i] for i in found]), build.shape),
-            sketches={i: sketches[i] for i in found},
-        )
+            return {}
+        shapes = archive_vectors(np.stack([sketches[i] for i in found]), build.shape)
+        return {i: _StoredCase(vectors[(i, APPEARANCE)], vectors[(i, LATENT)], shapes[row], sketches[i])
+                for row, i in enumerate(found)}
 
     def rerank(self, build: Build, channels: dict[str, np.ndarray], weights: ChannelWeights,
                ids: np.ndarray, stored: StoredVectors) -> list[tuple[int, float, ChannelScores]]:
