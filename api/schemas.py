@@ -53,6 +53,7 @@ class ImageOut(BaseModel):
     """An archive case's metadata (pseudonymised) with its DICOM identity and URLs."""
 
     image_id: int
+    original_file_name: str | None  # kept only when it passed ingest's identifier screen
     case_id: str | None
     patient_pseudonym: str | None
     diagnosis: str | None

@@ -42,7 +42,7 @@ def _common(settings: ServiceSettings, image_id: int, study: str | None, series:
 def image_out(settings: ServiceSettings, row: Image) -> ImageOut:
     return ImageOut(
         **_common(settings, row.id, row.study_uid, row.series_uid, row.sop_uid),
-        case_id=row.case_ref, patient_pseudonym=row.patient_ref, diagnosis=row.diagnosis,
+        original_file_name=row.original_name, case_id=row.case_ref, patient_pseudonym=row.patient_ref, diagnosis=row.diagnosis,
         findings=list(row.findings or ()), study_date=row.acquired_at.date() if row.acquired_at else None,
         width=row.width, height=row.height,
     )
@@ -63,4 +63,4 @@ def hit_from_record(rank: int, record: dict[str, Any], row: Image) -> Hit:
     return Hit(rank=rank, image_id=row.id, score=float(record["score"]), channels=ChannelScores(**record["channels"]),
                case_ref=row.case_ref, patient_ref=row.patient_ref, diagnosis=row.diagnosis,
                findings=tuple(row.findings or ()), acquired_at=row.acquired_at, study_uid=row.study_uid,
-               series_uid=row.series_uid, sop_uid=row.sop_uid, stored_path=row.stored_path)
+               series_uid=row.series_uid, sop_uid=row.sop_uid, stored_path=row.stored_path, original_name=row.original_name)

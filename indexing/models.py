@@ -93,6 +93,7 @@ class Image(Base):
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     sha256: Mapped[str] = mapped_column(String(SHA256_HEX), unique=True)
     stored_path: Mapped[str] = mapped_column(String(255))
+    original_name: Mapped[str | None] = mapped_column(String(128))  # base name, only if screened (ingest/names.py)
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
     source: Mapped[str] = mapped_column(String(16))

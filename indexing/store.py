@@ -50,6 +50,7 @@ class NewImage:
     width: int
     height: int
     source: str
+    original_name: str | None = None  # the screened base file name (indexing/ingest/names.py)
     case_ref: str | None = None
     patient_ref: str | None = None
     study_uid: str | None = None

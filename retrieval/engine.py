@@ -18,8 +18,10 @@ build it started with, so a swap drops no in-flight query.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -36,6 +38,7 @@ from formats.sketch import canonical_sketch
 from generation.presets import SHIPPED_BUNDLE
 from indexing import store
 from indexing.archive import Archive
+from indexing.faiss_device import place_index
 from indexing.fused_index import Build, ChannelWeights, IndexBuildError, active_build_id, fuse, load_build
 from indexing.models import Embedding, Image
 from indexing.settings import Settings
@@ -120,6 +123,7 @@ class Hit:
     series_uid: str | None
     sop_uid: str | None
     stored_path: str
+    original_name: str | None = None  # only when ingest kept it (indexing/ingest/names.py)
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,16 @@ class SearchResult:
     build_id: int
     filters: Filters
     steps: tuple[np.ndarray, ...] = ()  # uint8 [R, R, 3] each: x_0, x_1 .. x_T (empty by example)
+
+
+@dataclass(frozen=True)
+class _StoredCase:
+    """One case's stored vectors of one bundle version, archive side (the engine's cache entry)."""
+
+    appearance: np.ndarray
+    latent: np.ndarray
+    shape: np.ndarray
+    sketch: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -154,10 +168,12 @@ class StoredVectors:
 class EngineConfig:
     bundle: Path = SHIPPED_BUNDLE
     device: str = "cpu"
+    index_device: str = "auto"  # where the FAISS index searches: auto | cpu | cuda (indexing/faiss_device.py)
     steps: int | None = None  # H's refinement steps (None: what H was trained with)
     oversample: int = 4  # FAISS candidates per requested hit, re-ranked exactly
     min_candidates: int = 50
     max_k: int = MAX_K
+    stored_cache: int = 2048  # cases whose stored vectors stay in memory (~37 KB each at 64 px)
 
 
 class EngineError(ProjectError):
@@ -179,6 +195,8 @@ class SearchEngine:
         self.version = version
         self._build = build
         self._swap = threading.Lock()
+        self._cache: OrderedDict[tuple[str, int], _StoredCase] = OrderedDict()
+        self._cache_lock = threading.Lock()
 
     @classmethod
     def open(cls, settings: Settings, config: EngineConfig = EngineConfig()) -> "SearchEngine":
@@ -191,7 +209,7 @@ class SearchEngine:
         try:
             bundle = Bundle.open(config.bundle)
             version = bundle.version
-            build = _active_build(archive)
+            build = _active_build(archive, config.index_device)
             if build.version != version:
                 raise EngineError(f"the active index build was made with bundle version {build.version}, "
                                   f"this engine loads {version}: run `s2m index build` with this bundle")
@@ -224,7 +242,7 @@ class SearchEngine:
         with self._swap:
             if current == self._build.build_id:
                 return False
-            build = _active_build(self.archive)
+            build = _active_build(self.archive, self.config.index_device)
             if build.version != self.version:
                 raise EngineError(f"the newly active index build is of bundle version {build.version}, not {self.version}")
             self._build = build
@@ -354,18 +372,50 @@ class SearchEngine:
         count = min(build.ntotal, max(k * self.config.oversample, self.config.min_candidates) + 1)
         if count == 0:
             return np.zeros(0, dtype=np.int64)
-        selector = None if allowed is None else faiss.IDSelectorBatch(allowed)
-        _, ids = build.index.search(fused, count, params=_search_parameters(build, selector))
+        if allowed is None and build.placed.gpu_index is not None:  # GPU indexes take no id selector
+            _, ids = build.placed.gpu_index.search(fused, count)
+        else:
+            selector = None if allowed is None else faiss.IDSelectorBatch(allowed)
+            _, ids = build.index.search(fused, count, params=_search_parameters(build, selector))
         return ids[0][ids[0] >= 0]
 
     def stored_vectors(self, build: Build, ids: np.ndarray) -> StoredVectors:
-        """The stored appearance and latent vectors and sketches of `ids` (one read for a whole batch)."""
+        """The stored appearance and latent vectors, sketches and archive-side shape vectors of `ids`.
+
+        One DB read for a whole batch, and only for ids not in the cache: a case's stored vectors
+        of a bundle version never change, and its shape vector (a distance transform, ~1 ms) is
+        the re-rank's main cost, so the most recently used `config.stored_cache` cases are kept."""
         id_list = [int(i) for i in ids]
+        with self._cache_lock:
+            cached = {i: self._cache[(build.version, i)] for i in id_list if (build.version, i) in self._cache}
+            for i in cached:
+                self._cache.move_to_end((build.version, i))
+        missing = [i for i in id_list if i not in cached]
+        if missing:
+            fetched = self._fetch_stored(build, missing)
+            cached.update(fetched)
+            with self._cache_lock:
+                for i, row in fetched.items():
+                    self._cache[(build.version, i)] = row
+                while len(self._cache) > self.config.stored_cache:
+                    self._cache.popitem(last=False)
+        found = [i for i in id_list if i in cached]
+        if not found:
+            empty = np.zeros((0, 0), np.float32)
+            return StoredVectors([], empty, empty, np.zeros((0, build.shape.dim), np.float32), {})
+        return StoredVectors(
+            ids=found,
+            appearance=np.stack([cached[i].appearance for i in found]),
+            latent=np.stack([cached[i].latent for i in found]),
+            shape=np.stack([cached[i].shape for i in found]),
+            sketches={i: cached[i].sketch for i in found},
+        )
+
+    def _fetch_stored(self, build: Build, ids: list[int]) -> dict[int, "_StoredCase"]:
         vectors: dict[tuple[int, str], np.ndarray] = {}
-        sketches: dict[int, np.ndarray] = {}
         with self.archive.sessions() as session:
-            for start in range(0, len(id_list), store.LOOKUP_CHUNK):
-                chunk = id_list[start : start + store.LOOKUP_CHUNK]
+            for start in range(0, len(ids), store.LOOKUP_CHUNK):
+                chunk = ids[start : start + store.LOOKUP_CHUNK]
                 rows = session.execute(
                     select(Embedding.image_id, Embedding.kind, Embedding.vector).where(
                         Embedding.model_version == build.version, Embedding.image_id.in_(chunk),
@@ -373,18 +423,13 @@ class SearchEngine:
                     )
                 ).all()
                 vectors.update({(row.image_id, row.kind): np.frombuffer(row.vector, dtype=store.VECTOR_DTYPE) for row in rows})
-            sketches = stored_sketches(session, build.version, id_list)
-        found = [i for i in id_list if (i, APPEARANCE) in vectors and (i, LATENT) in vectors and i in sketches]
+            sketches = stored_sketches(session, build.version, ids)
+        found = [i for i in ids if (i, APPEARANCE) in vectors and (i, LATENT) in vectors and i in sketches]
         if not found:
-            empty = np.zeros((0, 0), np.float32)
-            return StoredVectors([], empty, empty, np.zeros((0, build.shape.dim), np.float32), {})
-        return StoredVectors(
-            ids=found,
-            appearance=np.stack([vectors[(i, APPEARANCE)] for i in found]),
-            latent=np.stack([vectors[(i, LATENT)] for i in found]),
-            shape=archive_vectors(np.stack([sketches[i] for i in found]), build.shape),
-            sketches={i: sketches[i] for i in found},
-        )
+            return {}
+        shapes = archive_vectors(np.stack([sketches[i] for i in found]), build.shape)
+        return {i: _StoredCase(vectors[(i, APPEARANCE)], vectors[(i, LATENT)], shapes[row], sketches[i])
+                for row, i in enumerate(found)}
 
     def rerank(self, build: Build, channels: dict[str, np.ndarray], weights: ChannelWeights,
                ids: np.ndarray, stored: StoredVectors) -> list[tuple[int, float, ChannelScores]]:
@@ -441,22 +486,23 @@ class SearchEngine:
                 rank=len(hits) + 1, image_id=row.id, score=score, channels=scores, case_ref=row.case_ref,
                 patient_ref=row.patient_ref, diagnosis=row.diagnosis, findings=tuple(row.findings or ()),
                 acquired_at=row.acquired_at, study_uid=row.study_uid, series_uid=row.series_uid, sop_uid=row.sop_uid,
-                stored_path=row.stored_path,
+                stored_path=row.stored_path, original_name=row.original_name,
             ))
             if len(hits) == k:
                 break
         return hits
 
 
-def _active_build(archive: Archive) -> Build:
+def _active_build(archive: Archive, index_device: str) -> Build:
     with archive.sessions() as session:
         row = store.active_index_build(session)
     if row is None:
         raise EngineError("the archive has no active index build: run `s2m index build`")
     try:
-        return load_build(archive, row)
+        build = load_build(archive, row)
     except IndexBuildError as error:
         raise EngineError(str(error)) from error
+    return dataclasses.replace(build, placed=place_index(build.index, index_device, build.nprobe))
 
 
 def _filtered(query: Any, filters: Filters) -> Any:

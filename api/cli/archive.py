@@ -32,6 +32,7 @@ def ingest(
     annotations: Optional[Path] = typer.Option(None, "--annotations", help="COCO JSON with RLE instance masks"),
     dicomweb: Optional[str] = typer.Option(None, "--dicomweb", help="DICOMweb service root (QIDO-RS + WADO-RS), e.g. http://pacs/dicom-web"),
     keep_column: list[str] = typer.Option([], "--keep-column", help="also keep this metadata column as a label (repeatable); otherwise only the known columns and tonsil_grade, patient_sex, patient_age are kept"),
+    keep_file_names: bool = typer.Option(False, "--keep-file-names", help="keep each file's base name when it passes the identifier screen (indexing/ingest/names.py); off by default: names may identify patients"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Add images to the archive; re-ingesting the same files adds nothing (and restores a row's missing file). Skipped files are listed with the reason."""
@@ -47,7 +48,7 @@ def ingest(
 
             report = ingest_dicomweb(archive, DICOMwebClient(url=dicomweb), metadata, progress, tuple(keep_column))
         else:
-            report = ingest_path(archive, path, metadata, annotations, progress, tuple(keep_column))
+            report = ingest_path(archive, path, metadata, annotations, progress, tuple(keep_column), keep_file_names)
     finally:
         archive.close()
     restored = f", {report.restored} missing files restored" if report.restored else ""
@@ -57,6 +58,9 @@ def ingest(
     )
     if report.dropped_columns:
         typer.echo(f"  metadata columns not kept (use --keep-column NAME to keep one): {', '.join(report.dropped_columns)}")
+    if report.names_withheld:
+        why = "they did not pass the identifier screen" if keep_file_names else "use --keep-file-names to keep the ones that pass the identifier screen"
+        typer.echo(f"  original file names not kept for {report.names_withheld} images ({why})")
     for name, reason in report.skipped[:MAX_REASONS_SHOWN]:
         typer.echo(f"  skipped {name}: {reason}")
     if len(report.skipped) > MAX_REASONS_SHOWN:

@@ -69,7 +69,8 @@ def result_record(path: Path, result: "SearchResult") -> dict:
         "timings_ms": {stage: round(ms, 2) for stage, ms in result.timings_ms.items()},
         "hits": [
             {
-                "rank": hit.rank, "image_id": hit.image_id, "case_id": hit.case_ref, "diagnosis": hit.diagnosis,
+                "rank": hit.rank, "image_id": hit.image_id, "original_file_name": hit.original_name,
+                "case_id": hit.case_ref, "diagnosis": hit.diagnosis,
                 "score": round(hit.score, 4),
                 "channels": {name: round(value, 4) for name, value in hit.channels.__dict__.items()},
                 "study_uid": hit.study_uid, "series_uid": hit.series_uid, "sop_uid": hit.sop_uid,
@@ -81,10 +82,10 @@ def result_record(path: Path, result: "SearchResult") -> dict:
 
 def _print_table(path: Path, result: "SearchResult") -> None:
     typer.echo(f"{path.name}  (build {result.build_id}, {sum(result.timings_ms.values()):.0f} ms)")
-    typer.echo(f"{'rank':>4}  {'image':>6}  {'case':<14} {'fused':>7} {'appear.':>7} {'latent':>7} {'shape':>7}  diagnosis")
+    typer.echo(f"{'rank':>4}  {'image':>6}  {'file':<16} {'case':<14} {'fused':>7} {'appear.':>7} {'latent':>7} {'shape':>7}  diagnosis")
     for hit in result.hits:
         channels = hit.channels
-        typer.echo(f"{hit.rank:>4}  {hit.image_id:>6}  {(hit.case_ref or '-'):<14} {hit.score:>7.3f} "
+        typer.echo(f"{hit.rank:>4}  {hit.image_id:>6}  {(hit.original_name or '-'):<16} {(hit.case_ref or '-'):<14} {hit.score:>7.3f} "
                    f"{channels.appearance:>7.3f} {channels.latent:>7.3f} {channels.shape:>7.2f}  {hit.diagnosis or '-'}")
 
 
@@ -116,6 +117,7 @@ def search(
     sheet: Optional[Path] = typer.Option(None, "--sheet", help="PNG contact sheet: sketch, generated image, hits"),
     model: Path = typer.Option(SHIPPED_BUNDLE, "--model", help="the bundle the active index was built with"),
     device: str = typer.Option("auto", "--device"),
+    index_device: str = typer.Option("auto", "--index-device", help="where the FAISS index searches: auto (GPU if faiss and CUDA allow), cpu, cuda"),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="sketches through the networks at once"),
 ) -> None:
     """Find the archive cases closest to each sketch (models loaded once for all of them)."""
@@ -135,7 +137,7 @@ def search(
             canonical.append(canonical_sketch(path, resolution))
         except SketchError as error:
             raise InputError(f"{path.name}: {error}") from None
-    engine = SearchEngine.open(Settings.from_env(), EngineConfig(bundle=model, device=device))
+    engine = SearchEngine.open(Settings.from_env(), EngineConfig(bundle=model, device=device, index_device=index_device))
     try:
         results = []
         for start in range(0, len(canonical), batch_size):

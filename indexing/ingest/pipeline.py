@@ -25,6 +25,7 @@ from indexing import store
 from indexing.filestore import FileStore
 from indexing.ingest.decode import SkipFile, encode_png, pixel_digest
 from indexing.ingest.metadata import CaseMetadata, CocoAnnotations, CocoInstance, MetadataTable, pseudonymize
+from indexing.ingest.names import kept_file_name
 from indexing.ingest.sources import Candidate, IngestItem
 from indexing.integrity import remove_unreferenced
 from indexing.locks import FileStoreLock
@@ -46,6 +47,7 @@ class IngestReport:
     annotations_added: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (item name, reason)
     dropped_columns: list[str] = field(default_factory=list)  # metadata columns not kept (names only)
+    names_withheld: int = 0  # added images whose original file name was not kept (indexing/ingest/names.py)
 
     @property
     def added(self) -> int:
@@ -63,6 +65,7 @@ class IngestContext:
     pseudonym_hex_chars: int
     metadata: MetadataTable = field(default_factory=MetadataTable)
     annotations: CocoAnnotations = field(default_factory=CocoAnnotations)
+    keep_file_names: bool = False  # the operator asks to keep screened file names (indexing/ingest/names.py)
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,7 @@ def _record(context: IngestContext, loaded: _Loaded, sha256: str, stored_path: s
         width=width,
         height=height,
         source=loaded.item.source,
+        original_name=kept_file_name(loaded.item.name, loaded.item.source, context.keep_file_names, patient_id),
         case_ref=case.case_ref,
         patient_ref=pseudonymize(context.pseudonym_key, patient_id, context.pseudonym_hex_chars) if patient_id else None,
         study_uid=pick("study_uid"),
@@ -172,6 +176,7 @@ def _write_batch(context: IngestContext, batch: Sequence[_Loaded], report: Inges
     report.skipped.extend(skipped)
     report.added_ids.extend(added_ids)
     report.annotations_added += sum(len(annotations) for _, annotations in pending)
+    report.names_withheld += sum(1 for record, _ in pending if record.original_name is None and record.source != "dicomweb")
 
 
 def _write_with_retries(context: IngestContext, batch: Sequence[_Loaded], report: IngestReport, number: int) -> None:

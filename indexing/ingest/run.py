@@ -23,7 +23,8 @@ def _run(archive: Archive, items: Sequence[IngestItem], context: IngestContext, 
 
 
 def _context(
-    archive: Archive, metadata_csv: Path | None, annotations_json: Path | None, keep_columns: tuple[str, ...]
+    archive: Archive, metadata_csv: Path | None, annotations_json: Path | None, keep_columns: tuple[str, ...],
+    keep_file_names: bool = False,
 ) -> IngestContext:
     """Side files are read and checked, and the pseudonym key found, before anything is written."""
     metadata = read_metadata_csv(metadata_csv, keep_columns) if metadata_csv else MetadataTable()
@@ -36,6 +37,7 @@ def _context(
         pseudonym_hex_chars=archive.settings.pseudonym_hex_chars,
         metadata=metadata,
         annotations=annotations,
+        keep_file_names=keep_file_names,
     )
 
 
@@ -46,15 +48,18 @@ def ingest_path(
     annotations_json: Path | None = None,
     progress: bool = False,
     keep_columns: tuple[str, ...] = (),
+    keep_file_names: bool = False,
 ) -> IngestReport:
     """Ingest a file, a folder or a phantom dataset; explicit side files override a phantom's own.
 
-    Side files are read (and any error in them raised) before anything is written.
+    Side files are read (and any error in them raised) before anything is written. Original file
+    names are kept only as `indexing.ingest.names` allows (`keep_file_names`: the operator's ask).
     """
     settings = archive.settings
     side_files = tuple(p for p in (metadata_csv, annotations_json) if p is not None)
     found = discover(path, settings.max_image_pixels, settings.max_file_bytes, exclude=side_files)
-    context = _context(archive, metadata_csv or found.metadata_csv, annotations_json or found.annotations_json, keep_columns)
+    context = _context(archive, metadata_csv or found.metadata_csv, annotations_json or found.annotations_json, keep_columns,
+                       keep_file_names)
     return _run(archive, found.items, context, progress)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from formats.errors import InputError
 from formats.images import IMAGE_SUFFIXES
 from indexing.ingest.decode import PHOTO_SOP_CLASSES, DicomFacts, SkipFile, dicom_facts, dicom_pixels, read_dicom_file, read_photo
 
@@ -117,6 +118,10 @@ def _item_or_link(
     return _item_for(path, root, photo_source, max_pixels, max_file_bytes)
 
 
+class NothingToIngestError(InputError):
+    """The path given holds no file at all: almost always the wrong folder, so a usage error (exit 2)."""
+
+
 def discover(path: Path, max_pixels: int, max_file_bytes: int, exclude: tuple[Path, ...] = ()) -> Discovered:
     """Items under `path`: one file, a phantom dataset folder (images/, metadata.csv, annotations.json),
     or any folder (searched recursively; hidden files and the `exclude` side files left out, links
@@ -129,14 +134,18 @@ def discover(path: Path, max_pixels: int, max_file_bytes: int, exclude: tuple[Pa
     if is_phantom_dataset(path):
         images = path / PHANTOM_IMAGES
         annotations = path / PHANTOM_ANNOTATIONS
-        return Discovered(
+        found = Discovered(
             [_item_or_link(p, images, path, "phantom", max_pixels, max_file_bytes) for p in _entries(images, path, recursive=False)],
             path / PHANTOM_METADATA,
             annotations if annotations.is_file() else None,
         )
-    skip = {p.resolve() for p in exclude}
-    files = [p for p in _entries(path, path, recursive=True) if p.resolve() not in skip]
-    return Discovered([_item_or_link(p, path, path, "folder", max_pixels, max_file_bytes) for p in files], None, None)
+    else:
+        skip = {p.resolve() for p in exclude}
+        files = [p for p in _entries(path, path, recursive=True) if p.resolve() not in skip]
+        found = Discovered([_item_or_link(p, path, path, "folder", max_pixels, max_file_bytes) for p in files], None, None)
+    if not found.items:
+        raise NothingToIngestError(f"{path} holds no files to ingest (hidden files and the side files are left out)")
+    return found
 
 
 def _first_value(dataset: dict, tag: str) -> str | None:

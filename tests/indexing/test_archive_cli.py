@@ -82,3 +82,14 @@ def test_bad_metadata_is_a_clear_error_and_writes_nothing(archive: Archive, tmp_
     assert both.exit_code == 2 and "either PATH or --dicomweb" in both.output
     assert "images: 0" in _s2m(archive, "archive", "stats").output
     assert list(archive.files.stored_paths()) == []
+
+
+def test_ingest_of_an_empty_folder_is_a_usage_error_and_writes_nothing(archive: Archive, tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    (empty / ".hidden").mkdir(parents=True)
+    (empty / ".hidden" / "0.png").write_bytes(b"left out: hidden")
+    result = _s2m(archive, "archive", "ingest", str(empty), "--no-progress")
+    assert result.exit_code == 2, result.output
+    assert result.output.strip() == f"error: {empty} holds no files to ingest (hidden files and the side files are left out)"
+    assert "added" not in result.output and "Traceback" not in result.output
+    assert "images: 0 (+0 deleted)" in _s2m(archive, "archive", "stats").output

@@ -1,0 +1,215 @@
+"""Load on the real HTTP service: requests/s and latency of POST /v1/search at 1-64 concurrent clients,
+with micro-batching on and off, on a 10k-image archive embedded with the shipped bundle.
+
+    PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/service_load.py prepare --work data/bench/service
+    PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/service_load.py run --work data/bench/service
+
+`prepare` renders 10,000 phantoms (64 px), ingests them into SQLite, embeds them with S, C and E
+and builds the Flat index (resumable: each step skips what is done), and draws free-hand query
+sketches of 64 held-out phantoms (PNG, 256 px). `run` starts `s2m serve` as its own process for
+each batching setting, warms it up, then for each concurrency N runs N clients, each sending its
+requests one after another (multipart PNG upload, k = 10, full refinement), and writes a JSON
+report (appending to an existing one): requests/s, p50/p95/p99 ms, errors, the mean batch size
+(from /metrics) and the load average. The engine keeps the stored vectors of recently used cases
+in memory; each batching setting starts a fresh server, so each starts with an empty cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+ARCHIVE_SIZE = 10_000
+QUERIES = 64
+SEED = 31
+HELDOUT_SEED = 32
+CONCURRENCY = (1, 4, 16, 64)
+
+
+def _settings(work: Path):  # type: ignore[no-untyped-def]
+    from indexing.settings import Settings
+
+    return Settings(data_dir=work / "data", database_url=f"sqlite:///{work / 'archive.sqlite3'}", pseudonym_key=b"bench-service")
+
+
+def prepare(work: Path, size: int) -> None:
+    import torch
+    from PIL import Image
+
+    from generation.presets import SHIPPED_BUNDLE
+    from indexing import store
+    from indexing.archive import Archive
+    from indexing.db import make_engine, upgrade
+    from indexing.fused_index import build_index
+    from indexing.ingest.run import ingest_path
+    from indexing.vectors import ArchiveModels, embed_archive
+    from phantoms.dataset import generate_dataset
+    from phantoms.preview import SketchStyle, dataset_categories, draw_sketch, load_case
+
+    phantoms = work / "phantoms"
+    if not (phantoms / "metadata.csv").exists():
+        generate_dataset(phantoms, size, 64, SEED, workers=2)
+    heldout = work / "heldout"
+    if not (heldout / "metadata.csv").exists():
+        generate_dataset(heldout, QUERIES, 256, HELDOUT_SEED, workers=1)
+    queries = work / "queries"
+    queries.mkdir(exist_ok=True)
+    categories = dataset_categories(heldout)
+    for path in sorted((heldout / "images").glob("*.png")):
+        target = queries / path.name
+        if not target.exists():
+            Image.fromarray(draw_sketch(load_case(heldout, path.stem, categories), SketchStyle.freehand, HELDOUT_SEED)).save(target)
+    settings = _settings(work)
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    engine.dispose()
+    archive = Archive.open(settings)
+    try:
+        started = time.perf_counter()
+        ingest_path(archive, phantoms, None, None, progress=False)
+        print(f"ingested in {time.perf_counter() - started:.0f} s", flush=True)
+        models = ArchiveModels.load(SHIPPED_BUNDLE, torch.device("cpu"))
+        started = time.perf_counter()
+        report = embed_archive(archive, models, batch_size=32,
+                               on_batch=lambda done, total: print(f"embedded {done}/{total}", flush=True) if done % 640 < 32 else None)
+        print(f"embedded {report.embedded} in {time.perf_counter() - started:.0f} s", flush=True)
+        with archive.sessions() as session:
+            active = store.active_index_build(session)
+        if active is None:
+            build_index(archive, models.version)
+    finally:
+        archive.close()
+    print("prepared", flush=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _key(work: Path) -> str:
+    from indexing import store
+    from indexing.archive import Archive
+
+    archive = Archive.open(_settings(work))
+    try:
+        with archive.sessions.begin() as session:
+            _, token = store.create_api_key(session, "bench", ["search"])
+    finally:
+        archive.close()
+    return token
+
+
+def _batch_stats(metrics: str) -> tuple[float, float]:
+    values = {line.split()[0]: float(line.split()[-1]) for line in metrics.splitlines()
+              if line.startswith(("s2m_search_batch_size_count", "s2m_search_batch_size_sum"))}
+    return values.get("s2m_search_batch_size_count", 0.0), values.get("s2m_search_batch_size_sum", 0.0)
+
+
+async def _load(url: str, token: str, sketches: list[bytes], clients: int, per_client: int) -> dict:
+    import httpx
+
+    latencies: list[float] = []
+    errors = 0
+
+    async def client_loop(client: httpx.AsyncClient, offset: int) -> None:
+        nonlocal errors
+        for i in range(per_client):
+            sketch = sketches[(offset * per_client + i) % len(sketches)]
+            started = time.perf_counter()
+            response = await client.post("/v1/search", files={"sketch": ("q.png", sketch, "image/png")}, data={"k": "10"})
+            latencies.append((time.perf_counter() - started) * 1000.0)
+            if response.status_code != 200:
+                errors += 1
+
+    limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
+    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=600, limits=limits) as client:
+        before = _batch_stats((await client.get("/metrics")).text)
+        started = time.perf_counter()
+        await asyncio.gather(*(client_loop(client, c) for c in range(clients)))
+        wall = time.perf_counter() - started
+        after = _batch_stats((await client.get("/metrics")).text)
+    batches, searches = after[0] - before[0], after[1] - before[1]
+    values = np.array(latencies)
+    return {
+        "clients": clients, "requests": len(latencies), "errors": errors, "wall_s": round(wall, 2),
+        "requests_per_s": round(len(latencies) / wall, 3),
+        **{f"p{q}_ms": round(float(np.percentile(values, q)), 1) for q in (50, 95, 99)},
+        "mean_batch": round(searches / batches, 2) if batches else None,
+        "load_average_after": round(os.getloadavg()[0], 2),
+    }
+
+
+def run(work: Path, report_path: Path, requests_per_client: dict[int, int], batching: list[str], wait_ms: float) -> None:
+    import httpx
+
+    sketches = [path.read_bytes() for path in sorted((work / "queries").glob("*.png"))]
+    token = _key(work)
+    report = json.loads(report_path.read_text()) if report_path.exists() else {"runs": []}
+    report.setdefault("machines", []).append(f"{os.cpu_count()} CPUs, load average before {os.getloadavg()[0]:.2f}")
+    for mode in batching:
+        port = _free_port()
+        env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+               "S2M_DATA_DIR": str(work / "data"), "S2M_DATABASE_URL": _settings(work).database_url,
+               "S2M_PSEUDONYM_KEY": "bench-service", "S2M_BATCH_MAX_SIZE": "16" if mode == "on" else "1",
+               "S2M_BATCH_MAX_WAIT_MS": str(wait_ms), "S2M_RATE_LIMIT_PER_MINUTE": "1000000", "S2M_RATE_LIMIT_BURST": "100000"}
+        server = subprocess.Popen([sys.executable, "-m", "api.cli", "serve", "--port", str(port)], env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 300
+            while True:
+                try:
+                    if httpx.get(f"{url}/readyz", timeout=10).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit("the server did not become ready")
+                time.sleep(0.5)
+            asyncio.run(_load(url, token, sketches, 4, 2))  # warm-up
+            for clients, per_client in requests_per_client.items():
+                row = {"batching": mode, "max_wait_ms": wait_ms if mode == "on" else None, **asyncio.run(_load(url, token, sketches, clients, per_client))}
+                print(json.dumps(row), flush=True)
+                report["runs"].append(row)
+                report_path.write_text(json.dumps(report, indent=2))
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("step", choices=["prepare", "run"])
+    parser.add_argument("--work", type=Path, default=REPO / "data" / "bench" / "service")
+    parser.add_argument("--size", type=int, default=ARCHIVE_SIZE)
+    parser.add_argument("--report", type=Path, default=None)
+    parser.add_argument("--requests", type=str, default="1:24,4:48,16:96,64:192",
+                        help="clients:total requests, comma-separated")
+    parser.add_argument("--batching", type=str, default="on,off")
+    parser.add_argument("--wait-ms", type=float, default=5.0, help="S2M_BATCH_MAX_WAIT_MS when batching is on")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    if args.step == "prepare":
+        prepare(args.work, args.size)
+        return
+    plan = {}
+    for item in args.requests.split(","):
+        clients, total = (int(part) for part in item.split(":"))
+        plan[clients] = max(1, total // clients)
+    run(args.work, args.report or args.work / "service_load.json", plan, args.batching.split(","), args.wait_ms)
+
+
+if __name__ == "__main__":
+    main()
