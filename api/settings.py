@@ -44,6 +44,7 @@ class ServiceSettings:
     archive: Settings
     bundle: Path = SHIPPED_BUNDLE
     device: str = "cpu"
+    index_device: str = "auto"  # where the FAISS index searches (indexing/faiss_device.py)
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     batch_max_size: int = 16
     batch_max_wait_ms: float = 5.0
@@ -65,6 +66,7 @@ class ServiceSettings:
             archive=Settings.from_env(env),
             bundle=Path(env.get("S2M_MODEL") or SHIPPED_BUNDLE),
             device=env.get("S2M_DEVICE") or "cpu",
+            index_device=env.get("S2M_INDEX_DEVICE") or "auto",
             max_upload_bytes=positive_int(env, "S2M_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES),
             batch_max_size=positive_int(env, "S2M_BATCH_MAX_SIZE", cls.batch_max_size),
             batch_max_wait_ms=_milliseconds(env, "S2M_BATCH_MAX_WAIT_MS", cls.batch_max_wait_ms),

@@ -32,6 +32,7 @@ from generation.files import atomic_target
 from indexing import store
 from indexing.archive import Archive
 from indexing.db import session_scope
+from indexing.faiss_device import PlacedIndex
 from indexing.models import Embedding, Image, IndexBuild, utc_now
 from indexing.shape import ShapeConfig, archive_vectors, query_vectors
 from indexing.transforms import ChannelTransform
@@ -131,6 +132,7 @@ class Build:
     factory: str
     nprobe: int
     created_at: datetime
+    placed: PlacedIndex = field(default_factory=PlacedIndex)  # a GPU copy for unfiltered search, if any
 
     @property
     def ntotal(self) -> int:
@@ -318,7 +320,11 @@ def prune_retired_builds(archive: Archive, keep: int = KEEP_RETIRED) -> list[Pat
         path = (data_dir / relative).resolve()
         if path.parent != folder or not path.is_file():
             continue  # already gone, or not a file of ours: leave it
-        path.unlink()
+        try:
+            path.unlink()
+        except OSError as error:  # the new build is active whatever happens here: say so, go on
+            logger.warning("could not delete %s of a retired index build (%s)", path.name, type(error).__name__)
+            continue
         deleted.append(path)
     if deleted:
         logger.info("deleted %d files of retired index builds", len(deleted))

@@ -18,6 +18,7 @@ build it started with, so a swap drops no in-flight query.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections import OrderedDict
@@ -37,6 +38,7 @@ from formats.sketch import canonical_sketch
 from generation.presets import SHIPPED_BUNDLE
 from indexing import store
 from indexing.archive import Archive
+from indexing.faiss_device import place_index
 from indexing.fused_index import Build, ChannelWeights, IndexBuildError, active_build_id, fuse, load_build
 from indexing.models import Embedding, Image
 from indexing.settings import Settings
@@ -166,6 +168,7 @@ class StoredVectors:
 class EngineConfig:
     bundle: Path = SHIPPED_BUNDLE
     device: str = "cpu"
+    index_device: str = "auto"  # where the FAISS index searches: auto | cpu | cuda (indexing/faiss_device.py)
     steps: int | None = None  # H's refinement steps (None: what H was trained with)
     oversample: int = 4  # FAISS candidates per requested hit, re-ranked exactly
     min_candidates: int = 50
@@ -206,7 +209,7 @@ class SearchEngine:
         try:
             bundle = Bundle.open(config.bundle)
             version = bundle.version
-            build = _active_build(archive)
+            build = _active_build(archive, config.index_device)
             if build.version != version:
                 raise EngineError(f"the active index build was made with bundle version {build.version}, "
                                   f"this engine loads {version}: run `s2m index build` with this bundle")
@@ -239,7 +242,7 @@ class SearchEngine:
         with self._swap:
             if current == self._build.build_id:
                 return False
-            build = _active_build(self.archive)
+            build = _active_build(self.archive, self.config.index_device)
             if build.version != self.version:
                 raise EngineError(f"the newly active index build is of bundle version {build.version}, not {self.version}")
             self._build = build
@@ -369,8 +372,11 @@ class SearchEngine:
         count = min(build.ntotal, max(k * self.config.oversample, self.config.min_candidates) + 1)
         if count == 0:
             return np.zeros(0, dtype=np.int64)
-        selector = None if allowed is None else faiss.IDSelectorBatch(allowed)
-        _, ids = build.index.search(fused, count, params=_search_parameters(build, selector))
+        if allowed is None and build.placed.gpu_index is not None:  # GPU indexes take no id selector
+            _, ids = build.placed.gpu_index.search(fused, count)
+        else:
+            selector = None if allowed is None else faiss.IDSelectorBatch(allowed)
+            _, ids = build.index.search(fused, count, params=_search_parameters(build, selector))
         return ids[0][ids[0] >= 0]
 
     def stored_vectors(self, build: Build, ids: np.ndarray) -> StoredVectors:
@@ -487,15 +493,16 @@ class SearchEngine:
         return hits
 
 
-def _active_build(archive: Archive) -> Build:
+def _active_build(archive: Archive, index_device: str) -> Build:
     with archive.sessions() as session:
         row = store.active_index_build(session)
     if row is None:
         raise EngineError("the archive has no active index build: run `s2m index build`")
     try:
-        return load_build(archive, row)
+        build = load_build(archive, row)
     except IndexBuildError as error:
         raise EngineError(str(error)) from error
+    return dataclasses.replace(build, placed=place_index(build.index, index_device, build.nprobe))
 
 
 def _filtered(query: Any, filters: Filters) -> Any:

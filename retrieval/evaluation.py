@@ -13,6 +13,7 @@ from x_T (with H). The weights are chosen on validation queries only.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,6 +63,11 @@ class QueryGroup:
     relevance: np.ndarray  # float [Qs, N]: DICE relevance of each archive column
     diagnoses: np.ndarray  # object [Qs]
     canvases: tuple[int, ...] = field(default=())  # canvas sides the sketches were drawn on (for the report)
+
+    @functools.cached_property
+    def random_ndcg(self) -> np.ndarray:
+        """Per similar-case query, the expected nDCG@10 of a random ranking."""
+        return metrics.random_ndcg_at(self.relevance)
 
 
 def archive_side(engine: SearchEngine) -> ArchiveSide:
@@ -121,7 +127,7 @@ def per_query(scored: ScoredGroup, side: ArchiveSide, row: str) -> dict[str, np.
     if len(group.similar_sketches):
         ndcg = metrics.ndcg_at(scored.similar[row], group.relevance)
         out.update({"similar_ndcg@10": ndcg,
-                    "similar_ndcg@10_normalised": metrics.normalised_ndcg(ndcg, metrics.random_ndcg_at(group.relevance)),
+                    "similar_ndcg@10_normalised": metrics.normalised_ndcg(ndcg, group.random_ndcg),
                     "diagnosis_precision@10": metrics.precision_at(scored.similar[row], group.diagnoses, side.diagnoses)})
     return out
 

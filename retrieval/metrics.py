@@ -17,9 +17,12 @@ BOOTSTRAP_SAMPLES = 1000
 
 
 def ranked_columns(scores: np.ndarray, k: int | None = None) -> np.ndarray:
-    """[Q, N] scores -> [Q, k] archive columns, best first (stable on ties)."""
-    order = np.argsort(-scores, axis=1, kind="stable")
-    return order if k is None else order[:, :k]
+    """[Q, N] scores -> [Q, k] archive columns, best first (ties by column)."""
+    if k is None or k >= scores.shape[1]:
+        return np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]  # the k best, unordered (a tie at the k-th may pick either)
+    order = np.lexsort((top, -np.take_along_axis(scores, top, axis=1)), axis=1)
+    return np.take_along_axis(top, order, axis=1)
 
 
 def true_ranks(scores: np.ndarray, truth: np.ndarray) -> np.ndarray:

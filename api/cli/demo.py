@@ -115,6 +115,7 @@ def prepare_archive(root: Path, dataset: Path, model: Path) -> DemoArchive:
     """Ingest the dataset (if not all in), embed what lacks vectors, index (if the active build is not
     this bundle's over every live image), and make or reuse the demo's API key."""
     from generation.bundle import Bundle
+    from generation.training import make_progress
     from indexing import store
     from indexing.archive import Archive
     from indexing.db import make_engine, upgrade
@@ -145,7 +146,10 @@ def prepare_archive(root: Path, dataset: Path, model: Path) -> DemoArchive:
         status = index_status(archive)
         if status.version != bundle.version or status.not_indexed or status.vector_count != status.live_images:
             began = time.perf_counter()
-            embedded = embed_archive(archive, ArchiveModels.load(bundle, _cpu()))
+            with make_progress() as bar:
+                task = bar.add_task("embed", total=None, status="S, C and E of every image")
+                embedded = embed_archive(archive, ArchiveModels.load(bundle, _cpu()),
+                                         on_batch=lambda done, total: bar.update(task, completed=done, total=total))
             typer.echo(f"embed:           {embedded.embedded} images with bundle {bundle.version} "
                        f"({time.perf_counter() - began:.1f} s)")
             began = time.perf_counter()
@@ -184,7 +188,11 @@ def demo_api_key(archive: "Archive", key_file: Path) -> str:
 
 
 def serve_demo(ready: DemoArchive, model: Path, host: str, port: int) -> None:
-    """Serve the demo archive in this process until Ctrl-C (uvicorn shuts down cleanly on SIGINT)."""
+    """Serve the demo archive in this process until Ctrl-C (uvicorn shuts down cleanly on SIGINT).
+
+    The URL and key are printed once the server accepts connections (the models load first)."""
+    import threading
+
     import uvicorn
 
     from api.app import create_app
@@ -192,14 +200,26 @@ def serve_demo(ready: DemoArchive, model: Path, host: str, port: int) -> None:
 
     environ = {**os.environ, "S2M_DATA_DIR": str(ready.settings.data_dir),
                "S2M_DATABASE_URL": ready.settings.database_url, "S2M_MODEL": str(model)}
-    app = create_app(ServiceSettings.from_env(environ))
+    server = uvicorn.Server(uvicorn.Config(create_app(ServiceSettings.from_env(environ)), host=host, port=port,
+                                           log_level="warning"))
     url = f"http://{host}:{port}/"
-    typer.echo("")
-    typer.echo(f"Sketch2MedI is starting at {url}")
-    typer.echo(f"  API key (paste it into the page): {ready.token}")
-    typer.echo(f"  try: curl -H 'Authorization: Bearer {ready.token}' {url}v1/index")
-    typer.echo("  Ctrl-C stops the server.")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+    def announce() -> None:
+        while not server.started and not server.should_exit:
+            time.sleep(0.1)
+        if server.started:
+            typer.echo("")
+            typer.echo(f"Sketch2MedI is serving at {url}")
+            typer.echo(f"  API key (paste it into the page): {ready.token}")
+            typer.echo(f"  try: curl -H 'Authorization: Bearer {ready.token}' {url}v1/index")
+            typer.echo("  Ctrl-C stops the server.")
+
+    typer.echo("starting the service (loading the models) ...")
+    threading.Thread(target=announce, name="announce", daemon=True).start()
+    try:
+        server.run()
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it shut down on: stopping is this command's normal end
+        pass
     typer.echo("server stopped")
 
 

@@ -117,6 +117,7 @@ def search(
     sheet: Optional[Path] = typer.Option(None, "--sheet", help="PNG contact sheet: sketch, generated image, hits"),
     model: Path = typer.Option(SHIPPED_BUNDLE, "--model", help="the bundle the active index was built with"),
     device: str = typer.Option("auto", "--device"),
+    index_device: str = typer.Option("auto", "--index-device", help="where the FAISS index searches: auto (GPU if faiss and CUDA allow), cpu, cuda"),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="sketches through the networks at once"),
 ) -> None:
     """Find the archive cases closest to each sketch (models loaded once for all of them)."""
@@ -136,7 +137,7 @@ def search(
             canonical.append(canonical_sketch(path, resolution))
         except SketchError as error:
             raise InputError(f"{path.name}: {error}") from None
-    engine = SearchEngine.open(Settings.from_env(), EngineConfig(bundle=model, device=device))
+    engine = SearchEngine.open(Settings.from_env(), EngineConfig(bundle=model, device=device, index_device=index_device))
     try:
         results = []
         for start in range(0, len(canonical), batch_size):

@@ -428,6 +428,7 @@ async function showResults(answer, title) {
   showTimings(answer.timings_ms);
   const grid = $("grid");
   grid.replaceChildren();
+  grid.dataset.queryId = answer.query_id;
   const ranges = channelRanges(answer.results);
   const seen = new Set([...$("diagnoses").options].map((o) => o.value));
   for (const hit of answer.results) {

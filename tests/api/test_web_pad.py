@@ -305,6 +305,16 @@ def test_tablet_width(browser, demo: Demo, tmp_path: Path) -> None:
     _fits(page, TABLET["width"])
     _screenshot(page, "sketch_pad_tablet.png", tmp_path, full_page=True)
 
+    # filters narrow the results: one diagnosis, study dates from 2021 on
+    shown = page.get_attribute("#grid", "data-query-id")
+    page.click("#filters summary")
+    page.fill("#f-diagnosis", "normal")
+    page.fill("#f-from", "2021-01-01")
+    page.click("#search")
+    page.wait_for_function(f"document.getElementById('grid').dataset.queryId !== '{shown}'", timeout=TIMEOUT_MS)
+    metas = page.locator("#grid .hit .meta").all_text_contents()
+    assert metas and all(meta.startswith("normal · ") and meta[-10:] >= "2021-01-01" for meta in metas)
+
 
 def test_demo_stops_cleanly_on_ctrl_c(demo: Demo) -> None:
     """Last in the module: Ctrl-C ends the demo's server with exit status 0 and no traceback."""

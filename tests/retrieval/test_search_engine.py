@@ -147,3 +147,38 @@ def test_s2m_search_finds_an_archive_image_from_its_own_contours(embedded: Archi
     Image.new("L", (128, 128), 255).save(blank)
     refused = subprocess.run([*s2m, "search", str(blank)], env=env, capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2 and "blank" in refused.stderr and "Traceback" not in refused.stderr
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # device placement is no DB matter
+def test_an_index_device_the_machine_lacks_falls_back_to_the_cpu_and_filtered_queries_stay_there(
+        embedded: Archive, archive_models, phantom_archive: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+    import dataclasses
+    import logging
+
+    import faiss
+
+    from indexing.faiss_device import PlacedIndex
+
+    build_index(embedded, archive_models.version)
+    with caplog.at_level(logging.INFO, logger="indexing.faiss_device"):
+        opened = SearchEngine.open(embedded.settings, EngineConfig(bundle=SHIPPED_BUNDLE, device="cpu", index_device="cuda"))
+    try:
+        assert opened.build.placed.device == "cpu"
+        assert any("searches on the CPU" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
+        sketch = _contours(phantom_archive, "000004")
+        expected = [hit.image_id for hit in opened.search(sketch, k=3).hits]
+
+        class StandIn:  # stands for the GPU copy (none here): answers like the CPU index, counts its calls
+            calls = 0
+
+            def search(self, queries, count):  # type: ignore[no-untyped-def]
+                StandIn.calls += 1
+                return opened.build.index.search(queries, count, params=faiss.SearchParameters())
+
+        opened._build = dataclasses.replace(opened.build, placed=PlacedIndex(gpu_index=StandIn()))
+        assert [hit.image_id for hit in opened.search(sketch, k=3).hits] == expected and StandIn.calls == 1
+        diagnosis = _rows(embedded)[0].diagnosis
+        filtered = opened.search(sketch, k=3, filters=Filters(diagnoses=(diagnosis,)))
+        assert StandIn.calls == 1 and all(hit.diagnosis == diagnosis for hit in filtered.hits)  # on the CPU copy
+    finally:
+        opened.close()
