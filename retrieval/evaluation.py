@@ -8,13 +8,19 @@ Query-side vectors come from the engine's own stages, archive-side from the acti
 stored vectors, so the figures are the product's. Rows: the chamfer baseline (untruncated
 contour chamfer of the canonical sketches), each channel alone, and the fused score
 sum_c w_c * kappa_c * s_c (the engine's calibrated fusion) with appearance from x_0 (no H) and
-from x_T (with H). The weights are chosen on validation queries only.
+from x_T (with H), and, given a pix2pix generator, "pix2pix + C": pix2pix's image described by C
+and searched in the appearance channel (the retrieval the paper's strongest baseline gives). The
+weights are chosen on validation queries only. Every row carries its query latency: the wall time
+of the query-side stages it needs plus its brute-force scoring against the archive, per query.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
+import time
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +40,20 @@ CHAMFER_UNTRUNCATED = 1e6  # px: the plain chamfer baseline caps no distance
 BATCH = 64
 VAL, TEST = "val", "test"
 CHAMFER, APPEARANCE_X0, FUSED_X0, FUSED_XT = "chamfer", "appearance_x0", "fused_x0", "fused_xT"
-ROWS = (CHAMFER, APPEARANCE_X0, APPEARANCE, LATENT, SHAPE, FUSED_X0, FUSED_XT)
+PIX2PIX_C = "pix2pix_c"
+ROWS = (CHAMFER, APPEARANCE_X0, APPEARANCE, LATENT, SHAPE, FUSED_X0, FUSED_XT, PIX2PIX_C)
+# The query-side stages each row needs (timed in `row_scores`); each row also scores the archive.
+ROW_STAGES = {
+    CHAMFER: ("canonicalise", "chamfer_vectors"),
+    APPEARANCE_X0: ("canonicalise", "x0", "describe_x0"),
+    APPEARANCE: ("canonicalise", "xT", "describe_xT"),
+    LATENT: ("canonicalise", "x0", "latent_vectors"),
+    SHAPE: ("canonicalise", "shape_vectors"),
+    FUSED_X0: ("canonicalise", "x0", "describe_x0", "latent_vectors", "shape_vectors"),
+    FUSED_XT: ("canonicalise", "xT", "describe_xT", "latent_vectors", "shape_vectors"),
+    PIX2PIX_C: ("canonicalise", "pix2pix", "describe_pix2pix"),
+}
+ROW_CHANNELS = {FUSED_X0: (APPEARANCE_X0, LATENT, SHAPE), FUSED_XT: (APPEARANCE, LATENT, SHAPE)}
 
 
 @dataclass(frozen=True)
@@ -63,11 +82,27 @@ class QueryGroup:
     relevance: np.ndarray  # float [Qs, N]: DICE relevance of each archive column
     diagnoses: np.ndarray  # object [Qs]
     canvases: tuple[int, ...] = field(default=())  # canvas sides the sketches were drawn on (for the report)
+    # per query, for the breakdowns: abstraction level label and canvas side (exact [Qe], similar [Qs])
+    exact_levels: np.ndarray = field(default_factory=lambda: np.array([], dtype=object))
+    exact_canvases: np.ndarray = field(default_factory=lambda: np.array([], dtype=int))
+    similar_levels: np.ndarray = field(default_factory=lambda: np.array([], dtype=object))
+    similar_canvases: np.ndarray = field(default_factory=lambda: np.array([], dtype=int))
+    in_breakdowns: bool = True  # False for re-draws of another group's drawings (the canvas sweeps)
 
     @functools.cached_property
     def random_ndcg(self) -> np.ndarray:
         """Per similar-case query, the expected nDCG@10 of a random ranking."""
         return metrics.random_ndcg_at(self.relevance)
+
+    def subset(self, exact: np.ndarray, similar: np.ndarray) -> "QueryGroup":
+        """The queries selected by two boolean masks ([Qe], [Qs])."""
+        pick = lambda items, mask: [item for item, keep in zip(items, mask) if keep]  # noqa: E731
+        return dataclasses.replace(
+            self, exact_sketches=pick(self.exact_sketches, exact), exact_columns=self.exact_columns[exact],
+            similar_sketches=pick(self.similar_sketches, similar), relevance=self.relevance[similar],
+            diagnoses=self.diagnoses[similar], exact_levels=self.exact_levels[exact],
+            exact_canvases=self.exact_canvases[exact], similar_levels=self.similar_levels[similar],
+            similar_canvases=self.similar_canvases[similar])
 
 
 def archive_side(engine: SearchEngine) -> ArchiveSide:
@@ -82,24 +117,59 @@ def archive_side(engine: SearchEngine) -> ArchiveSide:
                        archive_vectors(vectors.sketches, untruncated))
 
 
+class StageTimer:
+    """Wall seconds per named stage, summed over batches, and the number of queries timed."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.queries = 0
+
+    def run(self, stage: str, work, *args):
+        started = time.perf_counter()
+        result = work(*args)
+        self.seconds[stage] += time.perf_counter() - started
+        return result
+
+    def latency_ms(self, rows) -> dict[str, float]:
+        """Per row: ms per query of its stages and its archive scoring (fused rows score three channels)."""
+        out = {}
+        for row in rows:
+            scoring = sum(self.seconds[f"score_{c}"] for c in ROW_CHANNELS.get(row, (row,)))
+            total = sum(self.seconds[stage] for stage in ROW_STAGES[row]) + scoring
+            out[row] = round(1000.0 * total / max(self.queries, 1), 3)
+        return out
+
+
 @torch.no_grad()
-def row_scores(engine: SearchEngine, side: ArchiveSide, sketches: list[np.ndarray]) -> dict[str, np.ndarray]:
-    """Every single-channel row's scores [Q, N] for `sketches`, through the engine's query stages."""
+def row_scores(engine: SearchEngine, side: ArchiveSide, sketches: list[np.ndarray], pix2pix: torch.nn.Module | None = None,
+               timer: StageTimer | None = None) -> dict[str, np.ndarray]:
+    """Every single-channel row's scores [Q, N] for `sketches`, through the engine's query stages
+    (and pix2pix + C when a pix2pix generator at the engine's resolution is given)."""
     build = engine.build
+    timer = timer if timer is not None else StageTimer()
     untruncated = ShapeConfig(side=build.shape.side, truncation=CHAMFER_UNTRUNCATED)
-    parts: dict[str, list[np.ndarray]] = {name: [] for name in (CHAMFER, APPEARANCE_X0, APPEARANCE, LATENT, SHAPE)}
+    names = (CHAMFER, APPEARANCE_X0, APPEARANCE, LATENT, SHAPE, *((PIX2PIX_C,) if pix2pix is not None else ()))
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    describe = engine.embedder.describe
     for start in range(0, len(sketches), BATCH):
-        canonical = engine.canonicalise(sketches[start : start + BATCH])
+        canonical = timer.run("canonicalise", engine.canonicalise, sketches[start : start + BATCH])
         batch = torch.from_numpy(canonical).float().div(127.5).sub(1.0).unsqueeze(1)
-        output = engine.pipeline.run(batch, engine.config.steps)
-        parts[APPEARANCE_X0].append(engine.embedder.describe(output.x_0).numpy())
-        parts[APPEARANCE].append(engine.embedder.describe(output.image).numpy())
-        parts[LATENT].append(latent_vectors(output.w, engine.pipeline.encoder.w_avg))
-        parts[SHAPE].append(query_vectors(canonical, build.shape))
-        parts[CHAMFER].append(query_vectors(canonical, untruncated))
+        timer.run("x0", engine.pipeline.run, batch, 0)  # timed alone: the rows without H stop here
+        output = timer.run("xT", engine.pipeline.run, batch, engine.config.steps)
+        parts[APPEARANCE_X0].append(timer.run("describe_x0", describe, output.x_0).numpy())
+        parts[APPEARANCE].append(timer.run("describe_xT", describe, output.image).numpy())
+        parts[LATENT].append(timer.run("latent_vectors", latent_vectors, output.w, engine.pipeline.encoder.w_avg))
+        parts[SHAPE].append(timer.run("shape_vectors", query_vectors, canonical, build.shape))
+        parts[CHAMFER].append(timer.run("chamfer_vectors", query_vectors, canonical, untruncated))
+        if pix2pix is not None:
+            image = timer.run("pix2pix", pix2pix, batch.to(next(pix2pix.parameters()).device))
+            parts[PIX2PIX_C].append(timer.run("describe_pix2pix", describe, image).numpy())
+        timer.queries += len(canonical)
     archive = {APPEARANCE_X0: side.vectors.channels[APPEARANCE], APPEARANCE: side.vectors.channels[APPEARANCE],
-               LATENT: side.vectors.channels[LATENT], SHAPE: side.vectors.channels[SHAPE], CHAMFER: side.chamfer}
-    return {name: np.concatenate(value) @ archive[name].T for name, value in parts.items()}
+               LATENT: side.vectors.channels[LATENT], SHAPE: side.vectors.channels[SHAPE], CHAMFER: side.chamfer,
+               PIX2PIX_C: side.vectors.channels[APPEARANCE]}
+    return {name: timer.run(f"score_{name}", np.matmul, np.concatenate(value), archive[name].T)
+            for name, value in parts.items()}
 
 
 def fuse_rows(scores: dict[str, np.ndarray], weights: ChannelWeights, scales: dict[str, float]) -> dict[str, np.ndarray]:
@@ -115,6 +185,10 @@ class ScoredGroup:
     group: QueryGroup
     exact: dict[str, np.ndarray]
     similar: dict[str, np.ndarray]
+
+    def subset(self, exact: np.ndarray, similar: np.ndarray) -> "ScoredGroup":
+        return ScoredGroup(self.group.subset(exact, similar), {k: v[exact] for k, v in self.exact.items()},
+                           {k: v[similar] for k, v in self.similar.items()})
 
 
 def per_query(scored: ScoredGroup, side: ArchiveSide, row: str) -> dict[str, np.ndarray]:
@@ -153,9 +227,12 @@ def choose_weights(scored: list[ScoredGroup], side: ArchiveSide, scales: dict[st
     return best, best_value
 
 
-def score_groups(engine: SearchEngine, side: ArchiveSide, groups: list[QueryGroup]) -> list[ScoredGroup]:
-    return [ScoredGroup(g, row_scores(engine, side, g.exact_sketches) if g.exact_sketches else {},
-                        row_scores(engine, side, g.similar_sketches) if g.similar_sketches else {}) for g in groups]
+def score_groups(engine: SearchEngine, side: ArchiveSide, groups: list[QueryGroup], pix2pix: torch.nn.Module | None = None,
+                 timer: StageTimer | None = None) -> list[ScoredGroup]:
+    def scores(sketches: list[np.ndarray]) -> dict[str, np.ndarray]:
+        return row_scores(engine, side, sketches, pix2pix, timer) if sketches else {}
+
+    return [ScoredGroup(g, scores(g.exact_sketches), scores(g.similar_sketches)) for g in groups]
 
 
 def with_fusion(scored: list[ScoredGroup], weights: ChannelWeights, scales: dict[str, float]) -> list[ScoredGroup]:
@@ -166,7 +243,8 @@ def with_fusion(scored: list[ScoredGroup], weights: ChannelWeights, scales: dict
 def report_rows(scored: list[ScoredGroup], side: ArchiveSide, seed: int = 0) -> dict[str, dict[str, Any]]:
     """Row -> metric -> {mean, ci95} over the given groups' queries."""
     out: dict[str, dict[str, Any]] = {}
-    for row in ROWS:
+    present = {row for item in scored for row in (*item.exact, *item.similar)}
+    for row in (r for r in ROWS if r in present):
         values: dict[str, list[np.ndarray]] = {}
         for item in scored:
             for name, value in per_query(item, side, row).items():
@@ -175,11 +253,29 @@ def report_rows(scored: list[ScoredGroup], side: ArchiveSide, seed: int = 0) -> 
     return out
 
 
-def evaluate(engine: SearchEngine, groups: list[QueryGroup], seed: int = 0) -> dict[str, Any]:
-    """Choose the fused weights on the "val" groups, report every style's "test" groups; see the module docstring."""
+def breakdown(scored: list[ScoredGroup], side: ArchiveSide, field_name: str, seed: int = 0) -> dict[str, dict[str, Any]]:
+    """Rows over the given groups' queries split by a per-query field ("levels" or "canvases")."""
+    values = sorted({str(v) for s in scored for v in (*getattr(s.group, f"exact_{field_name}"),
+                                                         *getattr(s.group, f"similar_{field_name}"))})
+    out = {}
+    for value in values:
+        parts = [s.subset(getattr(s.group, f"exact_{field_name}").astype(str) == value,
+                          getattr(s.group, f"similar_{field_name}").astype(str) == value) for s in scored]
+        out[value] = report_rows(parts, side, seed)
+    return out
+
+
+def evaluate(engine: SearchEngine, groups: list[QueryGroup], seed: int = 0, pix2pix: torch.nn.Module | None = None,
+             unseen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Choose the fused weights on the "val" groups, report every style's "test" groups, and the test
+    queries by abstraction level (seen and `unseen` styles apart) and by canvas side; see the module docstring."""
     side = archive_side(engine)
     scales = engine.build.scales
-    scored = score_groups(engine, side, groups)
+    if pix2pix is not None and pix2pix.config.resolution != engine.pipeline.resolution:
+        raise ValueError(f"the pix2pix generator works at {pix2pix.config.resolution} px, the bundle at "
+                         f"{engine.pipeline.resolution} px; train pix2pix at the bundle's resolution")
+    timer = StageTimer()
+    scored = score_groups(engine, side, groups, pix2pix, timer)
     validation = [s for s in scored if s.group.split == VAL]
     if not validation:
         raise ValueError("no validation queries: the fusion weights are chosen on validation queries only")
@@ -189,7 +285,15 @@ def evaluate(engine: SearchEngine, groups: list[QueryGroup], seed: int = 0) -> d
     styles = sorted({s.group.style for s in scored if s.group.split == TEST})
     per_style = {style: report_rows([s for s in scored if s.group.style == style and s.group.split == TEST], side, seed)
                  for style in styles}
+    tested = [s for s in scored if s.group.split == TEST and s.group.in_breakdowns]
+    by_level = {name: breakdown([s for s in tested if (s.group.style in unseen) == (name == "unseen")], side, "levels", seed)
+                for name in ("seen", "unseen")}
+    present = [row for row in ROWS if row in per_style[styles[0]]] if styles else []
     return {
+        "latency_ms_per_query": timer.latency_ms(present),
+        "latency_note": "query-side stages plus brute-force scoring of the whole archive, this process, per query",
+        "by_level": by_level,
+        "by_canvas": breakdown(tested, side, "canvases", seed),
         "weights": {name: weights.of(name) for name in CHANNELS},
         "validation_objective": round(objective, 4),
         "scales": scales,

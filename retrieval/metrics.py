@@ -93,7 +93,8 @@ def bootstrap_interval(values: np.ndarray, seed: int = 0, samples: int = BOOTSTR
         return (float("nan"), float("nan"))
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, len(values), size=(samples, len(values)))
-    stats = np.array([statistic(values[row]) for row in draws])
+    # the mean of every resample at once (the report's statistic); any other one resample by resample
+    stats = values[draws].mean(axis=1) if statistic is np.mean else np.array([statistic(values[row]) for row in draws])
     low, high = np.percentile(stats, [2.5, 97.5])
     return float(low), float(high)
 

@@ -16,13 +16,12 @@ from typing import Optional
 import typer
 
 from api.cli.errors import add_command
+from api.cli.eval_sketches import DEFAULT_STYLE, draw_freehand, level_label, read_mask
 from generation.presets import SHIPPED_BUNDLE
 
 HELP = "Measure the product end to end on phantom data."
 CANVASES = "64,256,512,1024"
 SWEEP_CANVASES = (64, 1024)
-ABSTRACTION_LEVELS = (0.0, 0.5, 1.0)  # positions in each style's abstraction range
-DEFAULT_STYLE = "default"  # the simulator's default: a drawer style drawn per sketch
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -47,6 +46,7 @@ def retrieval(
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("cpu", "--device"),
     set_weights: bool = typer.Option(False, "--set-weights", help="record the chosen weights in the work archive's build"),
+    pix2pix: Optional[Path] = typer.Option(None, "--pix2pix", help="a bundle with the pix2pix network: adds the pix2pix + C row"),
 ) -> None:
     """Exact-case recall@1/@10, MRR, similar-case nDCG@10 (and normalised), diagnosis precision@10 per style."""
     import time
@@ -54,7 +54,7 @@ def retrieval(
     canvas_sides = _ints(canvases)
     started = time.perf_counter()
     result = run_retrieval_eval(model, archive_count, queries, work, archive_data, canvas_sides, size, seed, device,
-                                set_weights)
+                                set_weights, pix2pix)
     result["seconds"] = round(time.perf_counter() - started, 1)
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(json.dumps(result, indent=2))
@@ -62,15 +62,17 @@ def retrieval(
         line = ", ".join(f"{row} {rows[row].get('exact_recall@10', {}).get('mean', float('nan')):.3f}"
                          for row in ("chamfer", "fused_xT"))
         typer.echo(f"{style}: exact recall@10 {line}")
+    typer.echo("latency ms/query: " + ", ".join(f"{row} {ms:.1f}" for row, ms in result["latency_ms_per_query"].items()))
     typer.echo(f"weights {result['weights']} (chosen on validation); report in {report}")
 
 
 def run_retrieval_eval(model: Path, archive_count: int, queries: int, work: Path, archive_data: Path | None,
-                       canvases: tuple[int, ...], size: int, seed: int, device: str, set_weights: bool) -> dict:
+                       canvases: tuple[int, ...], size: int, seed: int, device: str, set_weights: bool,
+                       pix2pix: Path | None = None) -> dict:
     import sqlalchemy
     import torch
 
-    from generation.bundle import Bundle
+    from generation.bundle import PIX2PIX, Bundle
     from indexing.archive import Archive
     from indexing.db import make_engine, upgrade
     from indexing.fused_index import BuildConfig, build_index
@@ -85,8 +87,12 @@ def run_retrieval_eval(model: Path, archive_count: int, queries: int, work: Path
     from retrieval.evaluation import archive_side, evaluate
 
     bundle = Bundle.open(model)
+    baseline = Bundle.open(pix2pix) if pix2pix is not None else None
+    if baseline is not None:
+        baseline.check([PIX2PIX])
     resolution = int(bundle.info["resolution"])
     work.mkdir(parents=True, exist_ok=True)
+    rendered = archive_data is None
     if archive_data is None:
         archive_data = work / "archive"
         if not (archive_data / "annotations.json").exists():
@@ -115,7 +121,8 @@ def run_retrieval_eval(model: Path, archive_count: int, queries: int, work: Path
     try:
         side = archive_side(engine)
         groups = _query_groups(archive_data, heldout, side, queries, canvases, seed, SEEN_STYLES, UNSEEN_STYLES)
-        result = evaluate(engine, groups, seed)
+        result = evaluate(engine, groups, seed, baseline.load(PIX2PIX, device) if baseline is not None else None,
+                          UNSEEN_STYLES)
         if set_weights:
             archive = Archive.open(settings)
             try:
@@ -125,6 +132,10 @@ def run_retrieval_eval(model: Path, archive_count: int, queries: int, work: Path
     finally:
         engine.close()
     result.update({"model": str(model), "bundle_version": bundle.version, "archive": str(archive_data),
+                   "pix2pix": str(pix2pix) if pix2pix is not None else None,
+                   "pix2pix_version": baseline.version if baseline is not None else None,
+                   "archive_seed": seed if rendered else None,
+                   "heldout_seed": seed + 1000,
                    "heldout": str(heldout), "canvases": list(canvases), "seen_styles": list(SEEN_STYLES),
                    "unseen_styles": list(UNSEEN_STYLES), "seed": seed,
                    "command": "s2m eval retrieval", "random_ndcg_note": "normalised nDCG = (nDCG - random) / (1 - random)"})
@@ -135,11 +146,8 @@ def _query_groups(archive_data: Path, heldout: Path, side, queries: int, canvase
                   seen: tuple[str, ...], unseen: tuple[str, ...]) -> list:
     """Per style: val and test halves of exact-case and similar-case queries; unseen styles test only;
     the default style also at the smallest and largest canvas on the same drawings."""
-    import cv2
     import numpy as np
-    from PIL import Image
 
-    from phantoms.freehand import drawer_style, freehand_sketch, sketch_seed
     from phantoms.preview import case_ids, dataset_categories
     from retrieval.evaluation import TEST, VAL, QueryGroup
     from retrieval.metrics import dice_relevance
@@ -155,19 +163,8 @@ def _query_groups(archive_data: Path, heldout: Path, side, queries: int, canvase
                                    _class_masks(archive_data, archive_names, archive_categories))
     diagnoses_all = _diagnoses(heldout, similar_names)
 
-    def mask(dataset: Path, name: str) -> np.ndarray:
-        with Image.open(dataset / "masks" / f"{name}.png") as image:
-            return np.asarray(image)
-
     def draw(dataset: Path, categories: dict, name: str, style: str, index: int, canvas: int, salt: int) -> np.ndarray:
-        instance = cv2.resize(mask(dataset, name), (canvas, canvas), interpolation=cv2.INTER_NEAREST)
-        query_seed = sketch_seed(seed + salt, f"{style}:{name}")
-        if style == DEFAULT_STYLE:
-            return freehand_sketch(instance, categories[name], query_seed)
-        drawer = drawer_style(style)
-        low, high = drawer.abstraction
-        level = ABSTRACTION_LEVELS[index % len(ABSTRACTION_LEVELS)]
-        return freehand_sketch(instance, categories[name], query_seed, low + (high - low) * level, drawer)
+        return draw_freehand(read_mask(dataset, name), categories[name], name, style, index, canvas, seed + salt)
 
     half = queries // 2
     exact_split = {VAL: exact_names[:half], TEST: exact_names[half:]}
@@ -179,6 +176,7 @@ def _query_groups(archive_data: Path, heldout: Path, side, queries: int, canvase
     for style, split, fixed in plan:
         sides = (fixed,) if fixed is not None else canvases
         e_names, s_part = exact_split[split], similar_split[split]
+        s_count = len(similar_names[s_part])
         groups.append(QueryGroup(
             style=style if fixed is None else f"{style}@{fixed}px", split=split,
             exact_sketches=[draw(archive_data, archive_categories, n, style, i, sides[i % len(sides)], 1)
@@ -187,6 +185,11 @@ def _query_groups(archive_data: Path, heldout: Path, side, queries: int, canvase
             similar_sketches=[draw(heldout, heldout_categories, n, style, i, sides[i % len(sides)], 2)
                               for i, n in enumerate(similar_names[s_part])],
             relevance=relevance_all[s_part], diagnoses=diagnoses_all[s_part], canvases=sides,
+            exact_levels=np.array([level_label(style, i) for i in range(len(e_names))], dtype=object),
+            exact_canvases=np.array([sides[i % len(sides)] for i in range(len(e_names))]),
+            similar_levels=np.array([level_label(style, i) for i in range(s_count)], dtype=object),
+            similar_canvases=np.array([sides[i % len(sides)] for i in range(s_count)]),
+            in_breakdowns=fixed is None,
         ))
     return groups
 

@@ -56,7 +56,7 @@ def build(
     appearance_dims: int = typer.Option(256, "--appearance-dims", min=0, help="PCA dims of the appearance channel (0: none)"),
     shape_dims: int = typer.Option(64, "--shape-dims", min=0, help="PCA dims of the shape channel (0: none)"),
     latent_dims: int = typer.Option(0, "--latent-dims", min=0, help="PCA dims of the latent channel (0: none)"),
-    weights: Optional[str] = typer.Option(None, "--weights", help="appearance,latent,shape weights (default 1,1,1)"),
+    weights: Optional[str] = typer.Option(None, "--weights", help="appearance,latent,shape weights (default 0,0.1,1: indexing.fused_index.ChannelWeights)"),
     nprobe: int = typer.Option(32, "--nprobe", min=1, help="IVF lists searched per query"),
     batch_size: int = typer.Option(32, "--batch-size", min=1),
     device: str = typer.Option("auto", "--device", help="cpu, cuda or auto"),
