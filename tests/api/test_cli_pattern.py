@@ -38,7 +38,7 @@ def test_every_command_is_registered_under_the_error_policy():
 def test_command_modules_register_one_way():
     """No `@app.command` at import time and no imports below the definitions (the old cycle)."""
     for path in sorted(CLI.glob("*.py")):
-        if path.name in ("__init__.py", "__main__.py", "errors.py", "run_options.py"):  # helpers, not commands
+        if path.name in ("__init__.py", "__main__.py", "errors.py", "run_options.py", "eval_sketches.py"):  # helpers
             continue
         tree = ast.parse(path.read_text())
         names = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
