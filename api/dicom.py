@@ -14,6 +14,8 @@ import numpy as np
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
+from formats.dicom import set_rgb_pixels
+
 DESCRIPTION = "SYNTHETIC image generated from a sketch by Sketch2MedI; not an image of a patient"
 LABEL = "SYNTHETIC: generated from a sketch, not a patient image"  # LO: at most 64 characters
 
@@ -51,14 +53,7 @@ def secondary_capture(image: np.ndarray, software_version: str) -> bytes:
     ds.StudyTime = ds.ContentTime = now.strftime("%H%M%S")
     ds.Manufacturer = "Sketch2MedI"
     ds.SoftwareVersions = software_version[:64]
-    ds.SamplesPerPixel = 3
-    ds.PhotometricInterpretation = "RGB"
-    ds.PlanarConfiguration = 0
-    ds.Rows, ds.Columns = int(image.shape[0]), int(image.shape[1])
-    ds.BitsAllocated = ds.BitsStored = 8
-    ds.HighBit = 7
-    ds.PixelRepresentation = 0
-    ds.PixelData = np.ascontiguousarray(image).tobytes()
+    set_rgb_pixels(ds, image)
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()

@@ -6,4 +6,5 @@ it imports nothing of the project.
 - `masks`: instance-id maps, `Instance`, COCO RLE writing and reading.
 - `categories`: the four COCO categories of the paper.
 - `contours`: the one contour function (instance masks -> Sketch).
+- `dicom`: the 8-bit RGB pixel module both DICOM writers set.
 """

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 import torch
 from torch import nn
@@ -103,6 +103,32 @@ def fixed_batch(dataset: Path, sketches: Path, resolution: int, count: int, devi
     pairs = SketchImagePairs(dataset, sketches, resolution, limit=count)
     sketch_batch, image_batch = zip(*(pairs[i] for i in range(len(pairs))))
     return torch.stack(sketch_batch).to(device), torch.stack(image_batch).to(device)  # [N,1,R,R], [N,3,R,R]
+
+
+@dataclass
+class PairedBatches:
+    """A paired loop's data: its training batches from a step on, the fixed batch every sample grid
+    shows (comparable over time) and the fixed free-hand validation batch (None without one)."""
+
+    loader: torch.utils.data.DataLoader
+    samples: tuple[torch.Tensor, torch.Tensor]  # sketches [N,1,R,R], photos [N,3,R,R]
+    validation: tuple[torch.Tensor, torch.Tensor] | None
+    _batches: Iterator[Any]
+
+    @classmethod
+    def open(cls, options: RunOptions, paired: PairedInputs, resolution: int, batch_size: int, sample_count: int,
+             ctx: DistContext, start_step: int) -> "PairedBatches":
+        loader = paired_loader(options, paired, resolution, batch_size, ctx, start_step)
+        batches = iter(loader)
+        samples = fixed_batch(options.data, paired.sketches, resolution, sample_count, ctx.device)
+        validation = paired.validation()
+        val_batch = None if validation is None else fixed_batch(*validation, resolution, sample_count, ctx.device)
+        return cls(loader, samples, val_batch, batches)
+
+    def next(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next training batch on `device`: sketches [B,1,R,R], photos [B,3,R,R]."""
+        sketches, images = next(self._batches)
+        return sketches.to(device, non_blocking=True), images.to(device, non_blocking=True)
 
 
 def comparison_grid(columns: list[torch.Tensor], path: Path) -> None:

@@ -17,6 +17,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
 
+from formats.dicom import set_rgb_pixels
+
 VL_PHOTOGRAPHIC_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.77.1.4"
 MODALITY = "XC"
 BODY_PART = "PHARYNX"
@@ -84,15 +86,7 @@ def build_dataset(image: np.ndarray, metadata: dict[str, str]) -> Dataset:
     ds.BurnedInAnnotation = "NO"
     ds.RecognizableVisualFeatures = "NO"
     ds.LossyImageCompression = "00"
-    # pixels: uncompressed interleaved RGB
-    ds.SamplesPerPixel = 3
-    ds.PhotometricInterpretation = "RGB"
-    ds.PlanarConfiguration = 0
-    ds.Rows, ds.Columns = int(image.shape[0]), int(image.shape[1])
-    ds.BitsAllocated = ds.BitsStored = 8
-    ds.HighBit = 7
-    ds.PixelRepresentation = 0
-    ds.PixelData = np.ascontiguousarray(image).tobytes()
+    set_rgb_pixels(ds, image)
     return ds
 
 

@@ -1,29 +1,105 @@
-"""The options every `s2m train` command shares, declared once so that they read and default alike.
+"""The options that several `s2m train` commands share, declared once so that they read and default alike.
 
-Each command turns them into one `generation.training.RunOptions`; presets are resolved in the
-command, and the loop gets resolved configs only.
+A command names a group by one parameter whose default is the group (`options: RunOptions = RUN`,
+`paired: PairedInputs = PAIRED`); `shared_options(command)` puts the group's options in that
+parameter's place, so `--help` lists them there, and calls the command with the one object they
+make. Presets are resolved in the command, and the loop gets resolved configs only.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 
 import typer
 
-DEVICE = typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto (CUDA when present)")
-SEED = typer.Option(0, "--seed", help="seeds every random stream of the run (process r draws from seed + r)")
-WORKERS = typer.Option(0, "--workers", min=0, help="DataLoader worker processes")
-RESUME = typer.Option(False, "--resume", help="continue from RUN_DIR/checkpoint.pt (same settings)")
-MAX_MINUTES = typer.Option(None, "--max-minutes", min=0.0, help="stop (checkpointed and exported) after this long")
-LIMIT = typer.Option(None, "--limit", min=1, help="use only the first N training images")
-PROGRESS = typer.Option(True, "--progress/--no-progress", help="a progress bar on the main process")
-
-
-def run_options(data: Path, run_dir: Path, bundle: Optional[Path], device: str, seed: int, workers: int,
-                resume: bool, max_minutes: Optional[float], limit: Optional[int], progress: bool):
-    """The shared options as the loops take them."""
+if TYPE_CHECKING:
+    from generation.paired import PairedInputs
     from generation.training import RunOptions
 
-    return RunOptions(data=data, run_dir=run_dir, bundle=bundle, device=device, seed=seed, workers=workers,
-                      resume=resume, max_minutes=max_minutes, limit=limit, progress=progress)
+PHOTOS = typer.Option(..., "--data", help="dataset folder of photos (images/)")
+SKETCHES = typer.Option(..., "--sketches", help="synthesized sketches of those photos, same file names")
+PRESET = typer.Option("small", "--preset", help="tiny, small or paper")
+BATCH_SIZE = typer.Option(None, "--batch-size", min=1, help="per process; default: the preset's")
+
+
+@dataclass(frozen=True)
+class OptionGroup:
+    """Typer options that stand in for one parameter of a command; `build(values, arguments)` makes
+    that parameter's value from the group's own values and the command's other arguments."""
+
+    parameters: tuple[inspect.Parameter, ...]
+    build: Callable[[Mapping[str, Any], Mapping[str, Any]], Any]
+
+
+def _options(**declared: tuple[Any, Any]) -> tuple[inspect.Parameter, ...]:
+    return tuple(inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=annotation, default=option)
+                 for name, (annotation, option) in declared.items())
+
+
+def _run_options(values: Mapping[str, Any], arguments: Mapping[str, Any]) -> RunOptions:
+    from generation.training import RunOptions
+
+    return RunOptions(data=arguments["data"], run_dir=arguments["run_dir"], bundle=arguments.get("bundle"), **values)
+
+
+def _paired_inputs(values: Mapping[str, Any], arguments: Mapping[str, Any]) -> PairedInputs:
+    from generation.paired import PairedInputs
+    from generation.sketch_augment import FREEHAND_AUGMENT
+
+    return PairedInputs(arguments["sketches"], values["val_data"], values["val_sketches"], warm_start=values["warm_start"],
+                        sketch_augment=FREEHAND_AUGMENT if values["freehand_augment"] else None)
+
+
+# What drives a run (generation.training.RunOptions), with the command's --data, --run-dir and --bundle.
+RUN = OptionGroup(_options(
+    max_minutes=(Optional[float], typer.Option(None, "--max-minutes", min=0.0,
+                                               help="stop (checkpointed and exported) after this long")),
+    limit=(Optional[int], typer.Option(None, "--limit", min=1, help="use only the first N training images")),
+    resume=(bool, typer.Option(False, "--resume", help="continue from RUN_DIR/checkpoint.pt (same settings)")),
+    device=(str, typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto (CUDA when present)")),
+    workers=(int, typer.Option(0, "--workers", min=0, help="DataLoader worker processes")),
+    seed=(int, typer.Option(0, "--seed", help="seeds every random stream of the run (process r draws from seed + r)")),
+    progress=(bool, typer.Option(True, "--progress/--no-progress", help="a progress bar on the main process")),
+), _run_options)
+
+# What E and H train on besides the photos (generation.paired.PairedInputs), with the command's --sketches.
+PAIRED = OptionGroup(_options(
+    val_data=(Optional[Path], typer.Option(None, "--val-data", help="held-out photos for free-hand validation")),
+    val_sketches=(Optional[Path], typer.Option(None, "--val-sketches", help="free-hand sketches of --val-data")),
+    warm_start=(Optional[Path], typer.Option(None, "--warm-start", help="bundle whose trained network to start from")),
+    freehand_augment=(bool, typer.Option(False, "--freehand-augment",
+                                         help="augment the training sketches free-hand style")),
+), _paired_inputs)
+
+
+def _evaluated(annotation: Any, command: Callable[..., Any]) -> Any:
+    """A string annotation (postponed evaluation) as the type it names in `command`'s module."""
+    return eval(annotation, command.__globals__) if isinstance(annotation, str) else annotation  # noqa: S307
+
+
+def shared_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """`command` as typer should see it: each parameter whose default is an `OptionGroup` replaced,
+    in place, by the group's options; called with the object the group builds."""
+    groups: dict[str, OptionGroup] = {}
+    parameters: list[inspect.Parameter] = []
+    for parameter in inspect.signature(command).parameters.values():
+        if isinstance(parameter.default, OptionGroup):
+            groups[parameter.name] = parameter.default
+            parameters.extend(parameter.default.parameters)
+        else:
+            parameters.append(parameter.replace(annotation=_evaluated(parameter.annotation, command)))
+
+    @functools.wraps(command)
+    def expanded(**arguments: Any) -> Any:
+        for name, group in groups.items():
+            values = {p.name: arguments.pop(p.name) for p in group.parameters}
+            arguments[name] = group.build(values, arguments)
+        return command(**arguments)
+
+    expanded.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    expanded.__annotations__ = {p.name: p.annotation for p in parameters}
+    return expanded

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from api.cli.errors import add_command
-from api.cli.run_options import DEVICE, LIMIT, MAX_MINUTES, PROGRESS, RESUME, SEED, WORKERS, run_options
+from api.cli.run_options import RUN, shared_options
+
+if TYPE_CHECKING:
+    from generation.training import RunOptions
 
 
 def embedder(
@@ -35,13 +38,7 @@ def embedder(
     perceptual_backbone: Optional[str] = typer.Option(
         None, "--perceptual-backbone", help="Record which perceptual distance the bundle's losses use (see SimilarityConfig)."
     ),
-    max_minutes: Optional[float] = MAX_MINUTES,
-    limit: Optional[int] = LIMIT,
-    resume: bool = RESUME,
-    device: str = DEVICE,
-    workers: int = WORKERS,
-    seed: int = SEED,
-    progress: bool = PROGRESS,
+    options: RunOptions = RUN,
 ) -> None:
     """Train the MoCo v2 embedder C with a k-NN probe each epoch."""
     from generation.losses import PERCEPTUAL_BACKBONES
@@ -52,7 +49,7 @@ def embedder(
         raise typer.BadParameter(f"choose one of {PERCEPTUAL_BACKBONES}", param_hint="--perceptual-backbone")
     try:
         config = EmbedderConfig.for_preset(preset)
-        overrides = {k: v for k, v in {"seed": seed, "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "queue_size": queue_size, "resolution": resolution}.items() if v is not None}
+        overrides = {k: v for k, v in {"seed": options.seed, "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "queue_size": queue_size, "resolution": resolution}.items() if v is not None}
         config = config.replace(**overrides)
     except ValueError as error:
         raise typer.BadParameter(str(error)) from error
@@ -61,7 +58,6 @@ def embedder(
         checkpoint_minutes=checkpoint_minutes, max_steps=max_steps, perceptual_backbone=perceptual_backbone,
         warm_start=warm_start,
     )
-    options = run_options(data, run_dir, bundle, device, seed, workers, resume, max_minutes, limit, progress)
     summary = train_embedder(options, settings, config)
     if summary:
         typer.echo(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items()))
@@ -69,4 +65,4 @@ def embedder(
 
 def register(group: typer.Typer) -> None:
     """Add `s2m train embedder` to the train group."""
-    add_command(group, "embedder", embedder)
+    add_command(group, "embedder", shared_options(embedder))

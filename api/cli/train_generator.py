@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from api.cli.errors import add_command
-from api.cli.run_options import DEVICE, LIMIT, MAX_MINUTES, PROGRESS, RESUME, SEED, WORKERS, run_options
+from api.cli.run_options import RUN, shared_options
+
+if TYPE_CHECKING:
+    from generation.training import RunOptions
 
 
 def train_generator_command(
@@ -25,13 +28,7 @@ def train_generator_command(
     pl_weight: Optional[float] = typer.Option(None, "--pl-weight", help="0 switches path-length regularisation off"),
     sample_every: Optional[int] = typer.Option(None, "--sample-every"),
     checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every"),
-    max_minutes: Optional[float] = MAX_MINUTES,
-    limit: Optional[int] = LIMIT,
-    resume: bool = RESUME,
-    device: str = DEVICE,
-    workers: int = WORKERS,
-    seed: int = SEED,
-    progress: bool = PROGRESS,
+    options: RunOptions = RUN,
 ) -> None:
     """Train StyleGAN2 G and D (non-saturating loss, lazy R1, path length, style mixing, EMA, ADA)."""
     import dataclasses
@@ -45,7 +42,6 @@ def train_generator_command(
     }
     train_config = dataclasses.replace(GanTrainConfig.for_preset(preset),
                                        **{k: v for k, v in overrides.items() if v is not None})
-    options = run_options(data, run_dir, bundle, device, seed, workers, resume, max_minutes, limit, progress)
     result = train_generator(options, GeneratorConfig.for_preset(preset), DiscriminatorConfig.for_preset(preset),
                              train_config)
     typer.echo(f"trained to step {result['step']} ({result['images_seen'] / 1000:.1f} kimg, "
@@ -54,4 +50,4 @@ def train_generator_command(
 
 def register(group: typer.Typer) -> None:
     """Add `s2m train generator` to the train group."""
-    add_command(group, "generator", train_generator_command)
+    add_command(group, "generator", shared_options(train_generator_command))

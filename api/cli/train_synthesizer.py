@@ -3,29 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from api.cli.errors import add_command
-from api.cli.run_options import DEVICE, LIMIT, MAX_MINUTES, PROGRESS, RESUME, SEED, WORKERS, run_options
+from api.cli.run_options import BATCH_SIZE, PRESET, RUN, shared_options
+
+if TYPE_CHECKING:
+    from generation.training import RunOptions
 
 
 def synthesizer(
     data: Path = typer.Option(..., "--data", help="COCO-annotated folder: annotations.json and images/"),
-    preset: str = typer.Option("small", "--preset", help="tiny, small or paper"),
+    preset: str = PRESET,
     run_dir: Path = typer.Option(Path("runs/synthesizer"), "--run-dir", help="logs, checkpoint, overlays"),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="default: the preset's"),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="per process; default: the preset's"),
+    batch_size: Optional[int] = BATCH_SIZE,
     val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="held-out share (default 0.2)"),
     bundle: Optional[Path] = typer.Option(None, "--bundle", help="model bundle folder to save S into at the end"),
-    max_minutes: Optional[float] = MAX_MINUTES,
-    limit: Optional[int] = LIMIT,
-    resume: bool = RESUME,
-    device: str = DEVICE,
-    workers: int = WORKERS,
-    seed: int = SEED,
-    progress: bool = PROGRESS,
+    options: RunOptions = RUN,
 ) -> None:
     """Train the sketch synthesizer S; validation DICE per class is logged every epoch."""
     import dataclasses
@@ -39,7 +36,6 @@ def synthesizer(
         if value is not None
     }
     training = dataclasses.replace(SynthesizerTrainingConfig.for_preset(preset), **overrides)
-    options = run_options(data, run_dir, bundle, device, seed, workers, resume, max_minutes, limit, progress)
     summary = train_synthesizer(options, SynthesizerConfig.for_preset(preset), training)
     if not summary["val_dice"]:  # a non-main torchrun rank: rank 0 reports
         return
@@ -49,4 +45,4 @@ def synthesizer(
 
 def register(group: typer.Typer) -> None:
     """Add `s2m train synthesizer` to the train group."""
-    add_command(group, "synthesizer", synthesizer)
+    add_command(group, "synthesizer", shared_options(synthesizer))

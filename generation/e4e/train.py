@@ -8,7 +8,6 @@ loop live in `generation.paired`.
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +27,10 @@ from generation.e4e.model import (
 )
 from generation.losses import SimilarityConfig
 from generation.paired import (
+    PairedBatches,
     PairedInputs,
     build_similarity_loss,
     comparison_grid,
-    fixed_batch,
-    paired_loader,
     run_record,
     scalar_record,
     warm_start_network,
@@ -40,18 +38,14 @@ from generation.paired import (
 from generation.training import (
     DistContext,
     JsonlLogger,
+    LoopRun,
     RunDir,
     RunOptions,
     all_reduce_gradients,
     all_reduce_mean,
     broadcast_parameters,
-    budget_spent,
     distributed,
-    make_progress,
-    restore_run_state,
     save_loss_curve,
-    save_run_state,
-    seed_everything,
 )
 
 
@@ -68,10 +62,8 @@ def train_encoder(options: RunOptions, paired: PairedInputs, encoder_config: Enc
 
 def _train_encoder(options: RunOptions, paired: PairedInputs, encoder_config: EncoderConfig,
                    similarity_config: SimilarityConfig, config: EncoderTrainConfig, ctx: DistContext) -> Path:
-    started = time.time()
-    seed_everything(options.seed + ctx.rank)
-    device = ctx.device
-    run = RunDir(Path(options.run_dir))
+    loop = LoopRun(options, ctx)
+    device, run = ctx.device, loop.dir
     bundle = Bundle.open(options.required_bundle())
     bundle.check([GENERATOR, EMBEDDER])
     generator = bundle.load(GENERATOR, device)
@@ -91,36 +83,26 @@ def _train_encoder(options: RunOptions, paired: PairedInputs, encoder_config: En
     modules = {"encoder": encoder, "discriminator": discriminator}
     optimizers = {"encoder": opt_e, "discriminator": opt_d}
     configs = {"train": config, "encoder": encoder_config, "similarity": similarity_config}
-    step = 0
+    step = int(loop.resume(modules, optimizers, configs).get("step", 0))
     if options.resume:
-        step = int(restore_run_state(run.checkpoint, ctx, modules, optimizers, configs, options.seed)["step"])
         encoder.set_latent_average(generator.mapping.w_avg)  # the bundle's G may have been re-exported
     broadcast_parameters(encoder, ctx)
     broadcast_parameters(discriminator, ctx)
     encoder_ddp = DistributedDataParallel(encoder) if ctx.distributed else encoder
 
-    batches = iter(paired_loader(options, paired, encoder_config.resolution, config.batch_size, ctx, start_step=step))
-    sample_sketches, sample_images = fixed_batch(options.data, paired.sketches, encoder_config.resolution,
-                                                 config.sample_count, device)
-    validation = paired.validation()
-    val_batch = None if validation is None else fixed_batch(*validation, encoder_config.resolution,
-                                                            config.sample_count, device)
-    if ctx.is_main:
-        run.create()  # only now: bad input above leaves no run folder behind
-    logger = JsonlLogger(run.log, enabled=ctx.is_main)
-    if ctx.is_main and step == 0:
-        logger.log(event="start", preset=config.preset, seed=options.seed, train_config=dataclasses.asdict(config),
-                   encoder_config=dataclasses.asdict(encoder_config), world_size=ctx.world_size,
-                   similarity=similarity_record)
-
-    def save_state() -> None:
-        save_run_state(run.checkpoint, ctx, modules, optimizers, configs, step=step)
+    data = PairedBatches.open(options, paired, encoder_config.resolution, config.batch_size, config.sample_count,
+                              ctx, start_step=step)
+    sample_sketches, sample_images = data.samples
+    val_batch = data.validation
+    logger = loop.open_log(None if step else dict(
+        preset=config.preset, seed=options.seed, train_config=dataclasses.asdict(config),
+        encoder_config=dataclasses.asdict(encoder_config), world_size=ctx.world_size, similarity=similarity_record))
 
     last_record: dict[str, float] = {}
-    with make_progress(disable=not (ctx.is_main and options.progress)) as progress:
+    with loop.progress() as progress:
         task = progress.add_task("encoder", total=config.steps, completed=step, status="")
-        while step < config.steps and not budget_spent(time.time() - started, options.max_minutes, ctx):
-            sketches, images = (t.to(device, non_blocking=True) for t in next(batches))  # [B,1,R,R], [B,3,R,R]
+        while step < config.steps and not loop.out_of_time():
+            sketches, images = data.next(device)  # [B,1,R,R], [B,3,R,R]
             encoder.train()
             w_fake = encoder_ddp(sketches)  # [B, w_dim]
 
@@ -161,10 +143,10 @@ def _train_encoder(options: RunOptions, paired: PairedInputs, encoder_config: En
                 _encoder_samples(encoder, generator, similarity, sample_sketches, sample_images, val_batch,
                                  run, step, logger, ctx)
             if step % config.checkpoint_every == 0:
-                save_state()
+                loop.save(step=step)
             progress.update(task, completed=step)
 
-    save_state()
+    loop.save(step=step)
     if ctx.is_main:
         _encoder_samples(encoder, generator, similarity, sample_sketches, sample_images, val_batch, run, step,
                          logger, ctx)

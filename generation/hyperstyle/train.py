@@ -8,7 +8,6 @@ back-propagated on its own (earlier steps detached, as HyperStyle does); one opt
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +21,10 @@ from generation.hyperstyle.config import HyperNetworkConfig, RefinerTrainConfig
 from generation.hyperstyle.model import HyperNetwork, refinement_step
 from generation.losses import SimilarityConfig
 from generation.paired import (
+    PairedBatches,
     PairedInputs,
     build_similarity_loss,
     comparison_grid,
-    fixed_batch,
-    paired_loader,
     run_record,
     warm_start_network,
 )
@@ -34,17 +32,13 @@ from generation.pipeline import Sketch2MedI
 from generation.training import (
     DistContext,
     JsonlLogger,
+    LoopRun,
     RunDir,
     RunOptions,
     all_reduce_mean,
     broadcast_parameters,
-    budget_spent,
     distributed,
-    make_progress,
-    restore_run_state,
     save_loss_curve,
-    save_run_state,
-    seed_everything,
 )
 
 
@@ -57,10 +51,8 @@ def train_refiner(options: RunOptions, paired: PairedInputs, hyper_config: Hyper
 
 def _train_refiner(options: RunOptions, paired: PairedInputs, hyper_config: HyperNetworkConfig,
                    similarity_config: SimilarityConfig, config: RefinerTrainConfig, ctx: DistContext) -> Path:
-    started = time.time()
-    seed_everything(options.seed + ctx.rank)
-    device = ctx.device
-    run = RunDir(Path(options.run_dir))
+    loop = LoopRun(options, ctx)
+    device, run = ctx.device, loop.dir
     bundle = Bundle.open(options.required_bundle())
     bundle.check([GENERATOR, ENCODER, EMBEDDER])
     bundle.check_trained_against_generator([ENCODER])
@@ -76,33 +68,23 @@ def _train_refiner(options: RunOptions, paired: PairedInputs, hyper_config: Hype
 
     modules, optimizers = {"refiner": hypernet}, {"refiner": optimizer}
     configs = {"train": config, "refiner": hyper_config, "similarity": similarity_config}
-    step = 0
-    if options.resume:
-        step = int(restore_run_state(run.checkpoint, ctx, modules, optimizers, configs, options.seed)["step"])
+    step = int(loop.resume(modules, optimizers, configs).get("step", 0))
     broadcast_parameters(hypernet, ctx)
     hypernet_ddp = DistributedDataParallel(hypernet) if ctx.distributed else hypernet
 
-    batches = iter(paired_loader(options, paired, hyper_config.resolution, config.batch_size, ctx, start_step=step))
-    samples = fixed_batch(options.data, paired.sketches, hyper_config.resolution, config.sample_count, device)
-    validation = paired.validation()
-    val_batch = None if validation is None else fixed_batch(*validation, hyper_config.resolution,
-                                                            config.sample_count, device)
-    if ctx.is_main:
-        run.create()  # only now: bad input above leaves no run folder behind
-    logger = JsonlLogger(run.log, enabled=ctx.is_main)
-    if ctx.is_main and step == 0:
-        logger.log(event="start", preset=config.preset, seed=options.seed, train_config=dataclasses.asdict(config),
-                   refiner_config=dataclasses.asdict(hyper_config), layers=hypernet.layer_names,
-                   world_size=ctx.world_size, similarity=similarity_record)
-
-    def save_state() -> None:
-        save_run_state(run.checkpoint, ctx, modules, optimizers, configs, step=step)
+    data = PairedBatches.open(options, paired, hyper_config.resolution, config.batch_size, config.sample_count,
+                              ctx, start_step=step)
+    samples, val_batch = data.samples, data.validation
+    logger = loop.open_log(None if step else dict(
+        preset=config.preset, seed=options.seed, train_config=dataclasses.asdict(config),
+        refiner_config=dataclasses.asdict(hyper_config), layers=hypernet.layer_names, world_size=ctx.world_size,
+        similarity=similarity_record))
 
     last_record: dict[str, float] = {}
-    with make_progress(disable=not (ctx.is_main and options.progress)) as progress:
+    with loop.progress() as progress:
         task = progress.add_task("refiner", total=config.steps, completed=step, status="")
-        while step < config.steps and not budget_spent(time.time() - started, options.max_minutes, ctx):
-            sketches, images = (t.to(device, non_blocking=True) for t in next(batches))  # [B,1,R,R], [B,3,R,R]
+        while step < config.steps and not loop.out_of_time():
+            sketches, images = data.next(device)  # [B,1,R,R], [B,3,R,R]
             hypernet.train()
             logging = (step + 1) % config.log_every == 0 or step + 1 == config.steps
             with torch.no_grad():
@@ -128,10 +110,10 @@ def _train_refiner(options: RunOptions, paired: PairedInputs, hyper_config: Hype
                 _refiner_samples(encoder, generator, hypernet, similarity, samples, val_batch, config, run, step,
                                  logger, ctx)
             if step % config.checkpoint_every == 0:
-                save_state()
+                loop.save(step=step)
             progress.update(task, completed=step)
 
-    save_state()
+    loop.save(step=step)
     if ctx.is_main:
         _refiner_samples(encoder, generator, hypernet, similarity, samples, val_batch, config, run, step, logger, ctx)
         save_loss_curve(run.log, run.loss_curve, [f"sim_step{t}" for t in range(config.refinement_steps + 1)])

@@ -8,7 +8,6 @@ the updated D, G step on the non-saturating adversarial term + lambda * |x - G(x
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 
 import torch
@@ -16,23 +15,18 @@ import torch.nn.functional as F
 
 from generation.bundle import PIX2PIX, save_network
 from generation.data import dataset_fingerprint
-from generation.paired import PairedInputs, comparison_grid, fixed_batch, paired_loader, scalar_record
+from generation.paired import PairedBatches, PairedInputs, comparison_grid, scalar_record
 from generation.pix2pix.config import Pix2PixConfig, Pix2PixTrainConfig
 from generation.pix2pix.model import PatchDiscriminator, UNetGenerator
 from generation.training import (
     DistContext,
-    JsonlLogger,
+    LoopRun,
     RunDir,
     RunOptions,
     all_reduce_gradients,
     broadcast_parameters,
-    budget_spent,
     distributed,
-    make_progress,
-    restore_run_state,
     save_loss_curve,
-    save_run_state,
-    seed_everything,
 )
 
 LOSS_KEYS = ["loss_D", "loss_G_adv", "loss_G_l1"]
@@ -65,10 +59,8 @@ def train_pix2pix(options: RunOptions, paired: PairedInputs, net_config: Pix2Pix
 
 def _train(options: RunOptions, paired: PairedInputs, net_config: Pix2PixConfig, config: Pix2PixTrainConfig,
            ctx: DistContext) -> Path:
-    started = time.time()
-    seed_everything(options.seed + ctx.rank)
-    device = ctx.device
-    run = RunDir(Path(options.run_dir))
+    loop = LoopRun(options, ctx)
+    device, run = ctx.device, loop.dir
     bundle_dir = options.required_bundle()
     generator = UNetGenerator(net_config).to(device)
     discriminator = PatchDiscriminator(net_config).to(device)
@@ -77,30 +69,22 @@ def _train(options: RunOptions, paired: PairedInputs, net_config: Pix2PixConfig,
     modules = {"generator": generator, "discriminator": discriminator}
     optimizers = {"generator": opt_g, "discriminator": opt_d}
     configs = {"train": config, "pix2pix": net_config}
-    step = 0
-    if options.resume:
-        step = int(restore_run_state(run.checkpoint, ctx, modules, optimizers, configs, options.seed)["step"])
+    step = int(loop.resume(modules, optimizers, configs).get("step", 0))
     for module in modules.values():
         broadcast_parameters(module, ctx)
     # Not DDP-wrapped: D runs three times per step; gradients are averaged by hand instead.
-    loader = paired_loader(options, paired, net_config.resolution, config.batch_size, ctx, start_step=step)
-    batches = iter(loader)
-    samples = fixed_batch(options.data, paired.sketches, net_config.resolution, config.sample_count, device)
-    if ctx.is_main:
-        run.create()  # only now: bad input above leaves no run folder behind
-    logger = JsonlLogger(run.log, enabled=ctx.is_main)
-    if ctx.is_main and step == 0:
-        logger.log(event="start", preset=config.preset, seed=options.seed, train_config=dataclasses.asdict(config),
-                   pix2pix_config=dataclasses.asdict(net_config), world_size=ctx.world_size)
-
-    def save_state() -> None:
-        save_run_state(run.checkpoint, ctx, modules, optimizers, configs, step=step)
+    data = PairedBatches.open(options, paired, net_config.resolution, config.batch_size, config.sample_count, ctx,
+                              start_step=step)
+    samples = data.samples
+    logger = loop.open_log(None if step else dict(
+        preset=config.preset, seed=options.seed, train_config=dataclasses.asdict(config),
+        pix2pix_config=dataclasses.asdict(net_config), world_size=ctx.world_size))
 
     last: dict[str, float] = {}
-    with make_progress(disable=not (ctx.is_main and options.progress)) as progress:
+    with loop.progress() as progress:
         task = progress.add_task("pix2pix", total=config.steps, completed=step, status="")
-        while step < config.steps and not budget_spent(time.time() - started, options.max_minutes, ctx):
-            sketches, images = (t.to(device, non_blocking=True) for t in next(batches))  # [B,1,R,R], [B,3,R,R]
+        while step < config.steps and not loop.out_of_time():
+            sketches, images = data.next(device)  # [B,1,R,R], [B,3,R,R]
             generator.train(), discriminator.train()
             fake = generator(sketches)  # [B, 3, R, R]
             loss_d = discriminator_loss(discriminator, sketches, images, fake)
@@ -121,16 +105,16 @@ def _train(options: RunOptions, paired: PairedInputs, net_config: Pix2PixConfig,
             if step % config.sample_every == 0:
                 _samples(generator, samples, run, step, ctx)
             if step % config.checkpoint_every == 0:
-                save_state()
+                loop.save(step=step)
             progress.update(task, completed=step)
 
-    save_state()
+    loop.save(step=step)
     if ctx.is_main:
         _samples(generator, samples, run, step, ctx)
         save_loss_curve(run.log, run.loss_curve, LOSS_KEYS)
         save_network(bundle_dir, PIX2PIX, generator.eval(), net_config, steps=step,
                      train_config=dataclasses.asdict(config), data_fingerprint=dataset_fingerprint(options.data),
-                     train_pairs=len(loader.dataset), final_losses=last)
+                     train_pairs=len(data.loader.dataset), final_losses=last)
         logger.log(event="exported", step=step, bundle=str(bundle_dir))
     return run.root
 

@@ -31,7 +31,7 @@ from indexing.fused_index import build_index
 from indexing.ingest.run import ingest_path
 from indexing.settings import Settings
 from indexing.vectors import embed_archive
-from tests.indexing.conftest import TEST_KEY, postgres_database  # noqa: F401 (fixture)
+from tests.indexing.conftest import TEST_KEY, emptied_postgres, postgres_database  # noqa: F401 (fixture)
 from tests.retrieval.conftest import BATCH, archive_models, phantom_archive  # noqa: F401 (fixtures)
 
 
@@ -82,14 +82,7 @@ def served_archive(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
     if request.param == "sqlite":
         url = f"sqlite:///{root / 'archive.sqlite3'}"
     else:
-        from sqlalchemy import text
-
-        url = request.getfixturevalue("postgres_database")
-        engine = make_engine(url)
-        with engine.begin() as connection:
-            connection.execute(text("DROP SCHEMA public CASCADE"))
-            connection.execute(text("CREATE SCHEMA public"))
-        engine.dispose()
+        url = emptied_postgres(request)
     settings = Settings(data_dir=root / "data", database_url=url, pseudonym_key=TEST_KEY)
     engine = make_engine(url)
     upgrade(engine)

@@ -66,6 +66,26 @@ def test_a_run_resumed_with_another_config_is_refused_before_anything_loads(tmp_
     assert torch.equal(other.weight, before)
 
 
+def test_a_loop_run_seeds_leaves_no_folder_before_its_log_and_resumes_what_it_saved(tmp_path):
+    from generation.training import LoopRun, RunOptions, read_jsonl
+
+    alone = DistContext(rank=0, world_size=1, device=torch.device("cpu"))
+    options = RunOptions(data=tmp_path, run_dir=tmp_path / "run", seed=4, progress=False)
+    loop = LoopRun(options, alone)
+    assert torch.equal(torch.rand(2), (torch.manual_seed(4), torch.rand(2))[1])  # seeded with seed + rank
+    module, optimizer, config = _run_parts(seed=0)
+    assert loop.resume({"net": module}, {"net": optimizer}, {"train": config}) == {}  # a fresh run
+    assert not (tmp_path / "run").exists() and not loop.out_of_time()
+    loop.open_log({"preset": "tiny"}).log(step=1)
+    loop.save(step=3)
+    assert [r.get("event") for r in read_jsonl(tmp_path / "run" / "log.jsonl")] == ["start", None]
+
+    again = LoopRun(RunOptions(data=tmp_path, run_dir=tmp_path / "run", resume=True), alone)
+    fresh, fresh_optimizer, _ = _run_parts(seed=1)
+    assert again.resume({"net": fresh}, {"net": fresh_optimizer}, {"train": config}) == {"step": 3}
+    assert torch.equal(fresh.weight, module.weight)
+
+
 def test_configs_decode_strictly_with_nested_configs_tuples_and_later_defaults():
     import dataclasses
 

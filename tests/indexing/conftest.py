@@ -54,6 +54,11 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty database (no schema) on the parametrised backend."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'archive.sqlite3'}"
+    return emptied_postgres(request)
+
+
+def emptied_postgres(request: pytest.FixtureRequest) -> str:
+    """The session's PostgreSQL database (`postgres_database`) with its schema dropped: a fresh start."""
     from sqlalchemy import text
 
     url = request.getfixturevalue("postgres_database")
