@@ -223,7 +223,12 @@ def _diagnoses(dataset: Path, names: list[str]):
 
 
 def register(app: typer.Typer) -> None:
-    """Add the `s2m eval` command group (issue 20 adds `generation` and `all` to the same group)."""
+    """Add the `s2m eval` command group: `retrieval`, `generation` (api/cli/eval_generation.py), `all` (eval_all.py)."""
+    from api.cli.eval_all import all_
+    from api.cli.eval_generation import generation
+
     group = typer.Typer(help=HELP, no_args_is_help=True)
     add_command(group, "retrieval", retrieval)
+    add_command(group, "generation", generation)
+    add_command(group, "all", all_)
     app.add_typer(group, name="eval")

@@ -57,3 +57,31 @@ def test_ssim_is_one_for_identical_images_and_falls_with_noise() -> None:
     assert (ssim(images, -images) < 0.2).all()  # inverted contrast shares no structure sign
     with pytest.raises(ValueError):
         ssim(images, images[:, :1])
+
+
+def test_frechet_with_fewer_samples_than_dimensions_equals_the_sqrtm_formula() -> None:
+    from scipy import linalg
+
+    rng = np.random.default_rng(4)
+    a = rng.normal(size=(40, 64))
+    b = rng.normal(loc=0.3, size=(30, 64)) @ rng.normal(size=(64, 64)) * 0.3
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    expected = (np.sum((a.mean(0) - b.mean(0)) ** 2) + np.trace(cov_a) + np.trace(cov_b)
+                - 2 * np.trace(np.real(linalg.sqrtm(cov_a @ cov_b))))
+    assert frechet_distance(a, b) == pytest.approx(expected, rel=1e-6)
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-8)
+    many = rng.normal(size=(100, 8))  # more samples than dimensions: the sqrtm path
+    assert frechet_distance(many, many) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_mean_dice_is_100_for_identical_masks_0_for_disjoint_and_nan_for_nothing() -> None:
+    from generation.quality_eval import mean_dice
+    from generation.solov2.instances import Instance
+
+    left, right = np.zeros((8, 8), bool), np.zeros((8, 8), bool)
+    left[:, :4], right[:, 4:] = True, True
+    tonsil, wall = Instance(3, 1.0, left), Instance(2, 1.0, right)
+    assert mean_dice([tonsil, wall], [tonsil, wall]) == 100.0
+    assert mean_dice([Instance(3, 1.0, right)], [tonsil]) == 0.0  # same class, disjoint pixels
+    assert mean_dice([wall], [tonsil]) == 0.0  # each class only on one side
+    assert np.isnan(mean_dice([], []))

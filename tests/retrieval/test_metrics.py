@@ -45,3 +45,14 @@ def test_precision_by_label_and_bootstrap_interval() -> None:
     low, high = metrics.bootstrap_interval(values)
     assert low < 0.5 < high and high - low < 0.25
     assert metrics.bootstrap_interval(np.ones(10)) == (1.0, 1.0)
+
+
+def test_a_ranking_with_known_recall_and_ndcg() -> None:
+    scores = np.array([[0.9, 0.1, 0.5]])  # ranks columns 0, 2, 1
+    relevance = np.array([[0.5, 1.0, 0.0]])
+    # DCG = 0.5 / log2 2 + 0 / log2 3 + 1 / log2 4; ideal = 1 / log2 2 + 0.5 / log2 3 + 0
+    expected = (0.5 + 0.5) / (1 + 0.5 / np.log2(3))
+    assert metrics.ndcg_at(scores, relevance, k=3)[0] == pytest.approx(expected)
+    ranks = metrics.true_ranks(scores, np.array([1]))  # the exact case is column 1, ranked last
+    assert ranks[0] == 3 and metrics.recall_at(ranks, 2)[0] == 0 and metrics.recall_at(ranks, 3)[0] == 1
+    assert metrics.reciprocal_rank(ranks)[0] == pytest.approx(1 / 3)
