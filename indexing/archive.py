@@ -64,3 +64,9 @@ class Archive:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def __enter__(self) -> "Archive":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import typer
 
+from api.cli.archive import open_archive
 from api.cli.errors import add_command
 from formats.errors import InputError
-
-
-def _archive():  # type: ignore[no-untyped-def]
-    from indexing.archive import Archive
-    from indexing.settings import Settings
-
-    return Archive.open(Settings.from_env())
 
 
 def create(
@@ -28,13 +22,10 @@ def create(
     unknown = sorted(set(scopes) - set(SCOPES))
     if unknown:
         raise InputError(f"unknown scope {unknown[0]!r}: use one of {', '.join(SCOPES)}")
-    archive = _archive()
-    try:
+    with open_archive() as archive:
         with archive.sessions.begin() as session:
             key, token = store.create_api_key(session, name.strip(), scopes)
             key_id = key.id
-    finally:
-        archive.close()
     typer.echo(f"created API key {key_id} ({name.strip()}, scopes {', '.join(sorted(set(scopes)))}); "
                "its token, shown only now:", err=True)
     typer.echo(token)
@@ -44,12 +35,9 @@ def list_keys() -> None:
     """Every key: id, name, scopes, created, revoked (never a secret)."""
     from indexing import store
 
-    archive = _archive()
-    try:
+    with open_archive() as archive:
         with archive.sessions() as session:
             keys = store.list_api_keys(session)
-    finally:
-        archive.close()
     typer.echo(f"{'id':>4}  {'name':<24} {'scopes':<14} {'created':<20} revoked")
     for key in keys:
         revoked = key.revoked_at.strftime("%Y-%m-%d %H:%M") if key.revoked_at else "-"
@@ -60,12 +48,9 @@ def revoke(key_id: int = typer.Argument(..., help="the key's id (from `s2m apike
     """Revoke a key: its token is refused from now on (the row stays for the audit log)."""
     from indexing import store
 
-    archive = _archive()
-    try:
+    with open_archive() as archive:
         with archive.sessions.begin() as session:
             store.revoke_api_key(session, key_id)
-    finally:
-        archive.close()
     typer.echo(f"revoked API key {key_id}")
 
 

@@ -17,9 +17,10 @@ HELP = "The archive store: ingest, list, show, stats, delete, check, export."
 MAX_REASONS_SHOWN = 50
 
 
-def _open(read_only: bool = False) -> "Archive":
-    """The archive of the environment's settings; `read_only` for commands that only look (they work
-    on a read-only database file and write nothing)."""
+def open_archive(read_only: bool = False) -> "Archive":
+    """The archive of the environment's settings, for every command that uses it (`with ... as archive`,
+    closed however the command ends); `read_only` for commands that only look (they work on a
+    read-only database file and write nothing)."""
     from indexing.archive import Archive
     from indexing.settings import Settings
 
@@ -41,16 +42,13 @@ def ingest(
         raise typer.Exit(2)
     from indexing.ingest.run import ingest_dicomweb, ingest_path
 
-    archive = _open()
-    try:
+    with open_archive() as archive:
         if dicomweb is not None:
             from dicomweb_client.api import DICOMwebClient
 
             report = ingest_dicomweb(archive, DICOMwebClient(url=dicomweb), metadata, progress, tuple(keep_column))
         else:
             report = ingest_path(archive, path, metadata, annotations, progress, tuple(keep_column), keep_file_names)
-    finally:
-        archive.close()
     restored = f", {report.restored} missing files restored" if report.restored else ""
     typer.echo(
         f"added {report.added} images ({report.annotations_added} annotations), "
@@ -76,12 +74,9 @@ def list_images(
     """List archive images (id, size, source, diagnosis, study UID)."""
     from indexing import store
 
-    archive = _open(read_only=True)
-    try:
+    with open_archive(read_only=True) as archive:
         with archive.sessions() as session:
             rows = store.list_images(session, offset, limit, include_deleted, diagnosis)
-    finally:
-        archive.close()
     for image in rows:
         deleted = "  (deleted)" if image.deleted_at else ""
         typer.echo(
@@ -96,8 +91,7 @@ def show(image_id: int = typer.Argument(...)) -> None:
 
     from indexing import store
 
-    archive = _open(read_only=True)
-    try:
+    with open_archive(read_only=True) as archive:
         with archive.sessions() as session:
             image = store.get_image(session, image_id, include_deleted=True)
             if image is None:
@@ -113,8 +107,6 @@ def show(image_id: int = typer.Argument(...)) -> None:
                 {"category_id": a.category_id, "instance_id": a.instance_id, "origin": a.origin, "model_version": a.model_version}
                 for a in instances
             ]
-    finally:
-        archive.close()
     typer.echo(json.dumps(fields, indent=2, default=str))
 
 
@@ -122,12 +114,9 @@ def stats() -> None:
     """Counts by source and diagnosis, derived data, the active index build."""
     from indexing import store
 
-    archive = _open(read_only=True)
-    try:
+    with open_archive(read_only=True) as archive:
         with archive.sessions() as session:
             summary = store.archive_stats(session)
-    finally:
-        archive.close()
     typer.echo(f"images: {summary.images} (+{summary.deleted} deleted)")
     typer.echo("by source: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.by_source.items())))
     typer.echo("by diagnosis: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.by_diagnosis.items())))
@@ -139,13 +128,10 @@ def delete(image_id: int = typer.Argument(...)) -> None:
     """Soft-delete an image: it stays on disk and in the DB, and leaves the index at the next refresh."""
     from indexing import store
 
-    archive = _open()
-    try:
+    with open_archive() as archive:
         with archive.sessions() as session:
             store.soft_delete_image(session, image_id)
             session.commit()
-    finally:
-        archive.close()
     typer.echo(f"image {image_id} deleted")
 
 
@@ -156,8 +142,7 @@ def check(
     """Compare rows and stored files, and each file's pixels with its sha256; exit 1 listing what is wrong."""
     from indexing import integrity
 
-    archive = _open(read_only=not (remove_orphans or repair))
-    try:
+    with open_archive(read_only=not (remove_orphans or repair)) as archive:
         if repair is not None:
             for path in integrity.repair(archive, repair).restored:
                 typer.echo(f"restored: {path}")
@@ -165,8 +150,6 @@ def check(
             for path in integrity.remove_orphans(archive):
                 typer.echo(f"removed file without row: {path}")
         report = integrity.check_archive(archive)
-    finally:
-        archive.close()
     for label, paths in (
         ("file without row", report.orphan_files),
         ("row without file", report.missing_files),
@@ -194,11 +177,8 @@ def export(
     """Write the live archive images as a dataset folder that `s2m train ... --data OUT` reads."""
     from indexing.export import export_dataset
 
-    archive = _open(read_only=True)  # reads the archive, writes only OUT
-    try:
+    with open_archive(read_only=True) as archive:  # reads the archive, writes only OUT
         report = export_dataset(archive, out, annotated_only=annotated_only, limit=limit)
-    finally:
-        archive.close()
     copied = f" ({report.copied} copied, symlinks unavailable)" if report.copied else ""
     typer.echo(f"exported {report.images} images ({report.annotated} annotated) to {report.out}{copied}")
 

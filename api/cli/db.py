@@ -11,27 +11,22 @@ HELP = "Archive database schema (Alembic migrations)."
 
 def upgrade(revision: str = typer.Argument("head", help="target revision")) -> None:
     """Apply migrations up to REVISION (default: the latest)."""
-    from indexing.db import current_revision, make_engine
-    from indexing.db import upgrade as run_upgrade
-    from indexing.settings import Settings
-
-    engine = make_engine(Settings.from_env().database_url)
-    try:
-        run_upgrade(engine, revision)
-        typer.echo(f"database at revision {current_revision(engine)}")
-    finally:
-        engine.dispose()
+    _migrate(revision, down=False)
 
 
 def downgrade(revision: str = typer.Argument(..., help="target revision, or 'base' for an empty database")) -> None:
     """Revert migrations down to REVISION."""
-    from indexing.db import current_revision, make_engine
-    from indexing.db import downgrade as run_downgrade
+    _migrate(revision, down=True)
+
+
+def _migrate(revision: str, down: bool) -> None:
+    """Migrate the environment's database to `revision` (either way) and say where it then stands."""
+    from indexing.db import current_revision, downgrade, make_engine, upgrade
     from indexing.settings import Settings
 
     engine = make_engine(Settings.from_env().database_url)
     try:
-        run_downgrade(engine, revision)
+        (downgrade if down else upgrade)(engine, revision)
         typer.echo(f"database at revision {current_revision(engine) or 'base (empty)'}")
     finally:
         engine.dispose()

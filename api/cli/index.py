@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
+from api.cli.archive import open_archive
 from api.cli.errors import add_command
 from generation.presets import SHIPPED_BUNDLE
 
@@ -16,13 +17,6 @@ if TYPE_CHECKING:
 HELP = "The archive index: stored vectors and the fused FAISS index."
 
 MODEL_HELP = "model bundle with synthesizer, embedder and encoder"
-
-
-def _open() -> "Archive":
-    from indexing.archive import Archive
-    from indexing.settings import Settings
-
-    return Archive.open(Settings.from_env())
 
 
 def _embed(archive: "Archive", model: Path, device: str, batch_size: int, progress: bool) -> str:
@@ -71,15 +65,12 @@ def build(
     config = BuildConfig(factory=factory, appearance_dims=appearance_dims or None, shape_dims=shape_dims or None,
                          latent_dims=latent_dims or None, weights=_weights(weights), nprobe=nprobe,
                          shape=ShapeConfig(side=side))
-    archive = _open()
-    try:
+    with open_archive() as archive:
         version = _embed(archive, model, device, batch_size, progress)
         if not _is_main():
             return
         row = build_index(archive, version, config)
         typer.echo(f"built and activated index build {row.id}: {row.vector_count} images, factory {row.factory}, bundle version {version}")
-    finally:
-        archive.close()
 
 
 def refresh(
@@ -91,8 +82,7 @@ def refresh(
     """Embed new images, add them to a copy of the active index and drop soft-deleted ones; activate it."""
     from indexing.fused_index import refresh_index, require_active_build
 
-    archive = _open()
-    try:
+    with open_archive() as archive:
         require_active_build(archive)
         version = _embed(archive, model, device, batch_size, progress)
         if not _is_main():
@@ -101,8 +91,6 @@ def refresh(
         how = "rebuilt (the factory cannot remove vectors)" if report.rebuilt else "refreshed"
         typer.echo(f"{how} into index build {report.build.id}: {report.added} added, {report.removed} removed, "
                    f"{report.build.vector_count} images")
-    finally:
-        archive.close()
 
 
 def status() -> None:
@@ -110,11 +98,8 @@ def status() -> None:
     from indexing.fused_index import index_status
     from indexing.models import utc_now
 
-    archive = _open()
-    try:
+    with open_archive() as archive:
         state = index_status(archive)
-    finally:
-        archive.close()
     if state.build_id is None:
         typer.echo(f"no active index build; {state.live_images} live images not indexed (run `s2m index build`)")
         return
@@ -130,11 +115,8 @@ def set_weights(weights: str = typer.Argument(..., help="appearance,latent,shape
     from indexing.fused_index import set_weights as store_weights
 
     parsed = _weights(weights)
-    archive = _open()
-    try:
+    with open_archive() as archive:
         row = store_weights(archive, parsed)
-    finally:
-        archive.close()
     typer.echo(f"index build {row.id} now weighs appearance {parsed.appearance:g}, latent {parsed.latent:g}, shape {parsed.shape:g}")
 
 

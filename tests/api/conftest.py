@@ -8,9 +8,10 @@ is the slow part); tests that change the archive say so and run last in their mo
 from __future__ import annotations
 
 import socket
+import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -68,10 +69,22 @@ def contour_png(dataset: Path, stem: str, side: int = 256) -> bytes:
     return buffer.getvalue()
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def wait_until_ready(base_url: str, process: subprocess.Popen, deadline: float, failure: Callable[[], str]) -> None:
+    """Poll `base_url`/readyz until it answers 200; fail with `failure()` if `process` exits or `deadline` passes."""
+    while True:
+        try:
+            if httpx.get(f"{base_url}/readyz", timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert process.poll() is None and time.monotonic() < deadline, failure()
+        time.sleep(0.3)
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -111,7 +124,7 @@ def keys(settings: Settings) -> tuple[str, str]:
 @contextmanager
 def running(settings: ServiceSettings) -> Iterator[str]:
     """The app of `settings` under a real uvicorn server on a free local port; yields its base URL."""
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ import httpx
 import pytest
 
 from indexing.settings import Settings
-from tests.api.conftest import contour_png
+from tests.api.conftest import contour_png, free_port, wait_until_ready
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -39,22 +38,12 @@ def test_s2m_apikey_and_s2m_serve(served_archive: Settings, phantom_archive: Pat
     assert "pacs-viewer" in listed.stdout and token.split("_")[2] not in listed.stdout  # never the secret
     key_id = next(line.split()[0] for line in listed.stdout.splitlines() if "pacs-viewer" in line)
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "api.cli", "serve", "--port", str(port)], env=_env(served_archive),
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None and time.monotonic() < deadline, "s2m serve did not become ready"
-            time.sleep(0.3)
+        wait_until_ready(base, server, time.monotonic() + 120, lambda: "s2m serve did not become ready")
         headers = {"Authorization": f"Bearer {token}"}
         found = httpx.post(f"{base}/v1/search", headers=headers, timeout=60,
                            files={"sketch": ("s.png", contour_png(phantom_archive, "000002"))}, data={"k": "2"})

@@ -11,7 +11,6 @@ import math
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,10 +18,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
+
+from tests.api.conftest import free_port, wait_until_ready
 
 CHROMIUM = Path("/usr/bin/chromium")
 REPO = Path(__file__).resolve().parents[2]
@@ -44,17 +44,11 @@ class Demo:
     output: list[str]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     """`s2m demo --count 40` on a free port, until it prints the URL and key and answers /readyz."""
     data = tmp_path_factory.mktemp("demo-data")
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
            "S2M_DATA_DIR": str(data), "S2M_MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT)}
     process = subprocess.Popen([sys.executable, "-m", "api.cli", "demo", "--count", str(CASES), "--workers", "1",
@@ -73,14 +67,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     assert key is not None, "".join(output)
     url = f"http://127.0.0.1:{port}/"
     assert url in "".join(output)
-    while True:
-        try:
-            if httpx.get(f"{url}readyz", timeout=5).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert process.poll() is None and time.monotonic() < deadline, "".join(output)
-        time.sleep(0.3)
+    wait_until_ready(url.rstrip("/"), process, deadline, lambda: "".join(output))
     served = Demo(url, key, process, output)
     yield served
     if process.poll() is None:
