@@ -2,7 +2,9 @@
 
 `s2m eval retrieval` renders (or takes) a phantom archive, ingests it and builds its index with
 the product's own code, draws free-hand queries in every simulator drawer style at several
-abstraction levels and canvas sizes, and reports each row of `retrieval.evaluation` per style.
+abstraction levels and canvas sizes, and reports each row of `retrieval.evaluation` (with
+`--pix2pix`, also pix2pix + C) per style, by abstraction level and by canvas side, with each row's
+query latency.
 The fusion weights are chosen on validation queries of the seen styles only; the unseen styles
 (`phantoms.freehand.UNSEEN_STYLES`) and the test halves are reported, never used for choosing.
 """
