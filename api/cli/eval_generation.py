@@ -49,10 +49,13 @@ def generation(
     result["seconds"] = round(time.perf_counter() - started, 1)
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(json.dumps(result, indent=2))
+    def shown(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3g}"
+
     for subset, rows in result["table"].items():
         for row, values in rows.items():
-            typer.echo(f"{subset} {row}: FID {values['fid']}, DICE by S {values['dice_s']['mean']}, "
-                       f"by truth {values['dice_truth']['mean']}, SSIM {values['ssim']['mean']}")
+            typer.echo(f"{subset} {row}: FID {shown(values['fid'])}, DICE by S {shown(values['dice_s']['mean'])}, "
+                       f"by truth {shown(values['dice_truth']['mean'])}, SSIM {shown(values['ssim']['mean'])}")
     typer.echo(f"report in {report}, Fig. 3 grid in {result['grid']}")
 
 

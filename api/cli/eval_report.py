@@ -76,7 +76,8 @@ table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }}
 th, td {{ border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: right; }}
 th:first-child, td:first-child, td.name {{ text-align: left; }}
 td.notrun {{ color: #888; font-style: italic; }}
-img {{ max-width: 100%; }} .ci {{ color: #777; font-size: 0.85em; }}
+img {{ max-width: 100%; }} img.grid {{ width: 520px; image-rendering: pixelated; }}
+.ci {{ color: #777; font-size: 0.85em; }}
 </style></head>
 <body><h1>{title}</h1>
 {body}
@@ -143,7 +144,7 @@ def _generation_section(data: dict[str, Any], plots: dict[str, Path]) -> str:
         parts.append(f"<h3>{_e(subset)} styles ({_e(styles)})</h3>")
         parts.append(_table(header, _generation_rows(by_row, status, ms), f"generation-{subset}"))
     parts.append(f'<h3>Fig. 3</h3><p>{_e(" | ".join(data["grid_columns"]))}; rows: {_e(", ".join(data["grid_styles"]))}</p>'
-                 f'<img src="{GRID_FILE}" alt="Fig. 3 grid">')
+                 f'<img class="grid" src="{GRID_FILE}" alt="Fig. 3 grid">')
     rows = []
     for style, by_row in data["by_style"].items():
         rows += [[f'<td class="name">{_e(style)}</td>', *line] for line in _generation_rows(by_row, status, ms)
@@ -208,6 +209,7 @@ def _plot(path: Path, title: str, panels: list[tuple[str, list[str], dict[str, l
     import numpy as np
 
     figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
+    figure.subplots_adjust(left=0.06, right=0.98, bottom=0.3, top=0.82, wspace=0.25)  # fixed: tight_layout is slow
     for axis, (name, labels, series) in zip(axes[0], panels):
         x = np.arange(len(labels))
         width = 0.8 / max(len(series), 1)
@@ -220,7 +222,6 @@ def _plot(path: Path, title: str, panels: list[tuple[str, list[str], dict[str, l
         axis.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
     figure.suptitle(title)
-    figure.tight_layout()
     figure.savefig(path, dpi=80)
     plt.close(figure)
     return path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -57,7 +58,7 @@ def test_eval_all_renders_every_section_with_plots_and_a_json_of_every_number(
     for row in ("pix2pix_c", "fused_xT", "chamfer", "cyclegan", "sketch2medi_without_h"):
         assert row in text
     assert "http://" not in text and "https://" not in text  # nothing fetched from elsewhere
-    images = [part.split('"')[0] for part in text.split('<img src="')[1:]]
+    images = re.findall(r'<img[^>]* src="([^"]+)"', text)
     assert "fig3.png" in images and len(images) == 1 + 7 + 6
     assert all((page.parent / name).stat().st_size > 0 for name in images)
     data = json.loads(page.with_suffix(".json").read_text())
