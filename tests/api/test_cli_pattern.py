@@ -35,18 +35,41 @@ def test_every_command_is_registered_under_the_error_policy():
     assert unwrapped == [], f"registered without add_command: {unwrapped}"
 
 
+def _registrations_outside_register(tree: ast.Module) -> list[int]:
+    """Lines that add a command or a group (add_command, add_typer, .command) outside a `register` function
+    (or errors.py's `add_command`, the one way to add a command)."""
+    inside = {id(node) for function in tree.body
+              if isinstance(function, ast.FunctionDef) and function.name in ("register", "add_command")
+              for node in ast.walk(function)}
+    def adds(call: ast.Call) -> bool:
+        if isinstance(call.func, ast.Attribute):  # app.command(...), app.add_typer(...)
+            return call.func.attr in ("add_command", "add_typer", "command")
+        return isinstance(call.func, ast.Name) and call.func.id in ("add_command", "add_typer")
+
+    return [node.lineno for node in ast.walk(tree) if isinstance(node, ast.Call) and id(node) not in inside and adds(node)]
+
+
 def test_command_modules_register_one_way():
-    """No `@app.command` at import time and no imports below the definitions (the old cycle)."""
+    """Every area the app composes has `register()`; commands and groups are added only inside one;
+    no `@app.command` at import time and no imports below the definitions (the old cycle)."""
+    from api import cli
+
+    areas = {node.id for node in ast.walk(ast.parse((CLI / "__init__.py").read_text()))
+             if isinstance(node, ast.Name) and isinstance(getattr(cli, node.id, None), type(ast))}
+    assert {"train", "archive", "eval_commands"} <= areas
     for path in sorted(CLI.glob("*.py")):
-        if path.name in ("__init__.py", "__main__.py", "errors.py", "run_options.py", "eval_sketches.py"):  # helpers
-            continue
         tree = ast.parse(path.read_text())
         names = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
-        assert "register" in names, f"{path.name} has no register()"
-        first_definition = next(i for i, node in enumerate(tree.body) if isinstance(node, (ast.FunctionDef, ast.ClassDef)))
+        if path.stem in areas:
+            assert "register" in names, f"{path.name} has no register()"
+        assert _registrations_outside_register(tree) == [], f"{path.name} adds commands outside register()"
+        first_definition = next((i for i, node in enumerate(tree.body) if isinstance(node, (ast.FunctionDef, ast.ClassDef))),
+                                len(tree.body))
         late_imports = [node.lineno for node in tree.body[first_definition:] if isinstance(node, (ast.Import, ast.ImportFrom))]
         assert late_imports == [], f"{path.name} imports below its definitions at lines {late_imports}"
-        decorated = [node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef) and node.decorator_list]
+        decorated = [node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)
+                     for decorator in node.decorator_list if isinstance(decorator, ast.Call)
+                     and getattr(decorator.func, "attr", None) in ("command", "callback")]  # @app.command(...)
         assert decorated == [], f"{path.name} registers by decorator: {decorated}"
 
 

@@ -1,9 +1,11 @@
-"""Helpers of the fault tests: real `s2m` processes, and what "nothing changed" compares."""
+"""Helpers of the fault tests: real `s2m` processes, what "nothing changed" compares, a decompression bomb."""
 
 from __future__ import annotations
 
 import os
+import struct
 import sys
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,3 +70,15 @@ def one_line_error(output: str) -> str:
     assert "Traceback" not in output, output
     assert len(lines) == 1 and lines[0].startswith("error: "), output
     return lines[0]
+
+
+def png_claiming(path: Path, width: int, height: int, idat_bytes: int = 64) -> Path:
+    """A small PNG whose header claims width x height pixels (its data `idat_bytes` zeros, compressed):
+    a decompression bomb's signature."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * idat_bytes))
+                     + chunk(b"IEND", b""))
+    return path

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import os
 import stat
-import struct
 import subprocess
 import threading
-import zlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,7 +21,7 @@ from sqlalchemy import text
 from typer.testing import CliRunner
 
 from api.cli import app
-from archive_faults import archive_env, one_line_error, s2m_command, take_snapshot
+from archive_faults import archive_env, one_line_error, png_claiming, s2m_command, take_snapshot
 from indexing import store
 from indexing.archive import Archive
 from indexing.models import Embedding
@@ -272,18 +270,8 @@ def test_a_csv_in_another_encoding_is_one_sentence_and_changes_nothing(archive: 
     assert take_snapshot(archive) == before
 
 
-def _png_claiming(path: Path, width: int, height: int) -> Path:
-    """A small PNG whose header claims width x height pixels: a decompression bomb's signature."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 400_000)) + chunk(b"IEND", b""))
-    return path
-
-
 def test_a_decompression_bomb_is_refused_in_one_sentence(archive: Archive, tmp_path: Path) -> None:
-    bomb = _png_claiming(tmp_path / "bomb.png", 20000, 20000)
+    bomb = png_claiming(tmp_path / "bomb.png", 20000, 20000, idat_bytes=400_000)
     before = take_snapshot(archive)
     result = _s2m(archive_env(archive), "archive", "ingest", str(bomb), "--no-progress")
     assert result.exit_code == 0 and "Traceback" not in result.output

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import struct
-import zlib
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -12,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from archive_faults import png_claiming
 from indexing import store
 from indexing.archive import Archive
 from indexing.filestore import FileStore
@@ -25,16 +24,6 @@ PSEUDONYM_CHARS = 16
 def _png(path: Path, pixels: np.ndarray) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(pixels).save(path)
-    return path
-
-
-def _png_header_only(path: Path, width: int, height: int) -> Path:
-    """A PNG that claims width x height pixels (IHDR only): what a decompression bomb looks like."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
     return path
 
 
@@ -86,7 +75,7 @@ def test_bad_inputs_are_skipped_with_reasons_and_nothing_else_is_lost(archive: A
     truncated = (folder / "good0.png").read_bytes()
     (folder / "corrupt.png").write_bytes(truncated[: len(truncated) // 2])
     (folder / "text.png").write_text("this is a letter, not a photograph\n")
-    _png_header_only(folder / "bomb.png", 20000, 20000)
+    png_claiming(folder / "bomb.png", 20000, 20000)
     write_dicom(folder / "nopixels.dcm", None)
     write_dicom(folder / "grey.dcm", make_photo(4)[..., 0], photometric="MONOCHROME2")
     write_dicom(folder / "ct.dcm", make_photo(5), sop_class="1.2.840.10008.5.1.4.1.1.2")
