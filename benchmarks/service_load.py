@@ -17,23 +17,17 @@ in memory; each batching setting starts a fresh server, so each starts with an e
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-import numpy as np
+from api.bench.service import REPO, load_service
 
-REPO = Path(__file__).resolve().parents[1]
 ARCHIVE_SIZE = 10_000
 QUERIES = 64
 SEED = 31
 HELDOUT_SEED = 32
-CONCURRENCY = (1, 4, 16, 64)
 
 
 def _settings(work: Path):  # type: ignore[no-untyped-def]
@@ -92,101 +86,17 @@ def prepare(work: Path, size: int) -> None:
     print("prepared", flush=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _key(work: Path) -> str:
-    from indexing import store
-    from indexing.archive import Archive
-
-    archive = Archive.open(_settings(work))
-    try:
-        with archive.sessions.begin() as session:
-            _, token = store.create_api_key(session, "bench", ["search"])
-    finally:
-        archive.close()
-    return token
-
-
-def _batch_stats(metrics: str) -> tuple[float, float]:
-    values = {line.split()[0]: float(line.split()[-1]) for line in metrics.splitlines()
-              if line.startswith(("s2m_search_batch_size_count", "s2m_search_batch_size_sum"))}
-    return values.get("s2m_search_batch_size_count", 0.0), values.get("s2m_search_batch_size_sum", 0.0)
-
-
-async def _load(url: str, token: str, sketches: list[bytes], clients: int, per_client: int) -> dict:
-    import httpx
-
-    latencies: list[float] = []
-    errors = 0
-
-    async def client_loop(client: httpx.AsyncClient, offset: int) -> None:
-        nonlocal errors
-        for i in range(per_client):
-            sketch = sketches[(offset * per_client + i) % len(sketches)]
-            started = time.perf_counter()
-            response = await client.post("/v1/search", files={"sketch": ("q.png", sketch, "image/png")}, data={"k": "10"})
-            latencies.append((time.perf_counter() - started) * 1000.0)
-            if response.status_code != 200:
-                errors += 1
-
-    limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
-    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=600, limits=limits) as client:
-        before = _batch_stats((await client.get("/metrics")).text)
-        started = time.perf_counter()
-        await asyncio.gather(*(client_loop(client, c) for c in range(clients)))
-        wall = time.perf_counter() - started
-        after = _batch_stats((await client.get("/metrics")).text)
-    batches, searches = after[0] - before[0], after[1] - before[1]
-    values = np.array(latencies)
-    return {
-        "clients": clients, "requests": len(latencies), "errors": errors, "wall_s": round(wall, 2),
-        "requests_per_s": round(len(latencies) / wall, 3),
-        **{f"p{q}_ms": round(float(np.percentile(values, q)), 1) for q in (50, 95, 99)},
-        "mean_batch": round(searches / batches, 2) if batches else None,
-        "load_average_after": round(os.getloadavg()[0], 2),
-    }
-
-
 def run(work: Path, report_path: Path, requests_per_client: dict[int, int], batching: list[str], wait_ms: float) -> None:
-    import httpx
-
     sketches = [path.read_bytes() for path in sorted((work / "queries").glob("*.png"))]
-    token = _key(work)
     report = json.loads(report_path.read_text()) if report_path.exists() else {"runs": []}
     report.setdefault("machines", []).append(f"{os.cpu_count()} CPUs, load average before {os.getloadavg()[0]:.2f}")
-    for mode in batching:
-        port = _free_port()
-        env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
-               "S2M_DATA_DIR": str(work / "data"), "S2M_DATABASE_URL": _settings(work).database_url,
-               "S2M_PSEUDONYM_KEY": "bench-service", "S2M_BATCH_MAX_SIZE": "16" if mode == "on" else "1",
-               "S2M_BATCH_MAX_WAIT_MS": str(wait_ms), "S2M_RATE_LIMIT_PER_MINUTE": "1000000", "S2M_RATE_LIMIT_BURST": "100000"}
-        server = subprocess.Popen([sys.executable, "-m", "api.cli", "serve", "--port", str(port)], env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 300
-            while True:
-                try:
-                    if httpx.get(f"{url}/readyz", timeout=10).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit("the server did not become ready")
-                time.sleep(0.5)
-            asyncio.run(_load(url, token, sketches, 4, 2))  # warm-up
-            for clients, per_client in requests_per_client.items():
-                row = {"batching": mode, "max_wait_ms": wait_ms if mode == "on" else None, **asyncio.run(_load(url, token, sketches, clients, per_client))}
-                print(json.dumps(row), flush=True)
-                report["runs"].append(row)
-                report_path.write_text(json.dumps(report, indent=2))
-        finally:
-            server.terminate()
-            server.wait(timeout=60)
+
+    def record(row: dict) -> None:
+        print(json.dumps(row), flush=True)
+        report["runs"].append(row)
+        report_path.write_text(json.dumps(report, indent=2))
+
+    load_service(_settings(work), sketches, requests_per_client, batching, wait_ms, on_row=record)
 
 
 def main() -> None:

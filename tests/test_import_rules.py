@@ -24,7 +24,7 @@ MAY_IMPORT = {
 # The commands that render phantoms (`s2m phantom`, the demo); evaluation commands that draw
 # test data join this list when they are written.
 PHANTOM_COMMANDS = {"api/cli/phantom.py", "api/cli/phantom_sketch.py", "api/cli/demo.py", "api/cli/eval_commands.py",
-                    "api/cli/eval_sketches.py", "api/cli/eval_generation.py"}
+                    "api/cli/eval_sketches.py", "api/cli/eval_generation.py", "api/cli/bench.py"}
 
 
 def imported_packages(path: Path) -> set[str]:

@@ -8,7 +8,6 @@ bundle than `--model` is refused.
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -17,10 +16,8 @@ import typer
 
 from api.cli.eval_commands import CANVASES, _ints, run_retrieval_eval
 from api.cli.eval_generation import HELDOUT_SEED, run_generation_eval
-from api.cli.eval_report import GRID_FILE, machine, write_report
+from api.cli.eval_report import GRID_FILE, command_line, git_commit, machine, write_report
 from generation.presets import SHIPPED_BUNDLE
-
-OPTION_OF = {"archive_count": "--archive"}  # parameters whose option is not their name
 
 
 def all_(
@@ -56,26 +53,17 @@ def all_(
     if retrieval is None:
         retrieval = run_retrieval_eval(model, archive_count, queries, work / "retrieval", None, canvas_sides, size, seed,
                                        device, False, pix2pix)
-    meta = {"command": command_line(ctx), "bundle": str(model), "bundle_version": version,
+    meta = {"command": command_line(ctx, "eval all"), "bundle": str(model), "bundle_version": version,
             "pix2pix_version": generation.get("pix2pix_version"),
             "data_seeds": {"generation_heldout": generation["heldout_seed"], "generation_sketches": generation["sketch_seed"],
                            "retrieval_archive": retrieval.get("archive_seed"),
                            "retrieval_heldout": retrieval.get("heldout_seed"), "retrieval_queries": retrieval["seed"]},
-            "machine": machine(), "code": _git_commit(), "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "machine": machine(), "code": git_commit(), "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "seconds": round(time.perf_counter() - started, 1),
             "reused": {"generation": str(generation_report) if generation_report else None,
                        "retrieval": str(retrieval_report) if retrieval_report else None}}
     written = write_report(report, meta, generation, retrieval)
     typer.echo(f"report in {written['html']}, every number in {written['json']}, {len(written) - 2} images beside them")
-
-
-def command_line(ctx: typer.Context) -> str:
-    """The command with every option spelled out (defaults included), so that it reruns as it ran."""
-    parts = ["s2m", "eval", "all"]
-    for name, value in ctx.params.items():
-        if value is not None:
-            parts += [OPTION_OF.get(name, "--" + name.replace("_", "-")), str(value)]
-    return " ".join(parts)
 
 
 def _reused(path: Path | None, version: str) -> dict[str, Any] | None:
@@ -85,12 +73,3 @@ def _reused(path: Path | None, version: str) -> dict[str, Any] | None:
     if data.get("bundle_version") != version:
         raise ValueError(f"{path} was measured on bundle {data.get('bundle_version')}, not on {version} (--model)")
     return data
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None

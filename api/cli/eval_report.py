@@ -13,8 +13,11 @@ import json
 import os
 import platform
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
+
+import typer
 
 GENERATION_METRICS = ("fid", "kid", "frechet_c", "dice_s", "dice_truth", "perceptual", "ssim")
 GENERATION_LABELS = {"fid": "FID (Inception-v3)", "kid": "KID", "frechet_c": "Fréchet on C", "dice_s": "DICE by S",
@@ -42,6 +45,30 @@ def machine() -> dict[str, Any]:
             "threads": {name: os.environ.get(name) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")},
             "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
             "numpy": numpy.__version__}
+
+
+def command_line(ctx: typer.Context, words: str) -> str:
+    """`s2m <words>` with every option spelled out (defaults included), so that it reruns as it ran."""
+    parts = ["s2m", *words.split()]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if value is None or param.param_type_name != "option":
+            continue
+        if getattr(param, "is_flag", False):
+            parts.append(param.opts[0] if value else param.secondary_opts[0])
+        else:
+            parts += [param.opts[0], str(value)]
+    return " ".join(parts)
+
+
+def git_commit() -> str | None:
+    """The short commit of the code that made the numbers (None outside a git checkout)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
 
 
 def write_report(path: Path, meta: dict[str, Any], generation: dict[str, Any] | None,

@@ -1,0 +1,1 @@
+"""Speed measurements shared by `s2m bench` and the scripts in benchmarks/ (one copy of each timing loop)."""

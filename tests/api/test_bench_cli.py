@@ -1,0 +1,44 @@
+"""`s2m bench` at tiny sizes: one table with every section's rows, a JSON of positive figures, one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from api.cli import app
+
+TINY = ["--archive", "8", "--stage-images", "4", "--batch-size", "4", "--queries", "2", "--faiss-sizes", "1000",
+        "--clients", "1,2", "--requests", "2", "--batching", "on"]
+
+
+def test_a_tiny_bench_prints_one_table_of_every_section_and_writes_its_json(tmp_path) -> None:
+    report = tmp_path / "bench.json"
+    result = CliRunner().invoke(app, ["bench", *TINY, "--work", str(tmp_path / "work"), "--json", str(report)])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("machine: ") and "cores" in lines[0] and "thread" in lines[0]
+    assert lines[1].startswith("bundle: ") and "version " in lines[1]
+    assert lines[2].startswith("command: s2m bench ") and "--faiss-sizes 1000" in lines[2] and "--batching on" in lines[2]
+    table = [line.split(" | ") for line in lines if line.startswith("| ") and not line.startswith("| stage")]
+    assert {row[0].lstrip("| ") for row in table} == {"archive", "search", "faiss", "service"}
+    assert sum(line.startswith("| stage | setting | figure | unit |") for line in lines) == 1
+    data = json.loads(report.read_text())
+    assert data["meta"]["bundle_version"] and data["meta"]["machine"]["cores"] >= 1
+    assert len(data["rows"]) == len(table)
+    settings = {row["setting"] for row in data["rows"]}
+    assert {"s_forward, batch 4", "total p50, Flat, 8 images", "1,000 Flat p50", "batching on, 2 clients"} <= settings
+    errors = [row for row in data["rows"] if row["setting"].endswith("errors")]
+    assert len(errors) == 2 and all(row["figure"] == 0 for row in errors)
+    assert all(row["figure"] > 0 for row in data["rows"] if row not in errors), data["rows"]
+    assert data["archive_end_to_end"]["images"] == 8 and len(data["service"]) == 2
+
+
+@pytest.mark.parametrize("option", [["--faiss-sizes", "10k"], ["--faiss-sizes", "10"], ["--skip", "gpu"],
+                                    ["--clients", "0"], ["--batching", "sometimes"]])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, option) -> None:
+    result = CliRunner().invoke(app, ["bench", *option, "--work", str(tmp_path)])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert result.stdout == "" and not any(tmp_path.iterdir())
