@@ -158,6 +158,7 @@ def run_bench(model: Path, archive_count: int, stage_images: int, batch_size: in
         if "stages" not in skipped or "faiss" not in skipped:
             engine = SearchEngine.open(settings, EngineConfig(bundle=model, device=device_name))
             try:
+                result["build_factory"] = engine.build.factory
                 if "stages" not in skipped:
                     result["stages_ms"] = stage_latency(engine, sketches)
                 if "faiss" not in skipped:
@@ -198,7 +199,7 @@ def table_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     add("archive", f"embed_archive end to end (SQLite), {end['images']} images", end["images_per_s"], "images/s")
     for stage, figures in report.get("stages_ms", {}).items():
         for quantile, ms in figures.items():
-            add("search", f"{stage} {quantile}, Flat, {report['archive_images']} images", ms, "ms")
+            add("search", f"{stage} {quantile}, {report['build_factory']}, {report['archive_images']} images", ms, "ms")
     for size, entry in report.get("faiss", {}).items():
         for quantile, ms in entry["flat_ms"].items():
             add("faiss", f"{int(size):,} Flat {quantile}", ms, "ms")
