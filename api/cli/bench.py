@@ -37,9 +37,9 @@ def _ints(text: str, option: str, least: int) -> tuple[int, ...]:
     try:
         values = tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:
-        raise InputError(f"{option} takes comma-separated integers, not {text!r}") from None
+        raise InputError(f"{option} takes comma-separated integers, not {text}") from None
     if not values or min(values) < least:
-        raise InputError(f"{option} takes comma-separated integers of at least {least}, not {text!r}")
+        raise InputError(f"{option} takes comma-separated integers of at least {least}, not {text}")
     return values
 
 

@@ -12,6 +12,7 @@ import html
 import json
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -57,7 +58,7 @@ def command_line(ctx: typer.Context, words: str) -> str:
         if getattr(param, "is_flag", False):
             parts.append(param.opts[0] if value else param.secondary_opts[0])
         else:
-            parts += [param.opts[0], str(value)]
+            parts += [param.opts[0], shlex.quote(str(value))]
     return " ".join(parts)
 
 

@@ -20,7 +20,7 @@ def test_a_tiny_bench_prints_one_table_of_every_section_and_writes_its_json(tmp_
     lines = result.stdout.splitlines()
     assert lines[0].startswith("machine: ") and "cores" in lines[0] and "thread" in lines[0]
     assert lines[1].startswith("bundle: ") and "version " in lines[1]
-    assert lines[2].startswith("command: s2m bench ") and "--faiss-sizes 1000" in lines[2] and "--batching on" in lines[2]
+    assert lines[2].startswith("command: s2m bench ") and "--faiss-sizes 1000" in lines[2] and "--skip ''" in lines[2]
     table = [line.split(" | ") for line in lines if line.startswith("| ") and not line.startswith("| stage")]
     assert {row[0].lstrip("| ") for row in table} == {"archive", "search", "faiss", "service"}
     assert sum(line.startswith("| stage | setting | figure | unit |") for line in lines) == 1
