@@ -69,7 +69,10 @@ def all_(
 def _reused(path: Path | None, version: str) -> dict[str, Any] | None:
     if path is None:
         return None
-    data = json.loads(Path(path).read_text())
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        raise ValueError(f"{path} is not a readable JSON report of s2m eval") from None
     if data.get("bundle_version") != version:
         raise ValueError(f"{path} was measured on bundle {data.get('bundle_version')}, not on {version} (--model)")
     return data
