@@ -66,10 +66,11 @@ class Service:
         self.settings = settings
         self.metrics = Metrics()
         self.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
-        # one inference thread: torch already uses the cores; batches, not threads, add throughput
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s2m-inference")
+        # one inference thread per concurrent batch (api/batching.py)
+        self.executor = ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="s2m-inference")
         self.batcher: MicroBatcher[Query, SearchResult] = MicroBatcher(
-            self._search_batch, BatchPolicy(settings.batch_max_size, settings.batch_max_wait_ms / 1000.0), self.executor,
+            self._search_batch,
+            BatchPolicy(settings.batch_max_size, settings.batch_max_wait_ms / 1000.0, settings.concurrency), self.executor,
             on_batch=self.metrics.batch_size.observe,
         )
         self._archive: Archive | None = None
@@ -84,6 +85,10 @@ class Service:
 
     def start_engine(self) -> None:
         """Load the models and the index now if they can be (otherwise re-tried per request)."""
+        if self.settings.device == "cpu":
+            import torch
+
+            torch.set_num_threads(self.settings.torch_threads)
         try:
             self.engine()
         except ServiceUnavailableError:

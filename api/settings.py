@@ -5,6 +5,8 @@ Beside the archive's own (`indexing.settings`), all optional:
 - `S2M_MAX_UPLOAD_BYTES`: the largest request body, counted while it streams in (default 5 MiB).
 - `S2M_BATCH_MAX_SIZE`, `S2M_BATCH_MAX_WAIT_MS`: the search micro-batcher (as Triton's and Ray
   Serve's max batch size and batch wait timeout); size 1 turns batching off.
+- `S2M_BATCH_CONCURRENCY`: batches that run at once, each on its own inference thread with
+  cores / concurrency torch threads (default: one per usable core on the CPU, one on a GPU).
 - `S2M_RATE_LIMIT_PER_MINUTE`, `S2M_RATE_LIMIT_BURST`: each API key's token bucket.
 - `S2M_CORS_ORIGINS`: comma-separated origins a browser may call from (none by default).
 - `S2M_VIEWER_URL`, `S2M_WADO_URL`: templates of a hit's viewer and WADO-RS retrieve URLs with
@@ -39,6 +41,10 @@ def _milliseconds(environ: Mapping[str, str], name: str, default: float) -> floa
     return value
 
 
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 @dataclass(frozen=True)
 class ServiceSettings:
     archive: Settings
@@ -48,6 +54,7 @@ class ServiceSettings:
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     batch_max_size: int = 16
     batch_max_wait_ms: float = 5.0
+    batch_concurrency: int = 0  # 0: one per usable core on the CPU, one on a GPU (`concurrency`)
     rate_limit_per_minute: int = 1200
     rate_limit_burst: int = 120
     cors_origins: tuple[str, ...] = ()
@@ -57,6 +64,19 @@ class ServiceSettings:
     thumbnail_side: int = 128
     kept_generated: int = 512  # recent queries whose generated images stay fetchable (memory only)
     web_dir: Path = field(default=WEB_DIR)
+
+    @property
+    def concurrency(self) -> int:
+        """Batches at once: the setting, else one per usable core on the CPU (a CPU batch costs per image
+        what single images do, so cores, not batch size, add throughput) and one on a GPU."""
+        if self.batch_concurrency:
+            return self.batch_concurrency
+        return 1 if self.device != "cpu" else usable_cores()  # cuda, or auto (a GPU where one is)
+
+    @property
+    def torch_threads(self) -> int:
+        """Intra-op threads of each inference thread on the CPU, so the batches share the cores."""
+        return max(1, usable_cores() // self.concurrency)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "ServiceSettings":
@@ -70,6 +90,7 @@ class ServiceSettings:
             max_upload_bytes=positive_int(env, "S2M_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES),
             batch_max_size=positive_int(env, "S2M_BATCH_MAX_SIZE", cls.batch_max_size),
             batch_max_wait_ms=_milliseconds(env, "S2M_BATCH_MAX_WAIT_MS", cls.batch_max_wait_ms),
+            batch_concurrency=positive_int(env, "S2M_BATCH_CONCURRENCY", cls.batch_concurrency),
             rate_limit_per_minute=positive_int(env, "S2M_RATE_LIMIT_PER_MINUTE", cls.rate_limit_per_minute),
             rate_limit_burst=positive_int(env, "S2M_RATE_LIMIT_BURST", cls.rate_limit_burst),
             cors_origins=origins,

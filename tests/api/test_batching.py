@@ -1,0 +1,46 @@
+"""The micro-batcher runs up to `concurrency` batches at once, and the service's default uses every core."""
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from api.batching import BatchPolicy, MicroBatcher
+from api.settings import ServiceSettings, usable_cores
+from indexing.settings import Settings
+
+
+def _answers_with_two_batches_meeting(concurrency: int) -> list[str]:
+    """Two requests, one per batch (max size 1); each batch waits up to 2 s for the other to be running too."""
+    meeting = threading.Barrier(2, timeout=2.0)
+
+    def run(items: list[int]) -> list[str]:
+        try:
+            meeting.wait()
+            return ["together"] * len(items)
+        except threading.BrokenBarrierError:
+            return ["alone"] * len(items)
+
+    async def main() -> list[str]:
+        with ThreadPoolExecutor(max_workers=2) as executor:
+            batcher = MicroBatcher(run, BatchPolicy(max_size=1, max_wait_s=0.0, concurrency=concurrency), executor)
+            batcher.start()
+            try:
+                return list(await asyncio.gather(batcher.submit(1), batcher.submit(2)))
+            finally:
+                await batcher.stop()
+
+    return asyncio.run(main())
+
+
+def test_two_batches_run_at_once_with_concurrency_two_and_one_after_the_other_with_one() -> None:
+    assert _answers_with_two_batches_meeting(2) == ["together", "together"]
+    assert "together" not in _answers_with_two_batches_meeting(1)
+
+
+def test_the_default_concurrency_is_one_batch_per_core_on_the_cpu_one_on_a_gpu_sharing_the_threads() -> None:
+    archive = Settings.from_env({})
+    cpu = ServiceSettings.from_env({})
+    assert cpu.concurrency == usable_cores() and cpu.torch_threads == 1
+    assert ServiceSettings(archive=archive, device="cuda").concurrency == 1
+    one = ServiceSettings.from_env({"S2M_BATCH_CONCURRENCY": "1"})
+    assert one.concurrency == 1 and one.torch_threads == usable_cores()
