@@ -7,6 +7,8 @@ Beside the archive's own (`indexing.settings`), all optional:
   Serve's max batch size and batch wait timeout); size 1 turns batching off.
 - `S2M_BATCH_CONCURRENCY`: batches that run at once, each on its own inference thread with
   cores / concurrency torch threads (default: one per usable core on the CPU, one on a GPU).
+- `S2M_REFINE_STEPS`: H's refinement steps T per search and generation (default: the T H was trained
+  with); fewer steps trade the generated image's quality for latency (docs/benchmarks.md measures both).
 - `S2M_RATE_LIMIT_PER_MINUTE`, `S2M_RATE_LIMIT_BURST`: each API key's token bucket.
 - `S2M_CORS_ORIGINS`: comma-separated origins a browser may call from (none by default).
 - `S2M_VIEWER_URL`, `S2M_WADO_URL`: templates of a hit's viewer and WADO-RS retrieve URLs with
@@ -26,6 +28,7 @@ from indexing.settings import Settings, SettingsError, positive_int
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
 DEFAULT_MAX_UPLOAD_BYTES = 5 * 1024 * 1024
+MAX_REFINE_STEPS = 10
 
 
 def _milliseconds(environ: Mapping[str, str], name: str, default: float) -> float:
@@ -38,6 +41,19 @@ def _milliseconds(environ: Mapping[str, str], name: str, default: float) -> floa
         raise SettingsError(f"{name} must be a number of milliseconds, got {raw!r}") from None
     if not 0 <= value <= 1000:
         raise SettingsError(f"{name} must be between 0 and 1000 ms, got {raw!r}")
+    return value
+
+
+def _refine_steps(environ: Mapping[str, str]) -> int | None:
+    raw = environ.get("S2M_REFINE_STEPS")
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"S2M_REFINE_STEPS must be a whole number of steps, got {raw!r}") from None
+    if not 0 <= value <= MAX_REFINE_STEPS:
+        raise SettingsError(f"S2M_REFINE_STEPS must be between 0 and {MAX_REFINE_STEPS}, got {raw!r}")
     return value
 
 
@@ -55,6 +71,7 @@ class ServiceSettings:
     batch_max_size: int = 16
     batch_max_wait_ms: float = 5.0
     batch_concurrency: int = 0  # 0: one per usable core on the CPU, one on a GPU (`concurrency`)
+    refine_steps: int | None = None  # H's steps T (None: what H was trained with)
     rate_limit_per_minute: int = 1200
     rate_limit_burst: int = 120
     cors_origins: tuple[str, ...] = ()
@@ -91,6 +108,7 @@ class ServiceSettings:
             batch_max_size=positive_int(env, "S2M_BATCH_MAX_SIZE", cls.batch_max_size),
             batch_max_wait_ms=_milliseconds(env, "S2M_BATCH_MAX_WAIT_MS", cls.batch_max_wait_ms),
             batch_concurrency=positive_int(env, "S2M_BATCH_CONCURRENCY", cls.batch_concurrency),
+            refine_steps=_refine_steps(env),
             rate_limit_per_minute=positive_int(env, "S2M_RATE_LIMIT_PER_MINUTE", cls.rate_limit_per_minute),
             rate_limit_burst=positive_int(env, "S2M_RATE_LIMIT_BURST", cls.rate_limit_burst),
             cors_origins=origins,

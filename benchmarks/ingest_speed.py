@@ -23,7 +23,7 @@ from pathlib import Path
 from sqlalchemy import text
 
 from indexing.archive import Archive
-from indexing.db import make_engine, upgrade
+from indexing.db import make_engine
 from indexing.ingest.run import ingest_path
 from indexing.settings import DEFAULT_INGEST_BATCH_SIZE, Settings
 
@@ -52,10 +52,7 @@ def _run(backend: str, dataset: Path, batch_size: int) -> dict[str, float]:
     else:
         url = f"sqlite:///{data_dir / 'archive.sqlite3'}"
     settings = Settings(data_dir=data_dir, database_url=url, pseudonym_key=BENCH_KEY, ingest_batch_size=batch_size)
-    engine = make_engine(url)
-    upgrade(engine)
-    engine.dispose()
-    archive = Archive.open(settings)
+    archive = Archive.create(settings)
     try:
         load = os.getloadavg()[0]
         cpu, began = time.process_time(), time.perf_counter()

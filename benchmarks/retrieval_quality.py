@@ -29,7 +29,6 @@ from PIL import Image
 from formats.sketch import canonical_sketch
 from generation.presets import SHIPPED_BUNDLE
 from indexing.archive import Archive
-from indexing.db import make_engine, upgrade
 from indexing.fused_index import BuildConfig, ChannelWeights, build_index, load_archive_vectors
 from indexing.ingest.run import ingest_path
 from indexing.settings import Settings
@@ -108,10 +107,7 @@ def area_resized(sketch: np.ndarray, side: int) -> np.ndarray:
 def prepare_archive(args: argparse.Namespace) -> tuple[Settings, str, dict]:
     work = args.work
     settings = Settings(data_dir=work / "data", database_url=f"sqlite:///{work / 'archive.sqlite3'}", pseudonym_key=b"bench")
-    engine = make_engine(settings.database_url)
-    upgrade(engine)
-    engine.dispose()
-    archive = Archive.open(settings)
+    archive = Archive.create(settings)
     ingest_path(archive, args.archive, None, None, progress=False)
     models = ArchiveModels.load(args.model, torch.device("cpu"))
     start = time.perf_counter()

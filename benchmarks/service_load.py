@@ -43,7 +43,6 @@ def prepare(work: Path, size: int) -> None:
     from generation.presets import SHIPPED_BUNDLE
     from indexing import store
     from indexing.archive import Archive
-    from indexing.db import make_engine, upgrade
     from indexing.fused_index import build_index
     from indexing.ingest.run import ingest_path
     from indexing.vectors import ArchiveModels, embed_archive
@@ -64,10 +63,7 @@ def prepare(work: Path, size: int) -> None:
         if not target.exists():
             Image.fromarray(draw_sketch(load_case(heldout, path.stem, categories), SketchStyle.freehand, HELDOUT_SEED)).save(target)
     settings = _settings(work)
-    engine = make_engine(settings.database_url)
-    upgrade(engine)
-    engine.dispose()
-    archive = Archive.open(settings)
+    archive = Archive.create(settings)
     try:
         started = time.perf_counter()
         ingest_path(archive, phantoms, None, None, progress=False)

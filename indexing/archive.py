@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from indexing.db import DatabaseUnavailableError, ensure_current, ensure_writable, make_engine, make_session_factory
+from indexing.db import DatabaseUnavailableError, ensure_current, ensure_writable, make_engine, make_session_factory, upgrade
 from indexing.filestore import FileStore
 from indexing.locks import FileStoreLock
 from indexing.models import Image
@@ -45,6 +45,17 @@ class Archive:
             engine.dispose()
             raise
         return cls(settings, engine, make_session_factory(engine), FileStore(settings.data_dir), FileStoreLock(engine, settings.data_dir))
+
+    @classmethod
+    def create(cls, settings: Settings) -> "Archive":
+        """Bring the database to the latest schema revision, then open it: for the jobs that set up an
+        archive of their own (the demo, the evaluations, the benchmarks); `s2m db upgrade` is the admin's."""
+        engine = make_engine(settings.database_url)
+        try:
+            upgrade(engine)
+        finally:
+            engine.dispose()
+        return cls.open(settings)
 
     def pseudonym_key(self) -> bytes:
         """The key of the patient pseudonyms. A new one is made only for an empty archive: with rows,

@@ -63,14 +63,10 @@ def stage_times(models: ArchiveModels, paths: list[Path], batch_size: int, devic
 def embed_fresh_archive(settings: Settings, dataset: Path, models: ArchiveModels, batch_size: int) -> dict[str, float]:
     """Ingest `dataset` into a new archive at `settings` and time the product's job (`embed_archive`, DB writes included)."""
     from indexing.archive import Archive
-    from indexing.db import make_engine, upgrade
     from indexing.ingest.run import ingest_path
     from indexing.vectors import embed_archive
 
-    engine = make_engine(settings.database_url)
-    upgrade(engine)
-    engine.dispose()
-    archive = Archive.open(settings)
+    archive = Archive.create(settings)
     try:
         started = time.perf_counter()
         ingest_path(archive, dataset, None, None, progress=False)

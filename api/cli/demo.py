@@ -118,7 +118,6 @@ def prepare_archive(root: Path, dataset: Path, model: Path) -> DemoArchive:
     from generation.training import make_progress
     from indexing import store
     from indexing.archive import Archive
-    from indexing.db import make_engine, upgrade
     from indexing.fused_index import BuildConfig, build_index, index_status
     from indexing.ingest.run import ingest_path
     from indexing.shape import ShapeConfig
@@ -128,13 +127,8 @@ def prepare_archive(root: Path, dataset: Path, model: Path) -> DemoArchive:
     count = len(read_metadata(dataset))
     settings = archive_settings(root, count)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.database_url)
-    try:
-        upgrade(engine)
-    finally:
-        engine.dispose()
     bundle = Bundle.open(model)
-    archive = Archive.open(settings)
+    archive = Archive.create(settings)
     try:
         with archive.sessions() as session:
             present = len(store.live_image_ids(session))

@@ -49,6 +49,7 @@ def retrieval(
     device: str = typer.Option("cpu", "--device"),
     set_weights: bool = typer.Option(False, "--set-weights", help="record the chosen weights in the work archive's build"),
     pix2pix: Optional[Path] = typer.Option(None, "--pix2pix", help="a bundle with the pix2pix network: adds the pix2pix + C row"),
+    steps: Optional[int] = typer.Option(None, "--steps", min=0, help="H's steps T of the queries; default: what H was trained with"),
 ) -> None:
     """Exact-case recall@1/@10, MRR, similar-case nDCG@10 (and normalised), diagnosis precision@10 per style."""
     import time
@@ -56,7 +57,7 @@ def retrieval(
     canvas_sides = _ints(canvases)
     started = time.perf_counter()
     result = run_retrieval_eval(model, archive_count, queries, work, archive_data, canvas_sides, size, seed, device,
-                                set_weights, pix2pix)
+                                set_weights, pix2pix, steps)
     result["seconds"] = round(time.perf_counter() - started, 1)
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(json.dumps(result, indent=2))
@@ -70,13 +71,12 @@ def retrieval(
 
 def run_retrieval_eval(model: Path, archive_count: int, queries: int, work: Path, archive_data: Path | None,
                        canvases: tuple[int, ...], size: int, seed: int, device: str, set_weights: bool,
-                       pix2pix: Path | None = None) -> dict:
+                       pix2pix: Path | None = None, steps: int | None = None) -> dict:
     import sqlalchemy
     import torch
 
     from generation.bundle import PIX2PIX, Bundle
     from indexing.archive import Archive
-    from indexing.db import make_engine, upgrade
     from indexing.fused_index import BuildConfig, build_index
     from indexing import fused_index
     from indexing.ingest.run import ingest_path
@@ -105,10 +105,7 @@ def run_retrieval_eval(model: Path, archive_count: int, queries: int, work: Path
 
     settings = Settings(data_dir=work / f"db-{bundle.version}", database_url=f"sqlite:///{work / f'archive-{bundle.version}.sqlite3'}",
                         pseudonym_key=b"eval-retrieval")
-    engine_db = make_engine(settings.database_url)
-    upgrade(engine_db)
-    engine_db.dispose()
-    archive = Archive.open(settings)
+    archive = Archive.create(settings)
     try:
         with archive.sessions() as session:
             empty = session.execute(sqlalchemy.text("select count(*) from images")).scalar() == 0
@@ -119,7 +116,7 @@ def run_retrieval_eval(model: Path, archive_count: int, queries: int, work: Path
     finally:
         archive.close()
 
-    engine = SearchEngine.open(settings, EngineConfig(bundle=model, device=device))
+    engine = SearchEngine.open(settings, EngineConfig(bundle=model, device=device, steps=steps))
     try:
         side = archive_side(engine)
         groups = _query_groups(archive_data, heldout, side, queries, canvases, seed, SEEN_STYLES, UNSEEN_STYLES)
@@ -137,6 +134,7 @@ def run_retrieval_eval(model: Path, archive_count: int, queries: int, work: Path
                    "pix2pix": str(pix2pix) if pix2pix is not None else None,
                    "pix2pix_version": baseline.version if baseline is not None else None,
                    "archive_seed": seed if rendered else None,
+                   "refinement_steps": engine.pipeline.default_steps if steps is None else steps,
                    "heldout_seed": seed + 1000,
                    "heldout": str(heldout), "canvases": list(canvases), "seen_styles": list(SEEN_STYLES),
                    "unseen_styles": list(UNSEEN_STYLES), "seed": seed,

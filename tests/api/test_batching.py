@@ -4,9 +4,11 @@ import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from api.batching import BatchPolicy, MicroBatcher
 from api.settings import ServiceSettings, usable_cores
-from indexing.settings import Settings
+from indexing.settings import Settings, SettingsError
 
 
 def _answers_with_two_batches_meeting(concurrency: int) -> list[str]:
@@ -44,3 +46,12 @@ def test_the_default_concurrency_is_one_batch_per_core_on_the_cpu_one_on_a_gpu_s
     assert ServiceSettings(archive=archive, device="cuda").concurrency == 1
     one = ServiceSettings.from_env({"S2M_BATCH_CONCURRENCY": "1"})
     assert one.concurrency == 1 and one.torch_threads == usable_cores()
+
+
+def test_refine_steps_default_to_h_own_and_reject_what_is_not_a_small_count() -> None:
+    assert ServiceSettings.from_env({}).refine_steps is None
+    assert ServiceSettings.from_env({"S2M_REFINE_STEPS": "1"}).refine_steps == 1
+    assert ServiceSettings.from_env({"S2M_REFINE_STEPS": "0"}).refine_steps == 0
+    for bad in ("-1", "two", "11"):
+        with pytest.raises(SettingsError, match="S2M_REFINE_STEPS"):
+            ServiceSettings.from_env({"S2M_REFINE_STEPS": bad})

@@ -98,6 +98,18 @@ def test_the_rate_limit_answers_429_with_retry_after_per_key(served_archive: Set
 
 
 @pytest.mark.parametrize("served_archive", ["sqlite"], indirect=True)
+def test_s2m_refine_steps_sets_how_many_h_steps_search_and_generate_run(served_archive: Settings, phantom_archive: Path,
+                                                                         tmp_path: Path) -> None:
+    search, _ = keys(served_archive)
+    files = {"sketch": ("s.png", contour_png(phantom_archive, "000004"))}
+    with running(service_settings(served_archive, tmp_path, refine_steps=1)) as url:
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {search}"}, timeout=60) as client:
+            found = client.post("/v1/search", files=files, data={"k": "3"}).json()
+            steps = client.post("/v1/generate", params={"steps": "true"}, files=files).json()["steps"]
+    assert found["refined"] is True and len(found["step_urls"]) == 2 and len(steps) == 2  # x_0, x_1 (H's own T is 3)
+
+
+@pytest.mark.parametrize("served_archive", ["sqlite"], indirect=True)
 def test_cors_allows_the_configured_origin_and_the_pad_folder_is_served_at_root(served_archive: Settings, tmp_path: Path) -> None:
     web = tmp_path / "web"
     web.mkdir()

@@ -40,6 +40,7 @@ def test_eval_retrieval_times_every_row_and_breaks_down_by_level_and_canvas(retr
     assert set(data["by_canvas"]) == {"64", "512"}  # the 64 / 1024 px sweeps re-draw other groups: not counted
     assert set(data["by_canvas"]["512"]) == ROWS | {"pix2pix_c"}
     assert data["pix2pix_version"] and data["heldout_seed"] == data["seed"] + 1000
+    assert data["refinement_steps"] == 2
 
 
 def test_eval_retrieval_refuses_bad_canvases_before_doing_anything(tmp_path) -> None:
