@@ -1,7 +1,7 @@
 """The HTTP service under load: `s2m serve` as its own process, N closed-loop clients posting to /v1/search.
 
 Each client sends its next request when the last one answered (multipart PNG upload, k = 10,
-full refinement); a row reports requests/s, p50/p95/p99 ms, errors, the mean batch size (from
+H's T steps or `S2M_REFINE_STEPS`); a row reports requests/s, p50/p95/p99 ms, errors, the mean batch size (from
 /metrics) and the load average. Each batching setting starts a fresh server, so each starts with
 an empty stored-vector cache.
 """
@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from api.settings import ServiceSettings
 from indexing import store
 from indexing.archive import Archive
 from indexing.settings import Settings
@@ -116,6 +117,7 @@ def load_service(settings: Settings, sketches: list[bytes], plan: dict[int, int]
                "S2M_BATCH_MAX_WAIT_MS": str(wait_ms), "S2M_RATE_LIMIT_PER_MINUTE": "1000000", "S2M_RATE_LIMIT_BURST": "100000"}
         if model is not None:
             env["S2M_MODEL"] = str(model)
+        served = ServiceSettings.from_env(env)
         server = subprocess.Popen([sys.executable, "-m", "api.cli", "serve", "--port", str(port)], env=env,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}"
@@ -124,6 +126,7 @@ def load_service(settings: Settings, sketches: list[bytes], plan: dict[int, int]
             asyncio.run(load(url, token, sketches, 4, 2))  # warm-up
             for clients, per_client in plan.items():
                 row = {"batching": mode, "max_wait_ms": wait_ms if mode == "on" else None,
+                       "concurrency": served.concurrency, "refine_steps": served.refine_steps,
                        **asyncio.run(load(url, token, sketches, clients, per_client))}
                 rows.append(row)
                 if on_row is not None:

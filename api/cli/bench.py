@@ -209,7 +209,9 @@ def table_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
                 add("faiss", f"{int(size):,} {factory} nprobe {nprobe} p50", figures["ms"]["p50"], "ms")
                 add("faiss", f"{int(size):,} {factory} nprobe {nprobe} re-ranked", figures["recall@10_reranked"], "recall@10")
     for row in report.get("service", []):
-        setting = f"batching {row['batching']}, {row['clients']} client{'s' if row['clients'] > 1 else ''}"
+        steps = "H's T" if row["refine_steps"] is None else f"T={row['refine_steps']}"
+        setting = (f"batching {row['batching']}, {row['clients']} client{'s' if row['clients'] > 1 else ''} "
+                   f"({row['concurrency']} at once, {steps})")
         add("service", setting, row["requests_per_s"], "requests/s")
         for quantile in ("p50", "p95", "p99"):
             add("service", f"{setting} {quantile}", row[f"{quantile}_ms"], "ms")

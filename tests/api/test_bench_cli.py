@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from api.cli import app
+from api.settings import usable_cores
 
 TINY = ["--archive", "8", "--stage-images", "4", "--batch-size", "4", "--queries", "2", "--faiss-sizes", "1000",
         "--clients", "1,2", "--requests", "2", "--batching", "on"]
@@ -28,7 +29,7 @@ def test_a_tiny_bench_prints_one_table_of_every_section_and_writes_its_json(tmp_
     assert data["meta"]["bundle_version"] and data["meta"]["machine"]["cores"] >= 1
     assert len(data["rows"]) == len(table)
     settings = {row["setting"] for row in data["rows"]}
-    assert {"s_forward, batch 4", "total p50, Flat, 8 images", "1,000 Flat p50", "batching on, 2 clients"} <= settings
+    assert {"s_forward, batch 4", "total p50, Flat, 8 images", "1,000 Flat p50", f"batching on, 2 clients ({usable_cores()} at once, H's T)"} <= settings
     errors = [row for row in data["rows"] if row["setting"].endswith("errors")]
     assert len(errors) == 2 and all(row["figure"] == 0 for row in errors)
     assert all(row["figure"] > 0 for row in data["rows"] if row not in errors), data["rows"]
