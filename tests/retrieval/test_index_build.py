@@ -90,7 +90,7 @@ def test_refresh_after_adding_and_deleting_equals_a_fresh_build(embedded: Archiv
     live = _live(embedded)
     assert set(refreshed.ids().tolist()) == set(fresh.ids().tolist()) == live
     for image_id in sorted(live):
-        np.testing.assert_allclose(refreshed.index.reconstruct(image_id), fresh.index.reconstruct(image_id), atol=1e-5)
+        np.testing.assert_allclose(refreshed.index.reconstruct(image_id), fresh.index.reconstruct(image_id), rtol=1e-6, atol=1e-5)
     status = index_status(embedded)
     assert status.not_indexed == 0 and status.vector_count == len(live)
 
