@@ -15,6 +15,7 @@ from api.service import Generated, Service
 from api.views import hit_from_record, hit_out
 from indexing import store
 from indexing.models import Image, QueryLog
+from indexing.vectors import encode_png
 
 router = APIRouter(prefix="/v1/queries", tags=["queries"])
 PNG = "image/png"
@@ -56,7 +57,7 @@ def _generated(service: Service, query_id: str) -> Generated:
 @router.get("/{query_id}/generated", response_class=Response, responses={200: {"content": {PNG: {}}}})
 async def generated(query_id: str, service: ServiceDep, key: SearchKey) -> Response:
     """The generated image x_T of a recent sketch search (x_0 when it was not refined)."""
-    return Response(_generated(service, query_id).steps[-1], media_type=PNG)
+    return Response(encode_png(_generated(service, query_id).steps[-1]), media_type=PNG)
 
 
 @router.get("/{query_id}/steps/{step}", response_class=Response, responses={200: {"content": {PNG: {}}}})
@@ -65,10 +66,10 @@ async def step(query_id: str, step: int, service: ServiceDep, key: SearchKey) ->
     steps = _generated(service, query_id).steps
     if not 0 <= step < len(steps):
         raise HTTPException(404, f"query {query_id} has steps 0 to {len(steps) - 1}")
-    return Response(steps[step], media_type=PNG)
+    return Response(encode_png(steps[step]), media_type=PNG)
 
 
 @router.get("/{query_id}/sketch", response_class=Response, responses={200: {"content": {PNG: {}}}})
 async def query_sketch(query_id: str, service: ServiceDep, key: SearchKey) -> Response:
     """The canonical sketch the models read for a recent sketch search."""
-    return Response(_generated(service, query_id).sketch, media_type=PNG)
+    return Response(encode_png(_generated(service, query_id).sketch), media_type=PNG)

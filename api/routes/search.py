@@ -19,7 +19,6 @@ from api.views import filters_from, hit_out, result_record
 from formats.sketch import canonical_sketch
 from indexing import store
 from indexing.models import ApiKey, Image
-from indexing.vectors import encode_png
 from retrieval.engine import Query, SearchResult
 
 router = APIRouter(prefix="/v1", tags=["search"])
@@ -50,7 +49,7 @@ async def search(request: Request, service: ServiceDep, engine: EngineDep, key: 
     query = Query(sketch, asked.k, filters_from(asked.filters), refine=asked.refine)
     result = await service.batcher.submit(query)
     uid = uuid.uuid4().hex
-    service.keep_generated(uid, Generated(encode_png(result.sketch), tuple(encode_png(step) for step in result.steps)))
+    service.keep_generated(uid, Generated(result.sketch, result.steps))
     return await run_in_threadpool(_answer, service, key, client_address(request), uid, query, result, started, "sketch")
 
 
