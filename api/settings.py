@@ -19,7 +19,7 @@ Beside the archive's own (`indexing.settings`), all optional:
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,30 +31,29 @@ DEFAULT_MAX_UPLOAD_BYTES = 5 * 1024 * 1024
 MAX_REFINE_STEPS = 10
 
 
-def _milliseconds(environ: Mapping[str, str], name: str, default: float) -> float:
+def _bounded(environ: Mapping[str, str], name: str, parse: Callable[[str], float], kind: str,
+             high: float, unit: str = "") -> float | None:
+    """The variable `name` parsed and within 0 .. `high`, or None when unset; else one SettingsError sentence."""
     raw = environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number of milliseconds, got {raw!r}") from None
-    if not 0 <= value <= 1000:
-        raise SettingsError(f"{name} must be between 0 and 1000 ms, got {raw!r}")
-    return value
-
-
-def _refine_steps(environ: Mapping[str, str]) -> int | None:
-    raw = environ.get("S2M_REFINE_STEPS")
     if raw is None or raw.strip() == "":
         return None
     try:
-        value = int(raw)
+        value = parse(raw)
     except ValueError:
-        raise SettingsError(f"S2M_REFINE_STEPS must be a whole number of steps, got {raw!r}") from None
-    if not 0 <= value <= MAX_REFINE_STEPS:
-        raise SettingsError(f"S2M_REFINE_STEPS must be between 0 and {MAX_REFINE_STEPS}, got {raw!r}")
+        raise SettingsError(f"{name} must be {kind}, got {raw!r}") from None
+    if not 0 <= value <= high:
+        raise SettingsError(f"{name} must be between 0 and {high:g}{unit}, got {raw!r}")
     return value
+
+
+def _milliseconds(environ: Mapping[str, str], name: str, default: float) -> float:
+    value = _bounded(environ, name, float, "a number of milliseconds", 1000, " ms")
+    return default if value is None else value
+
+
+def _refine_steps(environ: Mapping[str, str]) -> int | None:
+    value = _bounded(environ, "S2M_REFINE_STEPS", int, "a whole number of steps", MAX_REFINE_STEPS)
+    return None if value is None else int(value)
 
 
 def usable_cores() -> int:

@@ -27,7 +27,6 @@ from api.settings import ServiceSettings
 from generation.presets import SHIPPED_BUNDLE
 from indexing import store
 from indexing.archive import Archive
-from indexing.db import make_engine, upgrade
 from indexing.fused_index import build_index
 from indexing.ingest.run import ingest_path
 from indexing.settings import Settings
@@ -97,10 +96,7 @@ def served_archive(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
     else:
         url = emptied_postgres(request)
     settings = Settings(data_dir=root / "data", database_url=url, pseudonym_key=TEST_KEY)
-    engine = make_engine(url)
-    upgrade(engine)
-    engine.dispose()
-    archive = Archive.open(settings)
+    archive = Archive.create(settings)
     try:
         ingest_path(archive, phantom_archive, None, None, progress=False)
         embed_archive(archive, archive_models, batch_size=BATCH)

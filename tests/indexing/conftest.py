@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from indexing.archive import Archive
-from indexing.db import make_engine, upgrade
+from indexing.db import make_engine
 from indexing.settings import Settings
 
 PG_ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
@@ -83,10 +83,7 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
 @pytest.fixture
 def archive(settings: Settings) -> Iterator[Archive]:
     """A migrated, opened archive."""
-    engine = make_engine(settings.database_url)
-    upgrade(engine)
-    engine.dispose()
-    opened = Archive.open(settings)
+    opened = Archive.create(settings)
     yield opened
     opened.close()
 
