@@ -8,7 +8,7 @@ with micro-batching on and off, on a 10k-image archive embedded with the shipped
 and builds the Flat index (resumable: each step skips what is done), and draws free-hand query
 sketches of 64 held-out phantoms (PNG, 256 px). `run` starts `s2m serve` as its own process for
 each batching setting, warms it up, then for each concurrency N runs N clients, each sending its
-requests one after another (multipart PNG upload, k = 10, full refinement), and writes a JSON
+requests one after another (multipart PNG upload, k = 10, H's T steps or `S2M_REFINE_STEPS`), and writes a JSON
 report (appending to an existing one): requests/s, p50/p95/p99 ms, errors, the mean batch size
 (from /metrics) and the load average. The engine keeps the stored vectors of recently used cases
 in memory; each batching setting starts a fresh server, so each starts with an empty cache.
