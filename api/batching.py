@@ -1,18 +1,21 @@
 """Micro-batching of concurrent searches: requests arriving within a few ms run as one batch.
 
-As Triton's dynamic batcher and Ray Serve's `@serve.batch` do: a request waits at most
-`max_wait_s` for others to join, a batch holds at most `max_size`, and at most `concurrency`
-batches run at once (Triton's instance count), each on its own inference thread; while they run
-the next one gathers, so under load batches fill up by themselves. On a CPU a batch of convolutions
-costs about as much per image as single images do, so throughput comes from keeping every core
-busy with its own batch rather than from bigger batches. One bad request never fails its
-neighbours: a batch that raises is re-run one request at a time, each getting its own answer or
-error.
+As Triton's dynamic batcher and Ray Serve's `@serve.batch` do: a batch holds at most `max_size`,
+at most `concurrency` batches run at once (Triton's instance count), each on its own inference
+thread, and with nothing running a request waits at most `max_wait_s` for others to join. Each
+batch takes a fair share of the work, the waiting and the running requests split evenly over the
+concurrent batches, and while another batch runs it waits until its share has arrived. Greedy
+batching on two cores fell into a convoy under closed-loop load: one batch of 13 ran for a second
+while the other core ran the few remaining requests one by one (a batch of one costs 2x a batch
+of eight per image), and the requests of the big batch made the tail; fair shares keep batches even
+(docs/benchmarks.md). One bad request never fails its neighbours: a batch that raises is re-run one
+request at a time, each getting its own answer or error.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -40,12 +43,14 @@ class MicroBatcher(Generic[Item, Answer]):
     def __init__(self, run: Callable[[list[Item]], list[Answer]], policy: BatchPolicy, executor: Executor,
                  on_batch: Callable[[int], None] = lambda size: None) -> None:
         self.run, self.policy, self.executor, self.on_batch = run, policy, executor, on_batch
-        self._queue: asyncio.Queue[tuple[Item, asyncio.Future[Answer]]] | None = None
+        self._pending: deque[tuple[Item, asyncio.Future[Answer]]] = deque()
+        self._wake: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
+        self._running_items = 0
 
     def start(self) -> None:
-        self._queue = asyncio.Queue()
+        self._wake = asyncio.Event()
         self._worker = asyncio.get_running_loop().create_task(self._serve())
 
     async def stop(self) -> None:
@@ -61,29 +66,51 @@ class MicroBatcher(Generic[Item, Answer]):
         self._running.clear()
 
     async def submit(self, item: Item) -> Answer:
-        if self._queue is None:
+        if self._wake is None:
             raise RuntimeError("the batcher is not started")
         future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
-        await self._queue.put((item, future))
+        self._pending.append((item, future))
+        self._wake.set()
         return await future
 
+    def _waiting(self) -> int:
+        """How many requests wait (those whose caller went away are dropped)."""
+        if any(future.cancelled() for _, future in self._pending):
+            self._pending = deque(entry for entry in self._pending if not entry[1].cancelled())
+        return len(self._pending)
+
+    def _share(self, waiting: int) -> int:
+        """The fair size of the next batch: what waits and what runs, split evenly over the concurrent batches."""
+        return max(1, min(self.policy.max_size, -(-(waiting + self._running_items) // self.policy.concurrency)))
+
+    async def _until_woken(self, timeout: float | None) -> None:
+        """Until a request arrives or a batch finishes (or `timeout` seconds pass)."""
+        assert self._wake is not None
+        self._wake.clear()
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout)
+        except TimeoutError:
+            pass
+
     async def _gather(self) -> list[tuple[Item, asyncio.Future[Answer]]]:
-        assert self._queue is not None
+        """The oldest waiting requests, as many as a fair share. While other batches run, wait for a share to
+        arrive (their requests come back as they finish); with nothing running, wait at most `max_wait_s`."""
         loop = asyncio.get_running_loop()
-        batch = [await self._queue.get()]
+        while not self._waiting():
+            await self._until_woken(None)
         deadline = loop.time() + self.policy.max_wait_s
-        while len(batch) < self.policy.max_size:
-            if not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+        while True:
+            waiting = self._waiting()
+            if self._running_items:
+                if waiting >= self._share(waiting):
+                    break
+                await self._until_woken(None)
                 continue
             left = deadline - loop.time()
-            if left <= 0:
+            if waiting >= self.policy.max_size or left <= 0:
                 break
-            try:
-                batch.append(await asyncio.wait_for(self._queue.get(), left))
-            except TimeoutError:
-                break
-        return [(item, future) for item, future in batch if not future.cancelled()]
+            await self._until_woken(left)
+        return [self._pending.popleft() for _ in range(self._share(waiting))]
 
     async def _serve(self) -> None:
         loop = asyncio.get_running_loop()
@@ -91,12 +118,17 @@ class MicroBatcher(Generic[Item, Answer]):
         while True:
             await slots.acquire()  # gather only when a batch can start: meanwhile the queue fills
             batch = await self._gather()
-            if not batch:
-                slots.release()
-                continue
+            self._running_items += len(batch)
             task = loop.create_task(self._answer(batch))
             self._running.add(task)
-            task.add_done_callback(lambda done: (self._running.discard(done), slots.release()))
+            task.add_done_callback(lambda done, size=len(batch): self._finished(done, size, slots))
+
+    def _finished(self, task: asyncio.Task[None], size: int, slots: asyncio.Semaphore) -> None:
+        self._running.discard(task)
+        self._running_items -= size
+        slots.release()
+        if self._wake is not None:
+            self._wake.set()
 
     async def _answer(self, batch: list[tuple[Item, asyncio.Future[Answer]]]) -> None:
         loop = asyncio.get_running_loop()
