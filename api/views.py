@@ -48,10 +48,14 @@ def image_out(settings: ServiceSettings, row: Image) -> ImageOut:
     )
 
 
-def hit_out(settings: ServiceSettings, hit: Hit, row: Image) -> HitOut:
-    """A hit with its row's metadata (the row: width, height; the hit: rank and scores)."""
-    return HitOut(**image_out(settings, row).model_dump(), rank=hit.rank, score=hit.score,
-                  channels=ChannelsOut(**hit.channels.__dict__))
+def hit_out(settings: ServiceSettings, hit: Hit) -> HitOut:
+    """A hit as the API shows it: its case's metadata, rank and scores (no DB read)."""
+    return HitOut(
+        **_common(settings, hit.image_id, hit.study_uid, hit.series_uid, hit.sop_uid),
+        original_file_name=hit.original_name, case_id=hit.case_ref, patient_pseudonym=hit.patient_ref,
+        diagnosis=hit.diagnosis, findings=list(hit.findings), study_date=hit.acquired_at.date() if hit.acquired_at else None,
+        width=hit.width, height=hit.height, rank=hit.rank, score=hit.score, channels=ChannelsOut(**hit.channels.__dict__),
+    )
 
 
 def result_record(hit: Hit) -> dict[str, Any]:
@@ -60,7 +64,4 @@ def result_record(hit: Hit) -> dict[str, Any]:
 
 
 def hit_from_record(rank: int, record: dict[str, Any], row: Image) -> Hit:
-    return Hit(rank=rank, image_id=row.id, score=float(record["score"]), channels=ChannelScores(**record["channels"]),
-               case_ref=row.case_ref, patient_ref=row.patient_ref, diagnosis=row.diagnosis,
-               findings=tuple(row.findings or ()), acquired_at=row.acquired_at, study_uid=row.study_uid,
-               series_uid=row.series_uid, sop_uid=row.sop_uid, stored_path=row.stored_path, original_name=row.original_name)
+    return Hit.from_row(rank, row, float(record["score"]), ChannelScores(**record["channels"]))

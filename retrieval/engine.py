@@ -123,7 +123,19 @@ class Hit:
     series_uid: str | None
     sop_uid: str | None
     stored_path: str
+    width: int
+    height: int
     original_name: str | None = None  # only when ingest kept it (indexing/ingest/names.py)
+
+    @classmethod
+    def from_row(cls, rank: int, row: Image, score: float, channels: ChannelScores) -> "Hit":
+        """A ranked case with everything a response shows of it, so that answering needs no second read."""
+        return cls(
+            rank=rank, image_id=row.id, score=score, channels=channels, case_ref=row.case_ref,
+            patient_ref=row.patient_ref, diagnosis=row.diagnosis, findings=tuple(row.findings or ()),
+            acquired_at=row.acquired_at, study_uid=row.study_uid, series_uid=row.series_uid, sop_uid=row.sop_uid,
+            stored_path=row.stored_path, width=row.width, height=row.height, original_name=row.original_name,
+        )
 
 
 @dataclass(frozen=True)
@@ -450,13 +462,19 @@ class SearchEngine:
 
     def hydrate_many(self, ranked: list[list[tuple[int, float, ChannelScores]]], queries: list[Query],
                      timings: dict[str, float]) -> list[list[Hit]]:
-        """The hits of each query: one DB read per distinct filter set of the batch, then split by query."""
+        """The hits of each query: one DB read per distinct filter set of the batch, then split by query.
+
+        The read takes each ranking's first k ids (the index searched the filtered ids, so they nearly
+        always pass); a second read fetches the rest of a ranking only for a query left short."""
         hits: list[list[Hit]] = [[] for _ in queries]
         with _timed(timings, "hydrate"):
             for filters in dict.fromkeys(query.filters for query in queries):
                 rows = [row for row, query in enumerate(queries) if query.filters == filters]
-                ids = sorted({image_id for row in rows for image_id, _, _ in ranked[row]})
-                found = self.rows_passing(ids, filters)
+                first = {image_id for row in rows for image_id, _, _ in ranked[row][: queries[row].k]}
+                found = self.rows_passing(sorted(first), filters)
+                short = [row for row in rows if len(self.hits(ranked[row], found, queries[row].k)) < queries[row].k]
+                rest = {image_id for row in short for image_id, _, _ in ranked[row]} - first
+                found.update(self.rows_passing(sorted(rest), filters))
                 for row in rows:
                     hits[row] = self.hits(ranked[row], found, queries[row].k)
         return hits
@@ -482,12 +500,7 @@ class SearchEngine:
             row = rows.get(image_id)
             if row is None:
                 continue
-            hits.append(Hit(
-                rank=len(hits) + 1, image_id=row.id, score=score, channels=scores, case_ref=row.case_ref,
-                patient_ref=row.patient_ref, diagnosis=row.diagnosis, findings=tuple(row.findings or ()),
-                acquired_at=row.acquired_at, study_uid=row.study_uid, series_uid=row.series_uid, sop_uid=row.sop_uid,
-                stored_path=row.stored_path, original_name=row.original_name,
-            ))
+            hits.append(Hit.from_row(len(hits) + 1, row, score, scores))
             if len(hits) == k:
                 break
         return hits

@@ -39,7 +39,7 @@ async def past_query(query_id: str, request: Request, service: ServiceDep, key: 
         with service.archive().sessions.begin() as session:
             store.log_access(session, key.id, "query", client_address(request), query_uid=query_id)
         live = [record for record in entry.results if int(record["image_id"]) in rows]
-        hits = [hit_out(service.settings, hit_from_record(rank, record, rows[int(record["image_id"])]), rows[int(record["image_id"])])
+        hits = [hit_out(service.settings, hit_from_record(rank, record, rows[int(record["image_id"])]))
                 for rank, record in enumerate(live, start=1)]
         return QueryOut(query_id=query_id, created_at=entry.created_at, kind=entry.kind, k=entry.k, filters=entry.filters,
                         build_id=entry.build_id, latency_ms=entry.latency_ms, results=hits)

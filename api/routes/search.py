@@ -8,7 +8,6 @@ import uuid
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import select
 
 from api.routes.images import live_image
 from api.deps import EngineDep, SearchKey, ServiceDep, client_address
@@ -18,7 +17,7 @@ from api.sketch_input import read_sketch_request
 from api.views import filters_from, hit_out, result_record
 from formats.sketch import canonical_sketch
 from indexing import store
-from indexing.models import ApiKey, Image
+from indexing.models import ApiKey
 from retrieval.engine import Query, SearchResult
 
 router = APIRouter(prefix="/v1", tags=["search"])
@@ -68,10 +67,9 @@ async def similar(image_id: int, request: Request, service: ServiceDep, engine: 
 
 def _answer(service: Service, key: ApiKey, client: str | None, uid: str, query: Query, result: SearchResult,
             started: float, kind: str) -> SearchOut:
-    """Log the search (ids and scores only) and build the response from the hits' rows."""
+    """Log the search (ids and scores only) and build the response from the hits (read with the ranking)."""
     ids = [hit.image_id for hit in result.hits]
     with service.archive().sessions.begin() as session:
-        rows = {row.id: row for row in session.scalars(select(Image).where(Image.id.in_(ids)))} if ids else {}
         latency = (time.perf_counter() - started) * 1000.0
         store.log_query(session, key.id, query.k, latency, ids, query.filters.as_record(), uid=uid, client=client,
                         kind=kind, build_id=result.build_id, results=[result_record(hit) for hit in result.hits],
@@ -80,7 +78,7 @@ def _answer(service: Service, key: ApiKey, client: str | None, uid: str, query: 
     base = f"/v1/queries/{uid}"
     return SearchOut(
         query_id=uid, build_id=result.build_id, k=query.k, refined=drawn and query.refine and len(result.steps) > 1,
-        results=[hit_out(service.settings, hit, rows[hit.image_id]) for hit in result.hits if hit.image_id in rows],
+        results=[hit_out(service.settings, hit) for hit in result.hits],
         timings_ms={stage: round(ms, 3) for stage, ms in result.timings_ms.items()},
         sketch_url=f"{base}/sketch" if drawn else None,
         generated_image_url=f"{base}/generated" if drawn else None,

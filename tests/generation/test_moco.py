@@ -239,8 +239,12 @@ def test_train_command_logs_probes_resumes_and_exports_bundle(tiny_phantoms, tmp
     assert "diagnosis/embedding_knn" in info["probe"]
     embedder = Bundle.open(bundle).load_embedder()
     assert not embedder.training and not any(p.requires_grad for p in embedder.parameters())
-    vectors = embedder.embed(torch.rand(3, 3, TINY.resolution, TINY.resolution) * 2 - 1)
+    images = torch.rand(3, 3, TINY.resolution, TINY.resolution) * 2 - 1
+    vectors = embedder.embed(images)
     assert torch.allclose(vectors.norm(dim=1), torch.ones(3), atol=1e-5)
+    assert embedder.trunk.stem[0].weight.is_contiguous(memory_format=torch.channels_last)  # the faster CPU layout
+    plain = Bundle.open(bundle).load("embedder")
+    assert torch.allclose(embedder.describe(images), plain.describe(images), atol=1e-5)
 
     changed = runner.invoke(app, [*common, "--max-steps", "4", "--resume", "--learning-rate", "0.5"])
     assert changed.exit_code == 2 and "another EmbedderConfig (learning_rate)" in changed.output
