@@ -29,33 +29,29 @@ def url_from_template(template: str | None, study: str | None, series: str | Non
     return template.format(study=study, series=series, sop=sop)
 
 
-def _common(settings: ServiceSettings, image_id: int, study: str | None, series: str | None, sop: str | None) -> dict[str, Any]:
+def _case_fields(settings: ServiceSettings, image_id: int, case: Image | Hit) -> dict[str, Any]:
+    """ImageOut's fields from an archive row or a hit (both carry the case's metadata under the same names)."""
     base = f"/v1/images/{image_id}"
+    study, series, sop = case.study_uid, case.series_uid, case.sop_uid
     return {
         "image_id": image_id, "study_uid": study, "series_uid": series, "sop_uid": sop,
         "thumbnail_url": f"{base}/thumbnail", "image_url": f"{base}/file", "sketch_url": f"{base}/sketch",
         "wado_url": url_from_template(settings.wado_url, study, series, sop),
         "viewer_url": url_from_template(settings.viewer_url, study, series, sop),
+        "original_file_name": case.original_name, "case_id": case.case_ref, "patient_pseudonym": case.patient_ref,
+        "diagnosis": case.diagnosis, "findings": list(case.findings or ()),
+        "study_date": case.acquired_at.date() if case.acquired_at else None, "width": case.width, "height": case.height,
     }
 
 
 def image_out(settings: ServiceSettings, row: Image) -> ImageOut:
-    return ImageOut(
-        **_common(settings, row.id, row.study_uid, row.series_uid, row.sop_uid),
-        original_file_name=row.original_name, case_id=row.case_ref, patient_pseudonym=row.patient_ref, diagnosis=row.diagnosis,
-        findings=list(row.findings or ()), study_date=row.acquired_at.date() if row.acquired_at else None,
-        width=row.width, height=row.height,
-    )
+    return ImageOut(**_case_fields(settings, row.id, row))
 
 
 def hit_out(settings: ServiceSettings, hit: Hit) -> HitOut:
     """A hit as the API shows it: its case's metadata, rank and scores (no DB read)."""
-    return HitOut(
-        **_common(settings, hit.image_id, hit.study_uid, hit.series_uid, hit.sop_uid),
-        original_file_name=hit.original_name, case_id=hit.case_ref, patient_pseudonym=hit.patient_ref,
-        diagnosis=hit.diagnosis, findings=list(hit.findings), study_date=hit.acquired_at.date() if hit.acquired_at else None,
-        width=hit.width, height=hit.height, rank=hit.rank, score=hit.score, channels=ChannelsOut(**hit.channels.__dict__),
-    )
+    return HitOut(**_case_fields(settings, hit.image_id, hit), rank=hit.rank, score=hit.score,
+                  channels=ChannelsOut(**hit.channels.__dict__))
 
 
 def result_record(hit: Hit) -> dict[str, Any]:

@@ -472,11 +472,14 @@ class SearchEngine:
                 rows = [row for row, query in enumerate(queries) if query.filters == filters]
                 first = {image_id for row in rows for image_id, _, _ in ranked[row][: queries[row].k]}
                 found = self.rows_passing(sorted(first), filters)
-                short = [row for row in rows if len(self.hits(ranked[row], found, queries[row].k)) < queries[row].k]
-                rest = {image_id for row in short for image_id, _, _ in ranked[row]} - first
-                found.update(self.rows_passing(sorted(rest), filters))
                 for row in rows:
                     hits[row] = self.hits(ranked[row], found, queries[row].k)
+                short = [row for row in rows if len(hits[row]) < queries[row].k]
+                rest = {image_id for row in short for image_id, _, _ in ranked[row]} - first
+                if rest:
+                    found.update(self.rows_passing(sorted(rest), filters))
+                    for row in short:
+                        hits[row] = self.hits(ranked[row], found, queries[row].k)
         return hits
 
     def rows_passing(self, ids: list[int], filters: Filters) -> dict[int, Image]:
