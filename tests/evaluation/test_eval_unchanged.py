@@ -13,7 +13,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from api.cli import app
-from tests.retrieval.eval_snapshot import TIMING, differences, normalised
+from tests.evaluation.eval_snapshot import TIMING, differences, normalised
 
 EXPECTED = Path(__file__).with_name("eval_all_expected.json")
 REPO = Path(__file__).resolve().parents[2]
