@@ -150,8 +150,8 @@ class Service:
         Runs on its own thread, not the inference one: searches go on, on the old build, meanwhile."""
         import torch
 
-        from indexing.fused_index import refresh_index
-        from indexing.vectors import ArchiveModels, embed_archive
+        from indexing.prepare import embed_and_refresh
+        from indexing.vectors import ArchiveModels
 
         if not self._refreshing.acquire(blocking=False):
             raise RefreshRunningError("an index refresh is already running; try again when it has finished")
@@ -159,8 +159,7 @@ class Service:
             engine = self.engine()
             if self._archive_models is None:
                 self._archive_models = ArchiveModels.load(self.settings.bundle, torch.device(engine.pipeline.encoder.w_avg.device))
-            embed_archive(engine.archive, self._archive_models, batch_size=REFRESH_BATCH)
-            report = refresh_index(engine.archive, engine.version)
+            report = embed_and_refresh(engine.archive, self._archive_models, batch_size=REFRESH_BATCH)
             engine.reload_if_changed()
             return report
         finally:
