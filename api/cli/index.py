@@ -61,7 +61,7 @@ def build(
     from indexing.fused_index import BuildConfig, build_index
     from indexing.shape import ShapeConfig
 
-    side = int(Bundle.open(model).info["resolution"])  # the shape channel reads the sketches S stores, at E's side
+    side = Bundle.open(model).resolution  # the shape channel reads the sketches S stores, at E's side
     config = BuildConfig(factory=factory, appearance_dims=appearance_dims or None, shape_dims=shape_dims or None,
                          latent_dims=latent_dims or None, weights=_weights(weights), nprobe=nprobe,
                          shape=ShapeConfig(side=side))
