@@ -1,6 +1,6 @@
 """The query engine: a sketch in, the closest archive cases out, each stage a named step.
 
-    sketch --validate/canonicalise--> canonical sketch [R, R]
+    sketch --validate/canonicalise--> canonical sketch [R, R] (a CanonicalSketch passes through as it is)
            --pipeline (E, G, H)-----> w, x_T
            --embed------------------> appearance C(x_T), latent (w - mean w), shape (-[Q/|Q|, DT_Q])
            --filter (DB)------------> allowed image ids (an id selector for FAISS)
@@ -13,7 +13,9 @@ vectors once for the whole batch (queries of one archive share many candidates),
 micro-batch concurrent requests. A query by example (`Query.like`, "more like this") takes an
 archive case's own stored vectors instead of a sketch and skips the networks. The engine is safe to call from several threads: models are loaded once and
 only read, the active build is swapped by `reload_if_changed` under a lock, and a query keeps the
-build it started with, so a swap drops no in-flight query.
+build it started with, so a swap drops no in-flight query. The networks come from the process's
+one `QueryModels` (E, G, H and C of one opened bundle), which the service shares with `/v1/generate`
+and the index refresh.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ from PIL import Image as PILImage
 from sqlalchemy import select
 
 from formats.errors import ProjectError
-from formats.sketch import canonical_sketch
+from formats.sketch import CanonicalSketch, canonical_sketch
+from generation.pipeline import PipelineOutput, QueryModels
 from generation.presets import SHIPPED_BUNDLE
 from indexing import store
 from indexing.archive import Archive
@@ -49,7 +52,7 @@ STAGES = ("sketch", "pipeline", "embed", "filter", "faiss", "rerank", "hydrate")
 DEFAULT_K = 10
 MAX_K = 100
 
-SketchInput = bytes | Path | str | PILImage.Image | np.ndarray
+SketchInput = CanonicalSketch | bytes | Path | str | PILImage.Image | np.ndarray
 
 
 @dataclass(frozen=True)
@@ -178,7 +181,7 @@ class StoredVectors:
 
 @dataclass(frozen=True)
 class EngineConfig:
-    bundle: Path = SHIPPED_BUNDLE
+    bundle: Path = SHIPPED_BUNDLE  # bundle and device: what `SearchEngine.open` loads when it is given no models
     device: str = "cpu"
     index_device: str = "auto"  # where the FAISS index searches: auto | cpu | cuda (indexing/faiss_device.py)
     steps: int | None = None  # H's refinement steps (None: what H was trained with)
@@ -199,40 +202,37 @@ class ExampleNotFoundError(ProjectError, LookupError):
 class SearchEngine:
     """Sketch -> SearchResult over one archive's active build; see the module docstring."""
 
-    def __init__(self, archive: Archive, config: EngineConfig, pipeline: Any, embedder: Any, build: Build, version: str) -> None:
+    def __init__(self, archive: Archive, config: EngineConfig, models: QueryModels, build: Build) -> None:
         self.archive = archive
         self.config = config
-        self.pipeline = pipeline
-        self.embedder = embedder
-        self.version = version
+        self.models = models
+        self.pipeline = models.pipeline
+        self.embedder = models.embedder
+        self.version = models.version
         self._build = build
         self._swap = threading.Lock()
         self._cache: OrderedDict[tuple[str, int], _StoredCase] = OrderedDict()
         self._cache_lock = threading.Lock()
 
     @classmethod
-    def open(cls, settings: Settings, config: EngineConfig = EngineConfig()) -> "SearchEngine":
-        """Open the archive, load E, G, H and C once, and the active build (which must be of this bundle)."""
-        from generation.bundle import EMBEDDER, Bundle
-        from generation.pipeline import Sketch2MedI
+    def open(cls, settings: Settings, config: EngineConfig = EngineConfig(), models: QueryModels | None = None) -> "SearchEngine":
+        """Open the archive and its active build (which must be of the models' bundle), with the process's
+        models, or without them E, G, H and C of `config.bundle` loaded once on `config.device`."""
+        from generation.bundle import Bundle
         from generation.training import resolve_device
 
         archive = Archive.open(settings)
         try:
-            bundle = Bundle.open(config.bundle)
-            version = bundle.version
+            bundle = models.bundle if models is not None else Bundle.open(config.bundle)
             build = _active_build(archive, config.index_device)
-            if build.version != version:
+            if build.version != bundle.version:
                 raise EngineError(f"the active index build was made with bundle version {build.version}, "
-                                  f"this engine loads {version}: run `s2m index build` with this bundle")
-            device = resolve_device(config.device)
-            bundle.check([EMBEDDER])
-            pipeline = Sketch2MedI.from_bundle(bundle, device)
-            embedder = bundle.load_embedder(device)
+                                  f"this engine loads {bundle.version}: run `s2m index build` with this bundle")
+            models = models or QueryModels.load(bundle, resolve_device(config.device))
         except BaseException:
             archive.close()
             raise
-        return cls(archive, config, pipeline, embedder, build, version)
+        return cls(archive, config, models, build)
 
     def close(self) -> None:
         self.archive.close()
@@ -295,7 +295,7 @@ class SearchEngine:
                 for j, i in enumerate(group):
                     row = drawn[i]
                     channels.update({(row, name): embedded[name][j] for name in CHANNELS})
-                    steps[row] = tuple(_to_uint8(x[j]) for x in (generated.x_0, *generated.steps))
+                    steps[row] = generated.pictures(j)
                     sketches[row] = canonical[i]
         examples = sorted({query.like for query in queries if query.like is not None})
         if examples:
@@ -343,21 +343,15 @@ class SearchEngine:
     # --- stages --------------------------------------------------------------------------------
 
     def canonicalise(self, sketches: list[SketchInput]) -> np.ndarray:
-        """Validate and canonicalise each sketch -> uint8 [B, R, R]; raises SketchError on bad input."""
-        return np.stack([canonical_sketch(sketch, self.resolution) for sketch in sketches])
+        """Each sketch as the canonical uint8 [B, R, R] the models read; a CanonicalSketch passes through as it
+        is, anything else is validated and canonicalised here (SketchError on bad input)."""
+        return np.stack([_canonical(sketch, self.resolution) for sketch in sketches])
 
-    @torch.no_grad()
-    def generate(self, sketches: np.ndarray, steps: int | None = None) -> Any:
+    def generate(self, sketches: np.ndarray, steps: int | None = None) -> PipelineOutput:
         """uint8 [B, R, R] -> the pipeline's output (w [B, w_dim], x_0 and x_1..x_T [B, 3, R, R] in [-1, 1]).
 
         `steps` None: the engine's configured T (H's own by default); 0: x_0 only."""
-        batch = torch.from_numpy(np.ascontiguousarray(sketches)).float().div(127.5).sub(1.0).unsqueeze(1)  # [B, 1, R, R]
-        return self.pipeline.run(batch, self.config.steps if steps is None else steps)
-
-    def generate_steps(self, sketch: SketchInput, refine: bool = True) -> tuple[np.ndarray, ...]:
-        """One sketch's pictures, uint8 [R, R, 3] each: x_0, then x_1 .. x_T when refined (no archive involved)."""
-        generated = self.generate(self.canonicalise([sketch]), None if refine else 0)
-        return tuple(_to_uint8(x[0]) for x in (generated.x_0, *generated.steps))
+        return self.models.generate(sketches, self.config.steps if steps is None else steps)
 
     def embed(self, w: torch.Tensor, images: torch.Tensor, sketches: np.ndarray, build: Build) -> dict[str, np.ndarray]:
         """The query side of each channel: float32 [B, D_c]."""
@@ -549,9 +543,12 @@ def _search_parameters(build: Build, selector: Any) -> Any:
     return params
 
 
-def _to_uint8(image: torch.Tensor) -> np.ndarray:
-    """[3, R, R] in [-1, 1] -> uint8 [R, R, 3]."""
-    return image.clamp(-1, 1).add(1).mul(127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+def _canonical(sketch: SketchInput, resolution: int) -> np.ndarray:
+    if not isinstance(sketch, CanonicalSketch):
+        return canonical_sketch(sketch, resolution)
+    if sketch.resolution != resolution:
+        raise ValueError(f"a canonical sketch of {sketch.resolution} px reached an engine at {resolution} px")
+    return sketch.pixels
 
 
 class _timed:

@@ -120,9 +120,11 @@ def search(
     index_device: str = typer.Option("auto", "--index-device", help="where the FAISS index searches: auto (GPU if faiss and CUDA allow), cpu, cuda"),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="sketches through the networks at once"),
 ) -> None:
-    """Find the archive cases closest to each sketch (models loaded once for all of them)."""
-    from formats.sketch import SketchError, canonical_sketch
-    from generation.bundle import ENCODER, Bundle
+    """Find the archive cases closest to each sketch (the bundle opened and its models loaded once for all of them)."""
+    from formats.sketch import CanonicalSketch, SketchError
+    from generation.bundle import Bundle
+    from generation.pipeline import QueryModels
+    from generation.training import resolve_device
     from indexing.settings import Settings
     from retrieval.engine import EngineConfig, Query, SearchEngine
 
@@ -130,14 +132,15 @@ def search(
     parsed = parse_filters(filters)
     if sheet is not None and sheet.suffix.lower() != ".png":
         raise InputError("--sheet must name a .png file")
-    resolution = int(Bundle.open(model).config(ENCODER)["resolution"])
+    bundle = Bundle.open(model)
     canonical = []
-    for path in files:  # every sketch checked before any model is loaded
+    for path in files:  # every sketch checked before any model is loaded; the engine takes them as they are
         try:
-            canonical.append(canonical_sketch(path, resolution))
+            canonical.append(CanonicalSketch.of(path, bundle.resolution))
         except SketchError as error:
             raise InputError(f"{path.name}: {error}") from None
-    engine = SearchEngine.open(Settings.from_env(), EngineConfig(bundle=model, device=device, index_device=index_device))
+    models = QueryModels.load(bundle, resolve_device(device))
+    engine = SearchEngine.open(Settings.from_env(), EngineConfig(bundle=model, device=device, index_device=index_device), models)
     try:
         results = []
         for start in range(0, len(canonical), batch_size):

@@ -42,6 +42,26 @@ def engine(embedded: Archive, archive_models):  # type: ignore[no-untyped-def]
     opened.close()
 
 
+def test_one_engine_start_reads_each_network_file_once_and_s_only_where_sketches_are_synthesised(
+        embedded: Archive, archive_models, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import generation.bundle as bundle_module
+    from indexing.vectors import ArchiveModels
+
+    build_index(embedded, archive_models.version)
+    reads: list[str] = []
+    real = bundle_module.load_file
+    monkeypatch.setattr(bundle_module, "load_file", lambda path, device="cpu": reads.append(Path(path).name) or real(path, device=device))
+    opened = SearchEngine.open(embedded.settings, EngineConfig(bundle=SHIPPED_BUNDLE, device="cpu"))
+    try:
+        assert sorted(reads) == ["embedder.safetensors", "encoder.safetensors", "generator.safetensors", "refiner.safetensors"]
+        archive_side = ArchiveModels.around(opened.models)  # what the service's index refresh embeds with
+        assert sorted(reads)[-1] == "synthesizer.safetensors" and len(reads) == 5, "S read once, C and E not again"
+        assert archive_side.embedder is opened.embedder and archive_side.encoder is opened.pipeline.encoder
+        assert archive_side.version == opened.version == archive_models.version
+    finally:
+        opened.close()
+
+
 def _rows(archive: Archive) -> list[ImageRow]:
     with archive.sessions() as session:
         return list(session.scalars(select(ImageRow).order_by(ImageRow.id)))
