@@ -209,7 +209,7 @@ def main() -> None:
     # the product path: the fused FAISS index (PCA-compressed, Flat) + exact re-rank, with the chosen weights
     def engine_top(canon: np.ndarray, part: slice) -> np.ndarray:
         results = engine.search_many([Query(sketch, K, weights=ChannelWeights(*best)) for sketch in canon[part]])
-        return np.array([[column_of[h.case_ref.split("-")[1]] for h in r.hits] for r in results])
+        return np.array([[column_of[h.case.case_ref.split("-")[1]] for h in r.hits] for r in results])
     t = time.perf_counter()
     exact_top = engine_top(exact_canon, test)
     similar_top = engine_top(similar_canon, test)

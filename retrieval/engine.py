@@ -41,6 +41,7 @@ from generation.pipeline import PipelineOutput, QueryModels
 from generation.presets import SHIPPED_BUNDLE
 from indexing import store
 from indexing.archive import Archive
+from indexing.cases import CaseRecord
 from indexing.faiss_device import place_index
 from indexing.fused_index import Build, ChannelWeights, IndexBuildError, active_build_id, fuse, load_build
 from indexing.models import Embedding, Image
@@ -117,14 +118,7 @@ class Hit:
     image_id: int
     score: float  # the fused, calibrated score the ranking is by
     channels: ChannelScores
-    case_ref: str | None
-    patient_ref: str | None
-    diagnosis: str | None
-    findings: tuple[str, ...]
-    acquired_at: datetime | None
-    study_uid: str | None
-    series_uid: str | None
-    sop_uid: str | None
+    case: CaseRecord
     stored_path: str
     width: int
     height: int
@@ -133,12 +127,8 @@ class Hit:
     @classmethod
     def from_row(cls, rank: int, row: Image, score: float, channels: ChannelScores) -> "Hit":
         """A ranked case with everything a response shows of it, so that answering needs no second read."""
-        return cls(
-            rank=rank, image_id=row.id, score=score, channels=channels, case_ref=row.case_ref,
-            patient_ref=row.patient_ref, diagnosis=row.diagnosis, findings=tuple(row.findings or ()),
-            acquired_at=row.acquired_at, study_uid=row.study_uid, series_uid=row.series_uid, sop_uid=row.sop_uid,
-            stored_path=row.stored_path, width=row.width, height=row.height, original_name=row.original_name,
-        )
+        return cls(rank=rank, image_id=row.id, score=score, channels=channels, case=CaseRecord.of_row(row),
+                   stored_path=row.stored_path, width=row.width, height=row.height, original_name=row.original_name)
 
 
 @dataclass(frozen=True)

@@ -70,10 +70,10 @@ def result_record(path: Path, result: "SearchResult") -> dict:
         "hits": [
             {
                 "rank": hit.rank, "image_id": hit.image_id, "original_file_name": hit.original_name,
-                "case_id": hit.case_ref, "diagnosis": hit.diagnosis,
+                "case_id": hit.case.case_ref, "diagnosis": hit.case.diagnosis,
                 "score": round(hit.score, 4),
                 "channels": {name: round(value, 4) for name, value in hit.channels.__dict__.items()},
-                "study_uid": hit.study_uid, "series_uid": hit.series_uid, "sop_uid": hit.sop_uid,
+                "study_uid": hit.case.study_uid, "series_uid": hit.case.series_uid, "sop_uid": hit.case.sop_uid,
             }
             for hit in result.hits
         ],
@@ -85,8 +85,8 @@ def _print_table(path: Path, result: "SearchResult") -> None:
     typer.echo(f"{'rank':>4}  {'image':>6}  {'file':<16} {'case':<14} {'fused':>7} {'appear.':>7} {'latent':>7} {'shape':>7}  diagnosis")
     for hit in result.hits:
         channels = hit.channels
-        typer.echo(f"{hit.rank:>4}  {hit.image_id:>6}  {(hit.original_name or '-'):<16} {(hit.case_ref or '-'):<14} {hit.score:>7.3f} "
-                   f"{channels.appearance:>7.3f} {channels.latent:>7.3f} {channels.shape:>7.2f}  {hit.diagnosis or '-'}")
+        typer.echo(f"{hit.rank:>4}  {hit.image_id:>6}  {(hit.original_name or '-'):<16} {(hit.case.case_ref or '-'):<14} {hit.score:>7.3f} "
+                   f"{channels.appearance:>7.3f} {channels.latent:>7.3f} {channels.shape:>7.2f}  {hit.case.diagnosis or '-'}")
 
 
 def write_sheet(out: Path, files_root: Path, results: list["SearchResult"]) -> None:

@@ -199,6 +199,6 @@ def test_an_index_device_the_machine_lacks_falls_back_to_the_cpu_and_filtered_qu
         assert [hit.image_id for hit in opened.search(sketch, k=3).hits] == expected and StandIn.calls == 1
         diagnosis = _rows(embedded)[0].diagnosis
         filtered = opened.search(sketch, k=3, filters=Filters(diagnoses=(diagnosis,)))
-        assert StandIn.calls == 1 and all(hit.diagnosis == diagnosis for hit in filtered.hits)  # on the CPU copy
+        assert StandIn.calls == 1 and all(hit.case.diagnosis == diagnosis for hit in filtered.hits)  # on the CPU copy
     finally:
         opened.close()
