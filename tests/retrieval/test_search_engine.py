@@ -62,6 +62,22 @@ def test_one_engine_start_reads_each_network_file_once_and_s_only_where_sketches
         opened.close()
 
 
+def test_a_canonical_sketch_passes_through_the_engine_and_is_never_canonicalised_again(
+        engine: SearchEngine, phantom_archive: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from formats.sketch import CanonicalSketch
+
+    drawing = _contours(phantom_archive, "000004", side=256)
+    expected = engine.search(drawing, k=5)
+    canonical = CanonicalSketch.of(drawing, engine.resolution)
+    monkeypatch.setattr("retrieval.engine.canonical_sketch", lambda *args, **kwargs: pytest.fail("canonicalised again"))
+    passed = engine.search(canonical, k=5)
+    assert [hit.image_id for hit in passed.hits] == [hit.image_id for hit in expected.hits]
+    assert [hit.score for hit in passed.hits] == [hit.score for hit in expected.hits]
+    assert np.array_equal(passed.sketch, canonical.pixels)
+    with pytest.raises(ValueError, match="canonical sketch of 32 px reached an engine at 64 px"):
+        engine.search(CanonicalSketch.of(drawing, 32))
+
+
 def _rows(archive: Archive) -> list[ImageRow]:
     with archive.sessions() as session:
         return list(session.scalars(select(ImageRow).order_by(ImageRow.id)))
