@@ -135,8 +135,7 @@ class Service:
             models = self.models()
             with self._opening:
                 if self._engine is None:
-                    config = EngineConfig(bundle=self.settings.bundle, device=self.settings.device,
-                                          index_device=self.settings.index_device, steps=self.settings.refine_steps)
+                    config = EngineConfig(index_device=self.settings.index_device, steps=self.settings.refine_steps)
                     self._engine = _unavailable_unless(lambda: SearchEngine.open(self.settings.archive, config, models))
                     self.metrics.watch_index(self._engine)
         return self._engine

@@ -23,9 +23,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,44 +42,18 @@ from indexing.archive import Archive
 from indexing.cases import CaseRecord
 from indexing.faiss_device import place_index
 from indexing.fused_index import Build, ChannelWeights, IndexBuildError, active_build_id, fuse, load_build
-from indexing.models import Embedding, Image
+from indexing.models import Image
 from indexing.settings import Settings
-from indexing.shape import archive_vectors, query_vectors
-from indexing.vectors import APPEARANCE, CHANNELS, LATENT, SHAPE, latent_vectors, stored_sketches
+from indexing.shape import query_vectors
+from indexing.vectors import APPEARANCE, CHANNELS, LATENT, SHAPE, latent_vectors
+from retrieval.filters import Filters, filtered
+from retrieval.stored import StoredVectorCache, StoredVectors
 
 STAGES = ("sketch", "pipeline", "embed", "filter", "faiss", "rerank", "hydrate")
 DEFAULT_K = 10
 MAX_K = 100
 
 SketchInput = CanonicalSketch | bytes | Path | str | PILImage.Image | np.ndarray
-
-
-@dataclass(frozen=True)
-class Filters:
-    """Metadata conditions, run in the DB; an empty Filters passes every live image.
-
-    `diagnoses`: any of; `findings`: all of; dates inclusive (timezone-aware); patients are
-    pseudonyms (`Image.patient_ref`): `patients` keeps only those, `exclude_patients` drops them.
-    """
-
-    diagnoses: tuple[str, ...] = ()
-    findings: tuple[str, ...] = ()
-    acquired_from: datetime | None = None
-    acquired_to: datetime | None = None
-    patients: tuple[str, ...] = ()
-    exclude_patients: tuple[str, ...] = ()
-
-    @property
-    def empty(self) -> bool:
-        return self == Filters()
-
-    def as_record(self) -> dict[str, Any]:
-        """A JSON-able form (for the query log; pseudonyms only, never identifiers)."""
-        return {
-            key: (value.isoformat() if isinstance(value, datetime) else list(value))
-            for key, value in self.__dict__.items()
-            if value not in (None, ())
-        }
 
 
 @dataclass(frozen=True)
@@ -143,33 +115,6 @@ class SearchResult:
 
 
 @dataclass(frozen=True)
-class _StoredCase:
-    """One case's stored vectors of one bundle version, archive side (the engine's cache entry)."""
-
-    appearance: np.ndarray
-    latent: np.ndarray
-    shape: np.ndarray
-    sketch: np.ndarray
-
-
-@dataclass(frozen=True)
-class StoredVectors:
-    """Candidates' stored vectors, archive side: rows in `ids` order; shape is [DT_A, A/|A|]."""
-
-    ids: list[int]
-    appearance: np.ndarray  # float32 [N, D_a]
-    latent: np.ndarray  # float32 [N, D_l]
-    shape: np.ndarray  # float32 [N, 2 R^2]
-    sketches: dict[int, np.ndarray]  # id -> uint8 [R, R]
-
-    def rows(self, ids: np.ndarray) -> tuple[list[int], np.ndarray]:
-        """The ids among `ids` that have every vector, and their row numbers here."""
-        position = {image_id: row for row, image_id in enumerate(self.ids)}
-        found = [int(i) for i in ids if int(i) in position]
-        return found, np.array([position[i] for i in found], dtype=np.int64)
-
-
-@dataclass(frozen=True)
 class EngineConfig:
     bundle: Path = SHIPPED_BUNDLE  # bundle and device: what `SearchEngine.open` loads when it is given no models
     device: str = "cpu"
@@ -201,8 +146,7 @@ class SearchEngine:
         self.version = models.version
         self._build = build
         self._swap = threading.Lock()
-        self._cache: OrderedDict[tuple[str, int], _StoredCase] = OrderedDict()
-        self._cache_lock = threading.Lock()
+        self._stored = StoredVectorCache(archive, config.stored_cache)
 
     @classmethod
     def open(cls, settings: Settings, config: EngineConfig = EngineConfig(), models: QueryModels | None = None) -> "SearchEngine":
@@ -218,7 +162,8 @@ class SearchEngine:
             if build.version != bundle.version:
                 raise EngineError(f"the active index build was made with bundle version {build.version}, "
                                   f"this engine loads {bundle.version}: run `s2m index build` with this bundle")
-            models = models or QueryModels.load(bundle, resolve_device(config.device))
+            if models is None:
+                models = QueryModels.load(bundle, resolve_device(config.device))
         except BaseException:
             archive.close()
             raise
@@ -354,7 +299,7 @@ class SearchEngine:
     def allowed_ids(self, filters: Filters) -> np.ndarray:
         """Live image ids passing `filters` (int64, sorted), decided by the DB."""
         with self.archive.sessions() as session:
-            rows = session.execute(_filtered(select(Image.id, Image.findings), filters).order_by(Image.id)).all()
+            rows = session.execute(filtered(select(Image.id, Image.findings), filters).order_by(Image.id)).all()
         wanted = set(filters.findings)
         return np.array([row.id for row in rows if wanted <= set(row.findings or ())], dtype=np.int64)
 
@@ -376,56 +321,8 @@ class SearchEngine:
         return ids[0][ids[0] >= 0]
 
     def stored_vectors(self, build: Build, ids: np.ndarray) -> StoredVectors:
-        """The stored appearance and latent vectors, sketches and archive-side shape vectors of `ids`.
-
-        One DB read for a whole batch, and only for ids not in the cache: a case's stored vectors
-        of a bundle version never change, and its shape vector (a distance transform, ~1 ms) is
-        the re-rank's main cost, so the most recently used `config.stored_cache` cases are kept."""
-        id_list = [int(i) for i in ids]
-        with self._cache_lock:
-            cached = {i: self._cache[(build.version, i)] for i in id_list if (build.version, i) in self._cache}
-            for i in cached:
-                self._cache.move_to_end((build.version, i))
-        missing = [i for i in id_list if i not in cached]
-        if missing:
-            fetched = self._fetch_stored(build, missing)
-            cached.update(fetched)
-            with self._cache_lock:
-                for i, row in fetched.items():
-                    self._cache[(build.version, i)] = row
-                while len(self._cache) > self.config.stored_cache:
-                    self._cache.popitem(last=False)
-        found = [i for i in id_list if i in cached]
-        if not found:
-            empty = np.zeros((0, 0), np.float32)
-            return StoredVectors([], empty, empty, np.zeros((0, build.shape.dim), np.float32), {})
-        return StoredVectors(
-            ids=found,
-            appearance=np.stack([cached[i].appearance for i in found]),
-            latent=np.stack([cached[i].latent for i in found]),
-            shape=np.stack([cached[i].shape for i in found]),
-            sketches={i: cached[i].sketch for i in found},
-        )
-
-    def _fetch_stored(self, build: Build, ids: list[int]) -> dict[int, "_StoredCase"]:
-        vectors: dict[tuple[int, str], np.ndarray] = {}
-        with self.archive.sessions() as session:
-            for start in range(0, len(ids), store.LOOKUP_CHUNK):
-                chunk = ids[start : start + store.LOOKUP_CHUNK]
-                rows = session.execute(
-                    select(Embedding.image_id, Embedding.kind, Embedding.vector).where(
-                        Embedding.model_version == build.version, Embedding.image_id.in_(chunk),
-                        Embedding.kind.in_((APPEARANCE, LATENT)),
-                    )
-                ).all()
-                vectors.update({(row.image_id, row.kind): np.frombuffer(row.vector, dtype=store.VECTOR_DTYPE) for row in rows})
-            sketches = stored_sketches(session, build.version, ids)
-        found = [i for i in ids if (i, APPEARANCE) in vectors and (i, LATENT) in vectors and i in sketches]
-        if not found:
-            return {}
-        shapes = archive_vectors(np.stack([sketches[i] for i in found]), build.shape)
-        return {i: _StoredCase(vectors[(i, APPEARANCE)], vectors[(i, LATENT)], shapes[row], sketches[i])
-                for row, i in enumerate(found)}
+        """The stored appearance and latent vectors, sketches and archive-side shape vectors of `ids` (cached)."""
+        return self._stored.vectors(build, ids)
 
     def rerank(self, build: Build, channels: dict[str, np.ndarray], weights: ChannelWeights,
                ids: np.ndarray, stored: StoredVectors) -> list[tuple[int, float, ChannelScores]]:
@@ -475,7 +372,7 @@ class SearchEngine:
         with self.archive.sessions() as session:
             for start in range(0, len(ids), store.LOOKUP_CHUNK):
                 chunk = ids[start : start + store.LOOKUP_CHUNK]
-                found.update({row.id: row for row in session.scalars(_filtered(select(Image), filters).where(Image.id.in_(chunk)))
+                found.update({row.id: row for row in session.scalars(filtered(select(Image), filters).where(Image.id.in_(chunk)))
                               if wanted <= set(row.findings or ())})
         return found
 
@@ -503,22 +400,6 @@ def _active_build(archive: Archive, index_device: str) -> Build:
     except IndexBuildError as error:
         raise EngineError(str(error)) from error
     return dataclasses.replace(build, placed=place_index(build.index, index_device, build.nprobe))
-
-
-def _filtered(query: Any, filters: Filters) -> Any:
-    """`query` over Image restricted to live rows passing the filters that SQL can express."""
-    query = query.where(Image.deleted_at.is_(None))
-    if filters.diagnoses:
-        query = query.where(Image.diagnosis.in_(filters.diagnoses))
-    if filters.acquired_from is not None:
-        query = query.where(Image.acquired_at >= filters.acquired_from)
-    if filters.acquired_to is not None:
-        query = query.where(Image.acquired_at <= filters.acquired_to)
-    if filters.patients:
-        query = query.where(Image.patient_ref.in_(filters.patients))
-    if filters.exclude_patients:
-        query = query.where(Image.patient_ref.is_(None) | Image.patient_ref.not_in(filters.exclude_patients))
-    return query
 
 
 def _search_parameters(build: Build, selector: Any) -> Any:

@@ -14,7 +14,8 @@ from formats.errors import InputError
 from generation.presets import SHIPPED_BUNDLE
 
 if TYPE_CHECKING:
-    from retrieval.engine import Filters, SearchResult
+    from retrieval.engine import SearchResult
+    from retrieval.filters import Filters
 
 SKETCH_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 FILTER_KEYS = ("diagnosis", "finding", "from", "to", "patient", "exclude-patient")
@@ -43,7 +44,7 @@ def _date(text: str) -> datetime:
 
 def parse_filters(items: list[str]) -> "Filters":
     """`key=value` items -> Filters (diagnosis and patient repeat as any-of, finding as all-of)."""
-    from retrieval.engine import Filters
+    from retrieval.filters import Filters
 
     values: dict[str, list[str]] = {key: [] for key in FILTER_KEYS}
     for item in items:
@@ -140,7 +141,7 @@ def search(
         except SketchError as error:
             raise InputError(f"{path.name}: {error}") from None
     models = QueryModels.load(bundle, resolve_device(device))
-    engine = SearchEngine.open(Settings.from_env(), EngineConfig(bundle=model, device=device, index_device=index_device), models)
+    engine = SearchEngine.open(Settings.from_env(), EngineConfig(index_device=index_device), models)
     try:
         results = []
         for start in range(0, len(canonical), batch_size):

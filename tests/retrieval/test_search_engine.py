@@ -19,7 +19,8 @@ from indexing import store
 from indexing.archive import Archive
 from indexing.fused_index import BuildConfig, build_index
 from indexing.models import Image as ImageRow
-from retrieval.engine import EngineConfig, Filters, Query, SearchEngine
+from retrieval.engine import EngineConfig, Query, SearchEngine
+from retrieval.filters import Filters
 
 REPO = Path(__file__).resolve().parents[2]
 
