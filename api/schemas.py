@@ -35,6 +35,7 @@ class SearchIn(BaseModel):
     k: int = Field(DEFAULT_K, ge=1, le=MAX_K)
     filters: FiltersIn = FiltersIn()
     refine: bool = True  # False: x_0 only, no refinement steps (the fast live preview)
+    signs: dict[str, float] = {}  # clinical sign -> strength in [0, 1] (generation/signs.py), e.g. {"exudate": 1}
 
 
 class SimilarIn(BaseModel):
@@ -77,6 +78,15 @@ class HitOut(ImageOut):
     channels: ChannelsOut
 
 
+class SignOut(BaseModel):
+    """A sign a query applied: its strength and how far it moved w (W units) and the appearance vector."""
+
+    sign: str
+    strength: float
+    w_shift: float
+    appearance_shift: float
+
+
 class SearchOut(BaseModel):
     query_id: str
     build_id: int
@@ -87,6 +97,7 @@ class SearchOut(BaseModel):
     sketch_url: str | None  # the canonical sketch the models read
     generated_image_url: str | None  # x_T (x_0 when not refined)
     step_urls: list[str]  # x_0, x_1 .. x_T
+    signs: list[SignOut] = []  # the signs applied to the query (none asked: empty)
 
 
 class QueryOut(BaseModel):

@@ -6,7 +6,8 @@ bounded while the body streamed in (`api.limits`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 
 import numpy as np
 from fastapi import HTTPException, Request
@@ -26,6 +27,7 @@ class SketchRequest:
     k: int
     filters: FiltersIn
     refine: bool
+    signs: dict[str, float] = field(default_factory=dict)  # sign -> strength, checked against the bundle later
 
 
 def _picture_type(data: bytes) -> str | None:
@@ -47,7 +49,7 @@ async def read_sketch_request(request: Request) -> SketchRequest:
         except ValidationError as error:
             raise _invalid(error) from None
         strokes = [Stroke(tuple(s.points), s.width, None if s.pressure is None else tuple(s.pressure)) for s in body.strokes]
-        return SketchRequest(rasterise(strokes), body.k, body.filters, body.refine)
+        return SketchRequest(rasterise(strokes), body.k, body.filters, body.refine, body.signs)
     if kind != "multipart/form-data":
         raise HTTPException(415, "send the sketch as multipart/form-data (field `sketch`, PNG or JPEG) or as JSON strokes")
     form = await request.form()
@@ -63,7 +65,18 @@ async def read_sketch_request(request: Request) -> SketchRequest:
             fields[name] = form.get(name)
     try:
         filters = FiltersIn.model_validate(fields)
-        search = SearchIn.model_validate({"strokes": [], **{name: form[name] for name in ("k", "refine") if form.get(name)}})
+        search = SearchIn.model_validate({"strokes": [], **{name: form[name] for name in ("k", "refine") if form.get(name)},
+                                          "signs": _form_signs(form.get("signs"))})
     except ValidationError as error:
         raise _invalid(error) from None
-    return SketchRequest(data, search.k, filters, search.refine)
+    return SketchRequest(data, search.k, filters, search.refine, search.signs)
+
+
+def _form_signs(text: object) -> object:
+    """The multipart field `signs`: JSON text of an object {sign: strength}; absent or empty means none."""
+    if not text:
+        return {}
+    try:
+        return json.loads(str(text))
+    except json.JSONDecodeError:
+        raise HTTPException(422, 'signs: the field is JSON text of an object, e.g. {"exudate": 1}') from None

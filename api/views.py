@@ -9,7 +9,7 @@ from api.schemas import ChannelsOut, FiltersIn, HitOut, ImageOut
 from api.settings import ServiceSettings
 from indexing.cases import CaseRecord
 from indexing.models import Image
-from retrieval.engine import ChannelScores, Hit
+from retrieval.results import ChannelScores, Hit
 from retrieval.filters import Filters
 
 

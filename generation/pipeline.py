@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 import torch
@@ -15,6 +16,7 @@ from generation.bundle import EMBEDDER, ENCODER, GENERATOR, REFINER, Bundle
 from generation.data import sketches_to_tensor, tensor_to_image
 from generation.e4e import Encoder
 from generation.hyperstyle import HyperNetwork, refinement_step
+from generation.signs import SignDirections, require_signs
 
 
 @dataclass(frozen=True)
@@ -75,8 +77,10 @@ class Sketch2MedI(nn.Module):
         return sketches_to_tensor(CanonicalSketch.of(path, self.resolution).pixels[None])
 
     @torch.no_grad()
-    def run(self, sketches: torch.Tensor, steps: int | None = None) -> PipelineOutput:
-        """sketches [B, 1, R, R] in [-1, 1] -> w, x_0 and the T refinement steps (T = `steps` or the default)."""
+    def run(self, sketches: torch.Tensor, steps: int | None = None, w_offsets: torch.Tensor | None = None) -> PipelineOutput:
+        """sketches [B, 1, R, R] in [-1, 1] -> w, x_0 and the T refinement steps (T = `steps` or the default).
+
+        `w_offsets` [B, w_dim] is added to E's w before G and H draw (the sign edits of `generation.signs`)."""
         steps = self.default_steps if steps is None else steps
         expected = (1, self.resolution, self.resolution)
         if sketches.dim() != 4 or tuple(sketches.shape[1:]) != expected:
@@ -88,6 +92,8 @@ class Sketch2MedI(nn.Module):
         device = self.encoder.w_avg.device
         sketches = sketches.to(device)
         w = self.encoder(sketches)
+        if w_offsets is not None:
+            w = w + w_offsets.to(device)
         current = x_0 = self.generator.synthesis(w, noise_mode="const")
         refined: list[torch.Tensor] = []
         total = None
@@ -104,11 +110,13 @@ class QueryModels:
 
     The search engine, `/v1/generate` and the index refresh share them; S, which only the archive
     side needs, is loaded where sketches are synthesised (`indexing.vectors.ArchiveModels.around`).
+    `signs` holds the bundle's sign directions (None when it has none).
     """
 
     bundle: Bundle
     pipeline: Sketch2MedI
     embedder: nn.Module
+    signs: SignDirections | None = None
 
     @classmethod
     def load(cls, bundle: Bundle | Path, device: torch.device | str = "cpu") -> "QueryModels":
@@ -116,7 +124,7 @@ class QueryModels:
         bundle = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
         bundle.check([EMBEDDER])
         pipeline = Sketch2MedI.from_bundle(bundle, device)
-        return cls(bundle, pipeline, bundle.load_embedder(device))
+        return cls(bundle, pipeline, bundle.load_embedder(device), SignDirections.from_bundle(bundle))
 
     @property
     def version(self) -> str:
@@ -130,10 +138,23 @@ class QueryModels:
     def device(self) -> torch.device:
         return self.pipeline.encoder.w_avg.device
 
-    def generate(self, sketches: np.ndarray, steps: int | None = None) -> PipelineOutput:
-        """Canonical sketches uint8 [B, R, R] -> the pipeline's output (`steps` None: H's own T; 0: x_0 only)."""
-        return self.pipeline.run(sketches_to_tensor(sketches), steps)
+    def sign_strengths(self, asked: Mapping[str, float] | None) -> dict[str, float]:
+        """A query's sign strengths checked against the bundle's signs (SignError naming the known ones)."""
+        return require_signs(self.signs, asked or {})
 
-    def pictures(self, sketch: CanonicalSketch, steps: int | None = None) -> tuple[np.ndarray, ...]:
+    def w_offsets(self, strengths: list[Mapping[str, float]]) -> torch.Tensor | None:
+        """[B, w_dim] W edits of checked strengths, one row per sketch; None when no sketch has signs."""
+        if self.signs is None or not any(strengths):
+            return None
+        return torch.stack([self.signs.w_offset(one) for one in strengths])
+
+    def generate(self, sketches: np.ndarray, steps: int | None = None,
+                 signs: list[Mapping[str, float]] | None = None) -> PipelineOutput:
+        """Canonical sketches uint8 [B, R, R] -> the pipeline's output (`steps` None: H's own T; 0: x_0 only),
+        each sketch's checked sign strengths (`signs`, one mapping per sketch) applied in W."""
+        return self.pipeline.run(sketches_to_tensor(sketches), steps, self.w_offsets(signs or []))
+
+    def pictures(self, sketch: CanonicalSketch, steps: int | None = None,
+                 signs: Mapping[str, float] | None = None) -> tuple[np.ndarray, ...]:
         """One canonical sketch's pictures, uint8 [R, R, 3] each: x_0, then x_1 .. x_T (no archive involved)."""
-        return self.generate(sketch.pixels[None], steps).pictures(0)
+        return self.generate(sketch.pixels[None], steps, [self.sign_strengths(signs)]).pictures(0)

@@ -25,7 +25,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import faiss
 import numpy as np
@@ -39,7 +39,6 @@ from generation.pipeline import PipelineOutput, QueryModels
 from generation.presets import SHIPPED_BUNDLE
 from indexing import store
 from indexing.archive import Archive
-from indexing.cases import CaseRecord
 from indexing.faiss_device import place_index
 from indexing.fused_index import Build, ChannelWeights, IndexBuildError, active_build_id, fuse, load_build
 from indexing.models import Image
@@ -47,6 +46,7 @@ from indexing.settings import Settings
 from indexing.shape import query_vectors
 from indexing.vectors import APPEARANCE, CHANNELS, LATENT, SHAPE, latent_vectors
 from retrieval.filters import Filters, filtered
+from retrieval.results import ChannelScores, Hit, SearchResult
 from retrieval.stored import StoredVectorCache, StoredVectors
 
 STAGES = ("sketch", "pipeline", "embed", "filter", "faiss", "rerank", "hydrate")
@@ -61,7 +61,8 @@ class Query:
     """One search, by a sketch or by example (`like`: an archive image id; exactly one of the two).
 
     `weights` overrides the build's channel weights for this query only; `refine` False skips H
-    (x_0 only: the fast live preview)."""
+    (x_0 only: the fast live preview); `signs` {sign: strength in [0, 1]} edits a sketch query in W
+    (before G and H) and in the appearance space (`generation.signs`)."""
 
     sketch: SketchInput | None
     k: int = DEFAULT_K
@@ -69,49 +70,13 @@ class Query:
     weights: ChannelWeights | None = None
     refine: bool = True
     like: int | None = None
+    signs: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if (self.sketch is None) == (self.like is None):
             raise ValueError("a query has either a sketch or an example image id (like), not both")
-
-
-@dataclass(frozen=True)
-class ChannelScores:
-    """Exact per-channel scores: cosines for appearance and latent, minus the chamfer distance (px) for shape."""
-
-    appearance: float
-    latent: float
-    shape: float
-
-
-@dataclass(frozen=True)
-class Hit:
-    rank: int
-    image_id: int
-    score: float  # the fused, calibrated score the ranking is by
-    channels: ChannelScores
-    case: CaseRecord
-    stored_path: str
-    width: int
-    height: int
-    original_name: str | None = None  # only when ingest kept it (indexing/ingest/names.py)
-
-    @classmethod
-    def from_row(cls, rank: int, row: Image, score: float, channels: ChannelScores) -> "Hit":
-        """A ranked case with everything a response shows of it, so that answering needs no second read."""
-        return cls(rank=rank, image_id=row.id, score=score, channels=channels, case=CaseRecord.of_row(row),
-                   stored_path=row.stored_path, width=row.width, height=row.height, original_name=row.original_name)
-
-
-@dataclass(frozen=True)
-class SearchResult:
-    hits: tuple[Hit, ...]
-    timings_ms: dict[str, float]  # stage -> ms (batched stages: the batch's time)
-    sketch: np.ndarray  # uint8 [R, R], the canonical sketch the models read (by example: the case's stored sketch)
-    image: np.ndarray | None  # uint8 [R, R, 3], the generated x_T (x_0 unrefined); None for a query by example
-    build_id: int
-    filters: Filters
-    steps: tuple[np.ndarray, ...] = ()  # uint8 [R, R, 3] each: x_0, x_1 .. x_T (empty by example)
+        if self.signs and self.like is not None:
+            raise ValueError("signs edit a sketch query; a query by example takes none")
 
 
 @dataclass(frozen=True)
@@ -196,8 +161,9 @@ class SearchEngine:
         return True
 
     def search(self, sketch: SketchInput, k: int = DEFAULT_K, filters: Filters | None = None,
-               weights: ChannelWeights | None = None, refine: bool = True) -> SearchResult:
-        return self.search_many([Query(sketch, k, filters or Filters(), weights, refine)])[0]
+               weights: ChannelWeights | None = None, refine: bool = True,
+               signs: Mapping[str, float] | None = None) -> SearchResult:
+        return self.search_many([Query(sketch, k, filters or Filters(), weights, refine, signs=signs or {})])[0]
 
     def search_like(self, image_id: int, k: int = DEFAULT_K, filters: Filters | None = None) -> SearchResult:
         """"More like this": the cases closest to archive image `image_id` by its own stored vectors."""
@@ -210,6 +176,7 @@ class SearchEngine:
         for query in queries:
             if not 1 <= query.k <= self.config.max_k:
                 raise ValueError(f"k must be between 1 and {self.config.max_k}, got {query.k}")
+        strengths = [self.models.sign_strengths(query.signs) for query in queries]  # SignError before any work
         build = self._build  # this batch's build, whatever a reload does meanwhile
         timings: dict[str, float] = {}
         drawn = [row for row, query in enumerate(queries) if query.like is None]
@@ -224,12 +191,14 @@ class SearchEngine:
                 if not group:
                     continue
                 with _timed(timings, "pipeline"):
-                    generated = self.generate(canonical[group], None if refine else 0)
+                    generated = self.generate(canonical[group], None if refine else 0, [strengths[drawn[i]] for i in group])
                 with _timed(timings, "embed"):
                     embedded = self.embed(generated.w, generated.image, canonical[group], build)
                 for j, i in enumerate(group):
                     row = drawn[i]
                     channels.update({(row, name): embedded[name][j] for name in CHANNELS})
+                    if strengths[row]:
+                        channels[(row, APPEARANCE)] = self.models.signs.edit_appearance(embedded[APPEARANCE][j], strengths[row])
                     steps[row] = generated.pictures(j)
                     sketches[row] = canonical[i]
         examples = sorted({query.like for query in queries if query.like is not None})
@@ -257,13 +226,14 @@ class SearchEngine:
             stages[row]["filter"] = timings["filter"]
             one = {name: channels[(row, name)][None] for name in CHANNELS}
             with _timed(stages[row], "faiss"):
-                found = self.candidates(build, one, query.weights or build.weights, allowed[query.filters], query.k)
+                found = self.candidates(build, one, self.weights_for(query, strengths[row], build), allowed[query.filters], query.k)
             candidates.append(found[found != query.like] if query.like is not None else found)
         with _timed(timings, "rerank"):
             union = np.unique(np.concatenate(candidates)) if candidates else np.zeros(0, np.int64)
             stored = self.stored_vectors(build, union)
             ranked = [
-                self.rerank(build, {name: channels[(row, name)] for name in CHANNELS}, query.weights or build.weights, found, stored)
+                self.rerank(build, {name: channels[(row, name)] for name in CHANNELS}, self.weights_for(query, strengths[row], build),
+                            found, stored)
                 for row, (query, found) in enumerate(zip(queries, candidates))
             ]
         hits = self.hydrate_many(ranked, queries, timings)
@@ -271,8 +241,9 @@ class SearchEngine:
         for row, query in enumerate(queries):
             stage = {**stages[row], "rerank": timings["rerank"], "hydrate": timings["hydrate"]}
             refined = steps.get(row, ())
+            applied = self.models.signs.applied(strengths[row]) if strengths[row] else ()
             results.append(SearchResult(tuple(hits[row]), stage, sketches[row], refined[-1] if refined else None,
-                                        build.build_id, query.filters, refined))
+                                        build.build_id, query.filters, refined, applied))
         return results
 
     # --- stages --------------------------------------------------------------------------------
@@ -282,11 +253,22 @@ class SearchEngine:
         is, anything else is validated and canonicalised here (SketchError on bad input)."""
         return np.stack([_canonical(sketch, self.resolution) for sketch in sketches])
 
-    def generate(self, sketches: np.ndarray, steps: int | None = None) -> PipelineOutput:
+    def generate(self, sketches: np.ndarray, steps: int | None = None,
+                 signs: list[Mapping[str, float]] | None = None) -> PipelineOutput:
         """uint8 [B, R, R] -> the pipeline's output (w [B, w_dim], x_0 and x_1..x_T [B, 3, R, R] in [-1, 1]).
 
-        `steps` None: the engine's configured T (H's own by default); 0: x_0 only."""
-        return self.models.generate(sketches, self.config.steps if steps is None else steps)
+        `steps` None: the engine's configured T (H's own by default); 0: x_0 only. `signs`: each sketch's
+        checked strengths, applied in W."""
+        return self.models.generate(sketches, self.config.steps if steps is None else steps, signs)
+
+    def weights_for(self, query: Query, strengths: Mapping[str, float], build: Build) -> ChannelWeights:
+        """The query's own weights, else the build's; a sign query weighs appearance at least as the signs
+        record (the appearance edit is what carries the signs into the ranking, and the default weighs it 0)."""
+        if query.weights is not None:
+            return query.weights
+        if strengths and self.models.signs.appearance_weight > build.weights.appearance:
+            return dataclasses.replace(build.weights, appearance=self.models.signs.appearance_weight)
+        return build.weights
 
     def embed(self, w: torch.Tensor, images: torch.Tensor, sketches: np.ndarray, build: Build) -> dict[str, np.ndarray]:
         """The query side of each channel: float32 [B, D_c]."""

@@ -68,6 +68,7 @@ def result_record(path: Path, result: "SearchResult") -> dict:
         "sketch": path.name,
         "build_id": result.build_id,
         "timings_ms": {stage: round(ms, 2) for stage, ms in result.timings_ms.items()},
+        "signs": [applied.as_record() for applied in result.signs],
         "hits": [
             {
                 "rank": hit.rank, "image_id": hit.image_id, "original_file_name": hit.original_name,
@@ -83,6 +84,9 @@ def result_record(path: Path, result: "SearchResult") -> dict:
 
 def _print_table(path: Path, result: "SearchResult") -> None:
     typer.echo(f"{path.name}  (build {result.build_id}, {sum(result.timings_ms.values()):.0f} ms)")
+    if result.signs:
+        typer.echo("signs: " + ", ".join(f"{a.sign}={a.strength:g} (W +{a.w_shift:.2f}, appearance +{a.appearance_shift:.3f})"
+                                         for a in result.signs))
     typer.echo(f"{'rank':>4}  {'image':>6}  {'file':<16} {'case':<14} {'fused':>7} {'appear.':>7} {'latent':>7} {'shape':>7}  diagnosis")
     for hit in result.hits:
         channels = hit.channels
@@ -120,11 +124,14 @@ def search(
     device: str = typer.Option("auto", "--device"),
     index_device: str = typer.Option("auto", "--index-device", help="where the FAISS index searches: auto (GPU if faiss and CUDA allow), cpu, cuda"),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="sketches through the networks at once"),
+    signs: list[str] = typer.Option([], "--sign", help="NAME=STRENGTH (0..1): a clinical sign the sketch cannot show, "
+                                                      "e.g. --sign exudate=1 --sign erythema=0.5"),
 ) -> None:
     """Find the archive cases closest to each sketch (the bundle opened and its models loaded once for all of them)."""
     from formats.sketch import CanonicalSketch, SketchError
     from generation.bundle import Bundle
     from generation.pipeline import QueryModels
+    from generation.signs import SignDirections, parse_sign_items, require_signs
     from generation.training import resolve_device
     from indexing.settings import Settings
     from retrieval.engine import EngineConfig, Query, SearchEngine
@@ -134,6 +141,7 @@ def search(
     if sheet is not None and sheet.suffix.lower() != ".png":
         raise InputError("--sheet must name a .png file")
     bundle = Bundle.open(model)
+    strengths = require_signs(SignDirections.from_bundle(bundle), parse_sign_items(signs))  # before any model loads
     canonical = []
     for path in files:  # every sketch checked before any model is loaded; the engine takes them as they are
         try:
@@ -146,7 +154,7 @@ def search(
         results = []
         for start in range(0, len(canonical), batch_size):
             batch = canonical[start : start + batch_size]
-            results.extend(engine.search_many([Query(sketch, k, parsed) for sketch in batch]))
+            results.extend(engine.search_many([Query(sketch, k, parsed, signs=strengths) for sketch in batch]))
         if sheet is not None:
             write_sheet(sheet, engine.archive.settings.data_dir, results)
     finally:

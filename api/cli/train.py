@@ -10,6 +10,7 @@ from api.cli import (
     train_generator,
     train_pix2pix,
     train_refiner,
+    train_signs,
     train_status,
     train_synthesizer,
 )
@@ -21,6 +22,6 @@ def register(app: typer.Typer) -> None:
     """Add the `s2m train` group, one command per network."""
     group = typer.Typer(help=HELP, no_args_is_help=True)
     for module in (train_generator, train_synthesizer, train_embedder, train_encoder, train_refiner, train_pix2pix,
-                   train_status):
+                   train_signs, train_status):
         module.register(group)
     app.add_typer(group, name="train")

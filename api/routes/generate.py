@@ -3,11 +3,13 @@
 It touches no archive data (no index, no rows: it answers before any index build), yet needs a key
 since it costs compute. It runs the process's query models (E, G, H), not the search engine. PNG of
 x_T by default; `steps=true` gives every picture x_0 .. x_T as PNG data URLs; `format=dicom` a
-Secondary Capture labelled synthetic (`api.dicom`)."""
+Secondary Capture labelled synthetic (`api.dicom`). Signs (field `signs`) are applied in W before G and H
+draw; the header `X-Signs-Applied` (and the `signs` key of the JSON answer) says which and how far."""
 
 from __future__ import annotations
 
 import base64
+import json
 from typing import Literal
 
 from fastapi import APIRouter, Query, Request, Response
@@ -31,11 +33,15 @@ async def generate(request: Request, service: ServiceDep, models: PipelineDep, k
                    format: Literal["png", "dicom"] = Query("png"),  # noqa: A002 (the query parameter's name)
                    steps: bool = Query(False, description="every picture x_0 .. x_T (PNG only)")) -> Response:
     asked = await read_sketch_request(request)
+    strengths = models.sign_strengths(asked.signs)  # unknown signs or strengths: 422 listing the known signs
     sketch = await run_in_threadpool(CanonicalSketch.of, asked.sketch, models.resolution)
-    pictures = await service.run(models.pictures, sketch, service.settings.refine_steps if asked.refine else 0)
+    pictures = await service.run(models.pictures, sketch, service.settings.refine_steps if asked.refine else 0, strengths)
+    applied = [one.as_record() for one in models.signs.applied(strengths, ("w",))] if strengths else []
+    headers = {"X-Signs-Applied": json.dumps(applied)}
     if format == "dicom":
-        return Response(await run_in_threadpool(secondary_capture, pictures[-1], models.version), media_type=DICOM)
+        picture = await run_in_threadpool(secondary_capture, pictures[-1], models.version)
+        return Response(picture, media_type=DICOM, headers=headers)
     if steps:
         urls = [f"data:image/png;base64,{base64.b64encode(encode_png(picture)).decode()}" for picture in pictures]
-        return JSONResponse({"steps": urls})
-    return Response(encode_png(pictures[-1]), media_type="image/png")
+        return JSONResponse({"steps": urls, "signs": applied}, headers=headers)
+    return Response(encode_png(pictures[-1]), media_type="image/png", headers=headers)

@@ -11,7 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from api.routes.images import live_image
 from api.deps import EngineDep, SearchKey, ServiceDep, client_address
-from api.schemas import SearchIn, SearchOut, SimilarIn
+from api.schemas import SearchIn, SearchOut, SignOut, SimilarIn
 from api.service import Generated, Service
 from api.sketch_input import read_sketch_request
 from api.views import filters_from, hit_out, result_record
@@ -27,6 +27,7 @@ SKETCH_BODY = {
         "content": {
             "multipart/form-data": {"schema": {"type": "object", "required": ["sketch"], "properties": {
                 "sketch": {"type": "string", "format": "binary"}, "k": {"type": "integer"}, "refine": {"type": "boolean"},
+                "signs": {"type": "string", "description": 'JSON text {sign: strength in [0, 1]}, e.g. {"exudate": 1}'},
                 "diagnosis": {"type": "array", "items": {"type": "string"}},
                 "finding": {"type": "array", "items": {"type": "string"}},
                 "exclude_patient": {"type": "array", "items": {"type": "string"}},
@@ -45,8 +46,9 @@ async def search(request: Request, service: ServiceDep, engine: EngineDep, key: 
     started = time.perf_counter()
     asked = await read_sketch_request(request)
     # canonical here, 422 before any model; the engine takes it as it is
+    engine.models.sign_strengths(asked.signs)  # unknown signs or strengths: 422 listing the known signs
     sketch = await run_in_threadpool(CanonicalSketch.of, asked.sketch, engine.resolution)
-    query = Query(sketch, asked.k, filters_from(asked.filters), refine=asked.refine)
+    query = Query(sketch, asked.k, filters_from(asked.filters), refine=asked.refine, signs=asked.signs)
     result = await service.batcher.submit(query)
     uid = uuid.uuid4().hex
     service.keep_generated(uid, Generated(result.sketch, result.steps))
@@ -84,4 +86,5 @@ def _answer(service: Service, key: ApiKey, client: str | None, uid: str, query: 
         sketch_url=f"{base}/sketch" if drawn else None,
         generated_image_url=f"{base}/generated" if drawn else None,
         step_urls=[f"{base}/steps/{t}" for t in range(len(result.steps))],
+        signs=[SignOut(**applied.as_record()) for applied in result.signs],
     )

@@ -1,0 +1,172 @@
+"""Clinical signs as directions: what a query of "sketch + signs" adds to the sketch (issue 38).
+
+A contour cannot show white exudate or erythema, yet they decide most diagnoses. Each sign the
+archive labels carries two learned unit directions, stored in the bundle (`signs.safetensors` and
+the `signs` entry of `bundle.json`): one in G's W, added to E's w before G and H draw (the
+picture), and one in C's descriptor space, added to the query's appearance vector (the ranking).
+A strength s in [0, 1] moves by s times the sign's step. The directions are not networks: they
+stay out of `Bundle.version` (index builds are keyed by it), and they record the digests of the G
+and C they were learned with, so a retrained G or C makes them refuse until `s2m train signs` runs.
+`generation.sign_training` learns them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from formats.errors import InputError
+from generation.bundle import EMBEDDER, GENERATOR, Bundle, BundleError, update_bundle_info
+from generation.files import atomic_target
+
+SIGNS_ENTRY = "signs"  # the top-level key of bundle.json (never under "networks": no effect on the version)
+SIGNS_FILE = "signs.safetensors"
+SIGNS_FORMAT = 1  # the stored layout's version
+MIN_STRENGTH, MAX_STRENGTH = 0.0, 1.0
+ROUTES = ("w", "appearance")  # where a sign query's edit goes: W (picture, latent and what C sees) and C's space
+
+
+class SignError(InputError):
+    """A sign query the bundle cannot answer: an unknown sign, a strength out of range, no directions."""
+
+
+@dataclass(frozen=True)
+class AppliedSign:
+    """How one sign changed a query: its strength and the length of each edit (W units, appearance units)."""
+
+    sign: str
+    strength: float
+    w_shift: float  # |strength * step| along the unit W direction (0 when the W route is off)
+    appearance_shift: float  # the same along the unit appearance direction, before re-normalising
+
+    def as_record(self) -> dict[str, Any]:
+        return {"sign": self.sign, "strength": self.strength, "w_shift": round(self.w_shift, 4),
+                "appearance_shift": round(self.appearance_shift, 4)}
+
+
+@dataclass(frozen=True, eq=False)
+class SignDirections:
+    """Per sign a unit direction in W ([S, w_dim], mutually orthogonal) and in C's space ([S, D]), with steps."""
+
+    names: tuple[str, ...]
+    w: torch.Tensor  # [S, w_dim]
+    appearance: torch.Tensor  # [S, D]
+    w_steps: tuple[float, ...]  # the W distance that strength 1 moves
+    appearance_steps: tuple[float, ...]  # the appearance distance that strength 1 adds
+    appearance_weight: float  # the appearance channel's weight for sign queries (the default weighs it 0)
+    routes: tuple[str, ...]  # which edits a sign query applies (of ROUTES)
+    record: dict[str, Any]  # the bundle.json entry: fingerprint, quality, ...
+    current: bool = True  # learned with the bundle's present G and C
+
+    def strengths(self, asked: Mapping[str, float]) -> dict[str, float]:
+        """The asked strengths checked: known signs, finite values in [0, 1] (one sentence naming the known signs)."""
+        if not self.current:
+            raise SignError("this bundle's sign directions were learned with another generator or C; "
+                            "run `s2m train signs` again")
+        return check_strengths(asked, self.names)
+
+    def w_offset(self, strengths: Mapping[str, float], routes: tuple[str, ...] | None = None) -> torch.Tensor:
+        """The W edit [w_dim] of checked strengths (zero when the W route is off)."""
+        offset = torch.zeros(self.w.shape[1])
+        if "w" not in (self.routes if routes is None else routes):
+            return offset
+        for sign, strength in strengths.items():
+            row = self.names.index(sign)
+            offset += strength * self.w_steps[row] * self.w[row]
+        return offset
+
+    def edit_appearance(self, vector: np.ndarray, strengths: Mapping[str, float],
+                        routes: tuple[str, ...] | None = None) -> np.ndarray:
+        """A query's appearance vector [D] moved along the signs' directions and re-normalised to unit length."""
+        if "appearance" not in (self.routes if routes is None else routes) or not strengths:
+            return vector
+        moved = vector.astype(np.float32).copy()
+        for sign, strength in strengths.items():
+            row = self.names.index(sign)
+            moved += strength * self.appearance_steps[row] * self.appearance[row].numpy()
+        return moved / max(float(np.linalg.norm(moved)), 1e-12)
+
+    def applied(self, strengths: Mapping[str, float], routes: tuple[str, ...] | None = None) -> tuple[AppliedSign, ...]:
+        """What `w_offset` and `edit_appearance` did, sign by sign, for a response."""
+        routes = self.routes if routes is None else routes
+        return tuple(AppliedSign(sign, strength, strength * self.w_steps[self.names.index(sign)] * ("w" in routes),
+                                 strength * self.appearance_steps[self.names.index(sign)] * ("appearance" in routes))
+                     for sign, strength in strengths.items())
+
+    # -- storage --------------------------------------------------------------------------------
+    def save(self, bundle_dir: Path) -> None:
+        """Write `signs.safetensors` and the `signs` entry of `bundle.json` (the networks untouched)."""
+        path = Path(bundle_dir) / SIGNS_FILE
+        with atomic_target(path) as tmp:
+            save_file({"w": self.w.contiguous(), "appearance": self.appearance.contiguous()}, tmp,
+                      metadata={"signs": json.dumps(self.names)})
+        entry = {**self.record, "format": SIGNS_FORMAT, "file": SIGNS_FILE, "names": list(self.names),
+                 "w_steps": list(self.w_steps), "appearance_steps": list(self.appearance_steps),
+                 "appearance_weight": self.appearance_weight, "routes": list(self.routes)}
+        update_bundle_info(bundle_dir, **{SIGNS_ENTRY: entry})
+
+    @classmethod
+    def from_bundle(cls, bundle: Bundle) -> "SignDirections | None":
+        """The bundle's sign directions, or None when it has none; BundleError when they are damaged."""
+        entry = bundle.info.get(SIGNS_ENTRY)
+        if entry is None:
+            return None
+        try:
+            names = tuple(entry["names"])
+            tensors = load_file(str(bundle.root / entry["file"]), device="cpu")
+            w, appearance = tensors["w"].float(), tensors["appearance"].float()
+            steps = tuple(map(float, entry["w_steps"])), tuple(map(float, entry["appearance_steps"]))
+        except (KeyError, TypeError, OSError, SafetensorError):
+            raise BundleError(f"the sign directions of bundle {bundle.root} are missing or damaged; "
+                              f"run `s2m train signs` again") from None
+        if not (len(names) == len(w) == len(appearance) == len(steps[0]) == len(steps[1])):
+            raise BundleError(f"the sign directions of bundle {bundle.root} do not match their bundle.json entry")
+        learned_with = entry.get("learned_with", {})
+        current = all(bundle.has(name) and learned_with.get(name) == bundle.digest(name) for name in (GENERATOR, EMBEDDER))
+        return cls(names, w, appearance, *steps, float(entry.get("appearance_weight", 0.0)),
+                   tuple(entry.get("routes", ROUTES)), entry, current)
+
+
+def check_strengths(asked: Mapping[str, float], known: tuple[str, ...]) -> dict[str, float]:
+    """`asked` as {sign: strength} when every sign is known and every strength a number in [0, 1]."""
+    unknown = sorted(set(asked) - set(known))
+    if unknown:
+        raise SignError(f"unknown sign {unknown[0]!r}; known signs: {', '.join(known)}")
+    checked = {}
+    for sign, strength in asked.items():
+        if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not (
+                MIN_STRENGTH <= float(strength) <= MAX_STRENGTH):
+            raise SignError(f"the strength of sign {sign!r} must be a number from {MIN_STRENGTH:g} to "
+                            f"{MAX_STRENGTH:g}; known signs: {', '.join(known)}")
+        checked[sign] = float(strength)
+    return checked
+
+
+def require_signs(directions: SignDirections | None, asked: Mapping[str, float]) -> dict[str, float]:
+    """Checked strengths of a query; a bundle without sign directions answers only a query without signs."""
+    if not asked:
+        return {}
+    if directions is None:
+        raise SignError("this bundle has no sign directions; build them with `s2m train signs`")
+    return directions.strengths(asked)
+
+
+def parse_sign_items(items: list[str]) -> dict[str, float]:
+    """`NAME=STRENGTH` items (the CLI's `--sign exudate=1`) -> {sign: strength}; a bare NAME means 1.
+    Checking names and ranges is `require_signs`'s (which lists the bundle's signs)."""
+    parsed: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            parsed[name.strip()] = float(value) if sep else MAX_STRENGTH
+        except ValueError:
+            raise SignError(f"a sign is NAME=STRENGTH with STRENGTH a number from {MIN_STRENGTH:g} to {MAX_STRENGTH:g}, "
+                            f"e.g. exudate=0.5") from None
+    return parsed
