@@ -39,6 +39,24 @@ def archive_models() -> ArchiveModels:
     return ArchiveModels.load(SHIPPED_BUNDLE, torch.device("cpu"))
 
 
+@pytest.fixture(scope="session")
+def signs_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the shipped bundle with sign directions learned from 80 labelled 64-px phantoms (~30 s):
+    its version is the shipped one, so it serves the builds of the archives above."""
+    import shutil
+
+    from generation.bundle import Bundle
+    from generation.sign_training import SignTrainConfig, train_signs
+    from phantoms.dataset import generate_dataset
+
+    root = tmp_path_factory.mktemp("signs")
+    labelled = generate_dataset(root / "labelled", 80, SIDE, 7, workers=1)
+    bundle = Path(shutil.copytree(SHIPPED_BUNDLE, root / "bundle"))
+    config = SignTrainConfig(probe_images=80, w_samples=200, check_samples=8, check_strengths=5)
+    train_signs(Bundle.open(bundle), Path(labelled), config).save(bundle)
+    return bundle
+
+
 @pytest.fixture
 def embedded(archive: Archive, phantom_archive: Path, archive_models: ArchiveModels) -> Archive:  # noqa: F811
     """The archive with the 16 phantoms ingested and their vectors stored."""
