@@ -20,9 +20,11 @@ SWEEP_CANVASES = (64, 1024)
 
 def run_retrieval_eval(model: Path, archive_count: int, queries: int, work: Path, archive_data: Path | None,
                        canvases: tuple[int, ...], size: int, seed: int, device: str, set_weights: bool,
-                       pix2pix: Path | None = None, steps: int | None = None) -> dict:
+                       pix2pix: Path | None = None, steps: int | None = None, signs: bool = False) -> dict:
     """Render the archive and held-out cases (unless kept in `work`), prepare the archive, draw and score: the report."""
+    from formats.errors import InputError
     from generation.bundle import PIX2PIX, Bundle
+    from generation.signs import SignDirections
     from indexing import fused_index
     from indexing.archive import Archive
     from indexing.prepare import prepare_archive
@@ -33,6 +35,8 @@ def run_retrieval_eval(model: Path, archive_count: int, queries: int, work: Path
     from retrieval.evaluation import archive_side, evaluate
 
     bundle = Bundle.open(model)
+    if signs and SignDirections.from_bundle(bundle) is None:
+        raise InputError(f"bundle {model} has no sign directions: run `s2m train signs` before `--signs`")
     baseline = Bundle.open(pix2pix) if pix2pix is not None else None
     if baseline is not None:
         baseline.check([PIX2PIX])
@@ -56,6 +60,8 @@ def run_retrieval_eval(model: Path, archive_count: int, queries: int, work: Path
         groups = _query_groups(archive_data, heldout, side, queries, canvases, seed, SEEN_STYLES, UNSEEN_STYLES)
         result = evaluate(engine, groups, seed, baseline.load(PIX2PIX, device) if baseline is not None else None,
                           UNSEEN_STYLES)
+        if signs:
+            result["signs"] = _sign_rows(engine, side, groups, archive_data, heldout, result["weights"], seed, SEEN_STYLES)
         if set_weights:
             archive = Archive.open(settings)
             try:
@@ -125,8 +131,43 @@ def _query_groups(archive_data: Path, heldout: Path, side, queries: int, canvase
             similar_levels=np.array([level_label(style, i) for i in range(s_count)], dtype=object),
             similar_canvases=np.array([sides[i % len(sides)] for i in range(s_count)]),
             in_breakdowns=fixed is None,
+            exact_cases=np.array(e_names, dtype=object), similar_cases=np.array(similar_names[s_part], dtype=object),
         ))
     return groups
+
+
+def _sign_rows(engine, side, groups: list, archive_data: Path, heldout: Path, weights: dict, seed: int,
+               seen: tuple[str, ...]) -> dict:
+    """The rows of sketch + each query's true signs (`retrieval.sign_evaluation`) over the seen styles' queries:
+    strengths and the appearance weight chosen on their validation halves, reported on their test halves."""
+    import csv
+
+    import numpy as np
+
+    from formats.signs import labels_from_row
+    from indexing.fused_index import ChannelWeights
+    from retrieval.evaluation import TEST, VAL
+    from retrieval.sign_evaluation import SignQueries, evaluate_signs
+
+    names = engine.models.signs.names
+
+    def true_signs(dataset: Path) -> dict[str, dict[str, float]]:  # a query's own case's signs, never the archive's
+        with (dataset / "metadata.csv").open(newline="") as handle:
+            return {Path(row["file"]).stem: {sign: 1.0 for sign, present in labels_from_row(row).items()
+                                             if present and sign in names} for row in csv.DictReader(handle)}
+
+    of_heldout, of_archive = true_signs(heldout), true_signs(archive_data)
+    chosen = {split: [g for g in groups if g.style in seen and g.split == split] for split in (VAL, TEST)}
+
+    def similar(split: str) -> SignQueries:
+        return SignQueries([s for g in chosen[split] for s in g.similar_sketches],
+                           [of_heldout[n] for g in chosen[split] for n in g.similar_cases],
+                           diagnoses=np.concatenate([g.diagnoses for g in chosen[split]]))
+
+    exact = SignQueries([s for g in chosen[TEST] for s in g.exact_sketches],
+                        [of_archive[n] for g in chosen[TEST] for n in g.exact_cases],
+                        columns=np.concatenate([g.exact_columns for g in chosen[TEST]]))
+    return evaluate_signs(engine, side, ChannelWeights(**weights), similar(VAL), similar(TEST), exact, seed)
 
 
 def _class_masks(dataset: Path, names: list[str], categories: dict, side: int = 64):

@@ -89,6 +89,9 @@ class QueryGroup:
     similar_levels: np.ndarray = field(default_factory=lambda: np.array([], dtype=object))
     similar_canvases: np.ndarray = field(default_factory=lambda: np.array([], dtype=int))
     in_breakdowns: bool = True  # False for re-draws of another group's drawings (the canvas sweeps)
+    # the drawn cases' names (the sign rows read each query's own signs by them): exact [Qe], similar [Qs]
+    exact_cases: np.ndarray = field(default_factory=lambda: np.array([], dtype=object))
+    similar_cases: np.ndarray = field(default_factory=lambda: np.array([], dtype=object))
 
     @functools.cached_property
     def random_ndcg(self) -> np.ndarray:
@@ -103,7 +106,9 @@ class QueryGroup:
             similar_sketches=pick(self.similar_sketches, similar), relevance=self.relevance[similar],
             diagnoses=self.diagnoses[similar], exact_levels=self.exact_levels[exact],
             exact_canvases=self.exact_canvases[exact], similar_levels=self.similar_levels[similar],
-            similar_canvases=self.similar_canvases[similar])
+            similar_canvases=self.similar_canvases[similar],
+            exact_cases=self.exact_cases[exact] if len(self.exact_cases) else self.exact_cases,
+            similar_cases=self.similar_cases[similar] if len(self.similar_cases) else self.similar_cases)
 
 
 def archive_side(engine: SearchEngine) -> ArchiveSide:

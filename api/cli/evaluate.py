@@ -39,6 +39,7 @@ def retrieval(
     set_weights: bool = typer.Option(False, "--set-weights", help="record the chosen weights in the work archive's build"),
     pix2pix: Optional[Path] = typer.Option(None, "--pix2pix", help="a bundle with the pix2pix network: adds the pix2pix + C row"),
     steps: Optional[int] = typer.Option(None, "--steps", min=0, help="H's steps T of the queries; default: what H was trained with"),
+    signs: bool = typer.Option(False, "--signs", help="add the rows of sketch + each query's true signs (the bundle's sign directions)"),
 ) -> None:
     """Exact-case recall@1/@10, MRR, similar-case nDCG@10 (and normalised), diagnosis precision@10 per style."""
     from evaluation.retrieval_eval import run_retrieval_eval
@@ -46,7 +47,7 @@ def retrieval(
     canvas_sides = comma_ints(canvases, "--canvases", MIN_CANVAS)
     started = time.perf_counter()
     result = run_retrieval_eval(model, archive_count, queries, work, archive_data, canvas_sides, size, seed, device,
-                                set_weights, pix2pix, steps)
+                                set_weights, pix2pix, steps, signs)
     result["seconds"] = round(time.perf_counter() - started, 1)
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(json.dumps(result, indent=2))
@@ -55,6 +56,9 @@ def retrieval(
                          for row in ("chamfer", "fused_xT"))
         typer.echo(f"{style}: exact recall@10 {line}")
     typer.echo("latency ms/query: " + ", ".join(f"{row} {ms:.1f}" for row, ms in result["latency_ms_per_query"].items()))
+    for row, figures in result.get("signs", {}).get("rows", {}).items():
+        typer.echo(f"signs, seen styles' test queries: {row} diagnosis precision@10 "
+                   f"{figures['diagnosis_precision@10']['mean']:.3f} {figures['diagnosis_precision@10']['ci95']}")
     typer.echo(f"weights {result['weights']} (chosen on validation); report in {report}")
 
 

@@ -7,6 +7,7 @@ import json
 from typer.testing import CliRunner
 
 from api.cli import app
+from tests.retrieval.conftest import signs_bundle  # noqa: F401 (fixture)
 
 ROWS = {"chamfer", "appearance_x0", "appearance", "latent", "shape", "fused_x0", "fused_xT"}
 
@@ -48,3 +49,23 @@ def test_eval_retrieval_refuses_bad_canvases_before_doing_anything(tmp_path) -> 
                                       "--report", str(tmp_path / "r.json")])
     assert result.exit_code == 2
     assert not (tmp_path / "w").exists() and not (tmp_path / "r.json").exists()
+
+
+def test_eval_retrieval_adds_the_sign_rows_chosen_on_validation(tmp_path, signs_bundle) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    from generation.presets import SHIPPED_BUNDLE
+
+    report = tmp_path / "report.json"
+    command = ["eval", "retrieval", "--archive", "24", "--queries", "4", "--size", "64", "--canvases", "64",
+               "--steps", "1", "--work", str(tmp_path / "work"), "--report", str(report), "--signs"]
+    refused = CliRunner().invoke(app, [*command, "--model", str(SHIPPED_BUNDLE)])
+    assert refused.exit_code == 2 and "no sign directions" in refused.output and not report.exists()
+    result = CliRunner().invoke(app, [*command, "--model", str(signs_bundle)])
+    assert result.exit_code == 0, result.output
+    signs = json.loads(report.read_text())["signs"]
+    assert set(signs["rows"]) == {"fused", "fused_signs_appearance", "fused_signs_w", "fused_signs_both"}
+    for row in signs["rows"].values():
+        low, high = row["diagnosis_precision@10"]["ci95"]
+        assert 0.0 <= low <= row["diagnosis_precision@10"]["mean"] <= high <= 1.0 and "exact_recall@10" in row
+    for choice in signs["choices"].values():  # made on the validation queries, one factor per sign
+        assert set(choice["factors"]) == set(signs["signs"]) and choice["appearance_weight"] >= 0
+    assert "signs, seen styles' test queries: fused_signs_both" in result.output
