@@ -1,8 +1,9 @@
 """The query engine: a sketch in, the closest archive cases out, each stage a named step.
 
     sketch --validate/canonicalise--> canonical sketch [R, R] (a CanonicalSketch passes through as it is)
-           --pipeline (E, G, H)-----> w, x_T
-           --embed------------------> appearance C(x_T), latent (w - mean w), shape (-[Q/|Q|, DT_Q])
+           --pipeline (E, G, H)-----> w, x_T (a query's signs added to w before G and H: generation/signs.py)
+           --embed------------------> appearance C(x_T) (+ the signs' appearance edit), latent (w - mean w),
+                                      shape (-[Q/|Q|, DT_Q])
            --filter (DB)------------> allowed image ids (an id selector for FAISS)
            --faiss------------------> candidates of the fused index (oversampled)
            --rerank-----------------> exact channel scores from the stored vectors, fused
