@@ -28,19 +28,19 @@ def signs(
 
     if not (Path(data) / "metadata.csv").is_file():
         raise InputError(f"{data} has no metadata.csv: the sign directions need labelled archive images")
+    copy = out is not None and out.resolve() != model.resolve()
+    if copy and out.exists():
+        raise InputError(f"{out} exists already; --out names a new folder for the copy of the bundle")
     bundle = Bundle.open(model)
-    if out is not None and out.resolve() != model.resolve():
-        if out.exists():
-            raise InputError(f"{out} exists already; --out names a new folder for the copy of the bundle")
-        shutil.copytree(model, out)
-        bundle = Bundle.open(out)
     config = SignTrainConfig(probe_images=probe_images, w_samples=w_samples, seed=seed)
     directions = train_signs(bundle, data, config, progress=typer.echo)
-    directions.save(bundle.root)
+    target = Path(shutil.copytree(model, out)) if copy else model  # written only once the directions are learned
+    directions.save(target)
     summary = {sign: {key: round(value, 3) for key, value in quality.items() if key in ("probe_auc", "w_spearman")}
                for sign, quality in directions.record["quality"].items()}
     typer.echo(json.dumps(summary))
-    typer.echo(f"sign directions ({', '.join(directions.names)}) saved into {bundle.root}; bundle version {bundle.version}")
+    typer.echo(f"sign directions ({', '.join(directions.names)}) saved into {target}; "
+               f"bundle version {Bundle.open(target).version}")
 
 
 def register(group: typer.Typer) -> None:
