@@ -10,7 +10,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -90,10 +90,13 @@ class KnnProbe:
                    bank=len(probe.probe.bank_images), queries=len(probe.probe.query_images), **baselines)
         return probe
 
-    def score(self, embedder: Embedder, step: int, epoch: float) -> float | None:
-        """Probe C as it would serve; returns the k-NN accuracy on the first label column."""
+    def score(self, serving: Callable[[], Embedder], step: int, epoch: float) -> float | None:
+        """Probe C as it would serve; returns the k-NN accuracy on the first label column.
+
+        `serving` builds that C only when there is a probe: building one draws from the random stream."""
         if self.probe is None:
             return None
+        embedder = serving()
         scores = embedding_probe(embedder.describe, self.probe, self.config.knn_k, self.config.knn_temperature)
         if embedder.config.readout != self.config.readout:  # the pooled vector too, for comparison
             scores.update(probe_features(embedder.embed(self.probe.bank_images), embedder.embed(self.probe.query_images),
@@ -185,7 +188,7 @@ def _train(options: RunOptions, settings: EmbedderTraining, config: EmbedderConf
         warm_started_from = warm_start_trunks(model, config, settings.warm_start)
         logger.log(event="warm_start", **warm_started_from)
     if ctx.is_main and step == 0:
-        probe.score(model.embedder(), step, 0.0)  # epoch 0: what the randomly initialised trunk already gives
+        probe.score(model.embedder, step, 0.0)  # epoch 0: what the randomly initialised trunk already gives
     stop_step = min(total_steps, settings.max_steps or total_steps)
     logger.log(event="start", step=step, total_steps=total_steps, stop_step=stop_step,
                steps_per_epoch=steps_per_epoch, train_images=len(dataset), world_size=ctx.world_size)
@@ -206,7 +209,7 @@ def _train(options: RunOptions, settings: EmbedderTraining, config: EmbedderConf
                 logger.log(step=step, **stats)
             status = f"loss {stats['loss']:.3f} acc {stats['contrastive_accuracy']:.2f}"
             if step % steps_per_epoch == 0 and ctx.is_main:
-                knn = probe.score(model.embedder(), step, step / steps_per_epoch)
+                knn = probe.score(model.embedder, step, step / steps_per_epoch)
                 status += f" knn {knn:.3f}" if knn is not None else ""
             progress.update(task, completed=step, status=status)
             if loop.out_of_time() or step >= stop_step:
@@ -223,15 +226,18 @@ def _train(options: RunOptions, settings: EmbedderTraining, config: EmbedderConf
     if probe.probe is not None:
         choice = choose_readout(model.embedder(), probe.probe, config.knn_k, config.knn_temperature)
         logger.log(event="readout_selected", **choice.as_record())
-    embedder = model.embedder() if choice is None else model.embedder().with_readout(choice.readout)
+
+    def serving() -> Embedder:  # built afresh for each use, as the runs before this loop drew their random streams
+        return model.embedder() if choice is None else model.embedder().with_readout(choice.readout)
+
     if step % steps_per_epoch or (choice and choice.readout != config.readout):
-        probe.score(embedder, step, step / steps_per_epoch)
+        probe.score(serving, step, step / steps_per_epoch)
     save_loss_curve(loop.dir.log, loop.dir.loss_curve,
                     ["loss", "contrastive_accuracy", *(f"{c}/embedding_knn" for c in settings.label_columns)])
     summary = {"epochs": step / steps_per_epoch, "total_steps": total_steps, **probe.metrics}
     logger.log(event="end", step=step, **summary)
     if options.bundle is not None:
-        export_embedder(options.bundle, embedder, {
+        export_embedder(options.bundle, serving(), {
             "steps": step, "epochs": round(step / steps_per_epoch, 3), "planned_steps": total_steps,
             "train_images": len(dataset), "data_fingerprint": dataset_fingerprint(options.data),
             "probe": {"label_columns": list(settings.label_columns), **probe.metrics},
