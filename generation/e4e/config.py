@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from generation.resnet import BackboneConfig
 from generation.configs import Cadence
 from generation.presets import PRESET_RESOLUTION, check_preset
+from generation.resnet import BackboneConfig
 
 SKETCH_CHANNELS = 1
 

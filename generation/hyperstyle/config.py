@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from generation.resnet import BackboneConfig
 from generation.configs import Cadence
 from generation.presets import PRESET_RESOLUTION, check_preset
+from generation.resnet import BackboneConfig
 
 # H sees the sketch (1 channel) beside the current RGB output (3 channels).
 REFINER_IN_CHANNELS = 4

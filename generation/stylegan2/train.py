@@ -5,8 +5,10 @@ Losses as in Karras et al. 2020 (reference notes, section 3):
     L_R1 = gamma/2 * ||grad_x D(x)||^2 * r1_interval                 every r1_interval steps
     L_G  = softplus(-D(G(z)))                                        every step
     L_PL = pl_weight * (||J_w^T y|| - a)^2 * pl_interval              every pl_interval steps
-G and D are wrapped in DistributedDataParallel under torchrun; each DDP module is used by
-exactly one forward per backward, and every loss touches every parameter of its module.
+Each loss has its own step function below, in the order `train_step` takes them (the order of the
+random draws a resumed run repeats); the run around them is `LoopRun`'s. G and D are wrapped in
+DistributedDataParallel under torchrun; each DDP module is used by exactly one forward per
+backward, and every loss touches every parameter of its module.
 """
 
 from __future__ import annotations
@@ -26,10 +28,10 @@ from torch import nn
 from formats.errors import InputError
 from generation.bundle import GENERATOR, save_network, update_bundle_info
 from generation.data import ImageFolderDataset, dataset_fingerprint
+from generation.loop_run import LoopRun, TrainResult
 from generation.stylegan2.augment import AugmentPipe
 from generation.stylegan2.config import DiscriminatorConfig, GanTrainConfig, GeneratorConfig
 from generation.stylegan2.networks import Discriminator, Generator
-from generation.loop_run import LoopRun, TrainResult
 from generation.training import (
     DistContext,
     ResumableBatchSampler,
