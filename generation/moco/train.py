@@ -6,6 +6,7 @@ is `LoopRun`'s; this module holds the MoCo step, its batches, the probe and the 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -15,17 +16,18 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-from generation.bundle import EMBEDDER, Bundle, save_network
+from generation.bundle import EMBEDDER, Bundle, save_network, update_bundle_info
+from generation.configs import Cadence, config_from_dict
 from generation.data import ImageFolderDataset, dataset_fingerprint, native_side
+from generation.loop_run import LoopRun, TrainResult
 from generation.moco.augment import MoCoAugment, TwoViews
 from generation.moco.config import EmbedderConfig
 from generation.moco.model import Embedder, MoCo, info_nce_loss
+from generation.moco.readout import Readout
 from generation.moco.probe import (
     ProbeSet, embedding_probe, holdout_split, load_probe_set, probe_features, raw_pixel_baselines,
 )
 from generation.moco.readout_choice import choose_readout
-from generation.configs import Cadence
-from generation.loop_run import LoopRun, TrainResult
 from generation.training import (
     DistContext, JsonlLogger, RunOptions, all_reduce_mean, any_process, distributed, save_image_grid, save_loss_curve,
 )
@@ -250,3 +252,11 @@ def export_embedder(bundle_dir: Path, embedder: Embedder, record: dict[str, Any]
     """Save C (the query trunk, with its chosen read-out) as `embedder` in the bundle; None entries are left out."""
     return save_network(bundle_dir, EMBEDDER, embedder, embedder.config,
                         **{k: v for k, v in record.items() if v is not None})
+
+
+def save_readout(bundle_dir: Path, readout: Readout, record: dict[str, object]) -> None:
+    """Make `readout` the retrieval read-out of the bundle's C (its config), with how it was chosen."""
+    entry = Bundle.open(bundle_dir).entry(EMBEDDER)
+    entry["config"] = dataclasses.asdict(config_from_dict(EmbedderConfig, entry["config"]).with_readout(readout))
+    entry["readout"] = record
+    update_bundle_info(bundle_dir, networks={EMBEDDER: entry})

@@ -11,13 +11,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from generation.bundle import SYNTHESIZER, save_network
 from generation.data import dataset_fingerprint, image_to_tensor
 from generation.loop_run import LoopRun, TrainResult
 from generation.solov2.config import SynthesizerConfig, SynthesizerTrainingConfig
 from generation.solov2.data import Augmentation, CocoInstanceDataset, collate_instances, split_image_ids
 from generation.solov2.losses import solov2_loss
 from generation.solov2.metrics import class_dice, mean_class_dice
-from generation.solov2.model import SOLOv2, save_synthesizer
+from generation.solov2.model import SOLOv2
 from generation.solov2.overlay import overlay_instances, save_overlay_grid
 from generation.solov2.targets import assign_targets
 from generation.training import DistContext, RunDir, RunOptions, all_reduce_mean, distributed, save_loss_curve
@@ -148,3 +149,8 @@ def _validate(model: SOLOv2, val_set: CocoInstanceDataset, training: Synthesizer
     dice, rows = evaluate(model, val_set, training.batch_size, training.overlay_count)
     save_overlay_grid(rows, run.samples / f"overlay_epoch{epoch:03d}.png", max(1, OVERLAY_PANEL_SIDE // config.resolution))
     return {"val_dice": dice}
+
+
+def save_synthesizer(bundle_dir: Path, model: SOLOv2, **record: Any) -> Path:
+    """Write S into a model bundle (safetensors + bundle.json entry with `record`)."""
+    return save_network(bundle_dir, SYNTHESIZER, model, model.config, **record)
