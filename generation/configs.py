@@ -92,8 +92,7 @@ def legacy_cadence(cls: type, values: Mapping[str, Any]) -> Mapping[str, Any]:
     names = {field.name for field in dataclasses.fields(cls)}
     if "cadence" not in names or "cadence" in values:
         return values
-    moved = {k: v for k, v in values.items() if k not in _FLAT_CADENCE or k in names}
     default = next(f for f in dataclasses.fields(cls) if f.name == "cadence").default
     cadence = dataclasses.asdict(default) if dataclasses.is_dataclass(default) else {}
-    cadence.update({_FLAT_CADENCE[k]: v for k, v in values.items() if k in _FLAT_CADENCE and k not in names})
-    return {**moved, "cadence": cadence}
+    cadence.update({_FLAT_CADENCE[k]: v for k, v in values.items() if k in _FLAT_CADENCE})
+    return {**{k: v for k, v in values.items() if k not in _FLAT_CADENCE}, "cadence": cadence}

@@ -56,11 +56,13 @@ def embedder(
         raise typer.BadParameter(str(error)) from error
     settings = EmbedderTraining(
         label_columns=tuple(c.strip() for c in label_columns.split(",") if c.strip()),
-        cadence=Cadence(log_every=log_every, checkpoint_minutes=checkpoint_minutes), max_steps=max_steps, perceptual_backbone=perceptual_backbone,
+        cadence=Cadence(log_every=log_every, checkpoint_minutes=checkpoint_minutes), max_steps=max_steps,
+        perceptual_backbone=perceptual_backbone,
         warm_start=warm_start,
     )
     result = train_embedder(options, settings, config)
-    echo_result(result, " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.metrics.items()))
+    echo_result(result, " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                 for k, v in result.metrics.items()))
 
 
 def register(group: typer.Typer) -> None:

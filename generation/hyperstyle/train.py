@@ -43,7 +43,8 @@ from generation.training import (
 
 def train_refiner(options: RunOptions, paired: PairedInputs, hyper_config: HyperNetworkConfig,
                   similarity_config: SimilarityConfig, config: RefinerTrainConfig) -> TrainResult:
-    """Train H and write it into the bundle (which must already hold G, C and E); its metrics are the last logged L_sim."""
+    """Train H and write it into the bundle (which must already hold G, C and E); its metrics are the
+    last logged L_sim."""
     with distributed(options.device) as ctx:
         return _train_refiner(options, paired, hyper_config, similarity_config, config, ctx)
 

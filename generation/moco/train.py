@@ -74,8 +74,8 @@ class KnnProbe:
     metrics: dict[str, Any]
 
     @classmethod
-    def load(cls, options: RunOptions, settings: EmbedderTraining, config: EmbedderConfig, split: tuple[list[int], list[int]],
-             logger: JsonlLogger, ctx: DistContext) -> "KnnProbe":
+    def load(cls, options: RunOptions, settings: EmbedderTraining, config: EmbedderConfig,
+             split: tuple[list[int], list[int]], logger: JsonlLogger, ctx: DistContext) -> "KnnProbe":
         """Read the labelled probe images once (main process); none, and logged, if there is no metadata."""
         probe = cls(None, config, settings, logger, {})
         if not ctx.is_main:

@@ -122,7 +122,8 @@ class SynthesizerTrainingConfig:
     def for_preset(cls, name: str) -> "SynthesizerTrainingConfig":
         check_preset(name)
         if name == "tiny":
-            return cls(batch_size=4, learning_rate=2e-3, warmup_steps=5, epochs=2, overlay_count=2, cadence=Cadence(log_every=1))
+            return cls(batch_size=4, learning_rate=2e-3, warmup_steps=5, epochs=2, overlay_count=2,
+                       cadence=Cadence(log_every=1))
         if name == "small":
             return cls()
         return cls(batch_size=16, learning_rate=2e-4, warmup_steps=1000, epochs=36)

@@ -52,7 +52,8 @@ def learning_rate_factor(step: int, warmup_steps: int, total_steps: int, time_us
     return 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def train_synthesizer(options: RunOptions, config: SynthesizerConfig, training: SynthesizerTrainingConfig) -> TrainResult:
+def train_synthesizer(options: RunOptions, config: SynthesizerConfig, training: SynthesizerTrainingConfig
+                      ) -> TrainResult:
     """Train S on the COCO folder `options.data`; its metrics: epochs, training seconds, images/s, validation DICE.
 
     `options.max_minutes` is this invocation's time budget: the learning rate anneals to zero within
@@ -129,7 +130,8 @@ def _train(options: RunOptions, config: SynthesizerConfig, training: Synthesizer
                 metrics = _validate(model, val_set, training, config, loop.dir, epoch)
                 metrics["images_per_s"] = epoch_images / max(elapsed, 1e-9)
                 logger.log(event="epoch", step=step, epoch=epoch, train_seconds=train_seconds,
-                           images_per_s=metrics["images_per_s"], **{f"val_dice_{k}": v for k, v in metrics["val_dice"].items()})
+                           images_per_s=metrics["images_per_s"],
+                           **{f"val_dice_{k}": v for k, v in metrics["val_dice"].items()})
                 save_loss_curve(loop.dir.log, loop.dir.loss_curve, ["loss", "loss_category", "loss_mask"])
             loop.save(step=step, epoch=epoch, train_seconds=train_seconds)
 
@@ -147,7 +149,8 @@ def _validate(model: SOLOv2, val_set: CocoInstanceDataset, training: Synthesizer
               config: SynthesizerConfig, run: RunDir, epoch: int) -> dict[str, Any]:
     """DICE per class on the validation images, and their overlays drawn for this epoch."""
     dice, rows = evaluate(model, val_set, training.batch_size, training.overlay_count)
-    save_overlay_grid(rows, run.samples / f"overlay_epoch{epoch:03d}.png", max(1, OVERLAY_PANEL_SIDE // config.resolution))
+    zoom = max(1, OVERLAY_PANEL_SIDE // config.resolution)
+    save_overlay_grid(rows, run.samples / f"overlay_epoch{epoch:03d}.png", zoom)
     return {"val_dice": dice}
 
 
