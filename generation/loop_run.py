@@ -68,7 +68,8 @@ class LoopRun:
                configs: Mapping[str, Any]) -> dict[str, Any]:
         """Track what `save` checkpoints; with --resume, restore it and return the saved extra values ({} if fresh).
 
-        The saved `step` (0 when fresh) becomes `start_step`, from which `result` counts this run's steps.
+        The saved step (`step`, or G's `state["step"]`; 0 when fresh) becomes `start_step`, from which
+        `result` counts this run's steps.
         """
         self._state = (modules, optimizers, configs)
         if not self.options.resume:
