@@ -51,6 +51,17 @@ def new_postgres_database() -> Iterator[str]:
         admin.dispose()
 
 
+@contextmanager
+def empty_target(settings: Settings, root: Path) -> Iterator[Settings]:
+    """`settings` moved to an empty data dir under `root` and an empty database of the same backend
+    (PostgreSQL: a fresh database, as a restore onto a new server gets), for restores."""
+    if settings.database_url.startswith("sqlite"):
+        yield replace(settings, data_dir=root / "data", database_url=f"sqlite:///{root / 'data' / 'archive.sqlite3'}")
+        return
+    with new_postgres_database() as url:
+        yield replace(settings, data_dir=root / "data", database_url=url)
+
+
 @pytest.fixture(scope="session")
 def postgres_database() -> Iterator[str]:
     """URL of a fresh, uniquely named PostgreSQL database for this session, dropped afterwards."""

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,23 +20,13 @@ from api.cli import app
 from indexing.archive import Archive
 from indexing.db import make_engine
 from indexing.settings import Settings
-from tests.indexing.conftest import new_postgres_database
+from tests.indexing.conftest import empty_target
 
 
 def _s2m(settings: Settings, *args: str):  # type: ignore[no-untyped-def]
     env = {"S2M_DATABASE_URL": settings.database_url, "S2M_DATA_DIR": str(settings.data_dir),
            "S2M_PSEUDONYM_KEY": settings.pseudonym_key.decode() if settings.pseudonym_key else None}
     return CliRunner().invoke(app, list(args), env=env)
-
-
-@contextmanager
-def _empty_target(settings: Settings, root: Path) -> Iterator[Settings]:
-    """An empty data dir and database of the same backend as `settings`, elsewhere."""
-    if settings.database_url.startswith("sqlite"):
-        yield replace(settings, data_dir=root / "data", database_url=f"sqlite:///{root / 'data' / 'archive.sqlite3'}")
-        return
-    with new_postgres_database() as url:
-        yield replace(settings, data_dir=root / "data", database_url=url)
 
 
 @pytest.fixture
@@ -70,7 +59,7 @@ def test_a_backup_restores_rows_files_and_the_key_file_into_an_empty_data_dir(ke
     assert key_copy.read_bytes() == source.pseudonym_key_path.read_bytes() and key_copy.stat().st_mode & 0o077 == 0
     assert not list(tmp_path.glob(".backup.partial-*"))
 
-    with _empty_target(source, tmp_path / "elsewhere") as target:
+    with empty_target(source, tmp_path / "elsewhere") as target:
         restored = _s2m(target, "archive", "restore", str(tmp_path / "backup"))
         assert restored.exit_code == 0, restored.output
         checked = _s2m(target, "archive", "check")
@@ -100,7 +89,7 @@ def test_restore_refuses_a_used_target_and_a_damaged_backup_changing_nothing(key
     _refused(_s2m(source, "archive", "restore", str(backup)), "not empty")  # onto the live archive itself
     assert _tree(source.data_dir) == before
 
-    with _empty_target(source, tmp_path / "elsewhere") as target:
+    with empty_target(source, tmp_path / "elsewhere") as target:
         if target.database_url.startswith("postgresql"):
             used = replace(target, database_url=source.database_url)  # empty data dir, but a database with tables
             _refused(_s2m(used, "archive", "restore", str(backup)), "not empty", "new, empty database")
