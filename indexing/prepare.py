@@ -71,7 +71,7 @@ def prepare_archive(settings: Settings, dataset: Path, bundle: Bundle, device: t
         if status.version != bundle.version or status.not_indexed or status.vector_count != status.live_images:
             chosen = models if models is not None else ArchiveModels.load(bundle, torch.device(device))
             embedded = timed(EMBED, lambda: _embed(archive, chosen, batch_size, progress))
-            config = BuildConfig(shape=ShapeConfig(side=int(bundle.info["resolution"])))
+            config = BuildConfig(shape=ShapeConfig(side=bundle.resolution))
             timed(INDEX, lambda: build_index(archive, bundle.version, config))
             status = index_status(archive)
     finally:

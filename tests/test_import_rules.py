@@ -26,9 +26,6 @@ MAY_IMPORT = {
 # The commands that render phantoms (`s2m phantom`, the demo); the evaluations and benchmarks that
 # draw test data live in evaluation/.
 PHANTOM_COMMANDS = {"api/cli/phantom.py", "api/cli/phantom_sketch.py", "api/cli/demo.py"}
-# Circles that another part of issue 34 removes (the bundle imports the networks, two of them import
-# it back); this list only shrinks.
-KNOWN_CIRCLES = [{"generation.bundle", "generation.moco", "generation.solov2.model"}]
 
 
 def imported_names(path: Path, package: str) -> list[str]:
@@ -130,7 +127,7 @@ def test_every_import_follows_the_arrows_of_design_md():
 
 
 def test_no_module_imports_itself_back_through_others():
-    assert [circle for circle in import_circles(module_graph(ROOT)) if circle not in KNOWN_CIRCLES] == []
+    assert import_circles(module_graph(ROOT)) == []
 
 
 def test_the_rule_reads_imports_inside_functions(tmp_path):

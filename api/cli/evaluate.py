@@ -140,7 +140,7 @@ def evaluate_embedder(
     """k-NN on C against k-NN and a linear probe on raw pixels, per label column and per class."""
     from generation.bundle import EMBEDDER, Bundle
     from generation.moco import Readout
-    from generation.moco import save_readout as record_readout
+    from generation.moco.train import save_readout as record_readout
     from generation.moco.evaluation import AUTO_READOUT, evaluate_embedder as run_evaluation
     from generation.training import resolve_device
 

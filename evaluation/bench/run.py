@@ -66,7 +66,7 @@ def run_bench(model: Path, archive_count: int, stage_images: int, batch_size: in
     faiss.omp_set_num_threads(threads)
     device = torch.device(device_name)
     bundle = Bundle.open(model)
-    side = int(bundle.info["resolution"])
+    side = bundle.resolution
     work.mkdir(parents=True, exist_ok=True)
     dataset, sketches = bench_data(work, archive_count, side, queries)
     models = ArchiveModels.load(bundle, device)
