@@ -34,6 +34,7 @@ from sqlalchemy import URL, Connection, text
 
 from formats.errors import InputError
 from indexing.archive import Archive
+from indexing.db import current_revision, describe
 from indexing.filestore import file_sha256
 from indexing.settings import PSEUDONYM_KEY_FILE
 
@@ -164,6 +165,8 @@ def _key_source(archive: Archive, images: int) -> str:
 def backup_archive(archive: Archive, out: Path) -> BackupReport:
     """Write a backup of `archive` to `out` (a new or empty folder); see the module's docstring."""
     _check_out(out)
+    if current_revision(archive.engine) is None:
+        raise BackupError(f"the archive database {describe(archive.engine)} is empty (no schema): there is nothing to back up")
     backend = archive.engine.dialect.name
     staging = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
     (staging / "database").mkdir(parents=True)

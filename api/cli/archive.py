@@ -17,14 +17,14 @@ HELP = "The archive store: ingest, list, show, stats, delete, check, export, bac
 MAX_REASONS_SHOWN = 50
 
 
-def open_archive(read_only: bool = False) -> "Archive":
+def open_archive(read_only: bool = False, any_known_revision: bool = False) -> "Archive":
     """The archive of the environment's settings, for every command that uses it (`with ... as archive`,
     closed however the command ends); `read_only` for commands that only look (they work on a
-    read-only database file and write nothing)."""
+    read-only database file and write nothing); `any_known_revision` for a backup before an upgrade."""
     from indexing.archive import Archive
     from indexing.settings import Settings
 
-    return Archive.open(Settings.from_env(), read_only=read_only)
+    return Archive.open(Settings.from_env(), read_only=read_only, any_known_revision=any_known_revision)
 
 
 def ingest(
@@ -189,7 +189,7 @@ def backup(
     """Back up the database (one snapshot), the image files, the pseudonym key and the active index build, while the service runs."""
     from indexing.backup import KEY_FROM_ENVIRONMENT, backup_archive
 
-    with open_archive() as archive:  # writes nothing to the archive; the file-store lock needs a writable data dir
+    with open_archive(any_known_revision=True) as archive:  # writes nothing to it; the file-store lock needs a writable data dir
         report = backup_archive(archive, out)
     typer.echo(f"backed up {report.images} images and index build {report.active_build_id or 'none'} "
                f"to {report.out} ({report.files} files, {report.bytes / 1e6:.1f} MB)")

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from api.cli import app
 from indexing.archive import Archive
-from indexing.db import make_engine
+from indexing.db import downgrade, make_engine
 from indexing.settings import Settings
 from tests.indexing.conftest import empty_target
 
@@ -116,3 +116,18 @@ def test_restore_refuses_a_used_target_and_a_damaged_backup_changing_nothing(key
         restored = _s2m(without_key, "archive", "restore", str(backup))
         assert restored.exit_code == 0, restored.output
         _refused(_s2m(without_key, "archive", "restore", str(backup)), "not empty")
+
+
+def test_a_backup_before_a_schema_upgrade_restores_and_then_upgrades(keyed_archive: Archive, tmp_path: Path) -> None:
+    source = keyed_archive.settings
+    downgrade(keyed_archive.engine, "0004")  # the archive as the previous version left it
+    assert _s2m(source, "archive", "stats").exit_code == 2  # the other commands want `s2m db upgrade` first
+    backed = _s2m(source, "archive", "backup", str(tmp_path / "backup"))
+    assert backed.exit_code == 0, backed.output
+    assert json.loads((tmp_path / "backup" / "manifest.json").read_text())["database"]["revision"] == "0004"
+    with empty_target(source, tmp_path / "elsewhere") as target:
+        assert _s2m(target, "archive", "restore", str(tmp_path / "backup")).exit_code == 0
+        assert _s2m(target, "db", "upgrade").exit_code == 0
+        checked = _s2m(target, "archive", "check")
+        assert checked.exit_code == 0 and "archive consistent" in checked.output
+        assert "images: 2 (+1 deleted)" in _s2m(target, "archive", "stats").output
