@@ -25,6 +25,7 @@ import shutil
 import sqlite3
 import subprocess
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -102,7 +103,7 @@ def run_pg_tool(arguments: list[str], environment: dict[str, str], what: str) ->
         raise BackupError(f"{what} failed: {lines[0] if lines else f'{arguments[0]} exited with {done.returncode}'}")
 
 
-def _read_snapshot(read: Any) -> Snapshot:
+def _read_snapshot(read: Callable[[str], list[tuple[Any, ...]]]) -> Snapshot:
     """The snapshot's revision and file lists, `read(sql)` returning rows (same SQL on both backends)."""
     revision = read("SELECT version_num FROM alembic_version")
     image_paths = sorted({row[0] for row in read("SELECT stored_path FROM images")})

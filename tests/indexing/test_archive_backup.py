@@ -70,6 +70,12 @@ def test_a_backup_restores_rows_files_and_the_key_file_into_an_empty_data_dir(ke
         assert target.pseudonym_key_path.stat().st_mode & 0o077 == 0
         source_images = _tree(source.data_dir / "images")
         assert _tree(target.data_dir / "images") == source_images and len(source_images) == 3
+        more = tmp_path / "more"
+        more.mkdir()
+        Image.fromarray(np.random.default_rng(9).integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(more / "p9.png")
+        added = _s2m(target, "archive", "ingest", str(more), "--no-progress")  # the key came back; new ids do not collide
+        assert added.exit_code == 0 and "added 1 images" in added.output, added.output
+        assert "images: 3 (+1 deleted)" in _s2m(target, "archive", "stats").output
 
 
 def _refused(result, *words: str) -> None:  # type: ignore[no-untyped-def]
