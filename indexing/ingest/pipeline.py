@@ -24,7 +24,8 @@ from formats.errors import ProjectError
 from indexing import store
 from indexing.filestore import FileStore
 from indexing.ingest.decode import SkipFile, encode_png, pixel_digest
-from indexing.ingest.metadata import CaseMetadata, CocoAnnotations, CocoInstance, MetadataTable, pseudonymize
+from indexing.ingest.matching import MatchedMetadata
+from indexing.ingest.metadata import CaseMetadata, CocoAnnotations, CocoInstance, pseudonymize
 from indexing.ingest.names import kept_file_name
 from indexing.ingest.sources import Candidate, IngestItem
 from indexing.integrity import remove_unreferenced
@@ -46,6 +47,7 @@ class IngestReport:
     restored: int = 0  # rows already present whose missing file this run wrote back
     annotations_added: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (item name, reason)
+    metadata_problems: list[tuple[str, str]] = field(default_factory=list)  # (CSV line, reason): rows not used
     dropped_columns: list[str] = field(default_factory=list)  # metadata columns not kept (names only)
     names_withheld: int = 0  # added images whose original file name was not kept (indexing/ingest/names.py)
 
@@ -63,7 +65,7 @@ class IngestContext:
     lock: FileStoreLock
     pseudonym_key: bytes
     pseudonym_hex_chars: int
-    metadata: MetadataTable = field(default_factory=MetadataTable)
+    metadata: MatchedMetadata = field(default_factory=MatchedMetadata)
     annotations: CocoAnnotations = field(default_factory=CocoAnnotations)
     keep_file_names: bool = False  # the operator asks to keep screened file names (indexing/ingest/names.py)
 
@@ -82,10 +84,7 @@ class _Loaded:
 def _record(context: IngestContext, loaded: _Loaded, sha256: str, stored_path: str, width: int, height: int) -> store.NewImage:
     """Merge DICOM tags (authoritative for identity) with the metadata CSV (findings, labels)."""
     facts = loaded.candidate.dicom
-    case = context.metadata.cases.get(loaded.item.key)
-    if case is None and facts is not None and facts.sop_uid:
-        case = context.metadata.cases.get(facts.sop_uid)
-    case = case or CaseMetadata()
+    case = context.metadata.case_for(loaded.item.name, facts.sop_uid if facts else None) or CaseMetadata()
     patient_id = (facts.patient_id if facts else None) or case.patient_id
 
     def pick(attribute: str):  # type: ignore[no-untyped-def]
@@ -116,9 +115,7 @@ def _annotations_fit(instances: list[CocoInstance], width: int, height: int) -> 
 
 def _case_origin(context: IngestContext, loaded: _Loaded) -> str:
     facts = loaded.candidate.dicom
-    case = context.metadata.cases.get(loaded.item.key) or (
-        context.metadata.cases.get(facts.sop_uid) if facts and facts.sop_uid else None
-    )
+    case = context.metadata.case_for(loaded.item.name, facts.sop_uid if facts else None)
     return case.origin if case is not None else ""
 
 
@@ -211,9 +208,8 @@ def run_ingest(
     reason and never stop the run."""
     if batch_size <= 0 or batch_pixels <= 0:
         raise ValueError(f"batch_size and batch_pixels must be positive, got {batch_size}, {batch_pixels}")
-    report = IngestReport(dropped_columns=list(context.metadata.dropped_columns))
-    report.skipped.extend(context.metadata.problems)
-    refused = {**context.annotations.refused, **context.metadata.refused}
+    report = IngestReport(dropped_columns=list(context.metadata.dropped_columns),
+                          metadata_problems=list(context.metadata.problems))
     number = 0
 
     def flush(batch: list[_Loaded]) -> None:
@@ -235,8 +231,10 @@ def run_ingest(
         for item in chunk:
             if item.sop_uid and item.sop_uid in known:
                 report.already_present += 1
-            elif item.key in refused:
-                report.skipped.append((item.name, refused[item.key]))
+            elif item.name in context.metadata.refused:
+                report.skipped.append((item.name, context.metadata.refused[item.name]))
+            elif item.key in context.annotations.refused:
+                report.skipped.append((item.name, context.annotations.refused[item.key]))
             else:
                 try:
                     loaded = _Loaded(item, item.load())
