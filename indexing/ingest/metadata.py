@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 from formats.categories import CATEGORY_NAMES
@@ -102,6 +103,20 @@ class CocoInstance:
 def pseudonymize(key: bytes, patient_id: str, hex_chars: int) -> str:
     """Keyed pseudonym HMAC-SHA256(key, id): stable per key, not reversible without it."""
     return hmac.new(key, patient_id.strip().encode("utf-8"), hashlib.sha256).hexdigest()[:hex_chars]
+
+
+class NotAPseudonymError(InputError):
+    """A patient filter given something other than a pseudonym (a raw ID, a name): refused, never kept."""
+
+
+def require_pseudonyms(values: Sequence[str], hex_chars: int, field_name: str) -> None:
+    """Refuse any of `values` that is not a pseudonym's form (`hex_chars` lowercase hex digits): a
+    raw patient ID or name typed into a filter would match nothing and end up in the query log."""
+    if any(len(value) != hex_chars or value.strip("0123456789abcdef") for value in values):
+        raise NotAPseudonymError(
+            f"{field_name} takes patient pseudonyms ({hex_chars} lowercase hex characters, as results show them), "
+            "never a patient ID or name; the value was refused and not kept"
+        )
 
 
 def _parse_date(text: str) -> datetime:
