@@ -5,9 +5,10 @@ A row names its file by the path relative to the ingested folder (`a/x.png`). A 
 only a base name or a stem (`x.png`, `x`), as older CSVs do, is accepted where exactly one file
 has that name; where several do, the whole ingest is refused, naming the clashing files, before
 anything is written. A row whose path ends with a file's relative path (`images/0007.png` for a
-phantom's `0007.png`) names that file. Two rows naming one file refuse that file (which row is
-right cannot be told); a row naming no file is reported by its line. A row with a SOP Instance
-UID that names no file may still describe a DICOM of that UID (known only once it is read).
+phantom's `0007.png`) names that file. Two different rows naming one file refuse that file (which
+is right cannot be told; an exact repeat is only reported); a row naming no file is reported by
+its line. A row with a SOP Instance UID that names no file may still describe a DICOM of that UID
+(known only once it is read).
 
 With `strict`, any row that cannot be used refuses the whole ingest.
 """
@@ -15,7 +16,7 @@ With `strict`, any row that cannot be used refuses the whole ingest.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 
 from indexing.ingest.metadata import CaseMetadata, MetadataError, MetadataRow, MetadataTable
@@ -99,6 +100,10 @@ def match_metadata(table: MetadataTable, items: Sequence[IngestItem], strict: bo
             continue
         if item.name in first_line:
             earlier = first_line[item.name]
+            kept = matched.cases.get(item.name)
+            if kept is not None and row.case is not None and replace(kept, origin="") == replace(row.case, origin=""):
+                matched.problems.append((where, f"repeats line {earlier}"))  # the same case again: no doubt which
+                continue
             matched.problems.append((where, f"names the same file as line {earlier}"))
             matched.refused[item.name] = f"{table.name} lines {earlier} and {row.line} both describe it"
             matched.cases.pop(item.name, None)

@@ -84,6 +84,7 @@ def test_ragged_duplicate_and_absent_rows_are_reported_by_line_and_refused_with_
         "3.png,C-3,normal\n"
         "3.png,C-3b,pharyngitis\n"  # a second row for 3.png: which is right cannot be told
         "gone.png,C-9,normal\n"  # no such file
+        "./0.png,C-0,normal\n"  # the same row again: reported, no doubt which case
     )
     before = take_snapshot(archive)
     strict = _s2m(archive, str(folder), "--metadata", str(csv), "--strict")
@@ -95,12 +96,13 @@ def test_ragged_duplicate_and_absent_rows_are_reported_by_line_and_refused_with_
 
     result = _s2m(archive, str(folder), "--metadata", str(csv))
     assert result.exit_code == 0, result.output
-    assert "added 1 images (0 annotations), 0 already in the archive, 3 skipped, 2 metadata rows not used" in result.output
+    assert "added 1 images (0 annotations), 0 already in the archive, 3 skipped, 3 metadata rows not used" in result.output
     assert "skipped 1.png: meta.csv line 3: has 4 cells, the header has 3" in result.output
     assert "skipped 2.png: meta.csv line 4: has 2 cells, the header has 3" in result.output
     assert "skipped 3.png: meta.csv lines 5 and 6 both describe it" in result.output
     assert "not used: meta.csv line 6: names the same file as line 5" in result.output
     assert "not used: meta.csv line 7: names no file of the ingested folder" in result.output
+    assert "not used: meta.csv line 8: repeats line 2" in result.output
     assert "MRN-5551" not in result.output and "gone.png" not in result.output
     assert set(_by_case(archive)) == {"C-0"}
 
