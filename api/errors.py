@@ -7,10 +7,11 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.exceptions import HTTPException
 
 from api.service import RefreshRunningError, ServiceUnavailableError
 from formats.errors import InputError, ProjectError
@@ -35,9 +36,14 @@ def _validation_message(error: RequestValidationError) -> str:
 def install(app: FastAPI) -> None:
     """Register the handlers that turn every foreseen error into the policy above."""
 
-    @app.exception_handler(HTTPException)
+    @app.exception_handler(HTTPException)  # starlette's: the routes' own and the router's 404 and 405 alike
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:
-        return error_response(error.status_code, str(error.detail), getattr(error, "headers", None))
+        message = str(error.detail)
+        if error.status_code == 404 and message == "Not Found":
+            message = "no such route: see /docs for the service's routes"
+        elif error.status_code == 405:
+            message = "this route does not take that method: see /docs for the service's routes"
+        return error_response(error.status_code, message, getattr(error, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:

@@ -51,6 +51,7 @@ def ingest(
         else:
             report = ingest_path(archive, path, metadata, annotations, progress, tuple(keep_column), keep_file_names, strict)
     restored = f", {report.restored} missing files restored" if report.restored else ""
+    restored += f", {report.linked} linked to their DICOM's UIDs" if report.linked else ""
     unused = f", {len(report.metadata_problems)} metadata rows not used" if report.metadata_problems else ""
     typer.echo(
         f"added {report.added} images ({report.annotations_added} annotations), "

@@ -6,7 +6,9 @@ files this batch wrote are removed, but only under the exclusive lock and only t
 row points at: another process may have committed a row for the same pixels meanwhile. A batch
 that loses such a race (a unique sha256 or SOP UID committed by another ingest) is retried, and
 sees those images as already present. Re-ingesting adds nothing, and restores the file of a row
-whose file has gone. Batches close at an image count or a decoded-pixel count, whichever comes
+whose file has gone. A DICOM is one image by its pixels and by its SOP Instance UID: one whose
+pixels are stored without UIDs (its photo came first) gives that row its UIDs ("linked"); one
+whose UID is stored with other pixels is refused, never overwritten or silently dropped. Batches close at an image count or a decoded-pixel count, whichever comes
 first, so memory is bounded whatever the image sizes. Database errors are reported by kind only:
 their text can hold row values.
 """
@@ -34,6 +36,8 @@ from indexing.locks import FileStoreLock
 log = logging.getLogger(__name__)
 
 WRITE_ATTEMPTS = 3  # a batch that lost a race to a concurrent ingest is retried this many times in all
+OTHER_PIXELS = ("its SOP Instance UID is already in the archive with other pixels: not stored "
+                "(one UID names one image; check which of the two is right)")
 
 
 class IngestError(ProjectError):
@@ -45,6 +49,7 @@ class IngestReport:
     added_ids: list[int] = field(default_factory=list)
     already_present: int = 0
     restored: int = 0  # rows already present whose missing file this run wrote back
+    linked: int = 0  # rows of the same pixels, stored without UIDs, that this run gave their DICOM's UIDs
     annotations_added: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (item name, reason)
     metadata_problems: list[tuple[str, str]] = field(default_factory=list)  # (CSV line, reason): rows not used
@@ -124,7 +129,7 @@ def _write_batch(context: IngestContext, batch: Sequence[_Loaded], report: Inges
     written: list[str] = []
     pending: list[tuple[store.NewImage, list[store.NewAnnotation]]] = []
     skipped: list[tuple[str, str]] = []
-    present = restored = 0
+    present = restored = linked = 0
     try:
         with context.lock.writing(), context.sessions() as session:
             digests = [(loaded, pixel_digest(loaded.candidate.pixels)) for loaded in batch]
@@ -132,15 +137,20 @@ def _write_batch(context: IngestContext, batch: Sequence[_Loaded], report: Inges
             sop_uids = [l.candidate.dicom.sop_uid for l, _ in digests if l.candidate.dicom and l.candidate.dicom.sop_uid]
             known_sop = store.existing_sop_uids(session, sop_uids)
             for loaded, sha in digests:
-                sop = loaded.candidate.dicom.sop_uid if loaded.candidate.dicom else None
+                facts = loaded.candidate.dicom
+                sop = facts.sop_uid if facts else None
                 if sha in known_sha:
-                    present += 1
                     if not context.files.absolute(known_sha[sha]).exists():
                         context.files.put(sha, encode_png(loaded.candidate.pixels))
                         restored += 1
+                    if facts and sop and sop not in known_sop and store.link_dicom_uids(session, sha, facts.study_uid, facts.series_uid, sop):
+                        known_sop.add(sop)
+                        linked += 1
+                    else:
+                        present += 1
                     continue
                 if sop and sop in known_sop:
-                    present += 1
+                    skipped.append((loaded.item.name, OTHER_PIXELS))
                     continue
                 height, width = loaded.candidate.pixels.shape[:2]
                 instances = context.annotations.instances.get(loaded.item.key, [])
@@ -170,6 +180,7 @@ def _write_batch(context: IngestContext, batch: Sequence[_Loaded], report: Inges
         raise
     report.already_present += present
     report.restored += restored
+    report.linked += linked
     report.skipped.extend(skipped)
     report.added_ids.extend(added_ids)
     report.annotations_added += sum(len(annotations) for _, annotations in pending)
