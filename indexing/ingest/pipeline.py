@@ -126,7 +126,8 @@ def _case_origin(context: IngestContext, loaded: _Loaded) -> str:
 
 def _write_batch(context: IngestContext, batch: Sequence[_Loaded], report: IngestReport) -> None:
     """Store one batch in one transaction; on any failure leave no trace of it (see the module doc)."""
-    written: list[str] = []
+    written: list[str] = []  # files this batch created (removed again if it fails)
+    touched: list[str] = []  # and the files it restored: every rename to make durable before the commit
     pending: list[tuple[store.NewImage, list[store.NewAnnotation]]] = []
     skipped: list[tuple[str, str]] = []
     present = restored = linked = 0
@@ -141,7 +142,7 @@ def _write_batch(context: IngestContext, batch: Sequence[_Loaded], report: Inges
                 sop = facts.sop_uid if facts else None
                 if sha in known_sha:
                     if not context.files.absolute(known_sha[sha]).exists():
-                        context.files.put(sha, encode_png(loaded.candidate.pixels))
+                        touched.append(context.files.put(sha, encode_png(loaded.candidate.pixels))[0])
                         restored += 1
                     if facts and sop and sop not in known_sop and store.link_dicom_uids(session, sha, facts.study_uid, facts.series_uid, sop):
                         known_sop.add(sop)
@@ -169,11 +170,12 @@ def _write_batch(context: IngestContext, batch: Sequence[_Loaded], report: Inges
                 relative, created = context.files.put(sha, encode_png(loaded.candidate.pixels))
                 if created:
                     written.append(relative)
+                    touched.append(relative)
                 annotations = [store.NewAnnotation(i.category_id, i.instance_id, i.mask_rle) for i in instances]
                 pending.append((record, annotations))
             rows = store.add_images(session, pending)
             added_ids = [row.id for row in rows]
-            context.files.sync()
+            context.files.sync(touched)
             session.commit()
     except BaseException:
         remove_unreferenced(context.sessions, context.files, context.lock, written)
