@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ IMAGES_FOLDER = "images"
 STORED_SUFFIX = ".png"
 SHARD_CHARS = 2
 TEMPORARY_PREFIX = ".tmp-"
+SYNC_THREADS = 4  # folders fsynced at once: fsyncs in flight together share the journal's commits
 FILE_MODE = 0o640  # owner writes, the service's group reads, nobody else
 
 
@@ -64,12 +66,9 @@ class FileStore:
     def sync(self, relative_paths: Iterable[str]) -> None:
         """Make the renames of `relative_paths` durable: one fsync per folder (call before committing
         the rows that point at them; the files' data was fsynced by `put`)."""
-        for folder in sorted({self.absolute(path).parent for path in relative_paths}):
-            fd = os.open(folder, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        folders = sorted({self.absolute(path).parent for path in relative_paths})
+        with ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="s2m-fsync") as pool:
+            list(pool.map(_fsync_folder, folders))
 
     def remove(self, relative_path: str) -> None:
         self.absolute(relative_path).unlink(missing_ok=True)
@@ -89,3 +88,12 @@ class FileStore:
         if not folder.is_dir():
             return []
         return sorted(path.relative_to(self.root).as_posix() for path in folder.glob(f"*/{TEMPORARY_PREFIX}*"))
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the renames in `folder` durable."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
