@@ -15,20 +15,10 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from indexing import store
+from api.bench.service import search_key
 from indexing.models import AccessLog, QueryLog
 from indexing.settings import Settings
 from tests.api.conftest import Served, contour_png, keys, running, service_settings
-
-
-def _second_search_key(served: Served) -> str:
-    archive = served.archive()
-    try:
-        with archive.sessions.begin() as session:
-            _, token = store.create_api_key(session, "another viewer", ["search"])
-    finally:
-        archive.close()
-    return token
 
 
 def _admin_reads(served: Served, query_id: str) -> set[str]:
@@ -42,7 +32,7 @@ def _admin_reads(served: Served, query_id: str) -> set[str]:
 
 
 def test_a_query_and_all_it_made_answer_404_to_any_other_key_and_admin_reads_are_audited(served: Served) -> None:
-    other = _second_search_key(served)
+    other = search_key(served.settings.archive)  # a second viewer
     with served.client() as owner:
         found = owner.post("/v1/search", files={"sketch": ("s.png", contour_png(served.dataset, "000002"))}, data={"k": "3"})
         assert found.status_code == 200, found.text

@@ -24,6 +24,12 @@ def _photo(path: Path, seed: int) -> Path:
     return path
 
 
+def _numbered(folder: Path, count: int) -> Path:
+    for n in range(count):
+        _photo(folder / f"{n}.png", n)
+    return folder
+
+
 def _by_case(archive: Archive) -> dict[str, object]:
     with archive.sessions() as session:
         return {row.case_ref: row for row in store.list_images(session, limit=100)}
@@ -72,9 +78,7 @@ def test_a_name_two_files_share_refuses_the_ingest_naming_them(archive: Archive,
 
 
 def test_ragged_duplicate_and_absent_rows_are_reported_by_line_and_refused_with_strict(archive: Archive, tmp_path: Path) -> None:
-    folder = tmp_path / "in"
-    for n in range(4):
-        _photo(folder / f"{n}.png", n)
+    folder = _numbered(tmp_path / "in", 4)
     csv = tmp_path / "meta.csv"
     csv.write_text(
         "file,case_id,diagnosis\n"
@@ -108,18 +112,11 @@ def test_ragged_duplicate_and_absent_rows_are_reported_by_line_and_refused_with_
 
 
 def test_labels_keep_their_text_and_numeric_labels_are_plain_numbers(archive: Archive, tmp_path: Path) -> None:
-    folder = tmp_path / "in"
-    for n in range(5):
-        _photo(folder / f"{n}.png", n)
+    folder = _numbered(tmp_path / "in", 5)
+    grades_and_ages = [("2", "41", "007"), ("007", "41", "01234"), ("2", "1_000", "1_000"), ("2", "1e3", "A"), ("3", "40.5", "")]
     csv = tmp_path / "meta.csv"
-    csv.write_text(
-        "file,case_id,tonsil_grade,patient_age,ward\n"
-        "0.png,C-0,2,41,007\n"
-        "1.png,C-1,007,41,01234\n"
-        "2.png,C-2,2,1_000,1_000\n"
-        "3.png,C-3,2,1e3,A\n"
-        "4.png,C-4,3,40.5,\n"
-    )
+    csv.write_text("file,case_id,tonsil_grade,patient_age,ward\n"
+                   + "".join(f"{n}.png,C-{n},{','.join(cells)}\n" for n, cells in enumerate(grades_and_ages)))
     report = ingest_path(archive, folder, metadata_csv=csv, keep_columns=("ward",))
     assert dict(report.skipped) == {
         "1.png": "meta.csv line 3: label tonsil_grade is not a number in plain decimals (no leading zeros, separators or exponent)",
@@ -133,9 +130,7 @@ def test_labels_keep_their_text_and_numeric_labels_are_plain_numbers(archive: Ar
 
 @pytest.mark.parametrize("uid", ["not a uid", "1.2.840.01", "1." + "2" * 70, "1.2.3.", "Doe^Jane"])
 def test_a_uid_that_is_not_a_dicom_uid_refuses_its_row(archive: Archive, tmp_path: Path, uid: str) -> None:
-    folder = tmp_path / "in"
-    _photo(folder / "0.png", 0)
-    _photo(folder / "1.png", 1)
+    folder = _numbered(tmp_path / "in", 2)
     csv = tmp_path / "meta.csv"
     csv.write_text(f"file,case_id,study_uid,sop_uid\n0.png,C-0,1.2.826.0.1.3680043.8.498.1,1.2.826.0.1.3680043.8.498.2\n"
                    f"1.png,C-1,1.2.3,{uid}\n")
