@@ -177,3 +177,20 @@ def test_an_sqlite_file_that_goes_away_is_not_ready_makes_no_new_file_and_comes_
     assert back.status_code == 200, back.text
     assert ready.status_code == 200
     assert set(statuses) <= {200, 503} and statuses[-1] == 200 and 503 in statuses
+
+
+@pytest.mark.parametrize("typed", ["patient=MRN-0001", "exclude-patient=Doe^Jane 1961-04-12"])
+def test_s2m_search_refuses_a_patient_filter_that_is_not_a_pseudonym(tmp_path: Path, typed: str) -> None:
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from api.cli import app
+    from tests.indexing.archive_faults import one_line_error
+
+    sketch = tmp_path / "s.png"
+    Image.new("L", (64, 64), 255).save(sketch)
+    result = CliRunner().invoke(app, ["search", str(sketch), "--filter", typed], env={"S2M_DATA_DIR": str(tmp_path / "data")})
+    assert result.exit_code == 2
+    line = one_line_error(result.output)
+    assert "takes patient pseudonyms (16 lowercase hex characters" in line and typed.split("=")[1] not in line
+    assert not (tmp_path / "data").exists()  # refused before anything was opened
