@@ -36,7 +36,7 @@ class MatchedMetadata:
     name no file), the items refused because of their row, and the rows that describe no item."""
 
     cases: dict[str, CaseMetadata] = field(default_factory=dict)
-    by_sop_uid: dict[str, CaseMetadata] = field(default_factory=dict)
+    by_sop_uid: dict[str, CaseMetadata | None] = field(default_factory=dict)  # None: rows disagree
     refused: dict[str, str] = field(default_factory=dict)  # item name -> reason (with the CSV line)
     problems: list[tuple[str, str]] = field(default_factory=list)  # (CSV line, reason), no values
     dropped_columns: list[str] = field(default_factory=list)
@@ -81,6 +81,18 @@ class _Names:
         return same[0] if same else None
 
 
+def _by_sop_uid(matched: MatchedMetadata, case: CaseMetadata, where: str) -> None:
+    """Index a row by its SOP UID; a second, different row for one UID is reported and matches no DICOM."""
+    uid = case.sop_uid or ""
+    if uid not in matched.by_sop_uid:
+        matched.by_sop_uid[uid] = case
+        return
+    earlier = matched.by_sop_uid[uid]
+    if earlier is None or replace(earlier, origin="") != replace(case, origin=""):
+        matched.problems.append((where, "gives another case a SOP Instance UID an earlier row has"))
+        matched.by_sop_uid[uid] = None
+
+
 def match_metadata(table: MetadataTable, items: Sequence[IngestItem], strict: bool = False) -> MatchedMetadata:
     """Join `table`'s rows to `items` (see the module doc); raises before anything is written."""
     matched = MatchedMetadata(problems=list(table.problems), dropped_columns=list(table.dropped_columns))
@@ -94,7 +106,7 @@ def match_metadata(table: MetadataTable, items: Sequence[IngestItem], strict: bo
             if row.problem is not None:
                 matched.problems.append((where, row.problem))
             elif row.case is not None and row.case.sop_uid and may_be_dicom:
-                matched.by_sop_uid[row.case.sop_uid] = row.case
+                _by_sop_uid(matched, row.case, where)
             else:
                 matched.problems.append((where, "names no file of the ingested folder"))
             continue
@@ -113,6 +125,8 @@ def match_metadata(table: MetadataTable, items: Sequence[IngestItem], strict: bo
             matched.refused[item.name] = f"{where}: {row.problem}"
         else:
             matched.cases[item.name] = row.case
+            if row.case.sop_uid and may_be_dicom:
+                _by_sop_uid(matched, row.case, where)  # the same instance exported as DICOM elsewhere in the folder
     if strict and (matched.problems or matched.refused):
         reasons = [f"{where}: {reason}" for where, reason in matched.problems] + list(matched.refused.values())
         raise MetadataError(f"{reasons[0]} ({len(reasons)} metadata problems in all); with --strict nothing was ingested")

@@ -139,3 +139,17 @@ def test_a_uid_that_is_not_a_dicom_uid_refuses_its_row(archive: Archive, tmp_pat
     assert report.skipped == [("1.png", "meta.csv line 3: sop_uid is not a DICOM UID (digits and dots, at most 64 characters)")]
     row = _by_case(archive)["C-0"]
     assert (row.study_uid, row.sop_uid) == ("1.2.826.0.1.3680043.8.498.1", "1.2.826.0.1.3680043.8.498.2")
+
+
+def test_two_rows_giving_one_sop_uid_to_different_cases_describe_no_dicom(archive: Archive, tmp_path: Path, write_dicom) -> None:  # type: ignore[no-untyped-def]
+    import pydicom
+
+    folder = tmp_path / "in"
+    sop = pydicom.dcmread(write_dicom(folder / "scan.dcm", np.full((12, 12, 3), 80, np.uint8))).SOPInstanceUID
+    csv = tmp_path / "meta.csv"
+    csv.write_text(f"file,case_id,diagnosis,sop_uid\nelsewhere-1.png,C-1,normal,{sop}\nelsewhere-2.png,C-2,tonsillitis,{sop}\n")
+    report = ingest_path(archive, folder, metadata_csv=csv)
+    assert report.added == 1
+    assert report.metadata_problems == [("meta.csv line 3", "gives another case a SOP Instance UID an earlier row has")]
+    (row,) = _by_case(archive).values()
+    assert row.diagnosis is None and row.sop_uid == sop
