@@ -1,7 +1,8 @@
 """The routes' injected dependencies (`Annotated`, as the FastAPI full-stack template has them).
 
 `SettingsDep`, `ServiceDep`, `SessionDep` (a session: the route owns the transaction, writing in
-`session.begin()` blocks), `EngineDep`, and the caller's key with a scope (`SearchKey`, `AdminKey`):
+`session.begin()` blocks), `PipelineDep` (the query models, no index needed), `EngineDep`, and the
+caller's key with a scope (`SearchKey`, `AdminKey`):
 401 for a missing or bad key, 403 for a key without the scope, 429 past its rate limit.
 """
 
@@ -16,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from api.service import Service
 from api.settings import ServiceSettings
+from generation.pipeline import QueryModels
 from indexing import store
 from indexing.models import ApiKey
 from retrieval.engine import SearchEngine
@@ -43,6 +45,13 @@ def get_session(service: ServiceDep) -> Iterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_models(service: ServiceDep) -> QueryModels:
+    return service.models()
+
+
+PipelineDep = Annotated[QueryModels, Depends(get_models)]
 
 
 def get_engine(service: ServiceDep) -> SearchEngine:

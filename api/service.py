@@ -1,8 +1,10 @@
-"""What the app holds for its lifetime: the archive, the engine, the batcher, the limiter, recent generated images.
+"""What the app holds for its lifetime: the archive, the models, the engine, the batcher, the limiter, recent generated images.
 
-The archive and the engine are opened lazily and re-tried on the next request when they fail
-(database down, no active build yet), so the process stays up, answers 503 meanwhile and recovers
-by itself when they come back. Models load once per worker, in the app's lifespan.
+The archive, the models and the engine are opened lazily and re-tried on the next request when they
+fail (database down, no active build yet), so the process stays up, answers 503 meanwhile and
+recovers by itself when they come back. The bundle is opened once per worker, in the app's lifespan:
+its query models (E, G, H and C) serve the engine, `/v1/generate` (which needs no index) and the
+index refresh, which adds only S, loaded on the first refresh.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from api.batching import BatchPolicy, MicroBatcher
 from api.metrics import Metrics
 from api.settings import ServiceSettings
 from formats.errors import ProjectError
+from generation.pipeline import QueryModels
 from indexing.archive import Archive
 from retrieval.engine import EngineConfig, Query, SearchEngine, SearchResult
 
@@ -79,6 +82,7 @@ class Service:
             on_batch=self.metrics.batch_size.observe,
         )
         self._archive: Archive | None = None
+        self._models: QueryModels | None = None
         self._engine: SearchEngine | None = None
         self._archive_models: Any = None
         self._opening = threading.Lock()
@@ -89,12 +93,13 @@ class Service:
     # --- lifetime ------------------------------------------------------------------------------
 
     def start_engine(self) -> None:
-        """Load the models and the index now if they can be (otherwise re-tried per request)."""
+        """Load the models and then the index now if they can be (otherwise re-tried per request)."""
         if self.settings.device == "cpu":
             import torch
 
             torch.set_num_threads(self.settings.torch_threads)
         try:
+            self.models()
             self.engine()
         except ServiceUnavailableError:
             pass
@@ -115,13 +120,24 @@ class Service:
                     self._archive = _unavailable_unless(lambda: Archive.open(self.settings.archive))
         return self._archive
 
+    def models(self) -> QueryModels:
+        """E, G, H and C of the service's bundle, opened once: what `/v1/generate` needs (no index)."""
+        if self._models is None:
+            from generation.training import resolve_device
+
+            with self._opening:
+                if self._models is None:
+                    self._models = _unavailable_unless(
+                        lambda: QueryModels.load(self.settings.bundle, resolve_device(self.settings.device)))
+        return self._models
+
     def engine(self) -> SearchEngine:
         if self._engine is None:
+            models = self.models()
             with self._opening:
                 if self._engine is None:
-                    config = EngineConfig(bundle=self.settings.bundle, device=self.settings.device,
-                                          index_device=self.settings.index_device, steps=self.settings.refine_steps)
-                    self._engine = _unavailable_unless(lambda: SearchEngine.open(self.settings.archive, config))
+                    config = EngineConfig(index_device=self.settings.index_device, steps=self.settings.refine_steps)
+                    self._engine = _unavailable_unless(lambda: SearchEngine.open(self.settings.archive, config, models))
                     self.metrics.watch_index(self._engine)
         return self._engine
 
@@ -148,20 +164,18 @@ class Service:
     def refresh_index(self) -> Any:
         """Embed images added since the active build, refresh it and swap the engine to the new build.
 
-        Runs on its own thread, not the inference one: searches go on, on the old build, meanwhile."""
-        import torch
-
-        from indexing.fused_index import refresh_index
-        from indexing.vectors import ArchiveModels, embed_archive
+        Runs on its own thread, not the inference one: searches go on, on the old build, meanwhile. It
+        uses the engine's own C and E; S is loaded on the first refresh and kept."""
+        from indexing.prepare import embed_and_refresh
+        from indexing.vectors import ArchiveModels
 
         if not self._refreshing.acquire(blocking=False):
             raise RefreshRunningError("an index refresh is already running; try again when it has finished")
         try:
             engine = self.engine()
             if self._archive_models is None:
-                self._archive_models = ArchiveModels.load(self.settings.bundle, torch.device(engine.pipeline.encoder.w_avg.device))
-            embed_archive(engine.archive, self._archive_models, batch_size=REFRESH_BATCH)
-            report = refresh_index(engine.archive, engine.version)
+                self._archive_models = ArchiveModels.around(engine.models)
+            report = embed_and_refresh(engine.archive, self._archive_models, batch_size=REFRESH_BATCH)
             engine.reload_if_changed()
             return report
         finally:

@@ -7,9 +7,11 @@ from typing import Any
 
 from api.schemas import ChannelsOut, FiltersIn, HitOut, ImageOut
 from api.settings import ServiceSettings
+from indexing.cases import CaseRecord
 from indexing.ingest.metadata import require_pseudonyms
 from indexing.models import Image
-from retrieval.engine import ChannelScores, Filters, Hit
+from retrieval.engine import ChannelScores, Hit
+from retrieval.filters import Filters
 
 
 def filters_from(filters: FiltersIn, pseudonym_chars: int) -> Filters:
@@ -32,8 +34,8 @@ def url_from_template(template: str | None, study: str | None, series: str | Non
     return template.format(study=study, series=series, sop=sop)
 
 
-def _case_fields(settings: ServiceSettings, image_id: int, case: Image | Hit) -> dict[str, Any]:
-    """ImageOut's fields from an archive row or a hit (both carry the case's metadata under the same names)."""
+def _case_fields(settings: ServiceSettings, image_id: int, case: CaseRecord, image: Image | Hit) -> dict[str, Any]:
+    """ImageOut's fields (its JSON names) from a case's record and its image's file facts (an archive row or a hit)."""
     base = f"/v1/images/{image_id}"
     study, series, sop = case.study_uid, case.series_uid, case.sop_uid
     return {
@@ -41,19 +43,19 @@ def _case_fields(settings: ServiceSettings, image_id: int, case: Image | Hit) ->
         "thumbnail_url": f"{base}/thumbnail", "image_url": f"{base}/file", "sketch_url": f"{base}/sketch",
         "wado_url": url_from_template(settings.wado_url, study, series, sop),
         "viewer_url": url_from_template(settings.viewer_url, study, series, sop),
-        "original_file_name": case.original_name, "case_id": case.case_ref, "patient_pseudonym": case.patient_ref,
-        "diagnosis": case.diagnosis, "findings": list(case.findings or ()),
-        "study_date": case.acquired_at.date() if case.acquired_at else None, "width": case.width, "height": case.height,
+        "original_file_name": image.original_name, "case_id": case.case_ref, "patient_pseudonym": case.patient_ref,
+        "diagnosis": case.diagnosis, "findings": list(case.findings),
+        "study_date": case.acquired_at.date() if case.acquired_at else None, "width": image.width, "height": image.height,
     }
 
 
 def image_out(settings: ServiceSettings, row: Image) -> ImageOut:
-    return ImageOut(**_case_fields(settings, row.id, row))
+    return ImageOut(**_case_fields(settings, row.id, CaseRecord.of_row(row), row))
 
 
 def hit_out(settings: ServiceSettings, hit: Hit) -> HitOut:
     """A hit as the API shows it: its case's metadata, rank and scores (no DB read)."""
-    return HitOut(**_case_fields(settings, hit.image_id, hit), rank=hit.rank, score=hit.score,
+    return HitOut(**_case_fields(settings, hit.image_id, hit.case, hit), rank=hit.rank, score=hit.score,
                   channels=ChannelsOut(**hit.channels.__dict__))
 
 

@@ -14,17 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
-import torch
-
-from generation.bundle import ENCODER, REFINER, SYNTHESIZER, Bundle
-from generation.losses import SimilarityConfig, build_perceptual
-from generation.metrics import load_feature_extractor
-from generation.pipeline import Sketch2MedI
-from generation.pipeline_eval import Judges, PipelineEvalConfig, evaluate_pipeline
-from generation.training import save_image_grid
+from evaluation.pipeline_run import run_pipeline_eval
+from generation.pipeline_eval import PipelineEvalConfig
 
 
 def main() -> None:
@@ -38,32 +31,13 @@ def main() -> None:
     parser.add_argument("--grid", type=Path, default=None)
     args = parser.parse_args()
 
-    device = torch.device("cpu")
-    bundle = Bundle.open(args.bundle)
-    preset = bundle.config(ENCODER)["preset"]
-    pipeline = Sketch2MedI.from_bundle(bundle, device)
-    embedder = bundle.load_embedder(device)
-    perceptual = build_perceptual(SimilarityConfig.for_preset(preset), embedder).to(device)
-    features, features_name = load_feature_extractor(bundle, device)
-    judges = Judges(bundle.load(SYNTHESIZER, device), perceptual, perceptual.description(), features, features_name)
-    config = PipelineEvalConfig(count=args.count)
-
-    report = {"bundle": str(args.bundle), "preset": preset, "data": str(args.data),
-              "encoder_steps": bundle.entry(ENCODER).get("steps"),
-              "refiner_steps": bundle.networks.get(REFINER, {}).get("steps"), "results": {}}
-    for index, entry in enumerate(args.sketches):
-        name, folder = entry.split("=", 1)
-        started = time.time()
-        metrics, grid = evaluate_pipeline(pipeline, args.data, Path(folder), judges, config, args.steps)
-        metrics["seconds"] = round(time.time() - started, 1)
-        report["results"][name] = metrics
-        if index == 0 and args.grid is not None:
-            args.grid.parent.mkdir(parents=True, exist_ok=True)
-            save_image_grid(grid, args.grid, nrow=4)
+    folders = {name: Path(folder) for name, folder in (entry.split("=", 1) for entry in args.sketches)}
+    report = run_pipeline_eval(args.bundle, args.data, folders, args.count, args.steps, args.grid)
+    for name, metrics in report["results"].items():
         x0, xt = metrics["x0"], metrics["xT"]
         print(f"| {name} | {metrics['count']} | {x0['dice']['mean']:.2f} | {xt['dice']['mean']:.2f} | "
               f"{metrics['dice_gain_points']:+.2f} | {x0['perceptual_mean']:.3f} | {xt['perceptual_mean']:.3f} | "
-              f"{x0['frechet']:.2f} | {xt['frechet']:.2f} |", flush=True)
+              f"{x0['frechet']:.2f} | {xt['frechet']:.2f} |")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2))
 

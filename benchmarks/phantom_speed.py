@@ -12,45 +12,11 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import resource
-import shutil
-import tempfile
-import time
-from pathlib import Path
 
 import cv2
 import numpy as np
 
-from phantoms.dataset import generate_dataset
-from phantoms.render import render_case
-
-
-def _cpu_seconds() -> float:
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-
-def render_only_ms(size: int, count: int) -> float:
-    """CPU milliseconds to render one case in this process (no files)."""
-    render_case(0, 0, size)  # warm caches
-    began = time.process_time()
-    for index in range(count):
-        render_case(0, index, size)
-    return (time.process_time() - began) / count * 1000.0
-
-
-def generation_run(count: int, size: int, workers: int, seed: int, dicom: bool) -> dict[str, float]:
-    """One `generate_dataset` into a fresh temporary folder; timings in seconds and images/s."""
-    folder = Path(tempfile.mkdtemp(prefix="phantom-bench-"))
-    try:
-        load = os.getloadavg()[0]
-        cpu_before, began = _cpu_seconds(), time.perf_counter()
-        generate_dataset(folder / "ds", count, size, seed, workers=workers, dicom=dicom)
-        wall = time.perf_counter() - began
-        cpu = _cpu_seconds() - cpu_before
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-    return {"workers": workers, "wall_s": wall, "images_per_s": count / wall, "cpu_ms_per_image": cpu / count * 1000, "load_before": load}
+from evaluation.bench.data_speed import generation_run, render_only_ms
 
 
 def main() -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -230,3 +231,23 @@ def canonical_sketch(source: bytes | Path | str | Image.Image | np.ndarray, reso
                      max_pixels: int = MAX_SKETCH_PIXELS) -> np.ndarray:
     """Any sketch picture -> the canonical Sketch uint8 [R, R] the models read (white paper, black strokes)."""
     return redraw(thin(ink_mask(read_sketch(source, max_pixels))), resolution)
+
+
+@dataclass(frozen=True, eq=False)
+class CanonicalSketch:
+    """A sketch already canonical at its resolution (uint8 [R, R]), made by `CanonicalSketch.of`.
+
+    Whoever holds one passes it on: the query engine and the pipeline read its pixels and never
+    canonicalise it again (canonicalising is the costliest step of a query's sketch stage)."""
+
+    pixels: np.ndarray
+
+    @classmethod
+    def of(cls, source: bytes | Path | str | Image.Image | np.ndarray, resolution: int,
+           max_pixels: int = MAX_SKETCH_PIXELS) -> "CanonicalSketch":
+        """Read and canonicalise any sketch picture at `resolution`; SketchError on bad input."""
+        return cls(canonical_sketch(source, resolution, max_pixels))
+
+    @property
+    def resolution(self) -> int:
+        return int(self.pixels.shape[0])

@@ -1,11 +1,13 @@
 """Model bundles: one safetensors file per network plus `bundle.json` (DESIGN.md, formats).
 
 `Bundle.open(folder)` reads `bundle.json` once and is the one way to read a bundle: it loads
-any network by name, checks every file before a network is built (a truncated or corrupt
-file, a missing network, weights that do not fit their config, NaN or Inf, resolutions that
-disagree), and computes each network's weight digest once. Writing stays with the functions
-below (`save_network`, `update_bundle_info`, `convert_storage`), which the training loops call
-on a folder that may not be a bundle yet.
+any network by name (the registry of `generation.networks` rebuilds it), checks every file
+before a network is built (a truncated or corrupt file, a missing network, weights that do not
+fit their config, NaN or Inf, weights other than the ones recorded, resolutions that disagree),
+and reads each network file at most once. Each network's weight digest is recorded in
+`bundle.json` when it is saved, so the bundle's version reads JSON only. Writing stays with
+the functions below (`save_network`, `update_bundle_info`, `convert_storage`), which the
+training code calls on a folder that may not be a bundle yet.
 
 Loading never unpickles: tensors come from safetensors, configs from JSON, and each network
 class rebuilds itself from its config dataclass.
@@ -19,24 +21,22 @@ import json
 import platform
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from formats.errors import InputError
-from generation.configs import config_from_dict
 from generation.files import atomic_target
+from generation.networks import (EMBEDDER, ENCODER, GENERATOR, NETWORK_NAMES, PIX2PIX, REFINER, SYNTHESIZER,
+                                 build_network)
+
+__all__ = ["EMBEDDER", "ENCODER", "GENERATOR", "NETWORK_NAMES", "PIX2PIX", "REFINER", "SYNTHESIZER", "Bundle",
+           "BundleError", "convert_storage", "is_bundle", "record_digests", "save_network", "update_bundle_info"]
 
 BUNDLE_INFO = "bundle.json"
-SYNTHESIZER = "synthesizer"
-GENERATOR = "generator"
-EMBEDDER = "embedder"
-ENCODER = "encoder"
-REFINER = "refiner"
-PIX2PIX = "pix2pix"  # the baseline's generator, in a bundle of its own
-NETWORK_NAMES = (SYNTHESIZER, GENERATOR, EMBEDDER, ENCODER, REFINER, PIX2PIX)
+DIGEST = "sha256"  # the key of a network's weight digest in its bundle.json entry
 # E reads sketches and H refines G's images at G's resolution; S and C resize what they see.
 SAME_RESOLUTION = (GENERATOR, ENCODER, REFINER)
 STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
@@ -118,10 +118,25 @@ class Bundle:
             self._read(name)
 
     def _check_resolutions(self) -> None:
-        resolutions = {n: self.networks[n]["config"].get("resolution") for n in SAME_RESOLUTION if n in self.networks}
+        resolutions = self._resolutions()
         if len(set(resolutions.values())) > 1:
             listed = ", ".join(f"{name} {value} px" for name, value in resolutions.items())
             raise BundleError(f"the networks of bundle {self.root} disagree on the resolution ({listed})")
+
+    def _resolutions(self) -> dict[str, Any]:
+        return {n: self.networks[n]["config"].get("resolution") for n in SAME_RESOLUTION if n in self.networks}
+
+    @property
+    def resolution(self) -> int:
+        """The model resolution: the side G, E and H work at (the sketches E reads, the images G and H draw,
+        the sketches S stores for the shape channel); the bundle's recorded `resolution` when it holds
+        none of them. The one way to ask a bundle its resolution."""
+        self._check_resolutions()
+        sides = [side for side in self._resolutions().values() if side is not None]
+        side = sides[0] if sides else self.info.get("resolution")
+        if not isinstance(side, int) or side < 1:
+            raise BundleError(f"bundle {self.root} records no model resolution")
+        return side
 
     def _read(self, name: str) -> dict[str, torch.Tensor]:
         """The checked weights of `name` (read once per open, kept until `load` uses them)."""
@@ -143,7 +158,11 @@ class Bundle:
                               f"({differing} of {len(expected)} tensors differ)")
         if not all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point()):
             raise BundleError(f"{path.name} in bundle {self.root} holds NaN or Inf weights; it cannot serve")
-        self._digests[name] = _digest(tensors)
+        digest = _digest(tensors)
+        if self.entry(name).get(DIGEST, digest) != digest:
+            raise BundleError(f"the weights in {path.name} are not the ones {BUNDLE_INFO} records for the {name} "
+                              f"(their sha256 differs); copy the bundle again")
+        self._digests[name] = digest
         self._weights[name] = tensors
         return tensors
 
@@ -151,7 +170,7 @@ class Bundle:
     def load(self, name: str, device: torch.device | str = "cpu") -> torch.nn.Module:
         """Network `name` rebuilt from its config with its checked weights, frozen in eval mode on `device`."""
         state = self._read(name)
-        module = _builder(self, name)(self.config(name))
+        module = build_network(name, self.config(name), self.config)
         module.load_state_dict(state)
         del self._weights[name]  # the module holds them now
         return module.requires_grad_(False).to(device).eval()
@@ -164,9 +183,16 @@ class Bundle:
         return self.load(EMBEDDER, device).to(memory_format=torch.channels_last)
 
     def digest(self, name: str) -> str:
-        """sha256 of a network's weights, the same whether the bundle stores float32 or float16."""
+        """sha256 of a network's weights, the same whether the bundle stores float32 or float16.
+
+        As `bundle.json` records it; a bundle saved before digests were recorded has its file hashed
+        (read once, weights then dropped unless a load asked for them): `record_digests` upgrades it."""
+        recorded = self.entry(name).get(DIGEST)
+        if recorded is not None:
+            return recorded
         if name not in self._digests:
             self._read(name)
+            self._weights.pop(name, None)  # read for the digest only
         return self._digests[name]
 
     @property
@@ -187,14 +213,13 @@ class Bundle:
         """A short stable id of what the bundle computes: its networks' weights and configs.
 
         Indexes record it as their model version; it survives float16 storage and changes with
-        any retrained network or a changed read-out.
+        any retrained network or a changed read-out. Read from `bundle.json` alone (the recorded digests).
         """
         content = hashlib.sha256()
         for name in sorted(self.networks):
             content.update(name.encode())
             content.update(self.digest(name).encode())
             content.update(json.dumps(self.config(name), sort_keys=True).encode())
-            self._weights.pop(name, None)  # read for the digest only
         return content.hexdigest()[:VERSION_LENGTH]
 
     # -- writing ------------------------------------------------------------------------
@@ -215,48 +240,11 @@ def _digest(tensors: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def _builder(bundle: Bundle, name: str) -> Callable[[dict[str, Any]], torch.nn.Module]:
-    """The class that rebuilds network `name` from its config dict (imported only when needed)."""
-    if name == GENERATOR:
-        from generation.stylegan2 import Generator, GeneratorConfig
-
-        return lambda config: Generator(config_from_dict(GeneratorConfig, config))
-    if name == ENCODER:
-        from generation.e4e import Encoder, EncoderConfig
-
-        return lambda config: Encoder(config_from_dict(EncoderConfig, config))
-    if name == REFINER:
-        from generation.hyperstyle import HyperNetwork, HyperNetworkConfig
-
-        shapes = _generator_weight_shapes(bundle)
-        return lambda config: HyperNetwork(config_from_dict(HyperNetworkConfig, config), shapes)
-    if name == EMBEDDER:
-        from generation.moco import Embedder, EmbedderConfig
-
-        return lambda config: Embedder(config_from_dict(EmbedderConfig, config))
-    if name == PIX2PIX:
-        from generation.pix2pix import Pix2PixConfig, UNetGenerator
-
-        return lambda config: UNetGenerator(config_from_dict(Pix2PixConfig, config))
-    from generation.solov2.model import build_synthesizer
-
-    return build_synthesizer
-
-
-def _generator_weight_shapes(bundle: Bundle) -> dict[str, tuple[int, int, int, int]]:
-    """H is built for G's modulated convs; their shapes come from G's config alone (no weights)."""
-    from generation.stylegan2 import Generator, GeneratorConfig
-
-    with torch.device("meta"):
-        return Generator(config_from_dict(GeneratorConfig, bundle.config(GENERATOR))).synthesis.weight_shapes()
-
-
 def _network_shapes(bundle: Bundle, name: str) -> dict[str, tuple[int, ...]]:
     """Tensor name -> shape that network `name`'s config calls for, built on the meta device (no memory)."""
-    build = _builder(bundle, name)
     try:
         with torch.device("meta"):
-            module = build(bundle.config(name))
+            module = build_network(name, bundle.config(name), bundle.config)
     except (TypeError, KeyError, ValueError) as error:
         raise BundleError(f"the {name} config in the {BUNDLE_INFO} of {bundle.root} is invalid ({error})") from None
     return {key: tuple(tensor.shape) for key, tensor in module.state_dict().items()}
@@ -284,8 +272,12 @@ def update_bundle_info(bundle_dir: Path, **fields: Any) -> dict[str, Any]:
         else:
             info[key] = value
     info["software"] = software_versions()
-    _atomic_write_bytes(Path(bundle_dir) / BUNDLE_INFO, json.dumps(info, indent=2, sort_keys=True).encode())
+    _write_info(bundle_dir, info)
     return info
+
+
+def _write_info(bundle_dir: Path, info: dict[str, Any]) -> None:
+    _atomic_write_bytes(Path(bundle_dir) / BUNDLE_INFO, json.dumps(info, indent=2, sort_keys=True).encode())
 
 
 def save_network(
@@ -297,7 +289,8 @@ def save_network(
 ) -> Path:
     """Write `<name>.safetensors` and record its config (a dataclass) and facts in `bundle.json`.
 
-    `record` holds per-network facts such as training steps, data fingerprint or metrics.
+    `record` holds per-network facts such as training steps, data fingerprint or metrics; the
+    weights' sha256 is recorded beside them, so the bundle's version never reads the file.
     """
     if name not in NETWORK_NAMES:
         raise BundleError(f"unknown network name {name!r}; expected one of {', '.join(NETWORK_NAMES)}")
@@ -306,7 +299,7 @@ def save_network(
     path = bundle_dir / f"{name}.safetensors"
     with atomic_target(path) as tmp:
         save_file(tensors, tmp, metadata={"network": name})
-    entry = {"config": dataclasses.asdict(config), "file": path.name, **record}
+    entry = {"config": dataclasses.asdict(config), "file": path.name, **record, DIGEST: _digest(tensors)}
     update_bundle_info(bundle_dir, networks={name: entry})
     return path
 
@@ -333,3 +326,18 @@ def convert_storage(bundle_dir: Path, dtype: str) -> dict[str, int]:
         sizes[name] = path.stat().st_size
     update_bundle_info(bundle.root, networks=bundle.networks)
     return sizes
+
+
+def record_digests(bundle_dir: Path) -> dict[str, str]:
+    """Record the weight digest of each network whose `bundle.json` entry lacks one (bundles saved before
+    digests were recorded), computed from its checked file as `Bundle.digest` always has, so the
+    bundle's version is unchanged. Adds only those entries (the recorded software stays); returns them."""
+    bundle = Bundle.open(bundle_dir)
+    missing = [name for name, entry in bundle.networks.items() if DIGEST not in entry]
+    bundle.check(missing)  # a damaged file stops the upgrade before anything is written
+    added = {name: bundle.digest(name) for name in missing}
+    if added:
+        for name, digest in added.items():
+            bundle.networks[name][DIGEST] = digest
+        _write_info(bundle.root, bundle.info)
+    return added

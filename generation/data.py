@@ -66,9 +66,17 @@ def tensor_to_image(tensor: torch.Tensor) -> np.ndarray:
     return array.permute(1, 2, 0).numpy()
 
 
+def sketches_to_tensor(sketches: np.ndarray) -> torch.Tensor:
+    """uint8 sketches [B, H, W] -> float [B, 1, H, W] in [-1, 1] (background 1, strokes -1): what E and H read.
+
+    The one sketch-to-tensor conversion: the pipeline, the query engine and the archive job use it."""
+    pixels = np.array(sketches, dtype=np.uint8)  # a copy: the input may be a read-only or strided view
+    return torch.from_numpy(pixels).float().div(127.5).sub(1.0).unsqueeze(1)
+
+
 def sketch_to_tensor(sketch: np.ndarray) -> torch.Tensor:
-    """uint8 [H, W] sketch -> float [1, H, W] in [-1, 1] (background 1, strokes -1)."""
-    return torch.tensor(sketch, dtype=torch.uint8).float().div(127.5).sub(1.0).unsqueeze(0)
+    """uint8 [H, W] sketch -> float [1, H, W] in [-1, 1] (a batch of one of `sketches_to_tensor`)."""
+    return sketches_to_tensor(sketch[None])[0]
 
 
 def list_images(folder: Path) -> list[Path]:

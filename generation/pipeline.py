@@ -5,13 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 from formats.errors import InputError
-from formats.sketch import canonical_sketch
-from generation.bundle import ENCODER, GENERATOR, REFINER, Bundle
-from generation.data import sketch_to_tensor
+from formats.sketch import CanonicalSketch
+from generation.bundle import EMBEDDER, ENCODER, GENERATOR, REFINER, Bundle
+from generation.data import sketches_to_tensor, tensor_to_image
 from generation.e4e import Encoder
 from generation.hyperstyle import HyperNetwork, refinement_step
 
@@ -31,6 +32,10 @@ class PipelineOutput:
     @property
     def image(self) -> torch.Tensor:
         return self.steps[-1] if self.steps else self.x_0
+
+    def pictures(self, row: int) -> tuple[np.ndarray, ...]:
+        """One sketch's pictures x_0, x_1 .. x_T as uint8 [R, R, 3] each."""
+        return tuple(tensor_to_image(x[row]) for x in (self.x_0, *self.steps))
 
 
 class Sketch2MedI(nn.Module):
@@ -67,7 +72,7 @@ class Sketch2MedI(nn.Module):
 
     def load_sketch(self, path: Path) -> torch.Tensor:
         """A sketch file in any picture format -> its canonical sketch [1, 1, R, R] in [-1, 1] (DESIGN.md)."""
-        return sketch_to_tensor(canonical_sketch(path, self.resolution)).unsqueeze(0)
+        return sketches_to_tensor(CanonicalSketch.of(path, self.resolution).pixels[None])
 
     @torch.no_grad()
     def run(self, sketches: torch.Tensor, steps: int | None = None) -> PipelineOutput:
@@ -91,3 +96,44 @@ class Sketch2MedI(nn.Module):
             refined.append(current)
         return PipelineOutput(w=w, x_0=x_0, steps=tuple(refined))
 
+
+
+@dataclass(frozen=True, eq=False)
+class QueryModels:
+    """One opened bundle's query-side networks, built once per process: the pipeline (E, G, H) and C.
+
+    The search engine, `/v1/generate` and the index refresh share them; S, which only the archive
+    side needs, is loaded where sketches are synthesised (`indexing.vectors.ArchiveModels.around`).
+    """
+
+    bundle: Bundle
+    pipeline: Sketch2MedI
+    embedder: nn.Module
+
+    @classmethod
+    def load(cls, bundle: Bundle | Path, device: torch.device | str = "cpu") -> "QueryModels":
+        """E, G, H and C of a bundle (folder or opened), every file checked before any is built."""
+        bundle = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
+        bundle.check([EMBEDDER])
+        pipeline = Sketch2MedI.from_bundle(bundle, device)
+        return cls(bundle, pipeline, bundle.load_embedder(device))
+
+    @property
+    def version(self) -> str:
+        return self.bundle.version
+
+    @property
+    def resolution(self) -> int:
+        return self.pipeline.resolution
+
+    @property
+    def device(self) -> torch.device:
+        return self.pipeline.encoder.w_avg.device
+
+    def generate(self, sketches: np.ndarray, steps: int | None = None) -> PipelineOutput:
+        """Canonical sketches uint8 [B, R, R] -> the pipeline's output (`steps` None: H's own T; 0: x_0 only)."""
+        return self.pipeline.run(sketches_to_tensor(sketches), steps)
+
+    def pictures(self, sketch: CanonicalSketch, steps: int | None = None) -> tuple[np.ndarray, ...]:
+        """One canonical sketch's pictures, uint8 [R, R, 3] each: x_0, then x_1 .. x_T (no archive involved)."""
+        return self.generate(sketch.pixels[None], steps).pictures(0)

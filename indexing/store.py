@@ -11,13 +11,13 @@ import math
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import numpy as np
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from indexing.cases import CaseRecord
 from indexing.filestore import FileStore
 from indexing.models import (
     ANNOTATION_ORIGINS,
@@ -44,7 +44,7 @@ MAX_ROW_ID = 2**63 - 1  # a row id is a signed 64-bit integer on every backend; 
 
 @dataclass(frozen=True)
 class NewImage:
-    """What ingest knows about one image before it has a row."""
+    """What ingest knows about one image before it has a row: its file, its case and its labels."""
 
     sha256: str
     stored_path: str
@@ -52,15 +52,13 @@ class NewImage:
     height: int
     source: str
     original_name: str | None = None  # the screened base file name (indexing/ingest/names.py)
-    case_ref: str | None = None
-    patient_ref: str | None = None
-    study_uid: str | None = None
-    series_uid: str | None = None
-    sop_uid: str | None = None
-    acquired_at: datetime | None = None
-    diagnosis: str | None = None
-    findings: list[str] = field(default_factory=list)
+    case: CaseRecord = CaseRecord()
     labels: dict[str, Any] = field(default_factory=dict)
+
+    def columns(self) -> dict[str, Any]:
+        """The archive row's column values."""
+        files = {name: getattr(self, name) for name in ("sha256", "stored_path", "width", "height", "source", "original_name")}
+        return {**files, **self.case.columns(), "labels": self.labels}
 
 
 @dataclass(frozen=True)
@@ -124,15 +122,16 @@ def record_problem(record: NewImage) -> str | None:
     """Why the database would refuse `record`, checked here so SQLite (which takes a too-long string,
     a NUL byte or NaN in JSON silently) and PostgreSQL (which raises) behave the same. The reason
     names the field, never its value."""
+    values = record.columns()
     for column in Image.__table__.columns:
-        value = getattr(record, column.key, None)
+        value = values.get(column.key)
         if isinstance(value, str):
             if "\x00" in value:
                 return f"{column.key} contains a NUL byte"
             length = getattr(column.type, "length", None)
             if length is not None and len(value) > length:
                 return f"{column.key} is longer than {length} characters"
-    return _json_problem("findings", record.findings) or _json_problem("label", record.labels)
+    return _json_problem("findings", record.case.findings) or _json_problem("label", record.labels)
 
 
 def add_image(session: Session, record: NewImage, annotations: Sequence[NewAnnotation] = ()) -> Image:
@@ -143,7 +142,7 @@ def add_images(session: Session, records: Sequence[tuple[NewImage, Sequence[NewA
     """Insert images with their annotations in one flush (ingest's hot path: one multi-row insert)."""
     images = []
     for record, annotations in records:
-        image = Image(**record.__dict__)
+        image = Image(**record.columns())
         image.annotations = [_annotation(annotation) for annotation in annotations]
         images.append(image)
     session.add_all(images)

@@ -26,6 +26,8 @@ from sqlalchemy.orm import Session
 
 from formats.sketch import SketchError, canonical_sketch
 from generation.bundle import EMBEDDER, ENCODER, SYNTHESIZER, Bundle
+from generation.data import sketches_to_tensor
+from generation.pipeline import QueryModels
 from indexing import store
 from indexing.archive import Archive
 from indexing.db import session_scope
@@ -71,7 +73,15 @@ class ArchiveModels:
         bundle = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
         bundle.check([SYNTHESIZER, EMBEDDER, ENCODER])
         synthesizer, embedder, encoder = bundle.load(SYNTHESIZER, device), bundle.load_embedder(device), bundle.load(ENCODER, device)
-        return cls(synthesizer, embedder, encoder, encoder.config.resolution, bundle.version, device)
+        return cls(synthesizer, embedder, encoder, bundle.resolution, bundle.version, device)
+
+    @classmethod
+    def around(cls, models: QueryModels) -> "ArchiveModels":
+        """The archive side of a process's query models: their C and E as they are, S loaded (once) from their bundle."""
+        models.bundle.check([SYNTHESIZER])
+        synthesizer = models.bundle.load(SYNTHESIZER, models.device)
+        return cls(synthesizer, models.embedder, models.pipeline.encoder, models.bundle.resolution, models.version,
+                   models.device)
 
     @torch.no_grad()
     def sketches(self, images: torch.Tensor) -> np.ndarray:
@@ -90,10 +100,7 @@ class ArchiveModels:
     @torch.no_grad()
     def latents(self, sketches: np.ndarray) -> np.ndarray:
         """Sketches uint8 [B, R, R] -> latent channel [B, w_dim]: w minus G's mean w, unit length."""
-        from generation.data import sketch_to_tensor
-
-        batch = torch.stack([sketch_to_tensor(sketch) for sketch in sketches]).to(self.device)  # [B, 1, R, R]
-        w = self.encoder(batch)
+        w = self.encoder(sketches_to_tensor(sketches).to(self.device))
         return latent_vectors(w, self.encoder.w_avg)
 
     @torch.no_grad()

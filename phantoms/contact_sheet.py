@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from phantoms.reader import case_ids, image_path
+
 GUTTER_PX = 4
 
 
@@ -28,9 +30,7 @@ def tile_images(images: list[np.ndarray], columns: int) -> np.ndarray:
 
 def save_contact_sheet(dataset: Path, out: Path, count: int = 16, columns: int = 4) -> Path:
     """Write the first `count` images of `dataset/images` as a grid PNG at `out`."""
-    paths = sorted((Path(dataset) / "images").glob("*.png"))[:count]
-    if not paths:
-        raise FileNotFoundError(f"no images in {Path(dataset) / 'images'}")
+    paths = [image_path(dataset, image_id) for image_id in case_ids(dataset)[:count]]
     images = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Write and read phantom dataset folders (DESIGN.md, shared formats).
+"""Write phantom dataset folders (DESIGN.md, shared formats); `phantoms.reader` reads them.
 
 ```
 DIR/images/000123.png   RGB photograph
@@ -30,6 +30,7 @@ import numpy as np
 
 from formats.masks import coco_document, image_entry, instance_annotations
 from phantoms.metadata import MetadataConfig, file_stem
+from phantoms.reader import read_metadata
 from phantoms.render import check_size, render_case
 
 METADATA_COLUMNS = (
@@ -192,25 +193,3 @@ def generate_dataset(
                     on_progress(len(records))
     _merge_index_files(out, records, seed)
     return out
-
-
-def read_metadata(dataset: Path) -> list[dict[str, str]]:
-    """The rows of `dataset/metadata.csv`, in file order."""
-    path = Path(dataset) / "metadata.csv"
-    if not path.is_file():
-        raise FileNotFoundError(f"no metadata.csv in {dataset}: is it a phantom dataset folder?")
-    with path.open(newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
-def instance_categories(dataset: Path) -> dict[str, dict[int, int]]:
-    """Image file name -> {instance_id: category_id}, from `dataset/annotations.json`."""
-    path = Path(dataset) / "annotations.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"no annotations.json in {dataset}: is it a phantom dataset folder?")
-    document = json.loads(path.read_text())
-    names = {image["id"]: image["file_name"] for image in document["images"]}
-    result: dict[str, dict[int, int]] = {name: {} for name in names.values()}
-    for annotation in document["annotations"]:
-        result[names[annotation["image_id"]]][int(annotation["instance_id"])] = int(annotation["category_id"])
-    return result

@@ -17,10 +17,8 @@ from PIL import Image
 from formats.categories import PHARYNGEAL_WALL, TONGUE, TONSIL, UVULA
 from formats.contours import contour_sketch
 from phantoms.contact_sheet import tile_images
-from phantoms.dataset import instance_categories
 from phantoms.freehand import drawer_style, freehand_sketch, sketch_seed
-
-IMAGE_SUFFIX = ".png"
+from phantoms.reader import IMAGE_SUFFIX, DatasetCase, case_ids, dataset_categories, load_case
 
 
 class SketchStyle(str, Enum):
@@ -41,47 +39,6 @@ class PreviewConfig:
         (TONGUE, (230, 0, 200)),
     )
     overlay_alpha: float = 0.45  # share of the category colour over the photo
-
-
-@dataclass(frozen=True)
-class DatasetCase:
-    """One dataset entry as the sketch tools need it (no metadata, so no identifiers)."""
-
-    image_id: str
-    image: np.ndarray  # [H, W, 3] uint8
-    instance_mask: np.ndarray  # [H, W] uint8 instance ids
-    categories: dict[int, int]  # instance id -> category id
-
-
-def case_ids(dataset: Path) -> list[str]:
-    """Ids of a dataset folder's images (`images/<id>.png`), sorted."""
-    images = Path(dataset) / "images"
-    if not images.is_dir():
-        raise FileNotFoundError(f"{dataset} is not a phantom dataset folder: no images/ inside")
-    ids = sorted(path.stem for path in images.iterdir() if path.suffix == IMAGE_SUFFIX)
-    if not ids:
-        raise FileNotFoundError(f"no {IMAGE_SUFFIX} images in {images}")
-    return ids
-
-
-def dataset_categories(dataset: Path) -> dict[str, dict[int, int]]:
-    """Image id -> {instance id: category id}, from the dataset's annotations."""
-    return {Path(name).stem: mapping for name, mapping in instance_categories(Path(dataset)).items()}
-
-
-def load_case(dataset: Path, image_id: str, categories: dict[str, dict[int, int]] | None = None) -> DatasetCase:
-    """Read `images/<id>.png` and `masks/<id>.png` of a dataset folder (and its categories, if given)."""
-    dataset = Path(dataset)
-    mask_path = dataset / "masks" / f"{image_id}{IMAGE_SUFFIX}"
-    if not mask_path.exists():
-        raise FileNotFoundError(f"image {image_id} has no instance mask at {mask_path}")
-    if categories is not None and image_id not in categories:
-        raise KeyError(f"image {image_id} has no annotations in {dataset / 'annotations.json'}")
-    with Image.open(dataset / "images" / f"{image_id}{IMAGE_SUFFIX}") as image:
-        rgb = np.asarray(image.convert("RGB"))
-    with Image.open(mask_path) as mask:
-        instance_mask = np.asarray(mask)
-    return DatasetCase(image_id, rgb, instance_mask, categories[image_id] if categories is not None else {})
 
 
 def draw_sketch(case: DatasetCase, style: SketchStyle, seed: int, abstraction: float | None = None,

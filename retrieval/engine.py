@@ -1,6 +1,6 @@
 """The query engine: a sketch in, the closest archive cases out, each stage a named step.
 
-    sketch --validate/canonicalise--> canonical sketch [R, R]
+    sketch --validate/canonicalise--> canonical sketch [R, R] (a CanonicalSketch passes through as it is)
            --pipeline (E, G, H)-----> w, x_T
            --embed------------------> appearance C(x_T), latent (w - mean w), shape (-[Q/|Q|, DT_Q])
            --filter (DB)------------> allowed image ids (an id selector for FAISS)
@@ -13,7 +13,9 @@ vectors once for the whole batch (queries of one archive share many candidates),
 micro-batch concurrent requests. A query by example (`Query.like`, "more like this") takes an
 archive case's own stored vectors instead of a sketch and skips the networks. The engine is safe to call from several threads: models are loaded once and
 only read, the active build is swapped by `reload_if_changed` under a lock, and a query keeps the
-build it started with, so a swap drops no in-flight query.
+build it started with, so a swap drops no in-flight query. The networks come from the process's
+one `QueryModels` (E, G, H and C of one opened bundle), which the service shares with `/v1/generate`
+and the index refresh.
 """
 
 from __future__ import annotations
@@ -21,9 +23,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,50 +34,26 @@ from PIL import Image as PILImage
 from sqlalchemy import select
 
 from formats.errors import ProjectError
-from formats.sketch import canonical_sketch
+from formats.sketch import CanonicalSketch, canonical_sketch
+from generation.pipeline import PipelineOutput, QueryModels
 from generation.presets import SHIPPED_BUNDLE
 from indexing import store
 from indexing.archive import Archive
+from indexing.cases import CaseRecord
 from indexing.faiss_device import place_index
 from indexing.fused_index import Build, ChannelWeights, IndexBuildError, active_build_id, fuse, load_build
-from indexing.models import Embedding, Image
+from indexing.models import Image
 from indexing.settings import Settings
-from indexing.shape import archive_vectors, query_vectors
-from indexing.vectors import APPEARANCE, CHANNELS, LATENT, SHAPE, latent_vectors, stored_sketches
+from indexing.shape import query_vectors
+from indexing.vectors import APPEARANCE, CHANNELS, LATENT, SHAPE, latent_vectors
+from retrieval.filters import Filters, filtered
+from retrieval.stored import StoredVectorCache, StoredVectors
 
 STAGES = ("sketch", "pipeline", "embed", "filter", "faiss", "rerank", "hydrate")
 DEFAULT_K = 10
 MAX_K = 100
 
-SketchInput = bytes | Path | str | PILImage.Image | np.ndarray
-
-
-@dataclass(frozen=True)
-class Filters:
-    """Metadata conditions, run in the DB; an empty Filters passes every live image.
-
-    `diagnoses`: any of; `findings`: all of; dates inclusive (timezone-aware); patients are
-    pseudonyms (`Image.patient_ref`): `patients` keeps only those, `exclude_patients` drops them.
-    """
-
-    diagnoses: tuple[str, ...] = ()
-    findings: tuple[str, ...] = ()
-    acquired_from: datetime | None = None
-    acquired_to: datetime | None = None
-    patients: tuple[str, ...] = ()
-    exclude_patients: tuple[str, ...] = ()
-
-    @property
-    def empty(self) -> bool:
-        return self == Filters()
-
-    def as_record(self) -> dict[str, Any]:
-        """A JSON-able form (for the query log; pseudonyms only, never identifiers)."""
-        return {
-            key: (value.isoformat() if isinstance(value, datetime) else list(value))
-            for key, value in self.__dict__.items()
-            if value not in (None, ())
-        }
+SketchInput = CanonicalSketch | bytes | Path | str | PILImage.Image | np.ndarray
 
 
 @dataclass(frozen=True)
@@ -114,14 +90,7 @@ class Hit:
     image_id: int
     score: float  # the fused, calibrated score the ranking is by
     channels: ChannelScores
-    case_ref: str | None
-    patient_ref: str | None
-    diagnosis: str | None
-    findings: tuple[str, ...]
-    acquired_at: datetime | None
-    study_uid: str | None
-    series_uid: str | None
-    sop_uid: str | None
+    case: CaseRecord
     stored_path: str
     width: int
     height: int
@@ -130,12 +99,8 @@ class Hit:
     @classmethod
     def from_row(cls, rank: int, row: Image, score: float, channels: ChannelScores) -> "Hit":
         """A ranked case with everything a response shows of it, so that answering needs no second read."""
-        return cls(
-            rank=rank, image_id=row.id, score=score, channels=channels, case_ref=row.case_ref,
-            patient_ref=row.patient_ref, diagnosis=row.diagnosis, findings=tuple(row.findings or ()),
-            acquired_at=row.acquired_at, study_uid=row.study_uid, series_uid=row.series_uid, sop_uid=row.sop_uid,
-            stored_path=row.stored_path, width=row.width, height=row.height, original_name=row.original_name,
-        )
+        return cls(rank=rank, image_id=row.id, score=score, channels=channels, case=CaseRecord.of_row(row),
+                   stored_path=row.stored_path, width=row.width, height=row.height, original_name=row.original_name)
 
 
 @dataclass(frozen=True)
@@ -150,35 +115,8 @@ class SearchResult:
 
 
 @dataclass(frozen=True)
-class _StoredCase:
-    """One case's stored vectors of one bundle version, archive side (the engine's cache entry)."""
-
-    appearance: np.ndarray
-    latent: np.ndarray
-    shape: np.ndarray
-    sketch: np.ndarray
-
-
-@dataclass(frozen=True)
-class StoredVectors:
-    """Candidates' stored vectors, archive side: rows in `ids` order; shape is [DT_A, A/|A|]."""
-
-    ids: list[int]
-    appearance: np.ndarray  # float32 [N, D_a]
-    latent: np.ndarray  # float32 [N, D_l]
-    shape: np.ndarray  # float32 [N, 2 R^2]
-    sketches: dict[int, np.ndarray]  # id -> uint8 [R, R]
-
-    def rows(self, ids: np.ndarray) -> tuple[list[int], np.ndarray]:
-        """The ids among `ids` that have every vector, and their row numbers here."""
-        position = {image_id: row for row, image_id in enumerate(self.ids)}
-        found = [int(i) for i in ids if int(i) in position]
-        return found, np.array([position[i] for i in found], dtype=np.int64)
-
-
-@dataclass(frozen=True)
 class EngineConfig:
-    bundle: Path = SHIPPED_BUNDLE
+    bundle: Path = SHIPPED_BUNDLE  # bundle and device: what `SearchEngine.open` loads when it is given no models
     device: str = "cpu"
     index_device: str = "auto"  # where the FAISS index searches: auto | cpu | cuda (indexing/faiss_device.py)
     steps: int | None = None  # H's refinement steps (None: what H was trained with)
@@ -199,40 +137,37 @@ class ExampleNotFoundError(ProjectError, LookupError):
 class SearchEngine:
     """Sketch -> SearchResult over one archive's active build; see the module docstring."""
 
-    def __init__(self, archive: Archive, config: EngineConfig, pipeline: Any, embedder: Any, build: Build, version: str) -> None:
+    def __init__(self, archive: Archive, config: EngineConfig, models: QueryModels, build: Build) -> None:
         self.archive = archive
         self.config = config
-        self.pipeline = pipeline
-        self.embedder = embedder
-        self.version = version
+        self.models = models
+        self.pipeline = models.pipeline
+        self.embedder = models.embedder
+        self.version = models.version
         self._build = build
         self._swap = threading.Lock()
-        self._cache: OrderedDict[tuple[str, int], _StoredCase] = OrderedDict()
-        self._cache_lock = threading.Lock()
+        self._stored = StoredVectorCache(archive, config.stored_cache)
 
     @classmethod
-    def open(cls, settings: Settings, config: EngineConfig = EngineConfig()) -> "SearchEngine":
-        """Open the archive, load E, G, H and C once, and the active build (which must be of this bundle)."""
-        from generation.bundle import EMBEDDER, Bundle
-        from generation.pipeline import Sketch2MedI
+    def open(cls, settings: Settings, config: EngineConfig = EngineConfig(), models: QueryModels | None = None) -> "SearchEngine":
+        """Open the archive and its active build (which must be of the models' bundle), with the process's
+        models, or without them E, G, H and C of `config.bundle` loaded once on `config.device`."""
+        from generation.bundle import Bundle
         from generation.training import resolve_device
 
         archive = Archive.open(settings)
         try:
-            bundle = Bundle.open(config.bundle)
-            version = bundle.version
+            bundle = models.bundle if models is not None else Bundle.open(config.bundle)
             build = _active_build(archive, config.index_device)
-            if build.version != version:
+            if build.version != bundle.version:
                 raise EngineError(f"the active index build was made with bundle version {build.version}, "
-                                  f"this engine loads {version}: run `s2m index build` with this bundle")
-            device = resolve_device(config.device)
-            bundle.check([EMBEDDER])
-            pipeline = Sketch2MedI.from_bundle(bundle, device)
-            embedder = bundle.load_embedder(device)
+                                  f"this engine loads {bundle.version}: run `s2m index build` with this bundle")
+            if models is None:
+                models = QueryModels.load(bundle, resolve_device(config.device))
         except BaseException:
             archive.close()
             raise
-        return cls(archive, config, pipeline, embedder, build, version)
+        return cls(archive, config, models, build)
 
     def close(self) -> None:
         self.archive.close()
@@ -295,7 +230,7 @@ class SearchEngine:
                 for j, i in enumerate(group):
                     row = drawn[i]
                     channels.update({(row, name): embedded[name][j] for name in CHANNELS})
-                    steps[row] = tuple(_to_uint8(x[j]) for x in (generated.x_0, *generated.steps))
+                    steps[row] = generated.pictures(j)
                     sketches[row] = canonical[i]
         examples = sorted({query.like for query in queries if query.like is not None})
         if examples:
@@ -343,21 +278,15 @@ class SearchEngine:
     # --- stages --------------------------------------------------------------------------------
 
     def canonicalise(self, sketches: list[SketchInput]) -> np.ndarray:
-        """Validate and canonicalise each sketch -> uint8 [B, R, R]; raises SketchError on bad input."""
-        return np.stack([canonical_sketch(sketch, self.resolution) for sketch in sketches])
+        """Each sketch as the canonical uint8 [B, R, R] the models read; a CanonicalSketch passes through as it
+        is, anything else is validated and canonicalised here (SketchError on bad input)."""
+        return np.stack([_canonical(sketch, self.resolution) for sketch in sketches])
 
-    @torch.no_grad()
-    def generate(self, sketches: np.ndarray, steps: int | None = None) -> Any:
+    def generate(self, sketches: np.ndarray, steps: int | None = None) -> PipelineOutput:
         """uint8 [B, R, R] -> the pipeline's output (w [B, w_dim], x_0 and x_1..x_T [B, 3, R, R] in [-1, 1]).
 
         `steps` None: the engine's configured T (H's own by default); 0: x_0 only."""
-        batch = torch.from_numpy(np.ascontiguousarray(sketches)).float().div(127.5).sub(1.0).unsqueeze(1)  # [B, 1, R, R]
-        return self.pipeline.run(batch, self.config.steps if steps is None else steps)
-
-    def generate_steps(self, sketch: SketchInput, refine: bool = True) -> tuple[np.ndarray, ...]:
-        """One sketch's pictures, uint8 [R, R, 3] each: x_0, then x_1 .. x_T when refined (no archive involved)."""
-        generated = self.generate(self.canonicalise([sketch]), None if refine else 0)
-        return tuple(_to_uint8(x[0]) for x in (generated.x_0, *generated.steps))
+        return self.models.generate(sketches, self.config.steps if steps is None else steps)
 
     def embed(self, w: torch.Tensor, images: torch.Tensor, sketches: np.ndarray, build: Build) -> dict[str, np.ndarray]:
         """The query side of each channel: float32 [B, D_c]."""
@@ -370,7 +299,7 @@ class SearchEngine:
     def allowed_ids(self, filters: Filters) -> np.ndarray:
         """Live image ids passing `filters` (int64, sorted), decided by the DB."""
         with self.archive.sessions() as session:
-            rows = session.execute(_filtered(select(Image.id, Image.findings), filters).order_by(Image.id)).all()
+            rows = session.execute(filtered(select(Image.id, Image.findings), filters).order_by(Image.id)).all()
         wanted = set(filters.findings)
         return np.array([row.id for row in rows if wanted <= set(row.findings or ())], dtype=np.int64)
 
@@ -392,56 +321,8 @@ class SearchEngine:
         return ids[0][ids[0] >= 0]
 
     def stored_vectors(self, build: Build, ids: np.ndarray) -> StoredVectors:
-        """The stored appearance and latent vectors, sketches and archive-side shape vectors of `ids`.
-
-        One DB read for a whole batch, and only for ids not in the cache: a case's stored vectors
-        of a bundle version never change, and its shape vector (a distance transform, ~1 ms) is
-        the re-rank's main cost, so the most recently used `config.stored_cache` cases are kept."""
-        id_list = [int(i) for i in ids]
-        with self._cache_lock:
-            cached = {i: self._cache[(build.version, i)] for i in id_list if (build.version, i) in self._cache}
-            for i in cached:
-                self._cache.move_to_end((build.version, i))
-        missing = [i for i in id_list if i not in cached]
-        if missing:
-            fetched = self._fetch_stored(build, missing)
-            cached.update(fetched)
-            with self._cache_lock:
-                for i, row in fetched.items():
-                    self._cache[(build.version, i)] = row
-                while len(self._cache) > self.config.stored_cache:
-                    self._cache.popitem(last=False)
-        found = [i for i in id_list if i in cached]
-        if not found:
-            empty = np.zeros((0, 0), np.float32)
-            return StoredVectors([], empty, empty, np.zeros((0, build.shape.dim), np.float32), {})
-        return StoredVectors(
-            ids=found,
-            appearance=np.stack([cached[i].appearance for i in found]),
-            latent=np.stack([cached[i].latent for i in found]),
-            shape=np.stack([cached[i].shape for i in found]),
-            sketches={i: cached[i].sketch for i in found},
-        )
-
-    def _fetch_stored(self, build: Build, ids: list[int]) -> dict[int, "_StoredCase"]:
-        vectors: dict[tuple[int, str], np.ndarray] = {}
-        with self.archive.sessions() as session:
-            for start in range(0, len(ids), store.LOOKUP_CHUNK):
-                chunk = ids[start : start + store.LOOKUP_CHUNK]
-                rows = session.execute(
-                    select(Embedding.image_id, Embedding.kind, Embedding.vector).where(
-                        Embedding.model_version == build.version, Embedding.image_id.in_(chunk),
-                        Embedding.kind.in_((APPEARANCE, LATENT)),
-                    )
-                ).all()
-                vectors.update({(row.image_id, row.kind): np.frombuffer(row.vector, dtype=store.VECTOR_DTYPE) for row in rows})
-            sketches = stored_sketches(session, build.version, ids)
-        found = [i for i in ids if (i, APPEARANCE) in vectors and (i, LATENT) in vectors and i in sketches]
-        if not found:
-            return {}
-        shapes = archive_vectors(np.stack([sketches[i] for i in found]), build.shape)
-        return {i: _StoredCase(vectors[(i, APPEARANCE)], vectors[(i, LATENT)], shapes[row], sketches[i])
-                for row, i in enumerate(found)}
+        """The stored appearance and latent vectors, sketches and archive-side shape vectors of `ids` (cached)."""
+        return self._stored.vectors(build, ids)
 
     def rerank(self, build: Build, channels: dict[str, np.ndarray], weights: ChannelWeights,
                ids: np.ndarray, stored: StoredVectors) -> list[tuple[int, float, ChannelScores]]:
@@ -491,7 +372,7 @@ class SearchEngine:
         with self.archive.sessions() as session:
             for start in range(0, len(ids), store.LOOKUP_CHUNK):
                 chunk = ids[start : start + store.LOOKUP_CHUNK]
-                found.update({row.id: row for row in session.scalars(_filtered(select(Image), filters).where(Image.id.in_(chunk)))
+                found.update({row.id: row for row in session.scalars(filtered(select(Image), filters).where(Image.id.in_(chunk)))
                               if wanted <= set(row.findings or ())})
         return found
 
@@ -521,22 +402,6 @@ def _active_build(archive: Archive, index_device: str) -> Build:
     return dataclasses.replace(build, placed=place_index(build.index, index_device, build.nprobe))
 
 
-def _filtered(query: Any, filters: Filters) -> Any:
-    """`query` over Image restricted to live rows passing the filters that SQL can express."""
-    query = query.where(Image.deleted_at.is_(None))
-    if filters.diagnoses:
-        query = query.where(Image.diagnosis.in_(filters.diagnoses))
-    if filters.acquired_from is not None:
-        query = query.where(Image.acquired_at >= filters.acquired_from)
-    if filters.acquired_to is not None:
-        query = query.where(Image.acquired_at <= filters.acquired_to)
-    if filters.patients:
-        query = query.where(Image.patient_ref.in_(filters.patients))
-    if filters.exclude_patients:
-        query = query.where(Image.patient_ref.is_(None) | Image.patient_ref.not_in(filters.exclude_patients))
-    return query
-
-
 def _search_parameters(build: Build, selector: Any) -> Any:
     ivf = faiss.try_extract_index_ivf(build.index.index)
     if ivf is not None:
@@ -549,9 +414,12 @@ def _search_parameters(build: Build, selector: Any) -> Any:
     return params
 
 
-def _to_uint8(image: torch.Tensor) -> np.ndarray:
-    """[3, R, R] in [-1, 1] -> uint8 [R, R, 3]."""
-    return image.clamp(-1, 1).add(1).mul(127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+def _canonical(sketch: SketchInput, resolution: int) -> np.ndarray:
+    if not isinstance(sketch, CanonicalSketch):
+        return canonical_sketch(sketch, resolution)
+    if sketch.resolution != resolution:
+        raise ValueError(f"a canonical sketch of {sketch.resolution} px reached an engine at {resolution} px")
+    return sketch.pixels
 
 
 class _timed:

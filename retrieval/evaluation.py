@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from sqlalchemy import select
 
+from generation.data import sketches_to_tensor
 from indexing.fused_index import ArchiveVectors, ChannelWeights, load_archive_vectors
 from indexing.models import Image
 from indexing.shape import ShapeConfig, archive_vectors, query_vectors
@@ -153,7 +154,7 @@ def row_scores(engine: SearchEngine, side: ArchiveSide, sketches: list[np.ndarra
     describe = engine.embedder.describe
     for start in range(0, len(sketches), BATCH):
         canonical = timer.run("canonicalise", engine.canonicalise, sketches[start : start + BATCH])
-        batch = torch.from_numpy(canonical).float().div(127.5).sub(1.0).unsqueeze(1)
+        batch = sketches_to_tensor(canonical)
         timer.run("x0", engine.pipeline.run, batch, 0)  # timed alone: the rows without H stop here
         output = timer.run("xT", engine.pipeline.run, batch, engine.config.steps)
         parts[APPEARANCE_X0].append(timer.run("describe_x0", describe, output.x_0).numpy())

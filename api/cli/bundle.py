@@ -8,7 +8,7 @@ import typer
 
 from api.cli.errors import add_command
 
-HELP = "Model bundles: what they hold, and float16 storage for shipping."
+HELP = "Model bundles: what they hold, float16 storage for shipping, and recording older bundles' digests."
 
 
 def show(bundle: Path = typer.Argument(..., help="Bundle folder (holds bundle.json).")) -> None:
@@ -16,13 +16,13 @@ def show(bundle: Path = typer.Argument(..., help="Bundle folder (holds bundle.js
     from rich.console import Console
     from rich.table import Table
 
-    from generation.bundle import Bundle
+    from generation.bundle import DIGEST, Bundle
 
     opened = Bundle.open(bundle)
     table = Table("network", "MB", "storage", "facts")
     for name, entry in sorted(opened.networks.items()):
         size = (bundle / entry["file"]).stat().st_size / 1e6
-        facts = {k: v for k, v in entry.items() if k not in ("config", "file", "storage_dtype")}
+        facts = {k: v for k, v in entry.items() if k not in ("config", "file", "storage_dtype", DIGEST)}
         table.add_row(name, f"{size:.1f}", entry.get("storage_dtype", "float32"), str(facts)[:160])
     Console().print(table)
 
@@ -42,9 +42,20 @@ def convert(
         typer.echo(f"{name}: {size / 1e6:.1f} MB ({dtype})")
 
 
+def upgrade(bundle: Path = typer.Argument(..., help="Bundle folder to upgrade in place.")) -> None:
+    """Record the weight digest of each network saved before bundles recorded them (its version is unchanged)."""
+    from generation.bundle import Bundle, record_digests
+
+    added = record_digests(bundle)
+    for name, digest in sorted(added.items()):
+        typer.echo(f"{name}: sha256 {digest[:16]}... recorded")
+    typer.echo(f"bundle version {Bundle.open(bundle).version}" + ("" if added else " (every digest was already recorded)"))
+
+
 def register(app: typer.Typer) -> None:
     """Add the `s2m bundle` command group to the top-level app."""
     group = typer.Typer(help=HELP, no_args_is_help=True)
     add_command(group, "show", show)
     add_command(group, "convert", convert)
+    add_command(group, "upgrade", upgrade)
     app.add_typer(group, name="bundle")

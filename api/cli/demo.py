@@ -12,7 +12,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -90,6 +90,7 @@ def render_archive(root: Path, count: int, workers: int) -> Path:
 
 def sheets(root: Path, dataset: Path, model: Path) -> None:
     """The contact sheet of the archive and a Sketch2MedI sheet from free-hand sketches (made once)."""
+    from evaluation.grids import freehand_sheet
     from phantoms.contact_sheet import save_contact_sheet
 
     sheet = root / "phantom_contact_sheet.png"
@@ -98,7 +99,7 @@ def sheets(root: Path, dataset: Path, model: Path) -> None:
     typer.echo(f"contact sheet:   {sheet}")
     generated = root / "sketch2medi_demo.png"
     if not generated.is_file():
-        generate_from_freehand(dataset, model, generated)
+        freehand_sheet(dataset, model, generated, GENERATED_CASES, DEMO_SEED)
     typer.echo(f"Sketch2MedI:     {generated}")
     typer.echo("  rows: free-hand sketch | x_0 = G(E(sketch)) | x_T after T refinement steps of H | reference photo")
 
@@ -112,54 +113,33 @@ def archive_settings(root: Path, count: int) -> "Settings":
 
 
 def prepare_archive(root: Path, dataset: Path, model: Path) -> DemoArchive:
-    """Ingest the dataset (if not all in), embed what lacks vectors, index (if the active build is not
-    this bundle's over every live image), and make or reuse the demo's API key."""
+    """Ingest, embed and index the dataset where an earlier run did not (`indexing.prepare`), then make
+    or reuse the demo's API key."""
     from generation.bundle import Bundle
-    from generation.training import make_progress
-    from indexing import store
     from indexing.archive import Archive
-    from indexing.fused_index import BuildConfig, build_index, index_status
-    from indexing.ingest.run import ingest_path
-    from indexing.shape import ShapeConfig
-    from indexing.vectors import ArchiveModels, embed_archive
-    from phantoms.dataset import read_metadata
+    from indexing.prepare import EMBED, INGEST, prepare_archive as prepare
+    from phantoms.reader import read_metadata
 
-    count = len(read_metadata(dataset))
-    settings = archive_settings(root, count)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
     bundle = Bundle.open(model)
-    archive = Archive.create(settings)
+
+    def report(step: str, seconds: float, outcome: Any) -> None:
+        if step == INGEST:
+            typer.echo(f"ingest:          {outcome.added} added, {outcome.already_present} already there, "
+                       f"{len(outcome.skipped)} skipped ({seconds:.1f} s)")
+        elif step == EMBED:
+            typer.echo(f"embed:           {outcome.embedded} images with bundle {bundle.version} ({seconds:.1f} s)")
+        else:
+            typer.echo(f"index:           built ({seconds:.1f} s)")
+
+    settings = archive_settings(root, len(read_metadata(dataset)))
+    prepared = prepare(settings, dataset, bundle, "cpu", progress=True, on_step=report)
+    archive = Archive.open(settings)
     try:
-        with archive.sessions() as session:
-            present = len(store.live_image_ids(session))
-        if present < count:
-            began = time.perf_counter()
-            report = ingest_path(archive, dataset, progress=True)
-            typer.echo(f"ingest:          {report.added} added, {report.already_present} already there, "
-                       f"{len(report.skipped)} skipped ({time.perf_counter() - began:.1f} s)")
-        status = index_status(archive)
-        if status.version != bundle.version or status.not_indexed or status.vector_count != status.live_images:
-            began = time.perf_counter()
-            with make_progress() as bar:
-                task = bar.add_task("embed", total=None, status="S, C and E of every image")
-                embedded = embed_archive(archive, ArchiveModels.load(bundle, _cpu()),
-                                         on_batch=lambda done, total: bar.update(task, completed=done, total=total))
-            typer.echo(f"embed:           {embedded.embedded} images with bundle {bundle.version} "
-                       f"({time.perf_counter() - began:.1f} s)")
-            began = time.perf_counter()
-            build_index(archive, bundle.version, BuildConfig(shape=ShapeConfig(side=int(bundle.info["resolution"]))))
-            typer.echo(f"index:           built ({time.perf_counter() - began:.1f} s)")
-            status = index_status(archive)
         token = demo_api_key(archive, root / KEY_FILE)
     finally:
         archive.close()
+    status = prepared.status
     return DemoArchive(settings, dataset, status.live_images, int(status.build_id), token)
-
-
-def _cpu():  # type: ignore[no-untyped-def]
-    import torch
-
-    return torch.device("cpu")
 
 
 def demo_api_key(archive: "Archive", key_file: Path) -> str:
@@ -215,42 +195,6 @@ def serve_demo(ready: DemoArchive, model: Path, host: str, port: int) -> None:
     except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it shut down on: stopping is this command's normal end
         pass
     typer.echo("server stopped")
-
-
-def generate_from_freehand(dataset: Path, model: Path, output: Path) -> Path:
-    """Simulate free-hand sketches of the first cases, run Sketch2MedI on them, write one sheet.
-
-    The sketches come from the free-hand simulator (never seen in training), as a clinician's
-    drawing would; the reference photo is shown beside what the networks made of the sketch.
-    """
-    import numpy as np
-    import torch
-    from PIL import Image
-
-    from formats.sketch import canonical_sketch
-    from generation.data import image_to_tensor, load_rgb, sketch_to_tensor
-    from generation.pipeline import Sketch2MedI
-    from generation.training import save_image_grid
-    from phantoms.dataset import instance_categories
-    from phantoms.freehand import freehand_sketch, sketch_seed
-
-    pipeline = Sketch2MedI.from_bundle(model)
-    categories = instance_categories(dataset)
-    names = sorted(categories)[:GENERATED_CASES]
-    sketches, references = [], []
-    for name in names:
-        with Image.open(dataset / "masks" / name) as mask:
-            instance_mask = np.asarray(mask)
-        drawing = freehand_sketch(instance_mask, categories[name], seed=sketch_seed(DEMO_SEED, Path(name).stem))
-        sketches.append(sketch_to_tensor(canonical_sketch(drawing, pipeline.resolution)))  # [1, R, R]
-        references.append(image_to_tensor(load_rgb(dataset / "images" / name, pipeline.resolution)))  # [3, R, R]
-    sketch_batch = torch.stack(sketches)  # [N, 1, R, R]
-    generated = pipeline.run(sketch_batch)
-    rows = [torch.stack([s.expand(3, -1, -1), a, b, r])
-            for s, a, b, r in zip(sketch_batch, generated.x_0, generated.image, references)]
-    output.parent.mkdir(parents=True, exist_ok=True)
-    save_image_grid(torch.cat(rows), output, nrow=4)
-    return output
 
 
 def register(app: typer.Typer) -> None:

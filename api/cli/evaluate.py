@@ -1,20 +1,126 @@
-"""`s2m evaluate-embedder`: how well C's neighbours predict the archive's labels, against raw pixels.
+"""`s2m eval ...` and `s2m evaluate-embedder`: the evaluations' options and printouts.
 
-The same probe the training loop runs each epoch, on any bundle and labelled dataset, with the
-per-class recalls that show where the embedding loses to a linear read-out of the pixels.
+The evaluations themselves live in `evaluation/` (retrieval, generation, the report of both);
+the embedder's probe in `generation.moco.evaluation`. These commands read the options, call
+them, write the JSON and print the headline figures.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from api.cli.errors import add_command
-
+from api.cli.run_options import comma_ints
+from evaluation.generation_eval import HELDOUT_SEED
+from evaluation.retrieval_eval import CANVASES as CANVAS_SIDES
 from generation.presets import SHIPPED_BUNDLE
+
+HELP = "Measure the product end to end on phantom data."
+CANVASES = ",".join(map(str, CANVAS_SIDES))
+MIN_CANVAS = 16
+
+
+def retrieval(
+    model: Path = typer.Option(SHIPPED_BUNDLE, "--model", help="model bundle folder"),
+    archive_count: int = typer.Option(2000, "--archive", min=20, help="phantom archive size (rendered unless --archive-data)"),
+    queries: int = typer.Option(100, "--queries", min=4, help="exact-case and similar-case queries per style (each)"),
+    report: Path = typer.Option(..., "--report", help="JSON report to write"),
+    work: Path = typer.Option(Path("data/eval-retrieval"), "--work", help="folder for the archive, its DB and index"),
+    archive_data: Optional[Path] = typer.Option(None, "--archive-data", help="an existing phantom dataset as the archive"),
+    canvases: str = typer.Option(CANVASES, "--canvases", help="canvas sides the queries are drawn on (cycled)"),
+    size: int = typer.Option(256, "--size", help="side of rendered phantoms (masks are drawn from at this side)"),
+    seed: int = typer.Option(0, "--seed"),
+    device: str = typer.Option("cpu", "--device"),
+    set_weights: bool = typer.Option(False, "--set-weights", help="record the chosen weights in the work archive's build"),
+    pix2pix: Optional[Path] = typer.Option(None, "--pix2pix", help="a bundle with the pix2pix network: adds the pix2pix + C row"),
+    steps: Optional[int] = typer.Option(None, "--steps", min=0, help="H's steps T of the queries; default: what H was trained with"),
+) -> None:
+    """Exact-case recall@1/@10, MRR, similar-case nDCG@10 (and normalised), diagnosis precision@10 per style."""
+    from evaluation.retrieval_eval import run_retrieval_eval
+
+    canvas_sides = comma_ints(canvases, "--canvases", MIN_CANVAS)
+    started = time.perf_counter()
+    result = run_retrieval_eval(model, archive_count, queries, work, archive_data, canvas_sides, size, seed, device,
+                                set_weights, pix2pix, steps)
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(json.dumps(result, indent=2))
+    for style, rows in result["test_styles"].items():
+        line = ", ".join(f"{row} {rows[row].get('exact_recall@10', {}).get('mean', float('nan')):.3f}"
+                         for row in ("chamfer", "fused_xT"))
+        typer.echo(f"{style}: exact recall@10 {line}")
+    typer.echo("latency ms/query: " + ", ".join(f"{row} {ms:.1f}" for row, ms in result["latency_ms_per_query"].items()))
+    typer.echo(f"weights {result['weights']} (chosen on validation); report in {report}")
+
+
+def generation(
+    model: Path = typer.Option(SHIPPED_BUNDLE, "--model", help="model bundle folder"),
+    pix2pix: Optional[Path] = typer.Option(None, "--pix2pix", help="a bundle with the pix2pix network (else its row is 'not run')"),
+    count: int = typer.Option(500, "--count", min=2, help="held-out phantoms; each is drawn in every style"),
+    report: Path = typer.Option(..., "--report", help="JSON report to write (the Fig. 3 grid PNG goes beside it)"),
+    work: Path = typer.Option(Path("data/eval-generation"), "--work", help="folder for the rendered held-out phantoms"),
+    heldout_data: Optional[Path] = typer.Option(None, "--heldout-data", help="an existing held-out phantom dataset"),
+    size: int = typer.Option(256, "--size", min=32, help="side of rendered phantoms and of the drawing canvas"),
+    seed: int = typer.Option(HELDOUT_SEED, "--seed", help="held-out phantom seed (never the training data's)"),
+    steps: Optional[int] = typer.Option(None, "--steps", min=0, help="H's steps T; default: what H was trained with"),
+    perceptual: Optional[str] = typer.Option(None, "--perceptual", help="perceptual backbone; default: the preset's"),
+    styles: Optional[str] = typer.Option(None, "--styles", help="comma-separated drawer styles; default: all and 'default'"),
+    device: str = typer.Option("cpu", "--device"),
+) -> None:
+    """FID, KID, Fréchet on C, DICE by S and by the true masks, perceptual distance, SSIM per row and style."""
+    from evaluation.generation_eval import run_generation_eval
+    from evaluation.sketches import style_names
+
+    chosen = style_names(styles)
+    started = time.perf_counter()
+    result = run_generation_eval(model, pix2pix, count, work, heldout_data, size, seed, steps, perceptual, device,
+                                 report.with_name(f"{report.stem}_fig3.png"), chosen)
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(json.dumps(result, indent=2))
+
+    def shown(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3g}"
+
+    for subset, rows in result["table"].items():
+        for row, values in rows.items():
+            typer.echo(f"{subset} {row}: FID {shown(values['fid'])}, DICE by S {shown(values['dice_s']['mean'])}, "
+                       f"by truth {shown(values['dice_truth']['mean'])}, SSIM {shown(values['ssim']['mean'])}")
+    typer.echo(f"report in {report}, Fig. 3 grid in {result['grid']}")
+
+
+def all_(
+    ctx: typer.Context,
+    model: Path = typer.Option(SHIPPED_BUNDLE, "--model", help="model bundle folder"),
+    pix2pix: Optional[Path] = typer.Option(None, "--pix2pix", help="a bundle with the pix2pix network"),
+    report: Path = typer.Option(Path("docs/evaluation/index.html"), "--report", help="HTML report (JSON and plots beside it)"),
+    count: int = typer.Option(500, "--count", min=2, help="held-out phantoms of the generation evaluation"),
+    archive_count: int = typer.Option(2000, "--archive", min=20, help="phantom archive size of the retrieval evaluation"),
+    queries: int = typer.Option(100, "--queries", min=4, help="retrieval queries per style (exact and similar, each)"),
+    canvases: str = typer.Option(CANVASES, "--canvases", help="canvas sides the retrieval queries are drawn on"),
+    size: int = typer.Option(256, "--size", min=32, help="side of rendered phantoms"),
+    seed: int = typer.Option(0, "--seed", help="retrieval archive and query seed (held-out cases: seed + 1000)"),
+    heldout_seed: int = typer.Option(HELDOUT_SEED, "--heldout-seed", help="generation held-out phantom seed"),
+    work: Path = typer.Option(Path("data/eval"), "--work", help="folder for rendered data, the archive DB and index"),
+    steps: Optional[int] = typer.Option(None, "--steps", min=0, help="H's steps T; default: what H was trained with"),
+    perceptual: Optional[str] = typer.Option(None, "--perceptual", help="perceptual backbone; default: the preset's"),
+    device: str = typer.Option("cpu", "--device"),
+    generation_report: Optional[Path] = typer.Option(None, "--generation-report", help="reuse this `eval generation` JSON"),
+    retrieval_report: Optional[Path] = typer.Option(None, "--retrieval-report", help="reuse this `eval retrieval` JSON"),
+) -> None:
+    """Both evaluations, then one HTML report: tables, the Fig. 3 grid, plots with intervals, every number in JSON."""
+    from evaluation.provenance import command_line
+    from evaluation.run_all import EvalAllConfig, evaluate_all
+
+    config = EvalAllConfig(model, pix2pix, report, count, archive_count, queries, comma_ints(canvases, "--canvases", MIN_CANVAS),
+                           size, seed, heldout_seed, work, steps, perceptual, device, generation_report, retrieval_report)
+    written = evaluate_all(config, command_line(ctx, "eval all"))
+    typer.echo(f"report in {written['html']}, every number in {written['json']}, {len(written) - 2} images beside them")
 
 
 def evaluate_embedder(
@@ -34,7 +140,7 @@ def evaluate_embedder(
     """k-NN on C against k-NN and a linear probe on raw pixels, per label column and per class."""
     from generation.bundle import EMBEDDER, Bundle
     from generation.moco import Readout
-    from generation.moco import save_readout as record_readout
+    from generation.moco.train import save_readout as record_readout
     from generation.moco.evaluation import AUTO_READOUT, evaluate_embedder as run_evaluation
     from generation.training import resolve_device
 
@@ -83,5 +189,10 @@ def _share(value: float | None) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    """Add the evaluation commands to the top-level app."""
+    """Add `s2m evaluate-embedder` and the `s2m eval` group (`retrieval`, `generation`, `all`) to the top-level app."""
     add_command(app, "evaluate-embedder", evaluate_embedder)
+    group = typer.Typer(help=HELP, no_args_is_help=True)
+    add_command(group, "retrieval", retrieval)
+    add_command(group, "generation", generation)
+    add_command(group, "all", all_)
+    app.add_typer(group, name="eval")

@@ -72,7 +72,7 @@ def generate(
     import torch
 
     from formats.sketch import canonical_sketch
-    from generation.bundle import ENCODER, Bundle
+    from generation.bundle import Bundle
     from generation.data import sketch_to_tensor, tensor_to_image
     from generation.files import atomic_target
     from generation.pipeline import Sketch2MedI
@@ -80,8 +80,7 @@ def generate(
 
     checked_output(output)
     bundle = Bundle.open(model)
-    resolution = int(bundle.config(ENCODER)["resolution"])
-    sketch_tensor = sketch_to_tensor(canonical_sketch(sketch, resolution)).unsqueeze(0)  # [1, 1, R, R]
+    sketch_tensor = sketch_to_tensor(canonical_sketch(sketch, bundle.resolution)).unsqueeze(0)  # [1, 1, R, R]
     pipeline = Sketch2MedI.from_bundle(bundle, resolve_device(device))
     generated = pipeline.run(sketch_tensor, steps)
     with atomic_target(output) as tmp:

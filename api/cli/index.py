@@ -13,6 +13,7 @@ from api.cli.errors import add_command
 from generation.presets import SHIPPED_BUNDLE
 
 if TYPE_CHECKING:
+    from generation.bundle import Bundle
     from indexing.archive import Archive
 
 HELP = "The archive index: stored vectors and the fused FAISS index."
@@ -20,7 +21,7 @@ HELP = "The archive index: stored vectors and the fused FAISS index."
 MODEL_HELP = "model bundle with synthesizer, embedder and encoder"
 
 
-def _embed(archive: "Archive", model: Path, device: str, batch_size: int, progress: bool) -> str:
+def _embed(archive: "Archive", bundle: "Bundle", device: str, batch_size: int, progress: bool) -> str:
     """Store the vectors of every live image lacking them (this process's shard under torchrun); the bundle version."""
     import torch.distributed as dist
 
@@ -28,7 +29,7 @@ def _embed(archive: "Archive", model: Path, device: str, batch_size: int, progre
     from indexing.vectors import ArchiveModels, Shard, embed_archive
 
     ctx = init_distributed(device)
-    models = ArchiveModels.load(model, ctx.device)
+    models = ArchiveModels.load(bundle, ctx.device)
     with make_progress(disable=not progress or not ctx.is_main) as bar:
         task = bar.add_task("embed", total=None, status=f"rank {ctx.rank}/{ctx.world_size}")
         report = embed_archive(archive, models, batch_size, Shard(ctx.rank, ctx.world_size),
@@ -70,12 +71,12 @@ def build(
     from indexing.fused_index import BuildConfig, build_index
     from indexing.shape import ShapeConfig
 
-    side = int(Bundle.open(model).info["resolution"])  # the shape channel reads the sketches S stores, at E's side
+    bundle = Bundle.open(model)  # opened once: its resolution here, its networks in _embed
     config = BuildConfig(factory=factory, appearance_dims=appearance_dims or None, shape_dims=shape_dims or None,
                          latent_dims=latent_dims or None, weights=_weights(weights), nprobe=nprobe,
-                         shape=ShapeConfig(side=side))
+                         shape=ShapeConfig(side=bundle.resolution))  # the shape channel reads the sketches S stores
     with open_archive() as archive, _one_at_a_time(archive):
-        version = _embed(archive, model, device, batch_size, progress)
+        version = _embed(archive, bundle, device, batch_size, progress)
         if not _is_main():
             return
         row = build_index(archive, version, config)
@@ -89,11 +90,12 @@ def refresh(
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Embed new images, add them to a copy of the active index and drop soft-deleted ones; activate it."""
+    from generation.bundle import Bundle
     from indexing.fused_index import refresh_index, require_active_build
 
     with open_archive() as archive, _one_at_a_time(archive):
         require_active_build(archive)
-        version = _embed(archive, model, device, batch_size, progress)
+        version = _embed(archive, Bundle.open(model), device, batch_size, progress)
         if not _is_main():
             return
         report = refresh_index(archive, version)

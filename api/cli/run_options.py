@@ -1,4 +1,5 @@
-"""The options that several `s2m train` commands share, declared once so that they read and default alike.
+"""The options that several `s2m train` commands share, declared once so that they read and default alike
+(and the comma-separated lists `s2m eval` and `s2m bench` take, read one way).
 
 A command names a group by one parameter whose default is the group (`options: RunOptions = RUN`,
 `paired: PairedInputs = PAIRED`); `shared_options(command)` puts the group's options in that
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 
 import typer
+
+from formats.errors import InputError
 
 if TYPE_CHECKING:
     from generation.paired import PairedInputs
@@ -103,3 +106,23 @@ def shared_options(command: Callable[..., Any]) -> Callable[..., Any]:
     expanded.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
     expanded.__annotations__ = {p.name: p.annotation for p in parameters}
     return expanded
+
+
+def comma_ints(text: str, option: str, least: int) -> tuple[int, ...]:
+    """`text` as comma-separated integers, each at least `least`; bad input is one InputError sentence."""
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise InputError(f"{option} takes comma-separated integers, not {text}") from None
+    if not values or min(values) < least:
+        raise InputError(f"{option} takes comma-separated integers of at least {least}, not {text}")
+    return values
+
+
+def comma_names(text: str, option: str, known: tuple[str, ...]) -> tuple[str, ...]:
+    """`text` as comma-separated names, each one of `known`."""
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise InputError(f"{option} takes some of {', '.join(known)}, not {', '.join(unknown)}")
+    return names

@@ -14,7 +14,8 @@ from formats.errors import InputError
 from generation.presets import SHIPPED_BUNDLE
 
 if TYPE_CHECKING:
-    from retrieval.engine import Filters, SearchResult
+    from retrieval.engine import SearchResult
+    from retrieval.filters import Filters
 
 SKETCH_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 FILTER_KEYS = ("diagnosis", "finding", "from", "to", "patient", "exclude-patient")
@@ -45,7 +46,7 @@ def parse_filters(items: list[str], pseudonym_chars: int) -> "Filters":
     """`key=value` items -> Filters (diagnosis and patient repeat as any-of, finding as all-of);
     patients are pseudonyms, anything else is refused."""
     from indexing.ingest.metadata import require_pseudonyms
-    from retrieval.engine import Filters
+    from retrieval.filters import Filters
 
     values: dict[str, list[str]] = {key: [] for key in FILTER_KEYS}
     for item in items:
@@ -74,10 +75,10 @@ def result_record(path: Path, result: "SearchResult") -> dict:
         "hits": [
             {
                 "rank": hit.rank, "image_id": hit.image_id, "original_file_name": hit.original_name,
-                "case_id": hit.case_ref, "diagnosis": hit.diagnosis,
+                "case_id": hit.case.case_ref, "diagnosis": hit.case.diagnosis,
                 "score": round(hit.score, 4),
                 "channels": {name: round(value, 4) for name, value in hit.channels.__dict__.items()},
-                "study_uid": hit.study_uid, "series_uid": hit.series_uid, "sop_uid": hit.sop_uid,
+                "study_uid": hit.case.study_uid, "series_uid": hit.case.series_uid, "sop_uid": hit.case.sop_uid,
             }
             for hit in result.hits
         ],
@@ -89,8 +90,8 @@ def _print_table(path: Path, result: "SearchResult") -> None:
     typer.echo(f"{'rank':>4}  {'image':>6}  {'file':<16} {'case':<14} {'fused':>7} {'appear.':>7} {'latent':>7} {'shape':>7}  diagnosis")
     for hit in result.hits:
         channels = hit.channels
-        typer.echo(f"{hit.rank:>4}  {hit.image_id:>6}  {(hit.original_name or '-'):<16} {(hit.case_ref or '-'):<14} {hit.score:>7.3f} "
-                   f"{channels.appearance:>7.3f} {channels.latent:>7.3f} {channels.shape:>7.2f}  {hit.diagnosis or '-'}")
+        typer.echo(f"{hit.rank:>4}  {hit.image_id:>6}  {(hit.original_name or '-'):<16} {(hit.case.case_ref or '-'):<14} {hit.score:>7.3f} "
+                   f"{channels.appearance:>7.3f} {channels.latent:>7.3f} {channels.shape:>7.2f}  {hit.case.diagnosis or '-'}")
 
 
 def write_sheet(out: Path, files_root: Path, results: list["SearchResult"]) -> None:
@@ -124,9 +125,11 @@ def search(
     index_device: str = typer.Option("auto", "--index-device", help="where the FAISS index searches: auto (GPU if faiss and CUDA allow), cpu, cuda"),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="sketches through the networks at once"),
 ) -> None:
-    """Find the archive cases closest to each sketch (models loaded once for all of them)."""
-    from formats.sketch import SketchError, canonical_sketch
-    from generation.bundle import ENCODER, Bundle
+    """Find the archive cases closest to each sketch (the bundle opened and its models loaded once for all of them)."""
+    from formats.sketch import CanonicalSketch, SketchError
+    from generation.bundle import Bundle
+    from generation.pipeline import QueryModels
+    from generation.training import resolve_device
     from indexing.settings import Settings
     from retrieval.engine import EngineConfig, Query, SearchEngine
 
@@ -135,14 +138,15 @@ def search(
     parsed = parse_filters(filters, settings.pseudonym_hex_chars)
     if sheet is not None and sheet.suffix.lower() != ".png":
         raise InputError("--sheet must name a .png file")
-    resolution = int(Bundle.open(model).config(ENCODER)["resolution"])
+    bundle = Bundle.open(model)
     canonical = []
-    for path in files:  # every sketch checked before any model is loaded
+    for path in files:  # every sketch checked before any model is loaded; the engine takes them as they are
         try:
-            canonical.append(canonical_sketch(path, resolution))
+            canonical.append(CanonicalSketch.of(path, bundle.resolution))
         except SketchError as error:
             raise InputError(f"{path.name}: {error}") from None
-    engine = SearchEngine.open(settings, EngineConfig(bundle=model, device=device, index_device=index_device))
+    models = QueryModels.load(bundle, resolve_device(device))
+    engine = SearchEngine.open(settings, EngineConfig(index_device=index_device), models)
     try:
         results = []
         for start in range(0, len(canonical), batch_size):

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import typer
 
-from api.cli import train_embedder, train_encoder, train_generator, train_pix2pix, train_refiner, train_synthesizer
+from api.cli import (
+    train_embedder,
+    train_encoder,
+    train_generator,
+    train_pix2pix,
+    train_refiner,
+    train_status,
+    train_synthesizer,
+)
 
 HELP = "Train the Sketch2MedI networks."
 
@@ -12,6 +20,7 @@ HELP = "Train the Sketch2MedI networks."
 def register(app: typer.Typer) -> None:
     """Add the `s2m train` group, one command per network."""
     group = typer.Typer(help=HELP, no_args_is_help=True)
-    for module in (train_generator, train_synthesizer, train_embedder, train_encoder, train_refiner, train_pix2pix):
+    for module in (train_generator, train_synthesizer, train_embedder, train_encoder, train_refiner, train_pix2pix,
+                   train_status):
         module.register(group)
     app.add_typer(group, name="train")

@@ -28,11 +28,15 @@ def _checks(service: Service) -> dict[str, str]:
     except Exception:  # noqa: BLE001 (any failure means not ready; the reason is below)
         checks["database"] = "unavailable"
     try:
-        engine = service.engine()
+        service.models()
         checks["models"] = "ok"
+    except ServiceUnavailableError as error:
+        checks["models"] = f"unavailable: {error}"
+    try:
+        engine = service.engine()
         checks["index"] = f"ok: build {engine.build.build_id}, {engine.build.ntotal} vectors"
     except ServiceUnavailableError as error:
-        checks["models"] = checks["index"] = f"unavailable: {error}"
+        checks["index"] = f"unavailable: {error}"
     return checks
 
 

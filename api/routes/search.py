@@ -15,7 +15,7 @@ from api.schemas import SearchIn, SearchOut, SimilarIn
 from api.service import Generated, Service
 from api.sketch_input import read_sketch_request
 from api.views import filters_from, hit_out, result_record
-from formats.sketch import canonical_sketch
+from formats.sketch import CanonicalSketch
 from indexing import store
 from indexing.models import ApiKey
 from retrieval.engine import Query, SearchResult
@@ -44,7 +44,8 @@ async def search(request: Request, service: ServiceDep, engine: EngineDep, key: 
     """The archive cases closest to a sketch (uploaded picture or strokes), with every channel's score."""
     started = time.perf_counter()
     asked = await read_sketch_request(request)
-    sketch = await run_in_threadpool(canonical_sketch, asked.sketch, engine.resolution)  # 422 before any model
+    # canonical here, 422 before any model; the engine takes it as it is
+    sketch = await run_in_threadpool(CanonicalSketch.of, asked.sketch, engine.resolution)
     query = Query(sketch, asked.k, filters_from(asked.filters, service.settings.archive.pseudonym_hex_chars), refine=asked.refine)
     result = await service.batcher.submit(query)
     uid = uuid.uuid4().hex

@@ -6,6 +6,7 @@ Shared plumbing (run folder, JSONL log, atomic checkpoints, RNG, DDP, progress) 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -15,11 +16,13 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from generation.bundle import EMBEDDER, Bundle, save_network
+from generation.bundle import EMBEDDER, Bundle, save_network, update_bundle_info
+from generation.configs import config_from_dict
 from generation.data import ImageFolderDataset, dataset_fingerprint, native_side
 from generation.moco.augment import MoCoAugment, TwoViews
 from generation.moco.config import EmbedderConfig
 from generation.moco.model import Embedder, MoCo, info_nce_loss
+from generation.moco.readout import Readout
 from generation.moco.probe import (
     ProbeSet, embedding_probe, holdout_split, load_probe_set, probe_features, raw_pixel_baselines,
 )
@@ -269,3 +272,11 @@ def export_bundle(run: MoCoRun, bundle_dir: Path) -> Path:
     embedder = run.serving_embedder()
     return save_network(bundle_dir, EMBEDDER, embedder, embedder.config, **record)
 
+
+
+def save_readout(bundle_dir: Path, readout: Readout, record: dict[str, object]) -> None:
+    """Make `readout` the retrieval read-out of the bundle's C (its config), with how it was chosen."""
+    entry = Bundle.open(bundle_dir).entry(EMBEDDER)
+    entry["config"] = dataclasses.asdict(config_from_dict(EmbedderConfig, entry["config"]).with_readout(readout))
+    entry["readout"] = record
+    update_bundle_info(bundle_dir, networks={EMBEDDER: entry})

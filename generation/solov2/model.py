@@ -1,9 +1,6 @@
-"""The SOLOv2 network S, its inference (instances, synthesized sketches) and bundle loading."""
+"""The SOLOv2 network S and its inference (instances, synthesized sketches)."""
 
 from __future__ import annotations
-
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -12,13 +9,13 @@ from torch.nn import functional as F
 
 from formats.contours import contour_sketch_from_masks
 from formats.sketch import BlankSketchError
-from generation.configs import config_from_dict
 from generation.data import box_resize
 from generation.solov2.backbone import ResNetFPN
 from generation.solov2.config import SynthesizerConfig
 from generation.solov2.head import MaskFeatureBranch, SOLOv2Head
 from generation.solov2.instances import Instance
 from generation.solov2.nms import MatrixNMS
+
 
 def points_nms(heat: torch.Tensor) -> torch.Tensor:
     """Keep a cell's score only where it is the max of its 2x2 neighbourhood: [C, S, S] -> [C, S, S]."""
@@ -134,17 +131,3 @@ class SOLOv2(nn.Module):
         device = next(self.parameters()).device
         instances = self.predict(image_to_tensor(image).unsqueeze(0).to(device), score_threshold=threshold)[0]
         return sketch_from_instances(instances, threshold)
-
-
-def build_synthesizer(config: dict[str, Any] | SynthesizerConfig) -> SOLOv2:
-    """A fresh S from a config (dict as stored in bundle.json, or the dataclass)."""
-    if not isinstance(config, SynthesizerConfig):
-        config = config_from_dict(SynthesizerConfig, config)
-    return SOLOv2(config)
-
-
-def save_synthesizer(bundle_dir: Path, model: SOLOv2, **record: Any) -> Path:
-    """Write S into a model bundle (safetensors + bundle.json entry with `record`)."""
-    from generation.bundle import SYNTHESIZER, save_network
-
-    return save_network(bundle_dir, SYNTHESIZER, model, model.config, **record)

@@ -11,12 +11,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from generation.bundle import SYNTHESIZER, save_network
 from generation.data import dataset_fingerprint, image_to_tensor
 from generation.solov2.config import SynthesizerConfig, SynthesizerTrainingConfig
 from generation.solov2.data import Augmentation, CocoInstanceDataset, collate_instances, split_image_ids
 from generation.solov2.losses import solov2_loss
 from generation.solov2.metrics import class_dice, mean_class_dice
-from generation.solov2.model import SOLOv2, save_synthesizer
+from generation.solov2.model import SOLOv2
 from generation.solov2.overlay import overlay_instances, save_overlay_grid
 from generation.solov2.targets import assign_targets
 from generation.training import (
@@ -165,3 +166,8 @@ def _train(options: RunOptions, config: SynthesizerConfig, training: Synthesizer
             metrics={"val_dice": summary["val_dice"]}, training=dataclasses.asdict(training),
         )
     return summary
+
+
+def save_synthesizer(bundle_dir: Path, model: SOLOv2, **record: Any) -> Path:
+    """Write S into a model bundle (safetensors + bundle.json entry with `record`)."""
+    return save_network(bundle_dir, SYNTHESIZER, model, model.config, **record)

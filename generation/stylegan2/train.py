@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from formats.errors import InputError
 from generation.bundle import GENERATOR, save_network, update_bundle_info
 from generation.data import ImageFolderDataset, dataset_fingerprint
 from generation.stylegan2.augment import AugmentPipe
@@ -164,6 +165,9 @@ def _train(options: RunOptions, g_config: GeneratorConfig, d_config: Discriminat
         extra = restore_run_state(run.checkpoint, ctx, modules, optimizers, configs, options.seed)
         state = TrainState(**extra["state"])
         augment.p = extra["augment_p"]
+        if extra.get("data_fingerprint", fingerprint) != fingerprint:  # runs before this check did not record it
+            raise InputError(f"{options.data} is not the dataset this run trained on (its fingerprint differs); "
+                             "regenerate it with the run's command or start a new run dir")
 
     mixing = MixingGenerator(generator)
     g_train: nn.Module = mixing
@@ -191,7 +195,7 @@ def _train(options: RunOptions, g_config: GeneratorConfig, d_config: Discriminat
 
     def save_state() -> None:
         save_run_state(run.checkpoint, ctx, modules, optimizers, configs, state=dataclasses.asdict(state),
-                       augment_p=augment.p)
+                       augment_p=augment.p, data_fingerprint=fingerprint)
         if ctx.is_main and options.bundle is not None:
             export_generator(options.bundle, g_ema, options, state, fingerprint, config)
 

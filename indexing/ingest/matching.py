@@ -83,7 +83,7 @@ class _Names:
 
 def _by_sop_uid(matched: MatchedMetadata, case: CaseMetadata, where: str) -> None:
     """Index a row by its SOP UID; a second, different row for one UID is reported and matches no DICOM."""
-    uid = case.sop_uid or ""
+    uid = case.case.sop_uid or ""
     if uid not in matched.by_sop_uid:
         matched.by_sop_uid[uid] = case
         return
@@ -105,7 +105,7 @@ def match_metadata(table: MetadataTable, items: Sequence[IngestItem], strict: bo
         if item is None:
             if row.problem is not None:
                 matched.problems.append((where, row.problem))
-            elif row.case is not None and row.case.sop_uid and may_be_dicom:
+            elif row.case is not None and row.case.case.sop_uid and may_be_dicom:
                 _by_sop_uid(matched, row.case, where)
             else:
                 matched.problems.append((where, "names no file of the ingested folder"))
@@ -125,7 +125,7 @@ def match_metadata(table: MetadataTable, items: Sequence[IngestItem], strict: bo
             matched.refused[item.name] = f"{where}: {row.problem}"
         else:
             matched.cases[item.name] = row.case
-            if row.case.sop_uid and may_be_dicom:
+            if row.case.case.sop_uid and may_be_dicom:
                 _by_sop_uid(matched, row.case, where)  # the same instance exported as DICOM elsewhere in the folder
     if strict and (matched.problems or matched.refused):
         reasons = [f"{where}: {reason}" for where, reason in matched.problems] + list(matched.refused.values())

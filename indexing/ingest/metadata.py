@@ -26,6 +26,7 @@ from formats.categories import CATEGORY_NAMES
 from formats.errors import InputError
 from formats.masks import rle_run_lengths
 from formats.uids import is_dicom_uid
+from indexing.cases import CaseRecord
 
 # Columns with a fixed meaning, and the label columns kept by default: an allow-list, so a column
 # the archive does not know (`born`, `nhs_number`, `tel`, ...) never reaches the database. More
@@ -49,14 +50,10 @@ class MetadataError(InputError):
 
 @dataclass(frozen=True)
 class CaseMetadata:
-    case_ref: str | None = None
-    patient_id: str | None = None
-    study_uid: str | None = None
-    series_uid: str | None = None
-    sop_uid: str | None = None
-    acquired_at: datetime | None = None
-    diagnosis: str | None = None
-    findings: list[str] = field(default_factory=list)
+    """A metadata CSV row: the case's record (no pseudonym yet), the patient identifier it is made from, labels."""
+
+    case: CaseRecord = CaseRecord()
+    patient_id: str | None = None  # pseudonymised at ingest, never stored
     labels: dict[str, Any] = field(default_factory=dict)
     origin: str = ""  # "meta.csv line 7": how a problem with the row is reported (never its values)
 
@@ -221,14 +218,16 @@ def _case(row: dict[str, str | None], label_columns: list[str], columns: list[st
     value = partial(_cell, row)
     date = value("acquired_at") or value("study_date")
     return CaseMetadata(
-        case_ref=value("case_id"),
+        case=CaseRecord(
+            case_ref=value("case_id"),
+            study_uid=_uid(row, "study_uid"),
+            series_uid=_uid(row, "series_uid"),
+            sop_uid=_uid(row, "sop_uid"),
+            acquired_at=_parse_date(date) if date else None,
+            diagnosis=value("diagnosis"),
+            findings=tuple(_parse_findings(row.get("findings") or "")),
+        ),
         patient_id=value("patient_id"),
-        study_uid=_uid(row, "study_uid"),
-        series_uid=_uid(row, "series_uid"),
-        sop_uid=_uid(row, "sop_uid"),
-        acquired_at=_parse_date(date) if date else None,
-        diagnosis=value("diagnosis"),
-        findings=_parse_findings(row.get("findings") or ""),
         labels={c: _label_value(c, v) for c in label_columns if (v := value(c)) is not None},
     )
 

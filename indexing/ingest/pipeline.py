@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -93,7 +93,7 @@ def _record(context: IngestContext, loaded: _Loaded, sha256: str, stored_path: s
     patient_id = (facts.patient_id if facts else None) or case.patient_id
 
     def pick(attribute: str):  # type: ignore[no-untyped-def]
-        return (getattr(facts, attribute) if facts else None) or getattr(case, attribute)
+        return (getattr(facts, attribute) if facts else None) or getattr(case.case, attribute)
 
     return store.NewImage(
         sha256=sha256,
@@ -102,14 +102,14 @@ def _record(context: IngestContext, loaded: _Loaded, sha256: str, stored_path: s
         height=height,
         source=loaded.item.source,
         original_name=kept_file_name(loaded.item.name, loaded.item.source, context.keep_file_names, patient_id),
-        case_ref=case.case_ref,
-        patient_ref=pseudonymize(context.pseudonym_key, patient_id, context.pseudonym_hex_chars) if patient_id else None,
-        study_uid=pick("study_uid"),
-        series_uid=pick("series_uid"),
-        sop_uid=pick("sop_uid"),
-        acquired_at=pick("acquired_at"),
-        diagnosis=case.diagnosis,
-        findings=list(case.findings),
+        case=replace(
+            case.case,
+            patient_ref=pseudonymize(context.pseudonym_key, patient_id, context.pseudonym_hex_chars) if patient_id else None,
+            study_uid=pick("study_uid"),
+            series_uid=pick("series_uid"),
+            sop_uid=pick("sop_uid"),
+            acquired_at=pick("acquired_at"),
+        ),
         labels=dict(case.labels),
     )
 

@@ -56,7 +56,7 @@ def test_command_modules_register_one_way():
 
     areas = {node.id for node in ast.walk(ast.parse((CLI / "__init__.py").read_text()))
              if isinstance(node, ast.Name) and isinstance(getattr(cli, node.id, None), type(ast))}
-    assert {"train", "archive", "eval_commands"} <= areas
+    assert {"train", "archive", "evaluate", "bench"} <= areas
     for path in sorted(CLI.glob("*.py")):
         tree = ast.parse(path.read_text())
         names = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}

@@ -14,7 +14,7 @@ from api.cli import app
 from indexing import store
 from indexing.archive import Archive
 from indexing.fused_index import index_status
-from phantoms.dataset import read_metadata
+from phantoms.reader import read_metadata
 
 
 def test_demo_builds_archive_index_and_key_then_reuses_them(tmp_path, monkeypatch):

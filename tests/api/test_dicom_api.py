@@ -8,6 +8,7 @@ import io
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pydicom
 import pytest
 from dicomweb_client.api import DICOMwebClient
@@ -130,7 +131,7 @@ def test_cors_allows_the_configured_origin_and_the_pad_folder_is_served_at_root(
             "multipart/form-data", "application/json"}
 
 
-def test_an_archive_without_an_index_answers_503_and_stays_up(tmp_path: Path) -> None:
+def test_an_archive_without_an_index_answers_503_to_searches_and_200_to_generate(tmp_path: Path) -> None:
     from indexing import store
     from indexing.archive import Archive
     from indexing.db import make_engine, upgrade
@@ -150,13 +151,17 @@ def test_an_archive_without_an_index_answers_503_and_stays_up(tmp_path: Path) ->
             assert searched.status_code == 503 and "s2m index build" in searched.json()["error"]
             ready = client.get("/readyz")
             assert ready.status_code == 503 and ready.json()["checks"]["database"] == "ok"
+            assert ready.json()["checks"]["models"] == "ok" and ready.json()["checks"]["index"].startswith("unavailable")
             assert client.get("/healthz").status_code == 200 and client.get("/v1/images/1").status_code == 404
+            generated = client.post("/v1/generate", files={"sketch": ("s.png", contour_png_of_any())})
+            assert generated.status_code == 200 and generated.headers["content-type"] == "image/png"
+            picture = Image.open(io.BytesIO(generated.content))
+            assert picture.size == (64, 64) and len(np.unique(np.asarray(picture.convert("L")))) > 8, "a picture, not a blank"
 
 
 def contour_png_of_any() -> bytes:
-    """A plain ring drawing (any valid sketch will do where no model is reached)."""
+    """A plain ring drawing (any valid sketch will do where no model is reached, or for a generated picture)."""
     import cv2
-    import numpy as np
 
     canvas = np.full((128, 128), 255, np.uint8)
     cv2.circle(canvas, (64, 64), 40, 0, 2)

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
+from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 from PIL import Image
 from sqlalchemy import select
 
+from formats.sketch import CanonicalSketch
 from indexing.models import AccessLog, QueryLog
 from indexing.models import Image as ImageRow
-from tests.api.conftest import Served, contour_png
+from indexing.settings import Settings
+from tests.api.conftest import Served, contour_png, service_settings
 
 
 def _png(array: np.ndarray) -> bytes:
@@ -173,3 +178,33 @@ def test_every_error_is_one_json_sentence_with_its_status(served: Served) -> Non
     with served.client() as client:
         streamed = client.post("/v1/search", content=(b"x" * 65536 for _ in range(100)), headers={"content-type": "application/json"})
     assert streamed.status_code == 413  # no Content-Length: cut off while streaming
+
+
+@pytest.mark.parametrize("served_archive", ["sqlite"], indirect=True)
+def test_the_service_opens_its_bundle_once_and_reads_each_network_file_at_most_once(
+        served_archive: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import generation.bundle as bundle_module
+    from api.service import Service
+
+    opened: list[Path] = []
+    reads: list[str] = []
+    real_open, real_load = bundle_module.Bundle.open.__func__, bundle_module.load_file
+    monkeypatch.setattr(bundle_module.Bundle, "open", classmethod(lambda cls, root: opened.append(root) or real_open(cls, root)))
+    monkeypatch.setattr(bundle_module, "load_file", lambda path, device="cpu": reads.append(Path(path).name) or real_load(path, device=device))
+    service = Service(service_settings(served_archive, tmp_path))
+    try:
+        service.start_engine()
+        assert service.engine_loaded and len(opened) == 1
+        assert sorted(reads) == ["embedder.safetensors", "encoder.safetensors", "generator.safetensors", "refiner.safetensors"]
+        engine = service.engine()
+        assert engine.models is service.models() and engine.embedder is service.models().embedder
+        assert len(service.models().pictures(CanonicalSketch.of(ring_drawing(), 64))) == 4  # x_0 .. x_3
+        assert len(opened) == 1 and len(reads) == 4, "nothing is opened or read again once the service has started"
+    finally:
+        asyncio.run(service.stop())
+
+
+def ring_drawing() -> np.ndarray:
+    canvas = np.full((128, 128), 255, np.uint8)
+    cv2.circle(canvas, (64, 64), 40, 0, 2)
+    return canvas

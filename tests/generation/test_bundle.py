@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import stat
+from pathlib import Path
 
 import pytest
 import torch
@@ -102,3 +103,85 @@ def test_weights_digest_survives_float16_storage_and_tells_networks_apart(tmp_pa
     save_network(tmp_path, GENERATOR, other, other.config)
     retrained = Bundle.open(tmp_path)
     assert retrained.digest(GENERATOR) != before.digest(GENERATOR) and retrained.version != before.version
+
+
+def _count_reads(monkeypatch) -> list[str]:
+    """Names of the network files the bundle reads from now on."""
+    import generation.bundle as bundle_module
+
+    reads: list[str] = []
+    real = bundle_module.load_file
+
+    def counting(path, device="cpu"):  # type: ignore[no-untyped-def]
+        reads.append(Path(path).name)
+        return real(path, device=device)
+
+    monkeypatch.setattr(bundle_module, "load_file", counting)
+    return reads
+
+
+def test_the_version_reads_bundle_json_only_and_equals_hashing_the_files(tmp_path, monkeypatch):
+    net = trained_net()
+    save_network(tmp_path, GENERATOR, net, net.config)
+    reads = _count_reads(monkeypatch)
+    recorded = Bundle.open(tmp_path)
+    assert recorded.version and reads == [], "the version must come from bundle.json alone"
+    info = json.loads((tmp_path / "bundle.json").read_text())
+    del info["networks"][GENERATOR]["sha256"]  # a bundle saved before digests were recorded
+    (tmp_path / "bundle.json").write_text(json.dumps(info))
+    assert Bundle.open(tmp_path).version == recorded.version and reads == ["generator.safetensors"]
+
+
+def test_upgrading_an_older_bundle_records_its_digests_and_keeps_its_version(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from api.cli import app
+
+    net = trained_net()
+    save_network(tmp_path, GENERATOR, net, net.config, steps=3)
+    convert_storage(tmp_path, "float16")
+    info = json.loads((tmp_path / "bundle.json").read_text())
+    digest = info["networks"][GENERATOR].pop("sha256")
+    info["software"] = {"python": "3.0", "torch": "0.1", "numpy": "1.0"}
+    (tmp_path / "bundle.json").write_text(json.dumps(info, indent=2, sort_keys=True))
+    version = Bundle.open(tmp_path).version
+
+    upgraded = CliRunner().invoke(app, ["bundle", "upgrade", str(tmp_path)])
+    assert upgraded.exit_code == 0, upgraded.output
+    after = json.loads((tmp_path / "bundle.json").read_text())
+    assert after["networks"][GENERATOR].pop("sha256") == digest and after == info, "only the digest is added"
+    reads = _count_reads(monkeypatch)
+    assert Bundle.open(tmp_path).version == version and reads == []
+    assert f"bundle version {version}" in upgraded.output
+
+
+def test_weights_other_than_the_recorded_ones_are_refused(tmp_path):
+    net, other = trained_net(), trained_net(seed=1)
+    save_network(tmp_path, GENERATOR, net, net.config)
+    elsewhere = tmp_path / "other"
+    save_network(elsewhere, GENERATOR, other, other.config)
+    (tmp_path / "generator.safetensors").write_bytes((elsewhere / "generator.safetensors").read_bytes())
+    with pytest.raises(BundleError, match="not the ones bundle.json records for the generator"):
+        Bundle.open(tmp_path).load(GENERATOR)
+
+
+def test_the_shipped_bundle_records_every_digest_and_one_resolution(monkeypatch):
+    from generation.presets import SHIPPED_BUNDLE
+
+    reads = _count_reads(monkeypatch)
+    shipped = Bundle.open(SHIPPED_BUNDLE)
+    assert all("sha256" in entry for entry in shipped.networks.values())
+    assert len(shipped.version) == 12 and reads == []
+    assert shipped.resolution == shipped.config(GENERATOR)["resolution"] == shipped.info["resolution"] == 64
+
+
+def test_the_resolution_of_a_bundle_without_g_e_or_h_is_the_recorded_one(tmp_path):
+    from generation.bundle import PIX2PIX, update_bundle_info
+    from generation.pix2pix import Pix2PixConfig, UNetGenerator
+
+    config = Pix2PixConfig.for_preset("tiny")
+    save_network(tmp_path, PIX2PIX, UNetGenerator(config), config)
+    with pytest.raises(BundleError, match="records no model resolution"):
+        _ = Bundle.open(tmp_path).resolution
+    update_bundle_info(tmp_path, resolution=32)
+    assert Bundle.open(tmp_path).resolution == 32

@@ -43,3 +43,15 @@ def test_c_embeds_a_small_image_as_it_embeds_the_file_loaded_at_its_side(tmp_pat
     from_small = embedder.embed(image_to_tensor(load_rgb(path, 32))[None])
     from_file = embedder.embed(image_to_tensor(load_rgb(path, 48))[None])
     assert torch.allclose(from_small, from_file, atol=1e-5)
+
+
+def test_one_batched_sketch_conversion_white_to_one_ink_to_minus_one():
+    from generation.data import sketch_to_tensor, sketches_to_tensor
+
+    sketches = np.full((3, 8, 8), 255, np.uint8)
+    sketches[1, 2:6, 4] = 0
+    sketches[2, ::-1][0, :] = 128  # a strided view must convert too
+    batch = sketches_to_tensor(sketches[:, ::-1])
+    assert batch.shape == (3, 1, 8, 8) and batch.dtype == torch.float32
+    assert batch[0].eq(1).all() and batch[1, 0, 2:6, 4].eq(-1).all() and float(batch[2, 0, 0, 0]) == pytest.approx(128 / 127.5 - 1, abs=1e-6)
+    assert torch.equal(sketch_to_tensor(sketches[1]), batch[1].flip(-2))

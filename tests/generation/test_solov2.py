@@ -16,7 +16,8 @@ from generation.solov2.instances import Instance
 from generation.solov2.losses import solov2_loss
 from generation.solov2.metrics import class_dice, mean_class_dice
 from generation.bundle import SYNTHESIZER, Bundle
-from generation.solov2.model import SOLOv2, save_synthesizer, sketch_from_instances
+from generation.solov2.model import SOLOv2, sketch_from_instances
+from generation.solov2.train import save_synthesizer
 from generation.solov2.nms import MatrixNMS
 from generation.solov2.targets import assign_targets
 

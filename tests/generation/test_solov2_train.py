@@ -91,7 +91,7 @@ def test_synthesize_command_writes_one_contour_sketch_per_image(trained, phantom
     from PIL import Image
 
     from api.cli import app
-    from generation.solov2.model import save_synthesizer
+    from generation.solov2.train import save_synthesizer
     from formats.contours import contour_sketch_from_masks
 
     model, dataset, _ = trained

@@ -87,6 +87,21 @@ def test_checkpoint_then_resume_gives_bit_identical_next_steps(phantoms32: Path,
                         D_CONFIG, dataclasses.replace(config, steps=7))
 
 
+def test_a_run_resumes_only_on_the_dataset_it_trained_on(phantoms32: Path, tmp_path: Path) -> None:
+    # A run continued from a fresh clone trains on a regenerated archive: it must be the same one.
+    config = dataclasses.replace(GanTrainConfig.for_preset("tiny"), steps=1, **QUIET)
+    options = RunOptions(data=phantoms32, run_dir=tmp_path / "run", progress=False)
+    train_generator(options, G_CONFIG, D_CONFIG, config)
+    other = tmp_path / "other"
+    (other / "images").mkdir(parents=True)
+    for path in sorted((phantoms32 / "images").glob("*.png"))[:20]:
+        (other / "images" / path.name).write_bytes(path.read_bytes())
+    with pytest.raises(ValueError, match="not the dataset this run trained on"):
+        train_generator(dataclasses.replace(options, data=other, resume=True), G_CONFIG, D_CONFIG,
+                        dataclasses.replace(config, steps=2))
+    assert load_checkpoint(options.run_dir / "checkpoint.pt")["state"]["step"] == 1
+
+
 def test_two_process_gloo_run_completes(phantoms32: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -123,7 +123,7 @@ def _counting_client(url: str):  # type: ignore[no-untyped-def]
 
 
 def test_dicomweb_walks_studies_and_retrieves_photographs(archive: Archive, pacs: tuple[str, Path]) -> None:
-    from phantoms.dataset import read_metadata
+    from phantoms.reader import read_metadata
 
     url, dataset = pacs
     client = _counting_client(url)

@@ -60,7 +60,7 @@ def test_export_reproduces_images_masks_and_labels(archive: Archive, phantom_dat
     from generation.data import ImageFolderDataset
     from generation.solov2.data import CocoInstanceDataset
     from formats.categories import CATEGORY_NAMES
-    from phantoms.dataset import read_metadata
+    from phantoms.reader import read_metadata
 
     assert ingest_path(archive, phantom_dataset).added == CASES
     source = {row["sop_uid"]: row for row in read_metadata(phantom_dataset)}

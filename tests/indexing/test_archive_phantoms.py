@@ -32,7 +32,7 @@ def phantom_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _metadata(dataset: Path) -> dict[str, dict[str, str]]:
-    from phantoms.dataset import read_metadata
+    from phantoms.reader import read_metadata
 
     return {row["sop_uid"]: row for row in read_metadata(dataset)}
 

@@ -7,12 +7,13 @@ import pytest
 
 from indexing import store
 from indexing.archive import Archive
+from indexing.cases import CaseRecord
 
 
 def _image(session, number: int, diagnosis: str = "pharyngitis") -> int:  # type: ignore[no-untyped-def]
     digest = f"{number:064x}"
     record = store.NewImage(sha256=digest, stored_path=f"images/{digest[:2]}/{digest}.png", width=8, height=8,
-                            source="folder", diagnosis=diagnosis)
+                            source="folder", case=CaseRecord(diagnosis=diagnosis))
     return store.add_image(session, record).id
 
 

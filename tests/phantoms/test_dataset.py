@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +13,8 @@ from typer.testing import CliRunner
 
 from api.cli import app
 from formats.categories import CATEGORY_NAMES
-from phantoms.dataset import generate_dataset, instance_categories, read_metadata
+from phantoms.dataset import generate_dataset
+from phantoms.reader import dataset_categories, read_metadata
 from phantoms.render import render_case
 
 SIZE = 64
@@ -57,14 +59,14 @@ def test_coco_file_loads_and_its_masks_equal_the_pngs(dataset):
     coco = COCO(str(dataset / "annotations.json"))
     assert {c["id"]: c["name"] for c in coco.loadCats(coco.getCatIds())} == CATEGORY_NAMES
     assert len(coco.getImgIds()) == COUNT
-    categories = instance_categories(dataset)
+    categories = dataset_categories(dataset)
     for image in coco.loadImgs(coco.getImgIds()):
         mask_png = np.asarray(Image.open(dataset / "masks" / image["file_name"]))
         annotations = coco.loadAnns(coco.getAnnIds(imgIds=image["id"]))
         assert {a["instance_id"] for a in annotations} == set(np.unique(mask_png)) - {0}
         for annotation in annotations:
             assert np.array_equal(coco.annToMask(annotation), (mask_png == annotation["instance_id"]).astype(np.uint8))
-            assert categories[image["file_name"]][annotation["instance_id"]] == annotation["category_id"]
+            assert categories[Path(image["file_name"]).stem][annotation["instance_id"]] == annotation["category_id"]
 
 
 def test_metadata_has_patients_with_several_studies_and_valid_uids(dataset):

@@ -7,8 +7,9 @@ import pydicom
 import pytest
 from PIL import Image
 
-from phantoms.dataset import generate_dataset, read_metadata
+from phantoms.dataset import generate_dataset
 from phantoms.dicom import VL_PHOTOGRAPHIC_IMAGE_STORAGE, write_dicom
+from phantoms.reader import read_metadata
 from phantoms.render import render_case
 
 

@@ -190,3 +190,29 @@ def test_two_process_torchrun_build_embeds_every_shard(archive: Archive, phantom
     assert "rank 0: embedded 8 images" in result.stdout and "rank 1: embedded 8 images" in result.stdout
     build = load_active_build(archive)
     assert set(build.ids().tolist()) == _live(archive)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_s2m_index_build_opens_the_bundle_once_and_reads_only_s_c_and_e_once(
+        archive: Archive, phantom_archive: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    import generation.bundle as bundle_module
+    from api.cli import app
+
+    ingest_path(archive, phantom_archive, None, None, progress=False)
+    settings = archive.settings
+    for name, value in {"S2M_DATA_DIR": str(settings.data_dir), "S2M_DATABASE_URL": settings.database_url,
+                        "S2M_PSEUDONYM_KEY": settings.pseudonym_key.decode()}.items():
+        monkeypatch.setenv(name, value)
+    opened: list[Path] = []
+    reads: list[str] = []
+    real_open, real_load = bundle_module.Bundle.open.__func__, bundle_module.load_file
+    monkeypatch.setattr(bundle_module.Bundle, "open", classmethod(lambda cls, root: opened.append(root) or real_open(cls, root)))
+    monkeypatch.setattr(bundle_module, "load_file", lambda path, device="cpu": reads.append(Path(path).name) or real_load(path, device=device))
+    result = CliRunner().invoke(app, ["index", "build", "--no-progress", "--device", "cpu", "--batch-size", "16"])
+    assert result.exit_code == 0, result.output
+    assert "embedded 16 images" in result.output and "built and activated index build" in result.output
+    assert len(opened) == 1, "the command opens its bundle once"
+    assert sorted(reads) == ["embedder.safetensors", "encoder.safetensors", "synthesizer.safetensors"]
+    assert set(load_active_build(archive).ids().tolist()) == _live(archive)

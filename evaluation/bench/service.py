@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 
-from api.settings import ServiceSettings
 from indexing import store
 from indexing.archive import Archive
 from indexing.settings import Settings
@@ -28,6 +27,9 @@ from indexing.settings import Settings
 REPO = Path(__file__).resolve().parents[2]
 CONCURRENCY = (1, 4, 16, 64)
 READY_TIMEOUT_S = 300
+# What a server started with these environment variables will do: (searches at once, H's steps T or
+# None for the trained T). The service's own settings answer it; the caller passes them in.
+ServerShape = Callable[[dict[str, str]], tuple[int, int | None]]
 
 
 def free_port() -> int:
@@ -104,7 +106,7 @@ def _wait_until_ready(url: str, server: subprocess.Popen) -> None:
 
 
 def load_service(settings: Settings, sketches: list[bytes], plan: dict[int, int], batching: list[str],
-                 wait_ms: float, model: Path | None = None, on_row: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+                 wait_ms: float, server_shape: ServerShape, model: Path | None = None, on_row: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
     """For each batching setting ("on": batches of up to 16, "off": 1), a fresh server, a warm-up,
     then one `load` row per clients -> requests-per-client entry of `plan`."""
     token = search_key(settings)
@@ -117,7 +119,7 @@ def load_service(settings: Settings, sketches: list[bytes], plan: dict[int, int]
                "S2M_BATCH_MAX_WAIT_MS": str(wait_ms), "S2M_RATE_LIMIT_PER_MINUTE": "1000000", "S2M_RATE_LIMIT_BURST": "100000"}
         if model is not None:
             env["S2M_MODEL"] = str(model)
-        served = ServiceSettings.from_env(env)
+        concurrency, refine_steps = server_shape(env)
         server = subprocess.Popen([sys.executable, "-m", "api.cli", "serve", "--port", str(port)], env=env,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}"
@@ -126,7 +128,7 @@ def load_service(settings: Settings, sketches: list[bytes], plan: dict[int, int]
             asyncio.run(load(url, token, sketches, 4, 2))  # warm-up
             for clients, per_client in plan.items():
                 row = {"batching": mode, "max_wait_ms": wait_ms if mode == "on" else None,
-                       "concurrency": served.concurrency, "refine_steps": served.refine_steps,
+                       "concurrency": concurrency, "refine_steps": refine_steps,
                        **asyncio.run(load(url, token, sketches, clients, per_client))}
                 rows.append(row)
                 if on_row is not None:

@@ -1,4 +1,4 @@
-"""Archive-side speed: where each image's time goes (S, C, E, the sketch) and the end-to-end embedding job."""
+"""Archive-side speed: where each image's time goes (S, C, E, the sketch), step by step."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import torch
 from formats.sketch import SketchError, canonical_sketch
 from generation.data import box_resize, image_to_tensor, load_rgb
 from generation.solov2.model import sketch_from_instances
-from indexing.settings import Settings
 from indexing.vectors import ArchiveModels
 
 STEPS = ("read", "s_forward", "s_decode", "sketch", "c_describe", "e_latent")
@@ -58,22 +57,3 @@ def stage_times(models: ArchiveModels, paths: list[Path], batch_size: int, devic
             _sync(device)
             steps["e_latent"] += time.perf_counter() - t
     return {name: 1000 * seconds / len(paths) for name, seconds in steps.items()}
-
-
-def embed_fresh_archive(settings: Settings, dataset: Path, models: ArchiveModels, batch_size: int) -> dict[str, float]:
-    """Ingest `dataset` into a new archive at `settings` and time the product's job (`embed_archive`, DB writes included)."""
-    from indexing.archive import Archive
-    from indexing.ingest.run import ingest_path
-    from indexing.vectors import embed_archive
-
-    archive = Archive.create(settings)
-    try:
-        started = time.perf_counter()
-        ingest_path(archive, dataset, None, None, progress=False)
-        ingested = time.perf_counter() - started
-        started = time.perf_counter()
-        done = embed_archive(archive, models, batch_size=batch_size).embedded
-        seconds = time.perf_counter() - started
-    finally:
-        archive.close()
-    return {"images": done, "ingest_s": ingested, "seconds": seconds, "images_per_s": done / seconds}

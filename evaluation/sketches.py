@@ -1,15 +1,15 @@
 """The free-hand query sketches both evaluations draw: one phantom, one drawer style, one abstraction level.
 
-Shared by `s2m eval retrieval` and `s2m eval generation`, so both grade the same kind of drawing.
+Shared by the retrieval and the generation evaluation, so both grade the same kind of drawing.
 A named style is drawn at a fixed position in its abstraction range (`ABSTRACTION_LEVELS`, cycled
 by query index); the simulator's default draws a style and a level per sketch ("random").
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
+
+from formats.errors import InputError
 
 DEFAULT_STYLE = "default"  # the simulator's default: a drawer style drawn per sketch
 ABSTRACTION_LEVELS = (0.0, 0.5, 1.0)  # positions in each style's abstraction range
@@ -21,12 +21,18 @@ def level_label(style: str, index: int) -> str:
     return RANDOM_LEVEL if style == DEFAULT_STYLE else f"{ABSTRACTION_LEVELS[index % len(ABSTRACTION_LEVELS)]:.1f}"
 
 
-def read_mask(dataset: Path, name: str) -> np.ndarray:
-    """The instance-id mask uint8 [H, W] of phantom `name`."""
-    from PIL import Image
+def style_names(text: str | None) -> tuple[str, ...]:
+    """The styles to draw: all simulator drawer styles and the default, or the comma-separated ones named (checked)."""
+    from phantoms.freehand import DRAWER_STYLES
 
-    with Image.open(dataset / "masks" / f"{name}.png") as image:
-        return np.asarray(image)
+    known = (DEFAULT_STYLE, *(style.name for style in DRAWER_STYLES))
+    if text is None:
+        return known
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = [name for name in names if name not in known]
+    if unknown or not names:
+        raise InputError(f"unknown drawer style {', '.join(unknown) or '(none given)'}; choose from {', '.join(known)}")
+    return names
 
 
 def draw_freehand(instance_mask: np.ndarray, categories: dict[int, int], name: str, style: str, index: int,

@@ -1,0 +1,1 @@
+"""The speed benchmarks `s2m bench` runs (one copy of each timing loop)."""
