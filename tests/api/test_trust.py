@@ -15,7 +15,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from api.bench.service import search_key
+from evaluation.bench.service import search_key
 from indexing.models import AccessLog, QueryLog
 from indexing.settings import Settings
 from tests.api.conftest import Served, contour_png, keys, running, service_settings
