@@ -1,8 +1,9 @@
 """The API's one error policy: every error is JSON `{"error": "<one sentence>"}` with its status.
 
 415 unsupported type, 413 too large, 422 a blank, unreadable or all-ink sketch (any bad input),
-404 unknown id, 401 missing or bad key, 403 wrong scope, 429 rate limited (with Retry-After),
-503 database, index or models unavailable. Never a traceback, never a row value.
+404 unknown id or route, 405 a method the route does not take, 401 missing or bad key, 403 wrong
+scope, 409 an index refresh while one (or an `s2m index build`) runs, 429 rate limited (with
+Retry-After), 503 database, index or models unavailable. Never a traceback, never a row value.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from api.service import RefreshRunningError, ServiceUnavailableError
 from formats.errors import InputError, ProjectError
 from indexing.db import DatabaseUnavailableError
 from indexing.fused_index import IndexBuildError
+from indexing.locks import IndexBuildRunningError
 from retrieval.engine import EngineError, ExampleNotFoundError
 
 UNAVAILABLE = (ServiceUnavailableError, DatabaseUnavailableError, EngineError, IndexBuildError)
@@ -53,7 +55,7 @@ def install(app: FastAPI) -> None:
     async def project_error(request: Request, error: ProjectError) -> JSONResponse:
         if isinstance(error, UNAVAILABLE):
             return error_response(503, str(error), {"Retry-After": "5"})
-        if isinstance(error, RefreshRunningError):
+        if isinstance(error, (RefreshRunningError, IndexBuildRunningError)):
             return error_response(409, str(error))
         if isinstance(error, ExampleNotFoundError):
             return error_response(404, str(error))

@@ -194,3 +194,17 @@ def test_s2m_search_refuses_a_patient_filter_that_is_not_a_pseudonym(tmp_path: P
     line = one_line_error(result.output)
     assert "takes patient pseudonyms (16 lowercase hex characters" in line and typed.split("=")[1] not in line
     assert not (tmp_path / "data").exists()  # refused before anything was opened
+
+
+def test_a_service_refresh_while_an_index_build_runs_is_409(served: Served) -> None:
+    from indexing.locks import index_build_lock
+
+    archive = served.archive()
+    try:
+        with index_build_lock(archive.engine, archive.settings.data_dir), served.client("admin", timeout=300) as admin:
+            refused = admin.post("/v1/index/refresh")
+    finally:
+        archive.close()
+    assert refused.status_code == 409
+    assert refused.json() == {"error": "another `s2m index build` or `s2m index refresh` is running on this archive: "
+                                       "wait for it to finish, then run this again"}
