@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -171,12 +172,28 @@ def test_an_sqlite_file_that_goes_away_is_not_ready_makes_no_new_file_and_comes_
             time.sleep(0.5)
             back = client.get("/v1/images/1")
             ready = client.get("/readyz")
+            parts = [p for p in database.parent.glob(database.name + "*") if p.is_file()]  # with its -wal and -shm
+            for part in parts:
+                os.rename(part, part.with_name("away-" + part.name))
+            try:
+                sqlite3.connect(database).execute("CREATE TABLE other (x)").connection.close()  # another database in its place
+                replaced = client.get("/v1/images/1")
+                replaced_ready = client.get("/readyz")
+            finally:
+                for part in database.parent.glob(database.name + "*"):
+                    part.unlink()
+                for part in parts:
+                    os.rename(part.with_name("away-" + part.name), part)
+            time.sleep(0.5)
+            again = client.get("/v1/images/1")
             stop.set()
             for worker in workers:
                 worker.join()
     assert back.status_code == 200, back.text
     assert ready.status_code == 200
-    assert set(statuses) <= {200, 503} and statuses[-1] == 200 and 503 in statuses
+    assert replaced.status_code == 503 and replaced_ready.status_code == 503, replaced.text
+    assert again.status_code == 200, again.text
+    assert set(statuses) <= {200, 503} and 503 in statuses and 200 in statuses  # never a 500, never a text body
 
 
 @pytest.mark.parametrize("typed", ["patient=MRN-0001", "exclude-patient=Doe^Jane 1961-04-12"])
