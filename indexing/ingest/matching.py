@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 
-from indexing.ingest.metadata import CaseMetadata, MetadataError, MetadataRow, MetadataTable
+from indexing.ingest.metadata import CaseMetadata, CocoAnnotations, MetadataError, MetadataRow, MetadataTable
 from indexing.ingest.sources import IngestItem
 
 MAX_NAMES_SHOWN = 5
@@ -131,3 +131,21 @@ def match_metadata(table: MetadataTable, items: Sequence[IngestItem], strict: bo
         reasons = [f"{where}: {reason}" for where, reason in matched.problems] + list(matched.refused.values())
         raise MetadataError(f"{reasons[0]} ({len(reasons)} metadata problems in all); with --strict nothing was ingested")
     return matched
+
+
+def check_annotation_names(annotations: CocoAnnotations, items: Sequence[IngestItem], source_name: str) -> None:
+    """COCO names images by file name only: refuse the ingest (nothing written) when an annotated
+    name is the name of files in different folders (`a/x.png`, `b/x.png`), whose masks would be
+    given to both. A photo and its DICOM side by side (`x.png`, `x.dcm`) are one image."""
+    folders: dict[str, dict[str, list[str]]] = {}
+    for item in items:
+        path = PurePosixPath(item.name)
+        folders.setdefault(item.key, {}).setdefault(str(path.parent), []).append(item.name)
+    for key in [*annotations.instances, *annotations.refused]:
+        found = folders.get(key, {})
+        if len(found) > 1:
+            names = sorted(name for group in found.values() for name in group)
+            raise AmbiguousMetadataError(
+                f"{source_name} annotates {key!r}, a name files in {len(found)} folders have ({', '.join(names[:MAX_NAMES_SHOWN])}): "
+                "ingest each folder with its own annotations; nothing was ingested"
+            )

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from indexing.archive import Archive
-from indexing.ingest.matching import MatchedMetadata, match_metadata
+from indexing.ingest.matching import MatchedMetadata, check_annotation_names, match_metadata
 from indexing.ingest.metadata import CocoAnnotations, MetadataTable, read_coco_annotations, read_metadata_csv
 from indexing.ingest.pipeline import IngestContext, IngestReport, run_ingest
 from indexing.ingest.sources import IngestItem, dicomweb_items, discover
@@ -30,6 +30,8 @@ def _context(
     """Side files are read, checked and joined to the items, and the pseudonym key found, before anything is written."""
     metadata = match_metadata(table, items, strict) if table is not None else MatchedMetadata()
     annotations = read_coco_annotations(annotations_json) if annotations_json else CocoAnnotations()
+    if annotations_json:
+        check_annotation_names(annotations, items, annotations_json.name)
     return IngestContext(
         sessions=archive.sessions,
         files=archive.files,

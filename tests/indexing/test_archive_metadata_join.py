@@ -153,3 +153,29 @@ def test_two_rows_giving_one_sop_uid_to_different_cases_describe_no_dicom(archiv
     assert report.metadata_problems == [("meta.csv line 3", "gives another case a SOP Instance UID an earlier row has")]
     (row,) = _by_case(archive).values()
     assert row.diagnosis is None and row.sop_uid == sop
+
+
+def test_annotations_naming_files_of_two_folders_refuse_the_ingest(archive: Archive, tmp_path: Path) -> None:
+    import json
+
+    from formats.masks import encode_rle
+
+    folder = tmp_path / "in"
+    _photo(folder / "a" / "x.png", 1)
+    _photo(folder / "b" / "x.png", 2)
+    mask = np.zeros((12, 12), np.uint8)
+    mask[2:6, 3:9] = 1
+    coco = tmp_path / "annotations.json"
+    coco.write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "x.png", "height": 12, "width": 12}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "instance_id": 1, "segmentation": encode_rle(mask)}],
+        "categories": [{"id": 1, "name": "1"}],
+    }))
+    before = take_snapshot(archive)
+    result = _s2m(archive, str(folder), "--annotations", str(coco))
+    assert result.exit_code == 2
+    assert one_line_error(result.output) == (
+        "error: annotations.json annotates 'x', a name files in 2 folders have (a/x.png, b/x.png): "
+        "ingest each folder with its own annotations; nothing was ingested"
+    )
+    assert take_snapshot(archive) == before
