@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from evaluation.bench.service import search_key
 from indexing.models import AccessLog, QueryLog
