@@ -11,6 +11,7 @@ the callers that hold the file-store lock (`indexing.locks`), never done here on
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +25,12 @@ SHARD_CHARS = 2
 TEMPORARY_PREFIX = ".tmp-"
 SYNC_THREADS = 4  # folders fsynced at once: fsyncs in flight together share the journal's commits
 FILE_MODE = 0o640  # owner writes, the service's group reads, nobody else
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes (index builds and backups record it; a stored image's name is its pixels')."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 @dataclass(frozen=True)
