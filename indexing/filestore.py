@@ -14,8 +14,8 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
