@@ -31,7 +31,6 @@ import faiss
 import numpy as np
 import torch
 from PIL import Image as PILImage
-from sqlalchemy import select
 
 from formats.errors import ProjectError
 from formats.sketch import CanonicalSketch, canonical_sketch
@@ -46,7 +45,7 @@ from indexing.models import Image
 from indexing.settings import Settings
 from indexing.shape import query_vectors
 from indexing.vectors import APPEARANCE, CHANNELS, LATENT, SHAPE, latent_vectors
-from retrieval.filters import Filters, filtered
+from retrieval.filters import Filters, sql_conditions
 from retrieval.stored import StoredVectorCache, StoredVectors
 
 STAGES = ("sketch", "pipeline", "embed", "filter", "faiss", "rerank", "hydrate")
@@ -299,7 +298,7 @@ class SearchEngine:
     def allowed_ids(self, filters: Filters) -> np.ndarray:
         """Live image ids passing `filters` (int64, sorted), decided by the DB."""
         with self.archive.sessions() as session:
-            rows = session.execute(filtered(select(Image.id, Image.findings), filters).order_by(Image.id)).all()
+            rows = store.live_image_findings(session, sql_conditions(filters))
         wanted = set(filters.findings)
         return np.array([row.id for row in rows if wanted <= set(row.findings or ())], dtype=np.int64)
 
@@ -368,13 +367,9 @@ class SearchEngine:
         if not ids:
             return {}
         wanted = set(filters.findings)
-        found: dict[int, Image] = {}
         with self.archive.sessions() as session:
-            for start in range(0, len(ids), store.LOOKUP_CHUNK):
-                chunk = ids[start : start + store.LOOKUP_CHUNK]
-                found.update({row.id: row for row in session.scalars(filtered(select(Image), filters).where(Image.id.in_(chunk)))
-                              if wanted <= set(row.findings or ())})
-        return found
+            rows = store.live_images(session, ids, sql_conditions(filters))
+        return {image_id: row for image_id, row in rows.items() if wanted <= set(row.findings or ())}
 
     @staticmethod
     def hits(ranked: list[tuple[int, float, ChannelScores]], rows: dict[int, Image], k: int) -> list[Hit]:

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import ColumnElement
+
 from indexing.models import Image
 
 
@@ -37,18 +39,18 @@ class Filters:
         }
 
 
-
-def filtered(query: Any, filters: Filters) -> Any:
-    """`query` over Image restricted to live rows passing the filters that SQL can express."""
-    query = query.where(Image.deleted_at.is_(None))
+def sql_conditions(filters: Filters) -> list[ColumnElement[bool]]:
+    """The conditions on Image of the filters that SQL can express (the store adds "live"; findings,
+    all of, are checked on the rows)."""
+    conditions: list[ColumnElement[bool]] = []
     if filters.diagnoses:
-        query = query.where(Image.diagnosis.in_(filters.diagnoses))
+        conditions.append(Image.diagnosis.in_(filters.diagnoses))
     if filters.acquired_from is not None:
-        query = query.where(Image.acquired_at >= filters.acquired_from)
+        conditions.append(Image.acquired_at >= filters.acquired_from)
     if filters.acquired_to is not None:
-        query = query.where(Image.acquired_at <= filters.acquired_to)
+        conditions.append(Image.acquired_at <= filters.acquired_to)
     if filters.patients:
-        query = query.where(Image.patient_ref.in_(filters.patients))
+        conditions.append(Image.patient_ref.in_(filters.patients))
     if filters.exclude_patients:
-        query = query.where(Image.patient_ref.is_(None) | Image.patient_ref.not_in(filters.exclude_patients))
-    return query
+        conditions.append(Image.patient_ref.is_(None) | Image.patient_ref.not_in(filters.exclude_patients))
+    return conditions

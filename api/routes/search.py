@@ -8,9 +8,10 @@ import uuid
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session
 
 from api.routes.images import live_image
-from api.deps import EngineDep, SearchKey, ServiceDep, client_address
+from api.deps import EngineDep, SearchKey, ServiceDep, SessionDep, client_address
 from api.schemas import SearchIn, SearchOut, SimilarIn
 from api.service import Generated, Service
 from api.sketch_input import read_sketch_request
@@ -40,7 +41,7 @@ SKETCH_BODY = {
 
 
 @router.post("/search", response_model=SearchOut, openapi_extra=SKETCH_BODY)
-async def search(request: Request, service: ServiceDep, engine: EngineDep, key: SearchKey) -> SearchOut:
+async def search(request: Request, service: ServiceDep, session: SessionDep, engine: EngineDep, key: SearchKey) -> SearchOut:
     """The archive cases closest to a sketch (uploaded picture or strokes), with every channel's score."""
     started = time.perf_counter()
     asked = await read_sketch_request(request)
@@ -50,27 +51,28 @@ async def search(request: Request, service: ServiceDep, engine: EngineDep, key: 
     result = await service.batcher.submit(query)
     uid = uuid.uuid4().hex
     service.keep_generated(uid, Generated(result.sketch, result.steps, key.id))
-    return await run_in_threadpool(_answer, service, key, client_address(request), uid, query, result, started, "sketch")
+    return await run_in_threadpool(_answer, service, session, key, client_address(request), uid, query, result, started,
+                                   "sketch")
 
 
 @router.post("/images/{image_id}/similar", response_model=SearchOut)
-async def similar(image_id: int, request: Request, service: ServiceDep, engine: EngineDep, key: SearchKey,
+async def similar(image_id: int, request: Request, service: ServiceDep, session: SessionDep, engine: EngineDep, key: SearchKey,
                   body: SimilarIn | None = None) -> SearchOut:
     """"More like this": the cases closest to archive case `image_id` by its own stored vectors (no networks)."""
     started = time.perf_counter()
     body = body or SimilarIn()
-    await run_in_threadpool(live_image, service, image_id)  # 404 for an unknown or deleted case
+    await run_in_threadpool(live_image, session, image_id)  # 404 for an unknown or deleted case
     query = Query(None, body.k, filters_from(body.filters, service.settings.archive.pseudonym_hex_chars), like=image_id)
     result = await service.batcher.submit(query)
-    return await run_in_threadpool(_answer, service, key, client_address(request), uuid.uuid4().hex, query, result,
+    return await run_in_threadpool(_answer, service, session, key, client_address(request), uuid.uuid4().hex, query, result,
                                    started, "example")
 
 
-def _answer(service: Service, key: ApiKey, client: str | None, uid: str, query: Query, result: SearchResult,
-            started: float, kind: str) -> SearchOut:
+def _answer(service: Service, session: Session, key: ApiKey, client: str | None, uid: str, query: Query,
+            result: SearchResult, started: float, kind: str) -> SearchOut:
     """Log the search (ids and scores only) and build the response from the hits (read with the ranking)."""
     ids = [hit.image_id for hit in result.hits]
-    with service.archive().sessions.begin() as session:
+    with session.begin():
         latency = (time.perf_counter() - started) * 1000.0
         store.log_query(session, key.id, query.k, latency, ids, query.filters.as_record(), uid=uid, client=client,
                         kind=kind, build_id=result.build_id, results=[result_record(hit) for hit in result.hits],
