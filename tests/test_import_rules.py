@@ -27,8 +27,10 @@ MAY_IMPORT = {
 # draw test data live in evaluation/.
 PHANTOM_COMMANDS = {"api/cli/phantom.py", "api/cli/phantom_sketch.py", "api/cli/demo.py"}
 # Modules that read the archive only through indexing.store's named functions (issue 34: no SQL
-# statement is built in a route or in the engine).
+# statement is built in a route or in the engine), and the routes, which take their session from
+# api.deps.SessionDep and never open one.
 NO_SQL = ("api/routes/*.py", "retrieval/engine.py")
+ROUTES = "api/routes/*.py"
 
 
 def imported_names(path: Path, package: str) -> list[str]:
@@ -59,6 +61,12 @@ def forbidden_arrows() -> list[str]:
             extra = {"phantoms"} if relative in PHANTOM_COMMANDS else set()
             arrows += [f"{relative} -> {target}" for target in sorted(imported_packages(path) - allowed - extra)]
     return arrows
+
+
+def session_openings(path: Path) -> list[int]:
+    """The lines where `path` reaches an archive's session factory (`archive.sessions()`, `.sessions.begin()`)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    return sorted(node.lineno for node in ast.walk(tree) if isinstance(node, ast.Attribute) and node.attr == "sessions")
 
 
 def select_calls(path: Path) -> list[int]:
@@ -148,6 +156,19 @@ def test_no_route_and_not_the_engine_builds_a_select():
     paths = sorted({path for pattern in NO_SQL for path in ROOT.glob(pattern)})
     assert len(paths) > 2
     assert [f"{path.relative_to(ROOT)}:{line}" for path in paths for line in select_calls(path)] == []
+
+
+def test_routes_take_their_session_from_the_one_dependency():
+    paths = sorted(ROOT.glob(ROUTES))
+    assert [f"{path.relative_to(ROOT)}:{line}" for path in paths for line in session_openings(path)] == []
+    assert any("SessionDep" in path.read_text() for path in paths)
+
+
+def test_the_session_check_finds_a_route_opening_its_own(tmp_path):
+    module = tmp_path / "route.py"
+    module.write_text("def read(service):\n    with service.archive().sessions() as session:\n        pass\n"
+                      "    with service.archive().sessions.begin() as session:\n        pass\n")
+    assert session_openings(module) == [2, 4]
 
 
 def test_the_select_check_finds_calls_inside_functions(tmp_path):

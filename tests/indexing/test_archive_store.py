@@ -8,6 +8,7 @@ import pytest
 from indexing import store
 from indexing.archive import Archive
 from indexing.cases import CaseRecord
+from indexing.models import IndexBuild, QueryLog
 
 
 def _image(session, number: int, diagnosis: str = "pharyngitis") -> int:  # type: ignore[no-untyped-def]
@@ -66,7 +67,7 @@ def test_one_active_index_build_at_a_time(archive: Archive) -> None:
         session.commit()
     with archive.sessions() as session:
         assert store.active_index_build(session).id == second.id
-        statuses = {build_id: session.get(store.IndexBuild, build_id).status for build_id in (first.id, second.id)}
+        statuses = {build_id: session.get(IndexBuild, build_id).status for build_id in (first.id, second.id)}
         assert statuses == {first.id: "retired", second.id: "active"}
         assert store.archive_stats(session).active_build_id == second.id
 
@@ -103,7 +104,7 @@ def test_query_log_sketches_and_annotations_round_trip(archive: Archive) -> None
             store.add_annotation(session, image_id, store.NewAnnotation(3, 3, rle, origin="model"))
         session.commit()
     with archive.sessions() as session:
-        entry = session.query(store.QueryLog).one()
+        entry = session.query(QueryLog).one()
         assert (entry.api_key_id, entry.k, entry.result_ids) == (key.id, 5, [image_id])
         assert entry.created_at.tzinfo is not None
         assert store.get_sketch(session, image_id, "s1") == b"second"
