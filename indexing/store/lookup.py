@@ -10,5 +10,6 @@ MAX_ROW_ID = 2**63 - 1  # a row id is a signed 64-bit integer on every backend; 
 
 
 def chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    """`values` in slices of at most LOOKUP_CHUNK, one `IN (...)` list each."""
     for start in range(0, len(values), LOOKUP_CHUNK):
         yield values[start : start + LOOKUP_CHUNK]

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, Row, func, select
 from sqlalchemy.orm import Session
 
 from indexing.filestore import FileStore
@@ -69,7 +69,7 @@ def consistency(session: Session, files: FileStore) -> Consistency:
     )
 
 
-def live_image_findings(session: Session, conditions: Sequence[ColumnElement[bool]] = ()) -> list[Any]:
+def live_image_findings(session: Session, conditions: Sequence[ColumnElement[bool]] = ()) -> list[Row[Any]]:
     """(id, findings) of every live image meeting `conditions`, by id (the engine's filter stage)."""
     query = select(Image.id, Image.findings).where(Image.deleted_at.is_(None), *conditions).order_by(Image.id)
     return list(session.execute(query).all())
