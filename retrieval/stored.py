@@ -86,11 +86,8 @@ class StoredVectorCache:
         )
 
     def _fetch(self, build: Build, ids: list[int]) -> dict[int, StoredCase]:
-        vectors: dict[tuple[int, str], np.ndarray] = {}
         with self.archive.sessions() as session:
-            for kind in (APPEARANCE, LATENT):
-                found_ids, kind_vectors = store.get_embeddings(session, build.version, kind, include_deleted=True, image_ids=ids)
-                vectors.update({(int(image_id), kind): vector for image_id, vector in zip(found_ids, kind_vectors)})
+            vectors = store.embedding_vectors(session, build.version, (APPEARANCE, LATENT), ids)
             sketches = stored_sketches(session, build.version, ids)
         found = [i for i in ids if (i, APPEARANCE) in vectors and (i, LATENT) in vectors and i in sketches]
         if not found:

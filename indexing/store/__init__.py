@@ -22,7 +22,7 @@ from indexing.store.access import (
 )
 from indexing.store.annotations import NewAnnotation, add_annotation, get_sketch, list_annotations, put_sketch
 from indexing.store.builds import activate_index_build, active_index_build, record_index_build
-from indexing.store.embeddings import VECTOR_DTYPE, get_embeddings, put_embeddings
+from indexing.store.embeddings import VECTOR_DTYPE, embedding_vectors, get_embeddings, put_embeddings
 from indexing.store.images import (
     NewImage,
     add_image,
@@ -45,7 +45,7 @@ __all__ = [
     "API_KEY_MARK", "API_KEY_PREFIX_BYTES", "API_KEY_SECRET_BYTES", "LOOKUP_CHUNK", "MAX_ROW_ID", "VECTOR_DTYPE",
     "ArchiveStats", "Consistency", "NewAnnotation", "NewImage",
     "activate_index_build", "active_index_build", "add_annotation", "add_image", "add_images", "archive_stats",
-    "consistency", "create_api_key", "deleted_image_ids", "existing_sha256", "existing_sop_uids", "get_embeddings",
+    "consistency", "create_api_key", "deleted_image_ids", "embedding_vectors", "existing_sha256", "existing_sop_uids", "get_embeddings",
     "get_image", "get_query", "get_sketch", "link_dicom_uids", "list_annotations", "list_api_keys", "list_images",
     "live_image_findings", "live_image_ids", "live_images", "log_access", "log_query", "put_embeddings", "put_sketch",
     "record_index_build", "record_problem", "referenced_paths", "revoke_api_key", "soft_delete_image", "verify_api_key",

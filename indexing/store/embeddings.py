@@ -73,3 +73,19 @@ def get_embeddings(
     ids = np.array([row.image_id for row in rows], dtype=np.int64)
     vectors = np.stack([np.frombuffer(row.vector, dtype=VECTOR_DTYPE) for row in rows])
     return ids, vectors
+
+
+def embedding_vectors(
+    session: Session, model_version: str, kinds: Sequence[str], image_ids: Sequence[int]
+) -> dict[tuple[int, str], np.ndarray]:
+    """(image id, kind) -> float32 [D] of `image_ids`, deleted images included: several kinds in one read
+    per chunk, for the engine's re-rank, which needs appearance and latent of each candidate together."""
+    found: dict[tuple[int, str], np.ndarray] = {}
+    for chunk in chunks(list(image_ids)):
+        rows = session.execute(
+            select(Embedding.image_id, Embedding.kind, Embedding.vector).where(
+                Embedding.model_version == model_version, Embedding.image_id.in_(chunk), Embedding.kind.in_(tuple(kinds))
+            )
+        ).all()
+        found.update({(row.image_id, row.kind): np.frombuffer(row.vector, dtype=VECTOR_DTYPE) for row in rows})
+    return found

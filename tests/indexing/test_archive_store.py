@@ -8,7 +8,7 @@ import pytest
 from indexing import store
 from indexing.archive import Archive
 from indexing.cases import CaseRecord
-from indexing.models import IndexBuild, QueryLog
+from indexing.models import Image, IndexBuild, QueryLog
 
 
 def _image(session, number: int, diagnosis: str = "pharyngitis") -> int:  # type: ignore[no-untyped-def]
@@ -37,6 +37,26 @@ def test_soft_delete_hides_an_image_and_its_vectors(archive: Archive) -> None:
         assert store.archive_stats(session).deleted == 1
         with pytest.raises(LookupError):
             store.soft_delete_image(session, 999_999)
+
+
+def test_the_engines_and_routes_reads_keep_live_rows_meeting_the_conditions(archive: Archive) -> None:
+    with archive.sessions() as session:
+        ids = [_image(session, n, diagnosis) for n, diagnosis in enumerate(("normal", "pharyngitis", "normal", "normal"), 1)]
+        store.put_embeddings(session, "v1", "appearance", ids, np.arange(8, dtype=np.float32).reshape(4, 2))
+        store.put_embeddings(session, "v1", "latent", ids[:2], np.ones((2, 3), dtype=np.float32))
+        store.put_embeddings(session, "v2", "appearance", ids, np.zeros((4, 2), dtype=np.float32))
+        store.soft_delete_image(session, ids[2])
+        session.commit()
+    normal = [Image.diagnosis == "normal"]
+    with archive.sessions() as session:
+        assert [row.id for row in store.live_image_findings(session)] == [ids[0], ids[1], ids[3]]
+        assert [row.id for row in store.live_image_findings(session, normal)] == [ids[0], ids[3]]
+        assert sorted(store.live_images(session, [ids[3], ids[2], ids[1], 999_999])) == [ids[1], ids[3]]
+        assert sorted(store.live_images(session, ids, normal)) == [ids[0], ids[3]]
+        assert store.live_images(session, []) == {}
+        vectors = store.embedding_vectors(session, "v1", ("appearance", "latent"), [ids[0], ids[2]])  # deleted included
+        assert sorted(vectors) == [(ids[0], "appearance"), (ids[0], "latent"), (ids[2], "appearance")]
+        np.testing.assert_array_equal(vectors[(ids[2], "appearance")], [4.0, 5.0])
 
 
 def test_embeddings_are_replaced_per_model_version_and_kind(archive: Archive) -> None:
