@@ -34,6 +34,7 @@ from indexing.archive import Archive
 from indexing.db import session_scope
 from indexing.faiss_device import PlacedIndex
 from indexing.models import Embedding, Image, IndexBuild, utc_now
+from indexing.reference import record_reference
 from indexing.shape import ShapeConfig, archive_vectors, query_vectors
 from indexing.transforms import ChannelTransform
 from indexing.vectors import APPEARANCE, CHANNELS, LATENT, SHAPE, stored_sketches
@@ -290,6 +291,7 @@ def _save(archive: Archive, version: str, config: BuildConfig, index: faiss.Inde
     index_path, transforms_path = _write_build_files(folder, index, transforms)
     with session_scope(archive.sessions) as session:
         build = _record(session, archive, version, config, index, index_path, transforms_path, scales)
+        record_reference(session, build, index, config.shape, config.seed)  # the percentiles' pairs, kept with it
     prune_retired_builds(archive)  # only once the new build is committed active
     return build
 
@@ -438,8 +440,7 @@ def index_status(archive: Archive) -> IndexStatus:
     build = load_build(archive, row)
     return IndexStatus(
         build_id=row.id, version=row.model_version, factory=row.factory, vector_count=build.ntotal,
-        weights=asdict(build.weights), created_at=row.created_at, live_images=len(live),
-        not_indexed=len(np.setdiff1d(live, build.ids())),
+        weights=asdict(build.weights), created_at=row.created_at, live_images=len(live), not_indexed=len(np.setdiff1d(live, build.ids())),
     )
 
 
