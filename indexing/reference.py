@@ -58,15 +58,18 @@ def pair_scores(channels: dict[str, np.ndarray], shape_queries: np.ndarray, seed
     return ReferenceScores(np.stack([matrix[rows, columns] for matrix in matrices], axis=1).astype(np.float32))
 
 
-def record_reference(session: Session, build: IndexBuild, index: faiss.Index, shape: ShapeConfig, seed: int) -> None:
-    """Sample the build's own cases, score their pairs and keep the scores with the build (its transaction)."""
-    from indexing.fused_index import load_archive_vectors  # the build module calls this one: imported when run
-
+def reference_sample(index: faiss.Index, seed: int) -> np.ndarray:
+    """The ids of the build's cases whose pairs make its reference (int64, sorted)."""
     ids = faiss.vector_to_array(index.id_map).astype(np.int64)
     rng = np.random.default_rng(seed)
-    sample = np.sort(rng.choice(ids, size=min(REFERENCE_CASES, len(ids)), replace=False)) if len(ids) else ids
-    vectors = load_archive_vectors(session, build.model_version, shape, ids=sample)
-    reference = pair_scores(vectors.channels, query_vectors(vectors.sketches, shape), seed) if len(vectors.ids) else None
+    return np.sort(rng.choice(ids, size=min(REFERENCE_CASES, len(ids)), replace=False)) if len(ids) else ids
+
+
+def record_reference(session: Session, build: IndexBuild, channels: dict[str, np.ndarray], sketches: np.ndarray,
+                     shape: ShapeConfig, seed: int) -> None:
+    """Score the sampled cases' pairs (their stored vectors, archive side, and stored sketches) and keep
+    the scores with the build, in the transaction that records it."""
+    reference = pair_scores(channels, query_vectors(sketches, shape), seed) if channels and len(sketches) else None
     if reference is not None:
         session.add(IndexReference(build_id=build.id, pairs=len(reference.scores), scores=reference.to_bytes()))
         session.flush()
