@@ -68,17 +68,27 @@ def _percentile(sorted_scores: np.ndarray, score: float) -> float:
 
 
 def _share(percentile: float) -> str:
-    return f"{percentile:.1f}" if 99.0 <= percentile < 100.0 else f"{percentile:.0f}"
+    """97 -> "97", 99.24 -> "99.2", above every pair -> "99.9" (a sample of pairs proves no 100 %)."""
+    return f"{min(percentile, 99.9):.1f}" if percentile >= 99.0 else f"{percentile:.0f}"
+
+
+def _listed(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
 
 
 def plain_sentence(placed: Percentiles) -> str:
-    """"closer in outline than 97 % of archive cases; colour and texture typical", channels closest first."""
+    """"closer in outline than 97 % of archive cases; colour and texture typical", channels closest first;
+    several close channels in one clause: "closer in outline (98 %) and overall look (95 %) than archive cases"."""
     order = sorted(CHANNELS, key=lambda name: -placed.of(name))
-    close = [f"closer in {WORDS[name]} than {_share(placed.of(name))} % of archive cases" for name in order if placed.of(name) >= CLOSE]
+    near = [name for name in order if placed.of(name) >= CLOSE]
     typical = [WORDS[name] for name in order if FAR < placed.of(name) < CLOSE]
     unlike = [WORDS[name] for name in order if placed.of(name) <= FAR]
-    parts = close + ([f"{', '.join(typical)} typical"] if typical else [])
-    parts += [f"{', '.join(unlike)} unlike most archive cases"] if unlike else []
+    if len(near) == 1:
+        close = [f"closer in {WORDS[near[0]]} than {_share(placed.of(near[0]))} % of archive cases"]
+    else:
+        close = [f"closer in {_listed([f'{WORDS[name]} ({_share(placed.of(name))} %)' for name in near])} than archive cases"] if near else []
+    parts = close + ([f"{_listed(typical)} typical"] if typical else [])
+    parts += [f"{_listed(unlike)} unlike most archive cases"] if unlike else []
     return "; ".join(parts)
 
 

@@ -56,7 +56,8 @@ def test_a_percentile_is_the_share_of_reference_pairs_below_and_the_fused_one_fo
 
 def test_the_plain_sentence_leads_with_the_closest_channel_and_calls_the_middle_typical() -> None:
     assert plain_sentence(Percentiles(fused=95.0, appearance=55.0, latent=40.0, shape=97.0)) == (
-        "closer in outline than 97 % of archive cases; colour and texture, overall look typical")
-    assert plain_sentence(Percentiles(fused=99.0, appearance=99.2, latent=5.0, shape=93.4)) == (
-        "closer in colour and texture than 99.2 % of archive cases; closer in outline than 93 % of archive cases; "
-        "overall look unlike most archive cases")
+        "closer in outline than 97 % of archive cases; colour and texture and overall look typical")
+    assert plain_sentence(Percentiles(fused=99.0, appearance=99.24, latent=5.0, shape=93.4)) == (
+        "closer in colour and texture (99.2 %) and outline (93 %) than archive cases; overall look unlike most archive cases")
+    assert plain_sentence(Percentiles(fused=100.0, appearance=100.0, latent=96.0, shape=99.0)) == (
+        "closer in colour and texture (99.9 %), outline (99.0 %) and overall look (96 %) than archive cases")
