@@ -79,7 +79,7 @@ def _listed(words: list[str]) -> str:
 def plain_sentence(placed: Percentiles) -> str:
     """"closer in outline than 97 % of archive cases; colour and texture typical", channels closest first;
     several close channels in one clause: "closer in outline (98 %) and overall look (95 %) than archive cases"."""
-    order = sorted(CHANNELS, key=lambda name: -placed.of(name))
+    order = sorted(WORDS, key=lambda name: -placed.of(name))  # ties: outline first
     near = [name for name in order if placed.of(name) >= CLOSE]
     typical = [WORDS[name] for name in order if FAR < placed.of(name) < CLOSE]
     unlike = [WORDS[name] for name in order if placed.of(name) <= FAR]

@@ -20,7 +20,7 @@ from indexing import store
 from indexing.fused_index import ChannelWeights
 from indexing.models import ApiKey, QueryLog
 from indexing.searches import feedback_record, owned_query, query_vectors_of, refinement_chain
-from indexing.vectors import CHANNELS
+from indexing.vectors import CHANNELS, SHAPE
 from retrieval.engine import Query, SearchEngine
 from retrieval.feedback import refine as refined
 from retrieval.filters import Filters
@@ -34,7 +34,7 @@ def runnable(engine: SearchEngine, entry: QueryLog, kept: tuple[str, dict[str, A
         return f"query {entry.uid} kept no vectors to search with (it was made before searches kept them)"
     version, vectors = kept
     build = engine.build
-    if version != build.version or set(vectors) != set(CHANNELS) or vectors["shape"].shape != (build.shape.dim,):
+    if version != build.version or set(vectors) != set(CHANNELS) or vectors[SHAPE].shape != (build.shape.dim,):
         return f"query {entry.uid} was searched with bundle version {version}; the active index is of {build.version}"
     return None
 

@@ -4,21 +4,18 @@ precision@10 on held-out queries, with constants chosen on other (validation) qu
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from indexing.archive import Archive
-from indexing.fused_index import ChannelWeights, build_index
-from indexing.ingest.run import ingest_path
+from indexing.fused_index import ChannelWeights
 from indexing.settings import Settings
-from indexing.vectors import ArchiveModels, embed_archive
+from indexing.vectors import ArchiveModels
 from retrieval.engine import Query, SearchEngine
 from retrieval.feedback import FeedbackConfig, ranking_agreement, reweighted, rocchio
 from retrieval.feedback_eval import choose_config, feedback_run, first_searches
 from tests.indexing.conftest import TEST_KEY
-from tests.retrieval.conftest import BATCH, SIDE
+from tests.retrieval.conftest import SIDE, indexed_archive
 
 ARCHIVE, QUERIES, SEED = 120, 40, 35
 
@@ -55,13 +52,7 @@ def phantom_engine(tmp_path_factory: pytest.TempPathFactory, archive_models: Arc
     stored = generate_dataset(root / "archive", ARCHIVE, SIDE, SEED, workers=1)
     held = generate_dataset(root / "held", QUERIES, SIDE, SEED, workers=1, start=ARCHIVE)
     settings = Settings(data_dir=root / "data", database_url=f"sqlite:///{root / 'archive.sqlite3'}", pseudonym_key=TEST_KEY)
-    archive = Archive.create(settings)
-    try:
-        ingest_path(archive, stored, None, None, progress=False)
-        embed_archive(archive, archive_models, batch_size=BATCH)
-        build_index(archive, archive_models.version)
-    finally:
-        archive.close()
+    indexed_archive(settings, stored, archive_models)
     categories, diagnosis = dataset_categories(held), case_column(held, "diagnosis")
     names = case_ids(held)
     sketches = [draw_freehand(read_mask(held, name), categories[name], name, DEFAULT_STYLE, i, 256, SEED) for i, name in enumerate(names)]
