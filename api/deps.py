@@ -84,7 +84,7 @@ def _verified(service: Service, token: str, scope: str) -> ApiKey:
 def require_scope(scope: str) -> Callable[..., Any]:
     async def caller(request: Request, service: ServiceDep) -> ApiKey:
         key = await run_in_threadpool(_verified, service, _token(request), scope)
-        wait = service.limiter.take(key.id)
+        wait = await run_in_threadpool(service.limiter.take, key.id)  # a database round trip on PostgreSQL
         if wait > 0:
             raise HTTPException(429, "this API key is over its rate limit; retry after the time given",
                                 headers={"Retry-After": str(max(1, int(wait + 0.999)))})

@@ -8,6 +8,7 @@ callers that hold the file-store lock (`indexing.locks`), never done here on a g
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -18,6 +19,12 @@ IMAGES_FOLDER = "images"
 STORED_SUFFIX = ".png"
 SHARD_CHARS = 2
 TEMPORARY_PREFIX = ".tmp-"
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes (index builds and backups record it; a stored image's name is its pixels')."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 @dataclass(frozen=True)

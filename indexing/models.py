@@ -199,6 +199,16 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
+class RateLimitBucket(Base):
+    """An API key's token bucket on PostgreSQL, shared by every replica (`api/ratelimit.py`); unused on SQLite."""
+
+    __tablename__ = "rate_limit_buckets"
+
+    api_key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True)
+    tokens: Mapped[float] = mapped_column(Float)
+    refilled_at: Mapped[float] = mapped_column(Float)  # the database's clock, seconds since the epoch
+
+
 class QueryLog(Base):
     """Append-only audit of searches: who, from where, when, k, latency and which cases came back
     with their scores (no pixels, no patient identifier); `uid` is the id the API hands out."""

@@ -12,19 +12,19 @@ from api.cli.errors import add_command
 if TYPE_CHECKING:
     from indexing.archive import Archive
 
-HELP = "The archive store: ingest, list, show, stats, delete, check, export."
+HELP = "The archive store: ingest, list, show, stats, delete, check, export, backup, restore."
 
 MAX_REASONS_SHOWN = 50
 
 
-def open_archive(read_only: bool = False) -> "Archive":
+def open_archive(read_only: bool = False, any_known_revision: bool = False) -> "Archive":
     """The archive of the environment's settings, for every command that uses it (`with ... as archive`,
     closed however the command ends); `read_only` for commands that only look (they work on a
-    read-only database file and write nothing)."""
+    read-only database file and write nothing); `any_known_revision` for a backup before an upgrade."""
     from indexing.archive import Archive
     from indexing.settings import Settings
 
-    return Archive.open(Settings.from_env(), read_only=read_only)
+    return Archive.open(Settings.from_env(), read_only=read_only, any_known_revision=any_known_revision)
 
 
 def ingest(
@@ -183,6 +183,32 @@ def export(
     typer.echo(f"exported {report.images} images ({report.annotated} annotated) to {report.out}{copied}")
 
 
+def backup(
+    out: Path = typer.Argument(..., help="new or empty folder that receives the backup (database, files, key, manifest.json)"),
+) -> None:
+    """Back up the database (one snapshot), the image files, the pseudonym key and the active index build, while the service runs."""
+    from indexing.backup import KEY_FROM_ENVIRONMENT, backup_archive
+
+    with open_archive(any_known_revision=True) as archive:  # writes nothing to it; the file-store lock needs a writable data dir
+        report = backup_archive(archive, out)
+    typer.echo(f"backed up {report.images} images and index build {report.active_build_id or 'none'} "
+               f"to {report.out} ({report.files} files, {report.bytes / 1e6:.1f} MB)")
+    if report.pseudonym_key == KEY_FROM_ENVIRONMENT:
+        typer.echo("  the pseudonym key comes from S2M_PSEUDONYM_KEY and is not in the backup: keep it with your secrets")
+
+
+def restore(
+    source: Path = typer.Argument(..., help="a folder that `s2m archive backup` wrote"),
+) -> None:
+    """Restore a backup into the empty data dir and database of S2M_DATA_DIR / S2M_DATABASE_URL (checked whole first)."""
+    from indexing.restore import restore_archive
+    from indexing.settings import Settings
+
+    report = restore_archive(Settings.from_env(), source)
+    typer.echo(f"restored {report.images} images and index build {report.active_build_id or 'none'} into {report.data_dir} "
+               f"(schema revision {report.revision}); next: `s2m db upgrade` if this version is newer, then `s2m archive check`")
+
+
 def register(app: typer.Typer) -> None:
     """Add the `s2m archive` command group to the top-level app."""
     group = typer.Typer(help=HELP, no_args_is_help=True)
@@ -193,4 +219,6 @@ def register(app: typer.Typer) -> None:
     add_command(group, "delete", delete)
     add_command(group, "check", check)
     add_command(group, "export", export)
+    add_command(group, "backup", backup)
+    add_command(group, "restore", restore)
     app.add_typer(group, name="archive")

@@ -14,7 +14,7 @@ from indexing.archive import Archive
 from indexing.db import DatabaseOutOfDateError, current_revision, downgrade, ensure_current, head_revision, make_engine, upgrade
 from indexing.models import Base
 
-ARCHIVE_TABLES = {"images", "annotations", "sketches", "embeddings", "index_builds", "api_keys", "query_log", "access_log"}
+ARCHIVE_TABLES = {"images", "annotations", "sketches", "embeddings", "index_builds", "api_keys", "query_log", "access_log", "rate_limit_buckets"}
 
 
 def test_migrations_up_down_up_from_empty(database_url: str) -> None:

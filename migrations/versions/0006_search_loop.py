@@ -1,7 +1,7 @@
 """the clinician's loop: refinements linked to their parent query with their marks, each query's own vectors (to refine and reopen it), saved searches per key, and each index build's reference score distribution
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-06
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
