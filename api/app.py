@@ -15,6 +15,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from api import errors
+from api.access_log import drop_query_strings
 from api.limits import BodyLimitMiddleware
 from api.metrics import RequestMetricsMiddleware
 from api.routes import dicomweb, generate, health, images, index, queries, refine, saved, search
@@ -40,6 +41,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
                   description="Sketch-based retrieval of pharyngeal photographs, with a DICOMweb (QIDO-RS) facade.")
     app.state.service = service
     errors.install(app)
+    drop_query_strings()
     for router in (search.router, generate.router, images.router, queries.router, refine.router, saved.router, index.router,
                    dicomweb.router, health.router):
         app.include_router(router)

@@ -46,6 +46,7 @@ class Generated:
 
     sketch: np.ndarray
     steps: tuple[np.ndarray, ...]
+    api_key_id: int  # the key that ran the query: only it (or an admin key) may fetch them
 
 
 class Service:

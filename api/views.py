@@ -8,6 +8,7 @@ from typing import Any
 from api.schemas import ChannelsOut, FiltersIn, HitOut, ImageOut, PercentilesOut
 from api.settings import ServiceSettings
 from indexing.cases import CaseRecord
+from indexing.ingest.metadata import require_pseudonyms
 from indexing.models import Image
 from indexing.fused_index import ChannelWeights
 from retrieval.engine import ChannelScores, Hit
@@ -15,8 +16,10 @@ from retrieval.filters import Filters
 from retrieval.percentiles import Reference, plain_sentence
 
 
-def filters_from(filters: FiltersIn) -> Filters:
-    """The API's filters -> the engine's (dates as whole UTC days, inclusive)."""
+def filters_from(filters: FiltersIn, pseudonym_chars: int) -> Filters:
+    """The API's filters -> the engine's (dates as whole UTC days, inclusive); a patient filter
+    that is not a pseudonym is refused (422) before it reaches the engine or the query log."""
+    require_pseudonyms(filters.exclude_patients, pseudonym_chars, "exclude_patients")
     return Filters(
         diagnoses=tuple(filters.diagnosis), findings=tuple(filters.findings),
         acquired_from=None if filters.date_from is None else datetime.combine(filters.date_from, time.min, timezone.utc),

@@ -62,7 +62,7 @@ class Archive:
     def create(cls, settings: Settings) -> "Archive":
         """Bring the database to the latest schema revision, then open it: for the jobs that set up an
         archive of their own (the demo, the evaluations, the benchmarks); `s2m db upgrade` is the admin's."""
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.database_url, create=True)
         try:
             upgrade(engine)
         finally:

@@ -39,6 +39,7 @@ API_KEY_SECRET_BYTES = 32
 API_KEY_MARK = "s2m"
 VECTOR_DTYPE = np.float32
 LOOKUP_CHUNK = 500  # keeps IN (...) lists under every backend's parameter limit
+MAX_ROW_ID = 2**63 - 1  # a row id is a signed 64-bit integer on every backend; a larger one names no row
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,8 @@ def add_images(session: Session, records: Sequence[tuple[NewImage, Sequence[NewA
 
 
 def get_image(session: Session, image_id: int, include_deleted: bool = False) -> Image | None:
+    if not 0 < image_id <= MAX_ROW_ID:  # SQLite's driver cannot even send it (OverflowError)
+        return None
     image = session.get(Image, image_id)
     if image is None or (image.deleted_at is not None and not include_deleted):
         return None
@@ -195,9 +198,19 @@ def existing_sop_uids(session: Session, uids: Sequence[str]) -> set[str]:
     return found
 
 
+def link_dicom_uids(session: Session, sha256: str, study_uid: str | None, series_uid: str | None, sop_uid: str) -> bool:
+    """Give the row of `sha256` a DICOM's UIDs when it has none yet (a photo ingested before its
+    DICOM); whether it did. A row that already has UIDs keeps them."""
+    linked = session.execute(
+        update(Image).where(Image.sha256 == sha256, Image.sop_uid.is_(None))
+        .values(study_uid=study_uid, series_uid=series_uid, sop_uid=sop_uid)
+    )
+    return bool(linked.rowcount)
+
+
 def soft_delete_image(session: Session, image_id: int) -> Image:
     """Mark an image deleted (its row and file stay; the next index refresh drops it)."""
-    image = session.get(Image, image_id)
+    image = get_image(session, image_id, include_deleted=True)
     if image is None:
         raise LookupError(f"no image with id {image_id}")
     if image.deleted_at is None:

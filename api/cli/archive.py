@@ -34,6 +34,7 @@ def ingest(
     dicomweb: Optional[str] = typer.Option(None, "--dicomweb", help="DICOMweb service root (QIDO-RS + WADO-RS), e.g. http://pacs/dicom-web"),
     keep_column: list[str] = typer.Option([], "--keep-column", help="also keep this metadata column as a label (repeatable); otherwise only the known columns and tonsil_grade, patient_sex, patient_age are kept"),
     keep_file_names: bool = typer.Option(False, "--keep-file-names", help="keep each file's base name when it passes the identifier screen (indexing/ingest/names.py); off by default: names may identify patients"),
+    strict: bool = typer.Option(False, "--strict", help="refuse the whole ingest (nothing written) when any metadata row cannot be used: more or fewer cells than the header, two rows for one file, a row for no file, a bad value"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Add images to the archive; re-ingesting the same files adds nothing (and restores a row's missing file). Skipped files are listed with the reason."""
@@ -46,23 +47,26 @@ def ingest(
         if dicomweb is not None:
             from dicomweb_client.api import DICOMwebClient
 
-            report = ingest_dicomweb(archive, DICOMwebClient(url=dicomweb), metadata, progress, tuple(keep_column))
+            report = ingest_dicomweb(archive, DICOMwebClient(url=dicomweb), metadata, progress, tuple(keep_column), strict)
         else:
-            report = ingest_path(archive, path, metadata, annotations, progress, tuple(keep_column), keep_file_names)
+            report = ingest_path(archive, path, metadata, annotations, progress, tuple(keep_column), keep_file_names, strict)
     restored = f", {report.restored} missing files restored" if report.restored else ""
+    restored += f", {report.linked} linked to their DICOM's UIDs" if report.linked else ""
+    unused = f", {len(report.metadata_problems)} metadata rows not used" if report.metadata_problems else ""
     typer.echo(
         f"added {report.added} images ({report.annotations_added} annotations), "
-        f"{report.already_present} already in the archive{restored}, {len(report.skipped)} skipped"
+        f"{report.already_present} already in the archive{restored}, {len(report.skipped)} skipped{unused}"
     )
     if report.dropped_columns:
         typer.echo(f"  metadata columns not kept (use --keep-column NAME to keep one): {', '.join(report.dropped_columns)}")
     if report.names_withheld:
         why = "they did not pass the identifier screen" if keep_file_names else "use --keep-file-names to keep the ones that pass the identifier screen"
         typer.echo(f"  original file names not kept for {report.names_withheld} images ({why})")
-    for name, reason in report.skipped[:MAX_REASONS_SHOWN]:
-        typer.echo(f"  skipped {name}: {reason}")
-    if len(report.skipped) > MAX_REASONS_SHOWN:
-        typer.echo(f"  ... and {len(report.skipped) - MAX_REASONS_SHOWN} more")
+    for label, reasons in (("skipped", report.skipped), ("not used:", report.metadata_problems)):
+        for name, reason in reasons[:MAX_REASONS_SHOWN]:
+            typer.echo(f"  {label} {name}: {reason}")
+        if len(reasons) > MAX_REASONS_SHOWN:
+            typer.echo(f"  ... and {len(reasons) - MAX_REASONS_SHOWN} more")
 
 
 def list_images(

@@ -20,7 +20,6 @@ from api.deps import SearchKey, ServiceDep, client_address
 from api.routes.queries import logged_query
 from api.service import Service
 from api.views import url_from_template
-from indexing import store
 from indexing.models import ApiKey, Image
 
 router = APIRouter(prefix="/dicomweb/results/{query_id}", tags=["dicomweb"])
@@ -34,10 +33,8 @@ def _element(vr: str, *values: Any) -> dict[str, Any]:
 
 
 def _ranked_rows(service: Service, key: ApiKey, request: Request, query_id: str) -> list[Image]:
-    """The query's live result rows with DICOM UIDs, in rank order; the read is audited."""
-    entry, rows = logged_query(service, query_id)
-    with service.archive().sessions.begin() as session:
-        store.log_access(session, key.id, "qido", client_address(request), query_uid=query_id)
+    """The live result rows with DICOM UIDs, in rank order, of a query `key` may read; the read is audited."""
+    entry, rows = logged_query(service, key, query_id, "qido", client_address(request))
     ranked = [rows[int(record["image_id"])] for record in entry.results if int(record["image_id"]) in rows]
     return [row for row in ranked if row.study_uid and row.series_uid and row.sop_uid]
 

@@ -12,12 +12,11 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from api.deps import SearchKey, ServiceDep, client_address
-from api.routes.queries import logged_query
+from api.routes.queries import logged_hits, logged_query
 from api.routes.refine import logged_weights, query_again, runnable
 from api.routes.search import answer
 from api.schemas import ReopenOut, SavedOut, SaveIn
 from api.service import Service
-from api.views import hit_from_record, hit_out
 from indexing.models import ApiKey, QueryLog, SavedSearch
 from indexing.searches import feedback_record, owned_query, owned_saved, query_vectors_of, save_search, saved_searches
 from retrieval.engine import Query
@@ -84,12 +83,11 @@ def _plan(service: Service, key: ApiKey, saved_id: int) -> tuple[SavedOut, Query
     return out, entry, query_again(entry, kept[1], logged_weights(entry), exclude), None
 
 
-def _as_saved(service: Service, out: SavedOut, entry: QueryLog, note: str | None) -> ReopenOut:
-    rows = logged_query(service, entry.uid or "")[1]
-    live = [record for record in entry.results if int(record["image_id"]) in rows]
-    hits = [hit_out(service.settings, hit_from_record(rank, record, rows[int(record["image_id"])]))
-            for rank, record in enumerate(live, start=1)]
-    return ReopenOut(query_id=out.query_id, build_id=entry.build_id or 0, k=entry.k, refined=False, results=hits, timings_ms={},
+def _as_saved(service: Service, key: ApiKey, client: str | None, out: SavedOut, entry: QueryLog, note: str | None) -> ReopenOut:
+    """The saved search's hits as they were logged (audited as a read of that query)."""
+    logged, rows = logged_query(service, key, out.query_id, "saved", client)
+    return ReopenOut(query_id=out.query_id, build_id=entry.build_id or 0, k=entry.k, refined=False,
+                     results=logged_hits(service, logged, rows), timings_ms={},
                      sketch_url=None, generated_image_url=None, step_urls=[], note=note, saved=out)
 
 
@@ -100,7 +98,7 @@ async def reopen(saved_id: int, request: Request, service: ServiceDep, key: Sear
     started = time.perf_counter()
     out, entry, query, note = await run_in_threadpool(_plan, service, key, saved_id)
     if query is None:
-        return await run_in_threadpool(_as_saved, service, out, entry, note)
+        return await run_in_threadpool(_as_saved, service, key, client_address(request), out, entry, note)
     result = await service.batcher.submit(query)
     previous = entry.feedback or {}
     feedback = feedback_record((), (), query.exclude, previous["weights"]) if "weights" in previous else None

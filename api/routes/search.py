@@ -50,10 +50,10 @@ async def search(request: Request, service: ServiceDep, engine: EngineDep, key: 
     asked = await read_sketch_request(request)
     # canonical here, 422 before any model; the engine takes it as it is
     sketch = await run_in_threadpool(CanonicalSketch.of, asked.sketch, engine.resolution)
-    query = Query(sketch, asked.k, filters_from(asked.filters), refine=asked.refine)
+    query = Query(sketch, asked.k, filters_from(asked.filters, service.settings.archive.pseudonym_hex_chars), refine=asked.refine)
     result = await service.batcher.submit(query)
     uid = uuid.uuid4().hex
-    service.keep_generated(uid, Generated(result.sketch, result.steps))
+    service.keep_generated(uid, Generated(result.sketch, result.steps, key.id))
     return SearchOut(**await run_in_threadpool(answer, service, key, client_address(request), uid, query, result, started, "sketch"))
 
 
@@ -64,7 +64,7 @@ async def similar(image_id: int, request: Request, service: ServiceDep, engine: 
     started = time.perf_counter()
     body = body or SimilarIn()
     await run_in_threadpool(live_image, service, image_id)  # 404 for an unknown or deleted case
-    query = Query(None, body.k, filters_from(body.filters), like=image_id)
+    query = Query(None, body.k, filters_from(body.filters, service.settings.archive.pseudonym_hex_chars), like=image_id)
     result = await service.batcher.submit(query)
     return SearchOut(**await run_in_threadpool(answer, service, key, client_address(request), uuid.uuid4().hex, query, result,
                                                started, "example"))
