@@ -4,18 +4,18 @@ precision@10 on held-out queries, with constants chosen on other (validation) qu
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
+from evaluation.feedback_run import feedback_setup
+from generation.bundle import Bundle
+from generation.presets import SHIPPED_BUNDLE
 from indexing.fused_index import ChannelWeights
-from indexing.settings import Settings
 from indexing.vectors import ArchiveModels
 from retrieval.engine import Query, SearchEngine
 from retrieval.feedback import FeedbackConfig, ranking_agreement, reweighted, rocchio
 from retrieval.feedback_eval import choose_config, feedback_run, first_searches
 from tests.indexing.conftest import TEST_KEY
-from tests.retrieval.conftest import SIDE, indexed_archive
 
 ARCHIVE, QUERIES, SEED = 120, 40, 35
 
@@ -44,20 +44,10 @@ def test_channels_gain_weight_by_how_well_they_ordered_the_marks() -> None:
 @pytest.fixture(scope="module")
 def phantom_engine(tmp_path_factory: pytest.TempPathFactory, archive_models: ArchiveModels):
     """An engine over 120 indexed phantoms, and 40 held-out cases drawn free-hand with their diagnoses."""
-    from evaluation.sketches import DEFAULT_STYLE, draw_freehand
-    from phantoms.dataset import generate_dataset
-    from phantoms.reader import case_column, case_ids, dataset_categories, read_mask
-
-    root = tmp_path_factory.mktemp("feedback")
-    stored = generate_dataset(root / "archive", ARCHIVE, SIDE, SEED, workers=1)
-    held = generate_dataset(root / "held", QUERIES, SIDE, SEED, workers=1, start=ARCHIVE)
-    settings = Settings(data_dir=root / "data", database_url=f"sqlite:///{root / 'archive.sqlite3'}", pseudonym_key=TEST_KEY)
-    indexed_archive(settings, stored, archive_models)
-    categories, diagnosis = dataset_categories(held), case_column(held, "diagnosis")
-    names = case_ids(held)
-    sketches = [draw_freehand(read_mask(held, name), categories[name], name, DEFAULT_STYLE, i, 256, SEED) for i, name in enumerate(names)]
-    engine = SearchEngine.open(settings)
-    yield engine, sketches, [diagnosis[name] for name in names]
+    setup = feedback_setup(tmp_path_factory.mktemp("feedback"), Bundle.open(SHIPPED_BUNDLE), ARCHIVE, QUERIES, SEED,
+                           archive_models, TEST_KEY)
+    engine = SearchEngine.open(setup.settings)
+    yield engine, setup.sketches, setup.diagnoses
     engine.close()
 
 
