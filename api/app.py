@@ -18,7 +18,7 @@ from api import errors
 from api.access_log import drop_query_strings
 from api.limits import BodyLimitMiddleware
 from api.metrics import RequestMetricsMiddleware
-from api.routes import dicomweb, generate, health, images, index, queries, search
+from api.routes import dicomweb, generate, health, images, index, queries, refine, saved, search
 from api.service import Service
 from api.settings import ServiceSettings
 
@@ -42,13 +42,14 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     app.state.service = service
     errors.install(app)
     drop_query_strings()
-    for router in (search.router, generate.router, images.router, queries.router, index.router, dicomweb.router, health.router):
+    for router in (search.router, generate.router, images.router, queries.router, refine.router, saved.router, index.router,
+                   dicomweb.router, health.router):
         app.include_router(router)
 
     app.add_middleware(RequestMetricsMiddleware, metrics=service.metrics)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_upload_bytes)
     if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST", "DELETE"],
                            allow_headers=["Accept", "Authorization", "Content-Type"])
     if settings.web_dir.is_dir():
         app.mount("/", StaticFiles(directory=settings.web_dir, html=True), name="web")

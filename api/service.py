@@ -25,6 +25,7 @@ from formats.errors import ProjectError
 from generation.pipeline import QueryModels
 from indexing.archive import Archive
 from retrieval.engine import EngineConfig, Query, SearchEngine, SearchResult
+from retrieval.percentiles import References
 
 REFRESH_BATCH = 32
 
@@ -65,6 +66,7 @@ class Service:
         self._models: QueryModels | None = None
         self._engine: SearchEngine | None = None
         self._archive_models: Any = None
+        self._references: References | None = None
         self._opening = threading.Lock()
         self._refreshing = threading.Lock()
         self._generated: OrderedDict[str, Generated] = OrderedDict()
@@ -99,6 +101,14 @@ class Service:
                 if self._archive is None:
                     self._archive = _unavailable_unless(lambda: Archive.open(self.settings.archive))
         return self._archive
+
+    def references(self) -> References:
+        """Each index build's reference distribution, read once (the hits' percentiles)."""
+        if self._references is None:
+            with self._opening:
+                if self._references is None:
+                    self._references = References(self.archive())
+        return self._references
 
     def models(self) -> QueryModels:
         """E, G, H and C of the service's bundle, opened once: what `/v1/generate` needs (no index)."""

@@ -34,6 +34,7 @@ from indexing.db import session_scope
 from indexing.faiss_device import PlacedIndex
 from indexing.filestore import file_sha256
 from indexing.models import Embedding, Image, IndexBuild, utc_now
+from indexing.reference import record_reference, reference_sample
 from indexing.shape import ShapeConfig, archive_vectors, query_vectors
 from indexing.transforms import ChannelTransform
 from indexing.vectors import APPEARANCE, CHANNELS, LATENT, SHAPE, stored_sketches
@@ -277,10 +278,11 @@ def _clamp(dims: int | None, count: int) -> int | None:
 
 def _save(archive: Archive, version: str, config: BuildConfig, index: faiss.Index,
           transforms: dict[str, ChannelTransform], scales: dict[str, float]) -> IndexBuild:
-    folder = archive.settings.data_dir / INDEX_FOLDER
-    index_path, transforms_path = _write_build_files(folder, index, transforms)
+    index_path, transforms_path = _write_build_files(archive.settings.data_dir / INDEX_FOLDER, index, transforms)
     with session_scope(archive.sessions) as session:
         build = _record(session, archive, version, config, index, index_path, transforms_path, scales)
+        sample = load_archive_vectors(session, version, config.shape, ids=reference_sample(index, config.seed))
+        record_reference(session, build, sample.channels, sample.sketches, config.shape, config.seed)  # the percentiles' pairs
     prune_retired_builds(archive)  # only once the new build is committed active
     return build
 

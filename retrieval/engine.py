@@ -11,7 +11,8 @@
 `search_many` runs the networks once for a whole batch of queries, and loads the candidates' stored
 vectors once for the whole batch (queries of one archive share many candidates), so a service can
 micro-batch concurrent requests. A query by example (`Query.like`, "more like this") takes an
-archive case's own stored vectors instead of a sketch and skips the networks. The engine is safe to call from several threads: models are loaded once and
+archive case's own stored vectors instead of a sketch and skips the networks; a query by vectors
+(`Query.vectors`: a refined or reopened search, retrieval/feedback.py) takes its channels as given. The engine is safe to call from several threads: models are loaded once and
 only read, the active build is swapped by `reload_if_changed` under a lock, and a query keeps the
 build it started with, so a swap drops no in-flight query. The networks come from the process's
 one `QueryModels` (E, G, H and C of one opened bundle), which the service shares with `/v1/generate`
@@ -57,10 +58,11 @@ SketchInput = CanonicalSketch | bytes | Path | str | PILImage.Image | np.ndarray
 
 @dataclass(frozen=True)
 class Query:
-    """One search, by a sketch or by example (`like`: an archive image id; exactly one of the two).
+    """One search, by a sketch, by example (`like`: an archive image id) or by its query-side channel
+    `vectors` (exactly one of the three).
 
     `weights` overrides the build's channel weights for this query only; `refine` False skips H
-    (x_0 only: the fast live preview)."""
+    (x_0 only: the fast live preview); `exclude`: image ids that never come back."""
 
     sketch: SketchInput | None
     k: int = DEFAULT_K
@@ -68,10 +70,12 @@ class Query:
     weights: ChannelWeights | None = None
     refine: bool = True
     like: int | None = None
+    vectors: dict[str, np.ndarray] | None = field(default=None, compare=False)
+    exclude: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
-        if (self.sketch is None) == (self.like is None):
-            raise ValueError("a query has either a sketch or an example image id (like), not both")
+        if sum(given is not None for given in (self.sketch, self.like, self.vectors)) != 1:
+            raise ValueError("a query has exactly one of a sketch, an example image id (like) or channel vectors")
 
 
 @dataclass(frozen=True)
@@ -106,11 +110,12 @@ class Hit:
 class SearchResult:
     hits: tuple[Hit, ...]
     timings_ms: dict[str, float]  # stage -> ms (batched stages: the batch's time)
-    sketch: np.ndarray  # uint8 [R, R], the canonical sketch the models read (by example: the case's stored sketch)
+    sketch: np.ndarray | None  # uint8 [R, R], the canonical sketch the models read (by example: the case's stored sketch; by vectors: None)
     image: np.ndarray | None  # uint8 [R, R, 3], the generated x_T (x_0 unrefined); None for a query by example
     build_id: int
     filters: Filters
     steps: tuple[np.ndarray, ...] = ()  # uint8 [R, R, 3] each: x_0, x_1 .. x_T (empty by example)
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)  # the query side of each channel, float32 [D_c]
 
 
 @dataclass(frozen=True)
@@ -211,7 +216,7 @@ class SearchEngine:
                 raise ValueError(f"k must be between 1 and {self.config.max_k}, got {query.k}")
         build = self._build  # this batch's build, whatever a reload does meanwhile
         timings: dict[str, float] = {}
-        drawn = [row for row, query in enumerate(queries) if query.like is None]
+        drawn = [row for row, query in enumerate(queries) if query.sketch is not None]
         channels: dict[str, np.ndarray] = {}
         sketches: dict[int, np.ndarray] = {}
         steps: dict[int, tuple[np.ndarray, ...]] = {}
@@ -245,6 +250,7 @@ class SearchEngine:
                     channels[(row, APPEARANCE)] = stored.appearance[position]
                     channels[(row, LATENT)] = stored.latent[position]
                     channels[(row, SHAPE)] = query_vectors(sketches[row][None], build.shape)[0]
+        channels.update({(row, name): query.vectors[name] for row, query in enumerate(queries) if query.vectors for name in CHANNELS})
         stages: list[dict[str, float]] = [dict(timings) for _ in queries]
         allowed: dict[Filters, np.ndarray | None] = {}
         with _timed(timings, "filter"):
@@ -256,8 +262,8 @@ class SearchEngine:
             stages[row]["filter"] = timings["filter"]
             one = {name: channels[(row, name)][None] for name in CHANNELS}
             with _timed(stages[row], "faiss"):
-                found = self.candidates(build, one, query.weights or build.weights, allowed[query.filters], query.k)
-            candidates.append(found[found != query.like] if query.like is not None else found)
+                found = self.candidates(build, one, query.weights or build.weights, allowed[query.filters], query.k + len(query.exclude))
+            candidates.append(found[~np.isin(found, [*query.exclude, *([query.like] if query.like is not None else [])])])
         with _timed(timings, "rerank"):
             union = np.unique(np.concatenate(candidates)) if candidates else np.zeros(0, np.int64)
             stored = self.stored_vectors(build, union)
@@ -270,8 +276,8 @@ class SearchEngine:
         for row, query in enumerate(queries):
             stage = {**stages[row], "rerank": timings["rerank"], "hydrate": timings["hydrate"]}
             refined = steps.get(row, ())
-            results.append(SearchResult(tuple(hits[row]), stage, sketches[row], refined[-1] if refined else None,
-                                        build.build_id, query.filters, refined))
+            results.append(SearchResult(tuple(hits[row]), stage, sketches.get(row), refined[-1] if refined else None,
+                                        build.build_id, query.filters, refined, {name: channels[(row, name)] for name in CHANNELS}))
         return results
 
     # --- stages --------------------------------------------------------------------------------

@@ -38,6 +38,11 @@ class Filters:
             if value not in (None, ())
         }
 
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> "Filters":
+        """The inverse of `as_record` (a logged query's filters, to run it again)."""
+        return cls(**{key: (datetime.fromisoformat(value) if key.startswith("acquired_") else tuple(value))
+                      for key, value in record.items()})
 
 def sql_conditions(filters: Filters) -> list[ColumnElement[bool]]:
     """The conditions on Image of the filters that SQL can express (the store adds "live"; findings,

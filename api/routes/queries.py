@@ -15,7 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
 from api.deps import SearchKey, ServiceDep, SessionDep, client_address
-from api.schemas import QueryOut
+from api.schemas import HitOut, QueryOut
 from api.service import Generated, Service
 from api.views import hit_from_record, hit_out
 from indexing import store
@@ -50,15 +50,19 @@ def logged_query(session: Session, key: ApiKey, uid: str, action: str,
     return entry, rows
 
 
+def logged_hits(service: Service, entry: QueryLog, rows: dict[int, Image]) -> list[HitOut]:
+    """A logged query's results that are still live, as hits ranked from 1 (scores as logged)."""
+    live = [record for record in entry.results if int(record["image_id"]) in rows]
+    return [hit_out(service.settings, hit_from_record(rank, record, rows[int(record["image_id"])]))
+            for rank, record in enumerate(live, start=1)]
+
+
 @router.get("/{query_id}", response_model=QueryOut)
 async def past_query(query_id: str, request: Request, service: ServiceDep, session: SessionDep, key: SearchKey) -> QueryOut:
     def read() -> QueryOut:
         entry, rows = logged_query(session, key, query_id, "query", client_address(request))
-        live = [record for record in entry.results if int(record["image_id"]) in rows]
-        hits = [hit_out(service.settings, hit_from_record(rank, record, rows[int(record["image_id"])]))
-                for rank, record in enumerate(live, start=1)]
         return QueryOut(query_id=query_id, created_at=entry.created_at, kind=entry.kind, k=entry.k, filters=entry.filters,
-                        build_id=entry.build_id, latency_ms=entry.latency_ms, results=hits)
+                        build_id=entry.build_id, latency_ms=entry.latency_ms, results=logged_hits(service, entry, rows))
 
     return await run_in_threadpool(read)
 

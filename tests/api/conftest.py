@@ -29,12 +29,9 @@ from api.settings import ServiceSettings
 from generation.presets import SHIPPED_BUNDLE
 from indexing import store
 from indexing.archive import Archive
-from indexing.fused_index import build_index
-from indexing.ingest.run import ingest_path
 from indexing.settings import Settings
-from indexing.vectors import embed_archive
 from tests.indexing.conftest import TEST_KEY, emptied_postgres, postgres_database  # noqa: F401 (fixture)
-from tests.retrieval.conftest import BATCH, archive_models, phantom_archive  # noqa: F401 (fixtures)
+from tests.retrieval.conftest import archive_models, indexed_archive, phantom_archive  # noqa: F401 (fixtures)
 
 
 REPO = Path(__file__).resolve().parents[2]
@@ -113,13 +110,7 @@ def served_archive(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
     else:
         url = emptied_postgres(request)
     settings = Settings(data_dir=root / "data", database_url=url, pseudonym_key=TEST_KEY)
-    archive = Archive.create(settings)
-    try:
-        ingest_path(archive, phantom_archive, None, None, progress=False)
-        embed_archive(archive, archive_models, batch_size=BATCH)
-        build_index(archive, archive_models.version)
-    finally:
-        archive.close()
+    indexed_archive(settings, phantom_archive, archive_models)
     return settings
 
 

@@ -14,7 +14,9 @@ import torch
 
 from generation.presets import SHIPPED_BUNDLE
 from indexing.archive import Archive
+from indexing.fused_index import build_index
 from indexing.ingest.run import ingest_path
+from indexing.settings import Settings
 from indexing.vectors import ArchiveModels, embed_archive
 from tests.indexing.conftest import archive, database_url, postgres_database, settings  # noqa: F401 (fixtures)
 
@@ -37,6 +39,17 @@ def phantom_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def archive_models() -> ArchiveModels:
     return ArchiveModels.load(SHIPPED_BUNDLE, torch.device("cpu"))
+
+
+def indexed_archive(settings: Settings, dataset: Path, models: ArchiveModels) -> None:
+    """A new archive of `settings` with the phantoms of `dataset` ingested, embedded and indexed."""
+    archive = Archive.create(settings)
+    try:
+        ingest_path(archive, dataset, None, None, progress=False)
+        embed_archive(archive, models, batch_size=BATCH)
+        build_index(archive, models.version)
+    finally:
+        archive.close()
 
 
 @pytest.fixture
