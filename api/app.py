@@ -15,9 +15,10 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from api import errors
+from api.access_log import drop_query_strings
 from api.limits import BodyLimitMiddleware
 from api.metrics import RequestMetricsMiddleware
-from api.routes import dicomweb, generate, health, images, index, queries, search
+from api.routes import dicomweb, generate, health, images, index, queries, refine, saved, search
 from api.service import Service
 from api.settings import ServiceSettings
 
@@ -40,13 +41,15 @@ def create_app(settings: ServiceSettings) -> FastAPI:
                   description="Sketch-based retrieval of pharyngeal photographs, with a DICOMweb (QIDO-RS) facade.")
     app.state.service = service
     errors.install(app)
-    for router in (search.router, generate.router, images.router, queries.router, index.router, dicomweb.router, health.router):
+    drop_query_strings()
+    for router in (search.router, generate.router, images.router, queries.router, refine.router, saved.router, index.router,
+                   dicomweb.router, health.router):
         app.include_router(router)
 
     app.add_middleware(RequestMetricsMiddleware, metrics=service.metrics)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_upload_bytes)
     if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST", "DELETE"],
                            allow_headers=["Accept", "Authorization", "Content-Type"])
     if settings.web_dir.is_dir():
         app.mount("/", StaticFiles(directory=settings.web_dir, html=True), name="web")

@@ -1,7 +1,8 @@
 """The routes' injected dependencies (`Annotated`, as the FastAPI full-stack template has them).
 
-`SettingsDep`, `ServiceDep`, `SessionDep` (a session: the route owns the transaction, writing in
-`session.begin()` blocks), `PipelineDep` (the query models, no index needed), `EngineDep`, and the
+`ServiceDep`, `SessionDep` (the one way a route gets a database session: the route owns the
+transactions, each read or write in a `session.begin()` block, so none stays open while the route
+awaits), `PipelineDep` (the query models, no index needed), `EngineDep`, and the
 caller's key with a scope (`SearchKey`, `AdminKey`):
 401 for a missing or bad key, 403 for a key without the scope, 429 past its rate limit.
 """
@@ -16,7 +17,6 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
 from api.service import Service
-from api.settings import ServiceSettings
 from generation.pipeline import QueryModels
 from indexing import store
 from indexing.models import ApiKey
@@ -30,13 +30,6 @@ def get_service(request: Request) -> Service:
 
 
 ServiceDep = Annotated[Service, Depends(get_service)]
-
-
-def get_settings(service: ServiceDep) -> ServiceSettings:
-    return service.settings
-
-
-SettingsDep = Annotated[ServiceSettings, Depends(get_settings)]
 
 
 def get_session(service: ServiceDep) -> Iterator[Session]:
@@ -84,7 +77,7 @@ def _verified(service: Service, token: str, scope: str) -> ApiKey:
 def require_scope(scope: str) -> Callable[..., Any]:
     async def caller(request: Request, service: ServiceDep) -> ApiKey:
         key = await run_in_threadpool(_verified, service, _token(request), scope)
-        wait = service.limiter.take(key.id)
+        wait = await run_in_threadpool(service.limiter.take, key.id)  # a database round trip on PostgreSQL
         if wait > 0:
             raise HTTPException(429, "this API key is over its rate limit; retry after the time given",
                                 headers={"Retry-After": str(max(1, int(wait + 0.999)))})

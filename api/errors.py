@@ -1,21 +1,24 @@
 """The API's one error policy: every error is JSON `{"error": "<one sentence>"}` with its status.
 
 415 unsupported type, 413 too large, 422 a blank, unreadable or all-ink sketch (any bad input),
-404 unknown id, 401 missing or bad key, 403 wrong scope, 429 rate limited (with Retry-After),
-503 database, index or models unavailable. Never a traceback, never a row value.
+404 unknown id or route, 405 a method the route does not take, 401 missing or bad key, 403 wrong
+scope, 409 an index refresh while one (or an `s2m index build`) runs, 429 rate limited (with
+Retry-After), 503 database, index or models unavailable. Never a traceback, never a row value.
 """
 
 from __future__ import annotations
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.exceptions import HTTPException
 
 from api.service import RefreshRunningError, ServiceUnavailableError
 from formats.errors import InputError, ProjectError
 from indexing.db import DatabaseUnavailableError
 from indexing.fused_index import IndexBuildError
+from indexing.locks import IndexBuildRunningError
 from retrieval.engine import EngineError, ExampleNotFoundError
 
 UNAVAILABLE = (ServiceUnavailableError, DatabaseUnavailableError, EngineError, IndexBuildError)
@@ -35,9 +38,14 @@ def _validation_message(error: RequestValidationError) -> str:
 def install(app: FastAPI) -> None:
     """Register the handlers that turn every foreseen error into the policy above."""
 
-    @app.exception_handler(HTTPException)
+    @app.exception_handler(HTTPException)  # starlette's: the routes' own and the router's 404 and 405 alike
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:
-        return error_response(error.status_code, str(error.detail), getattr(error, "headers", None))
+        message = str(error.detail)
+        if error.status_code == 404 and message == "Not Found":
+            message = "no such route: see /docs for the service's routes"
+        elif error.status_code == 405:
+            message = "this route does not take that method: see /docs for the service's routes"
+        return error_response(error.status_code, message, getattr(error, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -47,7 +55,7 @@ def install(app: FastAPI) -> None:
     async def project_error(request: Request, error: ProjectError) -> JSONResponse:
         if isinstance(error, UNAVAILABLE):
             return error_response(503, str(error), {"Retry-After": "5"})
-        if isinstance(error, RefreshRunningError):
+        if isinstance(error, (RefreshRunningError, IndexBuildRunningError)):
             return error_response(409, str(error))
         if isinstance(error, ExampleNotFoundError):
             return error_response(404, str(error))

@@ -72,10 +72,21 @@ class ImageOut(BaseModel):
     viewer_url: str | None
 
 
+class PercentilesOut(BaseModel):
+    """Each score's place among random archive pairs of the build (%: the share that scored lower)."""
+
+    fused: float
+    appearance: float
+    latent: float
+    shape: float
+
+
 class HitOut(ImageOut):
     rank: int
     score: float  # fused, calibrated: the ranking is by it
     channels: ChannelsOut
+    percentiles: PercentilesOut | None = None  # None when the build has no reference distribution
+    similarity: str | None = None  # the percentiles in one plain sentence
 
 
 class SignOut(BaseModel):
@@ -98,6 +109,53 @@ class SearchOut(BaseModel):
     generated_image_url: str | None  # x_T (x_0 when not refined)
     step_urls: list[str]  # x_0, x_1 .. x_T
     signs: list[SignOut] = []  # the signs applied to the query (none asked: empty)
+    weights: dict[str, float] = {}  # the channel weights the ranking used
+    percentiles_note: str | None = None  # why the hits carry no percentiles, when they do not
+    note: str | None = None  # a reopened search: what changed since it was saved
+
+
+class MarksIn(BaseModel):
+    """`POST /v1/queries/{id}/refine`: hits of that query marked right (`like`) and not this (`unlike`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    like: list[int] = Field([], max_length=MAX_K)
+    unlike: list[int] = Field([], max_length=MAX_K)
+
+
+class RefinementOut(BaseModel):
+    """One step of a refined search: the query it made and the marks that made it."""
+
+    query_id: str
+    kind: str
+    like: list[int]
+    unlike: list[int]
+    weights: dict[str, float] | None
+
+
+class RefineOut(SearchOut):
+    parent_query_id: str
+    refinements: list[RefinementOut]  # the first search, then each refinement up to this one
+
+
+class SaveIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=128)
+
+
+class SavedOut(BaseModel):
+    saved_id: int
+    name: str
+    query_id: str
+    kind: str
+    created_at: datetime
+    searched_at: datetime
+    build_id: int | None
+    filters: dict
+    top_ids: list[int]  # the first three hits as saved
+
+
+class ReopenOut(SearchOut):
+    saved: SavedOut
 
 
 class QueryOut(BaseModel):

@@ -10,7 +10,6 @@ index refresh, which adds only S, loaded on the first refresh.
 from __future__ import annotations
 
 import threading
-import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,11 +19,13 @@ import numpy as np
 
 from api.batching import BatchPolicy, MicroBatcher
 from api.metrics import Metrics
+from api.ratelimit import rate_limiter
 from api.settings import ServiceSettings
 from formats.errors import ProjectError
 from generation.pipeline import QueryModels
 from indexing.archive import Archive
 from retrieval.engine import EngineConfig, Query, SearchEngine, SearchResult
+from retrieval.percentiles import References
 
 REFRESH_BATCH = 32
 
@@ -37,27 +38,6 @@ class RefreshRunningError(ProjectError):
     """A second index refresh while one runs."""
 
 
-class RateLimiter:
-    """A token bucket per API key: `burst` requests at once, refilled at `per_minute`."""
-
-    def __init__(self, per_minute: int, burst: int) -> None:
-        self.rate, self.burst = per_minute / 60.0, float(burst)
-        self._buckets: dict[int, tuple[float, float]] = {}
-        self._lock = threading.Lock()
-
-    def take(self, key_id: int) -> float:
-        """0 if the key may go ahead (one token taken), else the seconds until it may."""
-        now = time.monotonic()
-        with self._lock:
-            tokens, then = self._buckets.get(key_id, (self.burst, now))
-            tokens = min(self.burst, tokens + (now - then) * self.rate)
-            if tokens >= 1:
-                self._buckets[key_id] = (tokens - 1, now)
-                return 0.0
-            self._buckets[key_id] = (tokens, now)
-            return (1 - tokens) / self.rate
-
-
 @dataclass(frozen=True)
 class Generated:
     """A query's pictures kept in memory for their URLs: the canonical sketch (uint8 [R, R]) and x_0 .. x_T
@@ -66,13 +46,15 @@ class Generated:
 
     sketch: np.ndarray
     steps: tuple[np.ndarray, ...]
+    api_key_id: int  # the key that ran the query: only it (or an admin key) may fetch them
 
 
 class Service:
     def __init__(self, settings: ServiceSettings) -> None:
         self.settings = settings
         self.metrics = Metrics()
-        self.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
+        self.limiter = rate_limiter(settings.archive.database_url, settings.rate_limit_per_minute,
+                                    settings.rate_limit_burst, lambda: self.archive().engine)
         # one inference thread per concurrent batch (api/batching.py)
         self.executor = ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="s2m-inference")
         self.batcher: MicroBatcher[Query, SearchResult] = MicroBatcher(
@@ -84,6 +66,7 @@ class Service:
         self._models: QueryModels | None = None
         self._engine: SearchEngine | None = None
         self._archive_models: Any = None
+        self._references: References | None = None
         self._opening = threading.Lock()
         self._refreshing = threading.Lock()
         self._generated: OrderedDict[str, Generated] = OrderedDict()
@@ -118,6 +101,14 @@ class Service:
                 if self._archive is None:
                     self._archive = _unavailable_unless(lambda: Archive.open(self.settings.archive))
         return self._archive
+
+    def references(self) -> References:
+        """Each index build's reference distribution, read once (the hits' percentiles)."""
+        if self._references is None:
+            with self._opening:
+                if self._references is None:
+                    self._references = References(self.archive())
+        return self._references
 
     def models(self) -> QueryModels:
         """E, G, H and C of the service's bundle, opened once: what `/v1/generate` needs (no index)."""

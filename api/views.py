@@ -5,16 +5,21 @@ from __future__ import annotations
 from datetime import datetime, time, timezone
 from typing import Any
 
-from api.schemas import ChannelsOut, FiltersIn, HitOut, ImageOut
+from api.schemas import ChannelsOut, FiltersIn, HitOut, ImageOut, PercentilesOut
 from api.settings import ServiceSettings
 from indexing.cases import CaseRecord
+from indexing.ingest.metadata import require_pseudonyms
 from indexing.models import Image
+from indexing.fused_index import ChannelWeights
 from retrieval.results import ChannelScores, Hit
 from retrieval.filters import Filters
+from retrieval.percentiles import Reference, plain_sentence
 
 
-def filters_from(filters: FiltersIn) -> Filters:
-    """The API's filters -> the engine's (dates as whole UTC days, inclusive)."""
+def filters_from(filters: FiltersIn, pseudonym_chars: int) -> Filters:
+    """The API's filters -> the engine's (dates as whole UTC days, inclusive); a patient filter
+    that is not a pseudonym is refused (422) before it reaches the engine or the query log."""
+    require_pseudonyms(filters.exclude_patients, pseudonym_chars, "exclude_patients")
     return Filters(
         diagnoses=tuple(filters.diagnosis), findings=tuple(filters.findings),
         acquired_from=None if filters.date_from is None else datetime.combine(filters.date_from, time.min, timezone.utc),
@@ -50,10 +55,14 @@ def image_out(settings: ServiceSettings, row: Image) -> ImageOut:
     return ImageOut(**_case_fields(settings, row.id, CaseRecord.of_row(row), row))
 
 
-def hit_out(settings: ServiceSettings, hit: Hit) -> HitOut:
-    """A hit as the API shows it: its case's metadata, rank and scores (no DB read)."""
+def hit_out(settings: ServiceSettings, hit: Hit, reference: Reference | None = None, weights: ChannelWeights | None = None) -> HitOut:
+    """A hit as the API shows it: its case's metadata, rank and scores (no DB read), and, given its
+    build's reference and the weights it was ranked by, its percentiles and their plain sentence."""
+    placed = reference.place(hit.score, hit.channels, weights) if reference is not None and weights is not None else None
     return HitOut(**_case_fields(settings, hit.image_id, hit.case, hit), rank=hit.rank, score=hit.score,
-                  channels=ChannelsOut(**hit.channels.__dict__))
+                  channels=ChannelsOut(**hit.channels.__dict__),
+                  percentiles=None if placed is None else PercentilesOut(**placed.__dict__),
+                  similarity=None if placed is None else plain_sentence(placed))
 
 
 def result_record(hit: Hit) -> dict[str, Any]:

@@ -7,4 +7,5 @@ it imports nothing of the project.
 - `categories`: the four COCO categories of the paper.
 - `contours`: the one contour function (instance masks -> Sketch).
 - `dicom`: the 8-bit RGB pixel module both DICOM writers set.
+- `uids`: the DICOM UID syntax check (PS3.5).
 """

@@ -21,6 +21,7 @@ E as faint grey lines. A blank or all-ink picture is an error, not a query.
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,15 +51,30 @@ class BlankSketchError(SketchError):
     """A sketch with no strokes: an error, not a query."""
 
 
-def _open(source: bytes | Path | str | Image.Image) -> Image.Image:
+def _too_many(pixels: int, max_pixels: int) -> SketchError:
+    return SketchError(f"the sketch has {pixels} pixels, more than the {max_pixels} allowed")
+
+
+def _open(source: bytes | Path | str | Image.Image, max_pixels: int) -> Image.Image:
+    """The picture, its size checked from the header before a single pixel is decoded (a 13000 x
+    13000 PNG of a few hundred KB is refused for free instead of costing half a gigabyte)."""
     if isinstance(source, Image.Image):
         return source
     try:
-        image = Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else Path(source))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit decides, below
+            image = Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else Path(source))
+        if image.width * image.height > max_pixels:
+            image.close()
+            raise _too_many(image.width * image.height, max_pixels)
         image.load()
     except FileNotFoundError as error:
         raise SketchError(f"no sketch file at {source}") from error
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
+    except Image.DecompressionBombError:
+        raise SketchError(f"the sketch has more pixels than the {max_pixels} allowed") from None
+    except (OSError, ValueError) as error:
+        if isinstance(error, SketchError):
+            raise
         raise SketchError("the sketch is not a readable picture (PNG, JPEG, ...)") from error
     return image
 
@@ -113,15 +129,15 @@ def read_sketch(source: bytes | Path | str | Image.Image | np.ndarray, max_pixel
     if isinstance(source, np.ndarray):
         grey = _grey_from_array(source)
     else:
-        image = _open(source)
-        if image.width * image.height > max_pixels:
-            raise SketchError(f"the sketch has {image.width * image.height} pixels, more than the {max_pixels} allowed")
+        image = _open(source, max_pixels)
+        if image.width * image.height > max_pixels:  # a PIL image handed in as it is
+            raise _too_many(image.width * image.height, max_pixels)
         grey = _grey_from_pil(image)
     height, width = grey.shape
     if height == 0 or width == 0:
         raise SketchError("the sketch has no pixels")
     if height * width > max_pixels:
-        raise SketchError(f"the sketch has {height * width} pixels, more than the {max_pixels} allowed")
+        raise _too_many(height * width, max_pixels)
     if height != width:
         side = max(height, width)
         square = np.ones((side, side), dtype=np.float32)

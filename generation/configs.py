@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from dataclasses import dataclass
 from typing import Any, Mapping, TypeVar
 
 C = TypeVar("C")
@@ -50,3 +51,48 @@ def _convert(hint: Any, value: Any) -> Any:
             return tuple(_convert(arg, item) for arg, item in zip(args, value))
         return tuple(value)
     return value
+
+
+@dataclass(frozen=True)
+class Cadence:
+    """When a training loop logs, draws its sample grids and checkpoints, the same fields in every loop.
+
+    Counted in steps; a loop's last step does all three. Loops that count epochs (S, C) also sample
+    and checkpoint at each epoch's end, and `checkpoint_minutes` adds a wall-clock checkpoint for
+    epochs too long to lose. How a run is driven, not what it learns: a resumed run may change it.
+    """
+
+    log_every: int = 10
+    sample_every: int = 200
+    checkpoint_every: int = 200
+    checkpoint_minutes: float | None = None
+
+    def __post_init__(self) -> None:
+        if min(self.log_every, self.sample_every, self.checkpoint_every) < 1:
+            raise ValueError(f"a cadence counts whole steps (1 or more): {self}")
+
+    def log_due(self, step: int, last: bool = False) -> bool:
+        return last or step % self.log_every == 0
+
+    def sample_due(self, step: int, last: bool = False) -> bool:
+        return last or step % self.sample_every == 0
+
+    def checkpoint_due(self, step: int, last: bool = False) -> bool:
+        return last or step % self.checkpoint_every == 0
+
+
+# Where the cadence fields sat before `Cadence` gathered them (flat in each train config; S's
+# `log_every_steps`): `legacy_cadence` folds them into the nested field so old checkpoints resume.
+_FLAT_CADENCE = {"log_every": "log_every", "sample_every": "sample_every", "checkpoint_every": "checkpoint_every",
+                 "log_every_steps": "log_every"}
+
+
+def legacy_cadence(cls: type, values: Mapping[str, Any]) -> Mapping[str, Any]:
+    """`values` of a `cls` stored before its cadence fields moved into `cls.cadence`, with them moved."""
+    names = {field.name for field in dataclasses.fields(cls)}
+    if "cadence" not in names or "cadence" in values:
+        return values
+    default = next(f for f in dataclasses.fields(cls) if f.name == "cadence").default
+    cadence = dataclasses.asdict(default) if dataclasses.is_dataclass(default) else {}
+    cadence.update({_FLAT_CADENCE[k]: v for k, v in values.items() if k in _FLAT_CADENCE})
+    return {**{k: v for k, v in values.items() if k not in _FLAT_CADENCE}, "cadence": cadence}

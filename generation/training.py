@@ -21,12 +21,12 @@ import torch
 import torch.distributed as dist
 
 from formats.errors import InputError
-from generation.configs import config_from_dict
+from generation.configs import config_from_dict, legacy_cadence
 from generation.files import atomic_target
 
 # Config fields that say how long a run goes on and how it is driven, not what it learns:
 # a resumed run may change them (e.g. train on to more steps).
-RUN_LENGTH_FIELDS = frozenset({"steps", "epochs", "log_every", "sample_every", "checkpoint_every"})
+RUN_LENGTH_FIELDS = frozenset({"steps", "epochs", "cadence"})
 
 
 @dataclass(frozen=True)
@@ -201,7 +201,7 @@ def restore_run_state(
         if name not in state["configs"]:
             raise InputError(f"{path} holds no {name}; start a new run dir")
         try:
-            saved = config_from_dict(type(config), state["configs"][name])
+            saved = config_from_dict(type(config), legacy_cadence(type(config), state["configs"][name]))
         except (TypeError, ValueError):
             raise InputError(f"{path} was written with another {type(config).__name__}; start a new run dir") from None
         changed = [f.name for f in dataclasses.fields(config)
@@ -353,54 +353,6 @@ class ResumableBatchSampler:
             for batch in range(skip, self.per_epoch):
                 yield indices[batch * self.batch_size:(batch + 1) * self.batch_size]
             skip, epoch = 0, epoch + 1
-
-
-class LoopRun:
-    """What a step-counted loop does around its own steps, the same way in every loop that uses it:
-    seeds this process (seed + rank) and starts the clock when made, resumes and checkpoints the
-    named modules, optimisers and configs, creates the run folder and its JSONL log only once the
-    set-up has checked the input, and tells when the time budget is spent.
-
-    The loop keeps its steps, losses and exports (no Coach: the maths stays readable in the loop).
-    """
-
-    def __init__(self, options: RunOptions, ctx: DistContext) -> None:
-        self.options, self.ctx = options, ctx
-        self.started = time.time()
-        seed_everything(options.seed + ctx.rank)
-        self.dir = RunDir(Path(options.run_dir))
-        self.logger = JsonlLogger(self.dir.log, enabled=False)  # until `open_log`
-        self._state: tuple[Mapping[str, Any], Mapping[str, Any], Mapping[str, Any]] = ({}, {}, {})
-
-    def resume(self, modules: Mapping[str, torch.nn.Module], optimizers: Mapping[str, torch.optim.Optimizer],
-               configs: Mapping[str, Any]) -> dict[str, Any]:
-        """Track what `save` checkpoints; with --resume, restore it and return the saved extra values ({} if fresh)."""
-        self._state = (modules, optimizers, configs)
-        if not self.options.resume:
-            return {}
-        return restore_run_state(self.dir.checkpoint, self.ctx, modules, optimizers, configs, self.options.seed)
-
-    def save(self, **extra: Any) -> None:
-        """Checkpoint what `resume` tracks (every process calls it at the same step)."""
-        save_run_state(self.dir.checkpoint, self.ctx, *self._state, **extra)
-
-    def open_log(self, start: dict[str, Any] | None) -> JsonlLogger:
-        """Create the run folder (main process) and its log; `start` is logged as the `start` event
-        (a fresh run's; None for a resumed one). Called after the set-up, so bad input leaves no folder."""
-        if self.ctx.is_main:
-            self.dir.create()
-        self.logger = JsonlLogger(self.dir.log, enabled=self.ctx.is_main)
-        if self.ctx.is_main and start is not None:
-            self.logger.log(event="start", **start)
-        return self.logger
-
-    def out_of_time(self) -> bool:
-        """Whether `options.max_minutes` is spent, agreed by every process."""
-        return budget_spent(time.time() - self.started, self.options.max_minutes, self.ctx)
-
-    def progress(self):
-        """The progress bar, shown on the main process unless --no-progress."""
-        return make_progress(disable=not (self.ctx.is_main and self.options.progress))
 
 
 def make_progress(disable: bool = False):

@@ -8,7 +8,15 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from indexing.db import DatabaseUnavailableError, ensure_current, ensure_writable, make_engine, make_session_factory, upgrade
+from indexing.db import (
+    DatabaseUnavailableError,
+    ensure_current,
+    ensure_writable,
+    known_revision,
+    make_engine,
+    make_session_factory,
+    upgrade,
+)
 from indexing.filestore import FileStore
 from indexing.locks import FileStoreLock
 from indexing.models import Image
@@ -28,14 +36,18 @@ class Archive:
     lock: FileStoreLock
 
     @classmethod
-    def open(cls, settings: Settings, read_only: bool = False) -> "Archive":
-        """Open the archive; raises DatabaseOutOfDateError unless the schema is at the latest revision.
+    def open(cls, settings: Settings, read_only: bool = False, any_known_revision: bool = False) -> "Archive":
+        """Open the archive; raises DatabaseOutOfDateError unless the schema is at the latest revision
+        (`any_known_revision`: or an older one, for a backup taken before `s2m db upgrade`).
 
         `read_only` (for commands that only look) writes nothing: no pragma, no folder, no key.
         A writing archive refuses a read-only database file or data dir up front."""
         engine = make_engine(settings.database_url, read_only=read_only)
         try:
-            ensure_current(engine)
+            if any_known_revision:
+                known_revision(engine)
+            else:
+                ensure_current(engine)
             if not read_only:
                 ensure_writable(engine)
                 data_dir = settings.data_dir
@@ -50,7 +62,7 @@ class Archive:
     def create(cls, settings: Settings) -> "Archive":
         """Bring the database to the latest schema revision, then open it: for the jobs that set up an
         archive of their own (the demo, the evaluations, the benchmarks); `s2m db upgrade` is the admin's."""
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.database_url, create=True)
         try:
             upgrade(engine)
         finally:

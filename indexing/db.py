@@ -7,19 +7,24 @@ Alembic's script folder is located relative to the installed `migrations` packag
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, DisconnectionError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from formats.errors import InputError
 
+log = logging.getLogger(__name__)
+
 SQLITE_BUSY_TIMEOUT_S = 30
+SQLITE_FILE_KEY = "s2m_sqlite_file"  # a pooled connection's (device, inode) of the file it opened
 SUPPORTED_SCHEMES = "sqlite:///PATH or postgresql+psycopg2://USER@HOST:PORT/DATABASE"
 
 
@@ -32,22 +37,26 @@ class DatabaseUnavailableError(InputError):
 
 
 class NoDatabaseFileError(DatabaseUnavailableError):
-    """A read-only open of an SQLite archive whose file does not exist (yet)."""
+    """An SQLite archive whose file does not exist (yet, or any more): only the migrations create it."""
 
 
 def _sqlite_path(url: str) -> Path | None:
+    """The file of an SQLite URL, plain (`sqlite:///PATH`) or as a URI (`sqlite:///file:PATH?mode=rw&uri=true`)."""
     parsed = make_url(url)
-    if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
-        return Path(parsed.database)
-    return None
+    if not parsed.database or parsed.database == ":memory:" or parsed.query.get("mode") == "memory":
+        return None
+    return Path(parsed.database.removeprefix("file:"))
 
 
-def make_engine(url: str, read_only: bool = False) -> Engine:
+def make_engine(url: str, read_only: bool = False, create: bool = False) -> Engine:
     """An engine for `url`. Bound parameters are never rendered into errors or logs (they are row values).
 
-    SQLite gets foreign keys on, WAL and a busy timeout, its folder created; `read_only` opens the
-    file with `mode=ro` and runs no write pragma and creates nothing, so a read-only file can be
-    inspected.
+    SQLite gets foreign keys on, WAL and a busy timeout. Only `create` (the migrations: `s2m db
+    upgrade`, `Archive.create`) makes the file and its folder; otherwise the file is opened with
+    `mode=rw`, so a service whose file went away never makes a new empty one, and a connection is
+    dropped (and a new one opened) when the file at the path is no longer the one it opened
+    (`_follow_the_file`). `read_only` opens the file with `mode=ro`, runs no write pragma and
+    creates nothing, so a read-only file can be inspected.
     """
     try:
         parsed = make_url(url)
@@ -61,9 +70,9 @@ def make_engine(url: str, read_only: bool = False) -> Engine:
     if backend != "sqlite":
         return create_engine(url, pool_pre_ping=True, hide_parameters=True)
     path = _sqlite_path(url)
+    if path is not None and not create and not path.is_file():
+        raise NoDatabaseFileError(f"there is no archive database at {path}: run `s2m db upgrade` to create it")
     if read_only and path is not None:
-        if not path.is_file():
-            raise NoDatabaseFileError(f"there is no archive database at {path}: run `s2m db upgrade` to create it")
         # In a folder nobody may write, no writer can exist and SQLite could not create the WAL's
         # shared-memory file a reader needs: open the file as immutable there.
         wal = path.with_name(path.name + "-wal")
@@ -72,9 +81,10 @@ def make_engine(url: str, read_only: bool = False) -> Engine:
         return create_engine(
             f"sqlite:///file:{path}?{mode}&uri=true", connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}, hide_parameters=True
         )
-    if path is not None and not path.parent.is_dir():
+    if path is not None and create:
         path.parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}, hide_parameters=True)
+    target = f"sqlite:///file:{path}?mode=rw&uri=true" if path is not None and not create else url
+    engine = create_engine(target, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}, hide_parameters=True)
 
     @event.listens_for(engine, "connect")
     def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -83,7 +93,37 @@ def make_engine(url: str, read_only: bool = False) -> Engine:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.close()
 
+    if path is not None and not create:
+        _follow_the_file(engine, path)
     return engine
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
+
+
+def _follow_the_file(engine: Engine, path: Path) -> None:
+    """Drop a pooled SQLite connection whose file is no longer the one at `path` (moved away,
+    removed, replaced), so the next request fails cleanly while it is gone (503, "not ready") and
+    works again, on a new connection, once the file is back; said once in the log per disappearance."""
+    reported = threading.Event()
+
+    @event.listens_for(engine, "connect")
+    def _remember(_dbapi_connection, record) -> None:  # type: ignore[no-untyped-def]
+        record.info[SQLITE_FILE_KEY] = _file_identity(path)
+        reported.clear()
+
+    @event.listens_for(engine, "checkout")
+    def _same_file(_dbapi_connection, record, _proxy) -> None:  # type: ignore[no-untyped-def]
+        if _file_identity(path) != record.info.get(SQLITE_FILE_KEY):
+            if not reported.is_set():
+                reported.set()
+                log.warning("the archive database file %s is gone or was replaced; reconnecting to the file at that path", path)
+            raise DisconnectionError("the archive database file is not the one this connection opened")
 
 
 def ensure_writable(engine: Engine) -> None:

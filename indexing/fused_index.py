@@ -15,7 +15,6 @@ build active and readable. FAISS ids are DB image ids (IndexIDMap2).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -33,7 +32,9 @@ from indexing import store
 from indexing.archive import Archive
 from indexing.db import session_scope
 from indexing.faiss_device import PlacedIndex
+from indexing.filestore import file_sha256
 from indexing.models import Embedding, Image, IndexBuild, utc_now
+from indexing.reference import record_reference, reference_sample
 from indexing.shape import ShapeConfig, archive_vectors, query_vectors
 from indexing.transforms import ChannelTransform
 from indexing.vectors import APPEARANCE, CHANNELS, LATENT, SHAPE, stored_sketches
@@ -42,7 +43,6 @@ INDEX_FOLDER = "indexes"
 DEFAULT_FACTORY = "Flat"
 DEFAULT_TRAIN_SAMPLE = 100_000
 DEFAULT_CALIBRATION_SAMPLE = 500
-HASH_CHUNK = 1 << 20
 KEEP_RETIRED = 1  # retired builds whose files stay: the one an engine may be swapping away from
 UNREMOVABLE_FACTORIES = ("HNSW",)  # FAISS cannot remove from a graph index: refresh rebuilds it
 
@@ -212,14 +212,6 @@ def _new_index(factory: str, dim: int, fused: np.ndarray, train_sample: int, see
     return index
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _write_build_files(folder: Path, index: faiss.Index, transforms: dict[str, ChannelTransform]) -> tuple[Path, Path]:
     """Index and transforms under new names, each written to a temporary file, fsynced and renamed."""
     stem = f"build-{utc_now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
@@ -238,11 +230,11 @@ def _record(session: Session, archive: Archive, version: str, config: BuildConfi
     """Record a written build and make it the active one (the caller's one transaction)."""
     build = store.record_index_build(
         session, version, config.factory, int(index.ntotal),
-        str(index_path.relative_to(archive.settings.data_dir)), _sha256(index_path),
+        str(index_path.relative_to(archive.settings.data_dir)), file_sha256(index_path),
     )
     build.config = {
         "transforms_file": str(transforms_path.relative_to(archive.settings.data_dir)),
-        "transforms_checksum": _sha256(transforms_path),
+        "transforms_checksum": file_sha256(transforms_path),
         "scales": scales,
         "weights": asdict(config.weights),
         "dims": {name: config.dims(name) for name in CHANNELS},
@@ -286,10 +278,11 @@ def _clamp(dims: int | None, count: int) -> int | None:
 
 def _save(archive: Archive, version: str, config: BuildConfig, index: faiss.Index,
           transforms: dict[str, ChannelTransform], scales: dict[str, float]) -> IndexBuild:
-    folder = archive.settings.data_dir / INDEX_FOLDER
-    index_path, transforms_path = _write_build_files(folder, index, transforms)
+    index_path, transforms_path = _write_build_files(archive.settings.data_dir / INDEX_FOLDER, index, transforms)
     with session_scope(archive.sessions) as session:
         build = _record(session, archive, version, config, index, index_path, transforms_path, scales)
+        sample = load_archive_vectors(session, version, config.shape, ids=reference_sample(index, config.seed))
+        record_reference(session, build, sample.channels, sample.sketches, config.shape, config.seed)  # the percentiles' pairs
     prune_retired_builds(archive)  # only once the new build is committed active
     return build
 
@@ -382,7 +375,7 @@ def load_build(archive: Archive, row: IndexBuild) -> Build:
     for path, checksum in ((index_path, row.checksum), (transforms_path, row.config["transforms_checksum"])):
         if not path.is_file():
             raise IndexBuildError(f"index build {row.id} is missing its file {path.name}: run `s2m index build`")
-        if _sha256(path) != checksum:
+        if file_sha256(path) != checksum:
             raise IndexBuildError(f"index build {row.id}'s file {path.name} does not match its recorded checksum: run `s2m index build`")
     with np.load(transforms_path, allow_pickle=False) as arrays:
         transforms = {name: ChannelTransform.from_arrays(dict(arrays), name) for name in CHANNELS}

@@ -123,7 +123,7 @@ def repair(archive: Archive, source: Path) -> RepairReport:
             continue
         with archive.lock.writing():
             archive.files.put(sha256, encode_png(pixels), replace=True)
-            archive.files.sync()
+            archive.files.sync([relative])
         restored.append(relative)
         if not by_sha:
             break

@@ -199,6 +199,16 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
+class RateLimitBucket(Base):
+    """An API key's token bucket on PostgreSQL, shared by every replica (`api/ratelimit.py`); unused on SQLite."""
+
+    __tablename__ = "rate_limit_buckets"
+
+    api_key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True)
+    tokens: Mapped[float] = mapped_column(Float)
+    refilled_at: Mapped[float] = mapped_column(Float)  # the database's clock, seconds since the epoch
+
+
 class QueryLog(Base):
     """Append-only audit of searches: who, from where, when, k, latency and which cases came back
     with their scores (no pixels, no patient identifier); `uid` is the id the API hands out."""
@@ -214,11 +224,48 @@ class QueryLog(Base):
     result_ids: Mapped[list[int]] = mapped_column(JSON)
     uid: Mapped[str | None] = mapped_column(String(32), unique=True, index=True)
     client: Mapped[str | None] = mapped_column(String(64))
-    kind: Mapped[str] = mapped_column(String(16), default="sketch")  # "sketch" or "example"
+    kind: Mapped[str] = mapped_column(String(16), default="sketch")  # "sketch", "example", "refine" or "reopen"
     build_id: Mapped[int | None] = mapped_column(Id)
     # [{"image_id", "score", "channels": {name: score}}] in rank order
     results: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     timings_ms: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
+    parent_uid: Mapped[str | None] = mapped_column(String(32))  # the query a refine or a reopen started from
+    # a refine's marks and what they made: {"like", "unlike", "exclude", "weights"} (ids and numbers only)
+    feedback: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class QueryVectors(Base):
+    """A query's own channel vectors (query side, one bundle version), kept so that it can be refined
+    and reopened without its sketch: float32 arrays in one compressed npz, no pixels."""
+
+    __tablename__ = "query_vectors"
+
+    query_id: Mapped[int] = mapped_column(ForeignKey("query_log.id", ondelete="CASCADE"), primary_key=True)
+    model_version: Mapped[str] = mapped_column(String(64))
+    vectors: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class SavedSearch(Base):
+    """A search its key kept under a name; only that key sees it."""
+
+    __tablename__ = "saved_searches"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    api_key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), index=True)
+    query_id: Mapped[int] = mapped_column(ForeignKey("query_log.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utc_now)
+
+
+class IndexReference(Base):
+    """A build's reference distribution: raw channel scores of random archive pairs (float32 [M, 3] as
+    .npy bytes), computed when the build is made; a hit's percentile is its place among them."""
+
+    __tablename__ = "index_references"
+
+    build_id: Mapped[int] = mapped_column(ForeignKey("index_builds.id", ondelete="CASCADE"), primary_key=True)
+    pairs: Mapped[int] = mapped_column(Integer)
+    scores: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class AccessLog(Base):

@@ -25,6 +25,7 @@ from indexing.fused_index import BuildConfig, IndexStatus, RefreshReport, build_
 from indexing.ingest.pipeline import IngestReport
 from indexing.ingest.run import ingest_path
 from indexing.ingest.sources import discover
+from indexing.locks import index_build_lock
 from indexing.settings import Settings
 from indexing.shape import ShapeConfig
 from indexing.vectors import DEFAULT_BATCH_SIZE, ArchiveModels, EmbedReport, embed_archive
@@ -88,6 +89,8 @@ def _embed(archive: Archive, models: ArchiveModels, batch_size: int, progress: b
 
 
 def embed_and_refresh(archive: Archive, models: ArchiveModels, batch_size: int = DEFAULT_BATCH_SIZE) -> RefreshReport:
-    """Embed the images added since the active build, then refresh it (a new build, activated)."""
-    embed_archive(archive, models, batch_size=batch_size)
-    return refresh_index(archive, models.version)
+    """Embed the images added since the active build, then refresh it (a new build, activated);
+    refused (`IndexBuildRunningError`) while an `s2m index build` or refresh runs on the archive."""
+    with index_build_lock(archive.engine, archive.settings.data_dir):
+        embed_archive(archive, models, batch_size=batch_size)
+        return refresh_index(archive, models.version)

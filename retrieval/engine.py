@@ -12,7 +12,8 @@
 `search_many` runs the networks once for a whole batch of queries, and loads the candidates' stored
 vectors once for the whole batch (queries of one archive share many candidates), so a service can
 micro-batch concurrent requests. A query by example (`Query.like`, "more like this") takes an
-archive case's own stored vectors instead of a sketch and skips the networks. The engine is safe to call from several threads: models are loaded once and
+archive case's own stored vectors instead of a sketch and skips the networks; a query by vectors
+(`Query.vectors`: a refined or reopened search, retrieval/feedback.py) takes its channels as given. The engine is safe to call from several threads: models are loaded once and
 only read, the active build is swapped by `reload_if_changed` under a lock, and a query keeps the
 build it started with, so a swap drops no in-flight query. The networks come from the process's
 one `QueryModels` (E, G, H and C of one opened bundle), which the service shares with `/v1/generate`
@@ -32,7 +33,6 @@ import faiss
 import numpy as np
 import torch
 from PIL import Image as PILImage
-from sqlalchemy import select
 
 from formats.errors import ProjectError
 from formats.sketch import CanonicalSketch, canonical_sketch
@@ -46,7 +46,7 @@ from indexing.models import Image
 from indexing.settings import Settings
 from indexing.shape import query_vectors
 from indexing.vectors import APPEARANCE, CHANNELS, LATENT, SHAPE, latent_vectors
-from retrieval.filters import Filters, filtered
+from retrieval.filters import Filters, sql_conditions
 from retrieval.results import ChannelScores, Hit, SearchResult
 from retrieval.stored import StoredVectorCache, StoredVectors
 
@@ -59,11 +59,12 @@ SketchInput = CanonicalSketch | bytes | Path | str | PILImage.Image | np.ndarray
 
 @dataclass(frozen=True)
 class Query:
-    """One search, by a sketch or by example (`like`: an archive image id; exactly one of the two).
+    """One search, by a sketch, by example (`like`: an archive image id) or by its query-side channel
+    `vectors` (exactly one of the three).
 
     `weights` overrides the build's channel weights for this query only; `refine` False skips H
-    (x_0 only: the fast live preview); `signs` {sign: strength in [0, 1]} edits a sketch query in W
-    (before G and H) and in the appearance space (`generation.signs`)."""
+    (x_0 only: the fast live preview); `exclude`: image ids that never come back; `signs` {sign: strength
+    in [0, 1]} edits a sketch query in W (before G and H) and in the appearance space (`generation.signs`)."""
 
     sketch: SketchInput | None
     k: int = DEFAULT_K
@@ -71,13 +72,15 @@ class Query:
     weights: ChannelWeights | None = None
     refine: bool = True
     like: int | None = None
+    vectors: dict[str, np.ndarray] | None = field(default=None, compare=False)
+    exclude: tuple[int, ...] = ()
     signs: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if (self.sketch is None) == (self.like is None):
-            raise ValueError("a query has either a sketch or an example image id (like), not both")
-        if self.signs and self.like is not None:
-            raise ValueError("signs edit a sketch query; a query by example takes none")
+        if sum(given is not None for given in (self.sketch, self.like, self.vectors)) != 1:
+            raise ValueError("a query has exactly one of a sketch, an example image id (like) or channel vectors")
+        if self.signs and self.sketch is None:
+            raise ValueError("signs edit a sketch query; a query by example or by vectors takes none")
 
 
 @dataclass(frozen=True)
@@ -180,7 +183,7 @@ class SearchEngine:
         strengths = [self.models.sign_strengths(query.signs) for query in queries]  # SignError before any work
         build = self._build  # this batch's build, whatever a reload does meanwhile
         timings: dict[str, float] = {}
-        drawn = [row for row, query in enumerate(queries) if query.like is None]
+        drawn = [row for row, query in enumerate(queries) if query.sketch is not None]
         channels: dict[str, np.ndarray] = {}
         sketches: dict[int, np.ndarray] = {}
         steps: dict[int, tuple[np.ndarray, ...]] = {}
@@ -216,6 +219,7 @@ class SearchEngine:
                     channels[(row, APPEARANCE)] = stored.appearance[position]
                     channels[(row, LATENT)] = stored.latent[position]
                     channels[(row, SHAPE)] = query_vectors(sketches[row][None], build.shape)[0]
+        channels.update({(row, name): query.vectors[name] for row, query in enumerate(queries) if query.vectors for name in CHANNELS})
         stages: list[dict[str, float]] = [dict(timings) for _ in queries]
         allowed: dict[Filters, np.ndarray | None] = {}
         with _timed(timings, "filter"):
@@ -227,8 +231,9 @@ class SearchEngine:
             stages[row]["filter"] = timings["filter"]
             one = {name: channels[(row, name)][None] for name in CHANNELS}
             with _timed(stages[row], "faiss"):
-                found = self.candidates(build, one, self.weights_for(query, strengths[row], build), allowed[query.filters], query.k)
-            candidates.append(found[found != query.like] if query.like is not None else found)
+                found = self.candidates(build, one, self.weights_for(query, strengths[row], build), allowed[query.filters],
+                                        query.k + len(query.exclude))
+            candidates.append(found[~np.isin(found, [*query.exclude, *([query.like] if query.like is not None else [])])])
         with _timed(timings, "rerank"):
             union = np.unique(np.concatenate(candidates)) if candidates else np.zeros(0, np.int64)
             stored = self.stored_vectors(build, union)
@@ -243,8 +248,9 @@ class SearchEngine:
             stage = {**stages[row], "rerank": timings["rerank"], "hydrate": timings["hydrate"]}
             refined = steps.get(row, ())
             applied = self.models.signs.applied(strengths[row]) if strengths[row] else ()
-            results.append(SearchResult(tuple(hits[row]), stage, sketches[row], refined[-1] if refined else None,
-                                        build.build_id, query.filters, refined, applied))
+            results.append(SearchResult(tuple(hits[row]), stage, sketches.get(row), refined[-1] if refined else None,
+                                        build.build_id, query.filters, refined,
+                                        {name: channels[(row, name)] for name in CHANNELS}, applied))
         return results
 
     # --- stages --------------------------------------------------------------------------------
@@ -282,7 +288,7 @@ class SearchEngine:
     def allowed_ids(self, filters: Filters) -> np.ndarray:
         """Live image ids passing `filters` (int64, sorted), decided by the DB."""
         with self.archive.sessions() as session:
-            rows = session.execute(filtered(select(Image.id, Image.findings), filters).order_by(Image.id)).all()
+            rows = store.live_image_findings(session, sql_conditions(filters))
         wanted = set(filters.findings)
         return np.array([row.id for row in rows if wanted <= set(row.findings or ())], dtype=np.int64)
 
@@ -351,13 +357,9 @@ class SearchEngine:
         if not ids:
             return {}
         wanted = set(filters.findings)
-        found: dict[int, Image] = {}
         with self.archive.sessions() as session:
-            for start in range(0, len(ids), store.LOOKUP_CHUNK):
-                chunk = ids[start : start + store.LOOKUP_CHUNK]
-                found.update({row.id: row for row in session.scalars(filtered(select(Image), filters).where(Image.id.in_(chunk)))
-                              if wanted <= set(row.findings or ())})
-        return found
+            rows = store.live_images(session, ids, sql_conditions(filters))
+        return {image_id: row for image_id, row in rows.items() if wanted <= set(row.findings or ())}
 
     @staticmethod
     def hits(ranked: list[tuple[int, float, ChannelScores]], rows: dict[int, Image], k: int) -> list[Hit]:

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import ColumnElement
+
 from indexing.models import Image
 
 
@@ -36,19 +38,24 @@ class Filters:
             if value not in (None, ())
         }
 
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> "Filters":
+        """The inverse of `as_record` (a logged query's filters, to run it again)."""
+        return cls(**{key: (datetime.fromisoformat(value) if key.startswith("acquired_") else tuple(value))
+                      for key, value in record.items()})
 
-
-def filtered(query: Any, filters: Filters) -> Any:
-    """`query` over Image restricted to live rows passing the filters that SQL can express."""
-    query = query.where(Image.deleted_at.is_(None))
+def sql_conditions(filters: Filters) -> list[ColumnElement[bool]]:
+    """The conditions on Image of the filters that SQL can express (the store adds "live"; findings,
+    all of, are checked on the rows)."""
+    conditions: list[ColumnElement[bool]] = []
     if filters.diagnoses:
-        query = query.where(Image.diagnosis.in_(filters.diagnoses))
+        conditions.append(Image.diagnosis.in_(filters.diagnoses))
     if filters.acquired_from is not None:
-        query = query.where(Image.acquired_at >= filters.acquired_from)
+        conditions.append(Image.acquired_at >= filters.acquired_from)
     if filters.acquired_to is not None:
-        query = query.where(Image.acquired_at <= filters.acquired_to)
+        conditions.append(Image.acquired_at <= filters.acquired_to)
     if filters.patients:
-        query = query.where(Image.patient_ref.in_(filters.patients))
+        conditions.append(Image.patient_ref.in_(filters.patients))
     if filters.exclude_patients:
-        query = query.where(Image.patient_ref.is_(None) | Image.patient_ref.not_in(filters.exclude_patients))
-    return query
+        conditions.append(Image.patient_ref.is_(None) | Image.patient_ref.not_in(filters.exclude_patients))
+    return conditions

@@ -5,7 +5,7 @@ Kept apart from the engine that computes them, so that the API's and the CLI's v
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -47,9 +47,10 @@ class Hit:
 class SearchResult:
     hits: tuple[Hit, ...]
     timings_ms: dict[str, float]  # stage -> ms (batched stages: the batch's time)
-    sketch: np.ndarray  # uint8 [R, R], the canonical sketch the models read (by example: the case's stored sketch)
+    sketch: np.ndarray | None  # uint8 [R, R], the canonical sketch the models read (by example: the case's stored sketch; by vectors: None)
     image: np.ndarray | None  # uint8 [R, R, 3], the generated x_T (x_0 unrefined); None for a query by example
     build_id: int
     filters: Filters
     steps: tuple[np.ndarray, ...] = ()  # uint8 [R, R, 3] each: x_0, x_1 .. x_T (empty by example)
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)  # the query side of each channel, float32 [D_c]
     signs: tuple[AppliedSign, ...] = ()  # the signs applied, and how far each moved the query

@@ -12,12 +12,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import select
 
 from indexing import store
 from indexing.archive import Archive
 from indexing.fused_index import Build
-from indexing.models import Embedding
 from indexing.shape import archive_vectors
 from indexing.vectors import APPEARANCE, LATENT, stored_sketches
 
@@ -88,17 +86,8 @@ class StoredVectorCache:
         )
 
     def _fetch(self, build: Build, ids: list[int]) -> dict[int, StoredCase]:
-        vectors: dict[tuple[int, str], np.ndarray] = {}
         with self.archive.sessions() as session:
-            for start in range(0, len(ids), store.LOOKUP_CHUNK):
-                chunk = ids[start : start + store.LOOKUP_CHUNK]
-                rows = session.execute(
-                    select(Embedding.image_id, Embedding.kind, Embedding.vector).where(
-                        Embedding.model_version == build.version, Embedding.image_id.in_(chunk),
-                        Embedding.kind.in_((APPEARANCE, LATENT)),
-                    )
-                ).all()
-                vectors.update({(row.image_id, row.kind): np.frombuffer(row.vector, dtype=store.VECTOR_DTYPE) for row in rows})
+            vectors = store.embedding_vectors(session, build.version, (APPEARANCE, LATENT), ids)
             sketches = stored_sketches(session, build.version, ids)
         found = [i for i in ids if (i, APPEARANCE) in vectors and (i, LATENT) in vectors and i in sketches]
         if not found:

@@ -26,6 +26,11 @@ MAY_IMPORT = {
 # The commands that render phantoms (`s2m phantom`, the demo); the evaluations and benchmarks that
 # draw test data live in evaluation/.
 PHANTOM_COMMANDS = {"api/cli/phantom.py", "api/cli/phantom_sketch.py", "api/cli/demo.py"}
+# Modules that read the archive only through indexing.store's named functions (issue 34: no SQL
+# statement is built in a route or in the engine), and the routes, which take their session from
+# api.deps.SessionDep and never open one.
+NO_SQL = ("api/routes/*.py", "retrieval/engine.py")
+ROUTES = "api/routes/*.py"
 
 
 def imported_names(path: Path, package: str) -> list[str]:
@@ -56,6 +61,23 @@ def forbidden_arrows() -> list[str]:
             extra = {"phantoms"} if relative in PHANTOM_COMMANDS else set()
             arrows += [f"{relative} -> {target}" for target in sorted(imported_packages(path) - allowed - extra)]
     return arrows
+
+
+def session_openings(path: Path) -> list[int]:
+    """The lines where `path` reaches an archive's session factory (`archive.sessions()`, `.sessions.begin()`)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    return sorted(node.lineno for node in ast.walk(tree) if isinstance(node, ast.Attribute) and node.attr == "sessions")
+
+
+def select_calls(path: Path) -> list[int]:
+    """The lines where `path` calls `select(...)` (SQLAlchemy's statement builder, by any name it is reached by)."""
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Call):
+            called = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", None)
+            if called == "select":
+                lines.append(node.lineno)
+    return sorted(lines)
 
 
 def module_graph(root: Path) -> dict[str, set[str]]:
@@ -128,6 +150,32 @@ def test_every_import_follows_the_arrows_of_design_md():
 
 def test_no_module_imports_itself_back_through_others():
     assert import_circles(module_graph(ROOT)) == []
+
+
+def test_no_route_and_not_the_engine_builds_a_select():
+    paths = sorted({path for pattern in NO_SQL for path in ROOT.glob(pattern)})
+    assert len(paths) > 2
+    assert [f"{path.relative_to(ROOT)}:{line}" for path in paths for line in select_calls(path)] == []
+
+
+def test_routes_take_their_session_from_the_one_dependency():
+    paths = sorted(ROOT.glob(ROUTES))
+    assert [f"{path.relative_to(ROOT)}:{line}" for path in paths for line in session_openings(path)] == []
+    assert any("SessionDep" in path.read_text() for path in paths)
+
+
+def test_the_session_check_finds_a_route_opening_its_own(tmp_path):
+    module = tmp_path / "route.py"
+    module.write_text("def read(service):\n    with service.archive().sessions() as session:\n        pass\n"
+                      "    with service.archive().sessions.begin() as session:\n        pass\n")
+    assert session_openings(module) == [2, 4]
+
+
+def test_the_select_check_finds_calls_inside_functions(tmp_path):
+    module = tmp_path / "route.py"
+    module.write_text("import sqlalchemy as sa\nfrom sqlalchemy import select\n\n"
+                      "def read(session):\n    session.scalars(select(Image))\n    return sa.select(Image.id)\n")
+    assert select_calls(module) == [5, 6]
 
 
 def test_the_rule_reads_imports_inside_functions(tmp_path):

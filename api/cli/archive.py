@@ -12,19 +12,19 @@ from api.cli.errors import add_command
 if TYPE_CHECKING:
     from indexing.archive import Archive
 
-HELP = "The archive store: ingest, list, show, stats, delete, check, export."
+HELP = "The archive store: ingest, list, show, stats, delete, check, export, backup, restore."
 
 MAX_REASONS_SHOWN = 50
 
 
-def open_archive(read_only: bool = False) -> "Archive":
+def open_archive(read_only: bool = False, any_known_revision: bool = False) -> "Archive":
     """The archive of the environment's settings, for every command that uses it (`with ... as archive`,
     closed however the command ends); `read_only` for commands that only look (they work on a
-    read-only database file and write nothing)."""
+    read-only database file and write nothing); `any_known_revision` for a backup before an upgrade."""
     from indexing.archive import Archive
     from indexing.settings import Settings
 
-    return Archive.open(Settings.from_env(), read_only=read_only)
+    return Archive.open(Settings.from_env(), read_only=read_only, any_known_revision=any_known_revision)
 
 
 def ingest(
@@ -34,6 +34,7 @@ def ingest(
     dicomweb: Optional[str] = typer.Option(None, "--dicomweb", help="DICOMweb service root (QIDO-RS + WADO-RS), e.g. http://pacs/dicom-web"),
     keep_column: list[str] = typer.Option([], "--keep-column", help="also keep this metadata column as a label (repeatable); otherwise only the known columns and tonsil_grade, patient_sex, patient_age are kept"),
     keep_file_names: bool = typer.Option(False, "--keep-file-names", help="keep each file's base name when it passes the identifier screen (indexing/ingest/names.py); off by default: names may identify patients"),
+    strict: bool = typer.Option(False, "--strict", help="refuse the whole ingest (nothing written) when any metadata row cannot be used: more or fewer cells than the header, two rows for one file, a row for no file, a bad value"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Add images to the archive; re-ingesting the same files adds nothing (and restores a row's missing file). Skipped files are listed with the reason."""
@@ -46,23 +47,26 @@ def ingest(
         if dicomweb is not None:
             from dicomweb_client.api import DICOMwebClient
 
-            report = ingest_dicomweb(archive, DICOMwebClient(url=dicomweb), metadata, progress, tuple(keep_column))
+            report = ingest_dicomweb(archive, DICOMwebClient(url=dicomweb), metadata, progress, tuple(keep_column), strict)
         else:
-            report = ingest_path(archive, path, metadata, annotations, progress, tuple(keep_column), keep_file_names)
+            report = ingest_path(archive, path, metadata, annotations, progress, tuple(keep_column), keep_file_names, strict)
     restored = f", {report.restored} missing files restored" if report.restored else ""
+    restored += f", {report.linked} linked to their DICOM's UIDs" if report.linked else ""
+    unused = f", {len(report.metadata_problems)} metadata rows not used" if report.metadata_problems else ""
     typer.echo(
         f"added {report.added} images ({report.annotations_added} annotations), "
-        f"{report.already_present} already in the archive{restored}, {len(report.skipped)} skipped"
+        f"{report.already_present} already in the archive{restored}, {len(report.skipped)} skipped{unused}"
     )
     if report.dropped_columns:
         typer.echo(f"  metadata columns not kept (use --keep-column NAME to keep one): {', '.join(report.dropped_columns)}")
     if report.names_withheld:
         why = "they did not pass the identifier screen" if keep_file_names else "use --keep-file-names to keep the ones that pass the identifier screen"
         typer.echo(f"  original file names not kept for {report.names_withheld} images ({why})")
-    for name, reason in report.skipped[:MAX_REASONS_SHOWN]:
-        typer.echo(f"  skipped {name}: {reason}")
-    if len(report.skipped) > MAX_REASONS_SHOWN:
-        typer.echo(f"  ... and {len(report.skipped) - MAX_REASONS_SHOWN} more")
+    for label, reasons in (("skipped", report.skipped), ("not used:", report.metadata_problems)):
+        for name, reason in reasons[:MAX_REASONS_SHOWN]:
+            typer.echo(f"  {label} {name}: {reason}")
+        if len(reasons) > MAX_REASONS_SHOWN:
+            typer.echo(f"  ... and {len(reasons) - MAX_REASONS_SHOWN} more")
 
 
 def list_images(
@@ -183,6 +187,32 @@ def export(
     typer.echo(f"exported {report.images} images ({report.annotated} annotated) to {report.out}{copied}")
 
 
+def backup(
+    out: Path = typer.Argument(..., help="new or empty folder that receives the backup (database, files, key, manifest.json)"),
+) -> None:
+    """Back up the database (one snapshot), the image files, the pseudonym key and the active index build, while the service runs."""
+    from indexing.backup import KEY_FROM_ENVIRONMENT, backup_archive
+
+    with open_archive(any_known_revision=True) as archive:  # writes nothing to it; the file-store lock needs a writable data dir
+        report = backup_archive(archive, out)
+    typer.echo(f"backed up {report.images} images and index build {report.active_build_id or 'none'} "
+               f"to {report.out} ({report.files} files, {report.bytes / 1e6:.1f} MB)")
+    if report.pseudonym_key == KEY_FROM_ENVIRONMENT:
+        typer.echo("  the pseudonym key comes from S2M_PSEUDONYM_KEY and is not in the backup: keep it with your secrets")
+
+
+def restore(
+    source: Path = typer.Argument(..., help="a folder that `s2m archive backup` wrote"),
+) -> None:
+    """Restore a backup into the empty data dir and database of S2M_DATA_DIR / S2M_DATABASE_URL (checked whole first)."""
+    from indexing.restore import restore_archive
+    from indexing.settings import Settings
+
+    report = restore_archive(Settings.from_env(), source)
+    typer.echo(f"restored {report.images} images and index build {report.active_build_id or 'none'} into {report.data_dir} "
+               f"(schema revision {report.revision}); next: `s2m db upgrade` if this version is newer, then `s2m archive check`")
+
+
 def register(app: typer.Typer) -> None:
     """Add the `s2m archive` command group to the top-level app."""
     group = typer.Typer(help=HELP, no_args_is_help=True)
@@ -193,4 +223,6 @@ def register(app: typer.Typer) -> None:
     add_command(group, "delete", delete)
     add_command(group, "check", check)
     add_command(group, "export", export)
+    add_command(group, "backup", backup)
+    add_command(group, "restore", restore)
     app.add_typer(group, name="archive")

@@ -24,7 +24,7 @@ def _migrate(revision: str, down: bool) -> None:
     from indexing.db import current_revision, downgrade, make_engine, upgrade
     from indexing.settings import Settings
 
-    engine = make_engine(Settings.from_env().database_url)
+    engine = make_engine(Settings.from_env().database_url, create=True)
     try:
         (downgrade if down else upgrade)(engine, revision)
         typer.echo(f"database at revision {current_revision(engine) or 'base (empty)'}")

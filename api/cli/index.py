@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, ContextManager, Optional
 
 import typer
 
@@ -45,6 +46,14 @@ def _is_main() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def _one_at_a_time(archive: "Archive") -> ContextManager[None]:
+    """The archive's index lock for the main process (a second build or refresh is one sentence,
+    exit 2); a torchrun job's other ranks embed their own shards under their rank 0's lock."""
+    from indexing.locks import index_build_lock
+
+    return index_build_lock(archive.engine, archive.settings.data_dir) if _is_main() else nullcontext()
+
+
 def build(
     model: Path = typer.Option(SHIPPED_BUNDLE, "--model", help=MODEL_HELP),
     factory: str = typer.Option("Flat", "--factory", help="FAISS factory string: Flat, IVF1024,Flat, IVF4096,PQ32, HNSW32, ..."),
@@ -66,7 +75,7 @@ def build(
     config = BuildConfig(factory=factory, appearance_dims=appearance_dims or None, shape_dims=shape_dims or None,
                          latent_dims=latent_dims or None, weights=_weights(weights), nprobe=nprobe,
                          shape=ShapeConfig(side=bundle.resolution))  # the shape channel reads the sketches S stores
-    with open_archive() as archive:
+    with open_archive() as archive, _one_at_a_time(archive):
         version = _embed(archive, bundle, device, batch_size, progress)
         if not _is_main():
             return
@@ -84,7 +93,7 @@ def refresh(
     from generation.bundle import Bundle
     from indexing.fused_index import refresh_index, require_active_build
 
-    with open_archive() as archive:
+    with open_archive() as archive, _one_at_a_time(archive):
         require_active_build(archive)
         version = _embed(archive, Bundle.open(model), device, batch_size, progress)
         if not _is_main():

@@ -20,6 +20,7 @@ import typer
 from formats.errors import InputError
 
 if TYPE_CHECKING:
+    from generation.loop_run import TrainResult
     from generation.paired import PairedInputs
     from generation.training import RunOptions
 
@@ -126,3 +127,13 @@ def comma_names(text: str, option: str, known: tuple[str, ...]) -> tuple[str, ..
     if unknown:
         raise InputError(f"{option} takes some of {', '.join(known)}, not {', '.join(unknown)}")
     return names
+
+
+def echo_result(result: TrainResult, detail: str = "") -> None:
+    """The one line every `s2m train` command ends with (main process only: under torchrun rank 0 reports)."""
+    if not result.main:
+        return
+    ended = "; stopped by --max-minutes" if result.stopped_early else ""
+    saved = f"; saved into {result.bundle}" if result.bundle is not None else ""
+    typer.echo(f"trained to step {result.step} ({result.steps_this_run} steps in {result.seconds:.0f} s this run"
+               f"{', ' + detail if detail else ''}{ended}); run in {result.run_dir}{saved}")

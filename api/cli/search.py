@@ -42,8 +42,10 @@ def _date(text: str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
-def parse_filters(items: list[str]) -> "Filters":
-    """`key=value` items -> Filters (diagnosis and patient repeat as any-of, finding as all-of)."""
+def parse_filters(items: list[str], pseudonym_chars: int) -> "Filters":
+    """`key=value` items -> Filters (diagnosis and patient repeat as any-of, finding as all-of);
+    patients are pseudonyms, anything else is refused."""
+    from indexing.ingest.metadata import require_pseudonyms
     from retrieval.filters import Filters
 
     values: dict[str, list[str]] = {key: [] for key in FILTER_KEYS}
@@ -56,6 +58,8 @@ def parse_filters(items: list[str]) -> "Filters":
         dates = {key: _date(values[key][-1]) if values[key] else None for key in ("from", "to")}
     except ValueError:
         raise InputError("dates in filters are ISO dates, e.g. from=2024-01-31") from None
+    for key in ("patient", "exclude-patient"):
+        require_pseudonyms(values[key], pseudonym_chars, key)
     return Filters(
         diagnoses=tuple(values["diagnosis"]), findings=tuple(values["finding"]),
         acquired_from=dates["from"], acquired_to=dates["to"],
@@ -137,7 +141,8 @@ def search(
     from retrieval.engine import EngineConfig, Query, SearchEngine
 
     files = sketch_files(sketches)
-    parsed = parse_filters(filters)
+    settings = Settings.from_env()
+    parsed = parse_filters(filters, settings.pseudonym_hex_chars)
     if sheet is not None and sheet.suffix.lower() != ".png":
         raise InputError("--sheet must name a .png file")
     bundle = Bundle.open(model)
@@ -149,7 +154,7 @@ def search(
         except SketchError as error:
             raise InputError(f"{path.name}: {error}") from None
     models = QueryModels.load(bundle, resolve_device(device))
-    engine = SearchEngine.open(Settings.from_env(), EngineConfig(index_device=index_device), models)
+    engine = SearchEngine.open(settings, EngineConfig(index_device=index_device), models)
     try:
         results = []
         for start in range(0, len(canonical), batch_size):

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Optional
 import typer
 
 from api.cli.errors import add_command
-from api.cli.run_options import RUN, shared_options
+from api.cli.run_options import RUN, echo_result, shared_options
 
 if TYPE_CHECKING:
     from generation.training import RunOptions
@@ -28,7 +28,7 @@ def embedder(
     label_columns: str = typer.Option(
         "diagnosis,tonsil_grade", "--label-columns", help="Comma-separated metadata.csv columns the probes predict."
     ),
-    log_every: int = typer.Option(10, "--log-every", help="Steps between JSONL log records."),
+    log_every: int = typer.Option(10, "--log-every", min=1, help="Steps between JSONL log records."),
     checkpoint_minutes: float = typer.Option(5.0, "--checkpoint-minutes", help="Wall-clock minutes between checkpoints."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many steps in total."),
     warm_start: Optional[Path] = typer.Option(
@@ -42,6 +42,7 @@ def embedder(
 ) -> None:
     """Train the MoCo v2 embedder C with a k-NN probe each epoch."""
     from generation.losses import PERCEPTUAL_BACKBONES
+    from generation.configs import Cadence
     from generation.moco.config import EmbedderConfig
     from generation.moco.train import EmbedderTraining, train_embedder
 
@@ -54,13 +55,14 @@ def embedder(
     except ValueError as error:
         raise typer.BadParameter(str(error)) from error
     settings = EmbedderTraining(
-        label_columns=tuple(c.strip() for c in label_columns.split(",") if c.strip()), log_every=log_every,
-        checkpoint_minutes=checkpoint_minutes, max_steps=max_steps, perceptual_backbone=perceptual_backbone,
+        label_columns=tuple(c.strip() for c in label_columns.split(",") if c.strip()),
+        cadence=Cadence(log_every=log_every, checkpoint_minutes=checkpoint_minutes), max_steps=max_steps,
+        perceptual_backbone=perceptual_backbone,
         warm_start=warm_start,
     )
-    summary = train_embedder(options, settings, config)
-    if summary:
-        typer.echo(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items()))
+    result = train_embedder(options, settings, config)
+    echo_result(result, " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                 for k, v in result.metrics.items()))
 
 
 def register(group: typer.Typer) -> None:

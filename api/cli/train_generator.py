@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Optional
 import typer
 
 from api.cli.errors import add_command
-from api.cli.run_options import RUN, shared_options
+from api.cli.run_options import RUN, echo_result, shared_options
 
 if TYPE_CHECKING:
     from generation.training import RunOptions
@@ -36,16 +36,19 @@ def train_generator_command(
     from generation.stylegan2.config import DiscriminatorConfig, GanTrainConfig, GeneratorConfig
     from generation.stylegan2.train import train_generator
 
+    preset_config = GanTrainConfig.for_preset(preset)
+    cadence = {"sample_every": sample_every, "checkpoint_every": checkpoint_every}
     overrides = {
         "steps": steps, "batch_size": batch, "augment": augment, "mirror": mirror, "r1_gamma": r1_gamma,
-        "pl_weight": pl_weight, "sample_every": sample_every, "checkpoint_every": checkpoint_every,
+        "pl_weight": pl_weight,
     }
-    train_config = dataclasses.replace(GanTrainConfig.for_preset(preset),
-                                       **{k: v for k, v in overrides.items() if v is not None})
+    train_config = dataclasses.replace(
+        preset_config, **{k: v for k, v in overrides.items() if v is not None},
+        cadence=dataclasses.replace(preset_config.cadence, **{k: v for k, v in cadence.items() if v is not None}))
     result = train_generator(options, GeneratorConfig.for_preset(preset), DiscriminatorConfig.for_preset(preset),
                              train_config)
-    typer.echo(f"trained to step {result['step']} ({result['images_seen'] / 1000:.1f} kimg, "
-               f"{result['images_per_s']:.1f} images/s this run); run in {run_dir}")
+    echo_result(result, f"{result.metrics.get('images_seen', 0) / 1000:.1f} kimg, "
+                        f"{result.metrics.get('images_per_s', 0.0):.1f} images/s")
 
 
 def register(group: typer.Typer) -> None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Optional
 import typer
 
 from api.cli.errors import add_command
-from api.cli.run_options import BATCH_SIZE, PHOTOS, PRESET, RUN, SKETCHES, shared_options
+from api.cli.run_options import BATCH_SIZE, PHOTOS, PRESET, RUN, SKETCHES, echo_result, shared_options
 
 if TYPE_CHECKING:
     from generation.training import RunOptions
@@ -32,8 +32,8 @@ def pix2pix(
 
     overrides = {k: v for k, v in {"steps": steps, "batch_size": batch_size}.items() if v is not None}
     config = dataclasses.replace(Pix2PixTrainConfig.for_preset(preset), **overrides)
-    run = train_pix2pix(options, PairedInputs(sketches), Pix2PixConfig.for_preset(preset), config)
-    typer.echo(f"pix2pix saved into {bundle}; run logs in {run}")
+    result = train_pix2pix(options, PairedInputs(sketches), Pix2PixConfig.for_preset(preset), config)
+    echo_result(result)
 
 
 def register(group: typer.Typer) -> None:

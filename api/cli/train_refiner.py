@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Optional
 import typer
 
 from api.cli.errors import add_command
-from api.cli.run_options import BATCH_SIZE, PAIRED, PHOTOS, PRESET, RUN, SKETCHES, shared_options
+from api.cli.run_options import BATCH_SIZE, PAIRED, PHOTOS, PRESET, RUN, SKETCHES, echo_result, shared_options
 
 if TYPE_CHECKING:
     from generation.paired import PairedInputs
@@ -36,9 +36,9 @@ def refiner(
     overrides = {k: v for k, v in {"steps": steps, "batch_size": batch_size,
                                    "refinement_steps": refinement_steps}.items() if v is not None}
     config = dataclasses.replace(RefinerTrainConfig.for_preset(preset), **overrides)
-    run = train_refiner(options, paired, HyperNetworkConfig.for_preset(preset), SimilarityConfig.for_preset(preset),
-                        config)
-    typer.echo(f"refiner saved into {bundle}; run logs in {run}")
+    result = train_refiner(options, paired, HyperNetworkConfig.for_preset(preset), SimilarityConfig.for_preset(preset),
+                           config)
+    echo_result(result)
 
 
 def register(group: typer.Typer) -> None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Optional
 import typer
 
 from api.cli.errors import add_command
-from api.cli.run_options import BATCH_SIZE, PRESET, RUN, shared_options
+from api.cli.run_options import BATCH_SIZE, PRESET, RUN, echo_result, shared_options
 
 if TYPE_CHECKING:
     from generation.training import RunOptions
@@ -36,11 +36,9 @@ def synthesizer(
         if value is not None
     }
     training = dataclasses.replace(SynthesizerTrainingConfig.for_preset(preset), **overrides)
-    summary = train_synthesizer(options, SynthesizerConfig.for_preset(preset), training)
-    if not summary["val_dice"]:  # a non-main torchrun rank: rank 0 reports
-        return
-    dice = ", ".join(f"{k} {v:.3f}" for k, v in summary["val_dice"].items())
-    typer.echo(f"trained {summary['epochs']} epochs ({summary['step']} steps, {summary['train_seconds']:.0f} s); val DICE: {dice}")
+    result = train_synthesizer(options, SynthesizerConfig.for_preset(preset), training)
+    dice = ", ".join(f"{k} {v:.3f}" for k, v in result.metrics.get("val_dice", {}).items())
+    echo_result(result, f"{result.metrics.get('epochs', 0)} epochs; val DICE: {dice}")
 
 
 def register(group: typer.Typer) -> None:

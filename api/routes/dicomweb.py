@@ -15,12 +15,12 @@ from typing import Any
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
 
-from api.deps import SearchKey, ServiceDep, client_address
+from api.deps import SearchKey, ServiceDep, SessionDep, client_address
 from api.routes.queries import logged_query
 from api.service import Service
 from api.views import url_from_template
-from indexing import store
 from indexing.models import ApiKey, Image
 
 router = APIRouter(prefix="/dicomweb/results/{query_id}", tags=["dicomweb"])
@@ -33,11 +33,9 @@ def _element(vr: str, *values: Any) -> dict[str, Any]:
     return {"vr": vr, "Value": list(values)} if values and values[0] not in (None, "") else {"vr": vr}
 
 
-def _ranked_rows(service: Service, key: ApiKey, request: Request, query_id: str) -> list[Image]:
-    """The query's live result rows with DICOM UIDs, in rank order; the read is audited."""
-    entry, rows = logged_query(service, query_id)
-    with service.archive().sessions.begin() as session:
-        store.log_access(session, key.id, "qido", client_address(request), query_uid=query_id)
+def _ranked_rows(session: Session, key: ApiKey, request: Request, query_id: str) -> list[Image]:
+    """The live result rows with DICOM UIDs, in rank order, of a query `key` may read; the read is audited."""
+    entry, rows = logged_query(session, key, query_id, "qido", client_address(request))
     ranked = [rows[int(record["image_id"])] for record in entry.results if int(record["image_id"]) in rows]
     return [row for row in ranked if row.study_uid and row.series_uid and row.sop_uid]
 
@@ -104,24 +102,25 @@ IncludeField = Query(None, description="accepted; every attribute this facade ha
 
 
 @router.get("/studies", response_class=Response, responses={200: {"content": {DICOM_JSON: {}}}})
-async def studies(query_id: str, request: Request, service: ServiceDep, key: SearchKey, limit: int | None = Limit,
+async def studies(query_id: str, request: Request, session: SessionDep, key: SearchKey, limit: int | None = Limit,
                   offset: int = Offset, includefield: list[str] | None = IncludeField) -> Response:
-    rows = _matching(await run_in_threadpool(_ranked_rows, service, key, request, query_id), request)
+    rows = _matching(await run_in_threadpool(_ranked_rows, session, key, request, query_id), request)
     return _page([_study(group) for group in _grouped(rows, "study_uid")], offset, limit)
 
 
 @router.get("/studies/{study}/series", response_class=Response, responses={200: {"content": {DICOM_JSON: {}}}})
-async def series(query_id: str, study: str, request: Request, service: ServiceDep, key: SearchKey,
+async def series(query_id: str, study: str, request: Request, session: SessionDep, key: SearchKey,
                  limit: int | None = Limit, offset: int = Offset, includefield: list[str] | None = IncludeField) -> Response:
-    rows = _matching(await run_in_threadpool(_ranked_rows, service, key, request, query_id), request)
+    rows = _matching(await run_in_threadpool(_ranked_rows, session, key, request, query_id), request)
     return _page([_series(group) for group in _grouped([r for r in rows if r.study_uid == study], "series_uid")], offset, limit)
 
 
 @router.get("/studies/{study}/series/{series_uid}/instances", response_class=Response,
             responses={200: {"content": {DICOM_JSON: {}}}})
-async def instances(query_id: str, study: str, series_uid: str, request: Request, service: ServiceDep, key: SearchKey,
+async def instances(query_id: str, study: str, series_uid: str, request: Request, service: ServiceDep,
+                    session: SessionDep, key: SearchKey,
                     limit: int | None = Limit, offset: int = Offset,
                     includefield: list[str] | None = IncludeField) -> Response:
-    rows = _matching(await run_in_threadpool(_ranked_rows, service, key, request, query_id), request)
+    rows = _matching(await run_in_threadpool(_ranked_rows, session, key, request, query_id), request)
     chosen = [row for row in rows if row.study_uid == study and row.series_uid == series_uid]
     return _page([_instance(service, row) for row in chosen], offset, limit)

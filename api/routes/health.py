@@ -5,12 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 
 from api.deps import ServiceDep
 from api.metrics import CONTENT_TYPE
 from api.schemas import HealthOut
 from api.service import Service, ServiceUnavailableError
+from indexing.db import ensure_current
 
 router = APIRouter(tags=["health"])
 
@@ -23,8 +23,7 @@ async def healthz() -> HealthOut:
 def _checks(service: Service) -> dict[str, str]:
     checks: dict[str, str] = {}
     try:
-        with service.archive().engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
+        ensure_current(service.archive().engine)  # reachable, and the archive's schema (not an empty file put in its place)
         checks["database"] = "ok"
     except Exception:  # noqa: BLE001 (any failure means not ready; the reason is below)
         checks["database"] = "unavailable"

@@ -11,11 +11,10 @@ import io
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from PIL import Image as PILImage
-from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from api.deps import EngineDep, SearchKey, ServiceDep, client_address
+from api.deps import EngineDep, SearchKey, ServiceDep, SessionDep, client_address
 from api.schemas import ExampleOut, ImageOut
-from api.service import Service
 from api.views import image_out
 from indexing import store
 from indexing.models import ApiKey, Image
@@ -24,29 +23,29 @@ router = APIRouter(prefix="/v1/images", tags=["images"])
 PNG = "image/png"
 
 
-def live_image(service: Service, image_id: int) -> Image:
+def live_image(session: Session, image_id: int) -> Image:
     """The live row of `image_id` (404 otherwise)."""
-    with service.archive().sessions() as session:
+    with session.begin():
         row = store.get_image(session, image_id)
     if row is None:
         raise HTTPException(404, f"no archive image with id {image_id}")
     return row
 
 
-def _audited(service: Service, key: ApiKey, request: Request, action: str, image_id: int) -> Image:
-    row = live_image(service, image_id)
-    with service.archive().sessions.begin() as session:
+def _audited(session: Session, key: ApiKey, request: Request, action: str, image_id: int) -> Image:
+    row = live_image(session, image_id)
+    with session.begin():
         store.log_access(session, key.id, action, client_address(request), image_id=image_id)
     return row
 
 
 @router.get("/example", response_model=ExampleOut)
-async def example(service: ServiceDep, key: SearchKey) -> ExampleOut:
+async def example(service: ServiceDep, session: SessionDep, key: SearchKey) -> ExampleOut:
     """An archive case of the configured normal diagnosis, for the sketch pad's tracing template."""
     def first() -> Image | None:
-        with service.archive().sessions() as session:
-            query = select(Image).where(Image.deleted_at.is_(None), Image.diagnosis == service.settings.example_diagnosis)
-            return session.scalars(query.order_by(Image.id).limit(1)).first()
+        with session.begin():
+            rows = store.list_images(session, limit=1, diagnosis=service.settings.example_diagnosis)
+        return rows[0] if rows else None
 
     row = await run_in_threadpool(first)
     if row is None:
@@ -55,15 +54,15 @@ async def example(service: ServiceDep, key: SearchKey) -> ExampleOut:
 
 
 @router.get("/{image_id}", response_model=ImageOut)
-async def metadata(image_id: int, request: Request, service: ServiceDep, key: SearchKey) -> ImageOut:
-    row = await run_in_threadpool(_audited, service, key, request, "metadata", image_id)
+async def metadata(image_id: int, request: Request, service: ServiceDep, session: SessionDep, key: SearchKey) -> ImageOut:
+    row = await run_in_threadpool(_audited, session, key, request, "metadata", image_id)
     return image_out(service.settings, row)
 
 
 @router.get("/{image_id}/thumbnail", response_class=Response, responses={200: {"content": {PNG: {}}}})
-async def thumbnail(image_id: int, request: Request, service: ServiceDep, key: SearchKey) -> Response:
+async def thumbnail(image_id: int, request: Request, service: ServiceDep, session: SessionDep, key: SearchKey) -> Response:
     def picture() -> bytes:
-        row = _audited(service, key, request, "thumbnail", image_id)
+        row = _audited(session, key, request, "thumbnail", image_id)
         side = service.settings.thumbnail_side
         with PILImage.open(service.archive().files.absolute(row.stored_path)) as stored:
             small = stored.convert("RGB")
@@ -76,20 +75,20 @@ async def thumbnail(image_id: int, request: Request, service: ServiceDep, key: S
 
 
 @router.get("/{image_id}/file", response_class=Response, responses={200: {"content": {PNG: {}}}})
-async def file(image_id: int, request: Request, service: ServiceDep, key: SearchKey) -> Response:
+async def file(image_id: int, request: Request, service: ServiceDep, session: SessionDep, key: SearchKey) -> Response:
     def stored() -> bytes:
-        row = _audited(service, key, request, "file", image_id)
+        row = _audited(session, key, request, "file", image_id)
         return service.archive().files.absolute(row.stored_path).read_bytes()
 
     return Response(await run_in_threadpool(stored), media_type=PNG)
 
 
 @router.get("/{image_id}/sketch", response_class=Response, responses={200: {"content": {PNG: {}}}})
-async def sketch(image_id: int, request: Request, service: ServiceDep, engine: EngineDep, key: SearchKey) -> Response:
+async def sketch(image_id: int, request: Request, session: SessionDep, engine: EngineDep, key: SearchKey) -> Response:
     """The case's sketch as S synthesized it for the served bundle (what the shape and latent channels matched)."""
     def stored() -> bytes:
-        _audited(service, key, request, "sketch", image_id)
-        with service.archive().sessions() as session:
+        _audited(session, key, request, "sketch", image_id)
+        with session.begin():
             png = store.get_sketch(session, image_id, engine.version)
         if png is None:
             raise HTTPException(404, f"archive image {image_id} has no synthesized sketch for the served bundle yet")

@@ -1,5 +1,10 @@
 """Past queries from the audit log (for the viewer and the audit), and their generated pictures.
 
+A query and everything derived from it (its results, pictures, sketch, steps and QIDO facade)
+belong to the key that ran it: any other search key gets the same 404 as for an unknown id, so
+it cannot even learn that the query exists. An `admin` key reads every query, and each such read
+of another key's query is written to the access log as `admin:<what>`.
+
 The pictures (the canonical query sketch, x_0 .. x_T) live only in memory for the most recent
 queries: the query log never holds pixels."""
 
@@ -7,69 +12,92 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from api.deps import SearchKey, ServiceDep, client_address
-from api.schemas import QueryOut
+from api.deps import SearchKey, ServiceDep, SessionDep, client_address
+from api.schemas import HitOut, QueryOut
 from api.service import Generated, Service
 from api.views import hit_from_record, hit_out
 from indexing import store
-from indexing.models import Image, QueryLog
+from indexing.models import ApiKey, Image, QueryLog
 from indexing.vectors import encode_png
 
 router = APIRouter(prefix="/v1/queries", tags=["queries"])
 PNG = "image/png"
+ADMIN_SCOPE = "admin"
 
 
-def logged_query(service: Service, uid: str) -> tuple[QueryLog, dict[int, Image]]:
-    """The query's log row and its result rows that are still live (404 for an unknown query)."""
-    with service.archive().sessions() as session:
+def _readable_by(key: ApiKey, owner_id: int | None) -> bool:
+    return owner_id == key.id or ADMIN_SCOPE in key.scopes
+
+
+def _audit(session: Session, key: ApiKey, action: str, client: str | None, query_id: str) -> None:
+    with session.begin():
+        store.log_access(session, key.id, action, client, query_uid=query_id)
+
+
+def logged_query(session: Session, key: ApiKey, uid: str, action: str,
+                 client: str | None) -> tuple[QueryLog, dict[int, Image]]:
+    """The query's log row and its result rows that are still live; 404 for an unknown query or
+    one another key ran (unless `key` is an admin key). The read is audited as `action`."""
+    with session.begin():
         entry = store.get_query(session, uid)
-        if entry is None:
+        if entry is None or not _readable_by(key, entry.api_key_id):
             raise HTTPException(404, f"no query with id {uid}")
         ids = [int(record["image_id"]) for record in entry.results]
-        rows = {row.id: row for row in session.scalars(select(Image).where(Image.id.in_(ids), Image.deleted_at.is_(None)))} if ids else {}
+        rows = store.live_images(session, ids)
+    _audit(session, key, action if entry.api_key_id == key.id else f"admin:{action}", client, uid)
     return entry, rows
 
 
+def logged_hits(service: Service, entry: QueryLog, rows: dict[int, Image]) -> list[HitOut]:
+    """A logged query's results that are still live, as hits ranked from 1 (scores as logged)."""
+    live = [record for record in entry.results if int(record["image_id"]) in rows]
+    return [hit_out(service.settings, hit_from_record(rank, record, rows[int(record["image_id"])]))
+            for rank, record in enumerate(live, start=1)]
+
+
 @router.get("/{query_id}", response_model=QueryOut)
-async def past_query(query_id: str, request: Request, service: ServiceDep, key: SearchKey) -> QueryOut:
+async def past_query(query_id: str, request: Request, service: ServiceDep, session: SessionDep, key: SearchKey) -> QueryOut:
     def read() -> QueryOut:
-        entry, rows = logged_query(service, query_id)
-        with service.archive().sessions.begin() as session:
-            store.log_access(session, key.id, "query", client_address(request), query_uid=query_id)
-        live = [record for record in entry.results if int(record["image_id"]) in rows]
-        hits = [hit_out(service.settings, hit_from_record(rank, record, rows[int(record["image_id"])]))
-                for rank, record in enumerate(live, start=1)]
+        entry, rows = logged_query(session, key, query_id, "query", client_address(request))
         return QueryOut(query_id=query_id, created_at=entry.created_at, kind=entry.kind, k=entry.k, filters=entry.filters,
-                        build_id=entry.build_id, latency_ms=entry.latency_ms, results=hits)
+                        build_id=entry.build_id, latency_ms=entry.latency_ms, results=logged_hits(service, entry, rows))
 
     return await run_in_threadpool(read)
 
 
-def _generated(service: Service, query_id: str) -> Generated:
+async def _generated(service: Service, session: Session, key: ApiKey, request: Request, query_id: str,
+                     action: str) -> Generated:
+    """The kept pictures of a query `key` ran (an admin key: any query, audited); 404 otherwise."""
     kept = service.generated(query_id)
-    if kept is None:
+    if kept is None or not _readable_by(key, kept.api_key_id):
         raise HTTPException(404, f"no generated pictures kept for query {query_id} (only recent sketch searches keep them)")
+    if kept.api_key_id != key.id:
+        await run_in_threadpool(_audit, session, key, f"admin:{action}", client_address(request), query_id)
     return kept
 
 
 @router.get("/{query_id}/generated", response_class=Response, responses={200: {"content": {PNG: {}}}})
-async def generated(query_id: str, service: ServiceDep, key: SearchKey) -> Response:
+async def generated(query_id: str, request: Request, service: ServiceDep, session: SessionDep, key: SearchKey) -> Response:
     """The generated image x_T of a recent sketch search (x_0 when it was not refined)."""
-    return Response(encode_png(_generated(service, query_id).steps[-1]), media_type=PNG)
+    kept = await _generated(service, session, key, request, query_id, "generated")
+    return Response(encode_png(kept.steps[-1]), media_type=PNG)
 
 
 @router.get("/{query_id}/steps/{step}", response_class=Response, responses={200: {"content": {PNG: {}}}})
-async def step(query_id: str, step: int, service: ServiceDep, key: SearchKey) -> Response:
+async def step(query_id: str, step: int, request: Request, service: ServiceDep, session: SessionDep,
+               key: SearchKey) -> Response:
     """x_step of a recent sketch search: 0 is G(w), 1 .. T are H's refinements."""
-    steps = _generated(service, query_id).steps
+    steps = (await _generated(service, session, key, request, query_id, "step")).steps
     if not 0 <= step < len(steps):
         raise HTTPException(404, f"query {query_id} has steps 0 to {len(steps) - 1}")
     return Response(encode_png(steps[step]), media_type=PNG)
 
 
 @router.get("/{query_id}/sketch", response_class=Response, responses={200: {"content": {PNG: {}}}})
-async def query_sketch(query_id: str, service: ServiceDep, key: SearchKey) -> Response:
+async def query_sketch(query_id: str, request: Request, service: ServiceDep, session: SessionDep,
+                       key: SearchKey) -> Response:
     """The canonical sketch the models read for a recent sketch search."""
-    return Response(encode_png(_generated(service, query_id).sketch), media_type=PNG)
+    kept = await _generated(service, session, key, request, query_id, "sketch")
+    return Response(encode_png(kept.sketch), media_type=PNG)

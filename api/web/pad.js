@@ -420,7 +420,13 @@ function bar(channel, value, [low, high]) {
   return row;
 }
 
+// What a card says first: the hit's percentiles in one sentence (the raw scores stay in its details).
+function similarityText(hit) {
+  return hit.similarity || `score ${hit.score.toFixed(3)} (no percentiles for this index build)`;
+}
+
 async function showResults(answer, title) {
+  const previous = lastAnswer;
   lastAnswer = answer;
   $("results-title").textContent = `${title}: ${answer.results.length} cases`;
   $("results-hint").hidden = true;
@@ -440,13 +446,21 @@ async function showResults(answer, title) {
     img.alt = `case ${hit.image_id}`;
     const titleRow = document.createElement("div");
     titleRow.className = "title";
-    titleRow.innerHTML = "<span class=rank></span><span class=score></span>";
+    titleRow.innerHTML = "<span class=rank></span>";
     titleRow.querySelector(".rank").textContent = `#${hit.rank}`;
-    titleRow.querySelector(".score").textContent = hit.score.toFixed(3);
     const meta = document.createElement("div");
     meta.className = "meta";
     meta.textContent = `${hit.diagnosis || "no diagnosis"} · ${hit.study_date || "no date"}`;
-    card.append(img, titleRow, meta, ...CHANNELS.map((c) => bar(c, hit.channels[c], ranges[c])));
+    const similarity = document.createElement("p");
+    similarity.className = "similarity";
+    similarity.textContent = similarityText(hit);
+    const scores = document.createElement("details");
+    scores.className = "scores";
+    scores.innerHTML = "<summary>scores</summary><div class=fused>fused <span class=score></span></div>";
+    scores.querySelector(".score").textContent = hit.score.toFixed(3);
+    scores.append(...CHANNELS.map((c) => bar(c, hit.channels[c], ranges[c])));
+    scores.addEventListener("click", (e) => e.stopPropagation());
+    card.append(img, titleRow, meta, similarity, scores, markButtons(hit));
     card.addEventListener("click", () => openDetail(hit));
     card.addEventListener("keydown", (e) => { if (e.key === "Enter") openDetail(hit); });
     grid.append(card);
@@ -456,6 +470,7 @@ async function showResults(answer, title) {
       $("diagnoses").append(new Option(hit.diagnosis, hit.diagnosis));
     }
   }
+  showLoop(answer, previous);
 }
 
 // ---------------------------------------------------------------- why a case matched
@@ -489,13 +504,13 @@ function overlayToggle(box, img) {
 async function openDetail(hit) {
   detailHit = hit;
   const dialog = $("detail");
-  $("detail-title").textContent = `Case ${hit.image_id} (rank ${hit.rank}, score ${hit.score.toFixed(3)})`;
+  $("detail-title").textContent = `Case ${hit.image_id} (rank ${hit.rank}): ${similarityText(hit)}`;
   const fields = $("detail-fields");
   fields.replaceChildren();
   const rows = [
     ["case", hit.case_id], ["diagnosis", hit.diagnosis], ["findings", (hit.findings || []).join(", ") || "none"],
     ["study date", hit.study_date], ["patient", hit.patient_pseudonym],
-    ...CHANNELS.map((c) => [c, hit.channels[c].toFixed(3)]),
+    ["score", hit.score.toFixed(3)], ...CHANNELS.map((c) => [c, hit.channels[c].toFixed(3)]),
     ["study UID", hit.study_uid], ["series UID", hit.series_uid], ["SOP UID", hit.sop_uid],
   ];
   for (const [name, value] of rows) {

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from generation.resnet import BackboneConfig
+from generation.configs import Cadence
 from generation.presets import PRESET_RESOLUTION, check_preset
+from generation.resnet import BackboneConfig
 
 SKETCH_CHANNELS = 1
 
@@ -69,9 +70,7 @@ class EncoderTrainConfig:
     lambda_adv: float = 0.1
     r1_gamma: float = 10.0
     r1_interval: int = 16
-    log_every: int = 10
-    sample_every: int = 100
-    checkpoint_every: int = 100
+    cadence: Cadence = Cadence(sample_every=100, checkpoint_every=100)
     sample_count: int = 8
 
     @classmethod
@@ -79,8 +78,8 @@ class EncoderTrainConfig:
         check_preset(name)
         if name == "tiny":
             return cls(preset=name, batch_size=4, steps=20, lr_encoder=1e-3, lr_discriminator=2e-5,
-                       log_every=1, sample_every=10, checkpoint_every=10, sample_count=4)
+                       cadence=Cadence(log_every=1, sample_every=10, checkpoint_every=10), sample_count=4)
         if name == "small":
             return cls(preset=name, batch_size=8, steps=3000, lr_encoder=3e-4, lr_discriminator=2e-5)
         return cls(preset=name, batch_size=8, steps=200_000, lr_encoder=1e-4, lr_discriminator=2e-5,
-                   log_every=100, sample_every=1000, checkpoint_every=5000)
+                   cadence=Cadence(log_every=100, sample_every=1000, checkpoint_every=5000))

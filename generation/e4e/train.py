@@ -8,7 +8,6 @@ loop live in `generation.paired`.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -25,6 +24,7 @@ from generation.e4e.model import (
     encoder_adversarial_loss,
     r1_penalty,
 )
+from generation.loop_run import LoopRun, TrainResult
 from generation.losses import SimilarityConfig
 from generation.paired import (
     PairedBatches,
@@ -38,7 +38,6 @@ from generation.paired import (
 from generation.training import (
     DistContext,
     JsonlLogger,
-    LoopRun,
     RunDir,
     RunOptions,
     all_reduce_gradients,
@@ -50,10 +49,10 @@ from generation.training import (
 
 
 def train_encoder(options: RunOptions, paired: PairedInputs, encoder_config: EncoderConfig,
-                  similarity_config: SimilarityConfig, config: EncoderTrainConfig) -> Path:
+                  similarity_config: SimilarityConfig, config: EncoderTrainConfig) -> TrainResult:
     """Train E (+ latent D) on `options.data`'s photos and `paired`'s sketches; write it into the bundle.
 
-    Returns the run folder. The bundle must hold G and C; `encoder_config` must match G's w_dim
+    Its metrics are the last logged losses. The bundle must hold G and C; `encoder_config` must match G's w_dim
     and resolution.
     """
     with distributed(options.device) as ctx:
@@ -61,7 +60,7 @@ def train_encoder(options: RunOptions, paired: PairedInputs, encoder_config: Enc
 
 
 def _train_encoder(options: RunOptions, paired: PairedInputs, encoder_config: EncoderConfig,
-                   similarity_config: SimilarityConfig, config: EncoderTrainConfig, ctx: DistContext) -> Path:
+                   similarity_config: SimilarityConfig, config: EncoderTrainConfig, ctx: DistContext) -> TrainResult:
     loop = LoopRun(options, ctx)
     device, run = ctx.device, loop.dir
     bundle = Bundle.open(options.required_bundle())
@@ -133,16 +132,16 @@ def _train_encoder(options: RunOptions, paired: PairedInputs, encoder_config: En
             opt_e.step()
             step += 1
 
-            if step % config.log_every == 0 or step == config.steps:
+            if config.cadence.log_due(step, last=step == config.steps):
                 last_record = {**scalar_record(sim, ctx, "sim_"), **scalar_record(record_d, ctx),
                                "adv_e": float(all_reduce_mean(adv.detach(), ctx)),
                                "loss_e": float(all_reduce_mean(loss_e.detach(), ctx))}
                 logger.log(step=step, **last_record)
                 progress.update(task, status=f"L_sim {last_record['sim_total']:.3f}")
-            if step % config.sample_every == 0 and step < config.steps:
+            if config.cadence.sample_due(step) and step < config.steps:
                 _encoder_samples(encoder, generator, similarity, sample_sketches, sample_images, val_batch,
                                  run, step, logger, ctx)
-            if step % config.checkpoint_every == 0:
+            if config.cadence.checkpoint_due(step):
                 loop.save(step=step)
             progress.update(task, completed=step)
 
@@ -158,7 +157,7 @@ def _train_encoder(options: RunOptions, paired: PairedInputs, encoder_config: En
                      final_losses={k: v for k, v in last_record.items() if k.startswith("sim_")},
                      **run_record(paired, ENCODER))
         logger.log(event="exported", step=step, bundle=str(bundle.root))
-    return run.root
+    return loop.result(step, last_record, bundle=bundle.root)
 
 
 @torch.no_grad()

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from generation.resnet import BackboneConfig
+from generation.configs import Cadence
 from generation.presets import PRESET_RESOLUTION, check_preset
+from generation.resnet import BackboneConfig
 
 # H sees the sketch (1 channel) beside the current RGB output (3 channels).
 REFINER_IN_CHANNELS = 4
@@ -62,18 +63,16 @@ class RefinerTrainConfig:
     lr: float
     refinement_steps: int = 3
     betas: tuple[float, float] = (0.9, 0.999)
-    log_every: int = 10
-    sample_every: int = 100
-    checkpoint_every: int = 100
+    cadence: Cadence = Cadence(sample_every=100, checkpoint_every=100)
     sample_count: int = 8
 
     @classmethod
     def for_preset(cls, name: str) -> "RefinerTrainConfig":
         check_preset(name)
         if name == "tiny":
-            return cls(preset=name, batch_size=4, steps=20, lr=1e-3, log_every=1, sample_every=10,
-                       checkpoint_every=10, sample_count=4)
+            return cls(preset=name, batch_size=4, steps=20, lr=1e-3,
+                       cadence=Cadence(log_every=1, sample_every=10, checkpoint_every=10), sample_count=4)
         if name == "small":
             return cls(preset=name, batch_size=8, steps=2000, lr=3e-4)
-        return cls(preset=name, batch_size=8, steps=200_000, lr=1e-4, log_every=100, sample_every=1000,
-                   checkpoint_every=5000)
+        return cls(preset=name, batch_size=8, steps=200_000, lr=1e-4,
+                   cadence=Cadence(log_every=100, sample_every=1000, checkpoint_every=5000))

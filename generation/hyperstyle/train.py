@@ -8,7 +8,6 @@ back-propagated on its own (earlier steps detached, as HyperStyle does); one opt
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,6 +18,7 @@ from generation.bundle import EMBEDDER, ENCODER, GENERATOR, REFINER, Bundle, sav
 from generation.data import dataset_fingerprint
 from generation.hyperstyle.config import HyperNetworkConfig, RefinerTrainConfig
 from generation.hyperstyle.model import HyperNetwork, refinement_step
+from generation.loop_run import LoopRun, TrainResult
 from generation.losses import SimilarityConfig
 from generation.paired import (
     PairedBatches,
@@ -32,7 +32,6 @@ from generation.pipeline import Sketch2MedI
 from generation.training import (
     DistContext,
     JsonlLogger,
-    LoopRun,
     RunDir,
     RunOptions,
     all_reduce_mean,
@@ -43,14 +42,15 @@ from generation.training import (
 
 
 def train_refiner(options: RunOptions, paired: PairedInputs, hyper_config: HyperNetworkConfig,
-                  similarity_config: SimilarityConfig, config: RefinerTrainConfig) -> Path:
-    """Train H and write it into the bundle (which must already hold G, C and E); returns the run folder."""
+                  similarity_config: SimilarityConfig, config: RefinerTrainConfig) -> TrainResult:
+    """Train H and write it into the bundle (which must already hold G, C and E); its metrics are the
+    last logged L_sim."""
     with distributed(options.device) as ctx:
         return _train_refiner(options, paired, hyper_config, similarity_config, config, ctx)
 
 
 def _train_refiner(options: RunOptions, paired: PairedInputs, hyper_config: HyperNetworkConfig,
-                   similarity_config: SimilarityConfig, config: RefinerTrainConfig, ctx: DistContext) -> Path:
+                   similarity_config: SimilarityConfig, config: RefinerTrainConfig, ctx: DistContext) -> TrainResult:
     loop = LoopRun(options, ctx)
     device, run = ctx.device, loop.dir
     bundle = Bundle.open(options.required_bundle())
@@ -86,7 +86,7 @@ def _train_refiner(options: RunOptions, paired: PairedInputs, hyper_config: Hype
         while step < config.steps and not loop.out_of_time():
             sketches, images = data.next(device)  # [B,1,R,R], [B,3,R,R]
             hypernet.train()
-            logging = (step + 1) % config.log_every == 0 or step + 1 == config.steps
+            logging = config.cadence.log_due(step + 1, last=step + 1 == config.steps)
             with torch.no_grad():
                 w = encoder(sketches)  # [B, w_dim]
                 current = generator.synthesis(w, noise_mode="const")  # x_0 [B, 3, R, R]
@@ -106,10 +106,10 @@ def _train_refiner(options: RunOptions, paired: PairedInputs, hyper_config: Hype
                 logger.log(step=step, **last_record)
                 final = last_record[f"sim_step{config.refinement_steps}"]
                 progress.update(task, status=f"L_sim x0 {last_record['sim_step0']:.3f} -> xT {final:.3f}")
-            if step % config.sample_every == 0 and step < config.steps:
+            if config.cadence.sample_due(step) and step < config.steps:
                 _refiner_samples(encoder, generator, hypernet, similarity, samples, val_batch, config, run, step,
                                  logger, ctx)
-            if step % config.checkpoint_every == 0:
+            if config.cadence.checkpoint_due(step):
                 loop.save(step=step)
             progress.update(task, completed=step)
 
@@ -123,7 +123,7 @@ def _train_refiner(options: RunOptions, paired: PairedInputs, hyper_config: Hype
                      generator_sha256=bundle.generator_digest,
                      final_losses=last_record, **run_record(paired, REFINER))
         logger.log(event="exported", step=step, bundle=str(bundle.root))
-    return run.root
+    return loop.result(step, last_record, bundle=bundle.root)
 
 
 @torch.no_grad()

@@ -1,7 +1,7 @@
 """Training loop of C (MoCo v2): SGD with a cosine schedule, k-NN probe every epoch.
 
-Shared plumbing (run folder, JSONL log, atomic checkpoints, RNG, DDP, progress) comes from
-`generation.training`; this module holds only the MoCo step and its bookkeeping.
+The run protocol (seed, run folder, JSONL log, resume, atomic checkpoints, time budget, result)
+is `LoopRun`'s; this module holds the MoCo step, its batches, the probe and the export.
 """
 
 from __future__ import annotations
@@ -11,14 +11,15 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 
 from generation.bundle import EMBEDDER, Bundle, save_network, update_bundle_info
-from generation.configs import config_from_dict
+from generation.configs import Cadence, config_from_dict
 from generation.data import ImageFolderDataset, dataset_fingerprint, native_side
+from generation.loop_run import LoopRun, TrainResult
 from generation.moco.augment import MoCoAugment, TwoViews
 from generation.moco.config import EmbedderConfig
 from generation.moco.model import Embedder, MoCo, info_nce_loss
@@ -26,10 +27,9 @@ from generation.moco.readout import Readout
 from generation.moco.probe import (
     ProbeSet, embedding_probe, holdout_split, load_probe_set, probe_features, raw_pixel_baselines,
 )
-from generation.moco.readout_choice import ReadoutChoice, choose_readout
+from generation.moco.readout_choice import choose_readout
 from generation.training import (
-    DistContext, JsonlLogger, RunDir, RunOptions, all_reduce_mean, any_process, budget_spent, distributed, make_progress,
-    restore_run_state, save_image_grid, save_loss_curve, save_run_state, seed_everything,
+    DistContext, JsonlLogger, RunOptions, all_reduce_mean, any_process, distributed, save_image_grid, save_loss_curve,
 )
 
 
@@ -38,8 +38,7 @@ class EmbedderTraining:
     """What C's loop needs beyond the run options and EmbedderConfig: its probe, cadence and export record."""
 
     label_columns: tuple[str, ...] = ("diagnosis", "tonsil_grade")  # metadata.csv columns the probes predict
-    log_every: int = 10
-    checkpoint_minutes: float = 5.0
+    cadence: Cadence = Cadence(checkpoint_minutes=5.0)  # C probes and checkpoints at each epoch's end too
     max_steps: int | None = None  # stop after this many steps in total (the schedule still spans all epochs)
     perceptual_backbone: str | None = None  # recorded in the bundle beside C
     warm_start: Path | None = None  # bundle whose C starts both trunks (heads and queue start fresh)
@@ -64,133 +63,98 @@ def contrastive_accuracy(logits: torch.Tensor) -> torch.Tensor:
     return (logits.argmax(dim=1) == 0).float().mean()
 
 
-class MoCoRun:
-    """State of one training run: model, optimiser, step counter, probe data."""
+@dataclass
+class KnnProbe:
+    """The k-NN probe of C on labelled hold-out images (main process only), and the scores it has logged."""
 
-    def __init__(self, options: RunOptions, settings: EmbedderTraining, config: EmbedderConfig, ctx: DistContext) -> None:
-        self.options = options
-        self.settings = settings
-        self.config = config
-        self.ctx = ctx
-        self.run = RunDir(Path(options.run_dir)).create() if ctx.is_main else RunDir(Path(options.run_dir))
-        self.logger = JsonlLogger(self.run.log, enabled=ctx.is_main)
-        images = ImageFolderDataset(options.data, self.config.resolution, limit=options.limit)
-        self.train_indices, self.holdout_indices = holdout_split(len(images), self.config.probe_holdout_fraction, self.config.seed)
-        self.dataset = TwoViews(torch.utils.data.Subset(images, self.train_indices), MoCoAugment(self.config))
-        self.steps_per_epoch = len(self.dataset) // (self.config.batch_size * ctx.world_size)
-        if self.steps_per_epoch == 0:
-            raise ValueError(
-                f"{len(self.dataset)} training images cannot fill one batch of {self.config.batch_size} "
-                f"on {ctx.world_size} process(es)"
-            )
-        self.total_steps = self.steps_per_epoch * self.config.epochs
-        self.model = MoCo(self.config).to(ctx.device)
-        self.optimizer = torch.optim.SGD(
-            self.model.encoder_q.parameters(), lr=self.config.learning_rate,
-            momentum=self.config.sgd_momentum, weight_decay=self.config.weight_decay,
-        )
-        self.forward = self.model
-        if ctx.distributed:
-            self.forward = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None
-            )
-        self.step = 0
-        self.probe: ProbeSet | None = None
-        self.metrics: dict[str, float] = {}
-        self.warm_started_from: dict[str, Any] | None = None
-        self.readout_choice: ReadoutChoice | None = None  # chosen once training ends
+    probe: ProbeSet | None
+    config: EmbedderConfig
+    settings: EmbedderTraining
+    logger: JsonlLogger
+    metrics: dict[str, Any]
 
-    def serving_embedder(self) -> Embedder:
-        """C as it will serve: the query trunk with the chosen read-out (the config's until one is chosen)."""
-        embedder = self.model.embedder()
-        return embedder if self.readout_choice is None else embedder.with_readout(self.readout_choice.readout)
-
-    def warm_start(self, bundle_dir: Path) -> dict[str, Any]:
-        """Copy a bundle's trained C into the query and key trunks; returns that C's bundle record.
-
-        Lets C continue at another resolution or on a grown archive without repeating the
-        epochs it has already learnt; the projection heads and the queue start fresh.
-        """
-        bundle = Bundle.open(bundle_dir)
-        source = bundle.load(EMBEDDER)
-        mismatched = [f for f in ("backbone", "stem") if getattr(source.config, f) != getattr(self.config, f)]
-        if mismatched:
-            raise ValueError(f"C in {bundle_dir} differs in {', '.join(mismatched)}; it cannot start this run's trunks")
-        for encoder in (self.model.encoder_q, self.model.encoder_k):
-            encoder.trunk.load_state_dict(source.trunk.state_dict())
-        record = bundle.entry(EMBEDDER)
-        return {"bundle": str(bundle_dir), "resolution": source.config.resolution,
-                **{k: record[k] for k in ("steps", "epochs", "data_fingerprint") if k in record}}
-
-    # -- checkpoints (every process calls these at the same step) ------------------------
-    def _run_state(self) -> tuple[dict[str, torch.nn.Module], dict[str, torch.optim.Optimizer], dict[str, Any]]:
-        return {"moco": self.model}, {"moco": self.optimizer}, {"embedder": self.config}
-
-    def restore(self) -> None:
-        extra = restore_run_state(self.run.checkpoint, self.ctx, *self._run_state(), self.options.seed)
-        self.step = int(extra["step"])
-        self.metrics = dict(extra["metrics"])
-        self.warm_started_from = extra.get("warm_started_from")
-
-    def save(self) -> None:
-        save_run_state(self.run.checkpoint, self.ctx, *self._run_state(), step=self.step, metrics=self.metrics,
-                       warm_started_from=self.warm_started_from)
-
-    # -- probe ---------------------------------------------------------------------------
-    def load_probe(self) -> None:
-        """Read the labelled probe images once; skipped (and logged) if there is no metadata."""
+    @classmethod
+    def load(cls, options: RunOptions, settings: EmbedderTraining, config: EmbedderConfig,
+             split: tuple[list[int], list[int]], logger: JsonlLogger, ctx: DistContext) -> "KnnProbe":
+        """Read the labelled probe images once (main process); none, and logged, if there is no metadata."""
+        probe = cls(None, config, settings, logger, {})
+        if not ctx.is_main:
+            return probe
         try:
-            self.probe = load_probe_set(
-                self.options.data, self.settings.label_columns, self.train_indices, self.holdout_indices,
-                native_side(self.options.data), self.config.probe_bank_size, self.config.probe_query_size,
-            )
+            probe.probe = load_probe_set(options.data, settings.label_columns, *split, native_side(options.data),
+                                         config.probe_bank_size, config.probe_query_size)
         except (FileNotFoundError, ValueError) as error:
-            self.logger.log(event="probe_disabled", reason=str(error))
-            return
-        baselines = raw_pixel_baselines(self.probe, self.config.knn_k, self.config.knn_temperature)
-        self.metrics.update(baselines)
-        self.logger.log(event="probe_baselines", classes={c: len(n) for c, n in self.probe.classes.items()},
-                        bank=len(self.probe.bank_images), queries=len(self.probe.query_images), **baselines)
+            logger.log(event="probe_disabled", reason=str(error))
+            return probe
+        baselines = raw_pixel_baselines(probe.probe, config.knn_k, config.knn_temperature)
+        probe.metrics.update(baselines)
+        logger.log(event="probe_baselines", classes={c: len(n) for c, n in probe.probe.classes.items()},
+                   bank=len(probe.probe.bank_images), queries=len(probe.probe.query_images), **baselines)
+        return probe
 
-    def run_probe(self) -> float | None:
-        """Probe the current C; returns the k-NN accuracy on the first label column."""
+    def score(self, serving: Callable[[], Embedder], step: int, epoch: float) -> float | None:
+        """Probe C as it would serve; returns the k-NN accuracy on the first label column.
+
+        `serving` builds that C only when there is a probe: building one draws from the random stream."""
         if self.probe is None:
             return None
-        embedder = self.serving_embedder()
+        embedder = serving()
         scores = embedding_probe(embedder.describe, self.probe, self.config.knn_k, self.config.knn_temperature)
         if embedder.config.readout != self.config.readout:  # the pooled vector too, for comparison
             scores.update(probe_features(embedder.embed(self.probe.bank_images), embedder.embed(self.probe.query_images),
                                          self.probe, "pooled", self.config.knn_k, self.config.knn_temperature))
         self.metrics.update(scores)
-        self.logger.log(step=self.step, epoch=self.step / self.steps_per_epoch, **scores)
+        self.logger.log(step=step, epoch=epoch, **scores)
         return scores[f"{self.settings.label_columns[0]}/embedding_knn"]
 
-    # -- training ------------------------------------------------------------------------
-    def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Two-view batches from the current step on, epoch after epoch, until total_steps."""
-        while self.step < self.total_steps:
-            epoch, done = divmod(self.step, self.steps_per_epoch)
-            index_batches = epoch_batches(len(self.dataset), self.config.batch_size, epoch, self.options.seed, self.ctx, done)
-            loader = torch.utils.data.DataLoader(self.dataset, batch_sampler=index_batches, num_workers=self.options.workers)
-            yield from loader
 
-    def train_step(self, view_q: torch.Tensor, view_k: torch.Tensor) -> dict[str, float]:
-        lr = cosine_learning_rate(self.config, self.step, self.total_steps)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        logits = self.forward(view_q.to(self.ctx.device), view_k.to(self.ctx.device))  # [B, 1 + K]
-        loss = info_nce_loss(logits)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        self.step += 1
-        stats = torch.stack([loss.detach(), contrastive_accuracy(logits.detach())])
-        loss_value, accuracy = all_reduce_mean(stats, self.ctx).tolist()
-        return {"loss": loss_value, "contrastive_accuracy": accuracy, "lr": lr}
+def warm_start_trunks(model: MoCo, config: EmbedderConfig, bundle_dir: Path) -> dict[str, Any]:
+    """Copy a bundle's trained C into the query and key trunks; returns that C's bundle record.
+
+    Lets C continue at another resolution or on a grown archive without repeating the
+    epochs it has already learnt; the projection heads and the queue start fresh.
+    """
+    bundle = Bundle.open(bundle_dir)
+    source = bundle.load(EMBEDDER)
+    mismatched = [f for f in ("backbone", "stem") if getattr(source.config, f) != getattr(config, f)]
+    if mismatched:
+        raise ValueError(f"C in {bundle_dir} differs in {', '.join(mismatched)}; it cannot start this run's trunks")
+    for encoder in (model.encoder_q, model.encoder_k):
+        encoder.trunk.load_state_dict(source.trunk.state_dict())
+    record = bundle.entry(EMBEDDER)
+    return {"bundle": str(bundle_dir), "resolution": source.config.resolution,
+            **{k: record[k] for k in ("steps", "epochs", "data_fingerprint") if k in record}}
 
 
-def train_embedder(options: RunOptions, settings: EmbedderTraining, config: EmbedderConfig) -> dict[str, Any]:
-    """Train C and return its final metrics; writes checkpoints, logs and (with `options.bundle`) a bundle.
+def two_view_batches(dataset: TwoViews, config: EmbedderConfig, options: RunOptions, ctx: DistContext, start: int,
+                     steps_per_epoch: int, total_steps: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Two-view batches from step `start` on, epoch after epoch, until `total_steps`."""
+    step = start
+    while step < total_steps:
+        epoch, done = divmod(step, steps_per_epoch)
+        index_batches = epoch_batches(len(dataset), config.batch_size, epoch, options.seed, ctx, done)
+        yield from torch.utils.data.DataLoader(dataset, batch_sampler=index_batches, num_workers=options.workers)
+        step += len(index_batches)
+
+
+def moco_step(forward: torch.nn.Module, optimizer: torch.optim.Optimizer, config: EmbedderConfig, lr: float,
+              view_q: torch.Tensor, view_k: torch.Tensor, ctx: DistContext) -> dict[str, float]:
+    """One SGD step on InfoNCE between the query and key views (the key encoder follows by momentum)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    logits = forward(view_q.to(ctx.device), view_k.to(ctx.device))  # [B, 1 + K]
+    loss = info_nce_loss(logits)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    stats = torch.stack([loss.detach(), contrastive_accuracy(logits.detach())])
+    loss_value, accuracy = all_reduce_mean(stats, ctx).tolist()
+    return {"loss": loss_value, "contrastive_accuracy": accuracy, "lr": lr}
+
+
+def train_embedder(options: RunOptions, settings: EmbedderTraining, config: EmbedderConfig) -> TrainResult:
+    """Train C; writes checkpoints, logs and (with `options.bundle`) C into the bundle. Its metrics are
+    the probe scores, the epochs trained and the planned steps.
 
     `config.seed` draws the probe's hold-out split (recorded with C, so that its evaluation draws
     the same one); `options.seed` seeds the run's random streams.
@@ -199,79 +163,95 @@ def train_embedder(options: RunOptions, settings: EmbedderTraining, config: Embe
         return _train(options, settings, config, ctx)
 
 
-def _train(options: RunOptions, settings: EmbedderTraining, config: EmbedderConfig, ctx: DistContext) -> dict[str, Any]:
-    seed_everything(options.seed + ctx.rank)
-    run = MoCoRun(options, settings, config, ctx)
-    if ctx.is_main:
-        run.load_probe()  # before the random streams are restored: it draws from them on a fresh run too
-    if options.resume:
-        run.restore()
-    elif settings.warm_start is not None:
-        run.warm_started_from = run.warm_start(settings.warm_start)
-        run.logger.log(event="warm_start", **run.warm_started_from)
-    if ctx.is_main:
-        if run.step == 0:
-            run.run_probe()  # epoch 0: what the randomly initialised trunk already gives
-    started = time.monotonic()
-    last_checkpoint = started
-    stop_step = min(run.total_steps, settings.max_steps or run.total_steps)
-    run.logger.log(event="start", step=run.step, total_steps=run.total_steps, stop_step=stop_step,
-                   steps_per_epoch=run.steps_per_epoch, train_images=len(run.dataset), world_size=ctx.world_size)
-    with make_progress(disable=not (ctx.is_main and options.progress)) as progress:
-        task = progress.add_task(EMBEDDER, total=run.total_steps, completed=run.step, status="")
-        for view_q, view_k in run.batches():
-            if run.step == 0 and ctx.is_main:
-                save_image_grid(torch.cat([view_q[:8], view_k[:8]]), run.run.samples / "views.png")
-            stats = run.train_step(view_q, view_k)
-            if run.step % settings.log_every == 0:
-                run.logger.log(step=run.step, **stats)
+def _train(options: RunOptions, settings: EmbedderTraining, config: EmbedderConfig, ctx: DistContext) -> TrainResult:
+    loop = LoopRun(options, ctx)
+    images = ImageFolderDataset(options.data, config.resolution, limit=options.limit)
+    split = holdout_split(len(images), config.probe_holdout_fraction, config.seed)
+    dataset = TwoViews(torch.utils.data.Subset(images, split[0]), MoCoAugment(config))
+    steps_per_epoch = len(dataset) // (config.batch_size * ctx.world_size)
+    if steps_per_epoch == 0:
+        raise ValueError(f"{len(dataset)} training images cannot fill one batch of {config.batch_size} "
+                         f"on {ctx.world_size} process(es)")
+    total_steps = steps_per_epoch * config.epochs
+    model = MoCo(config).to(ctx.device)
+    optimizer = torch.optim.SGD(model.encoder_q.parameters(), lr=config.learning_rate,
+                                momentum=config.sgd_momentum, weight_decay=config.weight_decay)
+    forward = model
+    if ctx.distributed:
+        forward = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+    logger = loop.open_log(None)
+    probe = KnnProbe.load(options, settings, config, split, logger, ctx)  # draws from the stream: before a resume
+    saved = loop.resume({"moco": model}, {"moco": optimizer}, {"embedder": config})
+    step = int(saved.get("step", 0))
+    probe.metrics = dict(saved.get("metrics", probe.metrics))
+    warm_started_from = saved.get("warm_started_from")
+    if not options.resume and settings.warm_start is not None:
+        warm_started_from = warm_start_trunks(model, config, settings.warm_start)
+        logger.log(event="warm_start", **warm_started_from)
+    if ctx.is_main and step == 0:
+        probe.score(model.embedder, step, 0.0)  # epoch 0: what the randomly initialised trunk already gives
+    stop_step = min(total_steps, settings.max_steps or total_steps)
+    logger.log(event="start", step=step, total_steps=total_steps, stop_step=stop_step,
+               steps_per_epoch=steps_per_epoch, train_images=len(dataset), world_size=ctx.world_size)
+
+    def save() -> None:
+        loop.save(step=step, metrics=probe.metrics, warm_started_from=warm_started_from)
+
+    last_checkpoint = time.monotonic()
+    with loop.progress() as progress:
+        task = progress.add_task(EMBEDDER, total=total_steps, completed=step, status="")
+        for view_q, view_k in two_view_batches(dataset, config, options, ctx, step, steps_per_epoch, total_steps):
+            if step == 0 and ctx.is_main:
+                save_image_grid(torch.cat([view_q[:8], view_k[:8]]), loop.dir.samples / "views.png")
+            stats = moco_step(forward, optimizer, config, cosine_learning_rate(config, step, total_steps),
+                              view_q, view_k, ctx)
+            step += 1
+            if settings.cadence.log_due(step):
+                logger.log(step=step, **stats)
             status = f"loss {stats['loss']:.3f} acc {stats['contrastive_accuracy']:.2f}"
-            if run.step % run.steps_per_epoch == 0:
-                knn = run.run_probe()
+            if step % steps_per_epoch == 0 and ctx.is_main:
+                knn = probe.score(model.embedder, step, step / steps_per_epoch)
                 status += f" knn {knn:.3f}" if knn is not None else ""
-            progress.update(task, completed=run.step, status=status)
-            out_of_time = budget_spent(time.monotonic() - started, options.max_minutes, ctx)
-            if out_of_time or run.step >= stop_step:
+            progress.update(task, completed=step, status=status)
+            if loop.out_of_time() or step >= stop_step:
                 break  # the final checkpoint is written below
-            overdue = time.monotonic() - last_checkpoint > settings.checkpoint_minutes * 60
-            if run.step % run.steps_per_epoch == 0 or any_process(overdue, ctx):
-                run.save()
+            minutes = settings.cadence.checkpoint_minutes
+            overdue = minutes is not None and time.monotonic() - last_checkpoint > minutes * 60
+            if step % steps_per_epoch == 0 or any_process(overdue, ctx):
+                save()
                 last_checkpoint = time.monotonic()
-    run.save()  # before the closing probe, so that a resumed run continues the stream this one would have
-    if ctx.is_main:
-        if run.probe is not None:
-            run.readout_choice = choose_readout(run.model.embedder(), run.probe, run.config.knn_k, run.config.knn_temperature)
-            run.logger.log(event="readout_selected", **run.readout_choice.as_record())
-        if run.step % run.steps_per_epoch or (run.readout_choice and run.readout_choice.readout != run.config.readout):
-            run.run_probe()
-        save_loss_curve(run.run.log, run.run.loss_curve, ["loss", "contrastive_accuracy", *(f"{c}/embedding_knn" for c in settings.label_columns)])
-        summary = {"step": run.step, "epochs": run.step / run.steps_per_epoch, "total_steps": run.total_steps, **run.metrics}
-        run.logger.log(event="end", **summary)
-        if options.bundle is not None:
-            export_bundle(run, options.bundle)
-        return summary
-    return {}
+    save()  # before the closing probe, so that a resumed run continues the stream this one would have
+    if not ctx.is_main:
+        return loop.result(step, {})
+    choice = None
+    if probe.probe is not None:
+        choice = choose_readout(model.embedder(), probe.probe, config.knn_k, config.knn_temperature)
+        logger.log(event="readout_selected", **choice.as_record())
+
+    def serving() -> Embedder:  # built afresh for each use, as the runs before this loop drew their random streams
+        return model.embedder() if choice is None else model.embedder().with_readout(choice.readout)
+
+    if step % steps_per_epoch or (choice and choice.readout != config.readout):
+        probe.score(serving, step, step / steps_per_epoch)
+    save_loss_curve(loop.dir.log, loop.dir.loss_curve,
+                    ["loss", "contrastive_accuracy", *(f"{c}/embedding_knn" for c in settings.label_columns)])
+    summary = {"epochs": step / steps_per_epoch, "total_steps": total_steps, **probe.metrics}
+    logger.log(event="end", step=step, **summary)
+    if options.bundle is not None:
+        export_embedder(options.bundle, serving(), {
+            "steps": step, "epochs": round(step / steps_per_epoch, 3), "planned_steps": total_steps,
+            "train_images": len(dataset), "data_fingerprint": dataset_fingerprint(options.data),
+            "probe": {"label_columns": list(settings.label_columns), **probe.metrics},
+            "warm_started_from": warm_started_from, "readout": choice.as_record() if choice else None,
+            "perceptual_backbone": settings.perceptual_backbone})
+    return loop.result(step, summary, bundle=options.bundle)
 
 
-def export_bundle(run: MoCoRun, bundle_dir: Path) -> Path:
-    """Save C (the query trunk) as `embedder` in the bundle, with how far it trained and its probe scores."""
-    record: dict[str, Any] = {
-        "steps": run.step,
-        "epochs": round(run.step / run.steps_per_epoch, 3),
-        "planned_steps": run.total_steps,
-        "train_images": len(run.dataset),
-        "data_fingerprint": dataset_fingerprint(run.options.data),
-        "probe": {"label_columns": list(run.settings.label_columns), **run.metrics},
-    }
-    if run.warm_started_from is not None:
-        record["warm_started_from"] = run.warm_started_from
-    if run.readout_choice is not None:
-        record["readout"] = run.readout_choice.as_record()
-    if run.settings.perceptual_backbone is not None:
-        record["perceptual_backbone"] = run.settings.perceptual_backbone
-    embedder = run.serving_embedder()
-    return save_network(bundle_dir, EMBEDDER, embedder, embedder.config, **record)
-
+def export_embedder(bundle_dir: Path, embedder: Embedder, record: dict[str, Any]) -> Path:
+    """Save C (the query trunk, with its chosen read-out) as `embedder` in the bundle; None entries are left out."""
+    return save_network(bundle_dir, EMBEDDER, embedder, embedder.config,
+                        **{k: v for k, v in record.items() if v is not None})
 
 
 def save_readout(bundle_dir: Path, readout: Readout, record: dict[str, object]) -> None:

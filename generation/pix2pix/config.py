@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from generation.configs import Cadence
 from generation.presets import PRESET_RESOLUTION, check_preset
 
 # (base width, widest layer, discriminator layers) per preset; the U-Net goes down to 1 x 1
@@ -49,17 +50,16 @@ class Pix2PixTrainConfig:
     lr: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)
     lambda_l1: float = 100.0
-    log_every: int = 10
-    sample_every: int = 200
-    checkpoint_every: int = 100
+    cadence: Cadence = Cadence(checkpoint_every=100)
     sample_count: int = 8
 
     @classmethod
     def for_preset(cls, name: str) -> "Pix2PixTrainConfig":
         check_preset(name)
         if name == "tiny":
-            return cls(preset=name, batch_size=4, steps=30, lr=1e-3, log_every=1, sample_every=10,
-                       checkpoint_every=10, sample_count=4)
+            return cls(preset=name, batch_size=4, steps=30, lr=1e-3,
+                       cadence=Cadence(log_every=1, sample_every=10, checkpoint_every=10), sample_count=4)
         if name == "small":
             return cls(preset=name, batch_size=16, steps=3000)
-        return cls(preset=name, batch_size=1, steps=200_000, log_every=100, sample_every=2000, checkpoint_every=2000)
+        return cls(preset=name, batch_size=1, steps=200_000,
+                   cadence=Cadence(log_every=100, sample_every=2000, checkpoint_every=2000))

@@ -2,25 +2,24 @@
 
 Per batch (paper eq. 4): D step on log D(x_sk, x) + log(1 - D(x_sk, G(x_sk))); then, against
 the updated D, G step on the non-saturating adversarial term + lambda * |x - G(x_sk)|_1. Uses the shared run protocol
-(`save_run_state` / `restore_run_state`), so a run resumes where it stopped.
+(`LoopRun`), so a run resumes where it stopped.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from generation.bundle import PIX2PIX, save_network
 from generation.data import dataset_fingerprint
+from generation.loop_run import LoopRun, TrainResult
 from generation.paired import PairedBatches, PairedInputs, comparison_grid, scalar_record
 from generation.pix2pix.config import Pix2PixConfig, Pix2PixTrainConfig
 from generation.pix2pix.model import PatchDiscriminator, UNetGenerator
 from generation.training import (
     DistContext,
-    LoopRun,
     RunDir,
     RunOptions,
     all_reduce_gradients,
@@ -51,14 +50,15 @@ def generator_loss(discriminator: torch.nn.Module, sketches: torch.Tensor, image
 
 
 def train_pix2pix(options: RunOptions, paired: PairedInputs, net_config: Pix2PixConfig,
-                  config: Pix2PixTrainConfig) -> Path:
-    """Train pix2pix and write its generator into the bundle folder `options.bundle` (created if new)."""
+                  config: Pix2PixTrainConfig) -> TrainResult:
+    """Train pix2pix and write its generator into the bundle folder `options.bundle` (created if new);
+    its metrics are the last logged losses."""
     with distributed(options.device) as ctx:
         return _train(options, paired, net_config, config, ctx)
 
 
 def _train(options: RunOptions, paired: PairedInputs, net_config: Pix2PixConfig, config: Pix2PixTrainConfig,
-           ctx: DistContext) -> Path:
+           ctx: DistContext) -> TrainResult:
     loop = LoopRun(options, ctx)
     device, run = ctx.device, loop.dir
     bundle_dir = options.required_bundle()
@@ -98,13 +98,13 @@ def _train(options: RunOptions, paired: PairedInputs, net_config: Pix2PixConfig,
             all_reduce_gradients(generator, ctx)
             opt_g.step()
             step += 1
-            if step % config.log_every == 0 or step == config.steps:
+            if config.cadence.log_due(step, last=step == config.steps):
                 last = scalar_record({"loss_D": loss_d, **parts}, ctx)
                 logger.log(step=step, **last)
                 progress.update(task, status=f"D {last['loss_D']:.3f} L1 {last['loss_G_l1']:.3f}")
-            if step % config.sample_every == 0:
+            if config.cadence.sample_due(step) and step < config.steps:
                 _samples(generator, samples, run, step, ctx)
-            if step % config.checkpoint_every == 0:
+            if config.cadence.checkpoint_due(step):
                 loop.save(step=step)
             progress.update(task, completed=step)
 
@@ -116,7 +116,7 @@ def _train(options: RunOptions, paired: PairedInputs, net_config: Pix2PixConfig,
                      train_config=dataclasses.asdict(config), data_fingerprint=dataset_fingerprint(options.data),
                      train_pairs=len(data.loader.dataset), final_losses=last)
         logger.log(event="exported", step=step, bundle=str(bundle_dir))
-    return run.root
+    return loop.result(step, last, bundle=bundle_dir)
 
 
 @torch.no_grad()

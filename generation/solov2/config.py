@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from generation.configs import Cadence
 from generation.presets import PRESET_RESOLUTION, check_preset
 
 
@@ -115,13 +116,14 @@ class SynthesizerTrainingConfig:
     val_fraction: float = 0.2  # the paper: 1,600 train / 400 val of 2,000
     split_seed: int = 0
     overlay_count: int = 8  # validation images drawn in the overlay PNG each epoch
-    log_every_steps: int = 10
+    cadence: Cadence = Cadence()  # S samples (validation overlays) and checkpoints at each epoch's end
 
     @classmethod
     def for_preset(cls, name: str) -> "SynthesizerTrainingConfig":
         check_preset(name)
         if name == "tiny":
-            return cls(batch_size=4, learning_rate=2e-3, warmup_steps=5, epochs=2, overlay_count=2, log_every_steps=1)
+            return cls(batch_size=4, learning_rate=2e-3, warmup_steps=5, epochs=2, overlay_count=2,
+                       cadence=Cadence(log_every=1))
         if name == "small":
             return cls()
         return cls(batch_size=16, learning_rate=2e-4, warmup_steps=1000, epochs=36)

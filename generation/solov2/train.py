@@ -13,6 +13,7 @@ import torch
 
 from generation.bundle import SYNTHESIZER, save_network
 from generation.data import dataset_fingerprint, image_to_tensor
+from generation.loop_run import LoopRun, TrainResult
 from generation.solov2.config import SynthesizerConfig, SynthesizerTrainingConfig
 from generation.solov2.data import Augmentation, CocoInstanceDataset, collate_instances, split_image_ids
 from generation.solov2.losses import solov2_loss
@@ -20,20 +21,7 @@ from generation.solov2.metrics import class_dice, mean_class_dice
 from generation.solov2.model import SOLOv2
 from generation.solov2.overlay import overlay_instances, save_overlay_grid
 from generation.solov2.targets import assign_targets
-from generation.training import (
-    DistContext,
-    JsonlLogger,
-    RunDir,
-    RunOptions,
-    all_reduce_mean,
-    budget_spent,
-    distributed,
-    make_progress,
-    restore_run_state,
-    save_loss_curve,
-    save_run_state,
-    seed_everything,
-)
+from generation.training import DistContext, RunDir, RunOptions, all_reduce_mean, distributed, save_loss_curve
 
 OVERLAY_PANEL_SIDE = 256  # overlay panels are magnified to about this many pixels
 
@@ -64,8 +52,9 @@ def learning_rate_factor(step: int, warmup_steps: int, total_steps: int, time_us
     return 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def train_synthesizer(options: RunOptions, config: SynthesizerConfig, training: SynthesizerTrainingConfig) -> dict[str, Any]:
-    """Train S on the COCO folder `options.data`; return a summary (steps, epochs, seconds, images/s, validation DICE).
+def train_synthesizer(options: RunOptions, config: SynthesizerConfig, training: SynthesizerTrainingConfig
+                      ) -> TrainResult:
+    """Train S on the COCO folder `options.data`; its metrics: epochs, training seconds, images/s, validation DICE.
 
     `options.max_minutes` is this invocation's time budget: the learning rate anneals to zero within
     it and training stops when it is spent (after validating and checkpointing); `options.bundle`
@@ -77,13 +66,11 @@ def train_synthesizer(options: RunOptions, config: SynthesizerConfig, training: 
 
 
 def _train(options: RunOptions, config: SynthesizerConfig, training: SynthesizerTrainingConfig,
-           ctx: DistContext) -> dict[str, Any]:
-    seed_everything(options.seed + ctx.rank)
-    data, max_minutes = Path(options.data), options.max_minutes
+           ctx: DistContext) -> TrainResult:
+    loop = LoopRun(options, ctx)
+    data = Path(options.data)
     train_ids, val_ids = split_image_ids(data, training.val_fraction, training.split_seed)  # bad data fails here
     train_ids = train_ids[:options.limit]
-    run = RunDir(Path(options.run_dir)).create() if ctx.is_main else RunDir(Path(options.run_dir))
-    logger = JsonlLogger(run.log, enabled=ctx.is_main)
     augmentation = Augmentation(training.flip_probability, training.scale_range, training.colour_jitter)
     train_set = CocoInstanceDataset(data, config.resolution, config.category_ids, train_ids, augmentation)
     val_set = CocoInstanceDataset(data, config.resolution, config.category_ids, val_ids)
@@ -98,24 +85,18 @@ def _train(options: RunOptions, config: SynthesizerConfig, training: Synthesizer
     model = SOLOv2(config).to(ctx.device)
     network = torch.nn.parallel.DistributedDataParallel(model) if ctx.distributed else model
     optimizer = torch.optim.AdamW(model.parameters(), lr=training.learning_rate, weight_decay=training.weight_decay)
-    modules, optimizers = {"synthesizer": model}, {"synthesizer": optimizer}
-    configs = {"synthesizer": config, "training": training}
-    step, epoch, train_seconds = 0, 0, 0.0
-    if options.resume:
-        state = restore_run_state(run.checkpoint, ctx, modules, optimizers, configs, options.seed)
-        step, epoch, train_seconds = state["step"], state["epoch"], state["train_seconds"]
-    if ctx.is_main:
-        logger.log(event="start", preset=config.preset, seed=options.seed, train_images=len(train_set), val_images=len(val_set),
-                   steps_per_epoch=steps_per_epoch, epochs=training.epochs, resumed_at_step=step,
-                   parameters=sum(p.numel() for p in model.parameters()))
+    state = loop.resume({"synthesizer": model}, {"synthesizer": optimizer},
+                        {"synthesizer": config, "training": training})
+    step, epoch, train_seconds = state.get("step", 0), state.get("epoch", 0), state.get("train_seconds", 0.0)
+    logger = loop.open_log(dict(preset=config.preset, seed=options.seed, train_images=len(train_set),
+                                val_images=len(val_set), steps_per_epoch=steps_per_epoch, epochs=training.epochs,
+                                resumed_at_step=step, parameters=sum(p.numel() for p in model.parameters())))
 
-    started = time.time()
-    budget_s = max_minutes * 60 if max_minutes is not None else math.inf
-    summary: dict[str, Any] = {"val_dice": {}}
-    stopped_early = False
-    with make_progress(disable=not (ctx.is_main and options.progress)) as progress:
+    budget_s = options.max_minutes * 60 if options.max_minutes is not None else math.inf
+    metrics: dict[str, Any] = {"val_dice": {}}
+    with loop.progress() as progress:
         task = progress.add_task("train S", total=total_steps, completed=step, status="")
-        while epoch < training.epochs and not stopped_early:
+        while epoch < training.epochs and not loop.stopped_early:
             if sampler is not None:
                 sampler.set_epoch(epoch)
             network.train()
@@ -124,7 +105,7 @@ def _train(options: RunOptions, config: SynthesizerConfig, training: Synthesizer
                 images = images.to(ctx.device)  # [B, 3, R, R]
                 targets = [assign_targets(labels.to(ctx.device), masks.to(ctx.device), config) for labels, masks in annotations]
                 losses = solov2_loss(*network(images), targets, config)
-                factor = learning_rate_factor(step, training.warmup_steps, total_steps, (time.time() - started) / budget_s)
+                factor = learning_rate_factor(step, training.warmup_steps, total_steps, loop.seconds() / budget_s)
                 for group in optimizer.param_groups:
                     group["lr"] = training.learning_rate * factor
                 optimizer.zero_grad(set_to_none=True)
@@ -133,39 +114,44 @@ def _train(options: RunOptions, config: SynthesizerConfig, training: Synthesizer
                 optimizer.step()
                 step += 1
                 epoch_images += images.shape[0] * ctx.world_size
-                if step % training.log_every_steps == 0:
+                if training.cadence.log_due(step):
                     values = {k: float(all_reduce_mean(v.detach(), ctx)) for k, v in losses.items()}
                     logger.log(step=step, epoch=epoch, lr=optimizer.param_groups[0]["lr"], **values)
                     progress.update(task, status=f"loss {values['loss']:.3f}")
                 progress.update(task, completed=step)
-                if budget_spent(time.time() - started, max_minutes, ctx):
-                    stopped_early = True
+                if loop.out_of_time():
                     break
             elapsed = time.time() - epoch_start
             train_seconds += elapsed
-            if stopped_early and epoch_images < len(train_set):
+            if loop.stopped_early and epoch_images < len(train_set):
                 logger.log(event="time_limit", step=step, epoch=epoch, partial_epoch_images=epoch_images)
             epoch += 1
             if ctx.is_main:
-                dice, rows = evaluate(model, val_set, training.batch_size, training.overlay_count)
-                zoom = max(1, OVERLAY_PANEL_SIDE // config.resolution)
-                save_overlay_grid(rows, run.samples / f"overlay_epoch{epoch:03d}.png", zoom)
-                summary = {"val_dice": dice, "images_per_s": epoch_images / max(elapsed, 1e-9)}
+                metrics = _validate(model, val_set, training, config, loop.dir, epoch)
+                metrics["images_per_s"] = epoch_images / max(elapsed, 1e-9)
                 logger.log(event="epoch", step=step, epoch=epoch, train_seconds=train_seconds,
-                           images_per_s=summary["images_per_s"], **{f"val_dice_{k}": v for k, v in dice.items()})
-                save_loss_curve(run.log, run.loss_curve, ["loss", "loss_category", "loss_mask"])
-            save_run_state(run.checkpoint, ctx, modules, optimizers, configs, step=step, epoch=epoch,
-                           train_seconds=train_seconds)
+                           images_per_s=metrics["images_per_s"],
+                           **{f"val_dice_{k}": v for k, v in metrics["val_dice"].items()})
+                save_loss_curve(loop.dir.log, loop.dir.loss_curve, ["loss", "loss_category", "loss_mask"])
+            loop.save(step=step, epoch=epoch, train_seconds=train_seconds)
 
-    summary.update(step=step, epochs=epoch, train_seconds=train_seconds, stopped_early=stopped_early,
-                   train_images=len(train_set), val_images=len(val_set))
+    metrics.update(epochs=epoch, train_seconds=train_seconds, train_images=len(train_set), val_images=len(val_set))
     if ctx.is_main and options.bundle is not None:
         save_synthesizer(
             options.bundle, model, steps=step, epochs=epoch, train_seconds=round(train_seconds, 1),
             data_fingerprint=dataset_fingerprint(data), train_images=len(train_set), val_images=len(val_set),
-            metrics={"val_dice": summary["val_dice"]}, training=dataclasses.asdict(training),
+            metrics={"val_dice": metrics["val_dice"]}, training=dataclasses.asdict(training),
         )
-    return summary
+    return loop.result(step, metrics, bundle=options.bundle)
+
+
+def _validate(model: SOLOv2, val_set: CocoInstanceDataset, training: SynthesizerTrainingConfig,
+              config: SynthesizerConfig, run: RunDir, epoch: int) -> dict[str, Any]:
+    """DICE per class on the validation images, and their overlays drawn for this epoch."""
+    dice, rows = evaluate(model, val_set, training.batch_size, training.overlay_count)
+    zoom = max(1, OVERLAY_PANEL_SIDE // config.resolution)
+    save_overlay_grid(rows, run.samples / f"overlay_epoch{epoch:03d}.png", zoom)
+    return {"val_dice": dice}
 
 
 def save_synthesizer(bundle_dir: Path, model: SOLOv2, **record: Any) -> Path:

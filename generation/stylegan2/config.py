@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from generation.configs import Cadence
 from generation.presets import PRESET_RESOLUTION, check_preset
 
 # Base resolution of the learned constant and of the discriminator epilogue.
@@ -138,9 +139,7 @@ class GanTrainConfig:
     brightness: float = 0.5
     saturation: float = 1.0
     contrast: float = 0.5
-    log_every: int = 10
-    sample_every: int = 200
-    checkpoint_every: int = 200
+    cadence: Cadence = Cadence()
     sample_grid: int = 16
     fd_samples: int = 500
     steps: int = 5000  # a resumed run may raise it and train on
@@ -177,8 +176,8 @@ class GanTrainConfig:
             ada_kimg={"tiny": 100.0, "small": 100.0, "paper": 500.0}[name],
             pl_weight=0.0 if name == "tiny" else 2.0,
             ema_half_life_kimg=batch * 10 / 32,
-            sample_every={"tiny": 50, "small": 250, "paper": 1000}[name],
-            checkpoint_every={"tiny": 50, "small": 250, "paper": 1000}[name],
+            cadence=Cadence(sample_every={"tiny": 50, "small": 250, "paper": 1000}[name],
+                            checkpoint_every={"tiny": 50, "small": 250, "paper": 1000}[name]),
             fd_samples={"tiny": 64, "small": 500, "paper": 10_000}[name],
         )
 

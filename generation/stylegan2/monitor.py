@@ -256,10 +256,8 @@ def _module_digest(module: torch.nn.Module) -> str:
 
 
 def sign_ratios(shares: dict[str, float], reference: dict[str, Any]) -> dict[str, float]:
-    """G's share of each visible sign over the probe's share on held-out archive images (1 = as often as the archive)."""
-    ratios = {}
-    for sign in VISIBLE_SIGNS:
-        expected = reference.get(sign, {}).get("probe_share_heldout")
-        if expected:
-            ratios[sign] = shares.get(sign, 0.0) / expected
-    return ratios
+    """G's share of each visible sign (and of exudate by colour) over the share the same reader finds
+    in held-out archive images: 1 = as often as the archive shows it."""
+    expected = {sign: reference.get(sign, {}).get("probe_share_heldout") for sign in VISIBLE_SIGNS}
+    expected["exudate_colour"] = reference.get("exudate_colour", {}).get("share_heldout")
+    return {sign: shares.get(sign, 0.0) / share for sign, share in expected.items() if share}

@@ -2,8 +2,7 @@
 
 Only differentiable stock ops (grouped `conv2d`, depthwise `conv_transpose2d`), so R1 and the
 path-length penalty can take double backward and the refiner can pass per-sample weight
-offsets: a modulated conv with an offset, or in eval mode, runs the fused (grouped, per-sample
-weight) path; in training without offsets it runs the cheaper shared-weight form of the same function.
+offsets: every modulated conv runs the fused (grouped, per-sample weight) path.
 Resampling uses the [1, 3, 3, 1] filter: upsampling as a depthwise stride-2 transposed conv
 with gain 4, downsampling as a depthwise blur with stride 2 ("blur-pool") before the conv.
 """
@@ -149,8 +148,6 @@ class ModulatedConv2d(nn.Module):
         batch, in_channels, _, _ = x.shape
         out_channels, _, k, _ = self.weight_shape
         styles = self.affine(w)  # [B, C_in]
-        if delta is None and self.training:
-            return self._forward_shared_weight(x, styles)
         weight = (self.weight * self.weight_gain).unsqueeze(0)  # [1, C_out, C_in, k, k]
         if delta is not None:
             self.check_delta(delta, batch)
@@ -165,21 +162,6 @@ class ModulatedConv2d(nn.Module):
         weight = weight.expand(batch, -1, -1, -1, -1).reshape(batch * out_channels, in_channels, k, k)
         out = F.conv2d(x, weight, padding=k // 2, groups=batch)
         return out.reshape(batch, out_channels, height, width)  # [B, C_out, H', W']
-
-    def _forward_shared_weight(self, x: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
-        """The same function with one weight for the batch: the styles scale the input channels and the
-        demodulation the output channels (StyleGAN2-ADA trains this way; as one grouped conv with a weight
-        per sample, a CPU step of G and its path-length double backward cost several times more).
-        x [B, C_in, H, W], styles [B, C_in] -> [B, C_out, H', W']."""
-        weight = self.weight * self.weight_gain  # [C_out, C_in, k, k]
-        x = x * styles[:, :, None, None]
-        if self.upsample:
-            x = upsample_2x(x, self.resample_kernel)
-        out = F.conv2d(x, weight, padding=weight.shape[-1] // 2)
-        if self.demodulate:  # 1 / |theta * s| per sample and output channel
-            norms = styles.square() @ weight.square().sum(dim=(2, 3)).t()  # [B, C_out]
-            out = out * torch.rsqrt(norms + self.demodulate_eps)[:, :, None, None]
-        return out
 
 
 class SynthesisLayer(nn.Module):

@@ -10,12 +10,16 @@ import hashlib
 import io
 import re
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from formats.uids import is_dicom_uid
 
 # SOP classes of photographs (DICOM PS3.4): VL Photographic, VL Endoscopic, Secondary Capture.
 PHOTO_SOP_CLASSES = {
@@ -119,7 +123,8 @@ def _dicom_datetime(date: str | None, time: str | None) -> datetime | None:
 
 
 def dicom_facts(dataset) -> DicomFacts:  # type: ignore[no-untyped-def]
-    """UIDs and the acquisition time (AcquisitionDateTime, else Content, else Study date and time)."""
+    """UIDs (each checked, SkipFile for one that is not a UID) and the acquisition time
+    (AcquisitionDateTime, else Content, else Study date and time)."""
     acquired = None
     if dataset.get("AcquisitionDateTime"):
         text = str(dataset.AcquisitionDateTime)
@@ -131,11 +136,17 @@ def dicom_facts(dataset) -> DicomFacts:  # type: ignore[no-untyped-def]
         value = dataset.get(keyword)
         return None if value is None else (str(value).strip() or None)
 
+    def uid(keyword: str) -> str | None:
+        value = text(keyword)
+        if value is not None and not is_dicom_uid(value):
+            raise SkipFile(f"its {keyword} is not a DICOM UID (digits and dots, at most 64 characters)")
+        return value
+
     return DicomFacts(
         patient_id=text("PatientID"),
-        study_uid=text("StudyInstanceUID"),
-        series_uid=text("SeriesInstanceUID"),
-        sop_uid=text("SOPInstanceUID"),
+        study_uid=uid("StudyInstanceUID"),
+        series_uid=uid("SeriesInstanceUID"),
+        sop_uid=uid("SOPInstanceUID"),
         acquired_at=acquired,
     )
 
@@ -168,10 +179,20 @@ def read_dicom_file(path: Path, max_pixels: int, max_file_bytes: int):  # type: 
     from pydicom.errors import InvalidDicomError
 
     _check_file_bytes(path, max_file_bytes)
-    try:
-        dataset = pydicom.dcmread(path)
-    except InvalidDicomError as error:
-        raise SkipFile("not a DICOM file") from error
-    except Exception as error:
-        raise SkipFile(f"corrupt: DICOM header could not be read ({type(error).__name__})") from error
-    return dicom_pixels(dataset, max_pixels), dicom_facts(dataset)
+    with quiet_pydicom():
+        try:
+            dataset = pydicom.dcmread(path)
+        except InvalidDicomError as error:
+            raise SkipFile("not a DICOM file") from error
+        except Exception as error:
+            raise SkipFile(f"corrupt: DICOM header could not be read ({type(error).__name__})") from error
+        return dicom_pixels(dataset, max_pixels), dicom_facts(dataset)
+
+
+@contextmanager
+def quiet_pydicom() -> Iterator[None]:
+    """pydicom's warnings about invalid values quote the values (a UID holding a name, say):
+    they are silenced, and the file is judged by our own checks, which name only the field."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield

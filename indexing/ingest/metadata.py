@@ -1,7 +1,11 @@
 """Side files of an ingest: the metadata CSV, COCO instance annotations, and patient pseudonyms.
 
-Rows and annotations are matched to images by file stem (`images/0007.png`, `dicom/0007.dcm` and
-COCO `file_name` `0007.png` all key `0007`) or, for DICOM, by SOP Instance UID.
+A CSV row names its image by the path relative to the ingested folder (`indexing.ingest.matching`
+joins rows to files, and refuses a name that could mean two files); annotations are matched by
+file stem (COCO `file_name` `0007.png` keys `0007`). Each row is checked on its own: a row with
+more or fewer cells than the header, a date that is not one, a UID that is not a DICOM UID or a
+numeric label that is not a plain number is refused by its line, never by its values. Labels keep
+their text (`007` stays `007`); only the numeric label columns hold numbers.
 """
 
 from __future__ import annotations
@@ -10,15 +14,18 @@ import csv
 import hashlib
 import hmac
 import json
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 from formats.categories import CATEGORY_NAMES
 from formats.errors import InputError
 from formats.masks import rle_run_lengths
+from formats.uids import is_dicom_uid
 from indexing.cases import CaseRecord
 
 # Columns with a fixed meaning, and the label columns kept by default: an allow-list, so a column
@@ -29,6 +36,10 @@ KNOWN_COLUMNS = (
     "study_uid", "series_uid", "sop_uid",
 )
 LABEL_COLUMNS = ("tonsil_grade", "patient_sex", "patient_age")
+NUMERIC_LABELS = ("tonsil_grade", "patient_age")  # the only label columns whose values become numbers
+UID_COLUMNS = ("study_uid", "series_uid", "sop_uid")
+NON_FINITE = ("nan", "inf", "infinity")
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?")
 IDENTIFYING_WORDS = ("name", "birth", "dob", "address", "phone", "email", "mrn", "ssn")
 FINDING_SEPARATORS = (";", "|")
 
@@ -48,14 +59,27 @@ class CaseMetadata:
 
 
 @dataclass(frozen=True)
-class MetadataTable:
-    """A metadata CSV: usable rows by file stem and SOP UID, rows refused (by key, with the reason),
-    problems that name no image, and the columns left out (names only)."""
+class MetadataRow:
+    """One CSV row: the file it names (folders joined by "/"), and its case or why it cannot be used."""
 
-    cases: dict[str, CaseMetadata] = field(default_factory=dict)
-    refused: dict[str, str] = field(default_factory=dict)
-    problems: list[tuple[str, str]] = field(default_factory=list)  # (where, reason) of rows naming no image
+    line: int
+    file: str
+    case: CaseMetadata | None
+    problem: str | None = None  # the reason, without the line (`MetadataTable.where` gives that)
+
+
+@dataclass(frozen=True)
+class MetadataTable:
+    """A metadata CSV: its rows in file order (joined to images by `indexing.ingest.matching`), rows
+    that name no file at all (where, reason), and the columns left out (names only)."""
+
+    name: str = ""
+    rows: list[MetadataRow] = field(default_factory=list)
+    problems: list[tuple[str, str]] = field(default_factory=list)
     dropped_columns: list[str] = field(default_factory=list)
+
+    def where(self, line: int) -> str:
+        return f"{self.name} line {line}"
 
 
 @dataclass(frozen=True)
@@ -76,6 +100,20 @@ class CocoInstance:
 def pseudonymize(key: bytes, patient_id: str, hex_chars: int) -> str:
     """Keyed pseudonym HMAC-SHA256(key, id): stable per key, not reversible without it."""
     return hmac.new(key, patient_id.strip().encode("utf-8"), hashlib.sha256).hexdigest()[:hex_chars]
+
+
+class NotAPseudonymError(InputError):
+    """A patient filter given something other than a pseudonym (a raw ID, a name): refused, never kept."""
+
+
+def require_pseudonyms(values: Sequence[str], hex_chars: int, field_name: str) -> None:
+    """Refuse any of `values` that is not a pseudonym's form (`hex_chars` lowercase hex digits): a
+    raw patient ID or name typed into a filter would match nothing and end up in the query log."""
+    if any(len(value) != hex_chars or value.strip("0123456789abcdef") for value in values):
+        raise NotAPseudonymError(
+            f"{field_name} takes patient pseudonyms ({hex_chars} lowercase hex characters, as results show them), "
+            "never a patient ID or name; the value was refused and not kept"
+        )
 
 
 def _parse_date(text: str) -> datetime:
@@ -107,13 +145,36 @@ def _parse_findings(text: str) -> list[str]:
     return [text]
 
 
-def _label_value(text: str) -> Any:
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            continue
-    return text
+def _label_value(column: str, text: str) -> Any:
+    """A label as written; a numeric column's value as a number, refused unless plain decimals
+    (`007`, `1_000` and `1e3` are not silently read as 7, 1000 and 1000.0)."""
+    if column not in NUMERIC_LABELS:
+        return text
+    if text.lower().lstrip("+-") in NON_FINITE:
+        raise MetadataError(f"label {column} is not a finite number")
+    if not _PLAIN_NUMBER.fullmatch(text):
+        raise MetadataError(f"label {column} is not a number in plain decimals (no leading zeros, separators or exponent)")
+    return float(text) if "." in text else int(text)
+
+
+def _uid(row: dict[str, str | None], column: str) -> str | None:
+    value = _cell(row, column)
+    if value is not None and not is_dicom_uid(value):
+        raise MetadataError(f"{column} is not a DICOM UID (digits and dots, at most 64 characters)")
+    return value
+
+
+def _file_path(text: str) -> str:
+    """A `file` cell as a relative path with "/" between folders ("./a\\x.png" -> "a/x.png")."""
+    return "/".join(part for part in text.replace("\\", "/").split("/") if part not in ("", "."))
+
+
+def _ragged(row: dict[Any, Any], columns: list[str]) -> str | None:
+    extra = row.get(None) or []
+    present = sum(1 for column in columns if row.get(column) is not None)
+    if extra or present < len(columns):
+        return f"has {present + len(extra)} cells, the header has {len(columns)}"
+    return None
 
 
 def _cell(row: dict[str, str | None], column: str) -> str | None:
@@ -149,8 +210,30 @@ def _rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str | None]]
     return columns, rows
 
 
+def _case(row: dict[str, str | None], label_columns: list[str], columns: list[str]) -> CaseMetadata:
+    """The case of one row; MetadataError (naming the field, never its value) when it cannot be used."""
+    ragged = _ragged(row, columns)
+    if ragged:
+        raise MetadataError(ragged)
+    value = partial(_cell, row)
+    date = value("acquired_at") or value("study_date")
+    return CaseMetadata(
+        case=CaseRecord(
+            case_ref=value("case_id"),
+            study_uid=_uid(row, "study_uid"),
+            series_uid=_uid(row, "series_uid"),
+            sop_uid=_uid(row, "sop_uid"),
+            acquired_at=_parse_date(date) if date else None,
+            diagnosis=value("diagnosis"),
+            findings=tuple(_parse_findings(row.get("findings") or "")),
+        ),
+        patient_id=value("patient_id"),
+        labels={c: _label_value(c, v) for c in label_columns if (v := value(c)) is not None},
+    )
+
+
 def read_metadata_csv(path: Path, keep_columns: tuple[str, ...] = ()) -> MetadataTable:
-    """Rows keyed by file stem and by SOP UID; only the allow-listed columns (and `keep_columns`) are read.
+    """Every row with its case or its reason; only the allow-listed columns (and `keep_columns`) are read.
 
     A row that cannot be used is refused (its image is skipped with the CSV line and the reason,
     never the values) and the rest go on."""
@@ -160,36 +243,19 @@ def read_metadata_csv(path: Path, keep_columns: tuple[str, ...] = ()) -> Metadat
     if "file" not in columns:
         raise MetadataError(f"{path.name} needs a 'file' column naming each image; it has {len(columns)} other columns")
     label_columns = [c for c in columns if c in LABEL_COLUMNS or c in keep_columns]
-    table = MetadataTable(dropped_columns=sorted(c for c in columns if c not in KNOWN_COLUMNS and c not in label_columns))
+    table = MetadataTable(name=path.name,
+                          dropped_columns=sorted(c for c in columns if c not in KNOWN_COLUMNS and c not in label_columns))
     for line, row in rows:
-        value = partial(_cell, row)
-        origin = f"{path.name} line {line}"
-        file_value = value("file")
-        if file_value is None:
-            table.problems.append((origin, "empty 'file'"))
+        file_value = _file_path(_cell(row, "file") or "")
+        if not file_value:
+            table.problems.append((table.where(line), "empty 'file'"))
             continue
         try:
-            date = value("acquired_at") or value("study_date")
-            case = CaseMetadata(
-                case=CaseRecord(
-                    case_ref=value("case_id"),
-                    study_uid=value("study_uid"),
-                    series_uid=value("series_uid"),
-                    sop_uid=value("sop_uid"),
-                    acquired_at=_parse_date(date) if date else None,
-                    diagnosis=value("diagnosis"),
-                    findings=tuple(_parse_findings(row.get("findings") or "")),
-                ),
-                patient_id=value("patient_id"),
-                labels={c: _label_value(v) for c in label_columns if (v := value(c)) is not None},
-                origin=origin,
-            )
+            case = replace(_case(row, label_columns, columns), origin=table.where(line))
         except MetadataError as error:
-            table.refused[Path(file_value).stem] = f"{origin}: {error}"
+            table.rows.append(MetadataRow(line, file_value, None, str(error)))
             continue
-        table.cases[Path(file_value).stem] = case
-        if case.case.sop_uid:
-            table.cases[case.case.sop_uid] = case
+        table.rows.append(MetadataRow(line, file_value, case))
     return table
 
 

@@ -6,7 +6,9 @@ files this batch wrote are removed, but only under the exclusive lock and only t
 row points at: another process may have committed a row for the same pixels meanwhile. A batch
 that loses such a race (a unique sha256 or SOP UID committed by another ingest) is retried, and
 sees those images as already present. Re-ingesting adds nothing, and restores the file of a row
-whose file has gone. Batches close at an image count or a decoded-pixel count, whichever comes
+whose file has gone. A DICOM is one image by its pixels and by its SOP Instance UID: one whose
+pixels are stored without UIDs (its photo came first) gives that row its UIDs ("linked"); one
+whose UID is stored with other pixels is refused, never overwritten or silently dropped. Batches close at an image count or a decoded-pixel count, whichever comes
 first, so memory is bounded whatever the image sizes. Database errors are reported by kind only:
 their text can hold row values.
 """
@@ -24,7 +26,8 @@ from formats.errors import ProjectError
 from indexing import store
 from indexing.filestore import FileStore
 from indexing.ingest.decode import SkipFile, encode_png, pixel_digest
-from indexing.ingest.metadata import CaseMetadata, CocoAnnotations, CocoInstance, MetadataTable, pseudonymize
+from indexing.ingest.matching import MatchedMetadata
+from indexing.ingest.metadata import CaseMetadata, CocoAnnotations, CocoInstance, pseudonymize
 from indexing.ingest.names import kept_file_name
 from indexing.ingest.sources import Candidate, IngestItem
 from indexing.integrity import remove_unreferenced
@@ -33,6 +36,8 @@ from indexing.locks import FileStoreLock
 log = logging.getLogger(__name__)
 
 WRITE_ATTEMPTS = 3  # a batch that lost a race to a concurrent ingest is retried this many times in all
+OTHER_PIXELS = ("its SOP Instance UID is already in the archive with other pixels: not stored "
+                "(one UID names one image; check which of the two is right)")
 
 
 class IngestError(ProjectError):
@@ -44,8 +49,10 @@ class IngestReport:
     added_ids: list[int] = field(default_factory=list)
     already_present: int = 0
     restored: int = 0  # rows already present whose missing file this run wrote back
+    linked: int = 0  # rows of the same pixels, stored without UIDs, that this run gave their DICOM's UIDs
     annotations_added: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (item name, reason)
+    metadata_problems: list[tuple[str, str]] = field(default_factory=list)  # (CSV line, reason): rows not used
     dropped_columns: list[str] = field(default_factory=list)  # metadata columns not kept (names only)
     names_withheld: int = 0  # added images whose original file name was not kept (indexing/ingest/names.py)
 
@@ -63,7 +70,7 @@ class IngestContext:
     lock: FileStoreLock
     pseudonym_key: bytes
     pseudonym_hex_chars: int
-    metadata: MetadataTable = field(default_factory=MetadataTable)
+    metadata: MatchedMetadata = field(default_factory=MatchedMetadata)
     annotations: CocoAnnotations = field(default_factory=CocoAnnotations)
     keep_file_names: bool = False  # the operator asks to keep screened file names (indexing/ingest/names.py)
 
@@ -82,10 +89,7 @@ class _Loaded:
 def _record(context: IngestContext, loaded: _Loaded, sha256: str, stored_path: str, width: int, height: int) -> store.NewImage:
     """Merge DICOM tags (authoritative for identity) with the metadata CSV (findings, labels)."""
     facts = loaded.candidate.dicom
-    case = context.metadata.cases.get(loaded.item.key)
-    if case is None and facts is not None and facts.sop_uid:
-        case = context.metadata.cases.get(facts.sop_uid)
-    case = case or CaseMetadata()
+    case = context.metadata.case_for(loaded.item.name, facts.sop_uid if facts else None) or CaseMetadata()
     patient_id = (facts.patient_id if facts else None) or case.patient_id
 
     def pick(attribute: str):  # type: ignore[no-untyped-def]
@@ -116,18 +120,17 @@ def _annotations_fit(instances: list[CocoInstance], width: int, height: int) -> 
 
 def _case_origin(context: IngestContext, loaded: _Loaded) -> str:
     facts = loaded.candidate.dicom
-    case = context.metadata.cases.get(loaded.item.key) or (
-        context.metadata.cases.get(facts.sop_uid) if facts and facts.sop_uid else None
-    )
+    case = context.metadata.case_for(loaded.item.name, facts.sop_uid if facts else None)
     return case.origin if case is not None else ""
 
 
 def _write_batch(context: IngestContext, batch: Sequence[_Loaded], report: IngestReport) -> None:
     """Store one batch in one transaction; on any failure leave no trace of it (see the module doc)."""
-    written: list[str] = []
+    written: list[str] = []  # files this batch created (removed again if it fails)
+    touched: list[str] = []  # and the files it restored: every rename to make durable before the commit
     pending: list[tuple[store.NewImage, list[store.NewAnnotation]]] = []
     skipped: list[tuple[str, str]] = []
-    present = restored = 0
+    present = restored = linked = 0
     try:
         with context.lock.writing(), context.sessions() as session:
             digests = [(loaded, pixel_digest(loaded.candidate.pixels)) for loaded in batch]
@@ -135,15 +138,20 @@ def _write_batch(context: IngestContext, batch: Sequence[_Loaded], report: Inges
             sop_uids = [l.candidate.dicom.sop_uid for l, _ in digests if l.candidate.dicom and l.candidate.dicom.sop_uid]
             known_sop = store.existing_sop_uids(session, sop_uids)
             for loaded, sha in digests:
-                sop = loaded.candidate.dicom.sop_uid if loaded.candidate.dicom else None
+                facts = loaded.candidate.dicom
+                sop = facts.sop_uid if facts else None
                 if sha in known_sha:
-                    present += 1
                     if not context.files.absolute(known_sha[sha]).exists():
-                        context.files.put(sha, encode_png(loaded.candidate.pixels))
+                        touched.append(context.files.put(sha, encode_png(loaded.candidate.pixels))[0])
                         restored += 1
+                    if facts and sop and sop not in known_sop and store.link_dicom_uids(session, sha, facts.study_uid, facts.series_uid, sop):
+                        known_sop.add(sop)
+                        linked += 1
+                    else:
+                        present += 1
                     continue
                 if sop and sop in known_sop:
-                    present += 1
+                    skipped.append((loaded.item.name, OTHER_PIXELS))
                     continue
                 height, width = loaded.candidate.pixels.shape[:2]
                 instances = context.annotations.instances.get(loaded.item.key, [])
@@ -162,17 +170,19 @@ def _write_batch(context: IngestContext, batch: Sequence[_Loaded], report: Inges
                 relative, created = context.files.put(sha, encode_png(loaded.candidate.pixels))
                 if created:
                     written.append(relative)
+                    touched.append(relative)
                 annotations = [store.NewAnnotation(i.category_id, i.instance_id, i.mask_rle) for i in instances]
                 pending.append((record, annotations))
             rows = store.add_images(session, pending)
             added_ids = [row.id for row in rows]
-            context.files.sync()
+            context.files.sync(touched)
             session.commit()
     except BaseException:
         remove_unreferenced(context.sessions, context.files, context.lock, written)
         raise
     report.already_present += present
     report.restored += restored
+    report.linked += linked
     report.skipped.extend(skipped)
     report.added_ids.extend(added_ids)
     report.annotations_added += sum(len(annotations) for _, annotations in pending)
@@ -211,9 +221,8 @@ def run_ingest(
     reason and never stop the run."""
     if batch_size <= 0 or batch_pixels <= 0:
         raise ValueError(f"batch_size and batch_pixels must be positive, got {batch_size}, {batch_pixels}")
-    report = IngestReport(dropped_columns=list(context.metadata.dropped_columns))
-    report.skipped.extend(context.metadata.problems)
-    refused = {**context.annotations.refused, **context.metadata.refused}
+    report = IngestReport(dropped_columns=list(context.metadata.dropped_columns),
+                          metadata_problems=list(context.metadata.problems))
     number = 0
 
     def flush(batch: list[_Loaded]) -> None:
@@ -235,8 +244,10 @@ def run_ingest(
         for item in chunk:
             if item.sop_uid and item.sop_uid in known:
                 report.already_present += 1
-            elif item.key in refused:
-                report.skipped.append((item.name, refused[item.key]))
+            elif item.name in context.metadata.refused:
+                report.skipped.append((item.name, context.metadata.refused[item.name]))
+            elif item.key in context.annotations.refused:
+                report.skipped.append((item.name, context.annotations.refused[item.key]))
             else:
                 try:
                     loaded = _Loaded(item, item.load())

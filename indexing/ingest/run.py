@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from indexing.archive import Archive
+from indexing.ingest.matching import MatchedMetadata, check_annotation_names, match_metadata
 from indexing.ingest.metadata import CocoAnnotations, MetadataTable, read_coco_annotations, read_metadata_csv
 from indexing.ingest.pipeline import IngestContext, IngestReport, run_ingest
 from indexing.ingest.sources import IngestItem, dicomweb_items, discover
@@ -23,12 +24,14 @@ def _run(archive: Archive, items: Sequence[IngestItem], context: IngestContext, 
 
 
 def _context(
-    archive: Archive, metadata_csv: Path | None, annotations_json: Path | None, keep_columns: tuple[str, ...],
-    keep_file_names: bool = False,
+    archive: Archive, items: Sequence[IngestItem], table: MetadataTable | None, annotations_json: Path | None,
+    keep_file_names: bool = False, strict: bool = False,
 ) -> IngestContext:
-    """Side files are read and checked, and the pseudonym key found, before anything is written."""
-    metadata = read_metadata_csv(metadata_csv, keep_columns) if metadata_csv else MetadataTable()
+    """Side files are read, checked and joined to the items, and the pseudonym key found, before anything is written."""
+    metadata = match_metadata(table, items, strict) if table is not None else MatchedMetadata()
     annotations = read_coco_annotations(annotations_json) if annotations_json else CocoAnnotations()
+    if annotations_json:
+        check_annotation_names(annotations, items, annotations_json.name)
     return IngestContext(
         sessions=archive.sessions,
         files=archive.files,
@@ -49,17 +52,20 @@ def ingest_path(
     progress: bool = False,
     keep_columns: tuple[str, ...] = (),
     keep_file_names: bool = False,
+    strict: bool = False,
 ) -> IngestReport:
     """Ingest a file, a folder or a phantom dataset; explicit side files override a phantom's own.
 
-    Side files are read (and any error in them raised) before anything is written. Original file
-    names are kept only as `indexing.ingest.names` allows (`keep_file_names`: the operator's ask).
+    Side files are read (and any error in them raised) before anything is written; `strict` makes
+    any metadata row that cannot be used such an error. Original file names are kept only as
+    `indexing.ingest.names` allows (`keep_file_names`: the operator's ask).
     """
     settings = archive.settings
     side_files = tuple(p for p in (metadata_csv, annotations_json) if p is not None)
     found = discover(path, settings.max_image_pixels, settings.max_file_bytes, exclude=side_files)
-    context = _context(archive, metadata_csv or found.metadata_csv, annotations_json or found.annotations_json, keep_columns,
-                       keep_file_names)
+    csv = metadata_csv or found.metadata_csv
+    table = read_metadata_csv(csv, keep_columns) if csv else None
+    context = _context(archive, found.items, table, annotations_json or found.annotations_json, keep_file_names, strict)
     return _run(archive, found.items, context, progress)
 
 
@@ -69,8 +75,10 @@ def ingest_dicomweb(
     metadata_csv: Path | None = None,
     progress: bool = False,
     keep_columns: tuple[str, ...] = (),
+    strict: bool = False,
 ) -> IngestReport:
     """Ingest every photograph a DICOMweb server lists (QIDO-RS) by retrieving it (WADO-RS)."""
-    context = _context(archive, metadata_csv, None, keep_columns)
+    table = read_metadata_csv(metadata_csv, keep_columns) if metadata_csv else None  # refused before the walk
     items = dicomweb_items(client, archive.settings.max_image_pixels)
+    context = _context(archive, items, table, None, strict=strict)
     return _run(archive, items, context, progress)

@@ -15,7 +15,10 @@ import numpy as np
 
 from formats.errors import InputError
 from formats.images import IMAGE_SUFFIXES
-from indexing.ingest.decode import PHOTO_SOP_CLASSES, DicomFacts, SkipFile, dicom_facts, dicom_pixels, read_dicom_file, read_photo
+from formats.uids import is_dicom_uid
+from indexing.ingest.decode import (
+    PHOTO_SOP_CLASSES, DicomFacts, SkipFile, dicom_facts, dicom_pixels, quiet_pydicom, read_dicom_file, read_photo,
+)
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 DICOM_MAGIC_OFFSET = 128
@@ -154,11 +157,12 @@ def _first_value(dataset: dict, tag: str) -> str | None:
 
 
 def _retrieve(client, study: str, series: str, sop: str, max_pixels: int) -> Candidate:  # type: ignore[no-untyped-def]
-    try:
-        dataset = client.retrieve_instance(study_instance_uid=study, series_instance_uid=series, sop_instance_uid=sop)
-    except Exception as error:  # HTTP and multipart errors from the archive
-        raise SkipFile(f"retrieve failed: {type(error).__name__}") from error
-    return Candidate(pixels=dicom_pixels(dataset, max_pixels), dicom=dicom_facts(dataset))
+    with quiet_pydicom():
+        try:
+            dataset = client.retrieve_instance(study_instance_uid=study, series_instance_uid=series, sop_instance_uid=sop)
+        except Exception as error:  # HTTP and multipart errors from the archive
+            raise SkipFile(f"retrieve failed: {type(error).__name__}") from error
+        return Candidate(pixels=dicom_pixels(dataset, max_pixels), dicom=dicom_facts(dataset))
 
 
 def dicomweb_items(client, max_pixels: int, page_size: int = QIDO_PAGE_SIZE) -> list[IngestItem]:  # type: ignore[no-untyped-def]
@@ -179,6 +183,10 @@ def dicomweb_items(client, max_pixels: int, page_size: int = QIDO_PAGE_SIZE) -> 
                 series = _first_value(instance, TAG_SERIES)
                 sop_class = _first_value(instance, TAG_SOP_CLASS)
                 if sop is None or series is None:
+                    continue
+                if not all(is_dicom_uid(uid) for uid in (study_uid, series, sop)):  # never shown: it may be a name
+                    name = f"instance {len(items) + 1} of the listing"
+                    items.append(IngestItem(name, name, "dicomweb", partial(_refuse, "its UIDs are not DICOM UIDs")))
                     continue
                 if sop_class is not None and sop_class not in PHOTO_SOP_CLASSES:
                     load = partial(_refuse, f"unsupported SOP class {sop_class}")

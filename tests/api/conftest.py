@@ -7,8 +7,10 @@ is the slow part); tests that change the archive say so and run last in their mo
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,12 +29,12 @@ from api.settings import ServiceSettings
 from generation.presets import SHIPPED_BUNDLE
 from indexing import store
 from indexing.archive import Archive
-from indexing.fused_index import build_index
-from indexing.ingest.run import ingest_path
 from indexing.settings import Settings
-from indexing.vectors import embed_archive
 from tests.indexing.conftest import TEST_KEY, emptied_postgres, postgres_database  # noqa: F401 (fixture)
-from tests.retrieval.conftest import BATCH, archive_models, phantom_archive  # noqa: F401 (fixtures)
+from tests.retrieval.conftest import archive_models, indexed_archive, phantom_archive  # noqa: F401 (fixtures)
+
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,18 @@ def contour_png(dataset: Path, stem: str, side: int = 256) -> bytes:
     return buffer.getvalue()
 
 
+def s2m_env(settings: Settings) -> dict[str, str]:
+    """The environment an `s2m` process of this archive runs in (this tree's code, one thread)."""
+    key = {"S2M_PSEUDONYM_KEY": settings.pseudonym_key.decode()} if settings.pseudonym_key else {}
+    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "S2M_DATA_DIR": str(settings.data_dir),
+            "S2M_DATABASE_URL": settings.database_url, **key}
+
+
+def run_s2m(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """`s2m ARGS` as a process on this archive, its output captured."""
+    return subprocess.run([sys.executable, "-m", "api.cli", *args], env=s2m_env(settings), capture_output=True, text=True, timeout=120)
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -96,13 +110,7 @@ def served_archive(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
     else:
         url = emptied_postgres(request)
     settings = Settings(data_dir=root / "data", database_url=url, pseudonym_key=TEST_KEY)
-    archive = Archive.create(settings)
-    try:
-        ingest_path(archive, phantom_archive, None, None, progress=False)
-        embed_archive(archive, archive_models, batch_size=BATCH)
-        build_index(archive, archive_models.version)
-    finally:
-        archive.close()
+    indexed_archive(settings, phantom_archive, archive_models)
     return settings
 
 

@@ -138,7 +138,7 @@ def test_an_archive_without_an_index_answers_503_to_searches_and_200_to_generate
     from tests.indexing.conftest import TEST_KEY
 
     archive_settings = Settings(data_dir=tmp_path / "data", database_url=f"sqlite:///{tmp_path / 'a.sqlite3'}", pseudonym_key=TEST_KEY)
-    engine = make_engine(archive_settings.database_url)
+    engine = make_engine(archive_settings.database_url, create=True)
     upgrade(engine)
     engine.dispose()
     archive = Archive.open(archive_settings)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -12,18 +11,7 @@ import httpx
 import pytest
 
 from indexing.settings import Settings
-from tests.api.conftest import contour_png, free_port, wait_until_ready
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _env(settings: Settings) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "S2M_DATA_DIR": str(settings.data_dir),
-            "S2M_DATABASE_URL": settings.database_url, "S2M_PSEUDONYM_KEY": settings.pseudonym_key.decode()}
-
-
-def _s2m(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "api.cli", *args], env=_env(settings), capture_output=True, text=True, timeout=120)
+from tests.api.conftest import contour_png, free_port, run_s2m as _s2m, s2m_env as _env, wait_until_ready
 
 
 @pytest.mark.parametrize("served_archive", ["sqlite"], indirect=True)

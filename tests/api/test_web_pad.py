@@ -161,6 +161,7 @@ def test_draw_preview_search_open_a_case_and_more_like_this(browser, demo: Demo,
     scores = [float(text) for text in cards.locator(".score").all_text_contents()]
     assert scores == sorted(scores, reverse=True)
     assert cards.locator(".bar").count() == 8 * 3  # appearance, latent, shape on every card
+    page.evaluate("document.querySelectorAll('#grid details.scores').forEach(d => { d.open = true; })")  # the scores toggle
     widths = page.evaluate("[...document.querySelectorAll('#grid .bar .fill')].map(e => e.getBoundingClientRect().width)")
     assert min(widths) > 0 and max(widths) > min(widths)
     steps = page.locator("#steps-row figure")
@@ -301,6 +302,59 @@ def test_tablet_width(browser, demo: Demo, tmp_path: Path) -> None:
     page.wait_for_function(f"document.getElementById('grid').dataset.queryId !== '{shown}'", timeout=TIMEOUT_MS)
     metas = page.locator("#grid .hit .meta").all_text_contents()
     assert metas and all(meta.startswith("normal · ") and meta[-10:] >= "2021-01-01" for meta in metas)
+
+
+def test_plain_words_marks_refine_save_and_reopen(browser, demo: Demo, tmp_path: Path) -> None:
+    """The loop: each case says in words how close it is (scores behind a toggle); two cases marked
+    right and one not this, Refine changes the ranking and drops that one; the refined search is
+    saved, listed, reopened with the same cases, and forgotten."""
+    page = _page(browser, demo)
+    page.fill("#k", "8")
+    _draw_throat(page)
+    page.click("#search")
+    page.wait_for_selector("#grid .hit", timeout=TIMEOUT_MS)
+    cards = page.locator("#grid .hit")
+    sentences = cards.locator(".similarity").all_text_contents()
+    assert len(sentences) == 8 and all("archive cases" in text or "typical" in text for text in sentences)
+    assert not any(re.fullmatch(r"-?\d+\.\d+", text.strip()) for text in sentences)  # words, not "-3.760"
+    first_score = cards.first.locator("details.scores .score")
+    assert not first_score.is_visible()
+    cards.first.locator("details.scores summary").click()
+    assert first_score.is_visible() and re.fullmatch(r"-?\d+\.\d{3}", first_score.text_content() or "")
+    assert page.locator("#detail").is_hidden()  # opening the scores opens no detail view
+    before = page.evaluate("[...document.querySelectorAll('#grid .hit')].map(e => e.dataset.imageId)")
+
+    assert page.locator("#refine-search").is_disabled()
+    cards.nth(1).locator("button.like").click()
+    cards.nth(3).locator("button.like").click()
+    cards.nth(0).locator("button.unlike").click()
+    assert page.locator("#detail").is_hidden()
+    assert "2 right, 1 not this" in (page.text_content("#marks-state") or "")
+    page.click("#refine-search")
+    page.wait_for_function("document.getElementById('results-title').textContent.startsWith('Refined')", timeout=TIMEOUT_MS)
+    after = page.evaluate("[...document.querySelectorAll('#grid .hit')].map(e => e.dataset.imageId)")
+    assert len(after) == 8 and before[0] not in after and after != before
+    assert "Refined (round 1)" in (page.text_content("#results-note") or "")
+    assert page.locator("#grid .hit.new").count() >= 1  # what changed is shown
+    page.wait_for_function("[...document.querySelectorAll('#grid .hit img')].every(i => i.naturalWidth > 0)")
+    _screenshot(page, "sketch_pad_refined.png", tmp_path)
+
+    page.fill("#save-name", "two tonsils, refined")
+    page.click("#save-search")
+    saved = page.locator("#saved-list li")
+    saved.first.wait_for(timeout=TIMEOUT_MS)
+    assert saved.count() == 1 and saved.first.locator("button.reopen").text_content() == "two tonsils, refined"
+    page.click("#clear")
+    _stroke(page, [(0.2, 0.2), (0.8, 0.8)])
+    page.click("#search")
+    page.wait_for_function("document.getElementById('results-title').textContent.startsWith('Results for')", timeout=TIMEOUT_MS)
+    saved.first.locator("button.reopen").click()
+    page.wait_for_function("document.getElementById('results-title').textContent.includes('two tonsils, refined')", timeout=TIMEOUT_MS)
+    assert page.evaluate("[...document.querySelectorAll('#grid .hit')].map(e => e.dataset.imageId)") == after
+    saved.first.locator("button.forget").click()
+    page.wait_for_selector("#saved-empty:not([hidden])", timeout=TIMEOUT_MS)
+    assert saved.count() == 0
+    assert not page.errors
 
 
 def test_demo_stops_cleanly_on_ctrl_c(demo: Demo) -> None:

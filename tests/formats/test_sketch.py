@@ -117,3 +117,44 @@ def test_16_bit_float_rgba_and_exif_rotated_pictures_read_as_their_drawing(tmp_p
     path = tmp_path / "turned.jpg"
     rotated.save(path, exif=exif, quality=95)
     assert _chamfer(canonical_sketch(path, SIDE), expected) < 0.5
+
+
+def _png_of_zeros(width: int, height: int) -> bytes:
+    """A real, valid greyscale PNG of width x height black pixels (a few hundred KB, compressed as it streams)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    packer, row = zlib.compressobj(9), b"\0" * (width + 1)
+    idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def _jpeg_claiming(width: int, height: int) -> bytes:
+    """A small JPEG whose frame header (SOF0) claims width x height pixels."""
+    buffer = io.BytesIO()
+    Image.new("L", (16, 16), 255).save(buffer, format="JPEG")
+    data = bytearray(buffer.getvalue())
+    frame = data.index(b"\xff\xc0")
+    data[frame + 5 : frame + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(data)
+
+
+@pytest.mark.parametrize("picture", ["png", "jpeg"])
+def test_an_oversized_picture_is_refused_from_its_header_before_any_pixel_is_decoded(
+    picture: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = _png_of_zeros(13000, 13000) if picture == "png" else _jpeg_claiming(13000, 13000)
+    assert len(data) < 1_000_000
+    decoded: list[str] = []
+    real_load = Image.Image.load
+    monkeypatch.setattr(Image.Image, "load", lambda self: decoded.append(self.format) or real_load(self))
+    with pytest.raises(SketchError, match=r"^the sketch has 169000000 pixels, more than the 16777216 allowed$"):
+        read_sketch(data)
+    assert decoded == []
+    with pytest.raises(SketchError, match="more than the 1000 allowed"):
+        canonical_sketch(_png_of_zeros(40, 30), 64, max_pixels=1000)
+    assert decoded == []

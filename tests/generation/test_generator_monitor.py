@@ -12,6 +12,7 @@ import torch
 from typer.testing import CliRunner
 
 from api.cli import app
+from generation.configs import Cadence
 from generation.moco import Embedder, EmbedderConfig
 from generation.stylegan2 import DiscriminatorConfig, GanTrainConfig, GeneratorConfig
 from generation.stylegan2.monitor import LinearProbe, MonitorConfig, auc, fit_sign_reader
@@ -62,7 +63,8 @@ def test_monitor_appends_a_snapshot_that_status_then_reports(tmp_path: Path) -> 
     archive = Path(generate_dataset(tmp_path / "archive", count=60, size=32, seed=4))
     heldout = Path(generate_dataset(tmp_path / "heldout", count=16, size=32, seed=6))
     run = tmp_path / "run"
-    config = dataclasses.replace(GanTrainConfig.for_preset("tiny"), steps=2, checkpoint_every=2, sample_every=10**6)
+    config = dataclasses.replace(GanTrainConfig.for_preset("tiny"), steps=2,
+                                 cadence=Cadence(checkpoint_every=2, sample_every=10**6))
     train_generator(RunOptions(data=archive, run_dir=run, progress=False), GeneratorConfig.for_preset("tiny"),
                     DiscriminatorConfig.for_preset("tiny"), config)
     bundle = tiny_bundle(tmp_path / "bundle")

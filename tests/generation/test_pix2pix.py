@@ -24,9 +24,11 @@ def _train(tmp_path, dataset, sketches, name: str, config: Pix2PixTrainConfig, r
 
 def test_pix2pix_learns_and_a_resumed_run_equals_a_straight_one(tmp_path) -> None:
     dataset, sketches = tiny_pairs(tmp_path, count=16)
-    config = dataclasses.replace(Pix2PixTrainConfig.for_preset("tiny"), steps=60, sample_every=1000)
-    run = _train(tmp_path, dataset, sketches, "straight", config)
-    records = [r for r in read_jsonl(run / "log.jsonl") if "loss_G_l1" in r]
+    tiny = Pix2PixTrainConfig.for_preset("tiny")
+    config = dataclasses.replace(tiny, steps=60, cadence=dataclasses.replace(tiny.cadence, sample_every=1000))
+    result = _train(tmp_path, dataset, sketches, "straight", config)
+    assert (result.step, result.steps_this_run, result.bundle) == (60, 60, tmp_path / "straight-bundle")
+    records = [r for r in read_jsonl(result.run_dir / "log.jsonl") if "loss_G_l1" in r]
     first, last = records[:5], records[-5:]
     assert sum(r["loss_G_l1"] for r in last) < 0.6 * sum(r["loss_G_l1"] for r in first)
 
@@ -43,7 +45,7 @@ def test_pix2pix_learns_and_a_resumed_run_equals_a_straight_one(tmp_path) -> Non
 
     half = dataclasses.replace(config, steps=30)
     _train(tmp_path, dataset, sketches, "resumed", half)
-    _train(tmp_path, dataset, sketches, "resumed", config, resume=True)
+    assert _train(tmp_path, dataset, sketches, "resumed", config, resume=True).steps_this_run == 30
     resumed = Bundle.open(tmp_path / "resumed-bundle").load(PIX2PIX)
     for (name, a), (_, b) in zip(trained.state_dict().items(), resumed.state_dict().items()):
         assert torch.equal(a, b), name

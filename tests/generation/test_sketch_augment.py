@@ -75,10 +75,11 @@ def test_warm_started_augmented_encoder_run_starts_from_the_other_bundle_and_rec
     config = dataclasses.replace(EncoderTrainConfig.for_preset("tiny"), steps=12)
     _train_tiny_encoder(source, dataset, tmp_path / "r0", config, sketches)
     target = tiny_bundle(tmp_path / "target")
-    _train_tiny_encoder(target, dataset, tmp_path / "r1", dataclasses.replace(config, steps=1, log_every=1), sketches,
+    one_logged_step = dataclasses.replace(config, steps=1, cadence=dataclasses.replace(config.cadence, log_every=1))
+    _train_tiny_encoder(target, dataset, tmp_path / "r1", one_logged_step, sketches,
                         warm_start=source, sketch_augment=FREEHAND_AUGMENT)
     _train_tiny_encoder(tiny_bundle(tmp_path / "fresh"), dataset, tmp_path / "r2",
-                        dataclasses.replace(config, steps=1, log_every=1), sketches, sketch_augment=FREEHAND_AUGMENT)
+                        one_logged_step, sketches, sketch_augment=FREEHAND_AUGMENT)
 
     def first_loss(run: str) -> float:
         return [r["sim_total"] for r in read_jsonl(tmp_path / run / "log.jsonl") if "sim_total" in r][0]

@@ -84,6 +84,10 @@ def test_train_command_validates_checkpoints_resumes_and_saves_a_bundle(phantoms
     assert (run / "samples" / "overlay_epoch002.png").exists() and (run / "checkpoint.pt").exists()
     info = json.loads((bundle / "bundle.json").read_text())["networks"]["synthesizer"]
     assert info["steps"] == epochs[1]["step"] and "val_dice" in info["metrics"]
+    # the one result line of every train command: how far, this start's share, where it wrote
+    steps = epochs[1]["step"]
+    assert f"trained to step {steps} ({steps // 2} steps in" in second.output and "2 epochs; val DICE:" in second.output
+    assert f"saved into {bundle}" in second.output and "saved into" not in first.output
 
 
 

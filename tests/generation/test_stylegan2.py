@@ -124,20 +124,6 @@ def test_a_delta_changes_the_targeted_layer_and_nothing_before_it(tiny_generator
     assert torch.allclose(plain[target][1], offset[target][1], atol=1e-6)
 
 
-def test_training_mode_shared_weight_convs_compute_what_the_grouped_convs_do(tiny_generator: Generator) -> None:
-    # G trains on the cheaper shared-weight form; serving and H's offsets use the grouped form.
-    z = torch.randn(6, tiny_generator.config.z_dim, generator=torch.Generator().manual_seed(2))
-    ws = tiny_generator.synthesis.broadcast_ws(tiny_generator.mapping(z)).requires_grad_(True)
-    tiny_generator.train()
-    shared = tiny_generator.synthesis(ws, noise_mode="const")
-    (shared_grad,) = torch.autograd.grad(shared.square().sum(), ws)
-    tiny_generator.eval()
-    grouped = tiny_generator.synthesis(ws, noise_mode="const")
-    (grouped_grad,) = torch.autograd.grad(grouped.square().sum(), ws)
-    assert torch.allclose(shared, grouped, atol=1e-5) and not torch.equal(shared, torch.zeros_like(shared))
-    torch.testing.assert_close(shared_grad, grouped_grad, rtol=1e-3, atol=1e-4 * float(grouped_grad.abs().max()))
-
-
 def test_bad_weight_deltas_are_refused_with_a_clear_error(tiny_generator: Generator) -> None:
     w = torch.randn(2, tiny_generator.config.w_dim)
     with pytest.raises(ValueError, match="unknown weight_deltas"):

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from api.cli import app
 from generation.bundle import GENERATOR, Bundle
+from generation.configs import Cadence
 from generation.metrics import RandomConvFeatures
 from generation.stylegan2 import DiscriminatorConfig, GanTrainConfig, Generator, GeneratorConfig
 from generation.stylegan2.evaluate import generator_frechet_distance, load_real_images
@@ -26,7 +27,7 @@ PHANTOMS = 64
 LEARNING_STEPS = 30
 G_CONFIG = GeneratorConfig.for_preset("tiny")
 D_CONFIG = DiscriminatorConfig.for_preset("tiny")
-QUIET = {"checkpoint_every": 10**6, "sample_every": 10**6}
+QUIET = {"cadence": Cadence(checkpoint_every=10**6, sample_every=10**6)}
 
 
 @pytest.fixture(scope="session")
@@ -159,7 +160,7 @@ def test_a_spent_time_budget_stops_after_one_step_with_a_checkpoint_and_an_expor
     options = RunOptions(data=phantoms32, run_dir=tmp_path / "run", bundle=tmp_path / "bundle", max_minutes=0.0,
                          limit=16, progress=False)
     result = train_generator(options, G_CONFIG, D_CONFIG, config)
-    assert result["step"] == 1
+    assert (result.step, result.steps_this_run, result.stopped_early) == (1, 1, True)
     assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["state"]["step"] == 1
     assert Bundle.open(tmp_path / "bundle").entry(GENERATOR)["steps"] == 1
     assert Bundle.open(tmp_path / "bundle").info["preset"] == "tiny"

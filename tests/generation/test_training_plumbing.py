@@ -67,7 +67,8 @@ def test_a_run_resumed_with_another_config_is_refused_before_anything_loads(tmp_
 
 
 def test_a_loop_run_seeds_leaves_no_folder_before_its_log_and_resumes_what_it_saved(tmp_path):
-    from generation.training import LoopRun, RunOptions, read_jsonl
+    from generation.loop_run import LoopRun
+    from generation.training import RunOptions, read_jsonl
 
     alone = DistContext(rank=0, world_size=1, device=torch.device("cpu"))
     options = RunOptions(data=tmp_path, run_dir=tmp_path / "run", seed=4, progress=False)
@@ -84,6 +85,47 @@ def test_a_loop_run_seeds_leaves_no_folder_before_its_log_and_resumes_what_it_sa
     fresh, fresh_optimizer, _ = _run_parts(seed=1)
     assert again.resume({"net": fresh}, {"net": fresh_optimizer}, {"train": config}) == {"step": 3}
     assert torch.equal(fresh.weight, module.weight)
+    result = again.result(5, {"loss": 0.5})
+    assert (result.step, result.steps_this_run, result.run_dir) == (5, 2, tmp_path / "run")
+    assert result.metrics == {"loss": 0.5} and not result.stopped_early
+
+
+def test_a_checkpoint_with_the_cadence_fields_flat_resumes_into_the_cadence_dataclass(tmp_path):
+    """Checkpoints written before `Cadence` held log/sample/checkpoint flat in each train config (S as
+    `log_every_steps`); they still resume, and the cadence, like the length, may change on resume."""
+    import dataclasses
+
+    import pytest
+
+    from formats.errors import InputError
+    from generation.configs import Cadence, config_from_dict, legacy_cadence
+    from generation.solov2.config import SynthesizerTrainingConfig
+    from generation.training import load_checkpoint, restore_run_state, save_checkpoint, save_run_state
+
+    alone = DistContext(rank=0, world_size=1, device=torch.device("cpu"))
+    module, optimizer, config = _run_parts(seed=0)
+    save_run_state(tmp_path / "ckpt.pt", alone, {"net": module}, {"net": optimizer}, {"train": config}, step=5)
+    state = load_checkpoint(tmp_path / "ckpt.pt")
+    flat = {k: v for k, v in state["configs"]["train"].items() if k != "cadence"}
+    state["configs"]["train"] = {**flat, "log_every": 7, "sample_every": 9, "checkpoint_every": 11}  # as written before
+    save_checkpoint(tmp_path / "old.pt", state)
+    decoded = config_from_dict(type(config), legacy_cadence(type(config), state["configs"]["train"]))
+    assert decoded.cadence == Cadence(7, 9, 11)
+
+    fresh, fresh_optimizer, _ = _run_parts(seed=1)
+    driven_otherwise = dataclasses.replace(config, cadence=Cadence(1, 2, 3))
+    assert restore_run_state(tmp_path / "old.pt", alone, {"net": fresh}, {"net": fresh_optimizer},
+                             {"train": driven_otherwise}, 0) == {"step": 5}
+    assert torch.equal(fresh.weight, module.weight)
+    with pytest.raises(InputError, match=r"\(lr_encoder\)"):  # what it learns is still checked
+        restore_run_state(tmp_path / "old.pt", alone, {"net": fresh}, {"net": fresh_optimizer},
+                          {"train": dataclasses.replace(config, lr_encoder=0.5)}, 0)
+    synthesizer = {k: v for k, v in dataclasses.asdict(SynthesizerTrainingConfig()).items() if k != "cadence"}
+    decoded = config_from_dict(SynthesizerTrainingConfig,
+                               legacy_cadence(SynthesizerTrainingConfig, {**synthesizer, "log_every_steps": 3}))
+    assert decoded.cadence.log_every == 3 and decoded.cadence.checkpoint_every == Cadence().checkpoint_every
+    assert [Cadence(2, 3, 5).checkpoint_due(step) for step in (5, 6)] == [True, False]
+    assert Cadence(2, 3, 5).sample_due(7, last=True) and not Cadence(2, 3, 5).log_due(7)
 
 
 def test_configs_decode_strictly_with_nested_configs_tuples_and_later_defaults():

@@ -59,7 +59,7 @@ def take_snapshot(archive: Archive) -> Snapshot:
     files = {
         p.relative_to(root).as_posix(): p.stat().st_size
         for p in (root.rglob("*") if root.is_dir() else [])
-        if p.is_file() and not p.name.startswith("archive.sqlite3") and p.name != ".files.lock"
+        if p.is_file() and not p.name.startswith("archive.sqlite3") and p.name not in (".files.lock", ".index.lock")
     }
     return Snapshot(rows, files)
 

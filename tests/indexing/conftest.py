@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,9 +28,10 @@ VL_PHOTOGRAPHIC = "1.2.840.10008.5.1.4.1.1.77.1.4"
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
 
 
-@pytest.fixture(scope="session")
-def postgres_database() -> Iterator[str]:
-    """URL of a fresh, uniquely named PostgreSQL database for this session, dropped afterwards."""
+@contextmanager
+def new_postgres_database() -> Iterator[str]:
+    """URL of a fresh, uniquely named PostgreSQL database, dropped on leaving; skips the test when
+    the server is not reachable."""
     from sqlalchemy import text
     from sqlalchemy.exc import OperationalError
 
@@ -47,6 +49,24 @@ def postgres_database() -> Iterator[str]:
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@contextmanager
+def empty_target(settings: Settings, root: Path) -> Iterator[Settings]:
+    """`settings` moved to an empty data dir under `root` and an empty database of the same backend
+    (PostgreSQL: a fresh database, as a restore onto a new server gets), for restores."""
+    if settings.database_url.startswith("sqlite"):
+        yield replace(settings, data_dir=root / "data", database_url=f"sqlite:///{root / 'data' / 'archive.sqlite3'}")
+        return
+    with new_postgres_database() as url:
+        yield replace(settings, data_dir=root / "data", database_url=url)
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """URL of a fresh, uniquely named PostgreSQL database for this session, dropped afterwards."""
+    with new_postgres_database() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

@@ -24,6 +24,7 @@ from api.cli import app
 from archive_faults import archive_env, one_line_error, png_claiming, s2m_command, take_snapshot
 from indexing import store
 from indexing.archive import Archive
+from indexing.db import describe
 from indexing.models import Embedding
 from indexing.ingest.run import ingest_path
 from indexing.settings import Settings
@@ -340,7 +341,7 @@ def test_a_read_only_sqlite_archive_can_be_inspected_and_refuses_writes(archive:
     assert ingest_path(archive, folder).added == 3
     archive.close()
     data_dir = archive.settings.data_dir
-    database = Path(archive.engine.url.database)  # type: ignore[arg-type]
+    database = Path(describe(archive.engine))
     for part in database.parent.glob(database.name + "*"):  # with its -wal and -shm, if any
         part.rename(data_dir / part.name)
     database = data_dir / database.name

@@ -8,6 +8,7 @@ import pytest
 from indexing import store
 from indexing.archive import Archive
 from indexing.cases import CaseRecord
+from indexing.models import Image, IndexBuild, QueryLog
 
 
 def _image(session, number: int, diagnosis: str = "pharyngitis") -> int:  # type: ignore[no-untyped-def]
@@ -38,6 +39,26 @@ def test_soft_delete_hides_an_image_and_its_vectors(archive: Archive) -> None:
             store.soft_delete_image(session, 999_999)
 
 
+def test_the_engines_and_routes_reads_keep_live_rows_meeting_the_conditions(archive: Archive) -> None:
+    with archive.sessions() as session:
+        ids = [_image(session, n, diagnosis) for n, diagnosis in enumerate(("normal", "pharyngitis", "normal", "normal"), 1)]
+        store.put_embeddings(session, "v1", "appearance", ids, np.arange(8, dtype=np.float32).reshape(4, 2))
+        store.put_embeddings(session, "v1", "latent", ids[:2], np.ones((2, 3), dtype=np.float32))
+        store.put_embeddings(session, "v2", "appearance", ids, np.zeros((4, 2), dtype=np.float32))
+        store.soft_delete_image(session, ids[2])
+        session.commit()
+    normal = [Image.diagnosis == "normal"]
+    with archive.sessions() as session:
+        assert [row.id for row in store.live_image_findings(session)] == [ids[0], ids[1], ids[3]]
+        assert [row.id for row in store.live_image_findings(session, normal)] == [ids[0], ids[3]]
+        assert sorted(store.live_images(session, [ids[3], ids[2], ids[1], 999_999])) == [ids[1], ids[3]]
+        assert sorted(store.live_images(session, ids, normal)) == [ids[0], ids[3]]
+        assert store.live_images(session, []) == {}
+        vectors = store.embedding_vectors(session, "v1", ("appearance", "latent"), [ids[0], ids[2]])  # deleted included
+        assert sorted(vectors) == [(ids[0], "appearance"), (ids[0], "latent"), (ids[2], "appearance")]
+        np.testing.assert_array_equal(vectors[(ids[2], "appearance")], [4.0, 5.0])
+
+
 def test_embeddings_are_replaced_per_model_version_and_kind(archive: Archive) -> None:
     with archive.sessions() as session:
         ids = [_image(session, n) for n in range(1, 3)]
@@ -66,7 +87,7 @@ def test_one_active_index_build_at_a_time(archive: Archive) -> None:
         session.commit()
     with archive.sessions() as session:
         assert store.active_index_build(session).id == second.id
-        statuses = {build_id: session.get(store.IndexBuild, build_id).status for build_id in (first.id, second.id)}
+        statuses = {build_id: session.get(IndexBuild, build_id).status for build_id in (first.id, second.id)}
         assert statuses == {first.id: "retired", second.id: "active"}
         assert store.archive_stats(session).active_build_id == second.id
 
@@ -103,7 +124,7 @@ def test_query_log_sketches_and_annotations_round_trip(archive: Archive) -> None
             store.add_annotation(session, image_id, store.NewAnnotation(3, 3, rle, origin="model"))
         session.commit()
     with archive.sessions() as session:
-        entry = session.query(store.QueryLog).one()
+        entry = session.query(QueryLog).one()
         assert (entry.api_key_id, entry.k, entry.result_ids) == (key.id, 5, [image_id])
         assert entry.created_at.tzinfo is not None
         assert store.get_sketch(session, image_id, "s1") == b"second"

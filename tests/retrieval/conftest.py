@@ -14,7 +14,9 @@ import torch
 
 from generation.presets import SHIPPED_BUNDLE
 from indexing.archive import Archive
+from indexing.fused_index import build_index
 from indexing.ingest.run import ingest_path
+from indexing.settings import Settings
 from indexing.vectors import ArchiveModels, embed_archive
 from tests.indexing.conftest import archive, database_url, postgres_database, settings  # noqa: F401 (fixtures)
 
@@ -55,6 +57,17 @@ def signs_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = SignTrainConfig(probe_images=80, w_samples=200, check_samples=8, check_strengths=5)
     train_signs(Bundle.open(bundle), Path(labelled), config).save(bundle)
     return bundle
+
+
+def indexed_archive(settings: Settings, dataset: Path, models: ArchiveModels) -> None:
+    """A new archive of `settings` with the phantoms of `dataset` ingested, embedded and indexed."""
+    archive = Archive.create(settings)
+    try:
+        ingest_path(archive, dataset, None, None, progress=False)
+        embed_archive(archive, models, batch_size=BATCH)
+        build_index(archive, models.version)
+    finally:
+        archive.close()
 
 
 @pytest.fixture
