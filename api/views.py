@@ -8,7 +8,8 @@ from typing import Any
 from api.schemas import ChannelsOut, FiltersIn, HitOut, ImageOut, PercentilesOut
 from api.settings import ServiceSettings
 from indexing.cases import CaseRecord
-from indexing.ingest.metadata import require_pseudonyms
+from indexing.ingest.metadata import patient_filter_pseudonyms
+from indexing.settings import Settings
 from indexing.models import Image
 from indexing.fused_index import ChannelWeights
 from retrieval.results import ChannelScores, Hit
@@ -16,15 +17,17 @@ from retrieval.filters import Filters
 from retrieval.percentiles import Reference, plain_sentence
 
 
-def filters_from(filters: FiltersIn, pseudonym_chars: int) -> Filters:
-    """The API's filters -> the engine's (dates as whole UTC days, inclusive); a patient filter
-    that is not a pseudonym is refused (422) before it reaches the engine or the query log."""
-    require_pseudonyms(filters.exclude_patients, pseudonym_chars, "exclude_patients")
+def filters_from(filters: FiltersIn, archive: Settings) -> Filters:
+    """The API's filters -> the engine's (dates as whole UTC days, inclusive); a patient ID in a patient
+    filter becomes its pseudonym, and a name or date there is refused (422), before either reaches the
+    engine or the query log."""
+    exclude = patient_filter_pseudonyms(filters.exclude_patients, archive.pseudonym_hex_chars, "exclude_patients",
+                                        archive.existing_pseudonym_key)
     return Filters(
         diagnoses=tuple(filters.diagnosis), findings=tuple(filters.findings),
         acquired_from=None if filters.date_from is None else datetime.combine(filters.date_from, time.min, timezone.utc),
         acquired_to=None if filters.date_to is None else datetime.combine(filters.date_to, time.max, timezone.utc),
-        exclude_patients=tuple(filters.exclude_patients),
+        exclude_patients=exclude,
     )
 
 

@@ -36,7 +36,7 @@ from sqlalchemy import URL, Connection, text
 from formats.errors import InputError
 from indexing.archive import Archive
 from indexing.db import current_revision, describe
-from indexing.filestore import file_sha256
+from indexing.filestore import file_sha256, fsync_written
 from indexing.settings import PSEUDONYM_KEY_FILE
 
 MANIFEST = "manifest.json"
@@ -189,7 +189,7 @@ def backup_archive(archive: Archive, out: Path) -> BackupReport:
             "pseudonym_key": key, "files": files,
         }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
-        os.sync()
+        fsync_written([staging / MANIFEST, *(staging / relative for relative in files)])
         if out.exists():
             out.rmdir()  # empty, checked above
         os.rename(staging, out)

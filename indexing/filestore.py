@@ -97,6 +97,18 @@ class FileStore:
         return sorted(path.relative_to(self.root).as_posix() for path in folder.glob(f"*/{TEMPORARY_PREFIX}*"))
 
 
+def fsync_written(paths: Iterable[Path]) -> None:
+    """Make whole files written in place durable: each file's data, then each of their folders once
+    (what a copy job such as a backup or restore needs; never a machine-wide `sync()`)."""
+    paths = list(paths)
+    for path in paths:
+        with open(path, "rb") as handle:
+            os.fsync(handle.fileno())
+    folders = sorted({path.parent for path in paths})
+    with ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="s2m-fsync") as pool:
+        list(pool.map(_fsync_folder, folders))
+
+
 def _fsync_folder(folder: Path) -> None:
     """Make the renames in `folder` durable."""
     fd = os.open(folder, os.O_RDONLY)

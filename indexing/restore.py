@@ -34,7 +34,7 @@ from indexing.backup import (
     run_pg_tool,
 )
 from indexing.db import describe, make_engine, unreachable
-from indexing.filestore import file_sha256
+from indexing.filestore import file_sha256, fsync_written
 from indexing.settings import PSEUDONYM_KEY_FILE, Settings
 
 SHOWN_PROBLEMS = 3
@@ -136,13 +136,15 @@ def restore_archive(settings: Settings, source: Path) -> RestoreReport:
     data_dir = settings.data_dir
     created = not data_dir.exists()
     try:
+        written = []
         for relative in sorted(manifest["files"]):
             if relative.startswith(f"{DATA_FOLDER}/"):
                 target = data_dir / relative.removeprefix(f"{DATA_FOLDER}/")
                 copy_hashed(source / relative, target)
+                written.append(target)
                 if target.name == PSEUDONYM_KEY_FILE and target.parent == data_dir:
                     os.chmod(target, 0o600)
-        os.sync()
+        fsync_written(written)
         _restore_database(settings, source / manifest["database"]["dump"])
     except BaseException:
         _empty(data_dir, remove=created)

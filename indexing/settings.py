@@ -87,6 +87,13 @@ class Settings:
     def pseudonym_key_path(self) -> Path:
         return self.data_dir / PSEUDONYM_KEY_FILE
 
+    def existing_pseudonym_key(self) -> bytes | None:
+        """The pseudonym key if one exists (environment or key file), never creating one: what a filter
+        that pseudonymises a typed patient ID needs (no key means no image was ever pseudonymised)."""
+        if self.pseudonym_key:
+            return self.pseudonym_key
+        return self.resolve_pseudonym_key() if self.pseudonym_key_path.exists() else None
+
     def resolve_pseudonym_key(self) -> bytes:
         """The pseudonym key: from the environment, else the data dir's key file (created once, 0600).
 

@@ -14,6 +14,7 @@ from formats.errors import InputError
 from generation.presets import SHIPPED_BUNDLE
 
 if TYPE_CHECKING:
+    from indexing.settings import Settings
     from retrieval.engine import SearchResult
     from retrieval.filters import Filters
 
@@ -42,10 +43,10 @@ def _date(text: str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
-def parse_filters(items: list[str], pseudonym_chars: int) -> "Filters":
+def parse_filters(items: list[str], settings: "Settings") -> "Filters":
     """`key=value` items -> Filters (diagnosis and patient repeat as any-of, finding as all-of);
-    patients are pseudonyms, anything else is refused."""
-    from indexing.ingest.metadata import require_pseudonyms
+    a patient ID becomes its pseudonym, a name or a date is refused."""
+    from indexing.ingest.metadata import patient_filter_pseudonyms
     from retrieval.filters import Filters
 
     values: dict[str, list[str]] = {key: [] for key in FILTER_KEYS}
@@ -58,12 +59,12 @@ def parse_filters(items: list[str], pseudonym_chars: int) -> "Filters":
         dates = {key: _date(values[key][-1]) if values[key] else None for key in ("from", "to")}
     except ValueError:
         raise InputError("dates in filters are ISO dates, e.g. from=2024-01-31") from None
-    for key in ("patient", "exclude-patient"):
-        require_pseudonyms(values[key], pseudonym_chars, key)
+    patients = {key: patient_filter_pseudonyms(values[key], settings.pseudonym_hex_chars, key,
+                                               settings.existing_pseudonym_key) for key in ("patient", "exclude-patient")}
     return Filters(
         diagnoses=tuple(values["diagnosis"]), findings=tuple(values["finding"]),
         acquired_from=dates["from"], acquired_to=dates["to"],
-        patients=tuple(values["patient"]), exclude_patients=tuple(values["exclude-patient"]),
+        patients=patients["patient"], exclude_patients=patients["exclude-patient"],
     )
 
 
@@ -142,7 +143,7 @@ def search(
 
     files = sketch_files(sketches)
     settings = Settings.from_env()
-    parsed = parse_filters(filters, settings.pseudonym_hex_chars)
+    parsed = parse_filters(filters, settings)
     if sheet is not None and sheet.suffix.lower() != ".png":
         raise InputError("--sheet must name a .png file")
     bundle = Bundle.open(model)

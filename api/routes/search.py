@@ -53,8 +53,7 @@ async def search(request: Request, service: ServiceDep, session: SessionDep, eng
     # canonical here, 422 before any model; the engine takes it as it is
     engine.models.sign_strengths(asked.signs)  # unknown signs or strengths: 422 listing the known signs
     sketch = await run_in_threadpool(CanonicalSketch.of, asked.sketch, engine.resolution)
-    query = Query(sketch, asked.k, filters_from(asked.filters, service.settings.archive.pseudonym_hex_chars), refine=asked.refine,
-                  signs=asked.signs)
+    query = Query(sketch, asked.k, filters_from(asked.filters, service.settings.archive), refine=asked.refine, signs=asked.signs)
     result = await service.batcher.submit(query)
     uid = uuid.uuid4().hex
     service.keep_generated(uid, Generated(result.sketch, result.steps, key.id))
@@ -69,7 +68,7 @@ async def similar(image_id: int, request: Request, service: ServiceDep, session:
     started = time.perf_counter()
     body = body or SimilarIn()
     await run_in_threadpool(live_image, session, image_id)  # 404 for an unknown or deleted case
-    query = Query(None, body.k, filters_from(body.filters, service.settings.archive.pseudonym_hex_chars), like=image_id)
+    query = Query(None, body.k, filters_from(body.filters, service.settings.archive), like=image_id)
     result = await service.batcher.submit(query)
     return SearchOut(**await run_in_threadpool(answer, service, session, key, client_address(request), uuid.uuid4().hex,
                                                query, result, started, "example"))

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from formats.categories import CATEGORY_NAMES
@@ -103,17 +103,38 @@ def pseudonymize(key: bytes, patient_id: str, hex_chars: int) -> str:
 
 
 class NotAPseudonymError(InputError):
-    """A patient filter given something other than a pseudonym (a raw ID, a name): refused, never kept."""
+    """A patient filter given something that is neither a pseudonym nor a patient ID (a name, a birth date)."""
 
 
-def require_pseudonyms(values: Sequence[str], hex_chars: int, field_name: str) -> None:
-    """Refuse any of `values` that is not a pseudonym's form (`hex_chars` lowercase hex digits): a
-    raw patient ID or name typed into a filter would match nothing and end up in the query log."""
-    if any(len(value) != hex_chars or value.strip("0123456789abcdef") for value in values):
-        raise NotAPseudonymError(
-            f"{field_name} takes patient pseudonyms ({hex_chars} lowercase hex characters, as results show them), "
-            "never a patient ID or name; the value was refused and not kept"
-        )
+# A patient ID as archives write them: letters, digits and . _ / -, no spaces (a name or a date has them).
+RAW_PATIENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,63}")
+
+
+def is_pseudonym(value: str, hex_chars: int) -> bool:
+    return len(value) == hex_chars and not value.strip("0123456789abcdef")
+
+
+def patient_filter_pseudonyms(values: Sequence[str], hex_chars: int, field_name: str,
+                              key: Callable[[], bytes | None]) -> tuple[str, ...]:
+    """Patient filter values as the pseudonyms the archive stores: a pseudonym is kept, a patient ID is
+    pseudonymised with the archive's key (`key()`, asked only then), so it filters as meant and only its
+    pseudonym is ever kept; anything else (a name, a birth date) is refused, never echoed."""
+    refused = NotAPseudonymError(
+        f"{field_name} takes patient pseudonyms ({hex_chars} lowercase hex characters, as results show them) or "
+        "patient IDs (letters, digits and . _ / -), never a name or a date; the value was refused and not kept")
+    chosen = []
+    for value in values:
+        if is_pseudonym(value, hex_chars):
+            chosen.append(value)
+        elif RAW_PATIENT_ID.fullmatch(value):
+            secret = key()
+            if secret is None:
+                raise NotAPseudonymError(f"{field_name} got a patient ID but the archive has no pseudonym key yet, "
+                                         "so no image can match it; the value was not kept")
+            chosen.append(pseudonymize(secret, value, hex_chars))
+        else:
+            raise refused
+    return tuple(chosen)
 
 
 def _parse_date(text: str) -> datetime:

@@ -69,8 +69,8 @@ def _query_log(served: Served) -> tuple[int, str]:
     return len(rows), repr(rows)
 
 
-@pytest.mark.parametrize("typed", ["MRN-0001", "Doe^Jane 1961-04-12", "ABCDEF0123456789", "0123456789abcde"])
-def test_a_patient_filter_that_is_not_a_pseudonym_is_refused_and_never_kept(served: Served, typed: str) -> None:
+@pytest.mark.parametrize("typed", ["Doe^Jane 1961-04-12", "Jane Doe", "1961-04-12 Doe"])
+def test_a_patient_filter_with_a_name_or_date_is_refused_and_never_kept(served: Served, typed: str) -> None:
     sketch = contour_png(served.dataset, "000004")
     before = _query_log(served)
     with served.client() as client:
@@ -86,6 +86,27 @@ def test_a_patient_filter_that_is_not_a_pseudonym_is_refused_and_never_kept(serv
     assert kept.status_code == 200 and pseudonym not in {hit["patient_pseudonym"] for hit in kept.json()["results"]}
     count, logged = _query_log(served)
     assert count == before[0] + 2 and typed not in logged and pseudonym in logged
+
+
+def test_a_patient_id_typed_into_a_filter_filters_by_its_pseudonym_and_only_that_is_kept(served: Served) -> None:
+    import csv
+
+    from indexing.ingest.metadata import pseudonymize
+
+    with (served.dataset / "metadata.csv").open(newline="") as handle:
+        raw_id = next(csv.DictReader(handle))["patient_id"]
+    archive = served.settings.archive
+    pseudonym = pseudonymize(archive.existing_pseudonym_key(), raw_id, archive.pseudonym_hex_chars)
+    sketch = contour_png(served.dataset, "000004")
+    with served.client() as client:
+        every = client.post("/v1/search", files={"sketch": ("s.png", sketch)}, data={"k": "16"})
+        excluded = client.post("/v1/search", files={"sketch": ("s.png", sketch)},
+                               data={"k": "16", "exclude_patient": [raw_id]})
+    assert excluded.status_code == 200, excluded.text
+    assert pseudonym in {hit["patient_pseudonym"] for hit in every.json()["results"]}  # k = 16: the whole archive
+    assert pseudonym not in {hit["patient_pseudonym"] for hit in excluded.json()["results"]}
+    _, logged = _query_log(served)
+    assert raw_id not in logged and pseudonym in logged
 
 
 def test_ids_and_routes_that_name_nothing_answer_the_services_json(served: Served) -> None:
@@ -196,7 +217,7 @@ def test_an_sqlite_file_that_goes_away_is_not_ready_makes_no_new_file_and_comes_
     assert set(statuses) <= {200, 503} and 503 in statuses and 200 in statuses  # never a 500, never a text body
 
 
-@pytest.mark.parametrize("typed", ["patient=MRN-0001", "exclude-patient=Doe^Jane 1961-04-12"])
+@pytest.mark.parametrize("typed", ["patient=Jane Doe", "exclude-patient=Doe^Jane 1961-04-12"])
 def test_s2m_search_refuses_a_patient_filter_that_is_not_a_pseudonym(tmp_path: Path, typed: str) -> None:
     from PIL import Image
     from typer.testing import CliRunner
@@ -211,6 +232,17 @@ def test_s2m_search_refuses_a_patient_filter_that_is_not_a_pseudonym(tmp_path: P
     line = one_line_error(result.output)
     assert "takes patient pseudonyms (16 lowercase hex characters" in line and typed.split("=")[1] not in line
     assert not (tmp_path / "data").exists()  # refused before anything was opened
+
+
+def test_s2m_search_turns_a_typed_patient_id_into_its_pseudonym() -> None:
+    from api.cli.search import parse_filters
+    from indexing.ingest.metadata import pseudonymize
+    from indexing.settings import Settings
+
+    settings = Settings.from_env({"S2M_PSEUDONYM_KEY": "k" * 64})
+    parsed = parse_filters(["patient=MRN-0001", "exclude-patient=" + "0" * 16], settings)
+    assert parsed.patients == (pseudonymize(settings.pseudonym_key, "MRN-0001", 16),)
+    assert parsed.exclude_patients == ("0" * 16,) and "MRN-0001" not in repr(parsed)
 
 
 def test_a_service_refresh_while_an_index_build_runs_is_409(served: Served) -> None:
