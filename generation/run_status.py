@@ -83,12 +83,15 @@ def run_status(run_dir: Path, goal: Goal = Goal()) -> RunStatus:
     run = RunDir(Path(run_dir))
     if not run.log.is_file():
         raise FileNotFoundError(f"{run_dir} holds no training log (log.jsonl); is it a run folder?")
-    records = read_jsonl(run.log)
+    try:
+        records = read_jsonl(run.log)
+        evaluations = read_jsonl(run.root / EVALS_FILE)
+    except ValueError:
+        raise ValueError(f"a log of {run_dir} holds a line that is not JSON (a write cut short?)") from None
     steps = [r for r in records if "step" in r]
     if not steps:
         raise ValueError(f"{run_dir} has not logged a training step yet")
     last = steps[-1]
-    evaluations = read_jsonl(run.root / EVALS_FILE)
     minutes, starts = training_minutes(records)
     speeds = sorted(r["images_per_s"] for r in steps[-20:] if "images_per_s" in r)
     images_per_s = speeds[len(speeds) // 2] if speeds else None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import pickle
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -183,7 +184,10 @@ def generator_from_checkpoint(checkpoint: Path) -> tuple[Generator, dict[str, An
     """G_ema of a G run's checkpoint (built from the config stored in it) and the run's state values."""
     if not Path(checkpoint).is_file():
         raise FileNotFoundError(f"no checkpoint at {checkpoint}: give a G run folder or a model bundle")
-    state = load_checkpoint(checkpoint)
+    try:
+        state = load_checkpoint(checkpoint)
+    except (RuntimeError, ValueError, EOFError, IndexError, pickle.UnpicklingError):
+        raise ValueError(f"{checkpoint} is not a readable checkpoint (corrupt or cut short)") from None
     try:
         config = config_from_dict(GeneratorConfig, state["configs"]["generator"])
         generator = Generator(config)

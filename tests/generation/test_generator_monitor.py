@@ -84,3 +84,8 @@ def test_monitor_appends_a_snapshot_that_status_then_reports(tmp_path: Path) -> 
     refused = CliRunner().invoke(app, ["train", "monitor", str(tmp_path / "nowhere"), "--model", str(bundle),
                                        "--heldout", str(heldout), "--archive", str(archive)])
     assert refused.exit_code == 2 and "checkpoint" in refused.output
+    (tmp_path / "corrupt").mkdir()
+    (tmp_path / "corrupt" / "checkpoint.pt").write_bytes(b"\x00" * 5000)
+    corrupt = CliRunner().invoke(app, ["train", "monitor", str(tmp_path / "corrupt"), "--model", str(bundle),
+                                       "--heldout", str(heldout), "--archive", str(archive)])
+    assert corrupt.exit_code == 2 and "not a readable checkpoint" in corrupt.output

@@ -65,3 +65,6 @@ def test_status_command_prints_the_run_and_refuses_a_folder_that_is_not_one(tmp_
     assert as_json["step"] == 250 and as_json["evaluations"][0]["fid"] == 180.0
     refused = CliRunner().invoke(app, ["train", "status", str(tmp_path / "nothing")])
     assert refused.exit_code == 2 and "no training log" in refused.output
+    (run / "log.jsonl").write_text('{"step": 3}\n{"step":')  # a write cut short
+    cut = CliRunner().invoke(app, ["train", "status", str(run)])
+    assert cut.exit_code == 2 and "not JSON" in cut.output
