@@ -10,7 +10,6 @@ not go through C.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import pickle
 from dataclasses import asdict, dataclass
@@ -25,6 +24,7 @@ from generation.configs import config_from_dict
 from generation.files import atomic_target
 from generation.data import ImageFolderDataset, dataset_fingerprint, native_side
 from generation.metrics import InceptionFeatures, frechet_distance
+from generation.moco.probe import read_labels
 from generation.stylegan2.config import GeneratorConfig
 from generation.stylegan2.evaluate import sample_images
 from generation.stylegan2.networks import Generator
@@ -139,11 +139,9 @@ class SignReader:
 def read_sign_labels(dataset: Path, count: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The first `count` images of a labelled dataset and each sign's labels ([N] bool), in file order."""
     images = ImageFolderDataset(dataset, native_side(dataset), limit=count)
-    path = Path(dataset) / "metadata.csv"
-    if not path.is_file():
-        raise FileNotFoundError(f"no metadata.csv in {dataset}: the sign checks need labelled images")
-    with path.open(newline="") as handle:
-        by_stem = {Path(row["file"]).stem: labels_from_row(row) for row in csv.DictReader(handle)}
+    findings, grades = read_labels(dataset, "findings"), read_labels(dataset, "tonsil_grade")
+    by_stem = {stem: labels_from_row({"findings": text, "tonsil_grade": grades[stem]})
+               for stem, text in findings.items()}
     missing = [p.name for p in images.paths if p.stem not in by_stem]
     if missing:
         raise ValueError(f"{len(missing)} images of {dataset} have no row in its metadata.csv")
