@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -35,7 +36,9 @@ class SearchIn(BaseModel):
     k: int = Field(DEFAULT_K, ge=1, le=MAX_K)
     filters: FiltersIn = FiltersIn()
     refine: bool = True  # False: x_0 only, no refinement steps (the fast live preview)
-    signs: dict[str, float] = {}  # clinical sign -> strength in [0, 1] (generation/signs.py), e.g. {"exudate": 1}
+    # clinical sign -> strength (0 to 1, or to the largest strength chosen on validation) or "present" (the chosen
+    # strength; generation/signs.py's PRESENT), e.g. {"exudate": 1, "erythema": "present"}
+    signs: dict[str, float | Literal["present"]] = {}
 
 
 class SimilarIn(BaseModel):
@@ -94,8 +97,27 @@ class SignOut(BaseModel):
 
     sign: str
     strength: float
+    routes: list[str] = []  # where the edit went: "w" (the picture, and what C and the latent channel see), "appearance"
     w_shift: float
     appearance_shift: float
+
+
+class SignControlOut(BaseModel):
+    """One sign a query may ask for: its strength range and what "present" means (chosen on validation, else 1)."""
+
+    name: str
+    min: float
+    max: float
+    present: float
+
+
+class SignsOut(BaseModel):
+    """`GET /v1/signs`: the bundle's signs, and the routes and appearance weight a sign query uses."""
+
+    signs: list[SignControlOut]
+    routes: list[str]
+    chosen_on_validation: bool  # whether the defaults were chosen on validation queries (else 1 for every sign)
+    current: bool  # learned with the bundle's present G and C (else queries with signs are refused)
 
 
 class SearchOut(BaseModel):
@@ -169,6 +191,7 @@ class QueryOut(BaseModel):
     build_id: int | None
     latency_ms: float
     results: list[HitOut]
+    signs: list[SignOut] = []  # the clinical signs the query applied (a refinement or reopening: its first search's)
 
 
 class ExampleOut(BaseModel):

@@ -20,8 +20,10 @@ SWEEP_CANVASES = (64, 1024)
 
 def run_retrieval_eval(model: Path, archive_count: int, queries: int, work: Path, archive_data: Path | None,
                        canvases: tuple[int, ...], size: int, seed: int, device: str, set_weights: bool,
-                       pix2pix: Path | None = None, steps: int | None = None, signs: bool = False) -> dict:
-    """Render the archive and held-out cases (unless kept in `work`), prepare the archive, draw and score: the report."""
+                       pix2pix: Path | None = None, steps: int | None = None, signs: bool = False,
+                       record_strengths: bool = False) -> dict:
+    """Render the archive and held-out cases (unless kept in `work`), prepare the archive, draw and score: the report.
+    `record_strengths` (with `signs`) writes the strengths, route and weight validation chose into the bundle's signs."""
     from formats.errors import InputError
     from generation.bundle import PIX2PIX, Bundle
     from generation.signs import SignDirections
@@ -62,6 +64,8 @@ def run_retrieval_eval(model: Path, archive_count: int, queries: int, work: Path
                           UNSEEN_STYLES)
         if signs:
             result["signs"] = _sign_rows(engine, side, groups, archive_data, heldout, result["weights"], seed, SEEN_STYLES)
+            if record_strengths:
+                result["signs"]["recorded"] = _record_strengths(model, result["signs"], archive_data, heldout)
         if set_weights:
             archive = Archive.open(settings)
             try:
@@ -168,6 +172,24 @@ def _sign_rows(engine, side, groups: list, archive_data: Path, heldout: Path, we
                         [of_archive[n] for g in chosen[TEST] for n in g.exact_cases],
                         columns=np.concatenate([g.exact_columns for g in chosen[TEST]]))
     return evaluate_signs(engine, side, ChannelWeights(**weights), similar(VAL), similar(TEST), exact, seed)
+
+
+def _record_strengths(model: Path, report: dict, archive_data: Path, heldout: Path) -> dict:
+    """Write the strengths validation chose into the bundle's signs entry, with the fingerprints of the data
+    they were chosen on; the entry written."""
+    from generation.bundle import Bundle
+    from generation.data import dataset_fingerprint
+    from generation.signs import CHOSEN, SignDirections
+    from retrieval.sign_evaluation import record_choice
+
+    bundle = Bundle.open(model)
+    directions = SignDirections.from_bundle(bundle)
+    evidence = {"bundle_version": bundle.version, "archive_fingerprint": dataset_fingerprint(archive_data),
+                "heldout_fingerprint": dataset_fingerprint(heldout),
+                "directions_fingerprint": directions.record.get("data_fingerprint")}
+    chosen = record_choice(directions, report, evidence)
+    chosen.save(model)
+    return chosen.record[CHOSEN]
 
 
 def _class_masks(dataset: Path, names: list[str], categories: dict, side: int = 64):

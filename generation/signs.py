@@ -4,7 +4,10 @@ A contour cannot show white exudate or erythema, yet they decide most diagnoses.
 archive labels carries two learned unit directions, stored in the bundle (`signs.safetensors` and
 the `signs` entry of `bundle.json`): one in G's W, added to E's w before G and H draw (the
 picture), and one in C's descriptor space, added to the query's appearance vector (the ranking).
-A strength s in [0, 1] moves by s times the sign's step. The directions are not networks: they
+A strength s moves by s times the sign's step; strengths run from 0 to 1, or further where the
+strength validation chose for a sign is larger (`chosen`, written by `s2m eval retrieval --signs
+--record-strengths`), and a sign asked as "present" (no number) takes that chosen strength (1 when
+none was chosen). The directions are not networks: they
 stay out of `Bundle.version` (index builds are keyed by it), and they record the digests of the G
 and C they were learned with, so a retrained G or C makes them refuse until `s2m train signs` runs.
 `generation.sign_training` learns them.
@@ -12,6 +15,7 @@ and C they were learned with, so a retrained G or C makes them refuse until `s2m
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +34,8 @@ SIGNS_ENTRY = "signs"  # the top-level key of bundle.json (never under "networks
 SIGNS_FILE = "signs.safetensors"
 SIGNS_FORMAT = 1  # the stored layout's version
 MIN_STRENGTH, MAX_STRENGTH = 0.0, 1.0
+PRESENT = "present"  # a sign asked without a number: the strength chosen on validation (1 when none was)
+CHOSEN = "chosen"  # the key of the entry's strengths, route and weight chosen on validation
 ROUTES = ("w", "appearance")  # where a sign query's edit goes: W (picture, latent and what C sees) and C's space
 
 
@@ -45,10 +51,18 @@ class AppliedSign:
     strength: float
     w_shift: float  # |strength * step| along the unit W direction (0 when the W route is off)
     appearance_shift: float  # the same along the unit appearance direction, before re-normalising
+    routes: tuple[str, ...] = ()  # the edits applied (of ROUTES)
 
     def as_record(self) -> dict[str, Any]:
-        return {"sign": self.sign, "strength": self.strength, "w_shift": round(self.w_shift, 4),
-                "appearance_shift": round(self.appearance_shift, 4)}
+        """What a response says and the query log keeps of it (names and numbers only)."""
+        return {"sign": self.sign, "strength": self.strength, "routes": list(self.routes),
+                "w_shift": round(self.w_shift, 4), "appearance_shift": round(self.appearance_shift, 4)}
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> "AppliedSign":
+        """A logged sign back (a reopened or refined query's)."""
+        return cls(str(record["sign"]), float(record["strength"]), float(record.get("w_shift", 0.0)),
+                   float(record.get("appearance_shift", 0.0)), tuple(record.get("routes", ())))
 
 
 @dataclass(frozen=True, eq=False)
@@ -65,12 +79,35 @@ class SignDirections:
     record: dict[str, Any]  # the bundle.json entry: fingerprint, quality, ...
     current: bool = True  # learned with the bundle's present G and C
 
-    def strengths(self, asked: Mapping[str, float]) -> dict[str, float]:
-        """The asked strengths checked: known signs, finite values in [0, 1] (one sentence naming the known signs)."""
+    @property
+    def defaults(self) -> dict[str, float]:
+        """The strength "present" means for each sign: the one chosen on validation, else 1."""
+        chosen = self.record.get(CHOSEN, {}).get("strengths", {})
+        return {sign: float(chosen.get(sign, MAX_STRENGTH)) for sign in self.names}
+
+    @property
+    def max_strength(self) -> float:
+        """The largest strength a query may ask: 1, or the largest chosen on validation when that is more."""
+        return max(MAX_STRENGTH, *self.defaults.values())
+
+    def strengths(self, asked: Mapping[str, float | str]) -> dict[str, float]:
+        """The asked strengths checked: known signs, finite values in [0, `max_strength`] or "present"
+        (the sign's default), one sentence naming the known signs otherwise."""
         if not self.current:
             raise SignError("this bundle's sign directions were learned with another generator or C; "
                             "run `s2m train signs` again")
-        return check_strengths(asked, self.names)
+        return check_strengths(asked, self.names, self.max_strength, self.defaults)
+
+    def with_chosen(self, routes: tuple[str, ...], strengths: Mapping[str, float], appearance_weight: float,
+                    evidence: dict[str, Any]) -> "SignDirections":
+        """These directions with what validation chose (route, per-sign strengths, appearance weight) as
+        their defaults; `evidence` says on what (fingerprints, query counts, precision)."""
+        if set(strengths) != set(self.names) or not set(routes) <= set(ROUTES) or not routes:
+            raise ValueError(f"a choice names every sign ({', '.join(self.names)}) and routes of {ROUTES}")
+        chosen = {**evidence, "routes": list(routes), "appearance_weight": float(appearance_weight),
+                  "strengths": {sign: float(strengths[sign]) for sign in self.names}}
+        return dataclasses.replace(self, routes=tuple(routes), appearance_weight=float(appearance_weight),
+                                   record={**self.record, CHOSEN: chosen})
 
     def w_offset(self, strengths: Mapping[str, float], routes: tuple[str, ...] | None = None) -> torch.Tensor:
         """The W edit [w_dim] of checked strengths (zero when the W route is off)."""
@@ -97,7 +134,8 @@ class SignDirections:
         """What `w_offset` and `edit_appearance` did, sign by sign, for a response."""
         routes = self.routes if routes is None else routes
         return tuple(AppliedSign(sign, strength, strength * self.w_steps[self.names.index(sign)] * ("w" in routes),
-                                 strength * self.appearance_steps[self.names.index(sign)] * ("appearance" in routes))
+                                 strength * self.appearance_steps[self.names.index(sign)] * ("appearance" in routes),
+                                 tuple(route for route in ROUTES if route in routes))
                      for sign, strength in strengths.items())
 
     # -- storage --------------------------------------------------------------------------------
@@ -134,22 +172,26 @@ class SignDirections:
                    tuple(entry.get("routes", ROUTES)), entry, current)
 
 
-def check_strengths(asked: Mapping[str, float], known: tuple[str, ...]) -> dict[str, float]:
-    """`asked` as {sign: strength} when every sign is known and every strength a number in [0, 1]."""
+def check_strengths(asked: Mapping[str, float | str], known: tuple[str, ...], largest: float = MAX_STRENGTH,
+                    defaults: Mapping[str, float] | None = None) -> dict[str, float]:
+    """`asked` as {sign: strength} when every sign is known and every strength a number in [0, `largest`]
+    or "present" (the sign's entry of `defaults`, 1 when it has none)."""
     unknown = sorted(set(asked) - set(known))
     if unknown:
         raise SignError(f"unknown sign {unknown[0]!r}; known signs: {', '.join(known)}")
     checked = {}
     for sign, strength in asked.items():
+        if strength == PRESENT:
+            strength = (defaults or {}).get(sign, MAX_STRENGTH)
         if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not (
-                MIN_STRENGTH <= float(strength) <= MAX_STRENGTH):
+                MIN_STRENGTH <= float(strength) <= largest):
             raise SignError(f"the strength of sign {sign!r} must be a number from {MIN_STRENGTH:g} to "
-                            f"{MAX_STRENGTH:g}; known signs: {', '.join(known)}")
+                            f"{largest:g} or {PRESENT!r}; known signs: {', '.join(known)}")
         checked[sign] = float(strength)
     return checked
 
 
-def require_signs(directions: SignDirections | None, asked: Mapping[str, float]) -> dict[str, float]:
+def require_signs(directions: SignDirections | None, asked: Mapping[str, float | str]) -> dict[str, float]:
     """Checked strengths of a query; a bundle without sign directions answers only a query without signs."""
     if not asked:
         return {}
@@ -158,14 +200,15 @@ def require_signs(directions: SignDirections | None, asked: Mapping[str, float])
     return directions.strengths(asked)
 
 
-def parse_sign_items(items: list[str]) -> dict[str, float]:
-    """`NAME=STRENGTH` items (the CLI's `--sign exudate=1`) -> {sign: strength}; a bare NAME means 1.
-    Checking names and ranges is `require_signs`'s (which lists the bundle's signs)."""
-    parsed: dict[str, float] = {}
+def parse_sign_items(items: list[str]) -> dict[str, float | str]:
+    """`NAME=STRENGTH` items (the CLI's `--sign exudate=1`) -> {sign: strength}; a bare NAME (or
+    NAME=present) means "present": the strength chosen on validation. Checking names and ranges is
+    `require_signs`'s (which lists the bundle's signs)."""
+    parsed: dict[str, float | str] = {}
     for item in items:
         name, sep, value = item.partition("=")
         try:
-            parsed[name.strip()] = float(value) if sep else MAX_STRENGTH
+            parsed[name.strip()] = PRESENT if not sep or value.strip() == PRESENT else float(value)
         except ValueError:
             raise SignError(f"a sign is NAME=STRENGTH with STRENGTH a number from {MIN_STRENGTH:g} to {MAX_STRENGTH:g}, "
                             f"e.g. exudate=0.5") from None

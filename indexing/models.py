@@ -232,6 +232,9 @@ class QueryLog(Base):
     parent_uid: Mapped[str | None] = mapped_column(String(32))  # the query a refine or a reopen started from
     # a refine's marks and what they made: {"like", "unlike", "exclude", "weights"} (ids and numbers only)
     feedback: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # the clinical signs applied, [{"sign", "strength", "routes", "w_shift", "appearance_shift"}]; a refinement
+    # or reopening keeps its first search's (names and numbers only)
+    signs: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
 
 
 class QueryVectors(Base):

@@ -147,3 +147,19 @@ def evaluate_signs(engine: SearchEngine, side: ArchiveSide, weights: ChannelWeig
                choice["factors"] if "appearance" in routes else None)
     return {"rows": rows, "choices": choices, "signs": list(directions.names),
             "validation_queries": len(validation.sketches), "test_queries": len(test.sketches)}
+
+
+def preferred_choice(report: dict[str, Any]) -> tuple[str, tuple[str, ...], dict[str, Any]]:
+    """The route row validation prefers (highest validation diagnosis precision@10; on a tie the one
+    applying fewer edits, first in `ROUTE_ROWS`), its routes and its choice, from `evaluate_signs`'s report."""
+    name = max(ROUTE_ROWS, key=lambda row: (report["choices"][row]["validation_diagnosis_precision"], -len(ROUTE_ROWS[row])))
+    return name, ROUTE_ROWS[name], report["choices"][name]
+
+
+def record_choice(directions: SignDirections, report: dict[str, Any], evidence: dict[str, Any]) -> SignDirections:
+    """`directions` with the preferred route's per-sign strengths and appearance weight as their defaults
+    (what "present" means, `generation.signs`), and `evidence` (what they were chosen on) beside them."""
+    name, routes, choice = preferred_choice(report)
+    return directions.with_chosen(routes, choice["factors"], choice["appearance_weight"],
+                                  {**evidence, "route_row": name, "validation_queries": report["validation_queries"],
+                                   "validation_diagnosis_precision": choice["validation_diagnosis_precision"]})

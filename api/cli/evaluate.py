@@ -14,7 +14,7 @@ from typing import Optional
 
 import typer
 
-from api.cli.errors import add_command
+from api.cli.errors import InputError, add_command
 from api.cli.run_options import comma_ints
 from evaluation.generation_eval import HELDOUT_SEED
 from evaluation.retrieval_eval import CANVASES as CANVAS_SIDES
@@ -40,14 +40,19 @@ def retrieval(
     pix2pix: Optional[Path] = typer.Option(None, "--pix2pix", help="a bundle with the pix2pix network: adds the pix2pix + C row"),
     steps: Optional[int] = typer.Option(None, "--steps", min=0, help="H's steps T of the queries; default: what H was trained with"),
     signs: bool = typer.Option(False, "--signs", help="add the rows of sketch + each query's true signs (the bundle's sign directions)"),
+    record_strengths: bool = typer.Option(False, "--record-strengths", help="with --signs: write the per-sign strengths, "
+                                          "route and appearance weight chosen on validation into the bundle (what "
+                                          "a sign asked as 'present' then means)"),
 ) -> None:
     """Exact-case recall@1/@10, MRR, similar-case nDCG@10 (and normalised), diagnosis precision@10 per style."""
     from evaluation.retrieval_eval import run_retrieval_eval
 
     canvas_sides = comma_ints(canvases, "--canvases", MIN_CANVAS)
+    if record_strengths and not signs:
+        raise InputError("--record-strengths records what the sign rows chose: add --signs")
     started = time.perf_counter()
     result = run_retrieval_eval(model, archive_count, queries, work, archive_data, canvas_sides, size, seed, device,
-                                set_weights, pix2pix, steps, signs)
+                                set_weights, pix2pix, steps, signs, record_strengths)
     result["seconds"] = round(time.perf_counter() - started, 1)
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(json.dumps(result, indent=2))
@@ -59,6 +64,10 @@ def retrieval(
     for row, figures in result.get("signs", {}).get("rows", {}).items():
         typer.echo(f"signs, seen styles' test queries: {row} diagnosis precision@10 "
                    f"{figures['diagnosis_precision@10']['mean']:.3f} {figures['diagnosis_precision@10']['ci95']}")
+    if "recorded" in result.get("signs", {}):
+        recorded = result["signs"]["recorded"]
+        typer.echo(f"sign strengths chosen on validation ({recorded['route_row']}) written into {model}: "
+                   + ", ".join(f"{sign}={value:g}" for sign, value in recorded["strengths"].items()))
     typer.echo(f"weights {result['weights']} (chosen on validation); report in {report}")
 
 

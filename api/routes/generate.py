@@ -4,7 +4,8 @@ It touches no archive data (no index, no rows: it answers before any index build
 since it costs compute. It runs the process's query models (E, G, H), not the search engine. PNG of
 x_T by default; `steps=true` gives every picture x_0 .. x_T as PNG data URLs; `format=dicom` a
 Secondary Capture labelled synthetic (`api.dicom`). Signs (field `signs`) are applied in W before G and H
-draw; the header `X-Signs-Applied` (and the `signs` key of the JSON answer) says which and how far."""
+draw; the header `X-Signs-Applied` (and the `signs` key of the JSON answer) says which and how far.
+`GET /v1/signs` lists the signs a query may ask for, with their ranges (what the pad's sliders show)."""
 
 from __future__ import annotations
 
@@ -18,9 +19,11 @@ from fastapi.responses import JSONResponse
 
 from api.deps import PipelineDep, SearchKey, ServiceDep
 from api.dicom import secondary_capture
+from api.schemas import SignControlOut, SignsOut
 from api.routes.search import SKETCH_BODY
 from api.sketch_input import read_sketch_request
 from formats.sketch import CanonicalSketch
+from generation.signs import CHOSEN, MIN_STRENGTH
 from indexing.vectors import encode_png
 
 router = APIRouter(prefix="/v1", tags=["generate"])
@@ -45,3 +48,14 @@ async def generate(request: Request, service: ServiceDep, models: PipelineDep, k
         urls = [f"data:image/png;base64,{base64.b64encode(encode_png(picture)).decode()}" for picture in pictures]
         return JSONResponse({"steps": urls, "signs": applied}, headers=headers)
     return Response(encode_png(pictures[-1]), media_type="image/png", headers=headers)
+
+
+@router.get("/signs", response_model=SignsOut)
+async def signs(models: PipelineDep, key: SearchKey) -> SignsOut:
+    """The clinical signs this bundle can apply (none when it has no sign directions)."""
+    directions = models.signs
+    if directions is None:
+        return SignsOut(signs=[], routes=[], chosen_on_validation=False, current=False)
+    defaults, largest = directions.defaults, directions.max_strength
+    return SignsOut(signs=[SignControlOut(name=name, min=MIN_STRENGTH, max=largest, present=defaults[name]) for name in directions.names],
+                    routes=list(directions.routes), chosen_on_validation=CHOSEN in directions.record, current=directions.current)

@@ -15,7 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
 from api.deps import SearchKey, ServiceDep, SessionDep, client_address
-from api.schemas import HitOut, QueryOut
+from api.schemas import HitOut, QueryOut, SignOut
 from api.service import Generated, Service
 from api.views import hit_from_record, hit_out
 from indexing import store
@@ -62,7 +62,8 @@ async def past_query(query_id: str, request: Request, service: ServiceDep, sessi
     def read() -> QueryOut:
         entry, rows = logged_query(session, key, query_id, "query", client_address(request))
         return QueryOut(query_id=query_id, created_at=entry.created_at, kind=entry.kind, k=entry.k, filters=entry.filters,
-                        build_id=entry.build_id, latency_ms=entry.latency_ms, results=logged_hits(service, entry, rows))
+                        build_id=entry.build_id, latency_ms=entry.latency_ms, results=logged_hits(service, entry, rows),
+                        signs=[SignOut(**record) for record in entry.signs or ()])
 
     return await run_in_threadpool(read)
 

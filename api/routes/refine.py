@@ -44,14 +44,26 @@ def query_again(entry: QueryLog, vectors: dict[str, Any], weights: ChannelWeight
     return Query(None, entry.k, Filters.from_record(entry.filters), weights=weights, vectors=vectors, exclude=exclude)
 
 
-def logged_weights(entry: QueryLog) -> ChannelWeights | None:
-    """The weights a refined or reopened query ranked by (None: the build's own)."""
+def logged_weights(engine: SearchEngine, entry: QueryLog) -> ChannelWeights | None:
+    """The weights a logged query ranked by: a refinement's recorded ones, a sign search's (the appearance
+    channel weighed as its signs need, `SearchEngine.weights_for`), else None (the build's own)."""
     recorded = (entry.feedback or {}).get("weights")
-    return None if recorded is None else ChannelWeights(**recorded)
+    if recorded is not None:
+        return ChannelWeights(**recorded)
+    if entry.signs and engine.models.signs is not None:
+        return engine.weights_for(Query(None, vectors={}), logged_strengths(entry), engine.build)
+    return None
 
 
-def _prepare(service: Service, session: Session, key: ApiKey, query_id: str, marks: MarksIn) -> tuple[Query, dict[str, Any]]:
-    """Check the marks against the query's hits and compute the refined query (404/409/422 otherwise)."""
+def logged_strengths(entry: QueryLog) -> dict[str, float]:
+    """The {sign: strength} a logged query applied (a refinement or reopening: its first search's)."""
+    return {record["sign"]: float(record["strength"]) for record in entry.signs or ()}
+
+
+def _prepare(service: Service, session: Session, key: ApiKey, query_id: str,
+             marks: MarksIn) -> tuple[Query, dict[str, Any], list[dict[str, Any]]]:
+    """Check the marks against the query's hits and compute the refined query (404/409/422 otherwise);
+    with the refinement's feedback record and the signs it keeps (its first search's)."""
     like, unlike = sorted(set(marks.like)), sorted(set(marks.unlike))
     if not like and not unlike:
         raise HTTPException(422, "mark at least one hit as right (like) or not this (unlike)")
@@ -72,9 +84,10 @@ def _prepare(service: Service, session: Session, key: ApiKey, query_id: str, mar
     if problem is not None or kept is None:
         raise HTTPException(409, f"{problem}: search again to refine")
     exclude = tuple((entry.feedback or {}).get("exclude", ()))
-    weights = logged_weights(entry) or engine.build.weights
+    weights = logged_weights(engine, entry) or engine.build.weights
     step = refined(engine, engine.build, kept[1], weights, scores, like, unlike, exclude)
-    return query_again(entry, step.vectors, step.weights, step.exclude), feedback_record(like, unlike, step.exclude, asdict(step.weights))
+    return (query_again(entry, step.vectors, step.weights, step.exclude),
+            feedback_record(like, unlike, step.exclude, asdict(step.weights)), list(entry.signs or []))
 
 
 def _chain(session: Session, uid: str) -> list[RefinementOut]:
@@ -94,9 +107,9 @@ async def refine(query_id: str, marks: MarksIn, request: Request, service: Servi
     """The query's search again, moved toward the hits marked right and away from those marked not
     this (which never come back in it), its channels re-weighted by how well each ranked the marks."""
     started = time.perf_counter()
-    query, feedback = await run_in_threadpool(_prepare, service, session, key, query_id, marks)
+    query, feedback, signs = await run_in_threadpool(_prepare, service, session, key, query_id, marks)
     result = await service.batcher.submit(query)
     uid = uuid.uuid4().hex
     fields = await run_in_threadpool(answer, service, session, key, client_address(request), uid, query, result, started,
-                                     "refine", query_id, feedback)
+                                     "refine", query_id, feedback, signs)
     return RefineOut(**fields, parent_query_id=query_id, refinements=await run_in_threadpool(_chain, session, uid))

@@ -16,7 +16,7 @@ from api.deps import SearchKey, ServiceDep, SessionDep, client_address
 from api.routes.queries import logged_hits, logged_query
 from api.routes.refine import logged_weights, query_again, runnable
 from api.routes.search import answer
-from api.schemas import ReopenOut, SavedOut, SaveIn
+from api.schemas import ReopenOut, SavedOut, SaveIn, SignOut
 from api.service import Service
 from indexing.models import ApiKey, QueryLog, SavedSearch
 from indexing.searches import feedback_record, owned_query, owned_saved, query_vectors_of, save_search, saved_searches
@@ -82,7 +82,7 @@ def _plan(service: Service, session: Session, key: ApiKey,
     if problem is not None or kept is None:
         return out, entry, None, f"{problem}: the hits are shown as they were saved, not searched again"
     exclude = tuple((entry.feedback or {}).get("exclude", ()))
-    return out, entry, query_again(entry, kept[1], logged_weights(entry), exclude), None
+    return out, entry, query_again(entry, kept[1], logged_weights(engine, entry), exclude), None
 
 
 def _as_saved(service: Service, session: Session, key: ApiKey, client: str | None, out: SavedOut, entry: QueryLog,
@@ -91,7 +91,8 @@ def _as_saved(service: Service, session: Session, key: ApiKey, client: str | Non
     logged, rows = logged_query(session, key, out.query_id, "saved", client)
     return ReopenOut(query_id=out.query_id, build_id=entry.build_id or 0, k=entry.k, refined=False,
                      results=logged_hits(service, logged, rows), timings_ms={},
-                     sketch_url=None, generated_image_url=None, step_urls=[], note=note, saved=out)
+                     sketch_url=None, generated_image_url=None, step_urls=[], note=note, saved=out,
+                     signs=[SignOut(**record) for record in entry.signs or ()])
 
 
 @router.get("/saved/{saved_id}", response_model=ReopenOut)
@@ -106,7 +107,7 @@ async def reopen(saved_id: int, request: Request, service: ServiceDep, session: 
     previous = entry.feedback or {}
     feedback = feedback_record((), (), query.exclude, previous["weights"]) if "weights" in previous else None
     fields = await run_in_threadpool(answer, service, session, key, client_address(request), uuid.uuid4().hex, query, result,
-                                     started, "reopen", entry.uid, feedback)
+                                     started, "reopen", entry.uid, feedback, list(entry.signs or []))
     if entry.build_id != result.build_id:
         note = (f"the index has changed since this search was made (build {entry.build_id} then, {result.build_id} now): "
                 "its hits were searched again on the current build")

@@ -76,17 +76,19 @@ async def similar(image_id: int, request: Request, service: ServiceDep, session:
 
 def answer(service: Service, session: Session, key: ApiKey, client: str | None, uid: str, query: Query,
            result: SearchResult, started: float, kind: str, parent_uid: str | None = None,
-           feedback: dict[str, Any] | None = None) -> dict[str, Any]:
+           feedback: dict[str, Any] | None = None, signs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Log the search (ids and scores only) with its query's channel vectors (so it can be refined and
-    reopened), and build the response's fields from the hits (read with the ranking)."""
+    reopened) and its signs (`signs`: a refinement's or reopening's first search's; None: the result's own),
+    and build the response's fields from the hits (read with the ranking)."""
     ids = [hit.image_id for hit in result.hits]
+    signs = [applied.as_record() for applied in result.signs] if signs is None else signs
     engine = service.engine()
     weights = engine.weights_for(query, engine.models.sign_strengths(query.signs), engine.build)  # a sign query's own
     with session.begin():
         latency = (time.perf_counter() - started) * 1000.0
         entry = store.log_query(session, key.id, query.k, latency, ids, query.filters.as_record(), uid=uid, client=client,
                                 kind=kind, build_id=result.build_id, results=[result_record(hit) for hit in result.hits],
-                                timings_ms={stage: round(ms, 3) for stage, ms in result.timings_ms.items()})
+                                timings_ms={stage: round(ms, 3) for stage, ms in result.timings_ms.items()}, signs=signs)
         entry.parent_uid, entry.feedback = parent_uid, feedback
         put_query_vectors(session, entry, engine.version, result.vectors)
     reference = service.references().of(result.build_id)
@@ -100,5 +102,5 @@ def answer(service: Service, session: Session, key: ApiKey, client: str | None, 
         sketch_url=f"{base}/sketch" if drawn else None,
         generated_image_url=f"{base}/generated" if drawn else None,
         step_urls=[f"{base}/steps/{t}" for t in range(len(result.steps))],
-        signs=[SignOut(**applied.as_record()) for applied in result.signs],
+        signs=[SignOut(**record) for record in signs],
     )

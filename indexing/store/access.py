@@ -74,11 +74,13 @@ def log_query(
     build_id: int | None = None,
     results: Sequence[dict[str, Any]] = (),
     timings_ms: dict[str, float] | None = None,
+    signs: Sequence[dict[str, Any]] = (),
 ) -> QueryLog:
-    """Append one search to the audit log (ids, scores and parameters only, never the sketch)."""
+    """Append one search to the audit log (ids, scores and parameters, its signs' names and strengths; never the sketch)."""
     entry = QueryLog(
         api_key_id=api_key_id, k=k, latency_ms=latency_ms, result_ids=[int(i) for i in result_ids], filters=filters or {},
         uid=uid, client=client, kind=kind, build_id=build_id, results=list(results), timings_ms=timings_ms or {},
+        signs=list(signs) or None,
     )
     session.add(entry)
     session.flush()

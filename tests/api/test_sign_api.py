@@ -72,3 +72,29 @@ def test_generate_draws_the_signs_and_says_which_it_applied(served_signs: Served
     assert applied["sign"] == "exudate" and applied["w_shift"] > 0 and applied["appearance_shift"] == 0
     assert signed.content != plain.content and signed.headers["content-type"] == "image/png"
     assert steps.json()["signs"] == [applied]
+
+
+def test_a_sign_search_keeps_its_signs_when_reopened_refined_and_saved(served_signs: Served) -> None:
+    """The query log keeps a query's signs (names, strengths, routes): reading the query back gives them,
+    a refinement ranks with the sign query's appearance weight and logs the same signs, and so does a reopening."""
+    asked = {"exudate": 1.0, "erythema": 0.5}
+    with served_signs.client() as client:
+        plain = client.post("/v1/search", files=_upload(served_signs), data={"k": "8"}).json()
+        first = client.post("/v1/search", files=_upload(served_signs), data={"k": "8", "signs": json.dumps(asked)}).json()
+        logged = client.get(f"/v1/queries/{first['query_id']}").json()
+        ids = [hit["image_id"] for hit in first["results"]]
+        refined = client.post(f"/v1/queries/{first['query_id']}/refine", json={"like": ids[2:4], "unlike": [ids[0]]}).json()
+        refined_logged = client.get(f"/v1/queries/{refined['query_id']}").json()
+        saved = client.post(f"/v1/queries/{refined['query_id']}/save", json={"name": "exudate"}).json()
+        reopened = client.get(f"/v1/saved/{saved['saved_id']}").json()
+        plain_refined = client.post(f"/v1/queries/{plain['query_id']}/refine", json={"like": [plain["results"][1]["image_id"]]}).json()
+    kept = [{key: entry[key] for key in ("sign", "strength", "routes")} for entry in logged["signs"]]
+    assert kept == [{"sign": "exudate", "strength": 1.0, "routes": ["w", "appearance"]},
+                    {"sign": "erythema", "strength": 0.5, "routes": ["w", "appearance"]}]
+    assert logged["signs"] == first["signs"] and plain["signs"] == []
+    for later in (refined, refined_logged, reopened):
+        assert later["signs"] == first["signs"], later
+    # the refinement starts from the sign query's weights (the appearance channel that carries the signs), not the build's
+    assert first["weights"]["appearance"] > plain["weights"]["appearance"]
+    assert plain_refined["signs"] == [] and refined["weights"]["appearance"] > plain_refined["weights"]["appearance"]
+    assert ids[0] not in [hit["image_id"] for hit in refined["results"]]

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 from typer.testing import CliRunner
 
 from api.cli import app
+from generation.bundle import Bundle
+from generation.signs import CHOSEN, PRESENT, SignDirections, require_signs
+from retrieval.sign_evaluation import ROUTE_ROWS
 from tests.retrieval.conftest import signs_bundle  # noqa: F401 (fixture)
 
 ROWS = {"chamfer", "appearance_x0", "appearance", "latent", "shape", "fused_x0", "fused_xT"}
@@ -59,9 +64,22 @@ def test_eval_retrieval_adds_the_sign_rows_chosen_on_validation(tmp_path, signs_
                "--steps", "1", "--work", str(tmp_path / "work"), "--report", str(report), "--signs"]
     refused = CliRunner().invoke(app, [*command, "--model", str(SHIPPED_BUNDLE)])
     assert refused.exit_code == 2 and "no sign directions" in refused.output and not report.exists()
-    result = CliRunner().invoke(app, [*command, "--model", str(signs_bundle)])
+    lonely = CliRunner().invoke(app, [*command[:-1], "--record-strengths", "--model", str(signs_bundle)])
+    assert lonely.exit_code == 2 and "add --signs" in lonely.output
+    bundle = Path(shutil.copytree(signs_bundle, tmp_path / "bundle"))  # the session's bundle stays as it is
+    result = CliRunner().invoke(app, [*command, "--record-strengths", "--model", str(bundle)])
     assert result.exit_code == 0, result.output
     signs = json.loads(report.read_text())["signs"]
+    # the preferred route's strengths are written into the bundle, with what they were chosen on, and are "present"
+    recorded = signs["recorded"]
+    assert recorded["route_row"] in signs["choices"] and recorded["heldout_fingerprint"] and recorded["archive_fingerprint"]
+    assert recorded["strengths"] == signs["choices"][recorded["route_row"]]["factors"]
+    assert recorded["validation_diagnosis_precision"] == max(c["validation_diagnosis_precision"] for c in signs["choices"].values())
+    directions = SignDirections.from_bundle(Bundle.open(bundle))
+    assert directions.record[CHOSEN] == recorded and directions.defaults == recorded["strengths"]
+    assert directions.routes == tuple(ROUTE_ROWS[recorded["route_row"]])
+    assert require_signs(directions, {sign: PRESENT for sign in directions.names}) == recorded["strengths"]
+    assert "written into" in result.output
     assert set(signs["rows"]) == {"fused", "fused_signs_appearance", "fused_signs_w", "fused_signs_both"}
     for row in signs["rows"].values():
         low, high = row["diagnosis_precision@10"]["ci95"]

@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 from api.cli import app
 from generation.bundle import BUNDLE_INFO, Bundle
 from generation.sign_training import SignTrainConfig, boundary_normal, orthonormalise, train_signs
-from generation.signs import SIGNS_ENTRY, SignDirections, SignError, check_strengths, parse_sign_items, require_signs
+from generation.signs import (CHOSEN, PRESENT, SIGNS_ENTRY, SignDirections, SignError, check_strengths, parse_sign_items,
+                              require_signs)
 from sketch2medi_fixtures import tiny_bundle
 
 CONFIG = SignTrainConfig(probe_images=120, w_samples=300, check_samples=16, w_step_sd=1.0)
@@ -104,9 +105,40 @@ def test_bad_signs_are_one_sentence_naming_the_known_signs(asked: dict, message:
     with pytest.raises(SignError, match="no sign directions"):
         require_signs(None, {"exudate": 1.0})
     assert require_signs(None, {}) == {}
-    assert parse_sign_items(["exudate=0.5", "erythema"]) == {"exudate": 0.5, "erythema": 1.0}
+    assert parse_sign_items(["exudate=0.5", "erythema", "cobblestoning=present"]) == {
+        "exudate": 0.5, "erythema": PRESENT, "cobblestoning": PRESENT}
+    assert check_strengths({"exudate": PRESENT}, known) == {"exudate": 1.0}, "present without a choice: 1"
     with pytest.raises(SignError, match="NAME=STRENGTH"):
         parse_sign_items(["exudate=lots"])
+
+
+def test_strengths_chosen_on_validation_are_stored_and_are_what_present_means(learned, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    bundle, _, directions = learned
+    copy = Path(shutil.copytree(bundle, tmp_path / "chosen"))
+    first, second = directions.names[:2]
+    strengths = {sign: 1.0 for sign in directions.names} | {first: 4.0, second: 0.5}
+    evidence = {"heldout_fingerprint": "f" * 16, "validation_queries": 12}
+    directions.with_chosen(("appearance",), strengths, 2.0, evidence).save(copy)
+    entry = json.loads((copy / BUNDLE_INFO).read_text())[SIGNS_ENTRY]
+    assert entry[CHOSEN]["strengths"] == strengths and entry[CHOSEN]["heldout_fingerprint"] == "f" * 16
+    assert entry["data_fingerprint"] == directions.record["data_fingerprint"], "the directions' own record is kept"
+    loaded = SignDirections.from_bundle(Bundle.open(copy))
+
+    def check(asked: dict) -> dict[str, float]:  # how the engine, the CLI and the API check a query's signs
+        return require_signs(loaded, asked)
+
+    assert loaded.routes == ("appearance",) and loaded.appearance_weight == 2.0 and loaded.max_strength == 4.0
+    assert check({first: PRESENT, second: PRESENT}) == {first: 4.0, second: 0.5}
+    assert check({first: 3.0}) == {first: 3.0}, "the range reaches the largest chosen strength"
+    with pytest.raises(SignError, match="from 0 to 4 or 'present'"):
+        check({first: 4.5})
+    (applied,) = loaded.applied(check({first: PRESENT}))
+    assert applied.appearance_shift == pytest.approx(4.0 * loaded.appearance_steps[0]) and applied.w_shift == 0.0
+    assert directions.defaults == {sign: 1.0 for sign in directions.names}, "the source bundle chose nothing"
+    with pytest.raises(ValueError, match="every sign"):
+        directions.with_chosen(("w",), {first: 1.0}, 1.0, {})
 
 
 def test_directions_of_another_generator_refuse_until_retrained(learned, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
