@@ -301,6 +301,8 @@ async function searchSketch(k, refine, signal) {
   for (const d of f.diagnosis || []) form.append("diagnosis", d);
   if (f.date_from) form.append("date_from", f.date_from);
   if (f.date_to) form.append("date_to", f.date_to);
+  const signs = activeSigns(); // signs.js: the clinical signs switched on in the Signs panel
+  if (Object.keys(signs).length) form.append("signs", JSON.stringify(signs));
   return callJson("/v1/search", { method: "POST", body: form, signal });
 }
 
@@ -314,7 +316,8 @@ function cancelPreview() {
 }
 function schedulePreview() {
   cancelPreview();
-  previewTimer = setTimeout(runPreview, PREVIEW_PAUSE_MS);
+  scheduleSignPicture(); // signs.js: the generated picture with the signs follows the drawing too
+  if (!inPatientView()) previewTimer = setTimeout(runPreview, PREVIEW_PAUSE_MS); // the patient view shows no cases
 }
 async function runPreview() {
   if (!apiKey() || !hasInk()) { $("preview-state").textContent = apiKey() ? "" : "(enter an API key)"; return; }
@@ -428,7 +431,7 @@ function similarityText(hit) {
 async function showResults(answer, title) {
   const previous = lastAnswer;
   lastAnswer = answer;
-  $("results-title").textContent = `${title}: ${answer.results.length} cases`;
+  $("results-title").textContent = `${title}${signsText(answer.signs)}: ${answer.results.length} cases`;
   $("results-hint").hidden = true;
   await showSteps(answer);
   showTimings(answer.timings_ms);

@@ -1,8 +1,9 @@
 """The sketch pad in a real browser (Debian's chromium driven by Playwright) against a real server.
 
 The server is `s2m demo` itself, as a newcomer starts it (a small phantom archive, the shipped
-bundle, its own SQLite archive and key), stopped at the end with Ctrl-C (SIGINT), which must end
-it cleanly. One server and one browser for the module; each test opens a fresh page.
+bundle with sign directions learned for the Signs panel, its own SQLite archive and key), stopped at
+the end with Ctrl-C (SIGINT), which must end it cleanly. One server and one browser for the module;
+each test opens a fresh page.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from tests.api.conftest import free_port, wait_until_ready
+from tests.retrieval.conftest import signs_bundle  # noqa: F401 (fixture)
 
 CHROMIUM = Path("/usr/bin/chromium")
 REPO = Path(__file__).resolve().parents[2]
@@ -45,14 +47,14 @@ class Demo:
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+def demo(tmp_path_factory: pytest.TempPathFactory, signs_bundle: Path) -> Iterator[Demo]:  # noqa: F811 (fixture)
     """`s2m demo --count 40` on a free port, until it prints the URL and key and answers /readyz."""
     data = tmp_path_factory.mktemp("demo-data")
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
            "S2M_DATA_DIR": str(data), "S2M_MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT)}
     process = subprocess.Popen([sys.executable, "-m", "api.cli", "demo", "--count", str(CASES), "--workers", "1",
-                                "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                "--port", str(port), "--model", str(signs_bundle)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     output: list[str] = []
     key = None
     deadline = time.monotonic() + 240
@@ -138,11 +140,16 @@ def _fits(page, width: int) -> None:  # type: ignore[no-untyped-def]
     assert box["x"] >= 0 and box["x"] + box["width"] <= width and box["width"] >= 300
 
 
-def _screenshot(page, name: str, tmp_path: Path, full_page: bool = False) -> None:  # type: ignore[no-untyped-def]
-    """Into tmp_path; also into S2M_SCREENSHOT_DIR when set (how the screenshots in docs/ are made)."""
+def _screenshot(page, name: str, tmp_path: Path, full_page: bool = False,  # type: ignore[no-untyped-def]
+                selector: str | None = None) -> None:
+    """Into tmp_path; also into S2M_SCREENSHOT_DIR when set (how the screenshots in docs/ are made);
+    of one element when `selector` names it."""
     folders = [tmp_path] + ([Path(os.environ["S2M_SCREENSHOT_DIR"])] if os.environ.get("S2M_SCREENSHOT_DIR") else [])
     for folder in folders:
-        page.screenshot(path=str(folder / name), full_page=full_page)
+        if selector is not None:
+            page.locator(selector).screenshot(path=str(folder / name))
+        else:
+            page.screenshot(path=str(folder / name), full_page=full_page)
 
 
 def test_draw_preview_search_open_a_case_and_more_like_this(browser, demo: Demo, tmp_path: Path) -> None:
@@ -354,6 +361,88 @@ def test_plain_words_marks_refine_save_and_reopen(browser, demo: Demo, tmp_path:
     saved.first.locator("button.forget").click()
     page.wait_for_selector("#saved-empty:not([hidden])", timeout=TIMEOUT_MS)
     assert saved.count() == 0
+    assert not page.errors
+
+
+PICTURE = """() => { const i = document.getElementById('signs-picture'), c = document.createElement('canvas');
+    c.width = i.naturalWidth; c.height = i.naturalHeight; c.getContext('2d').drawImage(i, 0, 0); return c.toDataURL(); }"""
+
+
+def _signs_shown(page, signs: dict) -> str:  # type: ignore[no-untyped-def]
+    """Wait until the generated picture is the one with exactly `signs` applied; its pixels as a data URL."""
+    page.wait_for_function("""(want) => { const shown = document.getElementById('signs-picture').dataset.signs;
+        const got = JSON.parse(shown || 'null'), names = Object.keys(want);
+        return got !== null && names.length === Object.keys(got).length && names.every(n => Math.abs(got[n] - want[n]) < 1e-6); }""",
+                           arg=signs, timeout=TIMEOUT_MS)
+    return page.evaluate(PICTURE)
+
+
+def test_signs_panel_previews_each_sign_and_searches_with_the_signs(browser, demo: Demo, tmp_path: Path) -> None:
+    page = _page(browser, demo)
+    rows = page.locator("#signs-list .sign")
+    rows.first.wait_for(timeout=TIMEOUT_MS)
+    known = page.evaluate("fetch('/v1/signs', {headers: {Authorization: 'Bearer ' + sessionStorage.getItem('s2m.apiKey')}})"
+                          ".then(r => r.json())")
+    assert [row.get_attribute("data-sign") for row in rows.all()] == [sign["name"] for sign in known["signs"]]
+    sliders = page.locator("#signs-list .sign-strength")
+    assert [(float(s.get_attribute("min")), float(s.get_attribute("max"))) for s in sliders.all()] == [
+        (sign["min"], sign["max"]) for sign in known["signs"]]  # each slider spans the range the service allows
+    assert sliders.first.is_disabled() and rows.first.locator("output").text_content() == "off"
+    _draw_throat(page)
+    plain = _signs_shown(page, {})  # the picture follows the drawing
+    generated: list[str] = []
+    page.on("request", lambda request: generated.append(request.url) if request.url.endswith("/v1/generate") else None)
+    rows.first.locator(".sign-on").check()  # "present": the bundle chose nothing, so 1
+    first = known["signs"][0]
+    with_sign = _signs_shown(page, {first["name"]: first["present"]})
+    assert with_sign != plain, "the sign changes the generated picture"
+    before = len(generated)
+    sliders.first.focus()
+    for _ in range(6):  # six quick steps down: one picture after the pause, not six
+        page.keyboard.press("ArrowLeft")
+    weaker = _signs_shown(page, {first["name"]: 0.7})
+    assert weaker not in (plain, with_sign) and len(generated) - before == 1
+    _screenshot(page, "sketch_pad_signs.png", tmp_path, selector="#signs-panel")
+
+    page.fill("#k", "8")
+    with page.expect_response(lambda response: response.url.endswith("/v1/search")) as answered:
+        page.click("#search")
+    applied = answered.value.json()["signs"]  # the service applied what the panel sent (Chromium hides multipart bodies)
+    assert [(one["sign"], one["strength"]) for one in applied] == [(first["name"], 0.7)]
+    page.wait_for_function("document.getElementById('results-title').textContent.includes(' with ')", timeout=TIMEOUT_MS)
+    assert f"with {first['name'].replace('_', ' ')} 0.70" in (page.text_content("#results-title") or "")
+    assert not page.errors
+
+
+def test_patient_view_shows_the_picture_large_with_the_sliders_and_asks_for_no_archive_data(browser, demo: Demo,
+                                                                                              tmp_path: Path) -> None:
+    page = _page(browser, demo, viewport={"width": 900, "height": 820})
+    _draw_throat(page)
+    page.click("#search")
+    page.wait_for_selector("#grid .hit", timeout=TIMEOUT_MS)  # the clinician's results are on the page
+    page.locator("#signs-list .sign").first.wait_for(timeout=TIMEOUT_MS)
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.click("#patient-toggle")
+    first = page.locator("#signs-list .sign").first
+    first.locator(".sign-on").check()
+    name = first.get_attribute("data-sign") or ""
+    _signs_shown(page, {name: 1.0})
+    first.locator(".sign-strength").focus()
+    page.keyboard.press("ArrowLeft")
+    page.keyboard.press("ArrowLeft")
+    _signs_shown(page, {name: 0.9})
+    box = page.locator("#signs-picture").bounding_box()
+    assert box["width"] >= 400 and first.locator(".sign-strength").is_visible()
+    for archive_part in ("#grid", "#results", "#preview", "#saved", "#canvas", "#key-form", "#template-example"):
+        assert page.locator(archive_part).is_hidden(), archive_part
+    shown = page.inner_text("body")
+    assert "case" not in shown.lower() and not re.search(r"\d{4}-\d{2}-\d{2}|#\d", shown), shown
+    paths = {url.removeprefix(demo.url.rstrip("/")) for url in requests if not url.startswith("blob:")}  # blob: is in-page
+    assert paths == {"/v1/generate"}, paths  # pictures only: no search, case, thumbnail or saved search
+    _screenshot(page, "sketch_pad_patient_view.png", tmp_path)
+    page.click("#patient-toggle")
+    assert page.locator("#grid").is_visible() and page.locator("#canvas").is_visible()
     assert not page.errors
 
 
