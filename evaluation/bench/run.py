@@ -3,7 +3,8 @@
 It renders a phantom archive at the bundle's side (kept in `work` for the next run) and free-hand
 query sketches of held-out phantoms, then measures where an archive image's time goes and the
 end-to-end embedding job into a fresh SQLite archive (`indexing.prepare`, DB writes included); the
-engine's per-stage search latency on that archive (Flat, one query at a time); the FAISS stage
+engine's per-stage search latency on that archive (Flat, one query at a time) and, when the bundle
+has sign directions, what applying every sign costs a query (`search.sign_cost`); the FAISS stage
 alone on synthetic vectors around the real ones at each size; and `/v1/search` of a real
 `s2m serve` under N closed-loop clients, micro-batching on and off.
 """
@@ -52,7 +53,7 @@ def run_bench(model: Path, archive_count: int, stage_images: int, batch_size: in
     from PIL import Image
 
     from evaluation.bench.archive import stage_times
-    from evaluation.bench.search import faiss_scaling, real_vectors, stage_latency
+    from evaluation.bench.search import faiss_scaling, real_vectors, sign_cost, stage_latency
     from evaluation.bench.service import load_service
     from generation.bundle import Bundle
     from generation.data import list_images
@@ -90,6 +91,7 @@ def run_bench(model: Path, archive_count: int, stage_images: int, batch_size: in
                 result["build_factory"] = engine.build.factory
                 if "stages" not in skipped:
                     result["stages_ms"] = stage_latency(engine, sketches)
+                    result["signs"] = sign_cost(engine, sketches)  # None: the bundle has no sign directions
                 if "faiss" not in skipped:
                     archive = Archive.open(settings)
                     try:
@@ -129,6 +131,13 @@ def table_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     for stage, figures in report.get("stages_ms", {}).items():
         for quantile, ms in figures.items():
             add("search", f"{stage} {quantile}, {report['build_factory']}, {report['archive_images']} images", ms, "ms")
+    if report.get("signs"):
+        signs, where = report["signs"], f"{report['build_factory']}, {report['archive_images']} images"
+        for quantile in ("p50", "p95"):
+            add("search", f"signs applied ({signs['signs']} present: check, W and appearance edits) {quantile}",
+                signs["apply_ms"][quantile], "ms")
+        for label, key in (("with", "total_ms_with"), ("without", "total_ms_without")):
+            add("search", f"total p50 {label} {signs['signs']} signs, {where}", signs[key]["p50"], "ms")
     for size, entry in report.get("faiss", {}).items():
         for quantile, ms in entry["flat_ms"].items():
             add("faiss", f"{int(size):,} Flat {quantile}", ms, "ms")

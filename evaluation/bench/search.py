@@ -15,6 +15,7 @@ from typing import Any
 import faiss
 import numpy as np
 
+from generation.signs import PRESENT
 from indexing.archive import Archive
 from indexing.fused_index import fuse, load_archive_vectors
 from indexing.vectors import CHANNELS
@@ -77,6 +78,30 @@ def stage_latency(engine: SearchEngine, sketches: list[np.ndarray]) -> dict[str,
     report = {stage: percentiles(values) for stage, values in stage_times.items()}
     report["total"] = percentiles([sum(v) for v in zip(*stage_times.values())])
     return report
+
+
+def sign_cost(engine: SearchEngine, sketches: list[np.ndarray]) -> dict[str, Any] | None:
+    """What applying clinical signs costs a query, one query at a time, every sign the bundle has asked
+    "present": the signs' own work (check, W offset, appearance edit: p50/p95 ms) and the engine's total
+    with and without them (the W edit changes no stage's shape, so the difference is that work). None
+    when the bundle has no sign directions."""
+    directions = engine.models.signs
+    if directions is None or not directions.current:
+        return None
+    asked = {sign: PRESENT for sign in directions.names}
+    own, plain, signed = [], [], []
+    for sketch in sketches:
+        start = time.perf_counter()
+        strengths = engine.models.sign_strengths(asked)
+        offset = directions.w_offset(strengths)
+        directions.edit_appearance(np.ones(directions.appearance.shape[1], np.float32), strengths)
+        directions.applied(strengths)
+        own.append((time.perf_counter() - start) * 1000)
+        del offset
+        plain.append(sum(engine.search(sketch, k=K).timings_ms.values()))
+        signed.append(sum(engine.search(sketch, k=K, signs=asked).timings_ms.values()))
+    return {"signs": len(asked), "apply_ms": percentiles(own), "total_ms_without": percentiles(plain),
+            "total_ms_with": percentiles(signed)}
 
 
 def real_vectors(engine: SearchEngine, archive: Archive, sketches: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, Any]:

@@ -98,3 +98,13 @@ def test_a_sign_search_keeps_its_signs_when_reopened_refined_and_saved(served_si
     assert first["weights"]["appearance"] > plain["weights"]["appearance"]
     assert plain_refined["signs"] == [] and refined["weights"]["appearance"] > plain_refined["weights"]["appearance"]
     assert ids[0] not in [hit["image_id"] for hit in refined["results"]]
+
+
+def test_the_signs_the_service_offers_and_a_sign_asked_as_present(served_signs: Served) -> None:
+    with served_signs.client() as client:
+        offered = client.get("/v1/signs").json()
+        present = client.post("/v1/search", files=_upload(served_signs), data={"k": "3", "signs": json.dumps({"exudate": "present"})})
+    names = [sign["name"] for sign in offered["signs"]]
+    assert names[:2] == ["exudate", "erythema"] and offered["current"] and not offered["chosen_on_validation"]
+    assert all(sign["min"] == 0.0 and sign["max"] == 1.0 and sign["present"] == 1.0 for sign in offered["signs"])
+    assert present.status_code == 200 and [(s["sign"], s["strength"]) for s in present.json()["signs"]] == [("exudate", 1.0)]
