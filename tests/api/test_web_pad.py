@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
@@ -364,25 +365,21 @@ def test_plain_words_marks_refine_save_and_reopen(browser, demo: Demo, tmp_path:
     assert not page.errors
 
 
-PICTURE = """() => { const i = document.getElementById('signs-picture'), c = document.createElement('canvas');
-    c.width = i.naturalWidth; c.height = i.naturalHeight; c.getContext('2d').drawImage(i, 0, 0); return c.toDataURL(); }"""
-
-
 def _signs_shown(page, signs: dict) -> str:  # type: ignore[no-untyped-def]
     """Wait until the generated picture is the one with exactly `signs` applied; its pixels as a data URL."""
     page.wait_for_function("""(want) => { const shown = document.getElementById('signs-picture').dataset.signs;
         const got = JSON.parse(shown || 'null'), names = Object.keys(want);
         return got !== null && names.length === Object.keys(got).length && names.every(n => Math.abs(got[n] - want[n]) < 1e-6); }""",
                            arg=signs, timeout=TIMEOUT_MS)
-    return page.evaluate(PICTURE)
+    return page.evaluate("""() => { const i = document.getElementById('signs-picture'), c = document.createElement('canvas');
+        c.width = i.naturalWidth; c.height = i.naturalHeight; c.getContext('2d').drawImage(i, 0, 0); return c.toDataURL(); }""")
 
 
 def test_signs_panel_previews_each_sign_and_searches_with_the_signs(browser, demo: Demo, tmp_path: Path) -> None:
     page = _page(browser, demo)
     rows = page.locator("#signs-list .sign")
     rows.first.wait_for(timeout=TIMEOUT_MS)
-    known = page.evaluate("fetch('/v1/signs', {headers: {Authorization: 'Bearer ' + sessionStorage.getItem('s2m.apiKey')}})"
-                          ".then(r => r.json())")
+    known = httpx.get(f"{demo.url}v1/signs", headers={"Authorization": f"Bearer {demo.key}"}).json()
     assert [row.get_attribute("data-sign") for row in rows.all()] == [sign["name"] for sign in known["signs"]]
     sliders = page.locator("#signs-list .sign-strength")
     assert [(float(s.get_attribute("min")), float(s.get_attribute("max"))) for s in sliders.all()] == [
@@ -397,14 +394,11 @@ def test_signs_panel_previews_each_sign_and_searches_with_the_signs(browser, dem
     with_sign = _signs_shown(page, {first["name"]: first["present"]})
     assert with_sign != plain, "the sign changes the generated picture"
     before = len(generated)
-    sliders.first.focus()
     for _ in range(6):  # six quick steps down: one picture after the pause, not six
-        page.keyboard.press("ArrowLeft")
+        sliders.first.press("ArrowLeft")
     weaker = _signs_shown(page, {first["name"]: 0.7})
     assert weaker not in (plain, with_sign) and len(generated) - before == 1
     _screenshot(page, "sketch_pad_signs.png", tmp_path, selector="#signs-panel")
-
-    page.fill("#k", "8")
     with page.expect_response(lambda response: response.url.endswith("/v1/search")) as answered:
         page.click("#search")
     applied = answered.value.json()["signs"]  # the service applied what the panel sent (Chromium hides multipart bodies)
@@ -412,6 +406,7 @@ def test_signs_panel_previews_each_sign_and_searches_with_the_signs(browser, dem
     page.wait_for_function("document.getElementById('results-title').textContent.includes(' with ')", timeout=TIMEOUT_MS)
     assert f"with {first['name'].replace('_', ' ')} 0.70" in (page.text_content("#results-title") or "")
     assert not page.errors
+    page.close()
 
 
 def test_patient_view_shows_the_picture_large_with_the_sliders_and_asks_for_no_archive_data(browser, demo: Demo,
@@ -428,12 +423,10 @@ def test_patient_view_shows_the_picture_large_with_the_sliders_and_asks_for_no_a
     first.locator(".sign-on").check()
     name = first.get_attribute("data-sign") or ""
     _signs_shown(page, {name: 1.0})
-    first.locator(".sign-strength").focus()
-    page.keyboard.press("ArrowLeft")
-    page.keyboard.press("ArrowLeft")
+    for _ in range(2):
+        first.locator(".sign-strength").press("ArrowLeft")
     _signs_shown(page, {name: 0.9})
-    box = page.locator("#signs-picture").bounding_box()
-    assert box["width"] >= 400 and first.locator(".sign-strength").is_visible()
+    assert page.locator("#signs-picture").bounding_box()["width"] >= 400 and first.locator(".sign-strength").is_visible()
     for archive_part in ("#grid", "#results", "#preview", "#saved", "#canvas", "#key-form", "#template-example"):
         assert page.locator(archive_part).is_hidden(), archive_part
     shown = page.inner_text("body")
@@ -443,7 +436,9 @@ def test_patient_view_shows_the_picture_large_with_the_sliders_and_asks_for_no_a
     _screenshot(page, "sketch_pad_patient_view.png", tmp_path)
     page.click("#patient-toggle")
     assert page.locator("#grid").is_visible() and page.locator("#canvas").is_visible()
+    page.wait_for_function("document.getElementById('signs-state').textContent !== '…'", timeout=TIMEOUT_MS)
     assert not page.errors
+    page.close()  # no picture left in flight when the server is stopped
 
 
 def test_demo_stops_cleanly_on_ctrl_c(demo: Demo) -> None:
