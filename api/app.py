@@ -18,7 +18,7 @@ from api import errors
 from api.access_log import drop_query_strings
 from api.limits import BodyLimitMiddleware
 from api.metrics import RequestMetricsMiddleware
-from api.routes import dicomweb, generate, health, images, index, queries, refine, saved, search
+from api.routes import dicomweb, generate, health, images, index, queries, refine, saved, search, viewer
 from api.service import Service
 from api.settings import ServiceSettings
 
@@ -43,7 +43,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     errors.install(app)
     drop_query_strings()
     for router in (search.router, generate.router, images.router, queries.router, refine.router, saved.router, index.router,
-                   dicomweb.router, health.router):
+                   dicomweb.router, viewer.router, health.router):
         app.include_router(router)
 
     app.add_middleware(RequestMetricsMiddleware, metrics=service.metrics)

@@ -128,8 +128,15 @@ def keys(settings: Settings) -> tuple[str, str]:
 @contextmanager
 def running(settings: ServiceSettings) -> Iterator[str]:
     """The app of `settings` under a real uvicorn server on a free local port; yields its base URL."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    with serving(create_app(settings)) as url:
+        yield url
+
+
+@contextmanager
+def serving(app: object, port: int | None = None) -> Iterator[str]:
+    """An ASGI app under a real uvicorn server on `port` (default a free local one); yields its base URL."""
+    port = port or free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 120
