@@ -92,8 +92,14 @@ def integrity_of(path: Path) -> str:
     return "sha512-" + base64.b64encode(digest.digest()).decode("ascii")
 
 
-def _npm_error(stderr: str) -> str:
+def _npm_error(stdout: str, stderr: str) -> str:
     """npm's own error code (ENOTFOUND, ETIMEDOUT, ENOTCACHED, E404, ...) from its output, or its first error line."""
+    try:
+        code = json.loads(stdout)["error"]["code"]
+        if isinstance(code, str) and code:
+            return f"npm error code {code}"
+    except (ValueError, KeyError, TypeError):
+        pass
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     for line in lines:
         parts = line.split()
@@ -110,13 +116,13 @@ def fetch_tarball(release: ViewerRelease, into: Path, npm: str | None = None) ->
         raise ViewerInstallError(f"npm is not installed: install Node.js's npm (e.g. `apt-get install npm`) "
                                  f"and run `s2m viewer install` again to fetch {release.spec}")
     try:
-        done = subprocess.run([npm, "pack", release.spec, "--json", "--silent"], cwd=into, capture_output=True,
+        done = subprocess.run([npm, "pack", release.spec, "--json"], cwd=into, capture_output=True,
                               text=True, timeout=NPM_TIMEOUT_S, env={**os.environ, "npm_config_fund": "false"})
     except subprocess.TimeoutExpired:
         raise ViewerInstallError(f"npm did not fetch {release.spec} within {NPM_TIMEOUT_S} s: check the network "
                                  "and npm's registry setting, then run `s2m viewer install` again") from None
     if done.returncode != 0:
-        raise ViewerInstallError(f"npm could not fetch {release.spec} from its registry ({_npm_error(done.stderr)}): "
+        raise ViewerInstallError(f"npm could not fetch {release.spec} from its registry ({_npm_error(done.stdout, done.stderr)}): "
                                  "check the network and npm's registry setting, then run `s2m viewer install` again")
     tarballs = sorted(into.glob("*.tgz"))
     if len(tarballs) != 1:

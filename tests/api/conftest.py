@@ -35,6 +35,21 @@ from tests.retrieval.conftest import archive_models, indexed_archive, phantom_ar
 
 
 REPO = Path(__file__).resolve().parents[2]
+# OHIF's build, installed once and reused across test runs (the first run fetches it with npm).
+VIEWER_CACHE = Path(os.environ.get("S2M_TEST_VIEWER_DIR") or Path.home() / ".cache" / "sketch2medi" / "viewer")
+
+
+@pytest.fixture(scope="session")
+def ohif_build() -> Path:
+    """The pinned OHIF build in the reused cache folder; a skip, saying why, without npm or its registry."""
+    from api.viewer.install import ViewerInstallError, install_viewer
+
+    try:
+        return install_viewer(VIEWER_CACHE).build
+    except ViewerInstallError as error:
+        if "hash" in str(error):
+            raise
+        pytest.skip(f"the OHIF viewer could not be installed here: {error}")
 
 
 @dataclass(frozen=True)

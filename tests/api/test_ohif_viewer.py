@@ -22,16 +22,14 @@ import pytest
 
 from api.settings import ServiceSettings
 from api.viewer.config import ViewerSettings
-from api.viewer.install import ViewerInstallError, install_viewer
 from api.viewer.orthanc import Orthanc, orthanc_binary, private_orthanc
 from api.viewer.origin import create_viewer_app
 from indexing.settings import Settings
-from tests.api.conftest import contour_png, free_port, keys, running, service_settings, serving
+from tests.api.conftest import contour_png, free_port, keys, ohif_build, running, service_settings, serving  # noqa: F401
 from tests.indexing.conftest import TEST_KEY
 from tests.retrieval.conftest import archive_models, indexed_archive, phantom_archive  # noqa: F401 (fixtures)
 
 CHROMIUM = Path("/usr/bin/chromium")
-VIEWER_CACHE = Path(os.environ.get("S2M_TEST_VIEWER_DIR") or Path.home() / ".cache" / "sketch2medi" / "viewer")
 TIMEOUT_MS = 60_000
 K = 5
 
@@ -40,17 +38,6 @@ pytestmark = [
     pytest.mark.skipif(orthanc_binary() is None, reason="Orthanc with its DICOMweb plugin is missing: run scripts/ensure-orthanc.sh"),
 ]
 playwright_api = pytest.importorskip("playwright.sync_api")
-
-
-@pytest.fixture(scope="session")
-def ohif_build() -> Path:
-    """The pinned OHIF build in the reused cache folder (fetched with npm on the first run only)."""
-    try:
-        return install_viewer(VIEWER_CACHE).build
-    except ViewerInstallError as error:
-        if "hash" in str(error):
-            raise
-        pytest.skip(f"the OHIF viewer could not be installed here: {error}")
 
 
 @dataclass(frozen=True)
