@@ -37,15 +37,16 @@ def serve(
             viewer.should_exit = True
 
 
-def start_viewer(host: str, service_port: int, viewer_port: int) -> Any:
-    """The viewer's origin on its own uvicorn server in a thread of this process (it only forwards requests)."""
+def start_viewer(host: str, service_port: int, viewer_port: int, environ: dict[str, str] | None = None) -> Any:
+    """The viewer's origin (settings from `environ`, default this process's) on its own uvicorn server in a
+    thread of this process: it only serves files and forwards requests."""
     import uvicorn
 
     from api.viewer.config import ViewerSettings
     from api.viewer.origin import create_viewer_app
 
     local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-    settings = ViewerSettings.from_env(f"http://{local}:{service_port}")
+    settings = ViewerSettings.from_env(f"http://{local}:{service_port}", environ)
     server = uvicorn.Server(uvicorn.Config(create_viewer_app(settings), host=host, port=viewer_port, log_level="warning"))
     threading.Thread(target=server.run, name="viewer", daemon=True).start()
     typer.echo(f"OHIF viewer on http://{local}:{viewer_port}/ (PACS: {settings.pacs_url or 'none: set S2M_PACS_URL'})")

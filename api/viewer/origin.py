@@ -116,6 +116,7 @@ def create_viewer_app(settings: ViewerSettings) -> FastAPI:
     async def forward(request: Request, url: str, token: str | None) -> Response:
         """GET `url` with the request's query string; `token` goes to the service only, never to the PACS."""
         headers = {name: request.headers[name] for name in FORWARDED_REQUEST_HEADERS if name in request.headers}
+        headers.setdefault("accept-encoding", "identity")  # the body passes through as it comes: only what the caller takes
         if token is not None:
             headers["authorization"] = f"Bearer {token}"
         outgoing = state["client"].build_request("GET", url, params=request.query_params, headers=headers)

@@ -8,7 +8,6 @@ is the slow part); tests that change the archive say so and run last in their mo
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -26,6 +25,7 @@ from PIL import Image
 
 from api.app import create_app
 from api.settings import ServiceSettings
+from api.viewer.orthanc import free_port  # noqa: F401 (the tests' one free-port helper)
 from generation.presets import SHIPPED_BUNDLE
 from indexing import store
 from indexing.archive import Archive
@@ -95,12 +95,6 @@ def s2m_env(settings: Settings) -> dict[str, str]:
 def run_s2m(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     """`s2m ARGS` as a process on this archive, its output captured."""
     return subprocess.run([sys.executable, "-m", "api.cli", *args], env=s2m_env(settings), capture_output=True, text=True, timeout=120)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def wait_until_ready(base_url: str, process: subprocess.Popen, deadline: float, failure: Callable[[], str]) -> None:
