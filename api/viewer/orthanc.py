@@ -13,7 +13,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +62,16 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def wait_for_answer(url: str, process: subprocess.Popen, deadline: float, interval: float = 0.2) -> bool:
+    """True once GET `url` answers 200; False when `process` ends or `deadline` (monotonic) passes first."""
+    while process.poll() is None and time.monotonic() < deadline:
+        with suppress(httpx.TransportError):
+            if httpx.get(url, timeout=5).status_code == 200:
+                return True
+        time.sleep(interval)
+    return False
+
+
 @contextmanager
 def private_orthanc(root: Path, port: int | None = None) -> Iterator[Orthanc]:
     """An Orthanc storing under `root` (kept, so a later start finds its files), serving DICOMweb on loopback."""
@@ -80,16 +90,8 @@ def private_orthanc(root: Path, port: int | None = None) -> Iterator[Orthanc]:
         process = subprocess.Popen([binary, str(root / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT)
         try:
             orthanc = Orthanc(f"http://127.0.0.1:{port}")
-            deadline = time.monotonic() + STARTUP_TIMEOUT_S
-            while True:
-                try:
-                    if httpx.get(f"{orthanc.url}/system", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise OrthancError(f"Orthanc did not start on port {port}: see {root / 'orthanc.log'}")
-                time.sleep(0.2)
+            if not wait_for_answer(f"{orthanc.url}/system", process, time.monotonic() + STARTUP_TIMEOUT_S):
+                raise OrthancError(f"Orthanc did not start on port {port}: see {root / 'orthanc.log'}")
             yield orthanc
         finally:
             process.terminate()

@@ -25,7 +25,7 @@ from PIL import Image
 
 from api.app import create_app
 from api.settings import ServiceSettings
-from api.viewer.orthanc import free_port  # noqa: F401 (the tests' one free-port helper)
+from api.viewer.orthanc import free_port, wait_for_answer  # noqa: F401 (the tests' one free-port helper)
 from generation.presets import SHIPPED_BUNDLE
 from indexing import store
 from indexing.archive import Archive
@@ -35,6 +35,18 @@ from tests.retrieval.conftest import archive_models, indexed_archive, phantom_ar
 
 
 REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's (scripts/ensure-chromium.sh); Playwright never downloads one
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """Debian's chromium driven by Playwright, one per test module."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        yield launched
+        launched.close()
 # OHIF's build, installed once and reused across test runs (the first run fetches it with npm).
 VIEWER_CACHE = Path(os.environ.get("S2M_TEST_VIEWER_DIR") or Path.home() / ".cache" / "sketch2medi" / "viewer")
 
@@ -99,14 +111,7 @@ def run_s2m(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
 
 def wait_until_ready(base_url: str, process: subprocess.Popen, deadline: float, failure: Callable[[], str]) -> None:
     """Poll `base_url`/readyz until it answers 200; fail with `failure()` if `process` exits or `deadline` passes."""
-    while True:
-        try:
-            if httpx.get(f"{base_url}/readyz", timeout=5).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert process.poll() is None and time.monotonic() < deadline, failure()
-        time.sleep(0.3)
+    assert wait_for_answer(f"{base_url}/readyz", process, deadline, interval=0.3), failure()
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

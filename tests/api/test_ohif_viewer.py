@@ -12,9 +12,9 @@ from __future__ import annotations
 import os
 import re
 import time
-from datetime import date
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import httpx
@@ -25,11 +25,10 @@ from api.viewer.config import ViewerSettings
 from api.viewer.orthanc import Orthanc, orthanc_binary, private_orthanc
 from api.viewer.origin import create_viewer_app
 from indexing.settings import Settings
-from tests.api.conftest import contour_png, free_port, keys, ohif_build, running, service_settings, serving  # noqa: F401
+from tests.api.conftest import CHROMIUM, contour_png, free_port, keys, running, service_settings, serving
 from tests.indexing.conftest import TEST_KEY
 from tests.retrieval.conftest import archive_models, indexed_archive, phantom_archive  # noqa: F401 (fixtures)
 
-CHROMIUM = Path("/usr/bin/chromium")
 TIMEOUT_MS = 60_000
 K = 5
 
@@ -64,14 +63,6 @@ def stack(ohif_build: Path, phantom_archive: Path, archive_models, tmp_path_fact
             viewer = ViewerSettings(build=ohif_build, service_url=service, pacs_url=pacs.dicomweb, archive=archive)
             with serving(create_viewer_app(viewer), viewer_port) as viewer_url:
                 yield Stack(service, viewer_url, search_key, pacs)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    with playwright_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        yield launched
-        launched.close()
 
 
 def _search(stack: Stack, dataset: Path) -> dict:

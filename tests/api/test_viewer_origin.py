@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from indexing.settings import Settings
-from tests.api.conftest import VIEWER_CACHE, contour_png, free_port, keys, ohif_build, s2m_env, wait_until_ready  # noqa: F401
+from tests.api.conftest import VIEWER_CACHE, contour_png, free_port, keys, s2m_env, wait_until_ready
 
 
 @pytest.mark.parametrize("served_archive", ["sqlite"], indirect=True)
