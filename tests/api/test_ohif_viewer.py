@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.settings import ServiceSettings
+from api.settings import WEB_DIR, ServiceSettings
 from api.viewer.config import ViewerSettings
 from api.viewer.orthanc import Orthanc, orthanc_binary, private_orthanc
 from api.viewer.origin import create_viewer_app
@@ -58,7 +58,7 @@ def stack(ohif_build: Path, phantom_archive: Path, archive_models, tmp_path_fact
     viewer_port = free_port()
     with private_orthanc(root / "orthanc") as pacs:
         pacs.upload(write_dataset_dicoms(phantom_archive, root / "dicom"))
-        settings: ServiceSettings = service_settings(archive, root, viewer_port=viewer_port)
+        settings: ServiceSettings = service_settings(archive, root, viewer_port=viewer_port, web_dir=WEB_DIR)  # with the pad
         with running(settings) as service:
             viewer = ViewerSettings(build=ohif_build, service_url=service, pacs_url=pacs.dicomweb, archive=archive)
             with serving(create_viewer_app(viewer), viewer_port) as viewer_url:
@@ -126,16 +126,38 @@ def test_worklist_lists_the_query_in_rank_order_and_opens_the_first_hit(browser,
     assert not errors, errors
 
 
-def test_open_in_viewer_link_of_a_hit_opens_that_study(browser, stack: Stack, phantom_archive: Path) -> None:  # noqa: F811
-    found = _search(stack, phantom_archive)
-    hit = found["results"][1]
-    assert hit["viewer_url"] == f"/viewer?StudyInstanceUIDs={hit['study_uid']}"
+def test_the_pads_links_open_a_hit_and_the_results_in_the_viewer(browser, stack: Stack, phantom_archive: Path,  # noqa: F811
+                                                                  tmp_path: Path) -> None:
     page = browser.new_page(viewport={"width": 1280, "height": 800})
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(f"{stack.service}{hit['viewer_url']}&query={found['query_id']}")  # what the pad's link opens
-    page.fill("#key", stack.key)
+    page.goto(stack.service + "/")
+    page.fill("#api-key", stack.key)
     page.click("#key-save")
-    page.wait_for_url(re.compile(r"/viewer\?"), timeout=TIMEOUT_MS)
-    page.wait_for_function("document.querySelector('canvas.cornerstone-canvas') !== null", timeout=TIMEOUT_MS)
-    assert hit["study_uid"] in page.url and not errors
+    page.fill("#k", str(K))
+    sketch = tmp_path / "sketch.png"
+    sketch.write_bytes(contour_png(phantom_archive, "000003"))
+    page.set_input_files("#upload", str(sketch))
+    page.wait_for_selector("#canvas[data-items='1']")
+    page.click("#search")
+    page.wait_for_selector("#grid .hit", timeout=TIMEOUT_MS)
+    query = page.get_attribute("#grid", "data-query-id")
+    assert page.get_attribute("#results-viewer", "href") == f"/viewer/results/{query}"
+    page.locator("#grid .hit").nth(1).click()
+    page.wait_for_selector("#detail[data-ready=true]", timeout=TIMEOUT_MS)
+    link = page.get_attribute("#detail-viewer", "href") or ""
+    assert link.startswith("/viewer?StudyInstanceUIDs=") and link.endswith(f"&query={query}")
+    study = link.split("=")[1].split("&")[0]
+
+    with page.context.expect_page() as opened:
+        page.click("#detail-viewer")  # a new tab on the viewer's origin: the key page, then that study
+    viewer = opened.value
+    viewer.on("pageerror", lambda error: errors.append(str(error)))
+    viewer.fill("#key", stack.key)
+    viewer.click("#key-save")
+    viewer.wait_for_url(re.compile(r"/viewer\?"), timeout=TIMEOUT_MS)
+    viewer.wait_for_function("document.querySelector('canvas.cornerstone-canvas') !== null", timeout=TIMEOUT_MS)
+    assert study in viewer.url
+    viewer.goto(f"{stack.service}/viewer/results/{query}")  # the key is kept: straight to the worklist
+    viewer.locator("tr[aria-selected]").nth(K - 1).wait_for(timeout=TIMEOUT_MS)
+    assert viewer.locator("tr[aria-selected]").count() == K and not errors
