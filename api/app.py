@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from api import errors
@@ -46,11 +45,13 @@ def create_app(settings: ServiceSettings) -> FastAPI:
                    dicomweb.router, viewer.router, health.router):
         app.include_router(router)
 
+    app.add_middleware(errors.UnforeseenErrorMiddleware)  # innermost: its 500 passes the metrics and CORS
     app.add_middleware(RequestMetricsMiddleware, metrics=service.metrics)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_upload_bytes)
-    if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST", "DELETE"],
-                           allow_headers=["Accept", "Authorization", "Content-Type"])
+    if settings.cors_origins:  # outermost but Starlette's own error middleware: every answer gets the headers
+        app.add_middleware(errors.JsonCORSMiddleware, allow_origins=list(settings.cors_origins),
+                           allow_methods=["GET", "POST", "DELETE"], allow_headers=["Accept", "Authorization", "Content-Type"],
+                           expose_headers=["Retry-After", "WWW-Authenticate"])
     if settings.web_dir.is_dir():
         app.mount("/", StaticFiles(directory=settings.web_dir, html=True), name="web")
     return app
