@@ -33,38 +33,46 @@ class Attribute:
         return int(self.tag[:4], 16) % 2 == 1
 
 
-ATTRIBUTES = (
-    Attribute("StudyDate", "00080020", "DA", STUDY, default=True, matching=True),
-    Attribute("StudyTime", "00080030", "TM", STUDY, default=True),
-    Attribute("AccessionNumber", "00080050", "SH", STUDY, default=True, matching=True),
-    Attribute("ModalitiesInStudy", "00080061", "CS", STUDY, default=True, matching=True),
-    Attribute("ReferringPhysicianName", "00080090", "PN", STUDY, default=True),
-    Attribute("StudyDescription", "00081030", "LO", STUDY, matching=True),
-    Attribute("PatientName", "00100010", "PN", STUDY, default=True, matching=True),
-    Attribute("PatientID", "00100020", "LO", STUDY, default=True, matching=True),
-    Attribute("PatientBirthDate", "00100030", "DA", STUDY, default=True),
-    Attribute("PatientSex", "00100040", "CS", STUDY, default=True),
-    Attribute("StudyInstanceUID", "0020000D", "UI", STUDY, default=True, matching=True),
-    Attribute("StudyID", "00200010", "SH", STUDY, default=True),
-    Attribute("NumberOfStudyRelatedSeries", "00201206", "IS", STUDY, default=True),
-    Attribute("NumberOfStudyRelatedInstances", "00201208", "IS", STUDY, default=True),
-    Attribute("SeriesDate", "00080021", "DA", SERIES, matching=True),
-    Attribute("SeriesTime", "00080031", "TM", SERIES),
-    Attribute("Modality", "00080060", "CS", SERIES, default=True, matching=True),
-    Attribute("SeriesDescription", "0008103E", "LO", SERIES, default=True, matching=True),
-    Attribute("SeriesInstanceUID", "0020000E", "UI", SERIES, default=True, matching=True),
-    Attribute("SeriesNumber", "00200011", "IS", SERIES, default=True),
-    Attribute("NumberOfSeriesRelatedInstances", "00201209", "IS", SERIES, default=True),
-    Attribute("SOPClassUID", "00080016", "UI", INSTANCE, default=True, matching=True),
-    Attribute("SOPInstanceUID", "00080018", "UI", INSTANCE, default=True, matching=True),
-    Attribute("RetrieveURL", "00081190", "UR", INSTANCE, default=True),
-    Attribute("InstanceNumber", "00200013", "IS", INSTANCE, default=True),
-    Attribute("Rows", "00280010", "US", INSTANCE, default=True),
-    Attribute("Columns", "00280011", "US", INSTANCE, default=True),
-    # the query's rank and fused score of the item's best match: every level, always returned
-    Attribute(RANK, "00111001", "IS", STUDY, default=True),
-    Attribute(SCORE, "00111002", "DS", STUDY, default=True),
-)
+# keyword, tag, VR, level, then `default` and/or `matching` where they hold (see the module doc)
+TABLE = """
+StudyDate                      00080020 DA study    default matching
+StudyTime                      00080030 TM study    default
+AccessionNumber                00080050 SH study    default matching
+ModalitiesInStudy              00080061 CS study    default matching
+ReferringPhysicianName         00080090 PN study    default
+StudyDescription               00081030 LO study    matching
+PatientName                    00100010 PN study    default matching
+PatientID                      00100020 LO study    default matching
+PatientBirthDate               00100030 DA study    default
+PatientSex                     00100040 CS study    default
+StudyInstanceUID               0020000D UI study    default matching
+StudyID                        00200010 SH study    default
+NumberOfStudyRelatedSeries     00201206 IS study    default
+NumberOfStudyRelatedInstances  00201208 IS study    default
+SeriesDate                     00080021 DA series   matching
+SeriesTime                     00080031 TM series
+Modality                       00080060 CS series   default matching
+SeriesDescription              0008103E LO series   default matching
+SeriesInstanceUID              0020000E UI series   default matching
+SeriesNumber                   00200011 IS series   default
+NumberOfSeriesRelatedInstances 00201209 IS series   default
+SOPClassUID                    00080016 UI instance default matching
+SOPInstanceUID                 00080018 UI instance default matching
+RetrieveURL                    00081190 UR instance default
+InstanceNumber                 00200013 IS instance default
+Rows                           00280010 US instance default
+Columns                        00280011 US instance default
+Sketch2MedIRank                00111001 IS study    default
+Sketch2MedIScore               00111002 DS study    default
+"""  # the last two: the query's rank and fused score of the item's best match, at every level
+
+
+def _row(line: str) -> Attribute:
+    keyword, tag, vr, level, *roles = line.split()
+    return Attribute(keyword, tag, vr, level, default="default" in roles, matching="matching" in roles)
+
+
+ATTRIBUTES = tuple(_row(line) for line in TABLE.strip().splitlines())
 BY_NAME = {**{a.keyword.lower(): a for a in ATTRIBUTES}, **{a.tag.lower(): a for a in ATTRIBUTES}}
 # a lower level returns these of its parents by default too (the UIDs a client files the item under)
 PARENT_DEFAULTS = {SERIES: ("StudyInstanceUID",), INSTANCE: ("StudyInstanceUID", "SeriesInstanceUID")}
