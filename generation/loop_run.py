@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 
@@ -20,6 +20,7 @@ from generation.training import (
     RunDir,
     RunOptions,
     budget_spent,
+    distributed,
     make_progress,
     restore_run_state,
     save_run_state,
@@ -113,3 +114,11 @@ class LoopRun:
             seconds=self.seconds(), stopped_early=self.stopped_early, bundle=bundle,
             main=self.ctx.is_main, metrics=dict(metrics) if self.ctx.is_main else {},
         )
+
+
+def run_loop(options: RunOptions, train: Callable[..., TrainResult], *inputs: Any) -> TrainResult:
+    """`train(loop, *inputs)` inside the process group `options.device` asks for, on a fresh `LoopRun`
+    (made first, so that this process is seeded before the loop builds or draws anything)."""
+    with distributed(options.device) as ctx:
+        return train(LoopRun(options, ctx), *inputs)
+

@@ -24,7 +24,7 @@ from generation.e4e.model import (
     encoder_adversarial_loss,
     r1_penalty,
 )
-from generation.loop_run import LoopRun, TrainResult
+from generation.loop_run import LoopRun, TrainResult, run_loop
 from generation.losses import SimilarityConfig
 from generation.paired import (
     PairedBatches,
@@ -43,7 +43,6 @@ from generation.training import (
     all_reduce_gradients,
     all_reduce_mean,
     broadcast_parameters,
-    distributed,
     save_loss_curve,
 )
 
@@ -55,14 +54,12 @@ def train_encoder(options: RunOptions, paired: PairedInputs, encoder_config: Enc
     Its metrics are the last logged losses. The bundle must hold G and C; `encoder_config` must match G's w_dim
     and resolution.
     """
-    with distributed(options.device) as ctx:
-        return _train_encoder(options, paired, encoder_config, similarity_config, config, ctx)
+    return run_loop(options, _train_encoder, paired, encoder_config, similarity_config, config)
 
 
-def _train_encoder(options: RunOptions, paired: PairedInputs, encoder_config: EncoderConfig,
-                   similarity_config: SimilarityConfig, config: EncoderTrainConfig, ctx: DistContext) -> TrainResult:
-    loop = LoopRun(options, ctx)
-    device, run = ctx.device, loop.dir
+def _train_encoder(loop: LoopRun, paired: PairedInputs, encoder_config: EncoderConfig,
+                   similarity_config: SimilarityConfig, config: EncoderTrainConfig) -> TrainResult:
+    options, ctx, device, run = loop.options, loop.ctx, loop.ctx.device, loop.dir
     bundle = Bundle.open(options.required_bundle())
     bundle.check([GENERATOR, EMBEDDER])
     generator = bundle.load(GENERATOR, device)

@@ -18,7 +18,7 @@ from generation.bundle import EMBEDDER, ENCODER, GENERATOR, REFINER, Bundle, sav
 from generation.data import dataset_fingerprint
 from generation.hyperstyle.config import HyperNetworkConfig, RefinerTrainConfig
 from generation.hyperstyle.model import HyperNetwork, refinement_step
-from generation.loop_run import LoopRun, TrainResult
+from generation.loop_run import LoopRun, TrainResult, run_loop
 from generation.losses import SimilarityConfig
 from generation.paired import (
     PairedBatches,
@@ -36,7 +36,6 @@ from generation.training import (
     RunOptions,
     all_reduce_mean,
     broadcast_parameters,
-    distributed,
     save_loss_curve,
 )
 
@@ -45,14 +44,12 @@ def train_refiner(options: RunOptions, paired: PairedInputs, hyper_config: Hyper
                   similarity_config: SimilarityConfig, config: RefinerTrainConfig) -> TrainResult:
     """Train H and write it into the bundle (which must already hold G, C and E); its metrics are the
     last logged L_sim."""
-    with distributed(options.device) as ctx:
-        return _train_refiner(options, paired, hyper_config, similarity_config, config, ctx)
+    return run_loop(options, _train_refiner, paired, hyper_config, similarity_config, config)
 
 
-def _train_refiner(options: RunOptions, paired: PairedInputs, hyper_config: HyperNetworkConfig,
-                   similarity_config: SimilarityConfig, config: RefinerTrainConfig, ctx: DistContext) -> TrainResult:
-    loop = LoopRun(options, ctx)
-    device, run = ctx.device, loop.dir
+def _train_refiner(loop: LoopRun, paired: PairedInputs, hyper_config: HyperNetworkConfig,
+                   similarity_config: SimilarityConfig, config: RefinerTrainConfig) -> TrainResult:
+    options, ctx, device, run = loop.options, loop.ctx, loop.ctx.device, loop.dir
     bundle = Bundle.open(options.required_bundle())
     bundle.check([GENERATOR, ENCODER, EMBEDDER])
     bundle.check_trained_against_generator([ENCODER])

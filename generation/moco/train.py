@@ -19,7 +19,7 @@ import torch
 from generation.bundle import EMBEDDER, Bundle, save_network, update_bundle_info
 from generation.configs import Cadence, config_from_dict
 from generation.data import ImageFolderDataset, dataset_fingerprint, native_side
-from generation.loop_run import LoopRun, TrainResult
+from generation.loop_run import LoopRun, TrainResult, run_loop
 from generation.moco.augment import MoCoAugment, TwoViews
 from generation.moco.config import EmbedderConfig
 from generation.moco.model import Embedder, MoCo, info_nce_loss
@@ -29,7 +29,7 @@ from generation.moco.probe import (
 )
 from generation.moco.readout_choice import choose_readout
 from generation.training import (
-    DistContext, JsonlLogger, RunOptions, all_reduce_mean, any_process, distributed, save_image_grid, save_loss_curve,
+    DistContext, JsonlLogger, RunOptions, all_reduce_mean, any_process, save_image_grid, save_loss_curve,
 )
 
 
@@ -159,12 +159,11 @@ def train_embedder(options: RunOptions, settings: EmbedderTraining, config: Embe
     `config.seed` draws the probe's hold-out split (recorded with C, so that its evaluation draws
     the same one); `options.seed` seeds the run's random streams.
     """
-    with distributed(options.device) as ctx:
-        return _train(options, settings, config, ctx)
+    return run_loop(options, _train, settings, config)
 
 
-def _train(options: RunOptions, settings: EmbedderTraining, config: EmbedderConfig, ctx: DistContext) -> TrainResult:
-    loop = LoopRun(options, ctx)
+def _train(loop: LoopRun, settings: EmbedderTraining, config: EmbedderConfig) -> TrainResult:
+    options, ctx = loop.options, loop.ctx
     images = ImageFolderDataset(options.data, config.resolution, limit=options.limit)
     split = holdout_split(len(images), config.probe_holdout_fraction, config.seed)
     dataset = TwoViews(torch.utils.data.Subset(images, split[0]), MoCoAugment(config))

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from generation.bundle import PIX2PIX, save_network
 from generation.data import dataset_fingerprint
-from generation.loop_run import LoopRun, TrainResult
+from generation.loop_run import LoopRun, TrainResult, run_loop
 from generation.paired import PairedBatches, PairedInputs, comparison_grid, scalar_record
 from generation.pix2pix.config import Pix2PixConfig, Pix2PixTrainConfig
 from generation.pix2pix.model import PatchDiscriminator, UNetGenerator
@@ -24,7 +24,6 @@ from generation.training import (
     RunOptions,
     all_reduce_gradients,
     broadcast_parameters,
-    distributed,
     save_loss_curve,
 )
 
@@ -53,14 +52,11 @@ def train_pix2pix(options: RunOptions, paired: PairedInputs, net_config: Pix2Pix
                   config: Pix2PixTrainConfig) -> TrainResult:
     """Train pix2pix and write its generator into the bundle folder `options.bundle` (created if new);
     its metrics are the last logged losses."""
-    with distributed(options.device) as ctx:
-        return _train(options, paired, net_config, config, ctx)
+    return run_loop(options, _train, paired, net_config, config)
 
 
-def _train(options: RunOptions, paired: PairedInputs, net_config: Pix2PixConfig, config: Pix2PixTrainConfig,
-           ctx: DistContext) -> TrainResult:
-    loop = LoopRun(options, ctx)
-    device, run = ctx.device, loop.dir
+def _train(loop: LoopRun, paired: PairedInputs, net_config: Pix2PixConfig, config: Pix2PixTrainConfig) -> TrainResult:
+    options, ctx, device, run = loop.options, loop.ctx, loop.ctx.device, loop.dir
     bundle_dir = options.required_bundle()
     generator = UNetGenerator(net_config).to(device)
     discriminator = PatchDiscriminator(net_config).to(device)
