@@ -7,10 +7,12 @@ the progress bar and what a run returns are done here, the same way for all of t
 
 from __future__ import annotations
 
+import functools
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import torch
 
@@ -103,9 +105,12 @@ class LoopRun:
         """Wall time since this invocation began."""
         return time.time() - self.started
 
-    def progress(self):
-        """The progress bar, shown on the main process unless --no-progress."""
-        return make_progress(disable=not (self.ctx.is_main and self.options.progress))
+    @contextmanager
+    def progress(self, name: str, total: int, completed: int) -> Iterator[Callable[..., None]]:
+        """The progress bar of the loop's one task `name`, shown on the main process unless --no-progress;
+        yields the task's update (`completed=`, `status=`)."""
+        with make_progress(disable=not (self.ctx.is_main and self.options.progress)) as bar:
+            yield functools.partial(bar.update, bar.add_task(name, total=total, completed=completed, status=""))
 
     def result(self, step: int, metrics: Mapping[str, Any], bundle: Path | None = None) -> TrainResult:
         """What the loop returns once it has ended at `step`; only the main process reports metrics."""

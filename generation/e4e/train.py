@@ -95,8 +95,7 @@ def _train_encoder(loop: LoopRun, paired: PairedInputs, encoder_config: EncoderC
         encoder_config=dataclasses.asdict(encoder_config), world_size=ctx.world_size, similarity=similarity_record))
 
     last_record: dict[str, float] = {}
-    with loop.progress() as progress:
-        task = progress.add_task("encoder", total=config.steps, completed=step, status="")
+    with loop.progress("encoder", config.steps, step) as progress:
         while step < config.steps and not loop.out_of_time():
             sketches, images = data.next(device)  # [B,1,R,R], [B,3,R,R]
             encoder.train()
@@ -134,13 +133,13 @@ def _train_encoder(loop: LoopRun, paired: PairedInputs, encoder_config: EncoderC
                                "adv_e": float(all_reduce_mean(adv.detach(), ctx)),
                                "loss_e": float(all_reduce_mean(loss_e.detach(), ctx))}
                 logger.log(step=step, **last_record)
-                progress.update(task, status=f"L_sim {last_record['sim_total']:.3f}")
+                progress(status=f"L_sim {last_record['sim_total']:.3f}")
             if config.cadence.sample_due(step) and step < config.steps:
                 _encoder_samples(encoder, generator, similarity, sample_sketches, sample_images, val_batch,
                                  run, step, logger, ctx)
             if config.cadence.checkpoint_due(step):
                 loop.save(step=step)
-            progress.update(task, completed=step)
+            progress(completed=step)
 
     loop.save(step=step)
     if ctx.is_main:

@@ -78,8 +78,7 @@ def _train_refiner(loop: LoopRun, paired: PairedInputs, hyper_config: HyperNetwo
         similarity=similarity_record))
 
     last_record: dict[str, float] = {}
-    with loop.progress() as progress:
-        task = progress.add_task("refiner", total=config.steps, completed=step, status="")
+    with loop.progress("refiner", config.steps, step) as progress:
         while step < config.steps and not loop.out_of_time():
             sketches, images = data.next(device)  # [B,1,R,R], [B,3,R,R]
             hypernet.train()
@@ -102,13 +101,13 @@ def _train_refiner(loop: LoopRun, paired: PairedInputs, hyper_config: HyperNetwo
                 last_record = {k: float(all_reduce_mean(v, ctx)) for k, v in record.items()}
                 logger.log(step=step, **last_record)
                 final = last_record[f"sim_step{config.refinement_steps}"]
-                progress.update(task, status=f"L_sim x0 {last_record['sim_step0']:.3f} -> xT {final:.3f}")
+                progress(status=f"L_sim x0 {last_record['sim_step0']:.3f} -> xT {final:.3f}")
             if config.cadence.sample_due(step) and step < config.steps:
                 _refiner_samples(encoder, generator, hypernet, similarity, samples, val_batch, config, run, step,
                                  logger, ctx)
             if config.cadence.checkpoint_due(step):
                 loop.save(step=step)
-            progress.update(task, completed=step)
+            progress(completed=step)
 
     loop.save(step=step)
     if ctx.is_main:

@@ -198,8 +198,7 @@ def _train(loop: LoopRun, settings: EmbedderTraining, config: EmbedderConfig) ->
         loop.save(step=step, metrics=probe.metrics, warm_started_from=warm_started_from)
 
     last_checkpoint = time.monotonic()
-    with loop.progress() as progress:
-        task = progress.add_task(EMBEDDER, total=total_steps, completed=step, status="")
+    with loop.progress(EMBEDDER, total_steps, step) as progress:
         for view_q, view_k in two_view_batches(dataset, config, options, ctx, step, steps_per_epoch, total_steps):
             if step == 0 and ctx.is_main:
                 save_image_grid(torch.cat([view_q[:8], view_k[:8]]), loop.dir.samples / "views.png")
@@ -212,7 +211,7 @@ def _train(loop: LoopRun, settings: EmbedderTraining, config: EmbedderConfig) ->
             if step % steps_per_epoch == 0 and ctx.is_main:
                 knn = probe.score(model.embedder, step, step / steps_per_epoch)
                 status += f" knn {knn:.3f}" if knn is not None else ""
-            progress.update(task, completed=step, status=status)
+            progress(completed=step, status=status)
             if loop.out_of_time() or step >= stop_step:
                 break  # the final checkpoint is written below
             minutes = settings.cadence.checkpoint_minutes

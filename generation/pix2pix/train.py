@@ -77,8 +77,7 @@ def _train(loop: LoopRun, paired: PairedInputs, net_config: Pix2PixConfig, confi
         pix2pix_config=dataclasses.asdict(net_config), world_size=ctx.world_size))
 
     last: dict[str, float] = {}
-    with loop.progress() as progress:
-        task = progress.add_task("pix2pix", total=config.steps, completed=step, status="")
+    with loop.progress("pix2pix", config.steps, step) as progress:
         while step < config.steps and not loop.out_of_time():
             sketches, images = data.next(device)  # [B,1,R,R], [B,3,R,R]
             generator.train(), discriminator.train()
@@ -97,12 +96,12 @@ def _train(loop: LoopRun, paired: PairedInputs, net_config: Pix2PixConfig, confi
             if config.cadence.log_due(step, last=step == config.steps):
                 last = scalar_record({"loss_D": loss_d, **parts}, ctx)
                 logger.log(step=step, **last)
-                progress.update(task, status=f"D {last['loss_D']:.3f} L1 {last['loss_G_l1']:.3f}")
+                progress(status=f"D {last['loss_D']:.3f} L1 {last['loss_G_l1']:.3f}")
             if config.cadence.sample_due(step) and step < config.steps:
                 _samples(generator, samples, run, step, ctx)
             if config.cadence.checkpoint_due(step):
                 loop.save(step=step)
-            progress.update(task, completed=step)
+            progress(completed=step)
 
     loop.save(step=step)
     if ctx.is_main:

@@ -92,8 +92,7 @@ def _train(loop: LoopRun, config: SynthesizerConfig, training: SynthesizerTraini
 
     budget_s = options.max_minutes * 60 if options.max_minutes is not None else math.inf
     metrics: dict[str, Any] = {"val_dice": {}}
-    with loop.progress() as progress:
-        task = progress.add_task("train S", total=total_steps, completed=step, status="")
+    with loop.progress("train S", total_steps, step) as progress:
         while epoch < training.epochs and not loop.stopped_early:
             if sampler is not None:
                 sampler.set_epoch(epoch)
@@ -115,8 +114,8 @@ def _train(loop: LoopRun, config: SynthesizerConfig, training: SynthesizerTraini
                 if training.cadence.log_due(step):
                     values = {k: float(all_reduce_mean(v.detach(), ctx)) for k, v in losses.items()}
                     logger.log(step=step, epoch=epoch, lr=optimizer.param_groups[0]["lr"], **values)
-                    progress.update(task, status=f"loss {values['loss']:.3f}")
-                progress.update(task, completed=step)
+                    progress(status=f"loss {values['loss']:.3f}")
+                progress(completed=step)
                 if loop.out_of_time():
                     break
             elapsed = time.time() - epoch_start

@@ -316,8 +316,7 @@ def _train(loop: LoopRun, g_config: GeneratorConfig, d_config: DiscriminatorConf
 
     window_start, window_images = time.perf_counter(), 0
     real_signs: list[torch.Tensor] = []
-    with loop.progress() as progress:
-        task = progress.add_task("generator", total=config.steps, completed=state.step, status="")
+    with loop.progress("generator", config.steps, state.step) as progress:
         while state.step < config.steps and not loop.stopped_early:
             losses = train_step(gan, next(reals), state, g_config, config, ctx)
             window_images += config.batch_size
@@ -331,7 +330,7 @@ def _train(loop: LoopRun, g_config: GeneratorConfig, d_config: DiscriminatorConf
                 record = log_record(losses, state, gan.augment.p,
                                     window_images / max(time.perf_counter() - window_start, 1e-9), ctx)
                 logger.log(**record)
-                progress.update(task, completed=state.step, status=f"D {record['loss_D']:.3f} G {record['loss_G']:.3f} "
+                progress(completed=state.step, status=f"D {record['loss_D']:.3f} G {record['loss_G']:.3f} "
                                                                    f"{record['images_per_s']:.1f} img/s")
                 window_start, window_images = time.perf_counter(), 0
             if ctx.is_main and config.cadence.sample_due(state.step, last):
