@@ -6,7 +6,7 @@ import time
 
 import typer
 
-from api.cli.errors import add_command
+from api.cli.errors import add_group
 
 HELP = "The OHIF viewer the service serves with `s2m serve --viewer-port` (docs/viewer.md)."
 
@@ -28,6 +28,4 @@ def install() -> None:
 
 def register(app: typer.Typer) -> None:
     """Add the `s2m viewer` command group to the top-level app."""
-    group = typer.Typer(help=HELP, no_args_is_help=True)
-    add_command(group, "install", install)
-    app.add_typer(group, name="viewer")
+    add_group(app, "viewer", HELP, {"install": install})

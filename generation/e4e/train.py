@@ -24,7 +24,7 @@ from generation.e4e.model import (
     encoder_adversarial_loss,
     r1_penalty,
 )
-from generation.loop_run import LoopRun, TrainResult
+from generation.loop_run import LoopRun, TrainResult, run_loop
 from generation.losses import SimilarityConfig
 from generation.paired import (
     PairedBatches,
@@ -43,7 +43,6 @@ from generation.training import (
     all_reduce_gradients,
     all_reduce_mean,
     broadcast_parameters,
-    distributed,
     save_loss_curve,
 )
 
@@ -55,14 +54,12 @@ def train_encoder(options: RunOptions, paired: PairedInputs, encoder_config: Enc
     Its metrics are the last logged losses. The bundle must hold G and C; `encoder_config` must match G's w_dim
     and resolution.
     """
-    with distributed(options.device) as ctx:
-        return _train_encoder(options, paired, encoder_config, similarity_config, config, ctx)
+    return run_loop(options, _train_encoder, paired, encoder_config, similarity_config, config)
 
 
-def _train_encoder(options: RunOptions, paired: PairedInputs, encoder_config: EncoderConfig,
-                   similarity_config: SimilarityConfig, config: EncoderTrainConfig, ctx: DistContext) -> TrainResult:
-    loop = LoopRun(options, ctx)
-    device, run = ctx.device, loop.dir
+def _train_encoder(loop: LoopRun, paired: PairedInputs, encoder_config: EncoderConfig,
+                   similarity_config: SimilarityConfig, config: EncoderTrainConfig) -> TrainResult:
+    options, ctx, device, run = loop.options, loop.ctx, loop.ctx.device, loop.dir
     bundle = Bundle.open(options.required_bundle())
     bundle.check([GENERATOR, EMBEDDER])
     generator = bundle.load(GENERATOR, device)
@@ -98,8 +95,7 @@ def _train_encoder(options: RunOptions, paired: PairedInputs, encoder_config: En
         encoder_config=dataclasses.asdict(encoder_config), world_size=ctx.world_size, similarity=similarity_record))
 
     last_record: dict[str, float] = {}
-    with loop.progress() as progress:
-        task = progress.add_task("encoder", total=config.steps, completed=step, status="")
+    with loop.progress("encoder", config.steps, step) as progress:
         while step < config.steps and not loop.out_of_time():
             sketches, images = data.next(device)  # [B,1,R,R], [B,3,R,R]
             encoder.train()
@@ -137,13 +133,13 @@ def _train_encoder(options: RunOptions, paired: PairedInputs, encoder_config: En
                                "adv_e": float(all_reduce_mean(adv.detach(), ctx)),
                                "loss_e": float(all_reduce_mean(loss_e.detach(), ctx))}
                 logger.log(step=step, **last_record)
-                progress.update(task, status=f"L_sim {last_record['sim_total']:.3f}")
+                progress(status=f"L_sim {last_record['sim_total']:.3f}")
             if config.cadence.sample_due(step) and step < config.steps:
                 _encoder_samples(encoder, generator, similarity, sample_sketches, sample_images, val_batch,
                                  run, step, logger, ctx)
             if config.cadence.checkpoint_due(step):
                 loop.save(step=step)
-            progress.update(task, completed=step)
+            progress(completed=step)
 
     loop.save(step=step)
     if ctx.is_main:

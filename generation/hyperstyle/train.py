@@ -18,7 +18,7 @@ from generation.bundle import EMBEDDER, ENCODER, GENERATOR, REFINER, Bundle, sav
 from generation.data import dataset_fingerprint
 from generation.hyperstyle.config import HyperNetworkConfig, RefinerTrainConfig
 from generation.hyperstyle.model import HyperNetwork, refinement_step
-from generation.loop_run import LoopRun, TrainResult
+from generation.loop_run import LoopRun, TrainResult, run_loop
 from generation.losses import SimilarityConfig
 from generation.paired import (
     PairedBatches,
@@ -36,7 +36,6 @@ from generation.training import (
     RunOptions,
     all_reduce_mean,
     broadcast_parameters,
-    distributed,
     save_loss_curve,
 )
 
@@ -45,14 +44,12 @@ def train_refiner(options: RunOptions, paired: PairedInputs, hyper_config: Hyper
                   similarity_config: SimilarityConfig, config: RefinerTrainConfig) -> TrainResult:
     """Train H and write it into the bundle (which must already hold G, C and E); its metrics are the
     last logged L_sim."""
-    with distributed(options.device) as ctx:
-        return _train_refiner(options, paired, hyper_config, similarity_config, config, ctx)
+    return run_loop(options, _train_refiner, paired, hyper_config, similarity_config, config)
 
 
-def _train_refiner(options: RunOptions, paired: PairedInputs, hyper_config: HyperNetworkConfig,
-                   similarity_config: SimilarityConfig, config: RefinerTrainConfig, ctx: DistContext) -> TrainResult:
-    loop = LoopRun(options, ctx)
-    device, run = ctx.device, loop.dir
+def _train_refiner(loop: LoopRun, paired: PairedInputs, hyper_config: HyperNetworkConfig,
+                   similarity_config: SimilarityConfig, config: RefinerTrainConfig) -> TrainResult:
+    options, ctx, device, run = loop.options, loop.ctx, loop.ctx.device, loop.dir
     bundle = Bundle.open(options.required_bundle())
     bundle.check([GENERATOR, ENCODER, EMBEDDER])
     bundle.check_trained_against_generator([ENCODER])
@@ -81,8 +78,7 @@ def _train_refiner(options: RunOptions, paired: PairedInputs, hyper_config: Hype
         similarity=similarity_record))
 
     last_record: dict[str, float] = {}
-    with loop.progress() as progress:
-        task = progress.add_task("refiner", total=config.steps, completed=step, status="")
+    with loop.progress("refiner", config.steps, step) as progress:
         while step < config.steps and not loop.out_of_time():
             sketches, images = data.next(device)  # [B,1,R,R], [B,3,R,R]
             hypernet.train()
@@ -105,13 +101,13 @@ def _train_refiner(options: RunOptions, paired: PairedInputs, hyper_config: Hype
                 last_record = {k: float(all_reduce_mean(v, ctx)) for k, v in record.items()}
                 logger.log(step=step, **last_record)
                 final = last_record[f"sim_step{config.refinement_steps}"]
-                progress.update(task, status=f"L_sim x0 {last_record['sim_step0']:.3f} -> xT {final:.3f}")
+                progress(status=f"L_sim x0 {last_record['sim_step0']:.3f} -> xT {final:.3f}")
             if config.cadence.sample_due(step) and step < config.steps:
                 _refiner_samples(encoder, generator, hypernet, similarity, samples, val_batch, config, run, step,
                                  logger, ctx)
             if config.cadence.checkpoint_due(step):
                 loop.save(step=step)
-            progress.update(task, completed=step)
+            progress(completed=step)
 
     loop.save(step=step)
     if ctx.is_main:

@@ -13,9 +13,9 @@ import pytest
 import requests
 from typer.testing import CliRunner
 
-from indexing import store
 from indexing.archive import Archive
 from indexing.ingest.run import ingest_dicomweb
+from tests.indexing.conftest import stored_with_metadata
 
 CASES = 4
 SIZE = 32
@@ -80,8 +80,6 @@ def _counting_client(url: str):  # type: ignore[no-untyped-def]
 
 
 def test_dicomweb_walks_studies_and_retrieves_photographs(archive: Archive, pacs: tuple[str, Path]) -> None:
-    from phantoms.reader import read_metadata
-
     url, dataset = pacs
     client = _counting_client(url)
     report = ingest_dicomweb(archive, client, metadata_csv=dataset / "metadata.csv")
@@ -89,12 +87,9 @@ def test_dicomweb_walks_studies_and_retrieves_photographs(archive: Archive, pacs
     assert [reason for _, reason in report.skipped] == ["unsupported SOP class 1.2.840.10008.5.1.4.1.1.2"]
     assert type(client).retrieved == CASES  # the CT was refused from its QIDO result, never retrieved
 
-    expected = {row["sop_uid"]: row for row in read_metadata(dataset)}
     with archive.sessions() as session:
-        rows = store.list_images(session)
-    assert {row.sop_uid for row in rows} == set(expected)
-    for row in rows:
-        meta = expected[row.sop_uid]
+        listed = stored_with_metadata(session, dataset)
+    for row, meta in listed:
         assert (row.source, row.study_uid, row.series_uid, row.diagnosis) == ("dicomweb", meta["study_uid"], meta["series_uid"], meta["diagnosis"])
 
     again = ingest_dicomweb(archive, client)
