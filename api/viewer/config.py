@@ -101,10 +101,14 @@ def app_config_script() -> str:
   source.wadoUriRoot = pacs;
   source.qidoRoot = query && /^[A-Za-z0-9_-]{{1,64}}$/.test(query) ? origin + {json.dumps(RESULTS_PATH)} + "/" + query : pacs;
   if (query) {{
-    // a query's worklist: a Rank column (the facade's order) and, unless the user chose another, sorted by it
+    // a query's worklist: a Rank column (the facade's rank) and, unless the user chose another, sorted by it
     config.customizationService = {{"workList.columns": {{$unshift: [{{
       id: "rank",
-      accessorFn: function (row, index) {{ return index + 1; }},
+      // the facade's own rank ("Match 03 of 10" in StudyDescription), so a filtered list keeps the query's ranks
+      accessorFn: function (row, index) {{
+        var match = /Match 0*(\\d+) of/.exec(row.description || "");
+        return match ? Number(match[1]) : index + 1;
+      }},
       header: function () {{ return "Rank"; }},
       cell: function (cell) {{ return String(cell.getValue()); }},
       enableColumnFilter: false,

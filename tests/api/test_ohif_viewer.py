@@ -123,6 +123,11 @@ def test_worklist_lists_the_query_in_rank_order_and_opens_the_first_hit(browser,
     folders = [tmp_path] + ([Path(os.environ["S2M_SCREENSHOT_DIR"])] if os.environ.get("S2M_SCREENSHOT_DIR") else [])
     for folder in folders:
         page.screenshot(path=str(folder / "ohif_viewer_from_hit.png"))
+
+    # filtered down to rank 2's accession number, the row keeps the query's rank (not its place in the list)
+    page.goto(f"{stack.viewer}/?query={found['query_id']}&accession={hits[1]['case_id']}")
+    page.wait_for_function("document.querySelectorAll('tr[aria-selected]').length === 1", timeout=TIMEOUT_MS)
+    assert rows.first.locator("td").first.text_content() == "2"
     assert not errors, errors
 
 
