@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.profiler import record_function
 
 from generation.bundle import EMBEDDER, ENCODER, GENERATOR, Bundle, save_network
 from generation.data import dataset_fingerprint
@@ -97,35 +98,42 @@ def _train_encoder(loop: LoopRun, paired: PairedInputs, encoder_config: EncoderC
     last_record: dict[str, float] = {}
     with loop.progress("encoder", config.steps, step) as progress:
         while step < config.steps and not loop.out_of_time():
-            sketches, images = data.next(device)  # [B,1,R,R], [B,3,R,R]
+            with record_function("data"):
+                sketches, images = data.next(device)  # [B,1,R,R], [B,3,R,R]
             encoder.train()
-            w_fake = encoder_ddp(sketches)  # [B, w_dim]
+            with record_function("E forward"):
+                w_fake = encoder_ddp(sketches)  # [B, w_dim]
 
             # Latent discriminator (eq. 3): real codes are mapping(z); R1 lazily every r1_interval.
-            discriminator.requires_grad_(True)
-            with torch.no_grad():
-                w_real = generator.mapping(torch.randn(len(sketches), generator.config.z_dim, device=device))
-            logits = discriminator(torch.cat([w_real, w_fake.detach()]))
-            loss_d = discriminator_loss(logits[: len(w_real)], logits[len(w_real):])
-            record_d = {"d_loss": loss_d}
-            if step % config.r1_interval == 0:
-                penalty = r1_penalty(discriminator, w_real)
-                loss_d = loss_d + config.r1_gamma / 2 * penalty * config.r1_interval
-                record_d["r1"] = penalty
-            opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            all_reduce_gradients(discriminator, ctx)
-            opt_d.step()
+            with record_function("latent D step"):
+                discriminator.requires_grad_(True)
+                with torch.no_grad():
+                    w_real = generator.mapping(torch.randn(len(sketches), generator.config.z_dim, device=device))
+                logits = discriminator(torch.cat([w_real, w_fake.detach()]))
+                loss_d = discriminator_loss(logits[: len(w_real)], logits[len(w_real):])
+                record_d = {"d_loss": loss_d}
+                if step % config.r1_interval == 0:
+                    penalty = r1_penalty(discriminator, w_real)
+                    loss_d = loss_d + config.r1_gamma / 2 * penalty * config.r1_interval
+                    record_d["r1"] = penalty
+                opt_d.zero_grad(set_to_none=True)
+                loss_d.backward()
+                all_reduce_gradients(discriminator, ctx)
+                opt_d.step()
 
             # Encoder (eq. 5): L_sim(x, G(E(x_sk))) + lambda_adv * L_adv^E.
             discriminator.requires_grad_(False)
-            generated = generator.synthesis(w_fake, noise_mode="const")  # [B, 3, R, R]
-            sim = similarity(images, generated)
+            with record_function("G synthesis"):
+                generated = generator.synthesis(w_fake, noise_mode="const")  # [B, 3, R, R]
+            with record_function("L_sim forward"):
+                sim = similarity(images, generated)
             adv = encoder_adversarial_loss(discriminator(w_fake))
             loss_e = sim["total"] + config.lambda_adv * adv
-            opt_e.zero_grad(set_to_none=True)
-            loss_e.backward()
-            opt_e.step()
+            with record_function("backward"):
+                opt_e.zero_grad(set_to_none=True)
+                loss_e.backward()
+            with record_function("optimiser"):
+                opt_e.step()
             step += 1
 
             if config.cadence.log_due(step, last=step == config.steps):

@@ -3,6 +3,7 @@
 For each batch: w = E(x_sk) and x_0 = G(w) without gradients; then for t = 1..T,
 Delta_t = H(x_sk, x_{t-1}), x_t = G(w; theta * (1 + sum_{i<=t} Delta_i)), and L_sim(x, x_t) is
 back-propagated on its own (earlier steps detached, as HyperStyle does); one optimiser step.
+C reads the real images once per batch for the T losses.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.profiler import record_function
 
 from generation.bundle import EMBEDDER, ENCODER, GENERATOR, REFINER, Bundle, save_network
 from generation.data import dataset_fingerprint
@@ -80,21 +82,27 @@ def _train_refiner(loop: LoopRun, paired: PairedInputs, hyper_config: HyperNetwo
     last_record: dict[str, float] = {}
     with loop.progress("refiner", config.steps, step) as progress:
         while step < config.steps and not loop.out_of_time():
-            sketches, images = data.next(device)  # [B,1,R,R], [B,3,R,R]
+            with record_function("data"):
+                sketches, images = data.next(device)  # [B,1,R,R], [B,3,R,R]
             hypernet.train()
             logging = config.cadence.log_due(step + 1, last=step + 1 == config.steps)
-            with torch.no_grad():
+            with torch.no_grad(), record_function("E and x_0"):
                 w = encoder(sketches)  # [B, w_dim]
                 current = generator.synthesis(w, noise_mode="const")  # x_0 [B, 3, R, R]
-                record = {"sim_step0": similarity(images, current)["total"]} if logging else {}
+                target = similarity.target(images)  # C reads the real images once for all T steps
+                record = {"sim_step0": similarity.compare(target, current)["total"]} if logging else {}
             optimizer.zero_grad(set_to_none=True)
             total = None
             for t in range(1, config.refinement_steps + 1):
-                current, total = refinement_step(generator, hypernet_ddp, w, sketches, current, total)
-                loss = similarity(images, current)["total"]
-                loss.backward()
+                with record_function("H forward and G synthesis"):
+                    current, total = refinement_step(generator, hypernet_ddp, w, sketches, current, total)
+                with record_function("L_sim forward"):
+                    loss = similarity.compare(target, current)["total"]
+                with record_function("backward"):
+                    loss.backward()
                 record[f"sim_step{t}"] = loss.detach()
-            optimizer.step()
+            with record_function("optimiser"):
+                optimizer.step()
             step += 1
 
             if logging:
