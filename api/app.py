@@ -11,14 +11,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from api import errors
 from api.access_log import drop_query_strings
 from api.limits import BodyLimitMiddleware
 from api.metrics import RequestMetricsMiddleware
-from api.routes import dicomweb, generate, health, images, index, queries, refine, saved, search
+from api.routes import dicomweb, generate, health, images, index, queries, refine, saved, search, viewer
 from api.service import Service
 from api.settings import ServiceSettings
 
@@ -43,14 +42,16 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     errors.install(app)
     drop_query_strings()
     for router in (search.router, generate.router, images.router, queries.router, refine.router, saved.router, index.router,
-                   dicomweb.router, health.router):
+                   dicomweb.router, viewer.router, health.router):
         app.include_router(router)
 
+    app.add_middleware(errors.UnforeseenErrorMiddleware)  # innermost: its 500 passes the metrics and CORS
     app.add_middleware(RequestMetricsMiddleware, metrics=service.metrics)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_upload_bytes)
-    if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST", "DELETE"],
-                           allow_headers=["Accept", "Authorization", "Content-Type"])
+    if settings.cors_origins:  # outermost but Starlette's own error middleware: every answer gets the headers
+        app.add_middleware(errors.JsonCORSMiddleware, allow_origins=list(settings.cors_origins),
+                           allow_methods=["GET", "POST", "DELETE"], allow_headers=["Accept", "Authorization", "Content-Type"],
+                           expose_headers=["Retry-After", "WWW-Authenticate"])
     if settings.web_dir.is_dir():
         app.mount("/", StaticFiles(directory=settings.web_dir, html=True), name="web")
     return app

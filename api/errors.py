@@ -3,16 +3,24 @@
 415 unsupported type, 413 too large, 422 a blank, unreadable or all-ink sketch (any bad input),
 404 unknown id or route, 405 a method the route does not take, 401 missing or bad key, 403 wrong
 scope, 409 an index refresh while one (or an `s2m index build`) runs, 429 rate limited (with
-Retry-After), 503 database, index or models unavailable. Never a traceback, never a row value.
+Retry-After), 503 database, index or models unavailable, 500 anything unforeseen (its traceback
+goes to the server's log only), 400 a browser's preflight the CORS settings refuse. Never a
+traceback, never a row value. Errors pass through the CORS middleware like any answer, so a
+browser on an allowed origin reads the 401, 403 or 404 itself rather than a CORS failure.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.responses import Response
 
 from api.service import RefreshRunningError, ServiceUnavailableError
 from formats.errors import InputError, ProjectError
@@ -22,6 +30,7 @@ from indexing.locks import IndexBuildRunningError
 from retrieval.engine import EngineError, ExampleNotFoundError
 
 UNAVAILABLE = (ServiceUnavailableError, DatabaseUnavailableError, EngineError, IndexBuildError)
+UNFORESEEN = "the service failed on this request; the error is in its log"
 
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -67,3 +76,42 @@ def install(app: FastAPI) -> None:
     async def database_error(request: Request, error: SQLAlchemyError) -> JSONResponse:
         # the driver's text can carry SQL and values: say only what happened
         return error_response(503, "the archive database is unavailable; try again shortly", {"Retry-After": "5"})
+
+
+class UnforeseenErrorMiddleware:
+    """Pure ASGI, inside the CORS middleware: an exception no handler foresaw answers the JSON 500
+    (with CORS headers, which Starlette's outermost error middleware cannot add), then propagates
+    so that the server logs its traceback."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message: dict[str, Any]) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception:
+            if not started:  # the server closes the connection after a fault: say so, so no client reuses it
+                await error_response(500, UNFORESEEN, {"Connection": "close"})(scope, receive, send)
+            raise
+
+
+class JsonCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS middleware, whose refused preflight answers the service's JSON error, not plain text."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code < 400:
+            return response
+        refused = bytes(response.body).decode().removeprefix("Disallowed CORS ")
+        kept = {name: value for name, value in response.headers.items() if name not in ("content-length", "content-type")}
+        return error_response(response.status_code, f"the CORS settings do not allow this request's {refused}", kept)

@@ -13,6 +13,8 @@ Beside the archive's own (`indexing.settings`), all optional:
 - `S2M_CORS_ORIGINS`: comma-separated origins a browser may call from (none by default).
 - `S2M_VIEWER_URL`, `S2M_WADO_URL`: templates of a hit's viewer and WADO-RS retrieve URLs with
   `{study}`, `{series}`, `{sop}` (e.g. OHIF `/viewer?StudyInstanceUIDs={study}`; no WADO URL by default).
+- `S2M_VIEWER_PORT`: the port the OHIF viewer is served on (`s2m serve --viewer-port` sets it); the
+  service's `/viewer` links then lead there, on the host the browser reached the service by.
 - `S2M_EXAMPLE_DIAGNOSIS`: the diagnosis of the tracing template `GET /v1/images/example` offers.
 """
 
@@ -56,6 +58,11 @@ def _refine_steps(environ: Mapping[str, str]) -> int | None:
     return None if value is None else int(value)
 
 
+def _port(environ: Mapping[str, str], name: str) -> int | None:
+    value = _bounded(environ, name, int, "a port number", 65535)
+    return None if value is None or value == 0 else int(value)
+
+
 def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
@@ -76,6 +83,7 @@ class ServiceSettings:
     cors_origins: tuple[str, ...] = ()
     viewer_url: str = "/viewer?StudyInstanceUIDs={study}"
     wado_url: str | None = None
+    viewer_port: int | None = None  # where `s2m serve --viewer-port` serves OHIF (api/routes/viewer.py)
     example_diagnosis: str = "normal"
     thumbnail_side: int = 128
     kept_generated: int = 512  # recent queries whose generated images stay fetchable (memory only)
@@ -113,5 +121,6 @@ class ServiceSettings:
             cors_origins=origins,
             viewer_url=env.get("S2M_VIEWER_URL") or cls.viewer_url,
             wado_url=env.get("S2M_WADO_URL") or None,
+            viewer_port=_port(env, "S2M_VIEWER_PORT"),
             example_diagnosis=env.get("S2M_EXAMPLE_DIAGNOSIS") or cls.example_diagnosis,
         )

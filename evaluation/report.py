@@ -108,6 +108,11 @@ def _generation_rows(by_row: dict[str, Any], status: dict[str, str], ms: dict[st
     return rows
 
 
+def _plot_images(plots: dict[str, Path]) -> str:
+    """A section's plots, one line of images (a space between two renders as the line breaks did)."""
+    return " ".join(f'<img src="{_e(path.name)}" alt="{_e(name)}">' for name, path in plots.items())
+
+
 def _generation_section(data: dict[str, Any], plots: dict[str, Path]) -> str:
     header = ["row", "samples", *(GENERATION_LABELS[m] for m in GENERATION_METRICS), "ms / image"]
     status, ms = data["rows"], data["ms_per_image"]
@@ -134,8 +139,7 @@ def _generation_section(data: dict[str, Any], plots: dict[str, Path]) -> str:
             rows += [[f'<td class="name">{_e(group)} {_e(level)}</td>', *line]
                      for line in _generation_rows(by_row, status, ms) if 'class="notrun"' not in line[1]]
     parts.append("<h3>Per abstraction level</h3>" + _table(["styles, level", *header], rows, "generation-level"))
-    parts += [f'<img src="{_e(p.name)}" alt="{_e(name)}">' for name, p in plots.items()]
-    return "\n".join(parts)
+    return "\n".join([*parts, _plot_images(plots)] if plots else parts)
 
 
 def _retrieval_rows(by_row: dict[str, Any], latency: dict[str, float], label: str) -> list[list[str]]:
@@ -163,8 +167,7 @@ def _retrieval_section(data: dict[str, Any], plots: dict[str, Path]) -> str:
     parts.append("<h3>Per canvas size</h3>" + _table(header, rows, "retrieval-canvas"))
     parts.append("<h3>Validation queries (chose the weights)</h3>"
                  + _table(header, _retrieval_rows(data["validation"], latency, "validation"), "retrieval-validation"))
-    parts += [f'<img src="{_e(p.name)}" alt="{_e(name)}">' for name, p in plots.items()]
-    return "\n".join(parts)
+    return "\n".join([*parts, _plot_images(plots)] if plots else parts)
 
 
 def _interval(value: Any) -> tuple[float, float, float]:

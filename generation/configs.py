@@ -11,7 +11,10 @@ import dataclasses
 import types
 import typing
 from dataclasses import dataclass
-from typing import Any, Mapping, TypeVar
+from types import MappingProxyType
+from typing import Any, ClassVar, Mapping, Self, TypeVar
+
+from generation.presets import check_preset
 
 C = TypeVar("C")
 
@@ -96,3 +99,22 @@ def legacy_cadence(cls: type, values: Mapping[str, Any]) -> Mapping[str, Any]:
     cadence = dataclasses.asdict(default) if dataclasses.is_dataclass(default) else {}
     cadence.update({_FLAT_CADENCE[k]: v for k, v in values.items() if k in _FLAT_CADENCE})
     return {**{k: v for k, v in values.items() if k not in _FLAT_CADENCE}, "cadence": cadence}
+
+
+# What the tiny preset of a paired loop (E, H, pix2pix) runs with besides its steps and rates: four
+# images a batch and four samples, every step logged, a grid and a checkpoint every ten steps.
+TINY_PAIRED_RUN: Mapping[str, Any] = MappingProxyType(
+    {"batch_size": 4, "sample_count": 4, "cadence": Cadence(log_every=1, sample_every=10, checkpoint_every=10)})
+
+
+class PresetTable:
+    """Mixin of a config dataclass with a `preset` field whose presets differ only in values: the class
+    lists them in `PRESETS` (preset -> field values) and `for_preset` is written once, here."""
+
+    PRESETS: ClassVar[Mapping[str, Mapping[str, Any]]]
+
+    @classmethod
+    def for_preset(cls, name: str) -> Self:
+        """The config of preset `name` (ValueError naming the presets for an unknown one)."""
+        return cls(preset=name, **cls.PRESETS[check_preset(name)])  # type: ignore[call-arg]
+

@@ -7,10 +7,12 @@ the progress bar and what a run returns are done here, the same way for all of t
 
 from __future__ import annotations
 
+import functools
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import torch
 
@@ -20,6 +22,7 @@ from generation.training import (
     RunDir,
     RunOptions,
     budget_spent,
+    distributed,
     make_progress,
     restore_run_state,
     save_run_state,
@@ -102,9 +105,12 @@ class LoopRun:
         """Wall time since this invocation began."""
         return time.time() - self.started
 
-    def progress(self):
-        """The progress bar, shown on the main process unless --no-progress."""
-        return make_progress(disable=not (self.ctx.is_main and self.options.progress))
+    @contextmanager
+    def progress(self, name: str, total: int, completed: int) -> Iterator[Callable[..., None]]:
+        """The progress bar of the loop's one task `name`, shown on the main process unless --no-progress;
+        yields the task's update (`completed=`, `status=`)."""
+        with make_progress(disable=not (self.ctx.is_main and self.options.progress)) as bar:
+            yield functools.partial(bar.update, bar.add_task(name, total=total, completed=completed, status=""))
 
     def result(self, step: int, metrics: Mapping[str, Any], bundle: Path | None = None) -> TrainResult:
         """What the loop returns once it has ended at `step`; only the main process reports metrics."""
@@ -113,3 +119,11 @@ class LoopRun:
             seconds=self.seconds(), stopped_early=self.stopped_early, bundle=bundle,
             main=self.ctx.is_main, metrics=dict(metrics) if self.ctx.is_main else {},
         )
+
+
+def run_loop(options: RunOptions, train: Callable[..., TrainResult], *inputs: Any) -> TrainResult:
+    """`train(loop, *inputs)` inside the process group `options.device` asks for, on a fresh `LoopRun`
+    (made first, so that this process is seeded before the loop builds or draws anything)."""
+    with distributed(options.device) as ctx:
+        return train(LoopRun(options, ctx), *inputs)
+

@@ -14,6 +14,10 @@ The perceptual term is one of, chosen explicitly in `SimilarityConfig.perceptual
   features (channel-unit-normalised, squared difference, spatial mean, equal stage weights).
   It is a substitute, not LPIPS, and every record says so.
 - "random-plumbing": LPIPS with a random trunk; only for plumbing tests, never a metric.
+
+With the substitute, C runs once per image for both C terms, and the real images' features are
+computed once per batch without autograd (`SimilarityLoss.target`), which H's T refinement steps
+share: the same loss as running C four times per call, at a third to a half of the cost.
 """
 
 from __future__ import annotations
@@ -44,6 +48,9 @@ E4E_L2_WEIGHT = 1.0
 E4E_LPIPS_WEIGHT = 0.8
 E4E_MOCO_WEIGHT = 0.5
 
+# C's ResNet trunk needs 16 px at least (EmbedderConfig's own limit); above 1024 px is surely a typo.
+MIN_EMBEDDER_SIDE, MAX_EMBEDDER_SIDE = 16, 1024
+
 # Which perceptual distance each preset uses unless told otherwise: tiny runs in unit tests
 # without trained networks; small and paper use what exists offline or fail loudly.
 PRESET_PERCEPTUAL_BACKBONE = {"tiny": "random-plumbing", "small": "embedder-substitute", "paper": "alex-imagenet"}
@@ -57,10 +64,16 @@ class SimilarityConfig:
     lpips: float = E4E_LPIPS_WEIGHT
     cos: float = E4E_MOCO_WEIGHT
     perceptual_backbone: str = "embedder-substitute"
+    # The side C reads both images at for its terms; None: the side C was trained at (the shipped C:
+    # 96 px, box-upsampled from G's 64). A smaller side is cheaper but another loss (docs/benchmarks.md).
+    embedder_side: int | None = None
 
     def __post_init__(self) -> None:
         if self.perceptual_backbone not in PERCEPTUAL_BACKBONES:
             raise ValueError(f"unknown perceptual_backbone {self.perceptual_backbone!r}; choose one of {PERCEPTUAL_BACKBONES}")
+        if self.embedder_side is not None and not MIN_EMBEDDER_SIDE <= self.embedder_side <= MAX_EMBEDDER_SIDE:
+            raise ValueError(f"the side C reads L_sim's images at (--embedder-side) must be {MIN_EMBEDDER_SIDE} to "
+                             f"{MAX_EMBEDDER_SIDE} px, or unset for the side C was trained at; got {self.embedder_side}")
         for name in ("l2", "lpips", "cos"):
             if getattr(self, name) < 0:
                 raise ValueError(f"loss weight {name} must be >= 0, got {getattr(self, name)}")
@@ -159,11 +172,16 @@ class EmbedderFeatureDistance(PerceptualDistance):
         return self
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # [B, 3, H, W] x2 -> [B]
-        distance = x.new_zeros(x.shape[0])
-        for fx, fy in zip(self.embedder.stage_features(x), self.embedder.stage_features(y)):
-            diff = F.normalize(fx, dim=1, eps=1e-10) - F.normalize(fy, dim=1, eps=1e-10)  # [B, C, h, w]
-            distance = distance + diff.pow(2).sum(dim=1).mean(dim=(1, 2))
-        return distance
+        return feature_distance(self.embedder.stage_features(x), self.embedder.stage_features(y))
+
+
+def feature_distance(x_features: list[torch.Tensor], y_features: list[torch.Tensor]) -> torch.Tensor:
+    """The substitute's distance between two images' C activations (lists of [B, C, h, w]) -> [B]."""
+    distance = x_features[0].new_zeros(x_features[0].shape[0])
+    for fx, fy in zip(x_features, y_features):
+        diff = F.normalize(fx, dim=1, eps=1e-10) - F.normalize(fy, dim=1, eps=1e-10)  # [B, C, h, w]
+        distance = distance + diff.pow(2).sum(dim=1).mean(dim=(1, 2))
+    return distance
 
 
 def build_perceptual(config: SimilarityConfig, embedder: Embedder | None) -> PerceptualDistance:
@@ -175,10 +193,22 @@ def build_perceptual(config: SimilarityConfig, embedder: Embedder | None) -> Per
     return LpipsDistance(config.perceptual_backbone)
 
 
+@dataclass(frozen=True)
+class SimilarityTarget:
+    """The real images of one batch as L_sim compares against them: C's activations and vector
+    (None where the config needs none), computed once without autograd."""
+
+    images: torch.Tensor  # [B, 3, H, W] in [-1, 1]
+    features: list[torch.Tensor] | None  # C's stem and stage activations (the substitute's term)
+    vector: torch.Tensor | None  # C(x) [B, F] (the cosine term)
+
+
 class SimilarityLoss(nn.Module):
     """L_sim(x, x_hat) with C and the perceptual trunk frozen; differentiable in x_hat.
 
     Returns scalars (means over the batch): "l2", "lpips", "cos" and their weighted "total".
+    `target(x)` prepares the real images once; `compare(target, x_hat)` is then L_sim against them
+    (what `forward` does in one call), so that a loop scoring several x_hat of one batch reads x once.
     """
 
     def __init__(self, config: SimilarityConfig, embedder: Embedder | None, perceptual: PerceptualDistance) -> None:
@@ -190,6 +220,8 @@ class SimilarityLoss(nn.Module):
         self.config = config
         self.embedder = embedder.requires_grad_(False).eval() if embedder is not None else None
         self.perceptual = perceptual.requires_grad_(False).eval()
+        # The substitute over this same C: one pass of C gives both of its terms.
+        self._shared_pass = isinstance(perceptual, EmbedderFeatureDistance) and perceptual.embedder is self.embedder
 
     def train(self, mode: bool = True) -> "SimilarityLoss":
         """Frozen networks stay in eval mode whatever the surrounding module does."""
@@ -197,16 +229,43 @@ class SimilarityLoss(nn.Module):
         return self
 
     def record(self) -> dict[str, Any]:
-        return {"l2": self.config.l2, "lpips": self.config.lpips, "cos": self.config.cos, **self.perceptual.record()}
+        record = {"l2": self.config.l2, "lpips": self.config.lpips, "cos": self.config.cos, **self.perceptual.record()}
+        if self.config.embedder_side is not None:
+            record["embedder_side"] = self.config.embedder_side
+        return record
 
-    def forward(self, x: torch.Tensor, x_hat: torch.Tensor) -> dict[str, torch.Tensor]:
-        """x: real images [B, 3, H, W], x_hat: generated [B, 3, H, W], both in [-1, 1]."""
+    def _c_pass(self, images: torch.Tensor) -> tuple[list[torch.Tensor] | None, torch.Tensor | None]:
+        """C's activations (for the substitute) and vector of `images`, from one pass where both are needed."""
+        if self.embedder is None:
+            return None, None
+        if self._shared_pass:
+            return self.embedder.features_and_vector(images, self.config.embedder_side)
+        return None, self.embedder.features_and_vector(images, self.config.embedder_side)[1]
+
+    def target(self, x: torch.Tensor) -> SimilarityTarget:
+        """Real images [B, 3, H, W] in [-1, 1], prepared for `compare` (no autograd unless x needs it)."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and x.requires_grad):
+            features, vector = self._c_pass(x)
+        return SimilarityTarget(images=x, features=features, vector=vector)
+
+    def compare(self, target: SimilarityTarget, x_hat: torch.Tensor) -> dict[str, torch.Tensor]:
+        """L_sim between the prepared real images and x_hat [B, 3, H, W] (generated, in [-1, 1])."""
+        x = target.images
         if x.shape != x_hat.shape:
             raise ValueError(f"x {tuple(x.shape)} and x_hat {tuple(x_hat.shape)} must have the same shape")
-        terms = {"l2": F.mse_loss(x_hat, x), "lpips": self.perceptual(x, x_hat).mean()}
-        if self.embedder is not None:
-            terms["cos"] = (1.0 - (self.embedder(x) * self.embedder(x_hat)).sum(dim=1)).mean()
+        features, vector = self._c_pass(x_hat)
+        if self._shared_pass:
+            perceptual = feature_distance(target.features, features)
+        else:
+            perceptual = self.perceptual(x, x_hat)
+        terms = {"l2": F.mse_loss(x_hat, x), "lpips": perceptual.mean()}
+        if vector is not None:
+            terms["cos"] = (1.0 - (target.vector * vector).sum(dim=1)).mean()
         else:
             terms["cos"] = x_hat.new_zeros(())
         terms["total"] = self.config.l2 * terms["l2"] + self.config.lpips * terms["lpips"] + self.config.cos * terms["cos"]
         return terms
+
+    def forward(self, x: torch.Tensor, x_hat: torch.Tensor) -> dict[str, torch.Tensor]:
+        """x: real images [B, 3, H, W], x_hat: generated [B, 3, H, W], both in [-1, 1]."""
+        return self.compare(self.target(x), x_hat)

@@ -21,7 +21,7 @@ from generation.sketch_augment import SketchAugmentConfig, SketchAugmenter
 from generation.training import DistContext, ResumableBatchSampler, RunOptions, all_reduce_mean, save_image_grid
 
 if TYPE_CHECKING:
-    from generation.losses import SimilarityConfig
+    from generation.losses import SimilarityConfig, SimilarityLoss
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def run_record(paired: PairedInputs, name: str) -> dict[str, Any]:
     return record
 
 
-def build_similarity_loss(bundle: Bundle, config: SimilarityConfig, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
+def build_similarity_loss(bundle: Bundle, config: SimilarityConfig, device: torch.device) -> tuple[SimilarityLoss, dict[str, Any]]:
     """L_sim of eq. 1 with the bundle's frozen MoCo network C; returns (loss, what the perceptual term is)."""
     from generation.losses import SimilarityLoss, build_perceptual
 

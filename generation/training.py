@@ -85,17 +85,20 @@ class RunDir:
 
 
 class JsonlLogger:
-    """Append one JSON object per line; each record gets the wall time since the run began."""
+    """Append one JSON object per line; each record gets the wall time since the run began and this
+    process's CPU time since then (on a shared core the two differ: the CPU time is what a step cost)."""
 
     def __init__(self, path: Path, enabled: bool = True) -> None:
         self.path = Path(path)
         self.enabled = enabled
         self._start = time.time()
+        self._cpu_start = time.process_time()
 
     def log(self, **record: Any) -> None:
         if not self.enabled:
             return
-        record = {"time_s": round(time.time() - self._start, 3), **record}
+        record = {"time_s": round(time.time() - self._start, 3), "cpu_s": round(time.process_time() - self._cpu_start, 3),
+                  **record}
         with self.path.open("a") as handle:
             handle.write(json.dumps(record, default=float) + "\n")
 

@@ -95,5 +95,24 @@ def write_dicom(path: Path, image: np.ndarray, metadata: dict[str, str]) -> Path
     dataset = build_dataset(image, metadata)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    pydicom.dcmwrite(path, dataset, enforce_file_format=True)
+    partial = path.with_name(path.name + ".part")  # renamed once complete: a file there is a whole one
+    pydicom.dcmwrite(partial, dataset, enforce_file_format=True)
+    partial.replace(path)
     return path
+
+
+def write_dataset_dicoms(dataset: Path, out: Path) -> list[Path]:
+    """The DICOM file of each case of a rendered dataset folder, written into `out` unless already there
+    (for a PACS to hold the same studies an archive ingested from the PNGs: same UIDs, same pixels)."""
+    from PIL import Image
+
+    from phantoms.reader import read_metadata
+
+    paths = []
+    for row in read_metadata(dataset):
+        path = Path(out) / f"{Path(row['file']).stem}.dcm"
+        if not path.is_file():
+            with Image.open(Path(dataset) / "images" / row["file"]) as picture:
+                write_dicom(path, np.asarray(picture.convert("RGB")), row)
+        paths.append(path)
+    return paths

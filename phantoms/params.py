@@ -113,8 +113,21 @@ class CaseParams:
     zoom: float
 
 
+# Parameters drawn uniformly from the range of the same name, in the order they are drawn: the order
+# is part of the phantom streams (a seed must keep making the same cases).
+_ANATOMY = ("tonsil_aspect", "tonsil_level", "uvula_length", "uvula_width", "uvula_deviation", "tongue_height",
+            "tongue_arc", "mouth_opening", "palate_height", "wall_depth")
+_SURFACE_AND_CAMERA = ("vessels", "tongue_coating", "flash", "vignetting", "colour_temperature", "noise_sigma",
+                       "rotation_deg")
+
+
 def _uniform(rng: np.random.Generator, bounds: Range) -> float:
     return float(rng.uniform(bounds[0], bounds[1]))
+
+
+def _draw(rng: np.random.Generator, ranges: ParameterRanges, names: tuple[str, ...]) -> dict[str, float]:
+    """One uniform draw per name, from the range of that name, in the order named."""
+    return {name: _uniform(rng, getattr(ranges, name)) for name in names}
 
 
 def sample_params(rng: np.random.Generator, ranges: ParameterRanges = ParameterRanges()) -> CaseParams:
@@ -135,33 +148,15 @@ def sample_params(rng: np.random.Generator, ranges: ParameterRanges = ParameterR
         extent = (share * (1 + asymmetry), share * (1 - asymmetry))
 
     inflamed = picture in (PHARYNGITIS, ACUTE_TONSILLITIS, EXUDATIVE_TONSILLITIS)
-    return CaseParams(
-        tonsil_grade=grade,
-        tonsil_extent=extent,
-        tonsil_hidden=hidden,
-        tonsil_aspect=_uniform(rng, ranges.tonsil_aspect),
-        tonsil_level=_uniform(rng, ranges.tonsil_level),
-        uvula_length=_uniform(rng, ranges.uvula_length),
-        uvula_width=_uniform(rng, ranges.uvula_width),
-        uvula_deviation=_uniform(rng, ranges.uvula_deviation),
-        tongue_height=_uniform(rng, ranges.tongue_height),
-        tongue_arc=_uniform(rng, ranges.tongue_arc),
-        mouth_opening=_uniform(rng, ranges.mouth_opening),
-        palate_height=_uniform(rng, ranges.palate_height),
-        wall_depth=_uniform(rng, ranges.wall_depth),
-        redness=_uniform(rng, ranges.inflamed_redness if inflamed else ranges.healthy_redness),
-        exudate=_uniform(rng, ranges.exudate) if picture == EXUDATIVE_TONSILLITIS else 0.0,
-        follicles=_uniform(rng, ranges.pharyngitis_follicles if picture == PHARYNGITIS else ranges.background_follicles),
-        vessels=_uniform(rng, ranges.vessels),
-        tongue_coating=_uniform(rng, ranges.tongue_coating),
-        flash=_uniform(rng, ranges.flash),
-        vignetting=_uniform(rng, ranges.vignetting),
-        colour_temperature=_uniform(rng, ranges.colour_temperature),
-        noise_sigma=_uniform(rng, ranges.noise_sigma),
-        rotation_deg=_uniform(rng, ranges.rotation_deg),
-        shift=(_uniform(rng, ranges.shift), _uniform(rng, ranges.shift)),
-        zoom=_uniform(rng, ranges.zoom),
-    )
+    anatomy = _draw(rng, ranges, _ANATOMY)
+    redness = _uniform(rng, ranges.inflamed_redness if inflamed else ranges.healthy_redness)
+    exudate = _uniform(rng, ranges.exudate) if picture == EXUDATIVE_TONSILLITIS else 0.0
+    follicles = _uniform(rng, ranges.pharyngitis_follicles if picture == PHARYNGITIS else ranges.background_follicles)
+    surface_and_camera = _draw(rng, ranges, _SURFACE_AND_CAMERA)
+    shift = (_uniform(rng, ranges.shift), _uniform(rng, ranges.shift))
+    return CaseParams(tonsil_grade=grade, tonsil_extent=extent, tonsil_hidden=hidden, **anatomy, redness=redness,
+                      exudate=exudate, follicles=follicles, **surface_and_camera, shift=shift,
+                      zoom=_uniform(rng, ranges.zoom))
 
 
 def diagnose(params: CaseParams, ranges: ParameterRanges = ParameterRanges()) -> str:

@@ -1,8 +1,8 @@
 """The `s2m` command line: one typer app composed of per-area command groups.
 
 The one pattern: each area's module defines its commands as plain functions and a
-`register(app)` that adds them with `api.cli.errors.add_command` (a group module makes its
-`typer.Typer` inside `register` and adds it with `app.add_typer`). `add_command` puts every
+`register(app)` that adds them with `api.cli.errors.add_command` (a group module adds its group
+and commands with `add_group`, which calls it). `add_command` puts every
 command under the one error policy of `api/cli/errors.py`. Heavy imports (torch, SQLAlchemy)
 happen inside the command that needs them, keeping `s2m --help` fast.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 import typer
 
 from api.cli import (
-    apikey, archive, bench, bundle, db, demo, evaluate, generate, index, phantom, search, serve, sketches, train,
+    apikey, archive, bench, bundle, db, demo, evaluate, generate, index, phantom, search, serve, sketches, train, viewer,
 )
 
 app = typer.Typer(
@@ -21,5 +21,5 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
-for module in (phantom, sketches, train, archive, db, bundle, index, generate, search, serve, apikey, evaluate, demo, bench):
+for module in (phantom, sketches, train, archive, db, bundle, index, generate, search, serve, apikey, evaluate, demo, bench, viewer):
     module.register(app)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from api.cli.archive import open_archive
-from api.cli.errors import add_command
+from api.cli.errors import add_group
 from formats.errors import InputError
 
 
@@ -56,8 +56,4 @@ def revoke(key_id: int = typer.Argument(..., help="the key's id (from `s2m apike
 
 def register(app: typer.Typer) -> None:
     """Add the `s2m apikey` group to the top-level app."""
-    group = typer.Typer(help="API keys of the HTTP service.", no_args_is_help=True)
-    add_command(group, "create", create)
-    add_command(group, "list", list_keys)
-    add_command(group, "revoke", revoke)
-    app.add_typer(group, name="apikey")
+    add_group(app, "apikey", "API keys of the HTTP service.", {"create": create, "list": list_keys, "revoke": revoke})

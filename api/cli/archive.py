@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from api.cli.errors import add_command
+from api.cli.errors import add_group
 
 if TYPE_CHECKING:
     from indexing.archive import Archive
@@ -215,14 +215,6 @@ def restore(
 
 def register(app: typer.Typer) -> None:
     """Add the `s2m archive` command group to the top-level app."""
-    group = typer.Typer(help=HELP, no_args_is_help=True)
-    add_command(group, "ingest", ingest)
-    add_command(group, "list", list_images)
-    add_command(group, "show", show)
-    add_command(group, "stats", stats)
-    add_command(group, "delete", delete)
-    add_command(group, "check", check)
-    add_command(group, "export", export)
-    add_command(group, "backup", backup)
-    add_command(group, "restore", restore)
-    app.add_typer(group, name="archive")
+    add_group(app, "archive", HELP, {
+        "ingest": ingest, "list": list_images, "show": show, "stats": stats, "delete": delete, "check": check,
+        "export": export, "backup": backup, "restore": restore})

@@ -32,13 +32,15 @@ def bench(
     requests: int = typer.Option(24, "--requests", min=1, help="requests per client count (at least 3 per client)"),
     batching: str = typer.Option("on,off", "--batching", help="micro-batching settings of the service: on, off"),
     wait_ms: float = typer.Option(5.0, "--wait-ms", min=0.0, help="S2M_BATCH_MAX_WAIT_MS when batching is on"),
-    skip: str = typer.Option("", "--skip", help="sections to leave out: archive (its step timings), stages, faiss, service"),
+    skip: str = typer.Option("", "--skip", help="sections to leave out: archive (its step timings), stages, faiss, service, "
+                                                "train (E's and H's training step)"),
+    train_steps: int = typer.Option(20, "--train-steps", min=1, help="timed training steps of E and of H"),
     threads: int = typer.Option(1, "--threads", min=1, help="torch and FAISS threads"),
     device: str = typer.Option("cpu", "--device"),
     work: Path = typer.Option(Path("data/bench/s2m-bench"), "--work", help="folder for the rendered phantoms"),
     json_path: Optional[Path] = typer.Option(None, "--json", help="write every number here"),
 ) -> None:
-    """Pipeline stages, archive-side throughput, FAISS at 10k-1M, /v1/search under load: one table."""
+    """Pipeline stages, archive-side throughput, FAISS at 10k-1M, /v1/search under load, E's and H's training step: one table."""
     sizes = comma_ints(faiss_sizes, "--faiss-sizes", MIN_FAISS_SIZE)
     concurrency = comma_ints(clients, "--clients", 1)
     modes = comma_names(batching, "--batching", BATCHING)
@@ -56,7 +58,7 @@ def bench(
         "code": git_commit(), "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}}
     report.update(run_bench(model, archive_count, stage_images, batch_size, queries, sizes, nlist,
                             {c: max(1, max(requests, 3 * c) // c) for c in concurrency}, modes, wait_ms, skipped,
-                            threads, device, work, _server_shape))
+                            threads, device, work, _server_shape, train_steps))
     report["meta"]["seconds"] = round(time.perf_counter() - started, 1)
     report["rows"] = table_rows(report)
     typer.echo(render(report))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from api.cli.errors import add_command
+from api.cli.errors import add_group
 
 HELP = "Model bundles: what they hold, float16 storage for shipping, and recording older bundles' digests."
 
@@ -54,8 +54,4 @@ def upgrade(bundle: Path = typer.Argument(..., help="Bundle folder to upgrade in
 
 def register(app: typer.Typer) -> None:
     """Add the `s2m bundle` command group to the top-level app."""
-    group = typer.Typer(help=HELP, no_args_is_help=True)
-    add_command(group, "show", show)
-    add_command(group, "convert", convert)
-    add_command(group, "upgrade", upgrade)
-    app.add_typer(group, name="bundle")
+    add_group(app, "bundle", HELP, {"show": show, "convert": convert, "upgrade": upgrade})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from api.cli.errors import add_command
+from api.cli.errors import add_group
 
 HELP = "Archive database schema (Alembic migrations)."
 
@@ -55,8 +55,4 @@ def status() -> None:
 
 def register(app: typer.Typer) -> None:
     """Add the `s2m db` command group to the top-level app."""
-    group = typer.Typer(help=HELP, no_args_is_help=True)
-    add_command(group, "upgrade", upgrade)
-    add_command(group, "downgrade", downgrade)
-    add_command(group, "status", status)
-    app.add_typer(group, name="db")
+    add_group(app, "db", HELP, {"upgrade": upgrade, "downgrade": downgrade, "status": status})

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -58,6 +59,8 @@ def demo(
     host: str = typer.Option("127.0.0.1", "--host", help="address the service listens on"),
     port: int = typer.Option(8000, "--port", min=1, max=65535),
     serve: bool = typer.Option(True, "--serve/--no-serve", help="start the service when the archive is ready"),
+    viewer_port: int = typer.Option(8001, "--viewer-port", min=1, max=65535,
+                                    help="the OHIF viewer's port, when it is installed (s2m viewer install) and Orthanc is"),
 ) -> None:
     """Build the demo archive (phantoms, ingest, index, API key), then serve the sketch pad until Ctrl-C."""
     began = time.perf_counter()
@@ -71,7 +74,7 @@ def demo(
     if not serve:
         typer.echo(f"API key:         {ready.token}")
         return
-    serve_demo(ready, model, host, port)
+    serve_demo(ready, model, host, port, viewer_port)
 
 
 def render_archive(root: Path, count: int, workers: int) -> Path:
@@ -161,8 +164,35 @@ def demo_api_key(archive: "Archive", key_file: Path) -> str:
     return token
 
 
-def serve_demo(ready: DemoArchive, model: Path, host: str, port: int) -> None:
-    """Serve the demo archive in this process until Ctrl-C (uvicorn shuts down cleanly on SIGINT).
+def demo_viewer(ready: DemoArchive, host: str, port: int, viewer_port: int, stack: ExitStack) -> Any:
+    """The OHIF viewer on `viewer_port` with a private Orthanc holding the demo's DICOMs (under the demo folder,
+    so a later run finds them stored), when both are installed; else one line saying what is missing."""
+    from api.cli.serve import start_viewer
+    from api.viewer.install import installed_build, viewer_root
+    from api.viewer.orthanc import orthanc_binary, private_orthanc
+    from phantoms.dicom import write_dataset_dicoms
+
+    if installed_build(viewer_root()) is None:
+        typer.echo("viewer:          not installed (`s2m viewer install` fetches OHIF once with npm); the sketch pad works without it")
+        return None
+    if orthanc_binary() is None:
+        typer.echo("viewer:          Orthanc is not installed (scripts/ensure-orthanc.sh), so no viewer; the sketch pad works without it")
+        return None
+    began = time.perf_counter()
+    pacs = stack.enter_context(private_orthanc(demo_root() / "orthanc"))
+    if pacs.instance_count() < ready.images:
+        pacs.upload(write_dataset_dicoms(ready.dataset, demo_root() / "dicom"))
+    typer.echo(f"PACS:            a private Orthanc at {pacs.url} with the {pacs.instance_count()} demo DICOMs "
+               f"({time.perf_counter() - began:.1f} s)")
+    return start_viewer(host, port, viewer_port, {**os.environ, "S2M_PACS_URL": pacs.dicomweb,
+                                                  "S2M_DATA_DIR": str(ready.settings.data_dir),
+                                                  "S2M_DATABASE_URL": ready.settings.database_url,
+                                                  "S2M_VIEWER_DIR": str(viewer_root())})
+
+
+def serve_demo(ready: DemoArchive, model: Path, host: str, port: int, viewer_port: int | None = None) -> None:
+    """Serve the demo archive in this process until Ctrl-C (uvicorn shuts down cleanly on SIGINT), with the
+    OHIF viewer beside it when it can be (`demo_viewer`).
 
     The URL and key are printed once the server accepts connections (the models load first)."""
     import threading
@@ -172,28 +202,36 @@ def serve_demo(ready: DemoArchive, model: Path, host: str, port: int) -> None:
     from api.app import create_app
     from api.settings import ServiceSettings
 
-    environ = {**os.environ, "S2M_DATA_DIR": str(ready.settings.data_dir),
-               "S2M_DATABASE_URL": ready.settings.database_url, "S2M_MODEL": str(model)}
-    server = uvicorn.Server(uvicorn.Config(create_app(ServiceSettings.from_env(environ)), host=host, port=port,
-                                           log_level="warning"))
-    url = f"http://{host}:{port}/"
+    with ExitStack() as stack:
+        viewer = None if viewer_port is None else demo_viewer(ready, host, port, viewer_port, stack)
+        environ = {**os.environ, "S2M_DATA_DIR": str(ready.settings.data_dir),
+                   "S2M_DATABASE_URL": ready.settings.database_url, "S2M_MODEL": str(model),
+                   **({"S2M_VIEWER_PORT": str(viewer_port)} if viewer is not None else {})}
+        server = uvicorn.Server(uvicorn.Config(create_app(ServiceSettings.from_env(environ)), host=host, port=port,
+                                               log_level="warning"))
+        url = f"http://{host}:{port}/"
 
-    def announce() -> None:
-        while not server.started and not server.should_exit:
-            time.sleep(0.1)
-        if server.started:
-            typer.echo("")
-            typer.echo(f"Sketch2MedI is serving at {url}")
-            typer.echo(f"  API key (paste it into the page): {ready.token}")
-            typer.echo(f"  try: curl -H 'Authorization: Bearer {ready.token}' {url}v1/index")
-            typer.echo("  Ctrl-C stops the server.")
+        def announce() -> None:
+            while not server.started and not server.should_exit:
+                time.sleep(0.1)
+            if server.started:
+                typer.echo("")
+                typer.echo(f"Sketch2MedI is serving at {url}")
+                typer.echo(f"  API key (paste it into the page): {ready.token}")
+                typer.echo(f"  try: curl -H 'Authorization: Bearer {ready.token}' {url}v1/index")
+                if viewer is not None:
+                    typer.echo("  a case's 'Open in viewer' and 'Results in viewer' open OHIF (it asks for the same key once)")
+                typer.echo("  Ctrl-C stops the server.")
 
-    typer.echo("starting the service (loading the models) ...")
-    threading.Thread(target=announce, name="announce", daemon=True).start()
-    try:
-        server.run()
-    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it shut down on: stopping is this command's normal end
-        pass
+        typer.echo("starting the service (loading the models) ...")
+        threading.Thread(target=announce, name="announce", daemon=True).start()
+        try:
+            server.run()
+        except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it shut down on: stopping is this command's normal end
+            pass
+        finally:
+            if viewer is not None:
+                viewer.should_exit = True
     typer.echo("server stopped")
 
 

@@ -6,13 +6,13 @@ Exit code 1: a failure while running (any other `ProjectError`, a RuntimeError, 
 for something asked for that is not there). Anything else is a bug and keeps its traceback.
 
 Every command gets the policy by being registered with `add_command`, the one way commands
-join the app: each command module has `register(app)` calling it (see `api/cli/__init__.py`).
+join the app: each command module has `register(app)` calling it (or `add_group`, which does) (see `api/cli/__init__.py`).
 """
 
 from __future__ import annotations
 
 from contextlib import ContextDecorator
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import typer
 
@@ -60,4 +60,14 @@ def add_command(app: typer.Typer, name: str, function: Callable[..., Any]) -> No
     app.command(name)(reported_errors()(function))
 
 
-__all__ = ["BAD_INPUT", "FAILURE", "InputError", "ProjectError", "add_command", "exit_code_for", "reported_errors"]
+def add_group(app: typer.Typer, name: str, help: str, commands: Mapping[str, Callable[..., Any]]) -> typer.Typer:
+    """Add command group `name` to `app`, holding `commands` (name -> function, listed in that order)
+    under the error policy; returns the group for modules that add more to it."""
+    group = typer.Typer(help=help, no_args_is_help=True)
+    for command, function in commands.items():
+        add_command(group, command, function)
+    app.add_typer(group, name=name)
+    return group
+
+
+__all__ = ["BAD_INPUT", "FAILURE", "InputError", "ProjectError", "add_command", "add_group", "exit_code_for", "reported_errors"]

@@ -14,7 +14,7 @@ from typing import Optional
 
 import typer
 
-from api.cli.errors import InputError, add_command
+from api.cli.errors import InputError, add_command, add_group
 from api.cli.run_options import comma_ints
 from evaluation.generation_eval import HELDOUT_SEED
 from evaluation.retrieval_eval import CANVASES as CANVAS_SIDES
@@ -204,8 +204,4 @@ def _share(value: float | None) -> str:
 def register(app: typer.Typer) -> None:
     """Add `s2m evaluate-embedder` and the `s2m eval` group (`retrieval`, `generation`, `all`) to the top-level app."""
     add_command(app, "evaluate-embedder", evaluate_embedder)
-    group = typer.Typer(help=HELP, no_args_is_help=True)
-    add_command(group, "retrieval", retrieval)
-    add_command(group, "generation", generation)
-    add_command(group, "all", all_)
-    app.add_typer(group, name="eval")
+    add_group(app, "eval", HELP, {"retrieval": retrieval, "generation": generation, "all": all_})

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, ContextManager, Optional
 import typer
 
 from api.cli.archive import open_archive
-from api.cli.errors import add_command
+from api.cli.errors import add_group
 from generation.presets import SHIPPED_BUNDLE
 
 if TYPE_CHECKING:
@@ -146,9 +146,4 @@ def _weights(text: Optional[str]):  # type: ignore[no-untyped-def]
 
 def register(app: typer.Typer) -> None:
     """Add the `s2m index` command group to the top-level app."""
-    group = typer.Typer(help=HELP, no_args_is_help=True)
-    add_command(group, "build", build)
-    add_command(group, "refresh", refresh)
-    add_command(group, "status", status)
-    add_command(group, "set-weights", set_weights)
-    app.add_typer(group, name="index")
+    add_group(app, "index", HELP, {"build": build, "refresh": refresh, "status": status, "set-weights": set_weights})

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from api.cli import phantom_sketch
-from api.cli.errors import add_command
+from api.cli.errors import add_group
 
 HELP = "The phantom pharynx archive: render datasets, sketches, previews."
 
@@ -55,8 +55,4 @@ def contact_sheet(
 
 def register(app: typer.Typer) -> None:
     """Add the `s2m phantom` command group to the top-level app."""
-    group = typer.Typer(help=HELP, no_args_is_help=True)
-    add_command(group, "generate", generate)
-    add_command(group, "contact-sheet", contact_sheet)
-    phantom_sketch.register(group)
-    app.add_typer(group, name="phantom")
+    phantom_sketch.register(add_group(app, "phantom", HELP, {"generate": generate, "contact-sheet": contact_sheet}))

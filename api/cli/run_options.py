@@ -21,6 +21,7 @@ from formats.errors import InputError
 
 if TYPE_CHECKING:
     from generation.loop_run import TrainResult
+    from generation.losses import SimilarityConfig
     from generation.paired import PairedInputs
     from generation.training import RunOptions
 
@@ -28,6 +29,9 @@ PHOTOS = typer.Option(..., "--data", help="dataset folder of photos (images/)")
 SKETCHES = typer.Option(..., "--sketches", help="synthesized sketches of those photos, same file names")
 PRESET = typer.Option("small", "--preset", help="tiny, small or paper")
 BATCH_SIZE = typer.Option(None, "--batch-size", min=1, help="per process; default: the preset's")
+EMBEDDER_SIDE = typer.Option(None, "--embedder-side",
+                             help="px at which C reads L_sim's images: smaller is cheaper but another loss "
+                                  "(docs/benchmarks.md); default: the side C was trained at")
 
 
 @dataclass(frozen=True)
@@ -137,3 +141,13 @@ def echo_result(result: TrainResult, detail: str = "") -> None:
     saved = f"; saved into {result.bundle}" if result.bundle is not None else ""
     typer.echo(f"trained to step {result.step} ({result.steps_this_run} steps in {result.seconds:.0f} s this run"
                f"{', ' + detail if detail else ''}{ended}); run in {result.run_dir}{saved}")
+
+
+def similarity_config(preset: str, embedder_side: int | None) -> "SimilarityConfig":
+    """The preset's L_sim (E's and H's loops), with C reading at `embedder_side` px when one is given."""
+    import dataclasses
+
+    from generation.losses import SimilarityConfig
+
+    config = SimilarityConfig.for_preset(preset)
+    return config if embedder_side is None else dataclasses.replace(config, embedder_side=embedder_side)

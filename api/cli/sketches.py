@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from api.cli.errors import add_command
+from api.cli.errors import add_group
 
 HELP = "Synthesized sketches (contours of S's masks)."
 
@@ -40,6 +40,4 @@ def synthesize(
 
 def register(app: typer.Typer) -> None:
     """Add the `s2m sketches` command group to the top-level app."""
-    group = typer.Typer(help=HELP, no_args_is_help=True)
-    add_command(group, "synthesize", synthesize)
-    app.add_typer(group, name="sketches")
+    add_group(app, "sketches", HELP, {"synthesize": synthesize})

@@ -14,14 +14,14 @@ from api.cli import (
     train_status,
     train_synthesizer,
 )
+from api.cli.errors import add_group
 
 HELP = "Train the Sketch2MedI networks."
 
 
 def register(app: typer.Typer) -> None:
     """Add the `s2m train` group, one command per network."""
-    group = typer.Typer(help=HELP, no_args_is_help=True)
+    group = add_group(app, "train", HELP, {})
     for module in (train_generator, train_synthesizer, train_embedder, train_encoder, train_refiner, train_pix2pix,
                    train_signs, train_status):
         module.register(group)
-    app.add_typer(group, name="train")

@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING, Optional
 import typer
 
 from api.cli.errors import add_command
-from api.cli.run_options import BATCH_SIZE, PAIRED, PHOTOS, PRESET, RUN, SKETCHES, echo_result, shared_options
+from api.cli.run_options import (
+    BATCH_SIZE, EMBEDDER_SIDE, PAIRED, PHOTOS, PRESET, RUN, SKETCHES, echo_result, shared_options, similarity_config,
+)
 
 if TYPE_CHECKING:
     from generation.paired import PairedInputs
@@ -24,6 +26,7 @@ def encoder(
     run_dir: Path = typer.Option(Path("runs/encoder"), "--run-dir", help="logs, checkpoint, sample grids"),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="default: the preset's"),
     batch_size: Optional[int] = BATCH_SIZE,
+    embedder_side: Optional[int] = EMBEDDER_SIDE,
     paired: PairedInputs = PAIRED,
     options: RunOptions = RUN,
 ) -> None:
@@ -31,13 +34,12 @@ def encoder(
     from generation.bundle import GENERATOR, Bundle
     from generation.e4e.config import EncoderConfig, EncoderTrainConfig
     from generation.e4e.train import train_encoder
-    from generation.losses import SimilarityConfig
 
     overrides = {k: v for k, v in {"steps": steps, "batch_size": batch_size}.items() if v is not None}
     config = dataclasses.replace(EncoderTrainConfig.for_preset(preset), **overrides)
     w_dim = Bundle.open(bundle).config(GENERATOR)["w_dim"]  # E writes codes of the bundle's G
     result = train_encoder(options, paired, EncoderConfig.for_preset(preset, w_dim=w_dim),
-                           SimilarityConfig.for_preset(preset), config)
+                           similarity_config(preset, embedder_side), config)
     echo_result(result)
 
 

@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING, Optional
 import typer
 
 from api.cli.errors import add_command
-from api.cli.run_options import BATCH_SIZE, PAIRED, PHOTOS, PRESET, RUN, SKETCHES, echo_result, shared_options
+from api.cli.run_options import (
+    BATCH_SIZE, EMBEDDER_SIDE, PAIRED, PHOTOS, PRESET, RUN, SKETCHES, echo_result, shared_options, similarity_config,
+)
 
 if TYPE_CHECKING:
     from generation.paired import PairedInputs
@@ -25,18 +27,18 @@ def refiner(
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="optimiser steps; default: the preset's"),
     refinement_steps: Optional[int] = typer.Option(None, "--refinement-steps", min=1, help="T (default 3)"),
     batch_size: Optional[int] = BATCH_SIZE,
+    embedder_side: Optional[int] = EMBEDDER_SIDE,
     paired: PairedInputs = PAIRED,
     options: RunOptions = RUN,
 ) -> None:
     """Train H: T refinement steps per batch, L_sim at every step (paper eq. 1 and 6)."""
     from generation.hyperstyle.config import HyperNetworkConfig, RefinerTrainConfig
     from generation.hyperstyle.train import train_refiner
-    from generation.losses import SimilarityConfig
 
     overrides = {k: v for k, v in {"steps": steps, "batch_size": batch_size,
                                    "refinement_steps": refinement_steps}.items() if v is not None}
     config = dataclasses.replace(RefinerTrainConfig.for_preset(preset), **overrides)
-    result = train_refiner(options, paired, HyperNetworkConfig.for_preset(preset), SimilarityConfig.for_preset(preset),
+    result = train_refiner(options, paired, HyperNetworkConfig.for_preset(preset), similarity_config(preset, embedder_side),
                            config)
     echo_result(result)
 

@@ -21,6 +21,7 @@ from api.views import hit_from_record, hit_out
 from indexing import store
 from indexing.models import ApiKey, Image, QueryLog
 from indexing.vectors import encode_png
+from retrieval.results import Hit
 
 router = APIRouter(prefix="/v1/queries", tags=["queries"])
 PNG = "image/png"
@@ -50,11 +51,15 @@ def logged_query(session: Session, key: ApiKey, uid: str, action: str,
     return entry, rows
 
 
-def logged_hits(service: Service, entry: QueryLog, rows: dict[int, Image]) -> list[HitOut]:
-    """A logged query's results that are still live, as hits ranked from 1 (scores as logged)."""
+def logged_ranked(entry: QueryLog, rows: dict[int, Image]) -> list[Hit]:
+    """A logged query's results that are still live, ranked from 1 (scores as logged)."""
     live = [record for record in entry.results if int(record["image_id"]) in rows]
-    return [hit_out(service.settings, hit_from_record(rank, record, rows[int(record["image_id"])]))
-            for rank, record in enumerate(live, start=1)]
+    return [hit_from_record(rank, record, rows[int(record["image_id"])]) for rank, record in enumerate(live, start=1)]
+
+
+def logged_hits(service: Service, entry: QueryLog, rows: dict[int, Image]) -> list[HitOut]:
+    """A logged query's live results as the API shows hits."""
+    return [hit_out(service.settings, hit) for hit in logged_ranked(entry, rows)]
 
 
 @router.get("/{query_id}", response_model=QueryOut)

@@ -42,10 +42,19 @@ function showMarks() {
   $("marks-state").textContent = marks.size ? `${like} right, ${marks.size - like} not this` : "mark cases right or not this, then Refine";
 }
 
+// A hit's link into the service's own viewer carries the query, so the viewer's study list is its matches.
+function withQuery(url) {
+  if (!url.startsWith("/viewer?") || !lastAnswer) return url;
+  return `${url}&query=${encodeURIComponent(lastAnswer.query_id)}`;
+}
+
 // After each answer: the marks start afresh; a refine says what changed, a reopened search what it found.
 function showLoop(answer, previous) {
   marks.clear();
   $("loop-bar").hidden = false;
+  const served = answer.results.some((hit) => (hit.viewer_url || "").startsWith("/viewer?"));
+  $("results-viewer").hidden = !served;  // the service's own viewer (s2m serve --viewer-port): the query's worklist
+  $("results-viewer").href = `/viewer/results/${encodeURIComponent(answer.query_id)}`;
   showMarks();
   const notes = [];
   if (answer.refinements && previous && previous.query_id === answer.parent_query_id) {

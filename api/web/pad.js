@@ -524,7 +524,7 @@ async function openDetail(hit) {
   }
   const viewer = $("detail-viewer");
   viewer.hidden = !hit.viewer_url;
-  if (hit.viewer_url) viewer.href = hit.viewer_url;
+  if (hit.viewer_url) viewer.href = withQuery(hit.viewer_url);
   const query = $("detail-query"), caseSketch = $("detail-case-sketch");
   query.removeAttribute("src");
   caseSketch.removeAttribute("src");

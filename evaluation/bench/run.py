@@ -5,8 +5,9 @@ query sketches of held-out phantoms, then measures where an archive image's time
 end-to-end embedding job into a fresh SQLite archive (`indexing.prepare`, DB writes included); the
 engine's per-stage search latency on that archive (Flat, one query at a time) and, when the bundle
 has sign directions, what applying every sign costs a query (`search.sign_cost`); the FAISS stage
-alone on synthetic vectors around the real ones at each size; and `/v1/search` of a real
-`s2m serve` under N closed-loop clients, micro-batching on and off.
+alone on synthetic vectors around the real ones at each size; `/v1/search` of a real
+`s2m serve` under N closed-loop clients, micro-batching on and off; and a training step of E and
+of H on the bundle's networks (`evaluation.bench.train_step`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from evaluation.bench.service import ServerShape
 
-SECTIONS = ("archive", "stages", "faiss", "service")
+SECTIONS = ("archive", "stages", "faiss", "service", "train")
 BATCHING = ("on", "off")
 IVF_NPROBES = (16, 32, 64)  # the nprobe columns docs/benchmarks.md quotes
 MIN_FAISS_SIZE = 1000
@@ -46,7 +47,7 @@ def bench_data(work: Path, count: int, side: int, queries: int) -> tuple[Path, l
 
 def run_bench(model: Path, archive_count: int, stage_images: int, batch_size: int, queries: int, sizes: tuple[int, ...],
               nlist: int, plan: dict[int, int], modes: tuple[str, ...], wait_ms: float, skipped: tuple[str, ...],
-              threads: int, device_name: str, work: Path, server_shape: "ServerShape") -> dict[str, Any]:
+              threads: int, device_name: str, work: Path, server_shape: "ServerShape", train_steps: int = 20) -> dict[str, Any]:
     """Every section's figures (a skipped section is absent); the archive's DB lives in a temporary folder."""
     import faiss
     import torch
@@ -73,6 +74,10 @@ def run_bench(model: Path, archive_count: int, stage_images: int, batch_size: in
     models = ArchiveModels.load(bundle, device)
     result: dict[str, Any] = {"threads": threads, "device": str(device), "archive_images": archive_count,
                               "queries": len(sketches), "batch_size": batch_size}
+    if "train" not in skipped:
+        from evaluation.bench.train_step import train_step_figures
+
+        result["train_steps"] = train_step_figures(model, work, side, train_steps, SEED + 2, device_name)
     if "archive" not in skipped:
         paths = list_images(dataset / "images")[:stage_images]
         result["archive_ms_per_image"] = stage_times(models, paths, batch_size, device)
@@ -146,6 +151,12 @@ def table_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
                 figures = ivf[f"nprobe{nprobe}"]
                 add("faiss", f"{int(size):,} {factory} nprobe {nprobe} p50", figures["ms"]["p50"], "ms")
                 add("faiss", f"{int(size):,} {factory} nprobe {nprobe} re-ranked", figures["recall@10_reranked"], "recall@10")
+    for loop, entry in report.get("train_steps", {}).items():
+        name = f"{'E' if loop == 'encoder' else 'H'} step, batch {entry['batch_size']}"
+        add("train", f"{name}, CPU time", entry["step_cpu_s"], "s")
+        add("train", f"{name}, wall time", entry["step_wall_s"], "s")
+        for part, ms in entry["parts_ms"].items():
+            add("train", f"{name}: {part}", ms, "ms")
     for row in report.get("service", []):
         steps = "H's T" if row["refine_steps"] is None else f"T={row['refine_steps']}"
         setting = (f"batching {row['batching']}, {row['clients']} client{'s' if row['clients'] > 1 else ''} "

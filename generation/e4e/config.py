@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from generation.configs import Cadence
+from generation.configs import TINY_PAIRED_RUN, Cadence, PresetTable
 from generation.presets import PRESET_RESOLUTION, check_preset
 from generation.resnet import BackboneConfig
 
@@ -54,7 +54,7 @@ class LatentDiscriminatorConfig:
 
 
 @dataclass(frozen=True)
-class EncoderTrainConfig:
+class EncoderTrainConfig(PresetTable):
     """Hyperparameters of `s2m train encoder` (paper eq. 3-5; e4e's lambda_adv, gamma, D lr).
 
     Adam stands in for e4e's Ranger; the small preset's E learning rate is raised because it trains
@@ -73,13 +73,9 @@ class EncoderTrainConfig:
     cadence: Cadence = Cadence(sample_every=100, checkpoint_every=100)
     sample_count: int = 8
 
-    @classmethod
-    def for_preset(cls, name: str) -> "EncoderTrainConfig":
-        check_preset(name)
-        if name == "tiny":
-            return cls(preset=name, batch_size=4, steps=20, lr_encoder=1e-3, lr_discriminator=2e-5,
-                       cadence=Cadence(log_every=1, sample_every=10, checkpoint_every=10), sample_count=4)
-        if name == "small":
-            return cls(preset=name, batch_size=8, steps=3000, lr_encoder=3e-4, lr_discriminator=2e-5)
-        return cls(preset=name, batch_size=8, steps=200_000, lr_encoder=1e-4, lr_discriminator=2e-5,
-                   cadence=Cadence(log_every=100, sample_every=1000, checkpoint_every=5000))
+    PRESETS = {
+        "tiny": {**TINY_PAIRED_RUN, "steps": 20, "lr_encoder": 1e-3, "lr_discriminator": 2e-5},
+        "small": {"batch_size": 8, "steps": 3000, "lr_encoder": 3e-4, "lr_discriminator": 2e-5},
+        "paper": {"batch_size": 8, "steps": 200_000, "lr_encoder": 1e-4, "lr_discriminator": 2e-5,
+                  "cadence": Cadence(log_every=100, sample_every=1000, checkpoint_every=5000)},
+    }

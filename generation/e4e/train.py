@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.profiler import record_function
 
 from generation.bundle import EMBEDDER, ENCODER, GENERATOR, Bundle, save_network
 from generation.data import dataset_fingerprint
@@ -24,7 +25,7 @@ from generation.e4e.model import (
     encoder_adversarial_loss,
     r1_penalty,
 )
-from generation.loop_run import LoopRun, TrainResult
+from generation.loop_run import LoopRun, TrainResult, run_loop
 from generation.losses import SimilarityConfig
 from generation.paired import (
     PairedBatches,
@@ -43,7 +44,6 @@ from generation.training import (
     all_reduce_gradients,
     all_reduce_mean,
     broadcast_parameters,
-    distributed,
     save_loss_curve,
 )
 
@@ -55,14 +55,12 @@ def train_encoder(options: RunOptions, paired: PairedInputs, encoder_config: Enc
     Its metrics are the last logged losses. The bundle must hold G and C; `encoder_config` must match G's w_dim
     and resolution.
     """
-    with distributed(options.device) as ctx:
-        return _train_encoder(options, paired, encoder_config, similarity_config, config, ctx)
+    return run_loop(options, _train_encoder, paired, encoder_config, similarity_config, config)
 
 
-def _train_encoder(options: RunOptions, paired: PairedInputs, encoder_config: EncoderConfig,
-                   similarity_config: SimilarityConfig, config: EncoderTrainConfig, ctx: DistContext) -> TrainResult:
-    loop = LoopRun(options, ctx)
-    device, run = ctx.device, loop.dir
+def _train_encoder(loop: LoopRun, paired: PairedInputs, encoder_config: EncoderConfig,
+                   similarity_config: SimilarityConfig, config: EncoderTrainConfig) -> TrainResult:
+    options, ctx, device, run = loop.options, loop.ctx, loop.ctx.device, loop.dir
     bundle = Bundle.open(options.required_bundle())
     bundle.check([GENERATOR, EMBEDDER])
     generator = bundle.load(GENERATOR, device)
@@ -98,38 +96,44 @@ def _train_encoder(options: RunOptions, paired: PairedInputs, encoder_config: En
         encoder_config=dataclasses.asdict(encoder_config), world_size=ctx.world_size, similarity=similarity_record))
 
     last_record: dict[str, float] = {}
-    with loop.progress() as progress:
-        task = progress.add_task("encoder", total=config.steps, completed=step, status="")
+    with loop.progress("encoder", config.steps, step) as progress:
         while step < config.steps and not loop.out_of_time():
-            sketches, images = data.next(device)  # [B,1,R,R], [B,3,R,R]
+            with record_function("data"):
+                sketches, images = data.next(device)  # [B,1,R,R], [B,3,R,R]
             encoder.train()
-            w_fake = encoder_ddp(sketches)  # [B, w_dim]
+            with record_function("E forward"):
+                w_fake = encoder_ddp(sketches)  # [B, w_dim]
 
             # Latent discriminator (eq. 3): real codes are mapping(z); R1 lazily every r1_interval.
-            discriminator.requires_grad_(True)
-            with torch.no_grad():
-                w_real = generator.mapping(torch.randn(len(sketches), generator.config.z_dim, device=device))
-            logits = discriminator(torch.cat([w_real, w_fake.detach()]))
-            loss_d = discriminator_loss(logits[: len(w_real)], logits[len(w_real):])
-            record_d = {"d_loss": loss_d}
-            if step % config.r1_interval == 0:
-                penalty = r1_penalty(discriminator, w_real)
-                loss_d = loss_d + config.r1_gamma / 2 * penalty * config.r1_interval
-                record_d["r1"] = penalty
-            opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            all_reduce_gradients(discriminator, ctx)
-            opt_d.step()
+            with record_function("latent D step"):
+                discriminator.requires_grad_(True)
+                with torch.no_grad():
+                    w_real = generator.mapping(torch.randn(len(sketches), generator.config.z_dim, device=device))
+                logits = discriminator(torch.cat([w_real, w_fake.detach()]))
+                loss_d = discriminator_loss(logits[: len(w_real)], logits[len(w_real):])
+                record_d = {"d_loss": loss_d}
+                if step % config.r1_interval == 0:
+                    penalty = r1_penalty(discriminator, w_real)
+                    loss_d = loss_d + config.r1_gamma / 2 * penalty * config.r1_interval
+                    record_d["r1"] = penalty
+                opt_d.zero_grad(set_to_none=True)
+                loss_d.backward()
+                all_reduce_gradients(discriminator, ctx)
+                opt_d.step()
 
             # Encoder (eq. 5): L_sim(x, G(E(x_sk))) + lambda_adv * L_adv^E.
             discriminator.requires_grad_(False)
-            generated = generator.synthesis(w_fake, noise_mode="const")  # [B, 3, R, R]
-            sim = similarity(images, generated)
+            with record_function("G synthesis"):
+                generated = generator.synthesis(w_fake, noise_mode="const")  # [B, 3, R, R]
+            with record_function("L_sim forward"):
+                sim = similarity(images, generated)
             adv = encoder_adversarial_loss(discriminator(w_fake))
             loss_e = sim["total"] + config.lambda_adv * adv
-            opt_e.zero_grad(set_to_none=True)
-            loss_e.backward()
-            opt_e.step()
+            with record_function("backward"):
+                opt_e.zero_grad(set_to_none=True)
+                loss_e.backward()
+            with record_function("optimiser"):
+                opt_e.step()
             step += 1
 
             if config.cadence.log_due(step, last=step == config.steps):
@@ -137,13 +141,13 @@ def _train_encoder(options: RunOptions, paired: PairedInputs, encoder_config: En
                                "adv_e": float(all_reduce_mean(adv.detach(), ctx)),
                                "loss_e": float(all_reduce_mean(loss_e.detach(), ctx))}
                 logger.log(step=step, **last_record)
-                progress.update(task, status=f"L_sim {last_record['sim_total']:.3f}")
+                progress(status=f"L_sim {last_record['sim_total']:.3f}")
             if config.cadence.sample_due(step) and step < config.steps:
                 _encoder_samples(encoder, generator, similarity, sample_sketches, sample_images, val_batch,
                                  run, step, logger, ctx)
             if config.cadence.checkpoint_due(step):
                 loop.save(step=step)
-            progress.update(task, completed=step)
+            progress(completed=step)
 
     loop.save(step=step)
     if ctx.is_main:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from generation.configs import Cadence
+from generation.configs import TINY_PAIRED_RUN, Cadence, PresetTable
 from generation.presets import PRESET_RESOLUTION, check_preset
 from generation.resnet import BackboneConfig
 
@@ -51,7 +51,7 @@ class HyperNetworkConfig:
 
 
 @dataclass(frozen=True)
-class RefinerTrainConfig:
+class RefinerTrainConfig(PresetTable):
     """Hyperparameters of `s2m train refiner` (HyperStyle: L_sim at every one of T steps).
 
     Adam stands in for HyperStyle's Ranger; the small preset's rate is raised for a short CPU run.
@@ -66,13 +66,9 @@ class RefinerTrainConfig:
     cadence: Cadence = Cadence(sample_every=100, checkpoint_every=100)
     sample_count: int = 8
 
-    @classmethod
-    def for_preset(cls, name: str) -> "RefinerTrainConfig":
-        check_preset(name)
-        if name == "tiny":
-            return cls(preset=name, batch_size=4, steps=20, lr=1e-3,
-                       cadence=Cadence(log_every=1, sample_every=10, checkpoint_every=10), sample_count=4)
-        if name == "small":
-            return cls(preset=name, batch_size=8, steps=2000, lr=3e-4)
-        return cls(preset=name, batch_size=8, steps=200_000, lr=1e-4,
-                   cadence=Cadence(log_every=100, sample_every=1000, checkpoint_every=5000))
+    PRESETS = {
+        "tiny": {**TINY_PAIRED_RUN, "steps": 20, "lr": 1e-3},
+        "small": {"batch_size": 8, "steps": 2000, "lr": 3e-4},
+        "paper": {"batch_size": 8, "steps": 200_000, "lr": 1e-4,
+                  "cadence": Cadence(log_every=100, sample_every=1000, checkpoint_every=5000)},
+    }

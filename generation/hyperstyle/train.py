@@ -3,6 +3,7 @@
 For each batch: w = E(x_sk) and x_0 = G(w) without gradients; then for t = 1..T,
 Delta_t = H(x_sk, x_{t-1}), x_t = G(w; theta * (1 + sum_{i<=t} Delta_i)), and L_sim(x, x_t) is
 back-propagated on its own (earlier steps detached, as HyperStyle does); one optimiser step.
+C reads the real images once per batch for the T losses.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.profiler import record_function
 
 from generation.bundle import EMBEDDER, ENCODER, GENERATOR, REFINER, Bundle, save_network
 from generation.data import dataset_fingerprint
 from generation.hyperstyle.config import HyperNetworkConfig, RefinerTrainConfig
 from generation.hyperstyle.model import HyperNetwork, refinement_step
-from generation.loop_run import LoopRun, TrainResult
+from generation.loop_run import LoopRun, TrainResult, run_loop
 from generation.losses import SimilarityConfig
 from generation.paired import (
     PairedBatches,
@@ -36,7 +38,6 @@ from generation.training import (
     RunOptions,
     all_reduce_mean,
     broadcast_parameters,
-    distributed,
     save_loss_curve,
 )
 
@@ -45,14 +46,12 @@ def train_refiner(options: RunOptions, paired: PairedInputs, hyper_config: Hyper
                   similarity_config: SimilarityConfig, config: RefinerTrainConfig) -> TrainResult:
     """Train H and write it into the bundle (which must already hold G, C and E); its metrics are the
     last logged L_sim."""
-    with distributed(options.device) as ctx:
-        return _train_refiner(options, paired, hyper_config, similarity_config, config, ctx)
+    return run_loop(options, _train_refiner, paired, hyper_config, similarity_config, config)
 
 
-def _train_refiner(options: RunOptions, paired: PairedInputs, hyper_config: HyperNetworkConfig,
-                   similarity_config: SimilarityConfig, config: RefinerTrainConfig, ctx: DistContext) -> TrainResult:
-    loop = LoopRun(options, ctx)
-    device, run = ctx.device, loop.dir
+def _train_refiner(loop: LoopRun, paired: PairedInputs, hyper_config: HyperNetworkConfig,
+                   similarity_config: SimilarityConfig, config: RefinerTrainConfig) -> TrainResult:
+    options, ctx, device, run = loop.options, loop.ctx, loop.ctx.device, loop.dir
     bundle = Bundle.open(options.required_bundle())
     bundle.check([GENERATOR, ENCODER, EMBEDDER])
     bundle.check_trained_against_generator([ENCODER])
@@ -81,37 +80,42 @@ def _train_refiner(options: RunOptions, paired: PairedInputs, hyper_config: Hype
         similarity=similarity_record))
 
     last_record: dict[str, float] = {}
-    with loop.progress() as progress:
-        task = progress.add_task("refiner", total=config.steps, completed=step, status="")
+    with loop.progress("refiner", config.steps, step) as progress:
         while step < config.steps and not loop.out_of_time():
-            sketches, images = data.next(device)  # [B,1,R,R], [B,3,R,R]
+            with record_function("data"):
+                sketches, images = data.next(device)  # [B,1,R,R], [B,3,R,R]
             hypernet.train()
             logging = config.cadence.log_due(step + 1, last=step + 1 == config.steps)
-            with torch.no_grad():
+            with torch.no_grad(), record_function("E and x_0"):
                 w = encoder(sketches)  # [B, w_dim]
                 current = generator.synthesis(w, noise_mode="const")  # x_0 [B, 3, R, R]
-                record = {"sim_step0": similarity(images, current)["total"]} if logging else {}
+                target = similarity.target(images)  # C reads the real images once for all T steps
+                record = {"sim_step0": similarity.compare(target, current)["total"]} if logging else {}
             optimizer.zero_grad(set_to_none=True)
             total = None
             for t in range(1, config.refinement_steps + 1):
-                current, total = refinement_step(generator, hypernet_ddp, w, sketches, current, total)
-                loss = similarity(images, current)["total"]
-                loss.backward()
+                with record_function("H forward and G synthesis"):
+                    current, total = refinement_step(generator, hypernet_ddp, w, sketches, current, total)
+                with record_function("L_sim forward"):
+                    loss = similarity.compare(target, current)["total"]
+                with record_function("backward"):
+                    loss.backward()
                 record[f"sim_step{t}"] = loss.detach()
-            optimizer.step()
+            with record_function("optimiser"):
+                optimizer.step()
             step += 1
 
             if logging:
                 last_record = {k: float(all_reduce_mean(v, ctx)) for k, v in record.items()}
                 logger.log(step=step, **last_record)
                 final = last_record[f"sim_step{config.refinement_steps}"]
-                progress.update(task, status=f"L_sim x0 {last_record['sim_step0']:.3f} -> xT {final:.3f}")
+                progress(status=f"L_sim x0 {last_record['sim_step0']:.3f} -> xT {final:.3f}")
             if config.cadence.sample_due(step) and step < config.steps:
                 _refiner_samples(encoder, generator, hypernet, similarity, samples, val_batch, config, run, step,
                                  logger, ctx)
             if config.cadence.checkpoint_due(step):
                 loop.save(step=step)
-            progress.update(task, completed=step)
+            progress(completed=step)
 
     loop.save(step=step)
     if ctx.is_main:

@@ -203,10 +203,10 @@ class Embedder(nn.Module):
     def dim(self) -> int:
         return self.config.feature_dim
 
-    def _to_training_resolution(self, images: torch.Tensor) -> torch.Tensor:
+    def _to_training_resolution(self, images: torch.Tensor, side: int | None = None) -> torch.Tensor:
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"expected images [N, 3, H, W], got shape {tuple(images.shape)}")
-        return box_resize(images, self.config.resolution)
+        return box_resize(images, side or self.config.resolution)
 
     def stage_features(self, images: torch.Tensor, last_stage: int = 4) -> list[torch.Tensor]:
         """Stem and stage (1..`last_stage`) activations of C for images [N, 3, H, W] in [-1, 1]."""
@@ -214,6 +214,15 @@ class Embedder(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:  # [N, 3, H, W] -> [N, F], differentiable
         return F.normalize(self.trunk(self._to_training_resolution(images)), dim=1)
+
+    def features_and_vector(self, images: torch.Tensor, side: int | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Stem and stage 1-4 activations and the vector `forward` returns, from one pass of the trunk.
+
+        L_sim needs both of the same image; one pass instead of two halves its cost. `side`
+        reads the images at another side than C's training resolution (None: that resolution).
+        """
+        features = self.trunk.stage_features(self._to_training_resolution(images, side))
+        return features, F.normalize(features[-1].mean(dim=(2, 3)), dim=1)
 
     def embed(self, images: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
         """[N, 3, H, W] in [-1, 1] -> [N, F] pooled vectors, float32, L2-normalised, on the CPU; batched, no autograd."""

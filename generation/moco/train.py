@@ -19,7 +19,7 @@ import torch
 from generation.bundle import EMBEDDER, Bundle, save_network, update_bundle_info
 from generation.configs import Cadence, config_from_dict
 from generation.data import ImageFolderDataset, dataset_fingerprint, native_side
-from generation.loop_run import LoopRun, TrainResult
+from generation.loop_run import LoopRun, TrainResult, run_loop
 from generation.moco.augment import MoCoAugment, TwoViews
 from generation.moco.config import EmbedderConfig
 from generation.moco.model import Embedder, MoCo, info_nce_loss
@@ -29,7 +29,7 @@ from generation.moco.probe import (
 )
 from generation.moco.readout_choice import choose_readout
 from generation.training import (
-    DistContext, JsonlLogger, RunOptions, all_reduce_mean, any_process, distributed, save_image_grid, save_loss_curve,
+    DistContext, JsonlLogger, RunOptions, all_reduce_mean, any_process, save_image_grid, save_loss_curve,
 )
 
 
@@ -159,12 +159,11 @@ def train_embedder(options: RunOptions, settings: EmbedderTraining, config: Embe
     `config.seed` draws the probe's hold-out split (recorded with C, so that its evaluation draws
     the same one); `options.seed` seeds the run's random streams.
     """
-    with distributed(options.device) as ctx:
-        return _train(options, settings, config, ctx)
+    return run_loop(options, _train, settings, config)
 
 
-def _train(options: RunOptions, settings: EmbedderTraining, config: EmbedderConfig, ctx: DistContext) -> TrainResult:
-    loop = LoopRun(options, ctx)
+def _train(loop: LoopRun, settings: EmbedderTraining, config: EmbedderConfig) -> TrainResult:
+    options, ctx = loop.options, loop.ctx
     images = ImageFolderDataset(options.data, config.resolution, limit=options.limit)
     split = holdout_split(len(images), config.probe_holdout_fraction, config.seed)
     dataset = TwoViews(torch.utils.data.Subset(images, split[0]), MoCoAugment(config))
@@ -199,8 +198,7 @@ def _train(options: RunOptions, settings: EmbedderTraining, config: EmbedderConf
         loop.save(step=step, metrics=probe.metrics, warm_started_from=warm_started_from)
 
     last_checkpoint = time.monotonic()
-    with loop.progress() as progress:
-        task = progress.add_task(EMBEDDER, total=total_steps, completed=step, status="")
+    with loop.progress(EMBEDDER, total_steps, step) as progress:
         for view_q, view_k in two_view_batches(dataset, config, options, ctx, step, steps_per_epoch, total_steps):
             if step == 0 and ctx.is_main:
                 save_image_grid(torch.cat([view_q[:8], view_k[:8]]), loop.dir.samples / "views.png")
@@ -213,7 +211,7 @@ def _train(options: RunOptions, settings: EmbedderTraining, config: EmbedderConf
             if step % steps_per_epoch == 0 and ctx.is_main:
                 knn = probe.score(model.embedder, step, step / steps_per_epoch)
                 status += f" knn {knn:.3f}" if knn is not None else ""
-            progress.update(task, completed=step, status=status)
+            progress(completed=step, status=status)
             if loop.out_of_time() or step >= stop_step:
                 break  # the final checkpoint is written below
             minutes = settings.cadence.checkpoint_minutes

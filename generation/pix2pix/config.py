@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from generation.configs import Cadence
+from generation.configs import TINY_PAIRED_RUN, Cadence, PresetTable
 from generation.presets import PRESET_RESOLUTION, check_preset
 
 # (base width, widest layer, discriminator layers) per preset; the U-Net goes down to 1 x 1
@@ -41,7 +41,7 @@ class Pix2PixConfig:
 
 
 @dataclass(frozen=True)
-class Pix2PixTrainConfig:
+class Pix2PixTrainConfig(PresetTable):
     """Hyperparameters of `s2m train pix2pix`: Adam 2e-4, betas (0.5, 0.999), lambda_L1 = 100 (the paper's)."""
 
     preset: str
@@ -53,13 +53,9 @@ class Pix2PixTrainConfig:
     cadence: Cadence = Cadence(checkpoint_every=100)
     sample_count: int = 8
 
-    @classmethod
-    def for_preset(cls, name: str) -> "Pix2PixTrainConfig":
-        check_preset(name)
-        if name == "tiny":
-            return cls(preset=name, batch_size=4, steps=30, lr=1e-3,
-                       cadence=Cadence(log_every=1, sample_every=10, checkpoint_every=10), sample_count=4)
-        if name == "small":
-            return cls(preset=name, batch_size=16, steps=3000)
-        return cls(preset=name, batch_size=1, steps=200_000,
-                   cadence=Cadence(log_every=100, sample_every=2000, checkpoint_every=2000))
+    PRESETS = {
+        "tiny": {**TINY_PAIRED_RUN, "steps": 30, "lr": 1e-3},
+        "small": {"batch_size": 16, "steps": 3000},
+        "paper": {"batch_size": 1, "steps": 200_000,
+                  "cadence": Cadence(log_every=100, sample_every=2000, checkpoint_every=2000)},
+    }

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from generation.bundle import PIX2PIX, save_network
 from generation.data import dataset_fingerprint
-from generation.loop_run import LoopRun, TrainResult
+from generation.loop_run import LoopRun, TrainResult, run_loop
 from generation.paired import PairedBatches, PairedInputs, comparison_grid, scalar_record
 from generation.pix2pix.config import Pix2PixConfig, Pix2PixTrainConfig
 from generation.pix2pix.model import PatchDiscriminator, UNetGenerator
@@ -24,7 +24,6 @@ from generation.training import (
     RunOptions,
     all_reduce_gradients,
     broadcast_parameters,
-    distributed,
     save_loss_curve,
 )
 
@@ -53,14 +52,11 @@ def train_pix2pix(options: RunOptions, paired: PairedInputs, net_config: Pix2Pix
                   config: Pix2PixTrainConfig) -> TrainResult:
     """Train pix2pix and write its generator into the bundle folder `options.bundle` (created if new);
     its metrics are the last logged losses."""
-    with distributed(options.device) as ctx:
-        return _train(options, paired, net_config, config, ctx)
+    return run_loop(options, _train, paired, net_config, config)
 
 
-def _train(options: RunOptions, paired: PairedInputs, net_config: Pix2PixConfig, config: Pix2PixTrainConfig,
-           ctx: DistContext) -> TrainResult:
-    loop = LoopRun(options, ctx)
-    device, run = ctx.device, loop.dir
+def _train(loop: LoopRun, paired: PairedInputs, net_config: Pix2PixConfig, config: Pix2PixTrainConfig) -> TrainResult:
+    options, ctx, device, run = loop.options, loop.ctx, loop.ctx.device, loop.dir
     bundle_dir = options.required_bundle()
     generator = UNetGenerator(net_config).to(device)
     discriminator = PatchDiscriminator(net_config).to(device)
@@ -81,8 +77,7 @@ def _train(options: RunOptions, paired: PairedInputs, net_config: Pix2PixConfig,
         pix2pix_config=dataclasses.asdict(net_config), world_size=ctx.world_size))
 
     last: dict[str, float] = {}
-    with loop.progress() as progress:
-        task = progress.add_task("pix2pix", total=config.steps, completed=step, status="")
+    with loop.progress("pix2pix", config.steps, step) as progress:
         while step < config.steps and not loop.out_of_time():
             sketches, images = data.next(device)  # [B,1,R,R], [B,3,R,R]
             generator.train(), discriminator.train()
@@ -101,12 +96,12 @@ def _train(options: RunOptions, paired: PairedInputs, net_config: Pix2PixConfig,
             if config.cadence.log_due(step, last=step == config.steps):
                 last = scalar_record({"loss_D": loss_d, **parts}, ctx)
                 logger.log(step=step, **last)
-                progress.update(task, status=f"D {last['loss_D']:.3f} L1 {last['loss_G_l1']:.3f}")
+                progress(status=f"D {last['loss_D']:.3f} L1 {last['loss_G_l1']:.3f}")
             if config.cadence.sample_due(step) and step < config.steps:
                 _samples(generator, samples, run, step, ctx)
             if config.cadence.checkpoint_due(step):
                 loop.save(step=step)
-            progress.update(task, completed=step)
+            progress(completed=step)
 
     loop.save(step=step)
     if ctx.is_main:

@@ -13,7 +13,7 @@ import torch
 
 from generation.bundle import SYNTHESIZER, save_network
 from generation.data import dataset_fingerprint, image_to_tensor
-from generation.loop_run import LoopRun, TrainResult
+from generation.loop_run import LoopRun, TrainResult, run_loop
 from generation.solov2.config import SynthesizerConfig, SynthesizerTrainingConfig
 from generation.solov2.data import Augmentation, CocoInstanceDataset, collate_instances, split_image_ids
 from generation.solov2.losses import solov2_loss
@@ -21,7 +21,7 @@ from generation.solov2.metrics import class_dice, mean_class_dice
 from generation.solov2.model import SOLOv2
 from generation.solov2.overlay import overlay_instances, save_overlay_grid
 from generation.solov2.targets import assign_targets
-from generation.training import DistContext, RunDir, RunOptions, all_reduce_mean, distributed, save_loss_curve
+from generation.training import RunDir, RunOptions, all_reduce_mean, save_loss_curve
 
 OVERLAY_PANEL_SIDE = 256  # overlay panels are magnified to about this many pixels
 
@@ -61,13 +61,11 @@ def train_synthesizer(options: RunOptions, config: SynthesizerConfig, training: 
     receives the final network with its validation DICE; `options.limit` keeps the first N
     training images of the split.
     """
-    with distributed(options.device) as ctx:
-        return _train(options, config, training, ctx)
+    return run_loop(options, _train, config, training)
 
 
-def _train(options: RunOptions, config: SynthesizerConfig, training: SynthesizerTrainingConfig,
-           ctx: DistContext) -> TrainResult:
-    loop = LoopRun(options, ctx)
+def _train(loop: LoopRun, config: SynthesizerConfig, training: SynthesizerTrainingConfig) -> TrainResult:
+    options, ctx = loop.options, loop.ctx
     data = Path(options.data)
     train_ids, val_ids = split_image_ids(data, training.val_fraction, training.split_seed)  # bad data fails here
     train_ids = train_ids[:options.limit]
@@ -94,8 +92,7 @@ def _train(options: RunOptions, config: SynthesizerConfig, training: Synthesizer
 
     budget_s = options.max_minutes * 60 if options.max_minutes is not None else math.inf
     metrics: dict[str, Any] = {"val_dice": {}}
-    with loop.progress() as progress:
-        task = progress.add_task("train S", total=total_steps, completed=step, status="")
+    with loop.progress("train S", total_steps, step) as progress:
         while epoch < training.epochs and not loop.stopped_early:
             if sampler is not None:
                 sampler.set_epoch(epoch)
@@ -117,8 +114,8 @@ def _train(options: RunOptions, config: SynthesizerConfig, training: Synthesizer
                 if training.cadence.log_due(step):
                     values = {k: float(all_reduce_mean(v.detach(), ctx)) for k, v in losses.items()}
                     logger.log(step=step, epoch=epoch, lr=optimizer.param_groups[0]["lr"], **values)
-                    progress.update(task, status=f"loss {values['loss']:.3f}")
-                progress.update(task, completed=step)
+                    progress(status=f"loss {values['loss']:.3f}")
+                progress(completed=step)
                 if loop.out_of_time():
                     break
             elapsed = time.time() - epoch_start

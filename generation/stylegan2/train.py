@@ -28,7 +28,7 @@ from torch import nn
 from formats.errors import InputError
 from generation.bundle import GENERATOR, save_network, update_bundle_info
 from generation.data import ImageFolderDataset, dataset_fingerprint
-from generation.loop_run import LoopRun, TrainResult
+from generation.loop_run import LoopRun, TrainResult, run_loop
 from generation.stylegan2.augment import AugmentPipe
 from generation.stylegan2.config import DiscriminatorConfig, GanTrainConfig, GeneratorConfig
 from generation.stylegan2.networks import Discriminator, Generator
@@ -38,7 +38,6 @@ from generation.training import (
     RunDir,
     RunOptions,
     all_reduce_mean,
-    distributed,
     save_image_grid,
     save_loss_curve,
 )
@@ -128,8 +127,7 @@ def train_generator(
     """
     if g_config.resolution != d_config.resolution:
         raise ValueError(f"G ({g_config.resolution}px) and D ({d_config.resolution}px) resolutions differ")
-    with distributed(options.device) as ctx:
-        return _train(options, g_config, d_config, config, ctx)
+    return run_loop(options, _train, g_config, d_config, config)
 
 
 @dataclass
@@ -293,14 +291,13 @@ def log_record(losses: StepLosses, state: TrainState, augment_p: float, images_p
             "pl_mean": state.pl_mean, "augment_p": augment_p, "images_per_s": images_per_s}
 
 
-def _train(options: RunOptions, g_config: GeneratorConfig, d_config: DiscriminatorConfig,
-           config: GanTrainConfig, ctx: DistContext) -> TrainResult:
+def _train(loop: LoopRun, g_config: GeneratorConfig, d_config: DiscriminatorConfig, config: GanTrainConfig) -> TrainResult:
+    options, ctx = loop.options, loop.ctx
     if config.batch_size % ctx.world_size:
         raise ValueError(f"batch size {config.batch_size} is not divisible by {ctx.world_size} processes")
     batch = config.batch_size // ctx.world_size
     dataset = ImageFolderDataset(options.data, g_config.resolution, mirror=False, limit=options.limit)
     fingerprint = dataset_fingerprint(options.data)
-    loop = LoopRun(options, ctx)
     gan = Gan.build(g_config, d_config, config, ctx.device)
     extra = loop.resume(gan.modules(), gan.optimizers(),
                         {"generator": g_config, "discriminator": d_config, "train": config})
@@ -319,8 +316,7 @@ def _train(options: RunOptions, g_config: GeneratorConfig, d_config: Discriminat
 
     window_start, window_images = time.perf_counter(), 0
     real_signs: list[torch.Tensor] = []
-    with loop.progress() as progress:
-        task = progress.add_task("generator", total=config.steps, completed=state.step, status="")
+    with loop.progress("generator", config.steps, state.step) as progress:
         while state.step < config.steps and not loop.stopped_early:
             losses = train_step(gan, next(reals), state, g_config, config, ctx)
             window_images += config.batch_size
@@ -334,7 +330,7 @@ def _train(options: RunOptions, g_config: GeneratorConfig, d_config: Discriminat
                 record = log_record(losses, state, gan.augment.p,
                                     window_images / max(time.perf_counter() - window_start, 1e-9), ctx)
                 logger.log(**record)
-                progress.update(task, completed=state.step, status=f"D {record['loss_D']:.3f} G {record['loss_G']:.3f} "
+                progress(completed=state.step, status=f"D {record['loss_D']:.3f} G {record['loss_G']:.3f} "
                                                                    f"{record['images_per_s']:.1f} img/s")
                 window_start, window_images = time.perf_counter(), 0
             if ctx.is_main and config.cadence.sample_due(state.step, last):

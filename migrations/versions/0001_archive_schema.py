@@ -1,33 +1,25 @@
 """archive schema: images, annotations, sketches, embeddings, index builds, api keys, query log
 
-Revision ID: 0001
-Revises:
-Create Date: 2026-11-25
+Created 2026-11-25.
 """
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import sqlalchemy as sa
 from alembic import op
 
+from migrations.columns import created_at, id_type
+
 revision = "0001"
 down_revision = None
-branch_labels = None
-depends_on = None
-
-
-def _id() -> sa.types.TypeEngine:
-    return sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-
-
-def _created_at() -> sa.Column:
-    return sa.Column("created_at", sa.DateTime(timezone=True), nullable=False)
 
 
 def upgrade() -> None:
     op.create_table(
         "images",
-        sa.Column("id", _id(), nullable=False),
+        sa.Column("id", id_type(), nullable=False),
         sa.Column("sha256", sa.String(64), nullable=False),
         sa.Column("stored_path", sa.String(255), nullable=False),
         sa.Column("width", sa.Integer(), nullable=False),
@@ -42,7 +34,7 @@ def upgrade() -> None:
         sa.Column("diagnosis", sa.String(128), nullable=True),
         sa.Column("findings", sa.JSON(), nullable=False),
         sa.Column("labels", sa.JSON(), nullable=False),
-        _created_at(),
+        created_at(),
         sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
         sa.CheckConstraint("source IN ('folder', 'phantom', 'dicom', 'dicomweb')", name=op.f("ck_images_source")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_images")),
@@ -52,66 +44,48 @@ def upgrade() -> None:
     op.create_index(op.f("ix_images_patient_ref"), "images", ["patient_ref"])
     op.create_index("ix_images_sop_uid", "images", ["sop_uid"])
 
-    op.create_table(
+    _image_table(
         "annotations",
-        sa.Column("id", _id(), nullable=False),
-        sa.Column("image_id", _id(), nullable=False),
         sa.Column("category_id", sa.Integer(), nullable=False),
         sa.Column("instance_id", sa.Integer(), nullable=False),
         sa.Column("mask_rle", sa.JSON(), nullable=False),
         sa.Column("score", sa.Float(), nullable=True),
         sa.Column("origin", sa.String(16), nullable=False),
         sa.Column("model_version", sa.String(64), nullable=False),
-        _created_at(),
-        sa.CheckConstraint("origin IN ('expert', 'model')", name=op.f("ck_annotations_origin")),
-        sa.ForeignKeyConstraint(["image_id"], ["images.id"], name=op.f("fk_annotations_image_id_images"), ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_annotations")),
-        sa.UniqueConstraint(
-            "image_id", "origin", "model_version", "instance_id",
-            name=op.f("uq_annotations_image_id_origin_model_version_instance_id"),
-        ),
+        checks=[sa.CheckConstraint("origin IN ('expert', 'model')", name=op.f("ck_annotations_origin"))],
+        unique=("image_id", "origin", "model_version", "instance_id"),
     )
     op.create_index(op.f("ix_annotations_image_id"), "annotations", ["image_id"])
 
-    op.create_table(
+    _image_table(
         "sketches",
-        sa.Column("id", _id(), nullable=False),
-        sa.Column("image_id", _id(), nullable=False),
         sa.Column("model_version", sa.String(64), nullable=False),
         sa.Column("png", sa.LargeBinary(), nullable=False),
-        _created_at(),
-        sa.ForeignKeyConstraint(["image_id"], ["images.id"], name=op.f("fk_sketches_image_id_images"), ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_sketches")),
-        sa.UniqueConstraint("image_id", "model_version", name=op.f("uq_sketches_image_id_model_version")),
+        unique=("image_id", "model_version"),
     )
     op.create_index(op.f("ix_sketches_image_id"), "sketches", ["image_id"])
 
-    op.create_table(
+    _image_table(
         "embeddings",
-        sa.Column("id", _id(), nullable=False),
-        sa.Column("image_id", _id(), nullable=False),
         sa.Column("model_version", sa.String(64), nullable=False),
         sa.Column("kind", sa.String(16), nullable=False),
         sa.Column("dim", sa.Integer(), nullable=False),
         sa.Column("vector", sa.LargeBinary(), nullable=False),
-        _created_at(),
-        sa.CheckConstraint("kind IN ('appearance', 'latent')", name=op.f("ck_embeddings_kind")),
-        sa.ForeignKeyConstraint(["image_id"], ["images.id"], name=op.f("fk_embeddings_image_id_images"), ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_embeddings")),
-        sa.UniqueConstraint("image_id", "model_version", "kind", name=op.f("uq_embeddings_image_id_model_version_kind")),
+        checks=[sa.CheckConstraint("kind IN ('appearance', 'latent')", name=op.f("ck_embeddings_kind"))],
+        unique=("image_id", "model_version", "kind"),
     )
     op.create_index("ix_embeddings_model_version_kind", "embeddings", ["model_version", "kind"])
 
     op.create_table(
         "index_builds",
-        sa.Column("id", _id(), nullable=False),
+        sa.Column("id", id_type(), nullable=False),
         sa.Column("model_version", sa.String(64), nullable=False),
         sa.Column("factory", sa.String(128), nullable=False),
         sa.Column("vector_count", sa.Integer(), nullable=False),
         sa.Column("file_path", sa.String(512), nullable=False),
         sa.Column("checksum", sa.String(64), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
-        _created_at(),
+        created_at(),
         sa.Column("activated_at", sa.DateTime(timezone=True), nullable=True),
         sa.CheckConstraint(
             "status IN ('building', 'ready', 'active', 'retired', 'failed')", name=op.f("ck_index_builds_status")
@@ -121,12 +95,12 @@ def upgrade() -> None:
 
     op.create_table(
         "api_keys",
-        sa.Column("id", _id(), nullable=False),
+        sa.Column("id", id_type(), nullable=False),
         sa.Column("name", sa.String(128), nullable=False),
         sa.Column("prefix", sa.String(32), nullable=False),
         sa.Column("secret_hash", sa.String(64), nullable=False),
         sa.Column("scopes", sa.JSON(), nullable=False),
-        _created_at(),
+        created_at(),
         sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_api_keys")),
         sa.UniqueConstraint("prefix", name=op.f("uq_api_keys_prefix")),
@@ -134,9 +108,9 @@ def upgrade() -> None:
 
     op.create_table(
         "query_log",
-        sa.Column("id", _id(), nullable=False),
-        sa.Column("api_key_id", _id(), nullable=True),
-        _created_at(),
+        sa.Column("id", id_type(), nullable=False),
+        sa.Column("api_key_id", id_type(), nullable=True),
+        created_at(),
         sa.Column("k", sa.Integer(), nullable=False),
         sa.Column("latency_ms", sa.Float(), nullable=False),
         sa.Column("filters", sa.JSON(), nullable=False),
@@ -148,6 +122,24 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_query_log_api_key_id"), "query_log", ["api_key_id"])
     op.create_index(op.f("ix_query_log_created_at"), "query_log", ["created_at"])
+
+
+def _image_table(name: str, *columns: sa.Column, checks: Sequence[sa.CheckConstraint] = (),
+                 unique: tuple[str, ...]) -> None:
+    """A table of rows that belong to one image (annotations, sketches, embeddings): its own id, the
+    image's id (its rows go with the image), `columns`, the creation time, then `checks`, the keys
+    and the one unique constraint over `unique`."""
+    op.create_table(
+        name,
+        sa.Column("id", id_type(), nullable=False),
+        sa.Column("image_id", id_type(), nullable=False),
+        *columns,
+        created_at(),
+        *checks,
+        sa.ForeignKeyConstraint(["image_id"], ["images.id"], name=op.f(f"fk_{name}_image_id_images"), ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id", name=op.f(f"pk_{name}")),
+        sa.UniqueConstraint(*unique, name=op.f(f"uq_{name}_{'_'.join(unique)}")),
+    )
 
 
 def downgrade() -> None:

@@ -1,8 +1,6 @@
 """index builds record their channel transforms, calibration and weights
 
-Revision ID: 0002
-Revises: 0001
-Create Date: 2026-12-01
+Created 2026-12-01.
 """
 
 from __future__ import annotations
@@ -10,17 +8,15 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from migrations.columns import add_columns, drop_columns
+
 revision = "0002"
 down_revision = "0001"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("index_builds") as batch:
-        batch.add_column(sa.Column("config", sa.JSON(), nullable=False, server_default=sa.text("'{}'")))
+    add_columns("index_builds", sa.Column("config", sa.JSON(), nullable=False, server_default=sa.text("'{}'")))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("index_builds") as batch:
-        batch.drop_column("config")
+    drop_columns("index_builds", "config")

@@ -8,7 +8,6 @@ is the slow part); tests that change the archive say so and run last in their mo
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -26,6 +25,7 @@ from PIL import Image
 
 from api.app import create_app
 from api.settings import ServiceSettings
+from api.viewer.orthanc import free_port, wait_for_answer  # noqa: F401 (the tests' one free-port helper)
 from generation.presets import SHIPPED_BUNDLE
 from indexing import store
 from indexing.archive import Archive
@@ -35,6 +35,33 @@ from tests.retrieval.conftest import archive_models, indexed_archive, phantom_ar
 
 
 REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's (scripts/ensure-chromium.sh); Playwright never downloads one
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """Debian's chromium driven by Playwright, one per test module."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        yield launched
+        launched.close()
+# OHIF's build, installed once and reused across test runs (the first run fetches it with npm).
+VIEWER_CACHE = Path(os.environ.get("S2M_TEST_VIEWER_DIR") or Path.home() / ".cache" / "sketch2medi" / "viewer")
+
+
+@pytest.fixture(scope="session")
+def ohif_build() -> Path:
+    """The pinned OHIF build in the reused cache folder; a skip, saying why, without npm or its registry."""
+    from api.viewer.install import ViewerInstallError, install_viewer
+
+    try:
+        return install_viewer(VIEWER_CACHE).build
+    except ViewerInstallError as error:
+        if "hash" in str(error):
+            raise
+        pytest.skip(f"the OHIF viewer could not be installed here: {error}")
 
 
 @dataclass(frozen=True)
@@ -82,22 +109,9 @@ def run_s2m(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "api.cli", *args], env=s2m_env(settings), capture_output=True, text=True, timeout=120)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def wait_until_ready(base_url: str, process: subprocess.Popen, deadline: float, failure: Callable[[], str]) -> None:
     """Poll `base_url`/readyz until it answers 200; fail with `failure()` if `process` exits or `deadline` passes."""
-    while True:
-        try:
-            if httpx.get(f"{base_url}/readyz", timeout=5).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert process.poll() is None and time.monotonic() < deadline, failure()
-        time.sleep(0.3)
+    assert wait_for_answer(f"{base_url}/readyz", process, deadline, interval=0.3), failure()
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -128,8 +142,15 @@ def keys(settings: Settings) -> tuple[str, str]:
 @contextmanager
 def running(settings: ServiceSettings) -> Iterator[str]:
     """The app of `settings` under a real uvicorn server on a free local port; yields its base URL."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    with serving(create_app(settings)) as url:
+        yield url
+
+
+@contextmanager
+def serving(app: object, port: int | None = None) -> Iterator[str]:
+    """An ASGI app under a real uvicorn server on `port` (default a free local one); yields its base URL."""
+    port = port or free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 120

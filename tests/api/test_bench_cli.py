@@ -12,7 +12,7 @@ from api.settings import usable_cores
 from tests.retrieval.conftest import signs_bundle  # noqa: F401 (fixture)
 
 TINY = ["--archive", "8", "--stage-images", "4", "--batch-size", "4", "--queries", "2", "--faiss-sizes", "1000",
-        "--clients", "1,2", "--requests", "2", "--batching", "on"]
+        "--clients", "1,2", "--requests", "2", "--batching", "on", "--train-steps", "2"]
 
 
 def test_a_tiny_bench_prints_one_table_of_every_section_and_writes_its_json(tmp_path) -> None:
@@ -24,12 +24,13 @@ def test_a_tiny_bench_prints_one_table_of_every_section_and_writes_its_json(tmp_
     assert lines[1].startswith("bundle: ") and "version " in lines[1]
     assert lines[2].startswith("command: s2m bench ") and "--faiss-sizes 1000" in lines[2] and "--skip ''" in lines[2]
     table = [line.split(" | ") for line in lines if line.startswith("| ") and not line.startswith("| stage")]
-    assert {row[0].lstrip("| ") for row in table} == {"archive", "search", "faiss", "service"}
+    assert {row[0].lstrip("| ") for row in table} == {"archive", "search", "faiss", "service", "train"}
     assert sum(line.startswith("| stage | setting | figure | unit |") for line in lines) == 1
     data = json.loads(report.read_text())
     assert data["meta"]["bundle_version"] and data["meta"]["machine"]["cores"] >= 1
     assert len(data["rows"]) == len(table)
     settings = {row["setting"] for row in data["rows"]}
+    assert {"E step, batch 8, CPU time", "H step, batch 8: L_sim forward"} <= settings
     assert {"s_forward, batch 4", "total p50, Flat, 8 images", "1,000 Flat p50", f"batching on, 2 clients ({usable_cores()} at once, H's T)"} <= settings
     errors = [row for row in data["rows"] if row["setting"].endswith("errors")]
     assert len(errors) == 2 and all(row["figure"] == 0 for row in errors)

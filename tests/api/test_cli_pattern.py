@@ -36,15 +36,15 @@ def test_every_command_is_registered_under_the_error_policy():
 
 
 def _registrations_outside_register(tree: ast.Module) -> list[int]:
-    """Lines that add a command or a group (add_command, add_typer, .command) outside a `register` function
-    (or errors.py's `add_command`, the one way to add a command)."""
+    """Lines that add a command or a group (add_command, add_group, add_typer, .command) outside a `register`
+    function (or errors.py's `add_command` and `add_group`, the one way to add a command or a group)."""
     inside = {id(node) for function in tree.body
-              if isinstance(function, ast.FunctionDef) and function.name in ("register", "add_command")
+              if isinstance(function, ast.FunctionDef) and function.name in ("register", "add_command", "add_group")
               for node in ast.walk(function)}
     def adds(call: ast.Call) -> bool:
         if isinstance(call.func, ast.Attribute):  # app.command(...), app.add_typer(...)
             return call.func.attr in ("add_command", "add_typer", "command")
-        return isinstance(call.func, ast.Name) and call.func.id in ("add_command", "add_typer")
+        return isinstance(call.func, ast.Name) and call.func.id in ("add_command", "add_group", "add_typer")
 
     return [node.lineno for node in ast.walk(tree) if isinstance(node, ast.Call) and id(node) not in inside and adds(node)]
 

@@ -24,10 +24,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from tests.api.conftest import free_port, wait_until_ready
+from tests.api.conftest import CHROMIUM, free_port, wait_until_ready
 from tests.retrieval.conftest import signs_bundle  # noqa: F401 (fixture)
 
-CHROMIUM = Path("/usr/bin/chromium")
 REPO = Path(__file__).resolve().parents[2]
 CASES = 40
 UPLOAD_LIMIT = 256 * 1024  # small enough that a noise picture trips it, large enough for any drawing
@@ -76,14 +75,6 @@ def demo(tmp_path_factory: pytest.TempPathFactory, signs_bundle: Path) -> Iterat
     if process.poll() is None:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=30)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    with playwright_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        yield launched
-        launched.close()
 
 
 def _page(browser, demo: Demo, viewport: dict[str, int] = DESKTOP, key: str | None = None):  # type: ignore[no-untyped-def]

@@ -124,3 +124,64 @@ def test_train_encoder_command_refuses_photos_without_sketches_and_writes_nothin
     assert "have no sketch" in result.output
     assert not run_dir.exists()
     assert "encoder" not in Bundle.open(bundle).info["networks"]
+
+
+def test_the_one_pass_l_sim_loop_learns_and_resumes_a_checkpoint_from_before_embedder_side(tmp_path) -> None:
+    """E's loop with L_sim's one pass of C per image (the substitute, as the small preset trains) still
+    lowers L_sim on tiny data, and a checkpoint written before `embedder_side` existed resumes."""
+    import dataclasses
+
+    from sketch2medi_fixtures import tiny_bundle, tiny_pairs
+
+    from generation.bundle import ENCODER, GENERATOR, Bundle
+    from generation.e4e.config import EncoderConfig, EncoderTrainConfig
+    from generation.e4e.train import train_encoder
+    from generation.losses import SimilarityConfig
+    from generation.paired import PairedInputs, build_similarity_loss, fixed_batch
+    from generation.training import RunOptions
+
+    bundle = tiny_bundle(tmp_path / "bundle")
+    dataset, sketches = tiny_pairs(tmp_path)
+    options = RunOptions(data=dataset, run_dir=tmp_path / "run", bundle=bundle, device="cpu", progress=False)
+    w_dim = Bundle.open(bundle).config(GENERATOR)["w_dim"]
+    similarity_config = SimilarityConfig(perceptual_backbone="embedder-substitute")
+    networks = (EncoderConfig.for_preset("tiny", w_dim=w_dim), similarity_config)
+    config = dataclasses.replace(EncoderTrainConfig.for_preset("tiny"), steps=8)
+    train_encoder(options, PairedInputs(sketches), *networks, config)
+    checkpoint = options.run_dir / "checkpoint.pt"
+    state = torch.load(checkpoint, weights_only=False)
+    del state["configs"]["similarity"]["embedder_side"]  # as the previous release wrote it
+    torch.save(state, checkpoint)
+    result = train_encoder(dataclasses.replace(options, resume=True), PairedInputs(sketches), *networks,
+                           dataclasses.replace(config, steps=16))
+    assert result.step == 16 and result.steps_this_run == 8
+
+    opened = Bundle.open(bundle)
+    generator = opened.load(GENERATOR)
+    similarity, _ = build_similarity_loss(opened, similarity_config, torch.device("cpu"))
+    sketch_batch, images = fixed_batch(dataset, sketches, 32, 8, torch.device("cpu"))
+    with torch.no_grad():
+        before = similarity(images, generator.synthesis(generator.mapping.w_avg.expand(8, -1)))["total"]
+        after = similarity(images, generator.synthesis(opened.load(ENCODER)(sketch_batch)))["total"]
+    assert after < 0.8 * before, (float(before), float(after))
+
+
+def test_train_encoder_reads_embedder_side_and_refuses_a_bad_one(tmp_path) -> None:
+    from sketch2medi_fixtures import tiny_bundle, tiny_pairs
+    from typer.testing import CliRunner
+
+    from api.cli import app
+    from generation.bundle import Bundle
+
+    bundle = tiny_bundle(tmp_path / "bundle")
+    dataset, sketches = tiny_pairs(tmp_path, count=4)
+    common = ["train", "encoder", "--bundle", str(bundle), "--data", str(dataset), "--sketches", str(sketches),
+              "--preset", "tiny", "--device", "cpu", "--steps", "2", "--no-progress"]
+    refused = CliRunner().invoke(app, [*common, "--run-dir", str(tmp_path / "bad"), "--embedder-side", "8"])
+    assert refused.exit_code == 2, refused.output
+    assert "--embedder-side" in refused.output and "Traceback" not in refused.output
+    assert not (tmp_path / "bad").exists()
+
+    done = CliRunner().invoke(app, [*common, "--run-dir", str(tmp_path / "run"), "--embedder-side", "16"])
+    assert done.exit_code == 0, done.output
+    assert Bundle.open(bundle).info["networks"]["encoder"]["similarity"]["embedder_side"] == 16

@@ -112,3 +112,50 @@ def test_lpips_construction_never_opens_a_connection(no_network, tmp_path, monke
     assert not any(p.requires_grad for p in lpips_alex.parameters())
     distances = lpips_alex(images, images.flip(-1))
     assert distances.shape == (images.shape[0],) and (distances > 0).all()
+
+
+def test_one_pass_of_c_per_image_gives_the_loss_of_separate_passes(embedder, images):
+    """L_sim reads each image through C once for both C terms, and the real images once for several
+    x_hat; the terms and the gradient stay those of running C per term, as the loss was defined."""
+    from generation.losses import EmbedderFeatureDistance
+
+    config = SimilarityConfig(perceptual_backbone="embedder-substitute")
+    loss = SimilarityLoss(config, embedder, build_perceptual(config, embedder))
+    generator = torch.Generator().manual_seed(4)
+    x_hat = (images + 0.3 * torch.randn(images.shape, generator=generator)).requires_grad_()
+
+    expected = {"l2": torch.nn.functional.mse_loss(x_hat, images),
+                "lpips": EmbedderFeatureDistance(embedder)(images, x_hat).mean(),
+                "cos": (1 - (embedder(images) * embedder(x_hat)).sum(dim=1)).mean()}
+    expected_total = config.l2 * expected["l2"] + config.lpips * expected["lpips"] + config.cos * expected["cos"]
+    (expected_grad,) = torch.autograd.grad(expected_total, x_hat)
+
+    target = loss.target(images)
+    assert not target.vector.requires_grad and not any(f.requires_grad for f in target.features)
+    for _ in range(2):  # a target serves several x_hat (H's T steps)
+        terms = loss.compare(target, x_hat)
+        for name, value in expected.items():
+            assert terms[name].item() == pytest.approx(value.item(), rel=1e-6), name
+        (grad,) = torch.autograd.grad(terms["total"], x_hat)
+        torch.testing.assert_close(grad, expected_grad, rtol=1e-5, atol=1e-8)
+    assert loss(images, x_hat)["total"].item() == pytest.approx(expected_total.item(), rel=1e-6)
+
+
+def test_embedder_side_reads_c_at_that_side_and_bad_sides_are_refused(embedder, images):
+    from generation.data import box_resize
+
+    side = 16  # the tiny C was trained at 32 px
+    config = SimilarityConfig(perceptual_backbone="embedder-substitute", embedder_side=side)
+    loss = SimilarityLoss(config, embedder, build_perceptual(config, embedder))
+    noisy = images.flip(-1)
+    vector = lambda x: torch.nn.functional.normalize(embedder.trunk(box_resize(x, side)), dim=1)  # noqa: E731
+    with torch.no_grad():
+        terms = loss(images, noisy)
+        assert terms["cos"].item() == pytest.approx((1 - (vector(images) * vector(noisy)).sum(dim=1)).mean().item(), rel=1e-6)
+        assert terms["cos"].item() != pytest.approx(SimilarityLoss(
+            SimilarityConfig(perceptual_backbone="embedder-substitute"), embedder,
+            build_perceptual(config, embedder))(images, noisy)["cos"].item(), rel=1e-3)
+    assert loss.record()["embedder_side"] == side
+    for bad in (8, 0, -64, 4096):
+        with pytest.raises(ValueError, match="--embedder-side"):
+            SimilarityConfig(embedder_side=bad)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ import pytest
 import torch
 from sketch2medi_fixtures import tiny_bundle
 
+from api.viewer.orthanc import free_port
 from generation.bundle import ENCODER, GENERATOR, Bundle, save_network
 from generation.e4e import Encoder, EncoderConfig
 from generation.training import load_checkpoint
@@ -44,12 +44,6 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
     return {"data": data, "sketches": sketches, "bundle": bundle}
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 # Per loop: the arguments of both runs, and how the first half and the whole run say how far to go.
 LOOPS = {
     "generator": (["--data", "{data}", "--no-progress", "--checkpoint-every", "2"], ["--steps", "2"], ["--steps", "4"]),
@@ -65,7 +59,7 @@ def _train(network: str, run_dir: Path, inputs: dict[str, Path], extra: list[str
     common, _, _ = LOOPS[network]
     arguments = [a.format(**{k: str(v) for k, v in inputs.items()}) for a in common]
     command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", str(PROCESSES),
-               "--master_port", str(_free_port()), "-m", "api.cli", "train", network, *arguments,
+               "--master_port", str(free_port()), "-m", "api.cli", "train", network, *arguments,
                "--preset", "tiny", "--run-dir", str(run_dir), "--device", "cpu", *extra]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)

@@ -16,9 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sqlalchemy.orm import Session
 
+from indexing import store
 from indexing.archive import Archive
 from indexing.db import make_engine
+from indexing.models import Image
 from indexing.settings import Settings
 
 PG_ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
@@ -26,6 +29,17 @@ TEST_BATCH_SIZE = 4
 TEST_KEY = b"test-pseudonym-key"
 VL_PHOTOGRAPHIC = "1.2.840.10008.5.1.4.1.1.77.1.4"
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
+
+
+def stored_with_metadata(session: Session, dataset: Path) -> list[tuple[Image, dict[str, str]]]:
+    """Each image the archive lists beside the phantom dataset's metadata.csv row of the same SOP UID;
+    asserts the archive holds exactly the dataset's cases."""
+    from phantoms.reader import read_metadata
+
+    expected = {row["sop_uid"]: row for row in read_metadata(dataset)}
+    rows = store.list_images(session)
+    assert {row.sop_uid for row in rows} == set(expected)
+    return [(row, expected[row.sop_uid]) for row in rows]
 
 
 @contextmanager

@@ -6,11 +6,6 @@ stops it afterwards. Install it with `scripts/ensure-orthanc.sh`; without it the
 
 from __future__ import annotations
 
-import json
-import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,65 +13,27 @@ import pytest
 import requests
 from typer.testing import CliRunner
 
-from indexing import store
 from indexing.archive import Archive
 from indexing.ingest.run import ingest_dicomweb
+from tests.indexing.conftest import stored_with_metadata
 
-ORTHANC_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
-STARTUP_TIMEOUT_S = 30
 CASES = 4
 SIZE = 32
 SEED = 5
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Base URL of a private Orthanc with the DICOMweb plugin, loaded with phantom DICOMs and one CT."""
-    binary = shutil.which("Orthanc") or shutil.which("Orthanc", path="/usr/sbin")
-    if binary is None or not ORTHANC_PLUGIN.exists():
+    """Base URL of a private Orthanc with the DICOMweb plugin (`api.viewer.orthanc`, as the demo starts it)."""
+    from api.viewer.orthanc import OrthancError, orthanc_binary, private_orthanc
+
+    if orthanc_binary() is None:
         pytest.skip("Orthanc with the DICOMweb plugin is not installed (apt cannot provide it here?): run scripts/ensure-orthanc.sh")
-    root = tmp_path_factory.mktemp("orthanc")
-    port = _free_port()
-    config = {
-        "Name": "s2m-test",
-        "StorageDirectory": str(root / "storage"),
-        "IndexDirectory": str(root / "storage"),
-        "HttpPort": port,
-        "DicomServerEnabled": False,
-        "RemoteAccessAllowed": False,
-        "AuthenticationEnabled": False,
-        "Plugins": [str(ORTHANC_PLUGIN)],
-        "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
-    }
-    (root / "orthanc.json").write_text(json.dumps(config))
-    log = (root / "orthanc.log").open("w")
-    process = subprocess.Popen([binary, str(root / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            try:
-                if requests.get(f"{base}/system", timeout=1).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"Orthanc did not start; log: {(root / 'orthanc.log').read_text()[-2000:]}")
-            time.sleep(0.2)
-        yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+        with private_orthanc(tmp_path_factory.mktemp("orthanc")) as started:
+            yield started.url
+    except OrthancError as error:
+        pytest.fail(str(error))
 
 
 @pytest.fixture(scope="module")
@@ -123,8 +80,6 @@ def _counting_client(url: str):  # type: ignore[no-untyped-def]
 
 
 def test_dicomweb_walks_studies_and_retrieves_photographs(archive: Archive, pacs: tuple[str, Path]) -> None:
-    from phantoms.reader import read_metadata
-
     url, dataset = pacs
     client = _counting_client(url)
     report = ingest_dicomweb(archive, client, metadata_csv=dataset / "metadata.csv")
@@ -132,12 +87,9 @@ def test_dicomweb_walks_studies_and_retrieves_photographs(archive: Archive, pacs
     assert [reason for _, reason in report.skipped] == ["unsupported SOP class 1.2.840.10008.5.1.4.1.1.2"]
     assert type(client).retrieved == CASES  # the CT was refused from its QIDO result, never retrieved
 
-    expected = {row["sop_uid"]: row for row in read_metadata(dataset)}
     with archive.sessions() as session:
-        rows = store.list_images(session)
-    assert {row.sop_uid for row in rows} == set(expected)
-    for row in rows:
-        meta = expected[row.sop_uid]
+        listed = stored_with_metadata(session, dataset)
+    for row, meta in listed:
         assert (row.source, row.study_uid, row.series_uid, row.diagnosis) == ("dicomweb", meta["study_uid"], meta["series_uid"], meta["diagnosis"])
 
     again = ingest_dicomweb(archive, client)

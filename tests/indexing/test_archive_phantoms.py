@@ -14,6 +14,7 @@ from indexing import store
 from indexing.archive import Archive
 from indexing.ingest.metadata import pseudonymize
 from indexing.ingest.run import ingest_path
+from tests.indexing.conftest import stored_with_metadata
 
 CASES = 6
 SIZE = 32
@@ -31,24 +32,14 @@ def phantom_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return generate_dataset(tmp_path_factory.mktemp("phantoms") / "ds", CASES, SIZE, SEED, dicom=True)
 
 
-def _metadata(dataset: Path) -> dict[str, dict[str, str]]:
-    from phantoms.reader import read_metadata
-
-    return {row["sop_uid"]: row for row in read_metadata(dataset)}
-
-
 def test_phantom_folder_brings_metadata_and_instance_masks(archive: Archive, phantom_dataset: Path) -> None:
     report = ingest_path(archive, phantom_dataset)
     coco = json.loads((phantom_dataset / "annotations.json").read_text())
     assert (report.added, report.skipped) == (CASES, [])
     assert report.annotations_added == len(coco["annotations"])
 
-    expected = _metadata(phantom_dataset)
     with archive.sessions() as session:
-        rows = store.list_images(session)
-        assert {row.sop_uid for row in rows} == set(expected)
-        for row in rows:
-            meta = expected[row.sop_uid]
+        for row, meta in stored_with_metadata(session, phantom_dataset):
             assert (row.source, row.case_ref, row.diagnosis, row.study_uid) == ("phantom", meta["case_id"], meta["diagnosis"], meta["study_uid"])
             assert row.patient_ref == pseudonymize(archive.settings.pseudonym_key, meta["patient_id"], PSEUDONYM_CHARS)
             assert row.labels["tonsil_grade"] == int(meta["tonsil_grade"])
@@ -71,10 +62,8 @@ def test_phantom_dicom_export_is_the_same_archive_image(archive: Archive, phanto
         annotations_json=phantom_dataset / "annotations.json",
     )
     assert (report.added, report.skipped) == (CASES, [])
-    expected = _metadata(phantom_dataset)
     with archive.sessions() as session:
-        for row in store.list_images(session):
-            meta = expected[row.sop_uid]
+        for row, meta in stored_with_metadata(session, phantom_dataset):
             assert (row.source, row.diagnosis, row.case_ref) == ("dicom", meta["diagnosis"], meta["case_id"])
             assert row.acquired_at.date().isoformat() == meta["study_date"]
             assert store.list_annotations(session, row.id)
