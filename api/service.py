@@ -1,21 +1,23 @@
-"""What the app holds for its lifetime: the archive, the models, the engine, the batcher, the limiter, recent generated images.
+"""What the app holds for its lifetime: the archive, the models, the engine, the batcher, the limiter.
 
 The archive, the models and the engine are opened lazily and re-tried on the next request when they
 fail (database down, no active build yet), so the process stays up, answers 503 meanwhile and
 recovers by itself when they come back. The bundle is opened once per worker, in the app's lifespan:
 its query models (E, G, H and C) serve the engine, `/v1/generate` (which needs no index) and the
-index refresh, which adds only S, loaded on the first refresh.
+index refresh, which adds only S, loaded on the first refresh. A sketch search's pictures are kept
+in the database (`indexing/pictures.py`), not here, so any replica serves their URLs; each replica
+sweeps the old ones now and then.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections import OrderedDict
+import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
+from sqlalchemy.orm import Session
 
 from api.batching import BatchPolicy, MicroBatcher
 from api.metrics import Metrics
@@ -28,6 +30,9 @@ from retrieval.engine import EngineConfig, Query, SearchEngine, SearchResult
 from retrieval.percentiles import References
 
 REFRESH_BATCH = 32
+SWEEP_SECONDS = 60.0  # how often a replica sweeps the pictures past their retention
+
+logger = logging.getLogger(__name__)
 
 
 class ServiceUnavailableError(ProjectError):
@@ -36,17 +41,6 @@ class ServiceUnavailableError(ProjectError):
 
 class RefreshRunningError(ProjectError):
     """A second index refresh while one runs."""
-
-
-@dataclass(frozen=True)
-class Generated:
-    """A query's pictures kept in memory for their URLs: the canonical sketch (uint8 [R, R]) and x_0 .. x_T
-    (uint8 [R, R, 3] each), as arrays: each is PNG-encoded only if a viewer fetches it, never on the
-    search's own path (encoding every step of every search took ~6 % of a loaded server's time)."""
-
-    sketch: np.ndarray
-    steps: tuple[np.ndarray, ...]
-    api_key_id: int  # the key that ran the query: only it (or an admin key) may fetch them
 
 
 class Service:
@@ -69,8 +63,7 @@ class Service:
         self._references: References | None = None
         self._opening = threading.Lock()
         self._refreshing = threading.Lock()
-        self._generated: OrderedDict[str, Generated] = OrderedDict()
-        self._generated_lock = threading.Lock()
+        self._next_sweep = 0.0
 
     # --- lifetime ------------------------------------------------------------------------------
 
@@ -171,17 +164,27 @@ class Service:
         finally:
             self._refreshing.release()
 
-    # --- generated pictures of recent queries --------------------------------------------------
+    # --- the pictures of past sketch searches ------------------------------------------------
 
-    def keep_generated(self, uid: str, generated: Generated) -> None:
-        with self._generated_lock:
-            self._generated[uid] = generated
-            while len(self._generated) > self.settings.kept_generated:
-                self._generated.popitem(last=False)
+    def sweep_pictures_when_due(self, session: Session) -> None:
+        """Delete the pictures past their retention, at most once per SWEEP_SECONDS per replica (off the
+        search's own transaction: a failed sweep is a warning and the next one tries again)."""
+        from sqlalchemy.exc import SQLAlchemyError
 
-    def generated(self, uid: str) -> Generated | None:
-        with self._generated_lock:
-            return self._generated.get(uid)
+        from indexing.pictures import sweep_pictures
+
+        now = time.monotonic()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + SWEEP_SECONDS
+        try:
+            with session.begin():
+                removed = sweep_pictures(session, self.settings.pictures)
+        except SQLAlchemyError as error:
+            logger.warning("the sweep of old query pictures failed (%s); the next one tries again", type(error).__name__)
+            return
+        if removed:
+            logger.info("swept the pictures of %d past queries", removed)
 
 
 def _unavailable_unless(open_: Any) -> Any:
