@@ -9,26 +9,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from indexing import store
-from indexing.archive import Archive
 from indexing.settings import Settings
 from tests.api.conftest import contour_png, keys, running, service_settings
-
-
-def _other_search_key(settings: Settings) -> str:
-    archive = Archive.open(settings)
-    try:
-        with archive.sessions.begin() as session:
-            return store.create_api_key(session, "another viewer", ["search"])[1]
-    finally:
-        archive.close()
 
 
 @pytest.mark.parametrize("served_archive", ["postgresql"], indirect=True)
 def test_a_search_on_one_instance_has_its_pictures_served_by_the_other(served_archive: Settings, phantom_archive: Path,
                                                                       tmp_path: Path) -> None:
     search, admin = keys(served_archive)
-    stranger = _other_search_key(served_archive)
+    stranger = keys(served_archive)[0]  # another search key
     settings = service_settings(served_archive, tmp_path)
     with running(settings) as one, running(settings) as two:
         answer = httpx.post(f"{one}/v1/search", headers={"Authorization": f"Bearer {search}"}, timeout=120,
