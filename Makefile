@@ -31,6 +31,7 @@ test: $(STAMP)
 	bash scripts/ensure-postgres.sh
 	bash scripts/ensure-orthanc.sh
 	bash scripts/ensure-chromium.sh
+	bash scripts/ensure-nginx.sh
 	$(BIN)/python -m pytest -q
 
 clean:

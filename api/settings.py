@@ -16,6 +16,8 @@ Beside the archive's own (`indexing.settings`), all optional:
 - `S2M_VIEWER_PORT`: the port the OHIF viewer is served on (`s2m serve --viewer-port` sets it); the
   service's `/viewer` links then lead there, on the host the browser reached the service by.
 - `S2M_EXAMPLE_DIAGNOSIS`: the diagnosis of the tracing template `GET /v1/images/example` offers.
+- `S2M_PICTURES_KEPT`, `S2M_PICTURES_MAX_AGE_HOURS`: how many of the most recent sketch searches keep
+  their pictures (sketch, x_0 .. x_T) in the database, and for how many hours at most (default 2000, 24).
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from generation.presets import SHIPPED_BUNDLE
+from indexing.pictures import PictureRetention
 from indexing.settings import Settings, SettingsError, positive_int
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
@@ -86,7 +90,7 @@ class ServiceSettings:
     viewer_port: int | None = None  # where `s2m serve --viewer-port` serves OHIF (api/routes/viewer.py)
     example_diagnosis: str = "normal"
     thumbnail_side: int = 128
-    kept_generated: int = 512  # recent queries whose generated images stay fetchable (memory only)
+    pictures: PictureRetention = PictureRetention()  # sketch searches' pictures kept in the database
     web_dir: Path = field(default=WEB_DIR)
 
     @property
@@ -123,4 +127,8 @@ class ServiceSettings:
             wado_url=env.get("S2M_WADO_URL") or None,
             viewer_port=_port(env, "S2M_VIEWER_PORT"),
             example_diagnosis=env.get("S2M_EXAMPLE_DIAGNOSIS") or cls.example_diagnosis,
+            pictures=PictureRetention(
+                count=positive_int(env, "S2M_PICTURES_KEPT", PictureRetention.count),
+                max_age=timedelta(hours=positive_int(env, "S2M_PICTURES_MAX_AGE_HOURS", 24)),
+            ),
         )

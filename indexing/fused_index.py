@@ -15,7 +15,6 @@ build active and readable. FAISS ids are DB image ids (IndexIDMap2).
 
 from __future__ import annotations
 
-import logging
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -30,6 +29,7 @@ from formats.errors import InputError, ProjectError
 from generation.files import atomic_target
 from indexing import store
 from indexing.archive import Archive
+from indexing.build_files import INDEX_FOLDER, prune_retired_builds
 from indexing.db import session_scope
 from indexing.faiss_device import PlacedIndex
 from indexing.filestore import file_sha256
@@ -39,14 +39,10 @@ from indexing.shape import ShapeConfig, archive_vectors, query_vectors
 from indexing.transforms import ChannelTransform
 from indexing.vectors import APPEARANCE, CHANNELS, LATENT, SHAPE, stored_sketches
 
-INDEX_FOLDER = "indexes"
 DEFAULT_FACTORY = "Flat"
 DEFAULT_TRAIN_SAMPLE = 100_000
 DEFAULT_CALIBRATION_SAMPLE = 500
-KEEP_RETIRED = 1  # retired builds whose files stay: the one an engine may be swapping away from
 UNREMOVABLE_FACTORIES = ("HNSW",)  # FAISS cannot remove from a graph index: refresh rebuilds it
-
-logger = logging.getLogger(__name__)
 
 
 class IndexBuildError(ProjectError):
@@ -58,6 +54,10 @@ class NoActiveBuildError(IndexBuildError, InputError):
 
     def __init__(self) -> None:
         super().__init__("the archive has no active index build: run `s2m index build` first")
+
+
+class UnusableBuildError(IndexBuildError, InputError):
+    """`s2m index activate` of a build that is unknown, unfinished or damaged (nothing changes: exit 2)."""
 
 
 def require_active_build(archive: Archive) -> None:
@@ -133,6 +133,7 @@ class Build:
     nprobe: int
     created_at: datetime
     placed: PlacedIndex = field(default_factory=PlacedIndex)  # a GPU copy for unfiltered search, if any
+    bundle: str | None = None  # the folder of the bundle it was built with, as recorded (replicas move to it)
 
     @property
     def ntotal(self) -> int:
@@ -226,8 +227,8 @@ def _write_build_files(folder: Path, index: faiss.Index, transforms: dict[str, C
 
 
 def _record(session: Session, archive: Archive, version: str, config: BuildConfig, index: faiss.Index,
-            index_path: Path, transforms_path: Path, scales: dict[str, float]) -> IndexBuild:
-    """Record a written build and make it the active one (the caller's one transaction)."""
+            index_path: Path, transforms_path: Path, scales: dict[str, float], bundle: str | None, activate: bool) -> IndexBuild:
+    """Record a written build (with its bundle's folder) and, if `activate`, make it the active one (one transaction)."""
     build = store.record_index_build(
         session, version, config.factory, int(index.ntotal),
         str(index_path.relative_to(archive.settings.data_dir)), file_sha256(index_path),
@@ -240,19 +241,24 @@ def _record(session: Session, archive: Archive, version: str, config: BuildConfi
         "dims": {name: config.dims(name) for name in CHANNELS},
         "shape": asdict(config.shape),
         "nprobe": config.nprobe,
+        "bundle": bundle,
     }
-    store.activate_index_build(session, build.id)
+    if activate:
+        store.activate_index_build(session, build.id)
     return build
 
 
-def build_index(archive: Archive, version: str, config: BuildConfig = BuildConfig(), like: Build | None = None) -> IndexBuild:
+def build_index(archive: Archive, version: str, config: BuildConfig = BuildConfig(), like: Build | None = None,
+                bundle: Path | str | None = None, activate: bool = True) -> IndexBuild:
     """A fresh build from the stored vectors of `version`: transforms fitted, calibrated, indexed, activated.
 
     `like`: keep that build's transforms and calibration instead of fitting new ones (what a
-    refresh keeps; a graph index that cannot remove vectors is rebuilt this way).
+    refresh keeps; a graph index that cannot remove vectors is rebuilt this way). `bundle`: the
+    folder of `version`'s bundle, recorded so that serving replicas can move to it; `activate` False
+    leaves the build `ready` beside the active one (`s2m index activate` switches later).
     """
     if like is not None:
-        config = _config_of(like)
+        config, bundle = _config_of(like), bundle or like.bundle
     with archive.sessions() as session:
         vectors = load_archive_vectors(session, version, config.shape)
     if len(vectors.ids) == 0:
@@ -269,59 +275,22 @@ def build_index(archive: Archive, version: str, config: BuildConfig = BuildConfi
     fused = fuse(transforms, scales, vectors.channels, archive_side=True)
     index = _new_index(config.factory, fused.shape[1], fused, config.train_sample, config.seed)
     index.add_with_ids(fused, vectors.ids)
-    return _save(archive, version, config, index, transforms, scales)
+    return _save(archive, version, config, index, transforms, scales, None if bundle is None else str(bundle), activate)
 
 
 def _clamp(dims: int | None, count: int) -> int | None:
     return None if dims is None else max(1, min(dims, count - 1))
 
 
-def _save(archive: Archive, version: str, config: BuildConfig, index: faiss.Index,
-          transforms: dict[str, ChannelTransform], scales: dict[str, float]) -> IndexBuild:
+def _save(archive: Archive, version: str, config: BuildConfig, index: faiss.Index, transforms: dict[str, ChannelTransform],
+          scales: dict[str, float], bundle: str | None, activate: bool = True) -> IndexBuild:
     index_path, transforms_path = _write_build_files(archive.settings.data_dir / INDEX_FOLDER, index, transforms)
     with session_scope(archive.sessions) as session:
-        build = _record(session, archive, version, config, index, index_path, transforms_path, scales)
+        build = _record(session, archive, version, config, index, index_path, transforms_path, scales, bundle, activate)
         sample = load_archive_vectors(session, version, config.shape, ids=reference_sample(index, config.seed))
         record_reference(session, build, sample.channels, sample.sketches, config.shape, config.seed)  # the percentiles' pairs
     prune_retired_builds(archive)  # only once the new build is committed active
     return build
-
-
-def _build_files(row: IndexBuild) -> list[str]:
-    """The data-dir-relative paths of a build's index and transforms files."""
-    return [row.file_path, *([row.config["transforms_file"]] if "transforms_file" in (row.config or {}) else [])]
-
-
-def prune_retired_builds(archive: Archive, keep: int = KEEP_RETIRED) -> list[Path]:
-    """Delete the files of retired builds but the `keep` most recently retired; returns what was deleted.
-
-    Never touches the active build, a build still being recorded (`building`/`ready`), or the
-    builds retired last: an engine that read the previous active row just before a swap may still
-    be reading its files (once loaded, a FAISS index lives in memory and needs its file no more).
-    The rows stay, as the record of what was served; only files inside the index folder go.
-    """
-    data_dir = archive.settings.data_dir
-    folder = (data_dir / INDEX_FOLDER).resolve()
-    with archive.sessions() as session:
-        rows = session.scalars(select(IndexBuild).order_by(IndexBuild.activated_at.desc(), IndexBuild.id.desc())).all()
-        retired = [row for row in rows if row.status == "retired"]
-        kept = {path for row in rows if row.status != "retired" for path in _build_files(row)}
-        kept.update(path for row in retired[:keep] for path in _build_files(row))
-        doomed = {path for row in retired[keep:] for path in _build_files(row)} - kept
-    deleted = []
-    for relative in sorted(doomed):
-        path = (data_dir / relative).resolve()
-        if path.parent != folder or not path.is_file():
-            continue  # already gone, or not a file of ours: leave it
-        try:
-            path.unlink()
-        except OSError as error:  # the new build is active whatever happens here: say so, go on
-            logger.warning("could not delete %s of a retired index build (%s)", path.name, type(error).__name__)
-            continue
-        deleted.append(path)
-    if deleted:
-        logger.info("deleted %d files of retired index builds", len(deleted))
-    return deleted
 
 
 @dataclass(frozen=True)
@@ -357,7 +326,7 @@ def refresh_index(archive: Archive, version: str) -> RefreshReport:
         with archive.sessions() as session:
             new = load_archive_vectors(session, version, active.shape, ids=added_ids)  # only the new images' vectors
         index.add_with_ids(active.fused_archive(new), new.ids)
-    build = _save(archive, version, _config_of(active), index, active.transforms, active.scales)
+    build = _save(archive, version, _config_of(active), index, active.transforms, active.scales, active.bundle)
     return RefreshReport(build, len(added_ids), len(removed), rebuilt=False)
 
 
@@ -391,7 +360,26 @@ def load_build(archive: Archive, row: IndexBuild) -> Build:
         factory=row.factory,
         nprobe=int(config["nprobe"]),
         created_at=row.created_at,
+        bundle=config.get("bundle"),
     )
+
+
+def activate_build(archive: Archive, build_id: int) -> IndexBuild:
+    """Make a finished build the active one (e.g. a new bundle's, written beside the active one with
+    `activate=False`); its files are read and checked first, so a damaged build is refused and the
+    active one stays. Every replica moves to it on its next search batch (api/service.py)."""
+    with archive.sessions() as session:
+        row = session.get(IndexBuild, build_id)
+    if row is None or row.status not in ("ready", "retired", "active"):
+        raise UnusableBuildError(f"there is no finished index build {build_id} (`s2m index build --no-activate` prints the id it wrote)")
+    try:
+        load_build(archive, row)
+    except IndexBuildError as error:
+        raise UnusableBuildError(f"{error}; the active build stays") from None
+    with session_scope(archive.sessions) as session:
+        row = store.activate_index_build(session, build_id)
+    prune_retired_builds(archive)
+    return row
 
 
 def load_active_build(archive: Archive) -> Build | None:

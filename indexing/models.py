@@ -248,6 +248,17 @@ class QueryVectors(Base):
     vectors: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class QueryPictures(Base):
+    """A sketch search's canonical sketch and generated pictures x_0 .. x_T (uint8 arrays in one
+    compressed npz), shared by every replica and swept by age and count (`indexing/pictures.py`)."""
+
+    __tablename__ = "query_pictures"
+
+    query_id: Mapped[int] = mapped_column(ForeignKey("query_log.id", ondelete="CASCADE"), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utc_now, index=True)
+    pictures: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class SavedSearch(Base):
     """A search its key kept under a name; only that key sees it."""
 

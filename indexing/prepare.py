@@ -73,7 +73,7 @@ def prepare_archive(settings: Settings, dataset: Path, bundle: Bundle, device: t
             chosen = models if models is not None else ArchiveModels.load(bundle, torch.device(device))
             embedded = timed(EMBED, lambda: _embed(archive, chosen, batch_size, progress))
             config = BuildConfig(shape=ShapeConfig(side=bundle.resolution))
-            timed(INDEX, lambda: build_index(archive, bundle.version, config))
+            timed(INDEX, lambda: build_index(archive, bundle.version, config, bundle=bundle.root.resolve()))
             status = index_status(archive)
     finally:
         archive.close()

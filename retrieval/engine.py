@@ -99,6 +99,17 @@ class EngineError(ProjectError):
     """The engine cannot serve (no active build, a build of another bundle, ...)."""
 
 
+class BundleChangedError(EngineError):
+    """The active build is of another bundle than the engine's models. `bundle` is the folder the build
+    recorded for it (None when none was recorded): a service may open it and move (api/service.py)."""
+
+    def __init__(self, version: str, loaded: str, bundle: str | None) -> None:
+        self.version, self.bundle = version, bundle
+        where = f"its bundle folder {bundle} could not be served here" if bundle else "it recorded no bundle folder"
+        super().__init__(f"the active index build is of bundle version {version}, this process loaded {loaded} and "
+                         f"{where}: serve that bundle (S2M_MODEL) or run `s2m index build` with this one")
+
+
 class ExampleNotFoundError(ProjectError, LookupError):
     """A query by example names an image that is not live or has no stored vectors of this build."""
 
@@ -127,10 +138,7 @@ class SearchEngine:
         archive = Archive.open(settings)
         try:
             bundle = models.bundle if models is not None else Bundle.open(config.bundle)
-            build = _active_build(archive, config.index_device)
-            if build.version != bundle.version:
-                raise EngineError(f"the active index build was made with bundle version {build.version}, "
-                                  f"this engine loads {bundle.version}: run `s2m index build` with this bundle")
+            build = _active_build(archive, config.index_device, bundle.version)
             if models is None:
                 models = QueryModels.load(bundle, resolve_device(config.device))
         except BaseException:
@@ -150,7 +158,10 @@ class SearchEngine:
         return self.pipeline.resolution
 
     def reload_if_changed(self) -> bool:
-        """Swap to a newly activated build (True if it swapped); queries in flight finish on the old one."""
+        """Swap to a newly activated build (True if it swapped); queries in flight finish on the old one.
+
+        A build of another bundle is BundleChangedError, raised before its files are read: this engine's
+        models cannot serve it (the service opens a new engine with that bundle's models)."""
         with self.archive.sessions() as session:
             current = active_build_id(session)
         if current is None or current == self._build.build_id:
@@ -158,10 +169,7 @@ class SearchEngine:
         with self._swap:
             if current == self._build.build_id:
                 return False
-            build = _active_build(self.archive, self.config.index_device)
-            if build.version != self.version:
-                raise EngineError(f"the newly active index build is of bundle version {build.version}, not {self.version}")
-            self._build = build
+            self._build = _active_build(self.archive, self.config.index_device, self.version)
         return True
 
     def search(self, sketch: SketchInput, k: int = DEFAULT_K, filters: Filters | None = None,
@@ -375,11 +383,14 @@ class SearchEngine:
         return hits
 
 
-def _active_build(archive: Archive, index_device: str) -> Build:
+def _active_build(archive: Archive, index_device: str, version: str) -> Build:
+    """The active build, loaded and placed; BundleChangedError (before reading any file) when it is not of `version`."""
     with archive.sessions() as session:
         row = store.active_index_build(session)
     if row is None:
         raise EngineError("the archive has no active index build: run `s2m index build`")
+    if row.model_version != version:
+        raise BundleChangedError(row.model_version, version, (row.config or {}).get("bundle"))
     try:
         build = load_build(archive, row)
     except IndexBuildError as error:

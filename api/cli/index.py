@@ -65,8 +65,12 @@ def build(
     batch_size: int = typer.Option(32, "--batch-size", min=1),
     device: str = typer.Option("auto", "--device", help="cpu, cuda or auto"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
+    activate: bool = typer.Option(True, "--activate/--no-activate",
+                                  help="activate the build at once (default), or leave it beside the active one for `s2m index activate`"),
 ) -> None:
-    """Embed every live image lacking vectors for the bundle (resumable; shards under torchrun), then build and activate a fresh index."""
+    """Embed every live image lacking vectors for the bundle (resumable; shards under torchrun), then build and activate a fresh index.
+
+    The bundle's folder is recorded with the build: serving replicas move to it when the build is activated."""
     from generation.bundle import Bundle
     from indexing.fused_index import BuildConfig, build_index
     from indexing.shape import ShapeConfig
@@ -79,8 +83,9 @@ def build(
         version = _embed(archive, bundle, device, batch_size, progress)
         if not _is_main():
             return
-        row = build_index(archive, version, config)
-        typer.echo(f"built and activated index build {row.id}: {row.vector_count} images, factory {row.factory}, bundle version {version}")
+        row = build_index(archive, version, config, bundle=model.resolve(), activate=activate)
+        done = "built and activated" if activate else "built (not activated: `s2m index activate ID` switches to it)"
+        typer.echo(f"{done} index build {row.id}: {row.vector_count} images, factory {row.factory}, bundle version {version}")
 
 
 def refresh(
@@ -102,6 +107,15 @@ def refresh(
         how = "rebuilt (the factory cannot remove vectors)" if report.rebuilt else "refreshed"
         typer.echo(f"{how} into index build {report.build.id}: {report.added} added, {report.removed} removed, "
                    f"{report.build.vector_count} images")
+
+
+def activate(build_id: int = typer.Argument(..., help="the id `s2m index build --no-activate` printed")) -> None:
+    """Make a finished build the active one; every serving replica moves to it (and to its bundle) on its next search."""
+    from indexing.fused_index import activate_build
+
+    with open_archive() as archive:
+        row = activate_build(archive, build_id)
+    typer.echo(f"activated index build {row.id}: {row.vector_count} images, bundle version {row.model_version}")
 
 
 def status() -> None:
@@ -146,4 +160,5 @@ def _weights(text: Optional[str]):  # type: ignore[no-untyped-def]
 
 def register(app: typer.Typer) -> None:
     """Add the `s2m index` command group to the top-level app."""
-    add_group(app, "index", HELP, {"build": build, "refresh": refresh, "status": status, "set-weights": set_weights})
+    add_group(app, "index", HELP, {"build": build, "refresh": refresh, "activate": activate, "status": status,
+                                   "set-weights": set_weights})

@@ -5,8 +5,9 @@ belong to the key that ran it: any other search key gets the same 404 as for an 
 it cannot even learn that the query exists. An `admin` key reads every query, and each such read
 of another key's query is written to the access log as `admin:<what>`.
 
-The pictures (the canonical query sketch, x_0 .. x_T) live only in memory for the most recent
-queries: the query log never holds pixels."""
+The pictures (the canonical query sketch, x_0 .. x_T) of a sketch search are kept in the database
+beside its log row (`indexing/pictures.py`), so every replica serves them, until the retention
+sweep removes them; the query log itself never holds pixels."""
 
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ from sqlalchemy.orm import Session
 
 from api.deps import SearchKey, ServiceDep, SessionDep, client_address
 from api.schemas import HitOut, QueryOut, SignOut
-from api.service import Generated, Service
+from api.service import Service
 from api.views import hit_from_record, hit_out
 from indexing import store
 from indexing.models import ApiKey, Image, QueryLog
+from indexing.pictures import Pictures, pictures_of
 from indexing.vectors import encode_png
 from retrieval.results import Hit
 
@@ -73,37 +75,40 @@ async def past_query(query_id: str, request: Request, service: ServiceDep, sessi
     return await run_in_threadpool(read)
 
 
-async def _generated(service: Service, session: Session, key: ApiKey, request: Request, query_id: str,
-                     action: str) -> Generated:
+async def _generated(session: Session, key: ApiKey, request: Request, query_id: str, action: str) -> Pictures:
     """The kept pictures of a query `key` ran (an admin key: any query, audited); 404 otherwise."""
-    kept = service.generated(query_id)
-    if kept is None or not _readable_by(key, kept.api_key_id):
-        raise HTTPException(404, f"no generated pictures kept for query {query_id} (only recent sketch searches keep them)")
-    if kept.api_key_id != key.id:
-        await run_in_threadpool(_audit, session, key, f"admin:{action}", client_address(request), query_id)
-    return kept
+
+    def read() -> Pictures:
+        with session.begin():
+            entry = store.get_query(session, query_id)
+            kept = None if entry is None or not _readable_by(key, entry.api_key_id) else pictures_of(session, entry)
+        if kept is None:
+            raise HTTPException(404, f"no generated pictures kept for query {query_id} (only recent sketch searches keep them)")
+        if entry.api_key_id != key.id:
+            _audit(session, key, f"admin:{action}", client_address(request), query_id)
+        return kept
+
+    return await run_in_threadpool(read)
 
 
 @router.get("/{query_id}/generated", response_class=Response, responses={200: {"content": {PNG: {}}}})
-async def generated(query_id: str, request: Request, service: ServiceDep, session: SessionDep, key: SearchKey) -> Response:
+async def generated(query_id: str, request: Request, session: SessionDep, key: SearchKey) -> Response:
     """The generated image x_T of a recent sketch search (x_0 when it was not refined)."""
-    kept = await _generated(service, session, key, request, query_id, "generated")
+    kept = await _generated(session, key, request, query_id, "generated")
     return Response(encode_png(kept.steps[-1]), media_type=PNG)
 
 
 @router.get("/{query_id}/steps/{step}", response_class=Response, responses={200: {"content": {PNG: {}}}})
-async def step(query_id: str, step: int, request: Request, service: ServiceDep, session: SessionDep,
-               key: SearchKey) -> Response:
+async def step(query_id: str, step: int, request: Request, session: SessionDep, key: SearchKey) -> Response:
     """x_step of a recent sketch search: 0 is G(w), 1 .. T are H's refinements."""
-    steps = (await _generated(service, session, key, request, query_id, "step")).steps
+    steps = (await _generated(session, key, request, query_id, "step")).steps
     if not 0 <= step < len(steps):
         raise HTTPException(404, f"query {query_id} has steps 0 to {len(steps) - 1}")
     return Response(encode_png(steps[step]), media_type=PNG)
 
 
 @router.get("/{query_id}/sketch", response_class=Response, responses={200: {"content": {PNG: {}}}})
-async def query_sketch(query_id: str, request: Request, service: ServiceDep, session: SessionDep,
-                       key: SearchKey) -> Response:
+async def query_sketch(query_id: str, request: Request, session: SessionDep, key: SearchKey) -> Response:
     """The canonical sketch the models read for a recent sketch search."""
-    kept = await _generated(service, session, key, request, query_id, "sketch")
+    kept = await _generated(session, key, request, query_id, "sketch")
     return Response(encode_png(kept.sketch), media_type=PNG)

@@ -111,5 +111,5 @@ async def refine(query_id: str, marks: MarksIn, request: Request, service: Servi
     result = await service.batcher.submit(query)
     uid = uuid.uuid4().hex
     fields = await run_in_threadpool(answer, service, session, key, client_address(request), uid, query, result, started,
-                                     "refine", query_id, feedback, signs)
+                                     "refine", query_id, feedback, signs=signs)
     return RefineOut(**fields, parent_query_id=query_id, refinements=await run_in_threadpool(_chain, session, uid))

@@ -107,7 +107,7 @@ async def reopen(saved_id: int, request: Request, service: ServiceDep, session: 
     previous = entry.feedback or {}
     feedback = feedback_record((), (), query.exclude, previous["weights"]) if "weights" in previous else None
     fields = await run_in_threadpool(answer, service, session, key, client_address(request), uuid.uuid4().hex, query, result,
-                                     started, "reopen", entry.uid, feedback, list(entry.signs or []))
+                                     started, "reopen", entry.uid, feedback, signs=list(entry.signs or []))
     if entry.build_id != result.build_id:
         note = (f"the index has changed since this search was made (build {entry.build_id} then, {result.build_id} now): "
                 "its hits were searched again on the current build")

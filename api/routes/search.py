@@ -15,12 +15,13 @@ from sqlalchemy.orm import Session
 from api.routes.images import live_image
 from api.deps import EngineDep, SearchKey, ServiceDep, SessionDep, client_address
 from api.schemas import SearchIn, SearchOut, SignOut, SimilarIn
-from api.service import Generated, Service
+from api.service import Service
 from api.sketch_input import read_sketch_request
 from api.views import filters_from, hit_out, result_record
 from formats.sketch import CanonicalSketch
 from indexing import store
 from indexing.models import ApiKey
+from indexing.pictures import Pictures, put_pictures
 from indexing.searches import put_query_vectors
 from retrieval.engine import Query, SearchResult
 from retrieval.percentiles import NO_REFERENCE
@@ -55,10 +56,9 @@ async def search(request: Request, service: ServiceDep, session: SessionDep, eng
     sketch = await run_in_threadpool(CanonicalSketch.of, asked.sketch, engine.resolution)
     query = Query(sketch, asked.k, filters_from(asked.filters, service.settings.archive), refine=asked.refine, signs=asked.signs)
     result = await service.batcher.submit(query)
-    uid = uuid.uuid4().hex
-    service.keep_generated(uid, Generated(result.sketch, result.steps, key.id))
-    return SearchOut(**await run_in_threadpool(answer, service, session, key, client_address(request), uid, query, result,
-                                               started, "sketch"))
+    pictures = Pictures(result.sketch, result.steps)
+    return SearchOut(**await run_in_threadpool(answer, service, session, key, client_address(request), uuid.uuid4().hex,
+                                               query, result, started, "sketch", pictures=pictures))
 
 
 @router.post("/images/{image_id}/similar", response_model=SearchOut)
@@ -76,10 +76,12 @@ async def similar(image_id: int, request: Request, service: ServiceDep, session:
 
 def answer(service: Service, session: Session, key: ApiKey, client: str | None, uid: str, query: Query,
            result: SearchResult, started: float, kind: str, parent_uid: str | None = None,
-           feedback: dict[str, Any] | None = None, signs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+           feedback: dict[str, Any] | None = None, pictures: Pictures | None = None,
+           signs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Log the search (ids and scores only) with its query's channel vectors (so it can be refined and
-    reopened) and its signs (`signs`: a refinement's or reopening's first search's; None: the result's own),
-    and build the response's fields from the hits (read with the ranking)."""
+    reopened), a sketch search's pictures (for their URLs, on any replica) and its signs (`signs`: a
+    refinement's or reopening's first search's; None: the result's own), and build the response's
+    fields from the hits (read with the ranking)."""
     ids = [hit.image_id for hit in result.hits]
     signs = [applied.as_record() for applied in result.signs] if signs is None else signs
     engine = service.engine()
@@ -91,6 +93,10 @@ def answer(service: Service, session: Session, key: ApiKey, client: str | None, 
                                 timings_ms={stage: round(ms, 3) for stage, ms in result.timings_ms.items()}, signs=signs)
         entry.parent_uid, entry.feedback = parent_uid, feedback
         put_query_vectors(session, entry, engine.version, result.vectors)
+        if pictures is not None:
+            put_pictures(session, entry, pictures)
+    if pictures is not None:
+        service.sweep_pictures_when_due(session)
     reference = service.references().of(result.build_id)
     drawn = kind == "sketch"
     base = f"/v1/queries/{uid}"

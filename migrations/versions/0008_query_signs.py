@@ -9,8 +9,8 @@ import sqlalchemy as sa
 
 from migrations.columns import add_columns, drop_columns
 
-revision = "0007"
-down_revision = "0006"
+revision = "0008"
+down_revision = "0007"
 
 
 def upgrade() -> None:
