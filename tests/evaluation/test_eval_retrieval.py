@@ -62,7 +62,11 @@ def test_eval_retrieval_adds_the_sign_rows_chosen_on_validation(tmp_path, signs_
     report = tmp_path / "report.json"
     command = ["eval", "retrieval", "--archive", "24", "--queries", "4", "--size", "64", "--canvases", "64",
                "--steps", "1", "--work", str(tmp_path / "work"), "--report", str(report), "--signs"]
-    refused = CliRunner().invoke(app, [*command, "--model", str(SHIPPED_BUNDLE)])
+    signless = Path(shutil.copytree(SHIPPED_BUNDLE, tmp_path / "signless", ignore=shutil.ignore_patterns("signs.safetensors")))
+    meta = json.loads((signless / "bundle.json").read_text())
+    del meta["signs"]
+    (signless / "bundle.json").write_text(json.dumps(meta))
+    refused = CliRunner().invoke(app, [*command, "--model", str(signless)])
     assert refused.exit_code == 2 and "no sign directions" in refused.output and not report.exists()
     lonely = CliRunner().invoke(app, [*command[:-1], "--record-strengths", "--model", str(signs_bundle)])
     assert lonely.exit_code == 2 and "add --signs" in lonely.output
