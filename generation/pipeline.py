@@ -80,7 +80,9 @@ class Sketch2MedI(nn.Module):
     def run(self, sketches: torch.Tensor, steps: int | None = None, w_offsets: torch.Tensor | None = None) -> PipelineOutput:
         """sketches [B, 1, R, R] in [-1, 1] -> w, x_0 and the T refinement steps (T = `steps` or the default).
 
-        `w_offsets` [B, w_dim] is added to E's w before G and H draw (the sign edits of `generation.signs`)."""
+        `w_offsets` [B, w_dim], or [B, num_ws, w_dim] per style input of G, is added to E's w before G and H
+        draw (the sign edits of `generation.signs`); the output's w is then E's w plus the edit's mean over
+        the style inputs (what the latent channel reads)."""
         steps = self.default_steps if steps is None else steps
         expected = (1, self.resolution, self.resolution)
         if sketches.dim() != 4 or tuple(sketches.shape[1:]) != expected:
@@ -91,14 +93,17 @@ class Sketch2MedI(nn.Module):
             raise InputError("this bundle has no refiner H: run with steps=0")
         device = self.encoder.w_avg.device
         sketches = sketches.to(device)
-        w = self.encoder(sketches)
-        if w_offsets is not None:
-            w = w + w_offsets.to(device)
-        current = x_0 = self.generator.synthesis(w, noise_mode="const")
+        w = ws = self.encoder(sketches)
+        if w_offsets is not None and w_offsets.dim() == 3:
+            ws = w[:, None] + w_offsets.to(device)
+            w = ws.mean(1)
+        elif w_offsets is not None:
+            w = ws = w + w_offsets.to(device)
+        current = x_0 = self.generator.synthesis(ws, noise_mode="const")
         refined: list[torch.Tensor] = []
         total = None
         for _ in range(steps):
-            current, total = refinement_step(self.generator, self.refiner, w, sketches, current, total)
+            current, total = refinement_step(self.generator, self.refiner, ws, sketches, current, total)
             refined.append(current)
         return PipelineOutput(w=w, x_0=x_0, steps=tuple(refined))
 
@@ -143,10 +148,12 @@ class QueryModels:
         return require_signs(self.signs, asked or {})
 
     def w_offsets(self, strengths: list[Mapping[str, float]]) -> torch.Tensor | None:
-        """[B, w_dim] W edits of checked strengths, one row per sketch; None when no sketch has signs."""
+        """[B, num_ws, w_dim] W edits of checked strengths on each sign's chosen style inputs of G, one row per
+        sketch; None when no sketch has signs."""
         if self.signs is None or not any(strengths):
             return None
-        return torch.stack([self.signs.w_offset(one) for one in strengths])
+        num_ws = self.pipeline.generator.synthesis.num_ws
+        return torch.stack([self.signs.style_offset(one, num_ws) for one in strengths])
 
     def generate(self, sketches: np.ndarray, steps: int | None = None,
                  signs: list[Mapping[str, float]] | None = None) -> PipelineOutput:

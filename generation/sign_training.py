@@ -3,9 +3,13 @@
 Labelled archive images only (their findings and tonsil grade, `formats.signs`); the ways are the
 established ones (InterFaceGAN): a linear probe per sign on C's descriptors of the archive (the
 monitor's `LinearProbe`), then w sampled from the mapping network, G(w) labelled by those probes,
-a linear boundary per sign fitted in W, and the normals made mutually orthogonal (symmetric
-orthogonalisation: no sign is privileged by its order), so that one sign's edit moves the other
-signs' boundaries as little as W allows (conditional manipulation). In C's space a sign's direction
+a linear boundary per sign fitted in W, and the normals conditioned (`generation.sign_conditions`):
+the directions in W that predict the shape of S's masks of G(w) projected out, then the signs made
+mutually orthogonal (symmetric orthogonalisation: no sign is privileged by its order), so that one
+sign's edit moves neither the drawn anatomy nor the other signs more than W allows (conditional
+manipulation). The style inputs of G each sign edits are chosen on validation w (their own seed,
+never the fresh w the quality is measured on). The probes are stored with the directions, so the
+editing quality can be measured again later (`s2m eval signs`). In C's space a sign's direction
 is the normalised difference of the class means of the archive descriptors. Every figure recorded
 is measured on data the fit did not see: held-out archive images for the probes, fresh w for the
 W edits. Minutes on a CPU at the shipped size, so it is not resumable; it prints its progress.
@@ -20,9 +24,12 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from generation.bundle import EMBEDDER, GENERATOR, Bundle
+from generation.bundle import EMBEDDER, GENERATOR, SYNTHESIZER, Bundle
 from generation.data import dataset_fingerprint
-from generation.signs import ROUTES, SignDirections
+from generation.sign_conditions import (ShapeDirections, choose_layers, fit_shape_directions, layer_candidates,
+                                        layer_mask, other_dice, project_out, region_masks, shape_attributes,
+                                        shape_names)
+from generation.signs import LAYERS, PROBE_KEYS, ROUTES, SignDirections
 from generation.stylegan2.monitor import LinearProbe, auc, read_sign_labels
 
 Progress = Callable[[str], None]
@@ -41,6 +48,8 @@ class SignTrainConfig:
     check_samples: int = 64  # fresh w the W edits are measured on
     check_strengths: int = 7  # strengths 0 .. 1 the monotonicity is read at
     w_step_sd: float = 3.0  # strength 1 moves this many standard deviations of the samples' projection
+    shape_min_r2: float = 0.2  # held-out R^2 from which a shape attribute's direction in W is held fixed
+    validation_samples: int = 48  # validation w the edited layers are chosen on (S needed for its DICE)
     appearance_weight: float = 1.0  # the appearance channel's weight in sign queries
     seed: int = 0
     batch_size: int = 100
@@ -75,25 +84,86 @@ def train_signs(bundle: Bundle, archive: Path, config: SignTrainConfig, progress
     names = tuple(probes)
     if not names:
         raise ValueError(f"no sign has {MIN_CLASS} archive images with it and without it in {archive}")
-    progress(f"sampling {config.w_samples} w and labelling G(w) with the probes")
+    synthesizer = bundle.load(SYNTHESIZER) if bundle.has(SYNTHESIZER) else None
+    progress(f"sampling {config.w_samples} w and labelling G(w) with the probes"
+             + (" and S" if synthesizer is not None else " (no S in the bundle: no shape is held fixed)"))
     w = sample_w(generator, config.w_samples, config.seed + 1)
     scores = probe_scores(generator, embedder, w, probes, config.batch_size)
     normals, labelling = {}, {}
     for sign in names:
         normals[sign], labelling[sign] = boundary_normal(w, scores[sign], config)
-    w_directions = orthonormalise(torch.stack([normals[sign] for sign in names]))
+    normal_rows = torch.stack([normals[sign] for sign in names])
+    shapes = shape_directions(generator, synthesizer, w, config)
+    w_directions = orthonormalise(project_out(normal_rows, shapes.basis()))
     w_steps = tuple(config.w_step_sd * float((w @ direction).std()) for direction in w_directions)
+    sign_probes = SignProbes(generator, embedder, probes, synthesizer, config.batch_size)
+    validation = sample_w(generator, config.validation_samples, config.seed + 3)
+    progress(f"choosing the edited layers of G on {config.validation_samples} validation w")
+    layers, layer_choice = choose_layers(names, layer_candidates(generator.synthesis.num_ws), lambda sign, chosen: (
+        sign_probes.measure(validation, sign, edit_of(w_directions, w_steps, names, sign, chosen,
+                                                      generator.synthesis.num_ws))))
     progress(f"measuring the W edits on {config.check_samples} fresh w")
     fresh = sample_w(generator, config.check_samples, config.seed + 2)
     for row, sign in enumerate(names):
-        quality[sign].update(labelling[sign], cosine_before_orthogonalising=float(normals[sign] @ w_directions[row]),
-                             **edit_quality(generator, embedder, probes, fresh, sign, w_directions[row] * w_steps[row], config))
-        progress(f"  {sign}: probe score along W, Spearman {quality[sign]['w_spearman']:.2f}")
+        step = edit_of(w_directions, w_steps, names, sign, layers[sign], generator.synthesis.num_ws)
+        quality[sign].update(labelling[sign], **conditioning_record(normal_rows, w_directions, row, shapes.directions),
+                             w_auc_fresh=direction_auc(generator, embedder, probes[sign], fresh, w_directions[row], config),
+                             **edit_quality(generator, embedder, probes, fresh, sign, step, config))
+        progress(f"  {sign}: layers {layer_choice[sign]['chosen']}, probe score along W, "
+                 f"Spearman {quality[sign]['w_spearman']:.2f}")
     record = {"data_fingerprint": dataset_fingerprint(archive), "archive_images": len(images),
               "learned_with": {GENERATOR: bundle.digest(GENERATOR), EMBEDDER: bundle.digest(EMBEDDER)},
-              "config": asdict(config), "quality": quality}
+              "config": asdict(config), "quality": quality, LAYERS: {sign: list(layers[sign]) for sign in names},
+              "layer_choice": layer_choice,
+              "shape_conditions": {"held_fixed": list(shapes.names), "min_r2": config.shape_min_r2,
+                                   "r2": {name: round(value, 4) for name, value in shapes.r2.items()},
+                                   "with": SYNTHESIZER if synthesizer is not None else "none (the bundle has no S)"}}
     return SignDirections(names, w_directions, torch.stack([appearance[sign] for sign in names]), w_steps,
-                          tuple(appearance_steps[sign] for sign in names), config.appearance_weight, ROUTES, record)
+                          tuple(appearance_steps[sign] for sign in names), config.appearance_weight, ROUTES, record,
+                          probe_tensors=stack_probes([probes[sign] for sign in names]))
+
+
+def shape_directions(generator: torch.nn.Module, synthesizer: torch.nn.Module | None, w: torch.Tensor,
+                     config: SignTrainConfig) -> ShapeDirections:
+    """The shape-carrying directions in W, from S's masks of G(w) (none without S)."""
+    if synthesizer is None:
+        return ShapeDirections((), torch.zeros(0, w.shape[1]), {})
+    masks = class_masks(generator, synthesizer, w, config.batch_size)
+    return fit_shape_directions(w, shape_attributes(masks), shape_names(), config.shape_min_r2, seed=config.seed)
+
+
+def edit_of(directions: torch.Tensor, steps: tuple[float, ...], names: tuple[str, ...], sign: str,
+            layers: tuple[int, ...] | None, num_ws: int) -> torch.Tensor:
+    """One sign's full-strength edit [num_ws, w_dim] on `layers` of G's style inputs."""
+    row = names.index(sign)
+    return layer_mask(layers, num_ws)[:, None] * (steps[row] * directions[row])
+
+
+def conditioning_record(normals: torch.Tensor, directions: torch.Tensor, row: int, shapes: torch.Tensor) -> dict[str, float]:
+    """How far conditioning moved a sign's direction: its cosine with its own normal, the largest with
+    another sign's normal, and the largest with a shape-carrying direction before and after."""
+    others = [other for other in range(len(normals)) if other != row]
+    shape_before = float((shapes @ normals[row]).abs().max()) if len(shapes) else 0.0
+    shape_after = float((shapes @ directions[row]).abs().max()) if len(shapes) else 0.0
+    return {"cosine_before_orthogonalising": float(normals[row] @ directions[row]),
+            "largest_cosine_other_normal": float((normals[others] @ directions[row]).abs().max()) if others else 0.0,
+            "largest_shape_cosine_before": shape_before, "largest_shape_cosine_after": shape_after}
+
+
+def direction_auc(generator: torch.nn.Module, embedder: torch.nn.Module, probe: LinearProbe, w: torch.Tensor,
+                  direction: torch.Tensor, config: SignTrainConfig) -> float:
+    """How well the conditioned direction still separates the sign on fresh w: the AUC of w's projection
+    on it against the probe's labels of G(w) (split as `boundary_normal` splits)."""
+    scores = probe_scores(generator, embedder, w, {"sign": probe}, config.batch_size)["sign"]
+    positive = scores > 0
+    if min(int(positive.sum()), int((~positive).sum())) < MIN_CLASS:
+        positive = scores > scores.median()
+    return auc((w @ direction).numpy(), positive.numpy())
+
+
+def stack_probes(probes: list[LinearProbe]) -> dict[str, torch.Tensor]:
+    """The probes' parameters as the rows of `PROBE_KEYS`' tensors (stored in signs.safetensors)."""
+    return {key: torch.stack([getattr(probe, key.removeprefix("probe_")) for probe in probes]) for key in PROBE_KEYS}
 
 
 @torch.no_grad()
@@ -107,9 +177,60 @@ def sample_w(generator: torch.nn.Module, count: int, seed: int) -> torch.Tensor:
 def probe_scores(generator: torch.nn.Module, embedder: torch.nn.Module, w: torch.Tensor, probes: dict[str, LinearProbe],
                  batch_size: int) -> dict[str, torch.Tensor]:
     """Each probe's logit [N] on C's descriptors of G(w) (constant noise, as the pipeline draws)."""
-    descriptors = torch.cat([embedder.describe(generator.synthesis(w[i:i + batch_size], noise_mode="const"))
+    descriptors = torch.cat([embedder.describe(synthesize(generator, w[i:i + batch_size]))
                              for i in range(0, len(w), batch_size)])
     return {sign: probe.logits(descriptors) for sign, probe in probes.items()}
+
+
+@torch.no_grad()
+def synthesize(generator: torch.nn.Module, w: torch.Tensor) -> torch.Tensor:
+    """G's pictures [N, 3, R, R] of w [N, w_dim] or per style input [N, num_ws, w_dim], constant noise."""
+    return generator.synthesis(w, noise_mode="const")
+
+
+def edited(w: torch.Tensor, edit: torch.Tensor) -> torch.Tensor:
+    """w [N, w_dim] with an edit per style input [num_ws, w_dim] added: [N, num_ws, w_dim]."""
+    return w[:, None] + edit
+
+
+class SignProbes:
+    """What an edit does to G's pictures of a set of w, read by the sign probes (on C) and by S's masks."""
+
+    def __init__(self, generator: torch.nn.Module, embedder: torch.nn.Module, probes: dict[str, LinearProbe],
+                 synthesizer: torch.nn.Module | None, batch_size: int) -> None:
+        self.generator, self.embedder, self.probes = generator, embedder, probes
+        self.synthesizer, self.batch_size = synthesizer, batch_size
+        self._plain: dict[int, tuple[dict[str, torch.Tensor], np.ndarray | None]] = {}
+
+    def read(self, w: torch.Tensor) -> tuple[dict[str, torch.Tensor], np.ndarray | None]:
+        """Each probe's logits [N] and S's class masks [N, classes, R, R] (None without S) of G(w)."""
+        scores = probe_scores(self.generator, self.embedder, w, self.probes, self.batch_size)
+        if self.synthesizer is None:
+            return scores, None
+        return scores, class_masks(self.generator, self.synthesizer, w, self.batch_size)
+
+    def plain(self, w: torch.Tensor) -> tuple[dict[str, torch.Tensor], np.ndarray | None]:
+        """`read` of the unedited w, once per set."""
+        if id(w) not in self._plain:
+            self._plain[id(w)] = self.read(w)
+        return self._plain[id(w)]
+
+    def measure(self, w: torch.Tensor, sign: str, edit: torch.Tensor) -> dict[str, float]:
+        """The edited sign's mean score rise, the largest mean move of another sign, and (with S) the
+        smallest mean DICE over the region classes the sign must leave in place."""
+        (before, plain_masks), (after, masks) = self.plain(w), self.read(edited(w, edit))
+        moves = {name: float((after[name] - before[name]).mean()) for name in self.probes}
+        result = {"rise": moves[sign],
+                  "largest_other_move": max((abs(v) for name, v in moves.items() if name != sign), default=0.0)}
+        if masks is not None and plain_masks is not None:
+            result["other_dice"] = min(other_dice(masks, plain_masks, sign).values())
+        return result
+
+
+def class_masks(generator: torch.nn.Module, synthesizer: torch.nn.Module, w: torch.Tensor, batch_size: int) -> np.ndarray:
+    """S's region-class masks [N, classes, R, R] of G(w)."""
+    return np.concatenate([region_masks(synthesizer, synthesize(generator, w[i:i + batch_size]))
+                           for i in range(0, len(w), batch_size)])
 
 
 def boundary_normal(w: torch.Tensor, scores: torch.Tensor, config: SignTrainConfig) -> tuple[torch.Tensor, dict[str, Any]]:
@@ -142,7 +263,7 @@ def edit_quality(generator: torch.nn.Module, embedder: torch.nn.Module, probes: 
     strengths = np.linspace(0.0, 1.0, config.check_strengths)
     means = {name: [] for name in probes}
     for strength in strengths:
-        scores = probe_scores(generator, embedder, w + float(strength) * step, probes, config.batch_size)
+        scores = probe_scores(generator, embedder, edited(w, float(strength) * step), probes, config.batch_size)
         for name, values in scores.items():
             means[name].append(float(values.mean()))
     rise = means[sign][-1] - means[sign][0]

@@ -36,6 +36,8 @@ SIGNS_FORMAT = 1  # the stored layout's version
 MIN_STRENGTH, MAX_STRENGTH = 0.0, 1.0
 PRESENT = "present"  # a sign asked without a number: the strength chosen on validation (1 when none was)
 CHOSEN = "chosen"  # the key of the entry's strengths, route and weight chosen on validation
+LAYERS = "layers"  # the entry's {sign: [style input indices]} chosen on validation w
+PROBE_KEYS = ("probe_mean", "probe_scale", "probe_weight", "probe_bias")  # the sign classifiers in signs.safetensors
 ROUTES = ("w", "appearance")  # where a sign query's edit goes: W (picture, latent and what C sees) and C's space
 
 
@@ -76,8 +78,9 @@ class SignDirections:
     appearance_steps: tuple[float, ...]  # the appearance distance that strength 1 adds
     appearance_weight: float  # the appearance channel's weight for sign queries (the default weighs it 0)
     routes: tuple[str, ...]  # which edits a sign query applies (of ROUTES)
-    record: dict[str, Any]  # the bundle.json entry: fingerprint, quality, ...
+    record: dict[str, Any]  # the bundle.json entry: fingerprint, quality, layers, ...
     current: bool = True  # learned with the bundle's present G and C
+    probe_tensors: Mapping[str, torch.Tensor] | None = None  # the sign classifiers on C's descriptors ([S, D] / [S])
 
     @property
     def defaults(self) -> dict[str, float]:
@@ -119,6 +122,34 @@ class SignDirections:
             offset += strength * self.w_steps[row] * self.w[row]
         return offset
 
+    @property
+    def layers(self) -> dict[str, tuple[int, ...] | None]:
+        """The style inputs of G each sign's W edit reaches, chosen on validation w (None: all of them)."""
+        chosen = self.record.get(LAYERS, {})
+        return {sign: tuple(chosen[sign]) if sign in chosen else None for sign in self.names}
+
+    def style_offset(self, strengths: Mapping[str, float], num_ws: int,
+                     routes: tuple[str, ...] | None = None) -> torch.Tensor:
+        """The W edit per style input of G [num_ws, w_dim]: each sign's part of `w_offset` on its own layers."""
+        from generation.sign_conditions import layer_mask
+
+        offset = torch.zeros(num_ws, self.w.shape[1])
+        for sign, strength in strengths.items():
+            alone = self.w_offset({sign: strength}, routes)
+            offset += layer_mask(self.layers[sign], num_ws)[:, None] * alone
+        return offset
+
+    def probes(self) -> dict[str, Any]:
+        """The sign classifiers (`LinearProbe` on C's descriptors) the directions were learned with; {} when
+        the bundle does not keep them (directions trained before they were stored)."""
+        from generation.stylegan2.monitor import LinearProbe
+
+        if not self.probe_tensors:
+            return {}
+        t = self.probe_tensors
+        return {sign: LinearProbe(t["probe_mean"][row], t["probe_scale"][row], t["probe_weight"][row], t["probe_bias"][row])
+                for row, sign in enumerate(self.names)}
+
     def edit_appearance(self, vector: np.ndarray, strengths: Mapping[str, float],
                         routes: tuple[str, ...] | None = None) -> np.ndarray:
         """A query's appearance vector [D] moved along the signs' directions and re-normalised to unit length."""
@@ -143,7 +174,8 @@ class SignDirections:
         """Write `signs.safetensors` and the `signs` entry of `bundle.json` (the networks untouched)."""
         path = Path(bundle_dir) / SIGNS_FILE
         with atomic_target(path) as tmp:
-            save_file({"w": self.w.contiguous(), "appearance": self.appearance.contiguous()}, tmp,
+            save_file({"w": self.w.contiguous(), "appearance": self.appearance.contiguous(),
+                       **{key: value.contiguous() for key, value in (self.probe_tensors or {}).items()}}, tmp,
                       metadata={"signs": json.dumps(self.names)})
         entry = {**self.record, "format": SIGNS_FORMAT, "file": SIGNS_FILE, "names": list(self.names),
                  "w_steps": list(self.w_steps), "appearance_steps": list(self.appearance_steps),
@@ -168,8 +200,9 @@ class SignDirections:
             raise BundleError(f"the sign directions of bundle {bundle.root} do not match their bundle.json entry")
         learned_with = entry.get("learned_with", {})
         current = all(bundle.has(name) and learned_with.get(name) == bundle.digest(name) for name in (GENERATOR, EMBEDDER))
+        probes = {key: tensors[key].float() for key in PROBE_KEYS if key in tensors}
         return cls(names, w, appearance, *steps, float(entry.get("appearance_weight", 0.0)),
-                   tuple(entry.get("routes", ROUTES)), entry, current)
+                   tuple(entry.get("routes", ROUTES)), entry, current, probes if len(probes) == len(PROBE_KEYS) else None)
 
 
 def check_strengths(asked: Mapping[str, float | str], known: tuple[str, ...], largest: float = MAX_STRENGTH,

@@ -201,7 +201,40 @@ def _share(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+def signs(
+    model: Path = typer.Option(SHIPPED_BUNDLE, "--model", help="bundle with sign directions (and G, C, S)"),
+    report: Path = typer.Option(Path("runs/eval/sign-edits.json"), "--report", help="JSON report to write"),
+    figure: Path = typer.Option(Path("docs/sign_edits.png"), "--figure", help="PNG: rows signs, columns strengths"),
+    page: Optional[Path] = typer.Option(None, "--page", help="also write the Markdown page (table, goals, figure)"),
+    samples: int = typer.Option(64, "--samples", min=4, help="held-out w read at every strength"),
+    fid_samples: int = typer.Option(200, "--fid-samples", min=0, help="w per FID set (0: no FID)"),
+    note: str = typer.Option("", "--note", help="the machine in words, for the page (e.g. 'shared with a training job')"),
+) -> None:
+    """Editing quality of the sign directions in W on held-out w: classifier score by strength, other classes'
+    DICE, other signs' moves, FID; flags every goal a sign misses."""
+    import shlex
+    import sys
+
+    from evaluation.sign_edits import SignEditConfig, run_sign_edit_eval, write_outputs
+
+    if fid_samples == 1:
+        raise InputError("--fid-samples needs at least 2 w per set (or 0 for no FID)")
+    config = SignEditConfig(samples=samples, fid_samples=fid_samples)
+    result, pictures = run_sign_edit_eval(model, config, fid_samples > 0, typer.echo)
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(json.dumps(result, indent=2))
+    command = "s2m eval signs " + " ".join(shlex.quote(arg) for arg in sys.argv[3:]) if sys.argv[1:3] == ["eval", "signs"] \
+        else "s2m eval signs"
+    write_outputs(result, pictures, figure, page, command, note or "machine not described")
+    for sign, row in result["signs"].items():
+        flags = ", ".join(row["flags"]) or "all goals hold"
+        typer.echo(f"{sign}: score {' / '.join(f'{s:.2f}' for s in row['score_by_strength'])}; "
+                   f"FID {row.get('fid_at_largest', '-')}; {flags if not row['flags'] else 'MISSED: ' + flags}")
+    typer.echo(f"report in {report}, figure in {figure}" + (f", page {page}" if page else ""))
+
+
 def register(app: typer.Typer) -> None:
     """Add `s2m evaluate-embedder` and the `s2m eval` group (`retrieval`, `generation`, `all`) to the top-level app."""
     add_command(app, "evaluate-embedder", evaluate_embedder)
-    add_group(app, "eval", HELP, {"retrieval": retrieval, "generation": generation, "all": all_})
+    add_group(app, "eval", HELP, {"retrieval": retrieval, "generation": generation, "all": all_,
+                                    "signs": signs})

@@ -1,0 +1,73 @@
+"""Conditional manipulation of the sign directions (issue 38): shape held fixed, layers chosen on validation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from generation.sign_conditions import (choose_layers, dice_by_class, fit_shape_directions, layer_candidates,
+                                        project_out, shape_attributes)
+from generation.sign_training import SignTrainConfig, boundary_normal, orthonormalise
+from generation.signs import LAYERS, SignDirections
+from generation.stylegan2.monitor import auc
+
+
+def test_a_sign_direction_loses_the_shape_it_was_mixed_with_and_still_separates_the_sign() -> None:
+    generator = torch.Generator().manual_seed(2)
+    dim = 24
+    w, fresh = torch.randn(800, dim, generator=generator), torch.randn(400, dim, generator=generator)
+    shape, own = torch.nn.functional.normalize(torch.randn(2, dim, generator=generator), dim=1)
+    sign_truth = torch.nn.functional.normalize(0.6 * shape + own - (own @ shape) * shape, dim=0)  # G's signs come with shape
+    other_sign = torch.nn.functional.normalize(torch.randn(dim, generator=generator), dim=0)
+    attributes = np.stack([(w @ shape).numpy() + 0.1 * np.random.default_rng(0).normal(size=len(w)),
+                           (w @ own).numpy(), np.full(len(w), np.nan)], 1)
+    # tongue area carries shape; tonsil_area is what a sign is about (never held fixed); an absent class is NaN
+    shapes = fit_shape_directions(w, attributes, ("tongue_area", "tonsil_area", "uvula_x"), min_r2=0.5)
+    assert shapes.names == ("tongue_area",) and shapes.r2["tonsil_area"] > 0.9 and np.isnan(shapes.r2["uvula_x"])
+    normals = torch.stack([boundary_normal(w, w @ truth, SignTrainConfig())[0] for truth in (sign_truth, other_sign)])
+    assert float((normals[0] @ shapes.directions[0]).abs()) > 0.4, "the raw boundary carries the shape"
+    directions = orthonormalise(project_out(normals, shapes.basis()))
+    assert float((directions @ shapes.directions.T).abs().max()) < 1e-5
+    assert torch.allclose(directions @ directions.T, torch.eye(2), atol=1e-5)
+    assert auc((fresh @ directions[0]).numpy(), (fresh @ sign_truth > 0).numpy()) > 0.85, "it still separates the sign"
+    with pytest.raises(ValueError, match="within the shape"):
+        project_out(shapes.directions[:1], shapes.basis())
+
+
+def test_layers_are_chosen_by_the_goals_first_and_the_rise_second() -> None:
+    candidates = layer_candidates(10)
+    assert candidates["all"] == tuple(range(10)) and candidates["coarse"] == (0, 1, 2, 3)
+    assert set(candidates) == {"coarse", "middle", "fine", "coarse+middle", "middle+fine", "all"}
+    table = {  # (rise, largest other move, other DICE) per candidate, as validation w would measure them
+        "exudate": {"all": (9, 4, 0.95), "coarse": (6, 1, 0.8), "middle": (5, 1, 0.97), "fine": (1, 0, 0.99),
+                    "coarse+middle": (8, 3, 0.93), "middle+fine": (-2, 0, 0.99)},
+        "erythema": {name: (rise, 10, 0.95) for name, rise in {"all": 1, "coarse": 2, "middle": 3, "fine": -1,
+                                                               "coarse+middle": 7, "middle+fine": 4}.items()},
+    }
+    chosen, evidence = choose_layers(("exudate", "erythema"), candidates, lambda sign, layers: dict(zip(
+        ("rise", "largest_other_move", "other_dice"), table[sign][next(n for n, c in candidates.items() if c == layers)])))
+    assert evidence["exudate"]["chosen"] == "middle", "the largest rise that keeps anatomy and the other signs"
+    assert chosen["exudate"] == candidates["middle"] and evidence["exudate"]["others_met"]
+    assert evidence["erythema"]["chosen"] == "coarse+middle" and not evidence["erythema"]["others_met"]
+
+
+def test_style_offsets_edit_only_each_signs_chosen_layers() -> None:
+    w = torch.eye(3, 8)
+    directions = SignDirections(("exudate", "erythema", "cobblestoning"), w, torch.eye(3, 4), (2.0, 1.0, 1.0),
+                                (1.0, 1.0, 1.0), 1.0, ("w", "appearance"), {LAYERS: {"exudate": [0, 1], "erythema": [3]}})
+    offset = directions.style_offset({"exudate": 0.5, "erythema": 1.0, "cobblestoning": 1.0}, num_ws=4)
+    assert torch.equal(offset[0], torch.tensor([1.0, 0, 1, 0, 0, 0, 0, 0])), "exudate and all-layer cobblestoning"
+    assert torch.equal(offset[2], torch.tensor([0.0, 0, 1, 0, 0, 0, 0, 0]))
+    assert torch.equal(offset[3], torch.tensor([0.0, 1, 1, 0, 0, 0, 0, 0]))
+    assert not directions.style_offset({"exudate": 1.0}, 4, routes=("appearance",)).any()
+
+
+def test_masks_give_dice_and_shape_attributes() -> None:
+    plain = np.zeros((1, 2, 4, 4), dtype=bool)
+    plain[0, 0, :2, :2] = True
+    moved = np.zeros_like(plain)
+    moved[0, 0, :2, 1:3] = True
+    assert dice_by_class(moved, plain).tolist() == [[0.5, 1.0]], "half the overlap; two empty masks agree"
+    area, x, y, absent_area, absent_x, _ = shape_attributes(plain)[0]
+    assert (area, x, y) == pytest.approx((0.25, 1 / 6, 1 / 6)) and absent_area == 0 and np.isnan(absent_x)
