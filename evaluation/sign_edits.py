@@ -74,7 +74,7 @@ def evaluate_sign_edits(model: Path, config: SignEditConfig, with_fid: bool = Tr
         unit = directions.style_offset({sign: 1.0}, num_ws, ("w",))
         scores, moves, dice = [], [], []
         for strength in strengths:
-            after, masks = reader.read(edited(w, strength * unit))
+            after, masks = (before, plain_masks) if strength == 0 else reader.read(edited(w, strength * unit))
             assert masks is not None
             scores.append(float(after[sign].mean()))
             moves.append({name: float((after[name] - before[name]).mean()) for name in probes if name != sign})

@@ -7,7 +7,10 @@ picture), and one in C's descriptor space, added to the query's appearance vecto
 A strength s moves by s times the sign's step; strengths run from 0 to 1, or further where the
 strength validation chose for a sign is larger (`chosen`, written by `s2m eval retrieval --signs
 --record-strengths`), and a sign asked as "present" (no number) takes that chosen strength (1 when
-none was chosen). The directions are not networks: they
+none was chosen). A sign's W edit reaches only the style inputs of G chosen for it on validation w
+(`layers`, all when the entry has none), and the sign classifiers the directions were learned with
+are stored beside them, so their editing quality can be measured later. The directions are not
+networks: they
 stay out of `Bundle.version` (index builds are keyed by it), and they record the digests of the G
 and C they were learned with, so a retrained G or C makes them refuse until `s2m train signs` runs.
 `generation.sign_training` learns them.

@@ -54,7 +54,7 @@ def signs_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("signs")
     labelled = generate_dataset(root / "labelled", 80, SIDE, 7, workers=1)
     bundle = Path(shutil.copytree(SHIPPED_BUNDLE, root / "bundle"))
-    config = SignTrainConfig(probe_images=80, w_samples=200, check_samples=8, check_strengths=5)
+    config = SignTrainConfig(probe_images=80, w_samples=200, check_samples=8, check_strengths=5, validation_samples=8)
     train_signs(Bundle.open(bundle), Path(labelled), config).save(bundle)
     return bundle
 
