@@ -27,8 +27,9 @@ SIGN_REGIONS: dict[str, tuple[int, ...]] = {
     "coated_tongue": (TONGUE,), "uvula_deviation": (UVULA,),
 }
 # shapes that are what a sign is (never held fixed for any sign: the mutual orthogonality of the
-# signs keeps the other signs off them)
-SIGN_SHAPES: tuple[str, ...] = ("tonsil_area", "tonsil_x", "tonsil_y", "uvula_x")
+# signs keeps the other signs off them); enlarged tonsils cover the wall behind them, so the wall's
+# visible area is part of tonsils_enlarged
+SIGN_SHAPES: tuple[str, ...] = ("tonsil_area", "tonsil_x", "tonsil_y", "pharyngeal_wall_area", "uvula_x")
 LAYER_GROUPS = ("coarse", "middle", "fine")
 
 
@@ -115,8 +116,8 @@ def fit_shape_directions(w: torch.Tensor, attributes: np.ndarray, names: tuple[s
         held = max(int(len(y) * holdout), 1)
         test, train = order[:held], order[held:]
         beta = ridge_fit(x[train], y[train], ridge)
-        centre, mean_y = x[train].mean(0), y[train].mean()
-        predicted = (x[test] - centre) @ beta + mean_y
+        centre, mean_y, sd_y = x[train].mean(0), y[train].mean(), y[train].std()
+        predicted = (x[test] - centre) @ beta * sd_y + mean_y  # beta is in standard deviations of y
         r2[name] = float(1 - ((y[test] - predicted) ** 2).sum() / max(((y[test] - y[test].mean()) ** 2).sum(), 1e-12))
         if r2[name] >= min_r2 and name not in SIGN_SHAPES:
             kept.append(name)

@@ -20,8 +20,10 @@ def test_a_sign_direction_loses_the_shape_it_was_mixed_with_and_still_separates_
     shape, own = torch.nn.functional.normalize(torch.randn(2, dim, generator=generator), dim=1)
     sign_truth = torch.nn.functional.normalize(0.6 * shape + own - (own @ shape) * shape, dim=0)  # G's signs come with shape
     other_sign = torch.nn.functional.normalize(torch.randn(dim, generator=generator), dim=0)
-    attributes = np.stack([(w @ shape).numpy() + 0.1 * np.random.default_rng(0).normal(size=len(w)),
-                           (w @ own).numpy(), np.full(len(w), np.nan)], 1)
+    noise = 0.1 * np.random.default_rng(0).normal(size=len(w))
+    # in the masks' own units: an area share near 0.1, a centre near 0.5, not standardised
+    attributes = np.stack([0.1 + 0.01 * ((w @ shape).numpy() + noise), 0.5 + 0.02 * (w @ own).numpy(),
+                           np.full(len(w), np.nan)], 1)
     # tongue area carries shape; tonsil_area is what a sign is about (never held fixed); an absent class is NaN
     shapes = fit_shape_directions(w, attributes, ("tongue_area", "tonsil_area", "uvula_x"), min_r2=0.5)
     assert shapes.names == ("tongue_area",) and shapes.r2["tonsil_area"] > 0.9 and np.isnan(shapes.r2["uvula_x"])
