@@ -82,6 +82,7 @@ def evaluate_sign_edits(model: Path, config: SignEditConfig, with_fid: bool = Tr
         figure += [synthesize(generator, edited(w[row:row + 1], strength * unit))
                    for row in range(config.figure_rows) for strength in strengths]
         signs[sign] = judge(sign, strengths, scores, moves, dice, directions.layers[sign])
+        signs[sign]["layer_set"] = directions.record.get("layer_choice", {}).get(sign, {}).get("chosen", "all")
     report: dict[str, Any] = {"strengths": strengths, "signs": signs, "config": asdict(config),
                               "bundle": {"version": bundle.version, "generator": bundle.digest(GENERATOR)[:16]}}
     if with_fid:
@@ -160,13 +161,17 @@ def markdown(report: dict[str, Any], figure: Path, page: Path, command: str, not
     for sign, row in report["signs"].items():
         dice = row["smallest_other_dice_by_strength"]
         ratio = max(row["largest_other_move_ratio_by_strength"], default=0.0)
-        lines.append(f"| {sign} | {'all' if row['layers'] is None else ','.join(map(str, row['layers']))} "
+        layers = "all" if row["layers"] is None else ",".join(map(str, row["layers"]))
+        lines.append(f"| {sign} | {row.get('layer_set', 'all')} ({layers}) "
                      f"| {' / '.join(f'{s:.2f}' for s in row['score_by_strength'])} | {'yes' if row['goals']['monotone'] else '**no**'} "
                      f"| {min(dice, default=1.0):.3f} ({dice[-1] if dice else 1.0:.3f}) | {ratio:.2f} "
                      f"| {row.get('fid_at_largest', '-')} |")
     if fid:
+        below = all(value < fid["floor_unedited_vs_other_w"] for value in fid["signs"].values())
         lines += ["", f"FID: {fid['images']} pictures edited at strength {fid['strength']:g} against the same w unedited; "
-                  f"the floor (unedited against other held-out w) is {fid['floor_unedited_vs_other_w']}."]
+                  f"the floor (unedited against other held-out w) is {fid['floor_unedited_vs_other_w']}"
+                  + (": every edit stays below it, so at this sample size an edit moves the set less than drawing "
+                     "other w does." if below else ".")]
     held = {goal: [s for s, row in report["signs"].items() if row["goals"][goal]] for goal in
             ("monotone", "other_regions_dice", "other_signs_below_quarter")}
     words = {"monotone": "score rises monotonically", "other_regions_dice": f"other classes' DICE >= {DICE_GOAL}",
