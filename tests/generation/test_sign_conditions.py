@@ -73,3 +73,25 @@ def test_masks_give_dice_and_shape_attributes() -> None:
     assert dice_by_class(moved, plain).tolist() == [[0.5, 1.0]], "half the overlap; two empty masks agree"
     area, x, y, absent_area, absent_x, _ = shape_attributes(plain)[0]
     assert (area, x, y) == pytest.approx((0.25, 1 / 6, 1 / 6)) and absent_area == 0 and np.isnan(absent_x)
+
+
+def test_the_shipped_bundle_draws_each_sign_on_its_own_style_inputs_of_g() -> None:
+    from generation.data import sketches_to_tensor
+    from generation.pipeline import QueryModels
+    from generation.presets import SHIPPED_BUNDLE
+
+    models = QueryModels.load(SHIPPED_BUNDLE)
+    assert models.signs is not None and models.signs.probes(), "the shipped signs keep their classifiers"
+    limited = next(sign for sign, layers in models.signs.layers.items() if layers is not None and len(layers) < 10)
+    sketch = np.full((1, models.resolution, models.resolution), 255, np.uint8)
+    sketch[0, 16:48, 20] = sketch[0, 16:48, 44] = 0
+    asked = {limited: 1.0}
+    output = models.generate(sketch, 0, [asked])
+    with torch.no_grad():
+        w = models.pipeline.encoder(sketches_to_tensor(sketch))
+        offset = models.signs.style_offset(asked, models.pipeline.generator.synthesis.num_ws)
+        expected = models.pipeline.generator.synthesis(w[:, None] + offset, noise_mode="const")
+        everywhere = models.pipeline.generator.synthesis(w + models.signs.w_offset(asked), noise_mode="const")
+    assert torch.allclose(output.x_0, expected, atol=1e-5), "only the chosen style inputs move"
+    assert not torch.allclose(output.x_0, everywhere, atol=1e-3)
+    assert torch.allclose(output.w, w + offset.mean(0), atol=1e-6), "the latent channel reads the layers' mean"
