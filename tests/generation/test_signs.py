@@ -137,6 +137,9 @@ def test_strengths_chosen_on_validation_are_stored_and_are_what_present_means(le
     (applied,) = loaded.applied(check({first: PRESENT}))
     assert applied.appearance_shift == pytest.approx(4.0 * loaded.appearance_steps[0]) and applied.w_shift == 0.0
     assert directions.defaults == {sign: 1.0 for sign in directions.names}, "the source bundle chose nothing"
+    directions.save(copy)  # directions learned again: what was chosen for the old ones does not outlive them
+    relearned = SignDirections.from_bundle(Bundle.open(copy))
+    assert CHOSEN not in relearned.record and relearned.defaults == directions.defaults and relearned.max_strength == 1.0
     with pytest.raises(ValueError, match="every sign"):
         directions.with_chosen(("w",), {first: 1.0}, 1.0, {})
 
