@@ -83,14 +83,14 @@ def normalised_ndcg(ndcg: np.ndarray, random: np.ndarray) -> np.ndarray:
 def precision_at(scores: np.ndarray, query_labels: np.ndarray, archive_labels: np.ndarray, k: int = K) -> np.ndarray:
     """Per query: the share of the top k whose label (e.g. diagnosis) equals the query's."""
     top = ranked_columns(scores, k)
-    return ((archive_labels[top] == query_labels[:, None]) & returned(scores, top)).sum(1) / k
+    return ((archive_labels[top] == query_labels[:, None]) & returned(scores, top)).mean(1)
 
 
 def inclusion_at(scores: np.ndarray, query_sets: list[frozenset], archive_sets: list[frozenset], k: int = K) -> np.ndarray:
     """Per query: the share of the top k whose label set (e.g. clinical signs) includes all of the query's."""
     top = ranked_columns(scores, k)
     holds = np.array([[query <= archive_sets[column] for column in row] for query, row in zip(query_sets, top)], dtype=bool)
-    return (holds.reshape(top.shape) & returned(scores, top)).sum(1) / k
+    return (holds.reshape(top.shape) & returned(scores, top)).mean(1)
 
 
 def returned(scores: np.ndarray, top: np.ndarray) -> np.ndarray:
