@@ -61,9 +61,11 @@ def retrieval(
                          for row in ("chamfer", "fused_xT"))
         typer.echo(f"{style}: exact recall@10 {line}")
     typer.echo("latency ms/query: " + ", ".join(f"{row} {ms:.1f}" for row, ms in result["latency_ms_per_query"].items()))
-    for row, figures in result.get("signs", {}).get("rows", {}).items():
-        typer.echo(f"signs, seen styles' test queries: {row} diagnosis precision@10 "
-                   f"{figures['diagnosis_precision@10']['mean']:.3f} {figures['diagnosis_precision@10']['ci95']}")
+    for styles, rows in result.get("signs", {}).get("rows", {}).items():
+        for row, figures in rows.items():
+            typer.echo(f"signs, {styles} styles' test queries: {row} " + ", ".join(
+                f"{name} {figures[name]['mean']:.3f} {figures[name]['ci95']}"
+                for name in ("diagnosis_precision@10", "exact_recall@10", "sign_match@10")))
     if "recorded" in result.get("signs", {}):
         recorded = result["signs"]["recorded"]
         typer.echo(f"sign strengths chosen on validation ({recorded['route_row']}) written into {model}: "
