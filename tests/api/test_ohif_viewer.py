@@ -149,7 +149,7 @@ def test_the_clinicians_loop_from_a_drawing_to_the_viewer_and_back(browser, stac
     """Issue 35's loop as a clinician clicks through it: draw on the pad, search and keep the search,
     mark two cases right and one not this, Refine, open the refined first hit in OHIF (that study
     drawn, no tour over it), go back to OHIF's study list (the refined query's matches), come back to
-    the pad and reopen the first search from the saved searches."""
+    the pad and reopen the first search from the saved searches and from the recent searches."""
     page = browser.new_page(viewport={"width": 1280, "height": 800})
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
@@ -160,7 +160,7 @@ def test_the_clinicians_loop_from_a_drawing_to_the_viewer_and_back(browser, stac
     draw_throat(page, n=24)
     page.click("#search")
     page.wait_for_selector("#grid .hit", timeout=TIMEOUT_MS)
-    first = _ids(page)
+    first, first_query = _ids(page), page.get_attribute("#grid", "data-query-id")
     page.fill("#save-name", "first look")
     page.click("#save-search")
     page.locator("#saved-list li").first.wait_for(timeout=TIMEOUT_MS)
@@ -223,5 +223,9 @@ def test_the_clinicians_loop_from_a_drawing_to_the_viewer_and_back(browser, stac
     page.reload()
     page.locator("#saved-list li button.reopen", has_text="first look").click()
     page.wait_for_function("document.getElementById('results-title').textContent.includes('first look')", timeout=TIMEOUT_MS)
+    assert _ids(page) == first  # searched again: a new query
+    page.click("#history summary")
+    page.locator(f"#history-list li[data-query-id='{first_query}'] button.reopen").click()  # the first search itself
+    page.wait_for_function(f"document.getElementById('grid').dataset.queryId === '{first_query}'", timeout=TIMEOUT_MS)
     assert _ids(page) == first
     assert not errors, errors

@@ -265,10 +265,10 @@ def test_tablet_width(browser, demo: Demo, tmp_path: Path) -> None:
     assert metas and all(meta.startswith("normal · ") and meta[-10:] >= "2021-01-01" for meta in metas)
 
 
-def test_plain_words_and_a_saved_search_forgotten(browser, demo: Demo) -> None:
+def test_plain_words_a_saved_search_forgotten_and_a_recent_search_reopened(browser, demo: Demo) -> None:
     """Each case says in words how close it is (scores behind a toggle); a search is saved, listed
-    under its name and forgotten. Marking, Refine and reopening run in the whole loop
-    (tests/api/test_ohif_viewer.py, with the viewer)."""
+    under its name and forgotten; the recent searches list it and reopen it, as does its link. Marking,
+    Refine and reopening a saved search run in the whole loop (tests/api/test_ohif_viewer.py, with the viewer)."""
     page = _page(browser, demo)
     page.fill("#k", "8")
     draw_throat(page)
@@ -296,7 +296,30 @@ def test_plain_words_and_a_saved_search_forgotten(browser, demo: Demo) -> None:
     saved.first.locator("button.forget").click()
     page.wait_for_selector("#saved-empty:not([hidden])", timeout=TIMEOUT_MS)
     assert saved.count() == 0
+
+    # the recent searches: newest first, with its sketch and top three; reopened from the list, and by its link
+    query_id, shown = page.get_attribute("#grid", "data-query-id"), _shown(page)
+    page.reload()  # the key stays for the browser session; the list comes from the service
+    page.click("#history summary")
+    item = page.locator(f"#history-list li[data-query-id='{query_id}']")
+    item.wait_for(timeout=TIMEOUT_MS)
+    assert page.locator("#history-list li").first.get_attribute("data-query-id") == query_id  # previews are not listed
+    assert all(f"#{rank} case {case}" in (item.locator(".about").text_content() or "") for rank, case in enumerate(shown[:3], 1))
+    page.wait_for_function(f"document.querySelector(\"#history-list li[data-query-id='{query_id}'] img.thumb\").naturalWidth > 0",
+                           timeout=TIMEOUT_MS)
+    item.locator("button.reopen").click()
+    page.wait_for_function(f"document.getElementById('grid').dataset.queryId === '{query_id}'", timeout=TIMEOUT_MS)
+    assert _shown(page) == shown
+    page.wait_for_function("[...document.querySelectorAll('#steps-row img')].length >= 2"
+                           " && [...document.querySelectorAll('#steps-row img')].every(i => i.naturalWidth > 0)", timeout=TIMEOUT_MS)
+    page.goto(f"{demo.url}{item.locator('a.link').get_attribute('href')}")  # ?query=ID: reopened as the pad loads
+    page.wait_for_function(f"document.getElementById('grid').dataset.queryId === '{query_id}'", timeout=TIMEOUT_MS)
+    assert _shown(page) == shown
     assert not page.errors
+
+
+def _shown(page) -> list[str]:  # type: ignore[no-untyped-def]
+    return page.evaluate("[...document.querySelectorAll('#grid .hit')].map(e => e.dataset.imageId)")
 
 
 def _signs_shown(page, signs: dict) -> str:  # type: ignore[no-untyped-def]
