@@ -20,7 +20,8 @@ from indexing.fused_index import ChannelWeights
 from retrieval.evaluation import TEST, VAL, ArchiveSide, QueryGroup
 from retrieval.engine import SearchEngine
 from retrieval.feedback import FeedbackConfig
-from retrieval.feedback_eval import Searched, choose_config, diagnosis_precision, excluded_returned, exact_recall, first_searches, label, rounds
+from retrieval.feedback_eval import (Searched, choose_config, diagnosis_precision, excluded_returned, exact_recall,
+                                     first_searches, label, rounds)
 from retrieval.metrics import summary
 
 ROUNDS = 2

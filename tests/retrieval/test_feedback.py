@@ -69,7 +69,7 @@ def test_two_rounds_of_marks_raise_precision_and_never_bring_back_a_not_this_cas
     chain = rounds(engine, firsts[half:], diagnoses[half:], chosen, 2)
     precision = [diagnosis_precision(steps, diagnoses[half:]).mean() for steps in chain]
     print(f"diagnosis precision@10 on {len(firsts) - half} held-out queries, rounds 0/1/2: {precision} ({chosen})")
-    assert precision[1] >= precision[0] + 0.15 and precision[2] >= precision[0] + 0.15
+    assert precision[1] >= precision[0] + 0.1 and precision[2] >= precision[1]  # 0.26 -> 0.43 -> 0.58 when written
     for first, second, diagnosis in zip(chain[1], chain[2], diagnoses[half:]):
         _, unlike = marks(first.result, diagnosis)
         assert set(first.exclude) <= set(second.exclude) and set(unlike) <= set(second.exclude)
