@@ -182,7 +182,8 @@ def _feedback_section(data: dict[str, Any]) -> str:
                       for name in ("seen", "unseen") for goal, met in data[name]["goals"].items())
     returned = sum(data[name]["not_this_returned"] for name in ("seen", "unseen"))
     return ("<h3>Relevance feedback (test queries)</h3>"
-            f"<p>{_e(data['note'])}. Constants {_e(config)}; first searches ranked by the weights above. "
+            f"<p>{_e(data['note'])}. Constants {_e(config)} ("
+            f"{'the service' if data.get('chosen_is_served') else 'not the service'}'s defaults); first searches ranked by the weights above. "
             f"Cases marked not this that came back: {returned}. Goals: {goals}.</p>"
             + _table(["styles", "rounds", "diagnosis_precision@10", "exact_recall@10"], rows, "retrieval-feedback"))
 
