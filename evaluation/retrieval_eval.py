@@ -21,9 +21,10 @@ SWEEP_CANVASES = (64, 1024)
 def run_retrieval_eval(model: Path, archive_count: int, queries: int, work: Path, archive_data: Path | None,
                        canvases: tuple[int, ...], size: int, seed: int, device: str, set_weights: bool,
                        pix2pix: Path | None = None, steps: int | None = None, signs: bool = False,
-                       record_strengths: bool = False) -> dict:
+                       record_strengths: bool = False, feedback: bool = False) -> dict:
     """Render the archive and held-out cases (unless kept in `work`), prepare the archive, draw and score: the report.
-    `record_strengths` (with `signs`) writes the strengths, route and weight validation chose into the bundle's signs."""
+    `record_strengths` (with `signs`) writes the strengths, route and weight validation chose into the bundle's signs;
+    `feedback` adds the relevance-feedback rounds (`evaluation.feedback_rows`)."""
     from formats.errors import InputError
     from generation.bundle import PIX2PIX, Bundle
     from generation.signs import SignDirections
@@ -67,6 +68,10 @@ def run_retrieval_eval(model: Path, archive_count: int, queries: int, work: Path
                                          SEEN_STYLES, UNSEEN_STYLES)
             if record_strengths:
                 result["signs"]["recorded"] = _record_strengths(model, result["signs"], archive_data, heldout)
+        if feedback:
+            from evaluation.feedback_rows import feedback_rows
+
+            result["feedback"] = feedback_rows(engine, side, groups, result["weights"], UNSEEN_STYLES, seed)
         if set_weights:
             archive = Archive.open(settings)
             try:

@@ -49,6 +49,29 @@ def test_eval_retrieval_times_every_row_and_breaks_down_by_level_and_canvas(retr
     assert data["refinement_steps"] == 2
 
 
+def test_eval_retrieval_feedback_rounds_raise_precision_with_constants_from_validation(retrieval_report) -> None:
+    from phantoms.freehand import SEEN_STYLES
+
+    feedback = json.loads(retrieval_report.read_text())["feedback"]
+    # chosen on the seen styles' validation queries (2 exact + 4 similar a style), among configs keeping their recall
+    assert feedback["validation_queries"] == {"similar": 4 * len(SEEN_STYLES), "exact": 2 * len(SEEN_STYLES)}
+    chosen, before = feedback["validation_chosen"], feedback["validation_before"]
+    assert chosen["exact_recall@10"] >= before["exact_recall@10"]
+    kept = [v["diagnosis_precision@10"] for v in feedback["validation_best"].values() if v["exact_recall@10"] >= before["exact_recall@10"]]
+    assert chosen["diagnosis_precision@10"] == max(kept, default=chosen["diagnosis_precision@10"])
+    for name in ("seen", "unseen"):
+        rows = feedback[name]["rows"]
+        assert list(rows) == ["round 0", "round 1", "round 2"] and feedback[name]["not_this_returned"] == 0
+        for figures in rows.values():
+            for metric in ("diagnosis_precision@10", "exact_recall@10"):
+                low, high = figures[metric]["ci95"]
+                assert 0.0 <= low <= figures[metric]["mean"] <= high <= 1.0
+        assert set(feedback[name]["goals"]) == {"precision@10_after_one_round_at_least_0.80",
+                                                "exact_recall@10_not_lower_after_one_round"}
+    seen = feedback["seen"]["rows"]  # 72 similar-case test queries: marking the right diagnosis pays on the tiny archive
+    assert seen["round 1"]["diagnosis_precision@10"]["mean"] > seen["round 0"]["diagnosis_precision@10"]["mean"] + 0.05
+
+
 def test_eval_retrieval_refuses_bad_canvases_before_doing_anything(tmp_path) -> None:
     result = CliRunner().invoke(app, ["eval", "retrieval", "--canvases", "8,x", "--work", str(tmp_path / "w"),
                                       "--report", str(tmp_path / "r.json")])
