@@ -7,15 +7,14 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from evaluation.bench.service import REPO, free_port
-
-SNIPPET = REPO / "docs" / "nginx-sketch2medi.conf"
+SNIPPET = Path(__file__).resolve().parents[2] / "docs" / "nginx-sketch2medi.conf"
 UPSTREAM_HEADER = "X-Upstream"  # added by this main configuration only: which replica answered
 READY_TIMEOUT_S = 30
 MAIN = """worker_processes 1;
@@ -34,6 +33,13 @@ http {{
     include {root}/sketch2medi.conf;
 }}
 """
+
+
+def free_port() -> int:
+    """A loopback port free at the time of asking."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def nginx_binary() -> str | None:

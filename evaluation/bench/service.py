@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from evaluation.bench.proxy import free_port, nginx, stop
 from indexing import store
 from indexing.archive import Archive
 from indexing.settings import Settings
@@ -31,12 +31,6 @@ READY_TIMEOUT_S = 300
 # What a server started with these environment variables will do: (searches at once, H's steps T or
 # None for the trained T). The service's own settings answer it; the caller passes them in.
 ServerShape = Callable[[dict[str, str]], tuple[int, int | None]]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def search_key(settings: Settings) -> str:
@@ -132,8 +126,6 @@ def _start_server(env: dict[str, str]) -> tuple[str, subprocess.Popen]:
 def _served(env: dict[str, str], replicas: int, root: Path) -> Iterator[tuple[str, list[str]]]:
     """`replicas` servers with `env`, behind nginx as documented when more than one: the address the
     clients use and each replica's own (for its /metrics)."""
-    from evaluation.bench.proxy import nginx, stop
-
     servers: list[tuple[str, subprocess.Popen]] = []
     try:
         for _ in range(replicas):
