@@ -36,6 +36,7 @@ class SearchIn(BaseModel):
     k: int = Field(DEFAULT_K, ge=1, le=MAX_K)
     filters: FiltersIn = FiltersIn()
     refine: bool = True  # False: x_0 only, no refinement steps (the fast live preview)
+    preview: bool = False  # a live preview: logged as kind "preview", left out of the key's recent searches
     # clinical sign -> strength (0 to 1, or to the largest strength chosen on validation) or "present" (the chosen
     # strength; generation/signs.py's PRESENT), e.g. {"exudate": 1, "erythema": "present"}
     signs: dict[str, float | Literal["present"]] = {}
@@ -192,6 +193,33 @@ class QueryOut(BaseModel):
     latency_ms: float
     results: list[HitOut]
     signs: list[SignOut] = []  # the clinical signs the query applied (a refinement or reopening: its first search's)
+    parent_query_id: str | None = None  # the search a refinement or reopening started from
+    sketch_url: str | None = None  # while the query's pictures are kept: its sketch, x_T and each step
+    generated_image_url: str | None = None
+    step_urls: list[str] = []
+
+
+class TopHitOut(BaseModel):
+    """One of a recent search's first hits as it was logged: its id, rank and fused score."""
+
+    image_id: int
+    rank: int
+    score: float
+
+
+class RecentOut(BaseModel):
+    """`GET /v1/queries`: one of the caller's recent searches (ids and scores only, no case metadata)."""
+
+    query_id: str
+    created_at: datetime
+    kind: str  # "sketch", "example", "refine" or "reopen"
+    k: int
+    filters: dict
+    signs: list[SignOut] = []
+    top: list[TopHitOut]  # the first three hits as logged
+    sketch_url: str | None  # the drawn sketch while its pictures are kept, else None
+    parent_query_id: str | None
+    saved: bool  # a saved search names it: kept until forgotten
 
 
 class ExampleOut(BaseModel):

@@ -28,6 +28,7 @@ class SketchRequest:
     filters: FiltersIn
     refine: bool
     signs: dict[str, float] = field(default_factory=dict)  # sign -> strength, checked against the bundle later
+    preview: bool = False  # the pad's live preview (logged as kind "preview")
 
 
 def _picture_type(data: bytes) -> str | None:
@@ -49,7 +50,7 @@ async def read_sketch_request(request: Request) -> SketchRequest:
         except ValidationError as error:
             raise _invalid(error) from None
         strokes = [Stroke(tuple(s.points), s.width, None if s.pressure is None else tuple(s.pressure)) for s in body.strokes]
-        return SketchRequest(rasterise(strokes), body.k, body.filters, body.refine, body.signs)
+        return SketchRequest(rasterise(strokes), body.k, body.filters, body.refine, body.signs, body.preview)
     if kind != "multipart/form-data":
         raise HTTPException(415, "send the sketch as multipart/form-data (field `sketch`, PNG or JPEG) or as JSON strokes")
     form = await request.form()
@@ -65,11 +66,11 @@ async def read_sketch_request(request: Request) -> SketchRequest:
             fields[name] = form.get(name)
     try:
         filters = FiltersIn.model_validate(fields)
-        search = SearchIn.model_validate({"strokes": [], **{name: form[name] for name in ("k", "refine") if form.get(name)},
+        search = SearchIn.model_validate({"strokes": [], **{name: form[name] for name in ("k", "refine", "preview") if form.get(name)},
                                           "signs": _form_signs(form.get("signs"))})
     except ValidationError as error:
         raise _invalid(error) from None
-    return SketchRequest(data, search.k, filters, search.refine, search.signs)
+    return SketchRequest(data, search.k, filters, search.refine, search.signs, search.preview)
 
 
 def _form_signs(text: object) -> object:

@@ -167,7 +167,25 @@ def _retrieval_section(data: dict[str, Any], plots: dict[str, Path]) -> str:
     parts.append("<h3>Per canvas size</h3>" + _table(header, rows, "retrieval-canvas"))
     parts.append("<h3>Validation queries (chose the weights)</h3>"
                  + _table(header, _retrieval_rows(data["validation"], latency, "validation"), "retrieval-validation"))
+    if "feedback" in data:
+        parts.append(_feedback_section(data["feedback"]))
     return "\n".join([*parts, _plot_images(plots)] if plots else parts)
+
+
+def _feedback_section(data: dict[str, Any]) -> str:
+    """Relevance feedback (`s2m eval retrieval --feedback`): each round's figures, seen and unseen styles apart."""
+    config = ", ".join(f"{name} {value:g}" for name, value in data["config"].items())
+    rows = [[f'<td class="name">{_e(name)}</td>', f'<td class="name">{_e(round_)}</td>',
+             _number(values["diagnosis_precision@10"]), _number(values["exact_recall@10"])]
+            for name in ("seen", "unseen") for round_, values in data[name]["rows"].items()]
+    goals = "; ".join(f"{name}: {_e(goal)} {'met' if met else 'not met'}"
+                      for name in ("seen", "unseen") for goal, met in data[name]["goals"].items())
+    returned = sum(data[name]["not_this_returned"] for name in ("seen", "unseen"))
+    return ("<h3>Relevance feedback (test queries)</h3>"
+            f"<p>{_e(data['note'])}. Constants {_e(config)} ("
+            f"{'the service' if data.get('chosen_is_served') else 'not the service'}'s defaults); first searches ranked by the weights above. "
+            f"Cases marked not this that came back: {returned}. Goals: {goals}.</p>"
+            + _table(["styles", "rounds", "diagnosis_precision@10", "exact_recall@10"], rows, "retrieval-feedback"))
 
 
 def _interval(value: Any) -> tuple[float, float, float]:

@@ -21,9 +21,10 @@ SWEEP_CANVASES = (64, 1024)
 def run_retrieval_eval(model: Path, archive_count: int, queries: int, work: Path, archive_data: Path | None,
                        canvases: tuple[int, ...], size: int, seed: int, device: str, set_weights: bool,
                        pix2pix: Path | None = None, steps: int | None = None, signs: bool = False,
-                       record_strengths: bool = False) -> dict:
+                       record_strengths: bool = False, feedback: bool = False) -> dict:
     """Render the archive and held-out cases (unless kept in `work`), prepare the archive, draw and score: the report.
-    `record_strengths` (with `signs`) writes the strengths, route and weight validation chose into the bundle's signs."""
+    `record_strengths` (with `signs`) writes the strengths, route and weight validation chose into the bundle's signs;
+    `feedback` adds the relevance-feedback rounds (`evaluation.feedback_rows`)."""
     from formats.errors import InputError
     from generation.bundle import PIX2PIX, Bundle
     from generation.signs import SignDirections
@@ -63,9 +64,14 @@ def run_retrieval_eval(model: Path, archive_count: int, queries: int, work: Path
         result = evaluate(engine, groups, seed, baseline.load(PIX2PIX, device) if baseline is not None else None,
                           UNSEEN_STYLES)
         if signs:
-            result["signs"] = _sign_rows(engine, side, groups, archive_data, heldout, result["weights"], seed, SEEN_STYLES)
+            result["signs"] = _sign_rows(engine, side, groups, archive_data, heldout, result["weights"], seed,
+                                         SEEN_STYLES, UNSEEN_STYLES)
             if record_strengths:
                 result["signs"]["recorded"] = _record_strengths(model, result["signs"], archive_data, heldout)
+        if feedback:
+            from evaluation.feedback_rows import feedback_rows
+
+            result["feedback"] = feedback_rows(engine, side, groups, result["weights"], UNSEEN_STYLES, seed)
         if set_weights:
             archive = Archive.open(settings)
             try:
@@ -141,9 +147,10 @@ def _query_groups(archive_data: Path, heldout: Path, side, queries: int, canvase
 
 
 def _sign_rows(engine, side, groups: list, archive_data: Path, heldout: Path, weights: dict, seed: int,
-               seen: tuple[str, ...]) -> dict:
-    """The rows of sketch + each query's true signs (`retrieval.sign_evaluation`) over the seen styles' queries:
-    strengths and the appearance weight chosen on their validation halves, reported on their test halves."""
+               seen: tuple[str, ...], unseen: tuple[str, ...]) -> dict:
+    """The rows of sketch + each query's true signs (`retrieval.sign_evaluation`): strengths and the appearance
+    weight chosen on the seen styles' validation halves, reported on the seen styles' test halves and the
+    unseen styles' apart."""
     import csv
 
     import numpy as np
@@ -151,27 +158,30 @@ def _sign_rows(engine, side, groups: list, archive_data: Path, heldout: Path, we
     from formats.signs import labels_from_row
     from indexing.fused_index import ChannelWeights
     from retrieval.evaluation import TEST, VAL
-    from retrieval.sign_evaluation import SignQueries, evaluate_signs
+    from retrieval.sign_evaluation import SignQueries, SignQuerySet, evaluate_signs
 
     names = engine.models.signs.names
 
-    def true_signs(dataset: Path) -> dict[str, dict[str, float]]:  # a query's own case's signs, never the archive's
+    def true_signs(dataset: Path) -> dict[str, dict[str, float]]:  # a case's signs from its metadata
         with (dataset / "metadata.csv").open(newline="") as handle:
             return {Path(row["file"]).stem: {sign: 1.0 for sign, present in labels_from_row(row).items()
                                              if present and sign in names} for row in csv.DictReader(handle)}
 
     of_heldout, of_archive = true_signs(heldout), true_signs(archive_data)
-    chosen = {split: [g for g in groups if g.style in seen and g.split == split] for split in (VAL, TEST)}
 
-    def similar(split: str) -> SignQueries:
-        return SignQueries([s for g in chosen[split] for s in g.similar_sketches],
-                           [of_heldout[n] for g in chosen[split] for n in g.similar_cases],
-                           diagnoses=np.concatenate([g.diagnoses for g in chosen[split]]))
+    def query_set(chosen: list) -> SignQuerySet:
+        return SignQuerySet(
+            SignQueries([s for g in chosen for s in g.similar_sketches], [of_heldout[n] for g in chosen for n in g.similar_cases],
+                        diagnoses=np.concatenate([g.diagnoses for g in chosen])),
+            SignQueries([s for g in chosen for s in g.exact_sketches], [of_archive[n] for g in chosen for n in g.exact_cases],
+                        columns=np.concatenate([g.exact_columns for g in chosen])))
 
-    exact = SignQueries([s for g in chosen[TEST] for s in g.exact_sketches],
-                        [of_archive[n] for g in chosen[TEST] for n in g.exact_cases],
-                        columns=np.concatenate([g.exact_columns for g in chosen[TEST]]))
-    return evaluate_signs(engine, side, ChannelWeights(**weights), similar(VAL), similar(TEST), exact, seed)
+    validation = query_set([g for g in groups if g.style in seen and g.split == VAL])
+    tests = {"seen": query_set([g for g in groups if g.style in seen and g.split == TEST]),
+             "unseen": query_set([g for g in groups if g.style in unseen and g.split == TEST])}
+    # the archive's own signs by column, for the sign-match rate and the labelled reference only (never the ranking)
+    archive_signs = [frozenset(of_archive[ref.split("-", 1)[1]]) for ref in side.case_refs]
+    return evaluate_signs(engine, side, ChannelWeights(**weights), validation, tests, archive_signs, seed)
 
 
 def _record_strengths(model: Path, report: dict, archive_data: Path, heldout: Path) -> dict:

@@ -33,7 +33,8 @@ from generation.networks import (EMBEDDER, ENCODER, GENERATOR, NETWORK_NAMES, PI
                                  build_network)
 
 __all__ = ["EMBEDDER", "ENCODER", "GENERATOR", "NETWORK_NAMES", "PIX2PIX", "REFINER", "SYNTHESIZER", "Bundle",
-           "BundleError", "convert_storage", "is_bundle", "record_digests", "save_network", "update_bundle_info"]
+           "BundleError", "convert_storage", "is_bundle", "record_digests", "replace_bundle_info", "save_network",
+           "update_bundle_info"]
 
 BUNDLE_INFO = "bundle.json"
 DIGEST = "sha256"  # the key of a network's weight digest in its bundle.json entry
@@ -265,9 +266,19 @@ def _read_info(bundle_dir: Path) -> dict[str, Any]:
 
 def update_bundle_info(bundle_dir: Path, **fields: Any) -> dict[str, Any]:
     """Merge top-level fields (preset, resolution, metrics, ...) into `bundle.json`."""
+    return _write_fields(bundle_dir, fields, merge=True)
+
+
+def replace_bundle_info(bundle_dir: Path, **fields: Any) -> dict[str, Any]:
+    """Set top-level fields of `bundle.json` whole: an entry its owner rewrites (the sign directions')
+    keeps no key of the entry it replaces (no stale choice outlives retrained directions)."""
+    return _write_fields(bundle_dir, fields, merge=False)
+
+
+def _write_fields(bundle_dir: Path, fields: dict[str, Any], merge: bool) -> dict[str, Any]:
     info = _read_info(bundle_dir)
     for key, value in fields.items():
-        if isinstance(value, dict) and isinstance(info.get(key), dict):
+        if merge and isinstance(value, dict) and isinstance(info.get(key), dict):
             info[key] = {**info[key], **value}
         else:
             info[key] = value

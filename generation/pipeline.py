@@ -147,21 +147,23 @@ class QueryModels:
         """A query's sign strengths checked against the bundle's signs (SignError naming the known ones)."""
         return require_signs(self.signs, asked or {})
 
-    def w_offsets(self, strengths: list[Mapping[str, float]]) -> torch.Tensor | None:
+    def w_offsets(self, strengths: list[Mapping[str, float]], routes: tuple[str, ...] | None = None) -> torch.Tensor | None:
         """[B, num_ws, w_dim] W edits of checked strengths on each sign's chosen style inputs of G, one row per
-        sketch; None when no sketch has signs."""
+        sketch (zero unless `routes`, by default the signs' chosen ones, include W); None when no sketch has signs."""
         if self.signs is None or not any(strengths):
             return None
         num_ws = self.pipeline.generator.synthesis.num_ws
-        return torch.stack([self.signs.style_offset(one, num_ws) for one in strengths])
+        return torch.stack([self.signs.style_offset(one, num_ws, routes) for one in strengths])
 
     def generate(self, sketches: np.ndarray, steps: int | None = None,
-                 signs: list[Mapping[str, float]] | None = None) -> PipelineOutput:
+                 signs: list[Mapping[str, float]] | None = None, routes: tuple[str, ...] | None = None) -> PipelineOutput:
         """Canonical sketches uint8 [B, R, R] -> the pipeline's output (`steps` None: H's own T; 0: x_0 only),
-        each sketch's checked sign strengths (`signs`, one mapping per sketch) applied in W."""
-        return self.pipeline.run(sketches_to_tensor(sketches), steps, self.w_offsets(signs or []))
+        each sketch's checked sign strengths (`signs`, one mapping per sketch) applied in W when `routes`
+        (by default the route a search ranks by) include it."""
+        return self.pipeline.run(sketches_to_tensor(sketches), steps, self.w_offsets(signs or [], routes))
 
     def pictures(self, sketch: CanonicalSketch, steps: int | None = None,
                  signs: Mapping[str, float] | None = None) -> tuple[np.ndarray, ...]:
-        """One canonical sketch's pictures, uint8 [R, R, 3] each: x_0, then x_1 .. x_T (no archive involved)."""
-        return self.generate(sketch.pixels[None], steps, [self.sign_strengths(signs)]).pictures(0)
+        """One canonical sketch's pictures, uint8 [R, R, 3] each: x_0, then x_1 .. x_T (no archive involved).
+        Its signs are always drawn in W: a picture shows them whichever route a search ranks by."""
+        return self.generate(sketch.pixels[None], steps, [self.sign_strengths(signs)], ("w",)).pictures(0)

@@ -30,7 +30,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from formats.errors import InputError
-from generation.bundle import EMBEDDER, GENERATOR, Bundle, BundleError, update_bundle_info
+from generation.bundle import EMBEDDER, GENERATOR, Bundle, BundleError, replace_bundle_info
 from generation.files import atomic_target
 
 SIGNS_ENTRY = "signs"  # the top-level key of bundle.json (never under "networks": no effect on the version)
@@ -174,7 +174,7 @@ class SignDirections:
 
     # -- storage --------------------------------------------------------------------------------
     def save(self, bundle_dir: Path) -> None:
-        """Write `signs.safetensors` and the `signs` entry of `bundle.json` (the networks untouched)."""
+        """Write `signs.safetensors` and the `signs` entry of `bundle.json` whole (the networks untouched)."""
         path = Path(bundle_dir) / SIGNS_FILE
         with atomic_target(path) as tmp:
             save_file({"w": self.w.contiguous(), "appearance": self.appearance.contiguous(),
@@ -183,7 +183,7 @@ class SignDirections:
         entry = {**self.record, "format": SIGNS_FORMAT, "file": SIGNS_FILE, "names": list(self.names),
                  "w_steps": list(self.w_steps), "appearance_steps": list(self.appearance_steps),
                  "appearance_weight": self.appearance_weight, "routes": list(self.routes)}
-        update_bundle_info(bundle_dir, **{SIGNS_ENTRY: entry})
+        replace_bundle_info(bundle_dir, **{SIGNS_ENTRY: entry})
 
     @classmethod
     def from_bundle(cls, bundle: Bundle) -> "SignDirections | None":

@@ -224,7 +224,7 @@ class QueryLog(Base):
     result_ids: Mapped[list[int]] = mapped_column(JSON)
     uid: Mapped[str | None] = mapped_column(String(32), unique=True, index=True)
     client: Mapped[str | None] = mapped_column(String(64))
-    kind: Mapped[str] = mapped_column(String(16), default="sketch")  # "sketch", "example", "refine" or "reopen"
+    kind: Mapped[str] = mapped_column(String(16), default="sketch")  # "sketch", "preview", "example", "refine" or "reopen"
     build_id: Mapped[int | None] = mapped_column(Id)
     # [{"image_id", "score", "channels": {name: score}}] in rank order
     results: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)

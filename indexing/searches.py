@@ -1,20 +1,34 @@
 """A key's own searches: each query's channel vectors (to refine or reopen it), its chain of
-refinements, and the searches it saved under a name. Only the key that made a query sees it here:
-another key's query or saved search is as unknown as a missing one."""
+refinements, the searches it saved under a name, and its recent searches. Only the key that made a
+query sees it here: another key's query or saved search is as unknown as a missing one. Searches are
+kept for a bounded time (`prune_queries`) unless a saved search names them."""
 
 from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import delete, exists, select
 from sqlalchemy.orm import Session
 
-from indexing.models import QueryLog, QueryVectors, SavedSearch
+from indexing.models import QueryLog, QueryPictures, QueryVectors, SavedSearch, utc_now
 
 MAX_CHAIN = 100  # refinements followed back to the first search (a guard against a cycle)
+PRUNE_CHUNK = 500  # ids per DELETE (SQLite's bound-parameter limit)
+PREVIEW = "preview"  # the kind of a live-preview search: logged and readable, but not one of the key's recent searches
+
+
+@dataclass(frozen=True)
+class Recent:
+    """One of a key's recent searches, and whether its pictures are still kept and a saved search names it."""
+
+    entry: QueryLog
+    pictures_kept: bool
+    saved: bool
 
 
 def owned_query(session: Session, uid: str, api_key_id: int) -> QueryLog | None:
@@ -74,3 +88,26 @@ def owned_saved(session: Session, saved_id: int, api_key_id: int) -> tuple[Saved
 def feedback_record(like: Sequence[int], unlike: Sequence[int], exclude: Sequence[int], weights: dict[str, float]) -> dict[str, Any]:
     """What a refine or reopen row keeps of its marks: ids and weights only."""
     return {"like": sorted(like), "unlike": sorted(unlike), "exclude": sorted(exclude), "weights": weights}
+
+
+def recent_queries(session: Session, api_key_id: int, limit: int) -> list[Recent]:
+    """The key's own latest searches (live previews left out), newest first."""
+    kept = exists().where(QueryPictures.query_id == QueryLog.id)
+    saved = exists().where(SavedSearch.query_id == QueryLog.id)
+    rows = session.execute(select(QueryLog, kept, saved).where(QueryLog.api_key_id == api_key_id, QueryLog.kind != PREVIEW)
+                           .order_by(QueryLog.created_at.desc(), QueryLog.id.desc()).limit(limit))
+    return [Recent(entry, bool(has_pictures), bool(is_saved)) for entry, has_pictures, is_saved in rows]
+
+
+def prune_queries(session: Session, max_age: timedelta) -> int:
+    """Delete the searches older than `max_age` that no saved search names (their vectors and pictures go
+    with them, by the foreign keys' ON DELETE CASCADE); returns how many went. The audit of reads
+    (`access_log`) is not touched."""
+    cutoff = utc_now() - max_age
+    pinned = select(SavedSearch.query_id)
+    old = select(QueryLog.id).where(QueryLog.created_at < cutoff, QueryLog.id.not_in(pinned))
+    ids = list(session.scalars(old))
+    for start in range(0, len(ids), PRUNE_CHUNK):
+        chunk = ids[start:start + PRUNE_CHUNK]
+        session.execute(delete(QueryLog).where(QueryLog.id.in_(chunk)))
+    return len(ids)

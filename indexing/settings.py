@@ -13,6 +13,9 @@ Environment variables (all optional):
 - `S2M_INGEST_BATCH_PIXELS`: decoded pixels one ingest batch may hold (bounds its memory at about
   this many x 3 bytes x a small factor, whatever the image sizes); a batch closes at whichever of
   the image count or the pixel count it reaches first.
+- `S2M_QUERIES_MAX_AGE_DAYS`: how many days the searches (query log rows, their vectors and pictures)
+  are kept before `s2m queries prune` removes them (default 30; a saved search's query is kept until
+  it is forgotten).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ DEFAULT_MAX_FILE_MIB = 256
 DEFAULT_INGEST_BATCH_SIZE = 200
 DEFAULT_INGEST_BATCH_PIXELS = 64 * 1024 * 1024  # ~200 MB of RGB: one 8192x8192 photo or 16k 64-px ones
 DEFAULT_PSEUDONYM_HEX_CHARS = 16
+DEFAULT_QUERIES_MAX_AGE_DAYS = 30
 PSEUDONYM_KEY_BYTES = 32
 PSEUDONYM_KEY_FILE = "pseudonym.key"
 SQLITE_FILE = "archive.sqlite3"
@@ -65,6 +69,7 @@ class Settings:
     ingest_batch_size: int = DEFAULT_INGEST_BATCH_SIZE
     ingest_batch_pixels: int = DEFAULT_INGEST_BATCH_PIXELS
     pseudonym_hex_chars: int = DEFAULT_PSEUDONYM_HEX_CHARS
+    queries_max_age_days: int = DEFAULT_QUERIES_MAX_AGE_DAYS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -81,6 +86,7 @@ class Settings:
             max_file_bytes=positive_int(env, "S2M_MAX_FILE_BYTES", DEFAULT_MAX_FILE_MIB * 1024 * 1024),
             ingest_batch_size=positive_int(env, "S2M_INGEST_BATCH_SIZE", DEFAULT_INGEST_BATCH_SIZE),
             ingest_batch_pixels=positive_int(env, "S2M_INGEST_BATCH_PIXELS", DEFAULT_INGEST_BATCH_PIXELS),
+            queries_max_age_days=positive_int(env, "S2M_QUERIES_MAX_AGE_DAYS", DEFAULT_QUERIES_MAX_AGE_DAYS),
         )
 
     @property

@@ -29,11 +29,11 @@ from retrieval.engine import SearchEngine
 
 @dataclass(frozen=True)
 class FeedbackConfig:
-    """Rocchio's weights and the re-weighting's rate, chosen on validation queries: the grid of
-    `retrieval/feedback_eval.py`, 50 held-out free-hand phantom queries on a 300-phantom archive with
-    the shipped bundle; on 50 other queries diagnosis precision@10 went 0.386 -> 0.770 in one round
-    (docs/benchmarks.md, issue 35). The marked cases outweigh the sketch: a user who marked cases
-    asks for more like them."""
+    """Rocchio's weights and the re-weighting's rate, chosen on validation queries by `s2m eval retrieval
+    --feedback` (the grid of `retrieval/feedback_eval.py`, the seen drawer styles' validation queries on a
+    300-phantom archive with the shipped bundle): on the test queries diagnosis precision@10 went 0.27 ->
+    0.60 in one round, 0.80 in two (docs/benchmarks.md, issue 35). The marked cases outweigh the sketch:
+    a user who marked cases asks for more like them."""
 
     original: float = 1.0  # a
     toward: float = 8.0  # b

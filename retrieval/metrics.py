@@ -1,7 +1,8 @@
 """Retrieval metrics over score matrices: exact-case recall and MRR, similar-case nDCG, diagnosis precision.
 
 Scores are float [Q, N] (query x archive column, higher is closer); ties break by column, so a
-ranking is deterministic. Similar-case relevance is the mean per-class DICE of the true masks
+ranking is deterministic. A column scored -inf is one a filter left out: it is never returned, so it
+fills no top-k slot (an empty slot counts as a miss) and a true case scored -inf is never found. Similar-case relevance is the mean per-class DICE of the true masks
 (`dice_relevance`), graded in [0, 1]; its normalised nDCG is (nDCG - random) / (1 - random) with
 the random ranking's expected nDCG, so that 0 is chance and 1 the ideal ranking.
 """
@@ -30,7 +31,7 @@ def true_ranks(scores: np.ndarray, truth: np.ndarray) -> np.ndarray:
     true_scores = scores[np.arange(len(scores)), truth]
     ahead = (scores > true_scores[:, None]).sum(1)
     tied_before = ((scores == true_scores[:, None]) & (np.arange(scores.shape[1])[None, :] < truth[:, None])).sum(1)
-    return ahead + tied_before + 1
+    return np.where(true_scores == -np.inf, scores.shape[1] + 1, ahead + tied_before + 1)
 
 
 def recall_at(ranks: np.ndarray, k: int) -> np.ndarray:
@@ -82,7 +83,19 @@ def normalised_ndcg(ndcg: np.ndarray, random: np.ndarray) -> np.ndarray:
 def precision_at(scores: np.ndarray, query_labels: np.ndarray, archive_labels: np.ndarray, k: int = K) -> np.ndarray:
     """Per query: the share of the top k whose label (e.g. diagnosis) equals the query's."""
     top = ranked_columns(scores, k)
-    return (archive_labels[top] == query_labels[:, None]).mean(1)
+    return ((archive_labels[top] == query_labels[:, None]) & returned(scores, top)).mean(1)
+
+
+def inclusion_at(scores: np.ndarray, query_sets: list[frozenset], archive_sets: list[frozenset], k: int = K) -> np.ndarray:
+    """Per query: the share of the top k whose label set (e.g. clinical signs) includes all of the query's."""
+    top = ranked_columns(scores, k)
+    holds = np.array([[query <= archive_sets[column] for column in row] for query, row in zip(query_sets, top)], dtype=bool)
+    return (holds.reshape(top.shape) & returned(scores, top)).mean(1)
+
+
+def returned(scores: np.ndarray, top: np.ndarray) -> np.ndarray:
+    """bool [Q, k]: which of the `top` columns a ranking returns (not left out by a filter's -inf)."""
+    return np.take_along_axis(scores, top, axis=1) > -np.inf
 
 
 def bootstrap_interval(values: np.ndarray, seed: int = 0, samples: int = BOOTSTRAP_SAMPLES,

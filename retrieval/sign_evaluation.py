@@ -1,11 +1,24 @@
 """Sketch + true signs: the rows of the retrieval evaluation that add each query's own clinical signs (issue 38).
 
 A query's signs are the ones its drawn case carries (what a clinician who saw the throat would
-add); the archive side is unchanged and never read for labels. Rows, beside the fused sketch-only
-row of `retrieval.evaluation`: the signs applied in the appearance space only, in W only (G and H
-draw the edited w; its appearance and latent vectors are what is scored), and both. For each route
-the per-sign strength factors (multiples of the stored steps) and the appearance channel's weight
-are chosen on the validation queries by diagnosis precision@10; test queries only report.
+add); the ranking never reads the archive's labels. Rows, per set of test queries (seen and unseen
+drawer styles apart): contour chamfer and the fused ranking of the sketch alone; the fused ranking
+with the signs applied in the appearance space only, in W only (G and H draw the edited w; its
+appearance and latent vectors are what is scored), and both; and an upper reference that does read
+labels, `REFERENCE_ROW`: chamfer over the archive cases a findings filter lets through when a seeded
+`LABELLED_SHARE` of the archive is labelled (a labelled case passes when its signs include all of
+the query's, as the engine's findings filter does; an unlabelled case never passes, and an empty
+top-10 slot counts as a miss). Reported per row: diagnosis precision@10 (overall and per
+diagnosis), exact-case recall@10, and the sign-match rate@10, the share of the top 10 whose archive
+signs include all of the query's (over the similar-case queries that carry a sign), and per sign the
+share of the top 10 carrying it (over the queries that ask it); the archive's labels serve the
+measurement only.
+
+For each route the per-sign strength factors (multiples of the stored steps; 0 leaves a sign out)
+and the appearance channel's weight are chosen on the validation queries: the highest diagnosis
+precision@10 among the choices whose exact-case recall@10 is no worse than the sketch alone's on
+the same validation queries (the signs re-order shape-similar cases; they must not drown the
+shape evidence). Test queries and unseen styles only report.
 """
 
 from __future__ import annotations
@@ -19,15 +32,17 @@ import torch
 from generation.data import sketches_to_tensor
 from generation.signs import SignDirections
 from indexing.fused_index import ChannelWeights
-from indexing.shape import query_vectors
+from indexing.shape import ShapeConfig, query_vectors
 from indexing.vectors import APPEARANCE, LATENT, SHAPE, latent_vectors
 from retrieval import metrics
 from retrieval.engine import SearchEngine
-from retrieval.evaluation import BATCH, ArchiveSide
+from retrieval.evaluation import BATCH, CHAMFER_UNTRUNCATED, ArchiveSide
 
-FACTOR_GRID = (0.5, 1.0, 2.0, 4.0)
-APPEARANCE_WEIGHT_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+FACTOR_GRID = (0.0, 0.5, 1.0, 2.0, 4.0)
+APPEARANCE_WEIGHT_GRID = (0.0, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
 ROUTE_ROWS = {"fused_signs_appearance": ("appearance",), "fused_signs_w": ("w",), "fused_signs_both": ("w", "appearance")}
+CHAMFER_ROW, SKETCH_ROW, REFERENCE_ROW = "chamfer", "fused", "chamfer_labelled20"
+LABELLED_SHARE = 0.2
 
 
 @dataclass(frozen=True)
@@ -40,32 +55,45 @@ class SignQueries:
     columns: np.ndarray | None = None  # int [Q]
 
 
+@dataclass(frozen=True)
+class SignQuerySet:
+    """One split's similar-case and exact-case queries."""
+
+    similar: SignQueries
+    exact: SignQueries
+
+
 class QueryVectors:
-    """The query-side channel vectors of a set of queries, with W edits of given factors run (and kept) on demand."""
+    """The query-side channel vectors of a set of queries; W edits are run on demand and kept per query
+    and per strength of that query's own signs, so trying one sign's factor re-runs only its queries."""
 
     def __init__(self, engine: SearchEngine, directions: SignDirections, queries: SignQueries) -> None:
         self.engine, self.directions, self.queries = engine, directions, queries
         self.canonical = engine.canonicalise(queries.sketches)
         self.shape = query_vectors(self.canonical, engine.build.shape)
+        self.chamfer = query_vectors(self.canonical, ShapeConfig(side=engine.build.shape.side, truncation=CHAMFER_UNTRUNCATED))
         self._runs: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+
+    def _strengths(self, row: int, w_factors: dict[str, float] | None) -> dict[str, float]:
+        if w_factors is None:
+            return {}
+        return {sign: value for sign, value in scaled(self.queries.signs[row], w_factors).items() if value}
 
     def appearance_latent(self, w_factors: dict[str, float] | None) -> tuple[np.ndarray, np.ndarray]:
         """[Q, D] appearance of x_T and [Q, w_dim] latent vectors, with the W edits at `w_factors` (None: none)."""
-        key = tuple(sorted((w_factors or {}).items()))
-        if key not in self._runs:
-            appearance, latent = [], []
-            for start in range(0, len(self.canonical), BATCH):
-                batch = sketches_to_tensor(self.canonical[start:start + BATCH])
-                offsets = None
-                if w_factors is not None:
-                    rows = self.queries.signs[start:start + BATCH]
-                    offsets = torch.stack([self.directions.w_offset(scaled(one, w_factors), ("w",)) for one in rows])
-                with torch.no_grad():
-                    output = self.engine.pipeline.run(batch, self.engine.config.steps, offsets)
-                appearance.append(self.engine.embedder.describe(output.image).numpy())
-                latent.append(latent_vectors(output.w, self.engine.pipeline.encoder.w_avg))
-            self._runs[key] = (np.concatenate(appearance), np.concatenate(latent))
-        return self._runs[key]
+        strengths = [self._strengths(row, w_factors) for row in range(len(self.canonical))]
+        keys = [(row, tuple(sorted(one.items()))) for row, one in enumerate(strengths)]
+        missing = [row for row, key in enumerate(keys) if key not in self._runs]
+        for start in range(0, len(missing), BATCH):
+            rows = missing[start:start + BATCH]
+            offsets = torch.stack([self.directions.w_offset(strengths[row], ("w",)) for row in rows])
+            with torch.no_grad():
+                output = self.engine.pipeline.run(sketches_to_tensor(self.canonical[rows]), self.engine.config.steps, offsets)
+            appearance = self.engine.embedder.describe(output.image).numpy()
+            latent = latent_vectors(output.w, self.engine.pipeline.encoder.w_avg)
+            for j, row in enumerate(rows):
+                self._runs[keys[row]] = (appearance[j], latent[j])
+        return np.stack([self._runs[key][0] for key in keys]), np.stack([self._runs[key][1] for key in keys])
 
     def scores(self, side: ArchiveSide, weights: ChannelWeights, scales: dict[str, float],
                w_factors: dict[str, float] | None, appearance_factors: dict[str, float] | None) -> np.ndarray:
@@ -79,80 +107,137 @@ class QueryVectors:
                 + weights.latent * scales[LATENT] * (latent @ channels[LATENT].T)
                 + weights.shape * scales[SHAPE] * (self.shape @ channels[SHAPE].T))
 
+    def chamfer_scores(self, side: ArchiveSide) -> np.ndarray:
+        return self.chamfer @ side.chamfer.T
+
 
 def scaled(strengths: dict[str, float], factors: dict[str, float]) -> dict[str, float]:
     return {sign: strength * factors.get(sign, 1.0) for sign, strength in strengths.items()}
 
 
-def diagnosis_precision(scores: np.ndarray, queries: SignQueries, side: ArchiveSide) -> np.ndarray:
-    return metrics.precision_at(scores, queries.diagnoses, side.diagnoses)
+def sign_sets(signs: list[dict[str, float]]) -> list[frozenset]:
+    return [frozenset(sign for sign, strength in one.items() if strength) for one in signs]
 
 
-def choose_route(validation: QueryVectors, side: ArchiveSide, weights: ChannelWeights, scales: dict[str, float],
+def labelled_columns(count: int, seed: int, share: float = LABELLED_SHARE) -> np.ndarray:
+    """bool [N]: the seeded `share` of the archive whose metadata the reference may read."""
+    labelled = np.zeros(count, dtype=bool)
+    labelled[np.random.default_rng(seed).choice(count, int(round(share * count)), replace=False)] = True
+    return labelled
+
+
+def reference_scores(chamfer: np.ndarray, queries: SignQueries, archive_signs: list[frozenset],
+                     labelled: np.ndarray) -> np.ndarray:
+    """Chamfer scores [Q, N] with every case the findings filter drops at -inf (never returned): unlabelled
+    cases, and labelled ones whose signs do not include all of the query's."""
+    passes = np.array([[labelled[column] and wanted <= archive_signs[column] for column in range(len(archive_signs))]
+                       for wanted in sign_sets(queries.signs)], dtype=bool).reshape(chamfer.shape)
+    return np.where(passes, chamfer, -np.inf)
+
+
+@dataclass(frozen=True)
+class Validation:
+    """The validation queries' vectors and the sketch-only exact-case recall@10 the sign rows must keep."""
+
+    similar: QueryVectors
+    exact: QueryVectors
+    recall_floor: float
+
+
+def choose_route(validation: Validation, side: ArchiveSide, weights: ChannelWeights, scales: dict[str, float],
                  routes: tuple[str, ...]) -> dict[str, Any]:
-    """Per-sign factors (one coordinate-ascent pass over FACTOR_GRID) and the appearance weight for one route,
-    by mean diagnosis precision@10 on the validation queries."""
-    names = validation.directions.names
+    """Per-sign factors (one coordinate-ascent pass over FACTOR_GRID) and the appearance weight (at least the
+    sketch-only one, as the engine applies it) for one route: first reach the sketch-only exact-case recall@10
+    on validation, then the highest diagnosis precision@10 there."""
+    names = validation.similar.directions.names
+
+    def evaluate(factors: dict[str, float], appearance_weight: float) -> tuple[float, float, float]:
+        row_weights = ChannelWeights(appearance_weight, weights.latent, weights.shape)
+        edits = (factors if "w" in routes else None, factors if "appearance" in routes else None)
+        precision = metrics.precision_at(validation.similar.scores(side, row_weights, scales, *edits),
+                                         validation.similar.queries.diagnoses, side.diagnoses).mean()
+        ranks = metrics.true_ranks(validation.exact.scores(side, row_weights, scales, *edits), validation.exact.queries.columns)
+        recall = float(metrics.recall_at(ranks, metrics.K).mean())
+        return min(recall - validation.recall_floor, 0.0), float(precision), recall
+
+    def best_weight(factors: dict[str, float]) -> tuple[tuple[float, float, float], float]:
+        usable = [value for value in APPEARANCE_WEIGHT_GRID if value >= weights.appearance and (value or weights.latent or weights.shape)]
+        return max(((evaluate(factors, value), value) for value in usable), key=lambda pair: pair[0][:2])
+
     factors = {sign: 1.0 for sign in names}
-    chosen = {"appearance_weight": max(weights.appearance, 1.0), "factors": factors}
-
-    def objective(factors: dict[str, float], appearance_weight: float) -> float:
-        scores = validation.scores(side, ChannelWeights(appearance_weight, weights.latent, weights.shape), scales, factors if "w" in routes else None,
-                                   factors if "appearance" in routes else None)
-        return float(diagnosis_precision(scores, validation.queries, side).mean())
-
-    def best_weight(factors: dict[str, float]) -> tuple[float, float]:
-        usable = [value for value in APPEARANCE_WEIGHT_GRID if value or weights.latent or weights.shape]
-        return max((objective(factors, value), value) for value in usable)
-
-    value, chosen["appearance_weight"] = best_weight(factors)
+    value, appearance_weight = best_weight(factors)
     for sign in names:
         for factor in FACTOR_GRID:
             trial = {**factors, sign: factor}
-            trial_value = objective(trial, chosen["appearance_weight"])
-            if trial_value > value + 1e-9:
+            trial_value = evaluate(trial, appearance_weight)
+            if trial_value[:2] > (value[0], value[1] + 1e-9):
                 value, factors = trial_value, trial
-    value, chosen["appearance_weight"] = best_weight(factors)
-    chosen.update(factors=factors, validation_diagnosis_precision=round(value, 4))
-    return chosen
+    value, appearance_weight = best_weight(factors)
+    return {"appearance_weight": appearance_weight, "factors": factors, "validation_diagnosis_precision": round(value[1], 4),
+            "validation_exact_recall@10": round(value[2], 4), "keeps_sketch_recall": value[0] == 0.0}
 
 
-def evaluate_signs(engine: SearchEngine, side: ArchiveSide, weights: ChannelWeights, validation: SignQueries,
-                   test: SignQueries, exact_test: SignQueries | None = None, seed: int = 0) -> dict[str, Any]:
-    """The sign rows: choices made on `validation`, diagnosis precision@10 (and exact recall@10) on the tests."""
+def row_figures(similar: np.ndarray, exact: np.ndarray, queries: SignQuerySet, side: ArchiveSide,
+                archive_signs: list[frozenset], seed: int) -> dict[str, Any]:
+    """One row's figures from its scores of the similar-case [Qs, N] and exact-case [Qe, N] queries."""
+    diagnoses = queries.similar.diagnoses
+    precision = metrics.precision_at(similar, diagnoses, side.diagnoses)
+    wanted = sign_sets(queries.similar.signs)
+    with_signs = np.array([bool(one) for one in wanted])
+    match = metrics.inclusion_at(similar[with_signs], [one for one in wanted if one], archive_signs)
+    per_sign = {}
+    for sign in sorted(set().union(*wanted)):
+        carrying = np.array([sign in one for one in wanted])
+        per_sign[sign] = metrics.summary(metrics.inclusion_at(similar[carrying], [frozenset({sign})] * int(carrying.sum()),
+                                                              archive_signs), seed)
+    ranks = metrics.true_ranks(exact, queries.exact.columns)
+    return {"diagnosis_precision@10": metrics.summary(precision, seed),
+            "per_diagnosis": {str(d): metrics.summary(precision[diagnoses == d], seed) for d in sorted(set(diagnoses))},
+            "exact_recall@10": metrics.summary(metrics.recall_at(ranks, metrics.K), seed),
+            "sign_match@10": metrics.summary(match, seed), "sign_match_per_sign@10": per_sign}
+
+
+def evaluate_signs(engine: SearchEngine, side: ArchiveSide, weights: ChannelWeights, validation: SignQuerySet,
+                   tests: dict[str, SignQuerySet], archive_signs: list[frozenset], seed: int = 0) -> dict[str, Any]:
+    """The sign rows: choices made on `validation`, every row reported on each set of `tests` (e.g. "seen",
+    "unseen"); `archive_signs` (per archive column) serve the sign-match rate and the labelled reference only."""
     directions = engine.models.signs
     if directions is None:
         raise ValueError("the bundle has no sign directions: run `s2m train signs` first")
     scales = engine.build.scales
-    val_vectors, test_vectors = QueryVectors(engine, directions, validation), QueryVectors(engine, directions, test)
-    exact_vectors = QueryVectors(engine, directions, exact_test) if exact_test is not None else None
-    rows: dict[str, Any] = {}
-
-    def report(name: str, row_weights: ChannelWeights, w: dict | None, appearance: dict | None) -> None:
-        precision = diagnosis_precision(test_vectors.scores(side, row_weights, scales, w, appearance), test, side)
-        rows[name] = {"diagnosis_precision@10": metrics.summary(precision, seed),
-                      "per_diagnosis": {str(d): round(float(precision[test.diagnoses == d].mean()), 4)
-                                        for d in sorted(set(test.diagnoses))}}
-        if exact_vectors is not None:
-            ranks = metrics.true_ranks(exact_vectors.scores(side, row_weights, scales, w, appearance), exact_test.columns)
-            rows[name]["exact_recall@10"] = metrics.summary(metrics.recall_at(ranks, 10), seed)
-
-    report("fused", weights, None, None)
-    choices = {}
-    for name, routes in ROUTE_ROWS.items():
-        choice = choose_route(val_vectors, side, weights, scales, routes)
-        choices[name] = choice
-        row_weights = ChannelWeights(choice["appearance_weight"], weights.latent, weights.shape)
-        report(name, row_weights, choice["factors"] if "w" in routes else None,
-               choice["factors"] if "appearance" in routes else None)
-    return {"rows": rows, "choices": choices, "signs": list(directions.names),
-            "validation_queries": len(validation.sketches), "test_queries": len(test.sketches)}
+    exact_val = QueryVectors(engine, directions, validation.exact)
+    floor = float(metrics.recall_at(metrics.true_ranks(exact_val.scores(side, weights, scales, None, None),
+                                                       validation.exact.columns), metrics.K).mean())
+    checked = Validation(QueryVectors(engine, directions, validation.similar), exact_val, floor)
+    choices = {name: choose_route(checked, side, weights, scales, routes) for name, routes in ROUTE_ROWS.items()}
+    labelled = labelled_columns(len(side.case_refs), seed)
+    rows: dict[str, dict[str, Any]] = {}
+    for set_name, queries in tests.items():
+        similar, exact = QueryVectors(engine, directions, queries.similar), QueryVectors(engine, directions, queries.exact)
+        pairs = {CHAMFER_ROW: (similar.chamfer_scores(side), exact.chamfer_scores(side)),
+                 SKETCH_ROW: (similar.scores(side, weights, scales, None, None), exact.scores(side, weights, scales, None, None))}
+        for name, routes in ROUTE_ROWS.items():
+            choice = choices[name]
+            row_weights = ChannelWeights(choice["appearance_weight"], weights.latent, weights.shape)
+            edits = (choice["factors"] if "w" in routes else None, choice["factors"] if "appearance" in routes else None)
+            pairs[name] = (similar.scores(side, row_weights, scales, *edits), exact.scores(side, row_weights, scales, *edits))
+        pairs[REFERENCE_ROW] = (reference_scores(pairs[CHAMFER_ROW][0], queries.similar, archive_signs, labelled),
+                                reference_scores(pairs[CHAMFER_ROW][1], queries.exact, archive_signs, labelled))
+        rows[set_name] = {name: row_figures(*pair, queries, side, archive_signs, seed) for name, pair in pairs.items()}
+    return {"rows": rows, "choices": choices, "signs": list(directions.names), "validation_exact_recall_floor": round(floor, 4),
+            "labelled_share": LABELLED_SHARE, "labelled_cases": int(labelled.sum()),
+            "validation_queries": {"similar": len(validation.similar.sketches), "exact": len(validation.exact.sketches)},
+            "test_queries": {name: {"similar": len(q.similar.sketches), "exact": len(q.exact.sketches)} for name, q in tests.items()}}
 
 
 def preferred_choice(report: dict[str, Any]) -> tuple[str, tuple[str, ...], dict[str, Any]]:
-    """The route row validation prefers (highest validation diagnosis precision@10; on a tie the one
-    applying fewer edits, first in `ROUTE_ROWS`), its routes and its choice, from `evaluate_signs`'s report."""
-    name = max(ROUTE_ROWS, key=lambda row: (report["choices"][row]["validation_diagnosis_precision"], -len(ROUTE_ROWS[row])))
+    """The route row validation prefers (keeps the sketch's exact-case recall, then the highest validation
+    diagnosis precision@10; on a tie the one applying fewer edits, first in `ROUTE_ROWS`), its routes and its
+    choice, from `evaluate_signs`'s report."""
+    def rank(row: str) -> tuple[bool, float, int]:
+        choice = report["choices"][row]
+        return choice["keeps_sketch_recall"], choice["validation_diagnosis_precision"], -len(ROUTE_ROWS[row])
+    name = max(ROUTE_ROWS, key=rank)
     return name, ROUTE_ROWS[name], report["choices"][name]
 
 
@@ -162,4 +247,6 @@ def record_choice(directions: SignDirections, report: dict[str, Any], evidence: 
     name, routes, choice = preferred_choice(report)
     return directions.with_chosen(routes, choice["factors"], choice["appearance_weight"],
                                   {**evidence, "route_row": name, "validation_queries": report["validation_queries"],
-                                   "validation_diagnosis_precision": choice["validation_diagnosis_precision"]})
+                                   "validation_diagnosis_precision": choice["validation_diagnosis_precision"],
+                                   "validation_exact_recall@10": choice["validation_exact_recall@10"],
+                                   "validation_exact_recall_floor": report["validation_exact_recall_floor"]})

@@ -12,7 +12,7 @@ from __future__ import annotations
 import typer
 
 from api.cli import (
-    apikey, archive, bench, bundle, db, demo, evaluate, generate, index, phantom, search, serve, sketches, train, viewer,
+    apikey, archive, bench, bundle, db, demo, evaluate, generate, index, phantom, queries, search, serve, sketches, train, viewer,
 )
 
 app = typer.Typer(
@@ -21,5 +21,5 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
-for module in (phantom, sketches, train, archive, db, bundle, index, generate, search, serve, apikey, evaluate, demo, bench, viewer):
+for module in (phantom, sketches, train, archive, db, bundle, index, generate, search, serve, apikey, queries, evaluate, demo, bench, viewer):
     module.register(app)

@@ -31,6 +31,8 @@ def bench(
     clients: str = typer.Option("1,4,16,64", "--clients", help="concurrent clients of the service, comma-separated"),
     requests: int = typer.Option(24, "--requests", min=1, help="requests per client count (at least 3 per client)"),
     batching: str = typer.Option("on,off", "--batching", help="micro-batching settings of the service: on, off"),
+    replicas: str = typer.Option("1", "--replicas", help="service replicas, comma-separated (more than one: behind "
+                                                          "Debian's nginx as docs/nginx-sketch2medi.conf deploys them)"),
     wait_ms: float = typer.Option(5.0, "--wait-ms", min=0.0, help="S2M_BATCH_MAX_WAIT_MS when batching is on"),
     skip: str = typer.Option("", "--skip", help="sections to leave out: archive (its step timings), stages, faiss, service, "
                                                 "train (E's and H's training step)"),
@@ -45,6 +47,12 @@ def bench(
     concurrency = comma_ints(clients, "--clients", 1)
     modes = comma_names(batching, "--batching", BATCHING)
     skipped = comma_names(skip, "--skip", SECTIONS)
+    replica_counts = comma_ints(replicas, "--replicas", 1)
+    if "service" not in skipped and max(replica_counts) > 1:
+        from evaluation.bench.proxy import nginx_binary
+
+        if nginx_binary() is None:
+            raise InputError("--replicas above 1 needs nginx (scripts/ensure-nginx.sh installs Debian's package)")
     if "service" not in skipped and not modes:
         raise InputError("--batching needs on, off or both unless --skip service")
     from evaluation.bench.run import run_bench, table_rows
@@ -58,7 +66,7 @@ def bench(
         "code": git_commit(), "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}}
     report.update(run_bench(model, archive_count, stage_images, batch_size, queries, sizes, nlist,
                             {c: max(1, max(requests, 3 * c) // c) for c in concurrency}, modes, wait_ms, skipped,
-                            threads, device, work, _server_shape, train_steps))
+                            threads, device, work, _server_shape, train_steps, replica_counts))
     report["meta"]["seconds"] = round(time.perf_counter() - started, 1)
     report["rows"] = table_rows(report)
     typer.echo(render(report))

@@ -43,6 +43,8 @@ def retrieval(
     record_strengths: bool = typer.Option(False, "--record-strengths", help="with --signs: write the per-sign strengths, "
                                           "route and appearance weight chosen on validation into the bundle (what "
                                           "a sign asked as 'present' then means)"),
+    feedback: bool = typer.Option(False, "--feedback", help="add relevance feedback: 0, 1 and 2 rounds of a simulated "
+                                  "user's marks (diagnosis precision@10, exact-case recall@10)"),
 ) -> None:
     """Exact-case recall@1/@10, MRR, similar-case nDCG@10 (and normalised), diagnosis precision@10 per style."""
     from evaluation.retrieval_eval import run_retrieval_eval
@@ -52,7 +54,7 @@ def retrieval(
         raise InputError("--record-strengths records what the sign rows chose: add --signs")
     started = time.perf_counter()
     result = run_retrieval_eval(model, archive_count, queries, work, archive_data, canvas_sides, size, seed, device,
-                                set_weights, pix2pix, steps, signs, record_strengths)
+                                set_weights, pix2pix, steps, signs, record_strengths, feedback)
     result["seconds"] = round(time.perf_counter() - started, 1)
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(json.dumps(result, indent=2))
@@ -61,13 +63,20 @@ def retrieval(
                          for row in ("chamfer", "fused_xT"))
         typer.echo(f"{style}: exact recall@10 {line}")
     typer.echo("latency ms/query: " + ", ".join(f"{row} {ms:.1f}" for row, ms in result["latency_ms_per_query"].items()))
-    for row, figures in result.get("signs", {}).get("rows", {}).items():
-        typer.echo(f"signs, seen styles' test queries: {row} diagnosis precision@10 "
-                   f"{figures['diagnosis_precision@10']['mean']:.3f} {figures['diagnosis_precision@10']['ci95']}")
+    for styles, rows in result.get("signs", {}).get("rows", {}).items():
+        for row, figures in rows.items():
+            typer.echo(f"signs, {styles} styles' test queries: {row} " + ", ".join(
+                f"{name} {figures[name]['mean']:.3f} {figures[name]['ci95']}"
+                for name in ("diagnosis_precision@10", "exact_recall@10", "sign_match@10")))
     if "recorded" in result.get("signs", {}):
         recorded = result["signs"]["recorded"]
         typer.echo(f"sign strengths chosen on validation ({recorded['route_row']}) written into {model}: "
                    + ", ".join(f"{sign}={value:g}" for sign, value in recorded["strengths"].items()))
+    for name, part in result.get("feedback", {}).items():
+        if isinstance(part, dict) and "rows" in part:
+            typer.echo(f"feedback, {name} styles' test queries: " + ", ".join(
+                f"{r} precision@10 {v['diagnosis_precision@10']['mean']:.3f} recall@10 {v['exact_recall@10']['mean']:.3f}"
+                for r, v in part["rows"].items()))
     typer.echo(f"weights {result['weights']} (chosen on validation); report in {report}")
 
 

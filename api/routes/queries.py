@@ -1,4 +1,5 @@
-"""Past queries from the audit log (for the viewer and the audit), and their generated pictures.
+"""Past queries from the audit log (for the viewer and the audit), the caller's recent searches, and
+their generated pictures.
 
 A query and everything derived from it (its results, pictures, sketch, steps and QIDO facade)
 belong to the key that ran it: any other search key gets the same 404 as for an unknown id, so
@@ -11,23 +12,26 @@ sweep removes them; the query log itself never holds pixels."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
 from api.deps import SearchKey, ServiceDep, SessionDep, client_address
-from api.schemas import HitOut, QueryOut, SignOut
+from api.schemas import HitOut, QueryOut, RecentOut, SignOut, TopHitOut
 from api.service import Service
 from api.views import hit_from_record, hit_out
 from indexing import store
 from indexing.models import ApiKey, Image, QueryLog
 from indexing.pictures import Pictures, pictures_of
+from indexing.searches import Recent, recent_queries
 from indexing.vectors import encode_png
 from retrieval.results import Hit
 
 router = APIRouter(prefix="/v1/queries", tags=["queries"])
 PNG = "image/png"
 ADMIN_SCOPE = "admin"
+TOP = 3  # hits a recent search shows
+DEFAULT_RECENT, MAX_RECENT = 20, 100
 
 
 def _readable_by(key: ApiKey, owner_id: int | None) -> bool:
@@ -64,13 +68,39 @@ def logged_hits(service: Service, entry: QueryLog, rows: dict[int, Image]) -> li
     return [hit_out(service.settings, hit) for hit in logged_ranked(entry, rows)]
 
 
+def _recent_out(recent: Recent) -> RecentOut:
+    entry = recent.entry
+    top = [TopHitOut(image_id=int(record["image_id"]), rank=rank, score=float(record["score"]))
+           for rank, record in enumerate(entry.results[:TOP], start=1)]
+    return RecentOut(query_id=entry.uid or "", created_at=entry.created_at, kind=entry.kind, k=entry.k, filters=entry.filters,
+                     signs=[SignOut(**record) for record in entry.signs or ()], top=top, parent_query_id=entry.parent_uid,
+                     sketch_url=f"/v1/queries/{entry.uid}/sketch" if recent.pictures_kept else None, saved=recent.saved)
+
+
+@router.get("", response_model=list[RecentOut])
+async def recent(session: SessionDep, key: SearchKey,
+                 limit: int = Query(DEFAULT_RECENT, ge=1, le=MAX_RECENT)) -> list[RecentOut]:
+    """The caller's own latest searches, newest first (an admin key's too: its own only); live previews left out."""
+    def read() -> list[RecentOut]:
+        with session.begin():
+            return [_recent_out(found) for found in recent_queries(session, key.id, limit)]
+
+    return await run_in_threadpool(read)
+
+
 @router.get("/{query_id}", response_model=QueryOut)
 async def past_query(query_id: str, request: Request, service: ServiceDep, session: SessionDep, key: SearchKey) -> QueryOut:
     def read() -> QueryOut:
         entry, rows = logged_query(session, key, query_id, "query", client_address(request))
+        with session.begin():
+            kept = pictures_of(session, entry)
+        base = f"/v1/queries/{query_id}"
         return QueryOut(query_id=query_id, created_at=entry.created_at, kind=entry.kind, k=entry.k, filters=entry.filters,
                         build_id=entry.build_id, latency_ms=entry.latency_ms, results=logged_hits(service, entry, rows),
-                        signs=[SignOut(**record) for record in entry.signs or ()])
+                        signs=[SignOut(**record) for record in entry.signs or ()], parent_query_id=entry.parent_uid,
+                        sketch_url=None if kept is None else f"{base}/sketch",
+                        generated_image_url=None if kept is None else f"{base}/generated",
+                        step_urls=[] if kept is None else [f"{base}/steps/{t}" for t in range(len(kept.steps))])
 
     return await run_in_threadpool(read)
 

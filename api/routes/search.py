@@ -22,7 +22,7 @@ from formats.sketch import CanonicalSketch
 from indexing import store
 from indexing.models import ApiKey
 from indexing.pictures import Pictures, put_pictures
-from indexing.searches import put_query_vectors
+from indexing.searches import PREVIEW, put_query_vectors
 from retrieval.engine import Query, SearchResult
 from retrieval.percentiles import NO_REFERENCE
 
@@ -32,7 +32,7 @@ SKETCH_BODY = {
     "requestBody": {
         "content": {
             "multipart/form-data": {"schema": {"type": "object", "required": ["sketch"], "properties": {
-                "sketch": {"type": "string", "format": "binary"}, "k": {"type": "integer"}, "refine": {"type": "boolean"},
+                "sketch": {"type": "string", "format": "binary"}, "k": {"type": "integer"}, "refine": {"type": "boolean"}, "preview": {"type": "boolean"},
                 "signs": {"type": "string", "description": 'JSON text {sign: strength in [0, 1]}, e.g. {"exudate": 1}'},
                 "diagnosis": {"type": "array", "items": {"type": "string"}},
                 "finding": {"type": "array", "items": {"type": "string"}},
@@ -58,7 +58,7 @@ async def search(request: Request, service: ServiceDep, session: SessionDep, eng
     result = await service.batcher.submit(query)
     pictures = Pictures(result.sketch, result.steps)
     return SearchOut(**await run_in_threadpool(answer, service, session, key, client_address(request), uuid.uuid4().hex,
-                                               query, result, started, "sketch", pictures=pictures))
+                                               query, result, started, PREVIEW if asked.preview else "sketch", pictures=pictures))
 
 
 @router.post("/images/{image_id}/similar", response_model=SearchOut)
@@ -98,7 +98,7 @@ def answer(service: Service, session: Session, key: ApiKey, client: str | None, 
     if pictures is not None:
         service.sweep_pictures_when_due(session)
     reference = service.references().of(result.build_id)
-    drawn = kind == "sketch"
+    drawn = kind in ("sketch", PREVIEW)
     base = f"/v1/queries/{uid}"
     return dict(
         query_id=uid, build_id=result.build_id, k=query.k, refined=drawn and query.refine and len(result.steps) > 1,

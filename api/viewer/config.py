@@ -7,7 +7,8 @@ browser never makes a cross-origin request:
 - `qidoRoot` (the study lists): `/s2m/results/<query id>`, forwarded to the service's per-query
   QIDO facade, when the page was opened with `?query=<id>` (a query's results); otherwise the PACS.
 The query id is read once when the page loads, so the worklist and every study opened from it
-stay on that query's matches, listed in the facade's rank order.
+stay on that query's matches, listed in the facade's rank order; the worklist's URLs keep it, so a
+reload after OHIF's "back to the study list" still lists the query. OHIF's first-run tour is off.
 """
 
 from __future__ import annotations
@@ -79,7 +80,9 @@ def app_config_script() -> str:
         "routerBasename": "/",
         "extensions": [],
         "modes": [],
-        "customizationService": {},
+        # OHIF's first-run tour (a modal overlay over the viewport until dismissed) is switched off: it
+        # would cover the study a clinician opened from a hit on every fresh browser profile
+        "customizationService": {"ohif.tours": {"$set": []}},
         "showStudyList": True,
         "maxNumberOfWebWorkers": 2,
         "showWarningMessageForCrossOrigin": False,
@@ -102,7 +105,7 @@ def app_config_script() -> str:
   source.qidoRoot = query && /^[A-Za-z0-9_-]{{1,64}}$/.test(query) ? origin + {json.dumps(RESULTS_PATH)} + "/" + query : pacs;
   if (query) {{
     // a query's worklist: a Rank column (the facade's rank) and, unless the user chose another, sorted by it
-    config.customizationService = {{"workList.columns": {{$unshift: [{{
+    config.customizationService["workList.columns"] = {{$unshift: [{{
       id: "rank",
       // the facade's own rank ("Match 03 of 10" in StudyDescription), so a filtered list keeps the query's ranks
       accessorFn: function (row, index) {{
@@ -113,13 +116,24 @@ def app_config_script() -> str:
       cell: function (cell) {{ return String(cell.getValue()); }},
       enableColumnFilter: false,
       meta: {{label: "Rank", minWidth: 60}}
-    }}]}}}};
-    var params = new URLSearchParams(window.location.search);
-    if (window.location.pathname === "/" && !params.has("sortBy")) {{
-      params.set("sortBy", "rank");
-      params.set("sortDirection", "asc");
-      window.history.replaceState(null, "", "/?" + params.toString());
-    }}
+    }}]}};
+    // every URL of the worklist keeps the query (OHIF's "back to the study list" drops it, so a reload would
+    // list the whole PACS) and, unless the user chose another order, the sort by rank
+    var onQuery = function (url) {{
+      var next = new URL(url == null ? window.location.href : url, window.location.href);
+      if (next.origin !== origin || next.pathname !== "/") return url;
+      if (!next.searchParams.has("query")) next.searchParams.set("query", query);
+      if (!next.searchParams.has("sortBy")) {{
+        next.searchParams.set("sortBy", "rank");
+        next.searchParams.set("sortDirection", "asc");
+      }}
+      return next.pathname + next.search + next.hash;
+    }};
+    ["pushState", "replaceState"].forEach(function (name) {{
+      var original = window.history[name];
+      window.history[name] = function (state, title, url) {{ return original.call(this, state, title, onQuery(url)); }};
+    }});
+    if (window.location.pathname === "/") window.history.replaceState(null, "", window.location.href);
   }}
   window.config = config;
 }})();

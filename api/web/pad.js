@@ -39,11 +39,13 @@ function filters() {
   return f;
 }
 
-async function searchSketch(k, refine, signal) {
+// `preview`: the live preview's search (logged as such, kept out of the recent searches); `signal` cancels it.
+async function searchSketch(k, refine, { preview = false, signal } = {}) {
   const form = new FormData();
   form.append("sketch", await sketchBlob(), "sketch.png");
   form.append("k", String(k));
   form.append("refine", refine ? "true" : "false");
+  if (preview) form.append("preview", "true");
   const f = filters();
   for (const d of f.diagnosis || []) form.append("diagnosis", d);
   if (f.date_from) form.append("date_from", f.date_from);
@@ -72,7 +74,7 @@ async function runPreview() {
   previewAbort = abort;
   $("preview-state").textContent = "…";
   try {
-    const answer = await searchSketch(PREVIEW_K, false, abort.signal);
+    const answer = await searchSketch(PREVIEW_K, false, { preview: true, signal: abort.signal });
     if (abort.signal.aborted) return;
     $("preview-x0").src = await authImage(answer.step_urls[0] || answer.generated_image_url);
     const strip = $("preview-hits");
@@ -221,6 +223,7 @@ async function showResults(answer, title) {
     }
   }
   showLoop(answer, previous);
+  refreshRecent(); // history.js
 }
 
 // ---------------------------------------------------------------- why a case matched

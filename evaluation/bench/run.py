@@ -47,7 +47,8 @@ def bench_data(work: Path, count: int, side: int, queries: int) -> tuple[Path, l
 
 def run_bench(model: Path, archive_count: int, stage_images: int, batch_size: int, queries: int, sizes: tuple[int, ...],
               nlist: int, plan: dict[int, int], modes: tuple[str, ...], wait_ms: float, skipped: tuple[str, ...],
-              threads: int, device_name: str, work: Path, server_shape: "ServerShape", train_steps: int = 20) -> dict[str, Any]:
+              threads: int, device_name: str, work: Path, server_shape: "ServerShape", train_steps: int = 20,
+              replicas: tuple[int, ...] = (1,)) -> dict[str, Any]:
     """Every section's figures (a skipped section is absent); the archive's DB lives in a temporary folder."""
     import faiss
     import torch
@@ -112,7 +113,8 @@ def run_bench(model: Path, archive_count: int, stage_images: int, batch_size: in
                 buffer = io.BytesIO()
                 Image.fromarray(sketch).save(buffer, format="PNG")
                 pngs.append(buffer.getvalue())
-            result["service"] = load_service(settings, pngs, plan, list(modes), wait_ms, server_shape, model=model)
+            result["service"] = load_service(settings, pngs, plan, list(modes), wait_ms, server_shape, model=model,
+                                             replicas=replicas)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return result
@@ -159,8 +161,9 @@ def table_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
             add("train", f"{name}: {part}", ms, "ms")
     for row in report.get("service", []):
         steps = "H's T" if row["refine_steps"] is None else f"T={row['refine_steps']}"
-        setting = (f"batching {row['batching']}, {row['clients']} client{'s' if row['clients'] > 1 else ''} "
-                   f"({row['concurrency']} at once, {steps})")
+        behind = f"{row['replicas']} replicas behind nginx, " if row.get("replicas", 1) > 1 else ""
+        setting = (f"{behind}batching {row['batching']}, {row['clients']} client{'s' if row['clients'] > 1 else ''} "
+                   f"({row['concurrency']} at once{' each' if behind else ''}, {steps})")
         add("service", setting, row["requests_per_s"], "requests/s")
         for quantile in ("p50", "p95", "p99"):
             add("service", f"{setting} {quantile}", row[f"{quantile}_ms"], "ms")

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from evaluation.bench.proxy import free_port, nginx, stop
 from indexing import store
 from indexing.archive import Archive
 from indexing.settings import Settings
@@ -30,12 +31,6 @@ READY_TIMEOUT_S = 300
 # What a server started with these environment variables will do: (searches at once, H's steps T or
 # None for the trained T). The service's own settings answer it; the caller passes them in.
 ServerShape = Callable[[dict[str, str]], tuple[int, int | None]]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def search_key(settings: Settings) -> str:
@@ -55,8 +50,16 @@ def _batch_stats(metrics: str) -> tuple[float, float]:
     return values.get("s2m_search_batch_size_count", 0.0), values.get("s2m_search_batch_size_sum", 0.0)
 
 
-async def load(url: str, token: str, sketches: list[bytes], clients: int, per_client: int) -> dict[str, Any]:
-    """`clients` closed-loop clients, each sending `per_client` searches: one row of figures."""
+async def _batch_totals(client: Any, metrics_urls: list[str]) -> tuple[float, float]:
+    """Batches and searches so far, summed over every replica's own /metrics."""
+    totals = [_batch_stats((await client.get(f"{url}/metrics")).text) for url in metrics_urls]
+    return sum(batches for batches, _ in totals), sum(searches for _, searches in totals)
+
+
+async def load(url: str, token: str, sketches: list[bytes], clients: int, per_client: int,
+               metrics_urls: list[str]) -> dict[str, Any]:
+    """`clients` closed-loop clients, each sending `per_client` searches to `url`: one row of figures
+    (the mean batch read from each replica's /metrics at `metrics_urls`)."""
     import httpx
 
     latencies: list[float] = []
@@ -74,11 +77,11 @@ async def load(url: str, token: str, sketches: list[bytes], clients: int, per_cl
 
     limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
     async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=600, limits=limits) as client:
-        before = _batch_stats((await client.get("/metrics")).text)
+        before = await _batch_totals(client, metrics_urls)
         started = time.perf_counter()
         await asyncio.gather(*(client_loop(client, c) for c in range(clients)))
         wall = time.perf_counter() - started
-        after = _batch_stats((await client.get("/metrics")).text)
+        after = await _batch_totals(client, metrics_urls)
     batches, searches = after[0] - before[0], after[1] - before[1]
     values = np.array(latencies)
     return {
@@ -105,14 +108,48 @@ def _wait_until_ready(url: str, server: subprocess.Popen) -> None:
         time.sleep(0.5)
 
 
+def _start_server(env: dict[str, str]) -> tuple[str, subprocess.Popen]:
+    """`s2m serve` on a free loopback port with `env`; its URL and process, once ready."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "api.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_ready(url, server)
+    except RuntimeError:
+        server.kill()
+        raise
+    return url, server
+
+
+@contextmanager
+def _served(env: dict[str, str], replicas: int, root: Path) -> Iterator[tuple[str, list[str]]]:
+    """`replicas` servers with `env`, behind nginx as documented when more than one: the address the
+    clients use and each replica's own (for its /metrics)."""
+    servers: list[tuple[str, subprocess.Popen]] = []
+    try:
+        for _ in range(replicas):
+            servers.append(_start_server(env))
+        urls = [url for url, _ in servers]
+        if replicas == 1:
+            yield urls[0], urls
+        else:
+            with nginx([int(url.rsplit(":", 1)[1]) for url in urls], root / "nginx") as proxy_url:
+                yield proxy_url, urls
+    finally:
+        for _, server in servers:
+            stop(server)
+
+
 def load_service(settings: Settings, sketches: list[bytes], plan: dict[int, int], batching: list[str],
-                 wait_ms: float, server_shape: ServerShape, model: Path | None = None, on_row: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
-    """For each batching setting ("on": batches of up to 16, "off": 1), a fresh server, a warm-up,
-    then one `load` row per clients -> requests-per-client entry of `plan`."""
+                 wait_ms: float, server_shape: ServerShape, model: Path | None = None,
+                 on_row: Callable[[dict[str, Any]], None] | None = None, replicas: tuple[int, ...] = (1,)) -> list[dict[str, Any]]:
+    """For each batching setting ("on": batches of up to 16, "off": 1) and replica count, fresh servers
+    (more than one: behind nginx, round-robin), a warm-up, then one `load` row per clients ->
+    requests-per-client entry of `plan`."""
     token = search_key(settings)
     rows = []
     for mode in batching:
-        port = free_port()
         env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
                "S2M_DATA_DIR": str(settings.data_dir), "S2M_DATABASE_URL": settings.database_url,
                "S2M_PSEUDONYM_KEY": (settings.pseudonym_key or b"").decode(), "S2M_BATCH_MAX_SIZE": "16" if mode == "on" else "1",
@@ -120,20 +157,15 @@ def load_service(settings: Settings, sketches: list[bytes], plan: dict[int, int]
         if model is not None:
             env["S2M_MODEL"] = str(model)
         concurrency, refine_steps = server_shape(env)
-        server = subprocess.Popen([sys.executable, "-m", "api.cli", "serve", "--port", str(port)], env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            _wait_until_ready(url, server)
-            asyncio.run(load(url, token, sketches, 4, 2))  # warm-up
-            for clients, per_client in plan.items():
-                row = {"batching": mode, "max_wait_ms": wait_ms if mode == "on" else None,
-                       "concurrency": concurrency, "refine_steps": refine_steps,
-                       **asyncio.run(load(url, token, sketches, clients, per_client))}
-                rows.append(row)
-                if on_row is not None:
-                    on_row(row)
-        finally:
-            server.terminate()
-            server.wait(timeout=60)
+        for count in replicas:
+            with _served(env, count, settings.data_dir.parent) as (url, own_urls):
+                for warm in own_urls:  # each replica's models warmed before the clock starts
+                    asyncio.run(load(warm, token, sketches, 4, 2, [warm]))
+                for clients, per_client in plan.items():
+                    row = {"batching": mode, "max_wait_ms": wait_ms if mode == "on" else None, "replicas": count,
+                           "concurrency": concurrency, "refine_steps": refine_steps,
+                           **asyncio.run(load(url, token, sketches, clients, per_client, own_urls))}
+                    rows.append(row)
+                    if on_row is not None:
+                        on_row(row)
     return rows

@@ -339,6 +339,9 @@ def _train(loop: LoopRun, g_config: GeneratorConfig, d_config: DiscriminatorConf
                 loop.save(state=dataclasses.asdict(state), augment_p=gan.augment.p, data_fingerprint=fingerprint)
                 if ctx.is_main and options.bundle is not None:
                     export_generator(options.bundle, gan.g_ema, options, state, fingerprint, config)
+    if ctx.is_main and options.bundle is not None and state.step == loop.start_step:
+        # a resumed run asked for no further step: how a finished run's G_ema goes into a bundle
+        export_generator(options.bundle, gan.g_ema, options, state, fingerprint, config)
     images_per_s = (state.step - loop.start_step) * config.batch_size / max(loop.seconds(), 1e-9)
     return loop.result(state.step, {"images_seen": state.images_seen, "images_per_s": images_per_s,
                                     "augment_p": gan.augment.p, "fingerprint": fingerprint}, bundle=options.bundle)

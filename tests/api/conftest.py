@@ -7,6 +7,7 @@ is the slow part); tests that change the archive say so and run last in their mo
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -47,6 +48,47 @@ def browser() -> Iterator[object]:
         launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
         yield launched
         launched.close()
+
+
+def stroke(page, points: list[tuple[float, float]]) -> None:  # type: ignore[no-untyped-def]
+    """A mouse stroke on the pad's canvas through points given as fractions of the canvas."""
+    box = page.locator("#canvas").bounding_box()
+    at = [(box["x"] + x * box["width"], box["y"] + y * box["height"]) for x, y in points]
+    page.mouse.move(*at[0])
+    page.mouse.down()
+    for point in at[1:]:
+        page.mouse.move(*point, steps=2)
+    page.mouse.up()
+
+
+def _ellipse(cx: float, cy: float, rx: float, ry: float, start: float = 0.0, end: float = 2 * math.pi, n: int = 36):
+    return [(cx + rx * math.cos(start + (end - start) * i / n), cy + ry * math.sin(start + (end - start) * i / n))
+            for i in range(n + 1)]
+
+
+def draw_throat(page, n: int = 36) -> None:  # type: ignore[no-untyped-def]
+    """Outlines as a clinician would draw them on the pad: pharyngeal wall, uvula, two tonsils, the tongue's edge,
+    the large ones with `n` segments (each mouse move is a round trip to the browser: fewer are faster)."""
+    small = max(8, n * 5 // 9)
+    stroke(page, _ellipse(0.5, 0.45, 0.3, 0.33, n=n))
+    stroke(page, _ellipse(0.5, 0.42, 0.05, 0.1, n=small))
+    stroke(page, _ellipse(0.25, 0.55, 0.07, 0.15, n=small))
+    stroke(page, _ellipse(0.75, 0.55, 0.07, 0.15, n=small))
+    stroke(page, _ellipse(0.5, 0.98, 0.4, 0.2, math.pi, 2 * math.pi, n=n))
+
+
+def screenshot(page, name: str, tmp_path: Path, full_page: bool = False,  # type: ignore[no-untyped-def]
+               selector: str | None = None) -> None:
+    """Into tmp_path; also into S2M_SCREENSHOT_DIR when set (how the screenshots in docs/ are made);
+    of one element when `selector` names it."""
+    folders = [tmp_path] + ([Path(os.environ["S2M_SCREENSHOT_DIR"])] if os.environ.get("S2M_SCREENSHOT_DIR") else [])
+    for folder in folders:
+        if selector is not None:
+            page.locator(selector).screenshot(path=str(folder / name))
+        else:
+            page.screenshot(path=str(folder / name), full_page=full_page)
+
+
 # OHIF's build, installed once and reused across test runs (the first run fetches it with npm).
 VIEWER_CACHE = Path(os.environ.get("S2M_TEST_VIEWER_DIR") or Path.home() / ".cache" / "sketch2medi" / "viewer")
 

@@ -9,7 +9,6 @@ the machine's npm; without npm or its registry the test skips, saying so.
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections.abc import Iterator
@@ -25,12 +24,13 @@ from api.viewer.config import ViewerSettings
 from api.viewer.orthanc import Orthanc, orthanc_binary, private_orthanc
 from api.viewer.origin import create_viewer_app
 from indexing.settings import Settings
-from tests.api.conftest import CHROMIUM, contour_png, free_port, keys, running, service_settings, serving
+from tests.api.conftest import CHROMIUM, contour_png, draw_throat, free_port, keys, running, screenshot, service_settings, serving
 from tests.indexing.conftest import TEST_KEY
 from tests.retrieval.conftest import archive_models, indexed_archive, phantom_archive  # noqa: F401 (fixtures)
 
 TIMEOUT_MS = 60_000
 K = 5
+LOOP_K = 8  # half the archive: a refine has cases to bring in
 
 pytestmark = [
     pytest.mark.skipif(not CHROMIUM.is_file(), reason="Debian's chromium is missing: run scripts/ensure-chromium.sh"),
@@ -83,8 +83,7 @@ def _non_black_share(png: bytes) -> float:
     return float((pixels > 40).mean())
 
 
-def test_worklist_lists_the_query_in_rank_order_and_opens_the_first_hit(browser, stack: Stack, phantom_archive: Path,  # noqa: F811
-                                                                       tmp_path: Path) -> None:
+def test_worklist_lists_the_query_in_rank_order_and_opens_the_first_hit(browser, stack: Stack, phantom_archive: Path) -> None:  # noqa: F811
     found = _search(stack, phantom_archive)
     hits = found["results"]
     assert len({hit["study_uid"] for hit in hits}) == K
@@ -116,13 +115,6 @@ def test_worklist_lists_the_query_in_rank_order_and_opens_the_first_hit(browser,
     while (share := _non_black_share(viewport.screenshot())) < 0.2 and time.monotonic() < deadline:
         page.wait_for_timeout(300)
     assert share >= 0.2  # the photograph is drawn: most of the viewport is not black
-    skip = page.get_by_text("Skip all")
-    if skip.count():
-        skip.first.click()
-    page.wait_for_timeout(300)
-    folders = [tmp_path] + ([Path(os.environ["S2M_SCREENSHOT_DIR"])] if os.environ.get("S2M_SCREENSHOT_DIR") else [])
-    for folder in folders:
-        page.screenshot(path=str(folder / "ohif_viewer_from_hit.png"))
 
     # filtered down to rank 2's accession number, the row keeps the query's rank (not its place in the list)
     page.goto(f"{stack.viewer}/?query={found['query_id']}&accession={hits[1]['case_id']}")
@@ -131,38 +123,109 @@ def test_worklist_lists_the_query_in_rank_order_and_opens_the_first_hit(browser,
     assert not errors, errors
 
 
-def test_the_pads_links_open_a_hit_and_the_results_in_the_viewer(browser, stack: Stack, phantom_archive: Path,  # noqa: F811
-                                                                  tmp_path: Path) -> None:
+def _ids(page) -> list[int]:  # type: ignore[no-untyped-def]
+    return [int(i) for i in page.evaluate("[...document.querySelectorAll('#grid .hit')].map(e => e.dataset.imageId)")]
+
+
+def _closest_photo(shot: bytes, photos: list[bytes]) -> int:
+    """Which of `photos` the drawn viewport shows: the highest correlation with its non-black part, all at 64 px."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    def grey(png: bytes, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+        picture = Image.open(io.BytesIO(png)).convert("L")
+        values = np.asarray(picture.crop(box).resize((64, 64)) if box else picture.resize((64, 64)), dtype=float)
+        return (values - values.mean()) / (values.std() + 1e-6)
+
+    drawn = np.asarray(Image.open(io.BytesIO(shot)).convert("L")) > 40
+    rows, cols = np.flatnonzero(drawn.any(axis=1)), np.flatnonzero(drawn.any(axis=0))
+    shown = grey(shot, (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1))
+    return int(np.argmax([float((shown * grey(photo)).mean()) for photo in photos]))
+
+
+def test_the_clinicians_loop_from_a_drawing_to_the_viewer_and_back(browser, stack: Stack, tmp_path: Path) -> None:
+    """Issue 35's loop as a clinician clicks through it: draw on the pad, search and keep the search,
+    mark two cases right and one not this, Refine, open the refined first hit in OHIF (that study
+    drawn, no tour over it), go back to OHIF's study list (the refined query's matches), come back to
+    the pad and reopen the first search from the saved searches and from the recent searches."""
     page = browser.new_page(viewport={"width": 1280, "height": 800})
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.goto(stack.service + "/")
     page.fill("#api-key", stack.key)
     page.click("#key-save")
-    page.fill("#k", str(K))
-    sketch = tmp_path / "sketch.png"
-    sketch.write_bytes(contour_png(phantom_archive, "000003"))
-    page.set_input_files("#upload", str(sketch))
-    page.wait_for_selector("#canvas[data-items='1']")
+    page.fill("#k", str(LOOP_K))
+    draw_throat(page, n=24)
     page.click("#search")
     page.wait_for_selector("#grid .hit", timeout=TIMEOUT_MS)
+    first, first_query = _ids(page), page.get_attribute("#grid", "data-query-id")
+    page.fill("#save-name", "first look")
+    page.click("#save-search")
+    page.locator("#saved-list li").first.wait_for(timeout=TIMEOUT_MS)
+
+    cards = page.locator("#grid .hit")
+    cards.nth(1).locator("button.like").click()
+    cards.nth(3).locator("button.like").click()
+    cards.nth(0).locator("button.unlike").click()
+    assert "2 right, 1 not this" in (page.text_content("#marks-state") or "") and page.locator("#detail").is_hidden()
+    page.click("#refine-search")
+    page.wait_for_function("document.getElementById('results-title').textContent.startsWith('Refined')", timeout=TIMEOUT_MS)
+    refined = _ids(page)
+    assert len(refined) == LOOP_K and first[0] not in refined and refined != first
+    assert "Refined (round 1)" in (page.text_content("#results-note") or "") and page.locator("#grid .hit.new").count() >= 1
+    page.wait_for_function("[...document.querySelectorAll('#grid .hit img')].every(i => i.naturalWidth > 0)")
+    screenshot(page, "sketch_pad_refined.png", tmp_path)
     query = page.get_attribute("#grid", "data-query-id")
     assert page.get_attribute("#results-viewer", "href") == f"/viewer/results/{query}"
-    page.locator("#grid .hit").nth(1).click()
-    page.wait_for_selector("#detail[data-ready=true]", timeout=TIMEOUT_MS)
-    link = page.get_attribute("#detail-viewer", "href") or ""
-    assert link.startswith("/viewer?StudyInstanceUIDs=") and link.endswith(f"&query={query}")
-    study = link.split("=")[1].split("&")[0]
+    with httpx.Client(base_url=stack.service, headers={"Authorization": f"Bearer {stack.key}"}, timeout=60) as client:
+        hits = client.get(f"/v1/queries/{query}").json()["results"]
+        photos = [client.get(hit["image_url"]).content for hit in hits]
+    assert [hit["image_id"] for hit in hits] == refined
 
+    # the refined first hit in OHIF: a new tab on the viewer's origin, which asks for the key once
+    cards.first.click()
+    page.wait_for_selector("#detail[data-ready=true]", timeout=TIMEOUT_MS)
+    assert page.get_attribute("#detail-viewer", "href") == f"/viewer?StudyInstanceUIDs={hits[0]['study_uid']}&query={query}"
     with page.context.expect_page() as opened:
-        page.click("#detail-viewer")  # a new tab on the viewer's origin: the key page, then that study
+        page.click("#detail-viewer")
     viewer = opened.value
     viewer.on("pageerror", lambda error: errors.append(str(error)))
     viewer.fill("#key", stack.key)
     viewer.click("#key-save")
     viewer.wait_for_url(re.compile(r"/viewer\?"), timeout=TIMEOUT_MS)
+    assert hits[0]["study_uid"] in viewer.url
     viewer.wait_for_function("document.querySelector('canvas.cornerstone-canvas') !== null", timeout=TIMEOUT_MS)
-    assert study in viewer.url
-    viewer.goto(f"{stack.service}/viewer/results/{query}")  # the key is kept: straight to the worklist
-    viewer.locator("tr[aria-selected]").nth(K - 1).wait_for(timeout=TIMEOUT_MS)
-    assert viewer.locator("tr[aria-selected]").count() == K and not errors
+    viewport = viewer.locator(".cornerstone-viewport-element, [data-viewport-uid]").first
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while (share := _non_black_share(shot := viewport.screenshot())) < 0.2 and time.monotonic() < deadline:
+        viewer.wait_for_timeout(300)
+    assert share >= 0.2  # the photograph is drawn: most of the viewport is not black
+    assert _closest_photo(shot, photos) == 0  # and it is the first hit's, not another match's
+    shown_date = date.fromisoformat(hits[0]["study_date"]).strftime("%d-%b-%Y")
+    playwright_api.expect(viewer.locator('[data-cy="viewport-grid"]')).to_contain_text(shown_date)  # OHIF's overlay: its date
+    assert viewer.locator(".shepherd-element").count() == 0  # no first-run tour over the study (app-config.js)
+    screenshot(viewer, "ohif_viewer_from_hit.png", tmp_path)
+
+    # OHIF's own way back to its study list: exactly the refined query's matches, in rank order, and it stays so
+    viewer.click('[data-cy="return-to-work-list"]')
+    rows = viewer.locator("tr[aria-selected]")
+    rows.nth(LOOP_K - 1).wait_for(timeout=TIMEOUT_MS)
+    assert rows.count() == LOOP_K
+    assert [rows.nth(i).locator("td").first.text_content() for i in range(LOOP_K)] == [str(rank) for rank in range(1, LOOP_K + 1)]
+    listed = [rows.nth(i).locator("td").nth(2).text_content() for i in range(LOOP_K)]
+    assert listed == [date.fromisoformat(hit["study_date"]).strftime("%d-%b-%Y") for hit in hits]
+    assert f"query={query}" in viewer.url
+
+    # back on the pad (reloaded: what it lists comes from the service), the first search reopened with its cases
+    page.bring_to_front()
+    page.reload()
+    page.locator("#saved-list li button.reopen", has_text="first look").click()
+    page.wait_for_function("document.getElementById('results-title').textContent.includes('first look')", timeout=TIMEOUT_MS)
+    assert _ids(page) == first  # searched again: a new query
+    page.click("#history summary")
+    page.locator(f"#history-list li[data-query-id='{first_query}'] button.reopen").click()  # the first search itself
+    page.wait_for_function(f"document.getElementById('grid').dataset.queryId === '{first_query}'", timeout=TIMEOUT_MS)
+    assert _ids(page) == first
+    assert not errors, errors

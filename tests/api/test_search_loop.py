@@ -1,10 +1,12 @@
 """The clinician's loop against the real server (SQLite and PostgreSQL): refine a search by marking
-its hits, read each hit's percentiles and plain sentence, save a search and reopen it; only the key
-that made a search sees it. The test that makes a new build runs last."""
+its hits, read each hit's percentiles and plain sentence, save a search and reopen it, list the recent
+searches and prune the old ones; only the key that made a search sees it. The test that makes a new
+build runs last."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -13,9 +15,10 @@ from sqlalchemy import delete, select
 from generation.presets import SHIPPED_BUNDLE
 from indexing import store
 from indexing.fused_index import build_index
-from indexing.models import IndexReference, QueryLog, QueryVectors, SavedSearch
+from indexing.models import IndexReference, QueryLog, QueryPictures, QueryVectors, SavedSearch, utc_now
+from indexing.settings import Settings, SettingsError
 from retrieval.feedback import FeedbackConfig
-from tests.api.conftest import Served, contour_png
+from tests.api.conftest import Served, contour_png, run_s2m
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +37,9 @@ def client(served: Served) -> Iterator[httpx.Client]:
         yield opened
 
 
-def _search(client: httpx.Client, served: Served, stem: str = "000003", k: int = 8) -> dict:
+def _search(client: httpx.Client, served: Served, stem: str = "000003", k: int = 8, preview: bool = False) -> dict:
     response = client.post("/v1/search", files={"sketch": ("s.png", contour_png(served.dataset, stem), "image/png")},
-                           data={"k": str(k)})
+                           data={"k": str(k), **({"preview": "true", "refine": "false"} if preview else {})})
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -135,6 +138,75 @@ def test_a_saved_search_is_listed_reopened_and_forgotten_by_its_own_key_only(cli
             assert session.get(SavedSearch, saved["saved_id"]) is None
     finally:
         archive.close()
+
+
+def test_recent_searches_list_only_the_keys_own_newest_first_with_their_top_three(client: httpx.Client, served: Served,
+                                                                                   other_key: str) -> None:
+    with served.client(other_key) as other:
+        theirs = _search(other, served, "000001", k=3)["query_id"]
+    first = _search(client, served, "000001", k=5)
+    preview = _search(client, served, "000006", k=5, preview=True)["query_id"]
+    refined = client.post(f"/v1/queries/{first['query_id']}/refine", json={"like": [first["results"][0]["image_id"]]}).json()
+    listed = client.get("/v1/queries", params={"limit": 100}).json()
+    ids = [item["query_id"] for item in listed]
+    assert ids[:2] == [refined["query_id"], first["query_id"]]  # newest first
+    assert preview not in ids and theirs not in ids  # live previews and another key's searches are not listed
+    assert [item["created_at"] for item in listed] == sorted((item["created_at"] for item in listed), reverse=True)
+    top = listed[1]["top"]
+    assert [(hit["image_id"], hit["rank"]) for hit in top] == [(hit["image_id"], hit["rank"]) for hit in first["results"][:3]]
+    assert [hit["score"] for hit in top] == pytest.approx([hit["score"] for hit in first["results"][:3]])
+    assert listed[1]["sketch_url"] == first["sketch_url"] and listed[0]["sketch_url"] is None  # a refinement draws nothing
+    assert listed[0]["parent_query_id"] == first["query_id"] and listed[0]["kind"] == "refine" and not listed[0]["saved"]
+    assert client.get(first["sketch_url"]).headers["content-type"] == "image/png"
+    reopened = client.get(f"/v1/queries/{first['query_id']}").json()  # reopening: its results and its pictures
+    assert [hit["image_id"] for hit in reopened["results"]] == [hit["image_id"] for hit in first["results"]]
+    assert reopened["step_urls"] == first["step_urls"] and reopened["sketch_url"] == first["sketch_url"]
+    assert [item["query_id"] for item in client.get("/v1/queries", params={"limit": 1}).json()] == [refined["query_id"]]
+    with served.client(other_key) as other:
+        assert theirs in [item["query_id"] for item in other.get("/v1/queries").json()]
+        assert first["query_id"] not in [item["query_id"] for item in other.get("/v1/queries").json()]
+        _error(other.get(f"/v1/queries/{first['query_id']}"), 404)
+    with served.client("admin") as admin:  # an admin key lists its own searches only
+        assert admin.get("/v1/queries").json() == []
+    for bad in ("0", "101", "ten"):
+        assert "limit" in _error(client.get("/v1/queries", params={"limit": bad}), 422)
+
+
+def _count(served: Served) -> tuple[int, int, int]:
+    archive = served.archive()
+    try:
+        with archive.sessions() as session:
+            return tuple(len(session.scalars(select(table.query_id if table is not QueryLog else table.id)).all())  # type: ignore[return-value]
+                         for table in (QueryLog, QueryVectors, QueryPictures))
+    finally:
+        archive.close()
+
+
+def test_prune_removes_searches_past_the_retention_but_keeps_saved_and_fresh_ones(client: httpx.Client, served: Served) -> None:
+    old, pinned, fresh = (_search(client, served, stem, k=3)["query_id"] for stem in ("000008", "000010", "000011"))
+    saved = client.post(f"/v1/queries/{pinned}/save", json={"name": "kept"}).json()
+    archive = served.archive()
+    try:
+        with archive.sessions.begin() as session:  # the clock: stored times 31 days back
+            for entry in session.scalars(select(QueryLog).where(QueryLog.uid.in_([old, pinned]))):
+                entry.created_at = utc_now() - timedelta(days=31)
+    finally:
+        archive.close()
+    before = _count(served)
+    refused = run_s2m(served.settings.archive, "queries", "prune", "--max-age-days", "0")
+    assert refused.returncode == 2 and "--max-age-days" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    with pytest.raises(SettingsError, match="S2M_QUERIES_MAX_AGE_DAYS"):  # the setting itself (exit 2 like every SettingsError)
+        Settings.from_env({"S2M_QUERIES_MAX_AGE_DAYS": "a month"})
+    assert _count(served) == before  # nothing changed
+    pruned = run_s2m(served.settings.archive, "queries", "prune")
+    assert pruned.returncode == 0, pruned.stderr
+    assert "removed 1 searches older than 30 days" in pruned.stdout
+    assert _count(served) == (before[0] - 1, before[1] - 1, before[2] - 1)  # its vectors and pictures went with it
+    _error(client.get(f"/v1/queries/{old}"), 404)
+    assert old not in [item["query_id"] for item in client.get("/v1/queries", params={"limit": 100}).json()]
+    for kept in (pinned, fresh):
+        assert client.get(f"/v1/queries/{kept}").status_code == 200
+    assert client.get(f"/v1/saved/{saved['saved_id']}").status_code == 200  # a saved search is kept until forgotten
 
 
 def test_a_search_of_another_bundle_reopens_with_its_hits_as_saved_and_cannot_be_refined(client: httpx.Client, served: Served) -> None:

@@ -8,7 +8,6 @@ each test opens a fresh page.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import signal
@@ -24,7 +23,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from tests.api.conftest import CHROMIUM, free_port, wait_until_ready
+from tests.api.conftest import CHROMIUM, draw_throat, free_port, screenshot, stroke, wait_until_ready
 from tests.retrieval.conftest import signs_bundle  # noqa: F401 (fixture)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -88,31 +87,6 @@ def _page(browser, demo: Demo, viewport: dict[str, int] = DESKTOP, key: str | No
     return page
 
 
-def _stroke(page, points: list[tuple[float, float]]) -> None:  # type: ignore[no-untyped-def]
-    """A mouse stroke through points given as fractions of the canvas."""
-    box = page.locator("#canvas").bounding_box()
-    at = [(box["x"] + x * box["width"], box["y"] + y * box["height"]) for x, y in points]
-    page.mouse.move(*at[0])
-    page.mouse.down()
-    for point in at[1:]:
-        page.mouse.move(*point, steps=2)
-    page.mouse.up()
-
-
-def _ellipse(cx: float, cy: float, rx: float, ry: float, start: float = 0.0, end: float = 2 * math.pi, n: int = 36):
-    return [(cx + rx * math.cos(start + (end - start) * i / n), cy + ry * math.sin(start + (end - start) * i / n))
-            for i in range(n + 1)]
-
-
-def _draw_throat(page) -> None:  # type: ignore[no-untyped-def]
-    """Outlines as a clinician would draw them: pharyngeal wall, uvula, two tonsils, the tongue's edge."""
-    _stroke(page, _ellipse(0.5, 0.45, 0.3, 0.33))
-    _stroke(page, _ellipse(0.5, 0.42, 0.05, 0.1, n=20))
-    _stroke(page, _ellipse(0.25, 0.55, 0.07, 0.15, n=20))
-    _stroke(page, _ellipse(0.75, 0.55, 0.07, 0.15, n=20))
-    _stroke(page, _ellipse(0.5, 0.98, 0.4, 0.2, math.pi, 2 * math.pi))
-
-
 def _ink(page) -> int:  # type: ignore[no-untyped-def]
     """Pixels of the drawing canvas that carry ink (alpha > 0)."""
     return page.evaluate("""() => {
@@ -132,22 +106,10 @@ def _fits(page, width: int) -> None:  # type: ignore[no-untyped-def]
     assert box["x"] >= 0 and box["x"] + box["width"] <= width and box["width"] >= 300
 
 
-def _screenshot(page, name: str, tmp_path: Path, full_page: bool = False,  # type: ignore[no-untyped-def]
-                selector: str | None = None) -> None:
-    """Into tmp_path; also into S2M_SCREENSHOT_DIR when set (how the screenshots in docs/ are made);
-    of one element when `selector` names it."""
-    folders = [tmp_path] + ([Path(os.environ["S2M_SCREENSHOT_DIR"])] if os.environ.get("S2M_SCREENSHOT_DIR") else [])
-    for folder in folders:
-        if selector is not None:
-            page.locator(selector).screenshot(path=str(folder / name))
-        else:
-            page.screenshot(path=str(folder / name), full_page=full_page)
-
-
 def test_draw_preview_search_open_a_case_and_more_like_this(browser, demo: Demo, tmp_path: Path) -> None:
     page = _page(browser, demo)
     page.fill("#k", "8")
-    _draw_throat(page)
+    draw_throat(page)
     # the live preview: x_0 and a provisional top 10 after the pen pauses
     page.wait_for_function("document.querySelectorAll('#preview-hits li img[src^=blob]').length === 10", timeout=TIMEOUT_MS)
     assert page.evaluate("document.getElementById('preview-x0').naturalWidth") > 0
@@ -170,7 +132,7 @@ def test_draw_preview_search_open_a_case_and_more_like_this(browser, demo: Demo,
     assert re.search(r"\d{4}-\d{2}-\d{2}", cards.first.locator(".meta").text_content() or "")
     _fits(page, DESKTOP["width"])
     page.wait_for_function("[...document.querySelectorAll('#grid .hit img')].every(i => i.naturalWidth > 0)")
-    _screenshot(page, "sketch_pad_desktop.png", tmp_path)
+    screenshot(page, "sketch_pad_desktop.png", tmp_path)
 
     first = cards.first.get_attribute("data-image-id")
     cards.first.click()
@@ -197,12 +159,12 @@ def test_draw_preview_search_open_a_case_and_more_like_this(browser, demo: Demo,
 
 def test_undo_redo_eraser_clear_and_pen_pressure(browser, demo: Demo) -> None:
     page = _page(browser, demo)
-    _stroke(page, [(0.2, 0.5), (0.8, 0.5)])
+    stroke(page, [(0.2, 0.5), (0.8, 0.5)])
     drawn = _ink(page)
     assert drawn > 0
     page.keyboard.press("e")  # eraser
     assert page.get_attribute("#tool-eraser", "aria-pressed") == "true"
-    _stroke(page, [(0.5, 0.3), (0.5, 0.7)])
+    stroke(page, [(0.5, 0.3), (0.5, 0.7)])
     erased = _ink(page)
     assert 0 < erased < drawn
     page.keyboard.press("Control+z")
@@ -272,7 +234,7 @@ def test_upload_template_and_readable_errors(browser, demo: Demo, tmp_path: Path
 
     # a bad key: 401 and what to do about it
     bad = _page(browser, demo, key="s2m_0000_not-a-key")
-    _draw_throat(bad)
+    draw_throat(bad)
     bad.click("#search")
     message = _error(bad)
     assert "401" in message and "API key" in message
@@ -284,13 +246,13 @@ def test_tablet_width(browser, demo: Demo, tmp_path: Path) -> None:
     page = _page(browser, demo, viewport=TABLET)
     _fits(page, TABLET["width"])
     page.fill("#k", "8")
-    _draw_throat(page)
+    draw_throat(page)
     page.wait_for_function("document.querySelectorAll('#preview-hits li img[src^=blob]').length === 10", timeout=TIMEOUT_MS)
     page.click("#search")
     page.wait_for_selector("#grid .hit", timeout=TIMEOUT_MS)
     page.wait_for_function("[...document.querySelectorAll('#grid .hit img')].every(i => i.naturalWidth > 0)")
     _fits(page, TABLET["width"])
-    _screenshot(page, "sketch_pad_tablet.png", tmp_path, full_page=True)
+    screenshot(page, "sketch_pad_tablet.png", tmp_path, full_page=True)
 
     # filters narrow the results: one diagnosis, study dates from 2021 on
     shown = page.get_attribute("#grid", "data-query-id")
@@ -303,13 +265,13 @@ def test_tablet_width(browser, demo: Demo, tmp_path: Path) -> None:
     assert metas and all(meta.startswith("normal · ") and meta[-10:] >= "2021-01-01" for meta in metas)
 
 
-def test_plain_words_marks_refine_save_and_reopen(browser, demo: Demo, tmp_path: Path) -> None:
-    """The loop: each case says in words how close it is (scores behind a toggle); two cases marked
-    right and one not this, Refine changes the ranking and drops that one; the refined search is
-    saved, listed, reopened with the same cases, and forgotten."""
+def test_plain_words_a_saved_search_forgotten_and_a_recent_search_reopened(browser, demo: Demo) -> None:
+    """Each case says in words how close it is (scores behind a toggle); a search is saved, listed
+    under its name and forgotten; the recent searches list it and reopen it, as does its link. Marking,
+    Refine and reopening a saved search run in the whole loop (tests/api/test_ohif_viewer.py, with the viewer)."""
     page = _page(browser, demo)
     page.fill("#k", "8")
-    _draw_throat(page)
+    draw_throat(page)
     page.click("#search")
     page.wait_for_selector("#grid .hit", timeout=TIMEOUT_MS)
     cards = page.locator("#grid .hit")
@@ -321,39 +283,43 @@ def test_plain_words_marks_refine_save_and_reopen(browser, demo: Demo, tmp_path:
     cards.first.locator("details.scores summary").click()
     assert first_score.is_visible() and re.fullmatch(r"-?\d+\.\d{3}", first_score.text_content() or "")
     assert page.locator("#detail").is_hidden()  # opening the scores opens no detail view
-    before = page.evaluate("[...document.querySelectorAll('#grid .hit')].map(e => e.dataset.imageId)")
+    assert page.locator("#refine-search").is_disabled()  # nothing marked yet
 
-    assert page.locator("#refine-search").is_disabled()
-    cards.nth(1).locator("button.like").click()
-    cards.nth(3).locator("button.like").click()
-    cards.nth(0).locator("button.unlike").click()
-    assert page.locator("#detail").is_hidden()
-    assert "2 right, 1 not this" in (page.text_content("#marks-state") or "")
-    page.click("#refine-search")
-    page.wait_for_function("document.getElementById('results-title').textContent.startsWith('Refined')", timeout=TIMEOUT_MS)
-    after = page.evaluate("[...document.querySelectorAll('#grid .hit')].map(e => e.dataset.imageId)")
-    assert len(after) == 8 and before[0] not in after and after != before
-    assert "Refined (round 1)" in (page.text_content("#results-note") or "")
-    assert page.locator("#grid .hit.new").count() >= 1  # what changed is shown
-    page.wait_for_function("[...document.querySelectorAll('#grid .hit img')].every(i => i.naturalWidth > 0)")
-    _screenshot(page, "sketch_pad_refined.png", tmp_path)
-
-    page.fill("#save-name", "two tonsils, refined")
+    page.fill("#save-name", "  ")
+    page.click("#save-search")
+    assert "name" in _error(page)
+    page.fill("#save-name", "two tonsils")
     page.click("#save-search")
     saved = page.locator("#saved-list li")
     saved.first.wait_for(timeout=TIMEOUT_MS)
-    assert saved.count() == 1 and saved.first.locator("button.reopen").text_content() == "two tonsils, refined"
-    page.click("#clear")
-    _stroke(page, [(0.2, 0.2), (0.8, 0.8)])
-    page.click("#search")
-    page.wait_for_function("document.getElementById('results-title').textContent.startsWith('Results for')", timeout=TIMEOUT_MS)
-    saved.first.locator("button.reopen").click()
-    page.wait_for_function("document.getElementById('results-title').textContent.includes('two tonsils, refined')", timeout=TIMEOUT_MS)
-    assert page.evaluate("[...document.querySelectorAll('#grid .hit')].map(e => e.dataset.imageId)") == after
+    assert saved.count() == 1 and saved.first.locator("button.reopen").text_content() == "two tonsils"
     saved.first.locator("button.forget").click()
     page.wait_for_selector("#saved-empty:not([hidden])", timeout=TIMEOUT_MS)
     assert saved.count() == 0
+
+    # the recent searches: newest first, with its sketch and top three; reopened from the list, and by its link
+    query_id, shown = page.get_attribute("#grid", "data-query-id"), _shown(page)
+    page.reload()  # the key stays for the browser session; the list comes from the service
+    page.click("#history summary")
+    item = page.locator(f"#history-list li[data-query-id='{query_id}']")
+    item.wait_for(timeout=TIMEOUT_MS)
+    assert page.locator("#history-list li").first.get_attribute("data-query-id") == query_id  # previews are not listed
+    assert all(f"#{rank} case {case}" in (item.locator(".about").text_content() or "") for rank, case in enumerate(shown[:3], 1))
+    page.wait_for_function(f"document.querySelector(\"#history-list li[data-query-id='{query_id}'] img.thumb\").naturalWidth > 0",
+                           timeout=TIMEOUT_MS)
+    item.locator("button.reopen").click()
+    page.wait_for_function(f"document.getElementById('grid').dataset.queryId === '{query_id}'", timeout=TIMEOUT_MS)
+    assert _shown(page) == shown
+    page.wait_for_function("[...document.querySelectorAll('#steps-row img')].length >= 2"
+                           " && [...document.querySelectorAll('#steps-row img')].every(i => i.naturalWidth > 0)", timeout=TIMEOUT_MS)
+    page.goto(f"{demo.url}{item.locator('a.link').get_attribute('href')}")  # ?query=ID: reopened as the pad loads
+    page.wait_for_function(f"document.getElementById('grid').dataset.queryId === '{query_id}'", timeout=TIMEOUT_MS)
+    assert _shown(page) == shown
     assert not page.errors
+
+
+def _shown(page) -> list[str]:  # type: ignore[no-untyped-def]
+    return page.evaluate("[...document.querySelectorAll('#grid .hit')].map(e => e.dataset.imageId)")
 
 
 def _signs_shown(page, signs: dict) -> str:  # type: ignore[no-untyped-def]
@@ -376,7 +342,7 @@ def test_signs_panel_previews_each_sign_and_searches_with_the_signs(browser, dem
     assert [(float(s.get_attribute("min")), float(s.get_attribute("max"))) for s in sliders.all()] == [
         (sign["min"], sign["max"]) for sign in known["signs"]]  # each slider spans the range the service allows
     assert sliders.first.is_disabled() and rows.first.locator("output").text_content() == "off"
-    _draw_throat(page)
+    draw_throat(page)
     plain = _signs_shown(page, {})  # the picture follows the drawing
     generated: list[str] = []
     page.on("request", lambda request: generated.append(request.url) if request.url.endswith("/v1/generate") else None)
@@ -389,7 +355,7 @@ def test_signs_panel_previews_each_sign_and_searches_with_the_signs(browser, dem
         sliders.first.press("ArrowLeft")
     weaker = _signs_shown(page, {first["name"]: 0.7})
     assert weaker not in (plain, with_sign) and len(generated) - before == 1
-    _screenshot(page, "sketch_pad_signs.png", tmp_path, selector="#signs-panel")
+    screenshot(page, "sketch_pad_signs.png", tmp_path, selector="#signs-panel")
     with page.expect_response(lambda response: response.url.endswith("/v1/search")) as answered:
         page.click("#search")
     applied = answered.value.json()["signs"]  # the service applied what the panel sent (Chromium hides multipart bodies)
@@ -403,7 +369,7 @@ def test_signs_panel_previews_each_sign_and_searches_with_the_signs(browser, dem
 def test_patient_view_shows_the_picture_large_with_the_sliders_and_asks_for_no_archive_data(browser, demo: Demo,
                                                                                               tmp_path: Path) -> None:
     page = _page(browser, demo, viewport={"width": 900, "height": 820})
-    _draw_throat(page)
+    draw_throat(page)
     page.click("#search")
     page.wait_for_selector("#grid .hit", timeout=TIMEOUT_MS)  # the clinician's results are on the page
     page.locator("#signs-list .sign").first.wait_for(timeout=TIMEOUT_MS)
@@ -424,7 +390,7 @@ def test_patient_view_shows_the_picture_large_with_the_sliders_and_asks_for_no_a
     assert "case" not in shown.lower() and not re.search(r"\d{4}-\d{2}-\d{2}|#\d", shown), shown
     paths = {url.removeprefix(demo.url.rstrip("/")) for url in requests if not url.startswith("blob:")}  # blob: is in-page
     assert paths == {"/v1/generate"}, paths  # pictures only: no search, case, thumbnail or saved search
-    _screenshot(page, "sketch_pad_patient_view.png", tmp_path)
+    screenshot(page, "sketch_pad_patient_view.png", tmp_path)
     page.click("#patient-toggle")
     assert page.locator("#grid").is_visible() and page.locator("#canvas").is_visible()
     page.wait_for_function("document.getElementById('signs-state').textContent !== '…'", timeout=TIMEOUT_MS)

@@ -22,8 +22,8 @@ def pix2pix_small(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def retrieval_report(tmp_path_factory: pytest.TempPathFactory, pix2pix_small: Path) -> Path:
-    """`s2m eval retrieval` on a 24-phantom archive, 4 queries per style, with the pix2pix + C row and
-    H run 2 steps (of its 3): its JSON."""
+    """`s2m eval retrieval` on a 24-phantom archive, 4 queries per style, with the pix2pix + C row, the
+    relevance-feedback rounds and H run 2 steps (of its 3): its JSON."""
     from typer.testing import CliRunner
 
     from api.cli import app
@@ -32,6 +32,6 @@ def retrieval_report(tmp_path_factory: pytest.TempPathFactory, pix2pix_small: Pa
     report = root / "report.json"
     result = CliRunner().invoke(app, ["eval", "retrieval", "--archive", "24", "--queries", "4", "--size", "64",
                                       "--canvases", "64,512", "--steps", "2", "--work", str(root / "work"),
-                                      "--pix2pix", str(pix2pix_small), "--report", str(report)])
+                                      "--pix2pix", str(pix2pix_small), "--feedback", "--report", str(report)])
     assert result.exit_code == 0, result.output
     return report

@@ -53,7 +53,7 @@ def test_eval_all_renders_every_section_with_plots_and_a_json_of_every_number(
     assert result.exit_code == 0, result.output
     text = page.read_text()
     for table in ("meta", "generation-seen", "generation-unseen", "generation-style", "generation-level",
-                  "retrieval-style", "retrieval-level", "retrieval-canvas", "retrieval-validation"):
+                  "retrieval-style", "retrieval-level", "retrieval-canvas", "retrieval-validation", "retrieval-feedback"):
         assert f'id="{table}"' in text
     for row in ("pix2pix_c", "fused_xT", "chamfer", "cyclegan", "sketch2medi_without_h"):
         assert row in text

@@ -137,8 +137,29 @@ def test_strengths_chosen_on_validation_are_stored_and_are_what_present_means(le
     (applied,) = loaded.applied(check({first: PRESENT}))
     assert applied.appearance_shift == pytest.approx(4.0 * loaded.appearance_steps[0]) and applied.w_shift == 0.0
     assert directions.defaults == {sign: 1.0 for sign in directions.names}, "the source bundle chose nothing"
+    directions.save(copy)  # directions learned again: what was chosen for the old ones does not outlive them
+    relearned = SignDirections.from_bundle(Bundle.open(copy))
+    assert CHOSEN not in relearned.record and relearned.defaults == directions.defaults and relearned.max_strength == 1.0
     with pytest.raises(ValueError, match="every sign"):
         directions.with_chosen(("w",), {first: 1.0}, 1.0, {})
+
+
+def test_a_picture_draws_its_signs_in_w_when_searches_rank_by_the_appearance_edit_alone(tmp_path: Path) -> None:
+    import shutil
+
+    from formats.sketch import CanonicalSketch
+    from generation.pipeline import QueryModels
+    from generation.presets import SHIPPED_BUNDLE
+
+    copy = Path(shutil.copytree(SHIPPED_BUNDLE, tmp_path / "bundle"))
+    shipped = SignDirections.from_bundle(Bundle.open(copy))
+    shipped.with_chosen(("appearance",), {sign: 1.0 for sign in shipped.names}, 1.0, {}).save(copy)
+    models = QueryModels.load(copy)
+    pixels = np.zeros((models.resolution, models.resolution), dtype=np.uint8)
+    pixels[8:-8, models.resolution // 2] = 255
+    plain, drawn = (models.pictures(CanonicalSketch(pixels), 0, asked)[-1] for asked in ({}, {"erythema": 1.0}))
+    assert not np.array_equal(plain, drawn), "the picture (pad preview, /v1/generate) shows the sign"
+    assert models.w_offsets([{"erythema": 1.0}]).abs().sum() == 0, "a search's W edit follows the chosen route"
 
 
 def test_directions_of_another_generator_refuse_until_retrained(learned, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

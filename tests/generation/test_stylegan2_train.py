@@ -164,3 +164,16 @@ def test_a_spent_time_budget_stops_after_one_step_with_a_checkpoint_and_an_expor
     assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["state"]["step"] == 1
     assert Bundle.open(tmp_path / "bundle").entry(GENERATOR)["steps"] == 1
     assert Bundle.open(tmp_path / "bundle").info["preset"] == "tiny"
+
+
+def test_a_finished_run_resumed_for_no_further_step_exports_its_g_ema_unchanged(phantoms32: Path, tmp_path: Path) -> None:
+    config = dataclasses.replace(GanTrainConfig.for_preset("tiny"), steps=2, **QUIET)
+    train_generator(RunOptions(data=phantoms32, run_dir=tmp_path / "run", limit=16, progress=False), G_CONFIG, D_CONFIG, config)
+    before = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    result = train_generator(RunOptions(data=phantoms32, run_dir=tmp_path / "run", bundle=tmp_path / "bundle", limit=16,
+                                        resume=True, progress=False), G_CONFIG, D_CONFIG, config)
+    assert (result.step, result.steps_this_run) == (2, 0)
+    exported = Bundle.open(tmp_path / "bundle").load(GENERATOR).state_dict()
+    trained = before["modules"]["G_ema"]
+    assert all(torch.equal(exported[name], trained[name]) for name in trained if name != "mapping.w_avg")
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["state"] == before["state"]  # nothing trained

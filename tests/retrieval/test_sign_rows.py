@@ -1,0 +1,101 @@
+"""The sign rows' measurement pieces (issue 38): the 20 %-labelled reference, the sign-match rate, and
+the validation choice that must keep the sketch's exact-case recall."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+
+from indexing.fused_index import ChannelWeights
+from retrieval import metrics
+from retrieval.sign_evaluation import (LABELLED_SHARE, SignQueries, SignQuerySet, Validation, choose_route,
+                                       labelled_columns, reference_scores, row_figures, sign_sets)
+
+SIGNS = ("exudate", "erythema", "cobblestoning")
+
+
+def _archive_signs(count: int, seed: int) -> list[frozenset]:
+    rng = np.random.default_rng(seed)
+    return [frozenset(sign for sign in SIGNS if rng.random() < 0.5) for _ in range(count)]
+
+
+def test_the_labelled_reference_returns_only_labelled_cases_carrying_the_queried_signs() -> None:
+    archive = _archive_signs(60, 1)
+    labelled = labelled_columns(60, seed=4)
+    assert labelled.sum() == round(LABELLED_SHARE * 60)
+    assert np.array_equal(labelled, labelled_columns(60, seed=4)) and not np.array_equal(labelled, labelled_columns(60, seed=5))
+    asked = [{"exudate": 1.0}, {"exudate": 1.0, "erythema": 1.0}, {}, {sign: 1.0 for sign in SIGNS}]
+    queries = SignQueries([], asked, diagnoses=np.array(["a"] * 4, dtype=object), columns=np.array([0, 1, 2, 3]))
+    chamfer = np.random.default_rng(2).normal(size=(4, 60))
+    scores = reference_scores(chamfer, queries, archive, labelled)
+    top = metrics.ranked_columns(scores, 10)
+    returned = metrics.returned(scores, top)
+    for row, (wanted, columns, shown) in enumerate(zip(sign_sets(asked), top, returned)):
+        allowed = [c for c in range(60) if labelled[c] and wanted <= archive[c]]
+        assert shown.sum() == min(10, len(allowed)) and 0 < len(allowed)
+        assert all(labelled[c] and wanted <= archive[c] for c in columns[shown])
+        assert list(columns[shown]) == sorted(allowed, key=lambda c: -chamfer[row, c])[:10]  # chamfer orders what passes
+    assert returned[3].sum() < 10  # few labelled cases carry all three signs: the reference leaves slots empty
+    # an empty slot is a miss, not a hit: every archive case shares the query's diagnosis here
+    precision = metrics.precision_at(scores, queries.diagnoses, np.array(["a"] * 60, dtype=object))
+    assert np.allclose(precision, returned.sum(1) / 10)
+    # a true case the filter drops is never found, however high its chamfer score
+    hidden = int(np.flatnonzero(~labelled)[0])
+    chamfer[0, hidden] = 99.0
+    ranks = metrics.true_ranks(reference_scores(chamfer, queries, archive, labelled)[:1], np.array([hidden]))
+    assert metrics.recall_at(ranks, 10)[0] == 0.0 and metrics.recall_at(metrics.true_ranks(chamfer[:1], np.array([hidden])), 1)[0] == 1.0
+
+
+def test_the_sign_match_rate_counts_cases_carrying_every_queried_sign() -> None:
+    archive = [frozenset({"exudate"}), frozenset({"exudate", "erythema"}), frozenset(), frozenset({"erythema"})]
+    scores = np.array([[4.0, 3.0, 2.0, 1.0], [1.0, 2.0, 3.0, 4.0]])
+    match = metrics.inclusion_at(scores, [frozenset({"exudate"}), frozenset({"exudate", "erythema"})], archive, k=2)
+    assert np.allclose(match, [1.0, 0.0])  # top 2: cases 0, 1 (both exudate); cases 3, 2 (neither has both)
+
+
+class _Scored:
+    """Query-side scores of a toy ranking: shape finds each query's own case; the appearance term (on when the
+    appearance weight is > 0) pulls every case of the query's diagnosis up, above the own case when heavy."""
+
+    def __init__(self, queries: SignQueries, own: np.ndarray, same: np.ndarray) -> None:
+        self.queries, self.own, self.same = queries, own, same
+        self.directions = SimpleNamespace(names=SIGNS)
+
+    def scores(self, side, weights, scales, w_factors, appearance_factors) -> np.ndarray:  # type: ignore[no-untyped-def]
+        lift = 0.0 if appearance_factors is None else sum(appearance_factors.values())
+        return weights.shape * self.own + weights.appearance * (1.0 + lift) * self.same
+
+
+def test_the_route_choice_keeps_the_sketch_only_exact_recall_on_validation() -> None:
+    rng = np.random.default_rng(0)
+    diagnoses = np.array(["a", "b"] * 20, dtype=object)  # archive of 40
+    count = 8
+    columns = rng.choice(40, count, replace=False)
+    query_diagnoses = diagnoses[columns]
+    own = rng.normal(scale=0.3, size=(count, 40))
+    own[np.arange(count), columns] = 1.0
+    same = (diagnoses[None, :] == query_diagnoses[:, None]) * 1.0 + rng.normal(scale=0.1, size=(count, 40))
+    same[np.arange(count), columns] = -1.0  # the own case looks unlike its diagnosis: heavy appearance loses it
+    signs = [{"exudate": 1.0} if d == "a" else {"erythema": 1.0} for d in query_diagnoses]
+    similar = _Scored(SignQueries([], signs, diagnoses=query_diagnoses), own, same)
+    exact = _Scored(SignQueries([], signs, columns=columns), own, same)
+    side = SimpleNamespace(diagnoses=diagnoses)
+    weights = ChannelWeights(0.0, 0.0, 1.0)
+    floor = float(metrics.recall_at(metrics.true_ranks(exact.scores(side, weights, {}, None, None), columns), 10).mean())
+    assert floor == 1.0
+    choice = choose_route(Validation(similar, exact, floor), side, weights, {}, ("appearance",))
+    assert choice["keeps_sketch_recall"] and choice["validation_exact_recall@10"] == 1.0
+    heavy = ChannelWeights(4.0, 0.0, 1.0)  # what precision alone would take: the own cases fall out of the top 10
+    assert metrics.recall_at(metrics.true_ranks(exact.scores(side, heavy, {}, None, choice["factors"]), columns), 10).mean() < 1.0
+    chosen = ChannelWeights(choice["appearance_weight"], 0.0, 1.0)
+    plain = metrics.precision_at(similar.scores(side, weights, {}, None, None), query_diagnoses, diagnoses).mean()
+    assert choice["appearance_weight"] > 0 and choice["validation_diagnosis_precision"] > plain
+    # the report's figures of that row: the sign-match rate counts the archive cases carrying the query's signs
+    archive_signs = [frozenset({"exudate"}) if d == "a" else frozenset({"erythema"}) for d in diagnoses]
+    figures = row_figures(similar.scores(side, chosen, {}, None, choice["factors"]), exact.scores(side, chosen, {}, None, choice["factors"]),
+                          SignQuerySet(similar.queries, exact.queries), side, archive_signs, seed=0)
+    sketch = row_figures(similar.scores(side, weights, {}, None, None), exact.scores(side, weights, {}, None, None),
+                         SignQuerySet(similar.queries, exact.queries), side, archive_signs, seed=0)
+    assert figures["sign_match@10"]["mean"] > sketch["sign_match@10"]["mean"]
+    assert figures["exact_recall@10"]["mean"] == 1.0 and set(figures["per_diagnosis"]) == {"a", "b"}
