@@ -86,12 +86,12 @@ def test_the_shipped_bundle_draws_each_sign_on_its_own_style_inputs_of_g() -> No
     sketch = np.full((1, models.resolution, models.resolution), 255, np.uint8)
     sketch[0, 16:48, 20] = sketch[0, 16:48, 44] = 0
     asked = {limited: 1.0}
-    output = models.generate(sketch, 0, [asked])
+    output = models.generate(sketch, 0, [asked], ("w",))  # as a picture draws its signs
     with torch.no_grad():
         w = models.pipeline.encoder(sketches_to_tensor(sketch))
-        offset = models.signs.style_offset(asked, models.pipeline.generator.synthesis.num_ws)
+        offset = models.signs.style_offset(asked, models.pipeline.generator.synthesis.num_ws, ("w",))
         expected = models.pipeline.generator.synthesis(w[:, None] + offset, noise_mode="const")
-        everywhere = models.pipeline.generator.synthesis(w + models.signs.w_offset(asked), noise_mode="const")
+        everywhere = models.pipeline.generator.synthesis(w + models.signs.w_offset(asked, ("w",)), noise_mode="const")
     assert torch.allclose(output.x_0, expected, atol=1e-5), "only the chosen style inputs move"
     assert not torch.allclose(output.x_0, everywhere, atol=1e-3)
     assert torch.allclose(output.w, w + offset.mean(0), atol=1e-6), "the latent channel reads the layers' mean"
