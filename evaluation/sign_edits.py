@@ -1,7 +1,8 @@
 """`s2m eval signs`: the editing quality of the sign directions in W, on held-out w (issue 38).
 
 For each sign, G's pictures of held-out w (a seed no sign training uses) are edited at the
-strengths the pad offers (0 to the largest a query may ask, in even steps) on the sign's chosen
+strengths a picture draws (0 to 1 in even steps: the W edit stops growing at 1, though a query may
+ask more for the appearance edit that ranks) on the sign's chosen
 style inputs, and read three ways: the sign classifier stored with the directions (a probe on C's
 descriptors) must rise monotonically; S's masks of the region classes the sign does not live on
 must stay put (mean DICE edited vs unedited >= 0.9 at every strength); the other signs' classifiers
@@ -28,7 +29,7 @@ from generation.bundle import EMBEDDER, GENERATOR, SYNTHESIZER, Bundle
 from generation.metrics import InceptionFeatures, frechet_distance
 from generation.sign_conditions import other_dice
 from generation.sign_training import SignProbes, edited, sample_w, synthesize
-from generation.signs import SignDirections
+from generation.signs import MAX_STRENGTH, SignDirections
 from generation.training import save_image_grid
 
 HELDOUT_W_SEED = 90_210  # never one of `s2m train signs`' streams (its seed + 0 .. 3)
@@ -40,7 +41,7 @@ class SignEditConfig:
     """How many held-out w are read, at how many strengths, and how many go into FID."""
 
     samples: int = 64  # held-out w the classifiers and S read at every strength
-    strengths: int = 5  # the pad's range 0 .. max in even steps (columns of the figure)
+    strengths: int = 5  # the picture's range 0 .. 1 in even steps (columns of the figure)
     fid_samples: int = 200  # w of the FID sets (edited at the largest strength, and two unedited sets)
     figure_rows: int = 1  # held-out w shown per sign in the figure
     seed: int = HELDOUT_W_SEED
@@ -62,7 +63,7 @@ def evaluate_sign_edits(model: Path, config: SignEditConfig, with_fid: bool = Tr
     bundle.check([GENERATOR, EMBEDDER, SYNTHESIZER])
     generator, embedder, synthesizer = bundle.load(GENERATOR), bundle.load_embedder(), bundle.load(SYNTHESIZER)
     num_ws = generator.synthesis.num_ws
-    strengths = [float(s) for s in np.linspace(0.0, directions.max_strength, config.strengths)]
+    strengths = [float(s) for s in np.linspace(0.0, MAX_STRENGTH, config.strengths)]  # where the W edit stops
     reader = SignProbes(generator, embedder, probes, synthesizer, config.batch_size)
     w = sample_w(generator, config.samples, config.seed)
     before, plain_masks = reader.plain(w)
@@ -95,7 +96,7 @@ def evaluate_sign_edits(model: Path, config: SignEditConfig, with_fid: bool = Tr
 
 def judge(sign: str, strengths: list[float], scores: list[float], moves: list[dict[str, float]],
           dice: list[dict[str, float]], layers: tuple[int, ...] | None) -> dict[str, Any]:
-    """One sign's row: its figures by strength and whether each goal holds at every strength the pad offers."""
+    """One sign's row: its figures by strength and whether each goal holds at every strength a picture draws."""
     rises = [score - scores[0] for score in scores]
     ratios = [max((abs(v) for v in move.values()), default=0.0) / rise if rise > 0 else float("inf")
               for move, rise in zip(moves[1:], rises[1:])]
@@ -152,7 +153,7 @@ def markdown(report: dict[str, Any], figure: Path, page: Path, command: str, not
         f"    {command}", "",
         f"Measured {report['measured']}, {note}; bundle version {report['bundle']['version']}, "
         f"G {report['bundle']['generator']}; {report['config']['samples']} held-out w (seed {report['config']['seed']}, "
-        f"never a training or validation stream), strengths {strengths} (the pad's range), {report['seconds']} s.", "",
+        f"never a training or validation stream), strengths {strengths} (a picture's range: the W edit stops at 1), {report['seconds']} s.", "",
         f"![sign edits]({os.path.relpath(figure, page.parent)})", "",
         f"Rows: {', '.join(report['signs'])} (top to bottom); columns: strengths {strengths}.", "",
         "| sign | layers | classifier score by strength | monotone | smallest other-class DICE (at largest) "
@@ -176,7 +177,7 @@ def markdown(report: dict[str, Any], figure: Path, page: Path, command: str, not
             ("monotone", "other_regions_dice", "other_signs_below_quarter")}
     words = {"monotone": "score rises monotonically", "other_regions_dice": f"other classes' DICE >= {DICE_GOAL}",
              "other_signs_below_quarter": f"other signs move < {OTHERS_GOAL:g} of the rise"}
-    lines += ["", "Goals (every strength the pad offers):", ""]
+    lines += ["", "Goals (every strength a picture draws):", ""]
     for goal, signs in held.items():
         missed = [s for s in report["signs"] if s not in signs]
         lines.append(f"- {words[goal]}: holds for {', '.join(signs) or 'no sign'}"

@@ -7,7 +7,8 @@ picture), and one in C's descriptor space, added to the query's appearance vecto
 A strength s moves by s times the sign's step; strengths run from 0 to 1, or further where the
 strength validation chose for a sign is larger (`chosen`, written by `s2m eval retrieval --signs
 --record-strengths`), and a sign asked as "present" (no number) takes that chosen strength (1 when
-none was chosen). A sign's W edit reaches only the style inputs of G chosen for it on validation w
+none was chosen); the W edit stops growing at 1, where its editing quality was measured to hold,
+and only the appearance edit goes further. A sign's W edit reaches only the style inputs of G chosen for it on validation w
 (`layers`, all when the entry has none), and the sign classifiers the directions were learned with
 are stored beside them, so their editing quality can be measured later. The directions are not
 networks: they
@@ -116,13 +117,15 @@ class SignDirections:
                                    record={**self.record, CHOSEN: chosen})
 
     def w_offset(self, strengths: Mapping[str, float], routes: tuple[str, ...] | None = None) -> torch.Tensor:
-        """The W edit [w_dim] of checked strengths (zero when the W route is off)."""
+        """The W edit [w_dim] of checked strengths (zero when the W route is off). It stops growing at
+        strength 1: beyond it G's pictures lose the anatomy the sketch fixed (docs/sign_edits.md), while
+        the appearance edit, which only ranks, may go to the larger strengths validation chose for it."""
         offset = torch.zeros(self.w.shape[1])
         if "w" not in (self.routes if routes is None else routes):
             return offset
         for sign, strength in strengths.items():
             row = self.names.index(sign)
-            offset += strength * self.w_steps[row] * self.w[row]
+            offset += min(strength, MAX_STRENGTH) * self.w_steps[row] * self.w[row]
         return offset
 
     @property

@@ -91,6 +91,8 @@ def test_an_appearance_edit_moves_the_vector_towards_the_sign_and_keeps_it_unit(
     assert not directions.w_offset({directions.names[0]: 0.5}, routes=("appearance",)).any()
     assert torch.allclose(directions.w_offset({directions.names[0]: 0.5}).norm(),
                           torch.tensor(0.5 * directions.w_steps[0]), rtol=1e-5)
+    # the picture's W edit stops at strength 1, however far the appearance edit may go
+    assert torch.equal(directions.w_offset({directions.names[0]: 3.0}), directions.w_offset({directions.names[0]: 1.0}))
 
 
 @pytest.mark.parametrize("asked, message", [
