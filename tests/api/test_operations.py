@@ -103,3 +103,49 @@ def test_two_app_instances_on_one_postgresql_share_each_keys_rate_limit(served_a
     refused = [answer for answer in answers if answer.status_code == 429]
     assert all(1 <= int(answer.headers["Retry-After"]) <= 60 and "rate limit" in answer.json()["error"] for answer in refused)
     assert other.status_code == 200  # another key has its own bucket
+
+
+def _patients(settings: Settings) -> dict[str, str]:
+    """Each archived image's SOP UID -> the pseudonym stored for its patient."""
+    from indexing import store
+    from indexing.archive import Archive
+
+    archive = Archive.open(settings)
+    try:
+        with archive.sessions.begin() as session:
+            return {row.sop_uid: row.patient_ref for row in store.list_images(session)}
+    finally:
+        archive.close()
+
+
+def _ranked(settings: Settings, sketch: Path, *options: str) -> list[tuple[str, float]]:
+    searched = run_s2m(settings, "search", str(sketch), "--k", "8", "--json", *options)
+    assert searched.returncode == 0, searched.stderr
+    return [(hit["sop_uid"], hit["score"]) for hit in json.loads(searched.stdout)[0]["hits"]]
+
+
+def test_rotating_the_pseudonym_key_rebuilds_the_archive_with_new_pseudonyms_for_the_same_patients(
+        served_archive: Settings, phantom_archive: Path, tmp_path: Path) -> None:
+    """docs/operations.md, "Key rotation": a new, empty archive under the new key, the sources ingested
+    again, a new index build; the old archive is left as it was."""
+    from phantoms.reader import read_metadata
+
+    rotated = Settings(data_dir=tmp_path / "rotated", database_url=f"sqlite:///{tmp_path / 'rotated.sqlite3'}",
+                       pseudonym_key=b"the-rotated-pseudonym-key")
+    for step in (("db", "upgrade"), ("archive", "ingest", str(phantom_archive)), ("index", "build", "--no-progress")):
+        done = run_s2m(rotated, *step)
+        assert done.returncode == 0, done.stderr
+    old, new = _patients(served_archive), _patients(rotated)
+    assert old.keys() == new.keys() and None not in {*old.values(), *new.values()}
+    assert not set(old.values()) & set(new.values())  # every pseudonym changed with the key
+    renamed = {old[uid]: new[uid] for uid in old}  # the same images belong to one patient as before:
+    assert all(renamed[old[uid]] == new[uid] for uid in old) and len(set(renamed.values())) == len(renamed)
+    sketch = tmp_path / "sketch.png"
+    sketch.write_bytes(contour_png(phantom_archive, SKETCH))
+    assert _ranked(rotated, sketch) == _ranked(served_archive, sketch)  # the same cases, the same scores
+    # a patient named by their ID is found under the new key: excluding them drops exactly their images
+    row = next(iter(read_metadata(phantom_archive)))
+    theirs = {uid for uid, ref in new.items() if ref == new[row["sop_uid"]]}
+    kept = {uid for uid, _ in _ranked(rotated, sketch, "--filter", f"exclude-patient={row['patient_id']}")}
+    assert theirs and not kept & theirs and len(kept) == min(8, len(new) - len(theirs))
+    assert _patients(served_archive) == old  # the old archive is untouched
