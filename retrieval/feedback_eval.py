@@ -11,7 +11,6 @@ module draws nothing itself.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -59,8 +58,7 @@ def refine_round(engine: SearchEngine, steps: Sequence[Searched], diagnoses: Seq
     refined, queries = [], []
     for step, diagnosis in zip(steps, diagnoses):
         like, unlike = marks(step.result, diagnosis, k)
-        scores = {hit.image_id: dataclasses.asdict(hit.channels) for hit in step.result.hits}
-        moved = refine(engine, build, step.result.vectors, step.weights, scores, like, unlike, step.exclude, config)
+        moved = refine(engine, build, step.result.vectors, step.weights, like, unlike, step.exclude, config)
         refined.append(moved)
         queries.append(Query(None, k, step.result.filters, weights=moved.weights, vectors=moved.vectors, exclude=moved.exclude))
     return [Searched(result, moved.weights, moved.exclude) for result, moved in zip(_search(engine, queries), refined)]
