@@ -3,7 +3,7 @@
 The user of issue 35's protocol: of a search's top k hits, those whose diagnosis is the query case's
 are marked right, the rest not this; `refine_round` then refines each search exactly as
 `POST /v1/queries/{id}/refine` does (`retrieval.feedback.refine` on the search's own vectors, the
-weights it ranked by and its hits' channel scores; the "not this" cases of every earlier round stay
+weights it ranked by; the "not this" cases of every earlier round stay
 excluded), so the measured rule is the served one. The constants are chosen on validation queries
 (`choose_config` over `GRID`) and reported on others. Query sketches come from the caller, so this
 module draws nothing itself.

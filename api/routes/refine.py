@@ -104,7 +104,7 @@ def _chain(session: Session, uid: str) -> list[RefinementOut]:
 async def refine(query_id: str, marks: MarksIn, request: Request, service: ServiceDep, session: SessionDep,
                  key: SearchKey) -> RefineOut:
     """The query's search again, moved toward the hits marked right and away from those marked not
-    this (which never come back in it), its channels re-weighted by how well each ranked the marks."""
+    this (which never come back in it), its channels re-weighted by how well each channel's moved query ranks the marks."""
     started = time.perf_counter()
     query, feedback, signs = await run_in_threadpool(_prepare, service, session, key, query_id, marks)
     result = await service.batcher.submit(query)
