@@ -3,7 +3,7 @@
 The user of issue 35's protocol: of a search's top k hits, those whose diagnosis is the query case's
 are marked right, the rest not this; `refine_round` then refines each search exactly as
 `POST /v1/queries/{id}/refine` does (`retrieval.feedback.refine` on the search's own vectors, the
-weights it ranked by and its hits' channel scores; the "not this" cases of every earlier round stay
+weights it ranked by; the "not this" cases of every earlier round stay
 excluded), so the measured rule is the served one. The constants are chosen on validation queries
 (`choose_config` over `GRID`) and reported on others. Query sketches come from the caller, so this
 module draws nothing itself.
@@ -11,7 +11,6 @@ module draws nothing itself.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -59,8 +58,7 @@ def refine_round(engine: SearchEngine, steps: Sequence[Searched], diagnoses: Seq
     refined, queries = [], []
     for step, diagnosis in zip(steps, diagnoses):
         like, unlike = marks(step.result, diagnosis, k)
-        scores = {hit.image_id: dataclasses.asdict(hit.channels) for hit in step.result.hits}
-        moved = refine(engine, build, step.result.vectors, step.weights, scores, like, unlike, step.exclude, config)
+        moved = refine(engine, build, step.result.vectors, step.weights, like, unlike, step.exclude, config)
         refined.append(moved)
         queries.append(Query(None, k, step.result.filters, weights=moved.weights, vectors=moved.vectors, exclude=moved.exclude))
     return [Searched(result, moved.weights, moved.exclude) for result, moved in zip(_search(engine, queries), refined)]

@@ -74,8 +74,7 @@ def _prepare(service: Service, session: Session, key: ApiKey, query_id: str,
         entry = owned_query(session, query_id, key.id)
         if entry is None:
             raise HTTPException(404, f"no query with id {query_id}")
-        scores = {int(record["image_id"]): record["channels"] for record in entry.results}
-        strangers = sorted(set(like + unlike) - set(scores))
+        strangers = sorted(set(like + unlike) - {int(record["image_id"]) for record in entry.results})
         if strangers:
             raise HTTPException(422, f"ids not among query {query_id}'s results: {strangers}")
         kept = query_vectors_of(session, entry)
@@ -85,7 +84,7 @@ def _prepare(service: Service, session: Session, key: ApiKey, query_id: str,
         raise HTTPException(409, f"{problem}: search again to refine")
     exclude = tuple((entry.feedback or {}).get("exclude", ()))
     weights = logged_weights(engine, entry) or engine.build.weights
-    step = refined(engine, engine.build, kept[1], weights, scores, like, unlike, exclude)
+    step = refined(engine, engine.build, kept[1], weights, like, unlike, exclude)
     return (query_again(entry, step.vectors, step.weights, step.exclude),
             feedback_record(like, unlike, step.exclude, asdict(step.weights)), list(entry.signs or []))
 
@@ -105,7 +104,7 @@ def _chain(session: Session, uid: str) -> list[RefinementOut]:
 async def refine(query_id: str, marks: MarksIn, request: Request, service: ServiceDep, session: SessionDep,
                  key: SearchKey) -> RefineOut:
     """The query's search again, moved toward the hits marked right and away from those marked not
-    this (which never come back in it), its channels re-weighted by how well each ranked the marks."""
+    this (which never come back in it), its channels re-weighted by how well each channel's moved query ranks the marks."""
     started = time.perf_counter()
     query, feedback, signs = await run_in_threadpool(_prepare, service, session, key, query_id, marks)
     result = await service.batcher.submit(query)
