@@ -85,9 +85,10 @@ def owned_saved(session: Session, saved_id: int, api_key_id: int) -> tuple[Saved
     return saved, session.get_one(QueryLog, saved.query_id)
 
 
-def feedback_record(like: Sequence[int], unlike: Sequence[int], exclude: Sequence[int], weights: dict[str, float]) -> dict[str, Any]:
-    """What a refine or reopen row keeps of its marks: ids and weights only."""
-    return {"like": sorted(like), "unlike": sorted(unlike), "exclude": sorted(exclude), "weights": weights}
+def feedback_record(like: Sequence[int], unlike: Sequence[int], exclude: Sequence[int], keep: Sequence[int],
+                    weights: dict[str, float]) -> dict[str, Any]:
+    """What a refine or reopen row keeps of its marks: ids (`keep` in its order: the cases shown first) and weights only."""
+    return {"like": sorted(like), "unlike": sorted(unlike), "exclude": sorted(exclude), "keep": list(keep), "weights": weights}
 
 
 def recent_queries(session: Session, api_key_id: int, limit: int) -> list[Recent]:

@@ -63,7 +63,8 @@ class Query:
     `vectors` (exactly one of the three).
 
     `weights` overrides the build's channel weights for this query only; `refine` False skips H
-    (x_0 only: the fast live preview); `exclude`: image ids that never come back; `signs` {sign: strength
+    (x_0 only: the fast live preview); `exclude`: image ids that never come back; `keep`: image ids that
+    come first, in this order (a refined search's cases marked right); `signs` {sign: strength
     in [0, 1]} edits a sketch query in W (before G and H) and in the appearance space (`generation.signs`)."""
 
     sketch: SketchInput | None
@@ -74,6 +75,7 @@ class Query:
     like: int | None = None
     vectors: dict[str, np.ndarray] | None = field(default=None, compare=False)
     exclude: tuple[int, ...] = ()
+    keep: tuple[int, ...] = ()
     signs: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -241,13 +243,15 @@ class SearchEngine:
             with _timed(stages[row], "faiss"):
                 found = self.candidates(build, one, self.weights_for(query, strengths[row], build), allowed[query.filters],
                                         query.k + len(query.exclude))
-            candidates.append(found[~np.isin(found, [*query.exclude, *([query.like] if query.like is not None else [])])])
+            kept = np.array([i for i in query.keep if i not in set(query.exclude)], dtype=np.int64)
+            found = found[~np.isin(found, [*query.exclude, *query.keep, *([query.like] if query.like is not None else [])])]
+            candidates.append(np.concatenate([kept, found]))
         with _timed(timings, "rerank"):
             union = np.unique(np.concatenate(candidates)) if candidates else np.zeros(0, np.int64)
             stored = self.stored_vectors(build, union)
             ranked = [
-                self.rerank(build, {name: channels[(row, name)] for name in CHANNELS}, self.weights_for(query, strengths[row], build),
-                            found, stored)
+                kept_first(self.rerank(build, {name: channels[(row, name)] for name in CHANNELS},
+                                       self.weights_for(query, strengths[row], build), found, stored), query.keep)
                 for row, (query, found) in enumerate(zip(queries, candidates))
             ]
         hits = self.hydrate_many(ranked, queries, timings)
@@ -381,6 +385,15 @@ class SearchEngine:
             if len(hits) == k:
                 break
         return hits
+
+
+def kept_first(ranked: list[tuple[int, float, ChannelScores]], keep: tuple[int, ...]) -> list[tuple[int, float, ChannelScores]]:
+    """A ranking with the `keep` ids first, in `keep`'s order, then the rest as ranked."""
+    if not keep:
+        return ranked
+    order = {image_id: position for position, image_id in enumerate(keep)}
+    return sorted((item for item in ranked if item[0] in order), key=lambda item: order[item[0]]) + \
+        [item for item in ranked if item[0] not in order]
 
 
 def _active_build(archive: Archive, index_device: str, version: str) -> Build:

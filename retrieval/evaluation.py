@@ -305,6 +305,8 @@ def evaluate(engine: SearchEngine, groups: list[QueryGroup], seed: int = 0, pix2
         "scales": scales,
         "archive_images": len(side.case_refs),
         "validation": report_rows(validation, side, seed),
+        "validation_styles": {style: report_rows([s for s in validation if s.group.style == style], side, seed)
+                              for style in sorted({s.group.style for s in validation})},
         "test_styles": per_style,
         "queries": {f"{g.style}/{g.split}": {"exact": len(g.exact_sketches), "similar": len(g.similar_sketches),
                                              "canvases": list(g.canvases)} for g in groups},

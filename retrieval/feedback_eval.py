@@ -3,7 +3,7 @@
 The user of issue 35's protocol: of a search's top k hits, those whose diagnosis is the query case's
 are marked right, the rest not this; `refine_round` then refines each search exactly as
 `POST /v1/queries/{id}/refine` does (`retrieval.feedback.refine` on the search's own vectors, the
-weights it ranked by; the "not this" cases of every earlier round stay
+weights it ranked by; the right cases of every earlier round stay first and the "not this" cases
 excluded), so the measured rule is the served one. The constants are chosen on validation queries
 (`choose_config` over `GRID`) and reported on others. Query sketches come from the caller, so this
 module draws nothing itself.
@@ -19,18 +19,22 @@ import numpy as np
 
 from indexing.fused_index import ChannelWeights
 from retrieval.engine import DEFAULT_K, Query, SearchEngine, SearchResult
-from retrieval.feedback import FeedbackConfig, refine
+from retrieval.feedback import APPEARANCE_ONLY, FeedbackConfig, refine
 
-GRID = {"toward": (0.0, 1.0, 2.0, 4.0, 8.0), "away": (0.0, 0.25, 0.5, 1.0), "reweight": (0.0, 1.0, 2.0, 4.0, 8.0)}
+# Rocchio's pulls, and the channel weights a refined search ranks by (None: the search's own)
+GRID = {"toward": (2.0, 4.0, 8.0), "away": (0.0, 1.0, 2.0, 4.0),
+        "marked_weights": (None, APPEARANCE_ONLY, ChannelWeights(appearance=1.0, latent=0.1, shape=0.0),
+                           ChannelWeights(appearance=1.0, latent=0.0, shape=0.1))}
 BATCH = 32
 
 
 @dataclass(frozen=True)
 class Searched:
-    """One step of a query's chain: its result, the weights it ranked by and the cases it excluded."""
+    """One step of a query's chain: its result, the weights it ranked by, the cases it kept first and excluded."""
 
     result: SearchResult
     weights: ChannelWeights
+    keep: tuple[int, ...] = ()
     exclude: tuple[int, ...] = ()
 
 
@@ -58,10 +62,11 @@ def refine_round(engine: SearchEngine, steps: Sequence[Searched], diagnoses: Seq
     refined, queries = [], []
     for step, diagnosis in zip(steps, diagnoses):
         like, unlike = marks(step.result, diagnosis, k)
-        moved = refine(engine, build, step.result.vectors, step.weights, like, unlike, step.exclude, config)
+        moved = refine(engine, build, step.result.vectors, step.weights, like, unlike, step.exclude, step.keep, config)
         refined.append(moved)
-        queries.append(Query(None, k, step.result.filters, weights=moved.weights, vectors=moved.vectors, exclude=moved.exclude))
-    return [Searched(result, moved.weights, moved.exclude) for result, moved in zip(_search(engine, queries), refined)]
+        queries.append(Query(None, k, step.result.filters, weights=moved.weights, vectors=moved.vectors,
+                             exclude=moved.exclude, keep=moved.keep))
+    return [Searched(result, moved.weights, moved.keep, moved.exclude) for result, moved in zip(_search(engine, queries), refined)]
 
 
 def rounds(engine: SearchEngine, firsts: Sequence[Searched], diagnoses: Sequence[str], config: FeedbackConfig,
@@ -97,8 +102,8 @@ def choose_config(engine: SearchEngine, similar: Sequence[Searched], diagnoses: 
     config's validation figures."""
     recall_before = float(exact_recall(exact, exact_ids, k).mean()) if len(exact) else 0.0
     figures: dict[FeedbackConfig, dict[str, float]] = {}
-    for toward, away, reweight in itertools.product(grid["toward"], grid["away"], grid["reweight"]):
-        config = FeedbackConfig(toward=toward, away=away, reweight=reweight)
+    for toward, away, marked_weights in itertools.product(grid["toward"], grid["away"], grid["marked_weights"]):
+        config = FeedbackConfig(toward=toward, away=away, marked_weights=marked_weights)
         after = refine_round(engine, similar, diagnoses, config, k)
         figure = {"diagnosis_precision@10": float(diagnosis_precision(after, diagnoses, k).mean())}
         if len(exact):
@@ -111,4 +116,7 @@ def choose_config(engine: SearchEngine, similar: Sequence[Searched], diagnoses: 
 
 def label(config: FeedbackConfig) -> str:
     """A config as the report names it."""
-    return f"toward {config.toward:g}, away {config.away:g}, reweight {config.reweight:g}"
+    weights = config.marked_weights
+    ranked_by = "the search's weights" if weights is None else \
+        "weights " + ", ".join(f"{name} {getattr(weights, name):g}" for name in ("appearance", "latent", "shape"))
+    return f"toward {config.toward:g}, away {config.away:g}, {ranked_by}"

@@ -14,8 +14,9 @@ from formats.errors import InputError
 from generation.presets import SHIPPED_BUNDLE
 
 if TYPE_CHECKING:
+    from indexing.fused_index import ChannelWeights
     from indexing.settings import Settings
-    from retrieval.engine import SearchResult
+    from retrieval.engine import SearchEngine, SearchResult
     from retrieval.filters import Filters
 
 SKETCH_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -131,8 +132,12 @@ def search(
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="sketches through the networks at once"),
     signs: list[str] = typer.Option([], "--sign", help="NAME=STRENGTH (0..1): a clinical sign the sketch cannot show, "
                                                       "e.g. --sign exudate=1 --sign erythema=0.5"),
+    like: list[int] = typer.Option([], "--like", help="IMAGE_ID among the sketch's hits to mark right: the search is "
+                                                      "refined by the marks and the refined hits printed (one sketch)"),
+    unlike: list[int] = typer.Option([], "--unlike", help="IMAGE_ID among the sketch's hits to mark not this (never comes back)"),
 ) -> None:
-    """Find the archive cases closest to each sketch (the bundle opened and its models loaded once for all of them)."""
+    """Find the archive cases closest to each sketch (the bundle opened and its models loaded once for all of them);
+    with --like/--unlike, that search refined by the marks (relevance feedback, as the pad's Refine)."""
     from formats.sketch import CanonicalSketch, SketchError
     from generation.bundle import Bundle
     from generation.pipeline import QueryModels
@@ -142,6 +147,10 @@ def search(
     from retrieval.engine import EngineConfig, Query, SearchEngine
 
     files = sketch_files(sketches)
+    if (like or unlike) and len(files) != 1:
+        raise InputError("--like and --unlike refine the search of one sketch: give one sketch file")
+    if set(like) & set(unlike):
+        raise InputError(f"image ids marked both --like and --unlike: {sorted(set(like) & set(unlike))}")
     settings = Settings.from_env()
     parsed = parse_filters(filters, settings)
     if sheet is not None and sheet.suffix.lower() != ".png":
@@ -161,6 +170,9 @@ def search(
         for start in range(0, len(canonical), batch_size):
             batch = canonical[start : start + batch_size]
             results.extend(engine.search_many([Query(sketch, k, parsed, signs=strengths) for sketch in batch]))
+        if like or unlike:
+            first_weights = engine.weights_for(Query(canonical[0], k, parsed, signs=strengths), strengths, engine.build)
+            results = [refined_search(engine, results[0], first_weights, k, like, unlike)]
         if sheet is not None:
             write_sheet(sheet, engine.archive.settings.data_dir, results)
     finally:
@@ -172,6 +184,27 @@ def search(
             _print_table(path, result)
     if sheet is not None and not as_json:
         typer.echo(f"wrote contact sheet {sheet}")
+
+
+def refined_search(engine: "SearchEngine", first: "SearchResult", weights: "ChannelWeights", k: int, like: list[int],
+                   unlike: list[int]) -> "SearchResult":
+    """`first` (ranked by `weights`) refined by marks on its hits (`retrieval.feedback`, as `POST /v1/queries/{id}/refine`); the
+    refined result keeps the sketch and pictures of the search it refines."""
+    import dataclasses
+
+    from retrieval.engine import Query
+    from retrieval.feedback import refine
+
+    shown = [hit.image_id for hit in first.hits]
+    strangers = sorted(set(like + unlike) - set(shown))
+    if strangers:
+        raise InputError(f"image ids not among the sketch's hits: {strangers}")
+    ordered = [image_id for image_id in shown if image_id in set(like)]
+    build = engine.build
+    step = refine(engine, build, first.vectors, weights, ordered, unlike)
+    again = engine.search_many([Query(None, k, first.filters, weights=step.weights, vectors=step.vectors,
+                                      exclude=step.exclude, keep=step.keep)])[0]
+    return dataclasses.replace(again, sketch=first.sketch, image=first.image, steps=first.steps, signs=first.signs)
 
 
 def register(app: typer.Typer) -> None:

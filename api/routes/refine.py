@@ -40,8 +40,9 @@ def runnable(engine: SearchEngine, entry: QueryLog, kept: tuple[str, dict[str, A
     return None
 
 
-def query_again(entry: QueryLog, vectors: dict[str, Any], weights: ChannelWeights | None, exclude: tuple[int, ...]) -> Query:
-    return Query(None, entry.k, Filters.from_record(entry.filters), weights=weights, vectors=vectors, exclude=exclude)
+def query_again(entry: QueryLog, vectors: dict[str, Any], weights: ChannelWeights | None, exclude: tuple[int, ...],
+                keep: tuple[int, ...]) -> Query:
+    return Query(None, entry.k, Filters.from_record(entry.filters), weights=weights, vectors=vectors, exclude=exclude, keep=keep)
 
 
 def logged_weights(engine: SearchEngine, entry: QueryLog) -> ChannelWeights | None:
@@ -64,7 +65,7 @@ def _prepare(service: Service, session: Session, key: ApiKey, query_id: str,
              marks: MarksIn) -> tuple[Query, dict[str, Any], list[dict[str, Any]]]:
     """Check the marks against the query's hits and compute the refined query (404/409/422 otherwise);
     with the refinement's feedback record and the signs it keeps (its first search's)."""
-    like, unlike = sorted(set(marks.like)), sorted(set(marks.unlike))
+    like, unlike = list(dict.fromkeys(marks.like)), sorted(set(marks.unlike))
     if not like and not unlike:
         raise HTTPException(422, "mark at least one hit as right (like) or not this (unlike)")
     if set(like) & set(unlike):
@@ -74,19 +75,22 @@ def _prepare(service: Service, session: Session, key: ApiKey, query_id: str,
         entry = owned_query(session, query_id, key.id)
         if entry is None:
             raise HTTPException(404, f"no query with id {query_id}")
-        strangers = sorted(set(like + unlike) - {int(record["image_id"]) for record in entry.results})
+        shown = [int(record["image_id"]) for record in entry.results]
+        strangers = sorted(set(like + unlike) - set(shown))
         if strangers:
             raise HTTPException(422, f"ids not among query {query_id}'s results: {strangers}")
+        like = [image_id for image_id in shown if image_id in set(like)]  # kept first in the order they were shown
         kept = query_vectors_of(session, entry)
         session.expunge(entry)
     problem = runnable(engine, entry, kept)
     if problem is not None or kept is None:
         raise HTTPException(409, f"{problem}: search again to refine")
-    exclude = tuple((entry.feedback or {}).get("exclude", ()))
+    previous = entry.feedback or {}
     weights = logged_weights(engine, entry) or engine.build.weights
-    step = refined(engine, engine.build, kept[1], weights, like, unlike, exclude)
-    return (query_again(entry, step.vectors, step.weights, step.exclude),
-            feedback_record(like, unlike, step.exclude, asdict(step.weights)), list(entry.signs or []))
+    step = refined(engine, engine.build, kept[1], weights, like, unlike, tuple(previous.get("exclude", ())),
+                   tuple(previous.get("keep", ())))
+    return (query_again(entry, step.vectors, step.weights, step.exclude, step.keep),
+            feedback_record(like, unlike, step.exclude, step.keep, asdict(step.weights)), list(entry.signs or []))
 
 
 def _chain(session: Session, uid: str) -> list[RefinementOut]:
@@ -104,7 +108,8 @@ def _chain(session: Session, uid: str) -> list[RefinementOut]:
 async def refine(query_id: str, marks: MarksIn, request: Request, service: ServiceDep, session: SessionDep,
                  key: SearchKey) -> RefineOut:
     """The query's search again, moved toward the hits marked right and away from those marked not
-    this (which never come back in it), its channels re-weighted by how well each channel's moved query ranks the marks."""
+    this (which never come back in it); the hits marked right come first, and once a hit is marked right the
+    search ranks by the channel weights chosen for refined searches (retrieval/feedback.py)."""
     started = time.perf_counter()
     query, feedback, signs = await run_in_threadpool(_prepare, service, session, key, query_id, marks)
     result = await service.batcher.submit(query)

@@ -81,8 +81,9 @@ def _plan(service: Service, session: Session, key: ApiKey,
     problem = runnable(engine, entry, kept)
     if problem is not None or kept is None:
         return out, entry, None, f"{problem}: the hits are shown as they were saved, not searched again"
-    exclude = tuple((entry.feedback or {}).get("exclude", ()))
-    return out, entry, query_again(entry, kept[1], logged_weights(engine, entry), exclude), None
+    previous = entry.feedback or {}
+    return out, entry, query_again(entry, kept[1], logged_weights(engine, entry), tuple(previous.get("exclude", ())),
+                                   tuple(previous.get("keep", ()))), None
 
 
 def _as_saved(service: Service, session: Session, key: ApiKey, client: str | None, out: SavedOut, entry: QueryLog,
@@ -105,7 +106,7 @@ async def reopen(saved_id: int, request: Request, service: ServiceDep, session: 
         return await run_in_threadpool(_as_saved, service, session, key, client_address(request), out, entry, note)
     result = await service.batcher.submit(query)
     previous = entry.feedback or {}
-    feedback = feedback_record((), (), query.exclude, previous["weights"]) if "weights" in previous else None
+    feedback = feedback_record((), (), query.exclude, query.keep, previous["weights"]) if "weights" in previous else None
     fields = await run_in_threadpool(answer, service, session, key, client_address(request), uuid.uuid4().hex, query, result,
                                      started, "reopen", entry.uid, feedback, signs=list(entry.signs or []))
     if entry.build_id != result.build_id:

@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 
 from evaluation.sketches import DEFAULT_STYLE, draw_freehand
-from indexing.fused_index import ChannelWeights
 from indexing.settings import Settings
 from indexing.vectors import ArchiveModels
 from phantoms.dataset import generate_dataset
 from phantoms.reader import case_column, case_ids, dataset_categories, read_mask
 from retrieval.engine import Query, SearchEngine
-from retrieval.feedback import FeedbackConfig, held_out_scores, ranking_agreement, reweighted, rocchio
+from retrieval.engine import kept_first
+from retrieval.feedback import APPEARANCE_ONLY, FeedbackConfig, rocchio
+from retrieval.results import ChannelScores
 from retrieval.feedback_eval import choose_config, diagnosis_precision, excluded_returned, first_searches, marks, rounds
 from tests.indexing.conftest import TEST_KEY
 from tests.retrieval.conftest import SIDE, indexed_archive
@@ -34,29 +35,11 @@ def test_rocchio_moves_toward_the_right_and_away_from_the_wrong_keeping_the_leng
     assert np.allclose(rocchio(query, right[:0], wrong[:0], FeedbackConfig()), query)  # no marks: no move
 
 
-def test_channels_gain_weight_by_how_well_they_ordered_the_marks() -> None:
-    assert ranking_agreement([3.0, 2.0], [1.0]) == 1.0 and ranking_agreement([1.0], [1.0, 2.0]) == 0.25
-    assert ranking_agreement([1.0], []) is None
-    agreements = {"appearance": 1.0, "latent": 0.0, "shape": None}
-    moved = reweighted(ChannelWeights(), agreements, config=FeedbackConfig(reweight=1.0))
-    # appearance ordered the marks right (+1), latent wrong (-1, floored at 0), shape had no pairs (stays)
-    assert (moved.appearance, moved.latent, moved.shape) == (1.0, 0.0, ChannelWeights().shape)
-    assert reweighted(ChannelWeights(), dict.fromkeys(agreements), config=FeedbackConfig()) == ChannelWeights()
-
-
-def test_a_channel_is_judged_by_its_moved_query_finding_each_held_out_mark() -> None:
-    """The sketch's query sits by the wrong cases, but the right ones lie together: the query moved by
-    the other marks finds each right case first, so the channel agrees although the sketch did not."""
-    query = np.array([0.0, 1.0])
-    right, wrong = np.array([[1.0, 0.0], [0.95, 0.1], [1.0, 0.05]]), np.array([[0.0, 1.0], [0.1, 0.9]])
-    assert ranking_agreement(right @ query, wrong @ query) == 0.0  # the search being refined ranked them wrong
-    config = FeedbackConfig(toward=8.0, away=0.5)
-    assert ranking_agreement(*held_out_scores(query, right, wrong, right, wrong, config)) == 1.0
-    opposite = np.array([[1.0, 0.0], [-1.0, 0.0]])  # right cases with nothing in common: each points away from the other
-    assert ranking_agreement(*held_out_scores(query, opposite, wrong, opposite, wrong, config)) == 0.0
-    # with no pull toward the right cases, a case is scored against the query moved only away from the wrong ones
-    right_scores, _ = held_out_scores(query, right, wrong, right, wrong, FeedbackConfig(toward=0.0, away=0.0))
-    assert np.allclose(right_scores, right @ query)
+def test_kept_cases_come_first_in_their_order_then_the_ranking() -> None:
+    scores = ChannelScores(0.0, 0.0, 0.0)
+    ranked = [(5, 3.0, scores), (7, 2.0, scores), (9, 1.0, scores), (2, 0.5, scores)]
+    assert [item[0] for item in kept_first(ranked, (9, 2))] == [9, 2, 5, 7]
+    assert kept_first(ranked, ()) == ranked
 
 
 @pytest.fixture(scope="module")
@@ -79,16 +62,19 @@ def test_two_rounds_of_marks_raise_precision_and_never_bring_back_a_not_this_cas
     engine, sketches, diagnoses = phantom_engine
     firsts = first_searches(engine, sketches, engine.build.weights)
     half = len(firsts) // 2
-    grid = {"toward": (0.0, 8.0), "away": (0.0, 0.5), "reweight": (0.0, 8.0)}
+    grid = {"toward": (2.0, 8.0), "away": (0.0, 4.0), "marked_weights": (None, APPEARANCE_ONLY)}
     chosen, _ = choose_config(engine, firsts[:half], diagnoses[:half], grid=grid)  # chosen on validation queries
     chain = rounds(engine, firsts[half:], diagnoses[half:], chosen, 2)
     precision = [diagnosis_precision(steps, diagnoses[half:]).mean() for steps in chain]
     print(f"diagnosis precision@10 on {len(firsts) - half} held-out queries, rounds 0/1/2: {precision} ({chosen})")
     assert precision[1] >= precision[0] + 0.1 and precision[2] >= precision[1]  # 0.26 -> 0.55 -> 0.67 when written
-    for first, second, diagnosis in zip(chain[1], chain[2], diagnoses[half:]):
+    for zero, first, second, diagnosis in zip(chain[0], chain[1], chain[2], diagnoses[half:]):
         _, unlike = marks(first.result, diagnosis)
         assert set(first.exclude) <= set(second.exclude) and set(unlike) <= set(second.exclude)
         assert set(second.exclude).isdisjoint(hit.image_id for hit in second.result.hits)  # round one's too
+        like, _ = marks(zero.result, diagnosis)  # the first round's right cases lead every later round, in their order
+        assert [hit.image_id for hit in first.result.hits[: len(like)]] == like == list(second.keep[: len(like)])
+        assert [hit.image_id for hit in second.result.hits[: len(second.keep)]] == list(second.keep)[:10]
     assert excluded_returned(chain[2]) == 0 and len(chain[2][0].result.hits) == 10
 
 

@@ -184,6 +184,17 @@ def test_s2m_search_finds_an_archive_image_from_its_own_contours(embedded: Archi
     Image.new("L", (128, 128), 255).save(blank)
     refused = subprocess.run([*s2m, "search", str(blank)], env=env, capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2 and "blank" in refused.stderr and "Traceback" not in refused.stderr
+    # refined by marks: the case marked right first, the one marked not this gone, the rest searched again
+    one = folder / "000003.png"
+    shown = [hit["image_id"] for hit in records[0]["hits"]]
+    marked = subprocess.run([*s2m, "search", str(one), "--k", "3", "--json", "--device", "cpu", "--like", str(shown[2]),
+                             "--unlike", str(shown[0])], env=env, capture_output=True, text=True, timeout=180)
+    assert marked.returncode == 0, marked.stderr[-2000:]
+    refined = [hit["image_id"] for hit in json.loads(marked.stdout)[0]["hits"]]
+    assert refined[0] == shown[2] and shown[0] not in refined and len(refined) == 3
+    stranger = subprocess.run([*s2m, "search", str(one), "--k", "3", "--like", "987654"], env=env, capture_output=True,
+                              text=True, timeout=180)
+    assert stranger.returncode == 2 and "987654" in stranger.stderr and "Traceback" not in stranger.stderr
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # device placement is no DB matter
