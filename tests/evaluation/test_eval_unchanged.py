@@ -1,8 +1,11 @@
-"""`s2m eval all` on a tiny run writes the report JSON the code wrote before evaluation/ left the CLI.
+"""`s2m eval all` on a tiny run writes the report JSON it wrote when the snapshot was taken.
 
-`eval_all_expected.json` is that run's report (commit 7d22518, the last one with the evaluation in
-api/cli), paths and clocks taken out (`eval_snapshot.normalised`): the same keys everywhere and
-the same figures (the run is deterministic on the CPU: two runs of that code gave equal bytes).
+`eval_all_expected.json` is that run's report at commit 7d22518 (the last one with the evaluation in
+api/cli), so that moving the evaluation changed no key and no figure, plus the one key added since
+(`retrieval.validation_styles`: each seen style's validation rows, which issue 37's bundle
+replacement rule reads). Paths and clocks are taken out (`eval_snapshot.normalised`); the run is
+deterministic on the CPU, so any other change of a key or a figure is a change of what the evaluation
+measures.
 """
 
 from __future__ import annotations
