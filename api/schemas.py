@@ -37,9 +37,10 @@ class SearchIn(BaseModel):
     filters: FiltersIn = FiltersIn()
     refine: bool = True  # False: x_0 only, no refinement steps (the fast live preview)
     preview: bool = False  # a live preview: logged as kind "preview", left out of the key's recent searches
-    # clinical sign -> strength (0 to 1, or to the largest strength chosen on validation) or "present" (the chosen
-    # strength; generation/signs.py's PRESENT), e.g. {"exudate": 1, "erythema": "present"}
-    signs: dict[str, float | Literal["present"]] = {}
+    # clinical sign -> strength (0 to 1, or to the largest strength chosen on validation; below 0 the sign is
+    # absent), "present" or "absent" (the chosen strengths; generation/signs.py's PRESENT and ABSENT),
+    # e.g. {"exudate": 1, "erythema": "present", "cobblestoning": "absent"}
+    signs: dict[str, float | Literal["present", "absent"]] = {}
 
 
 class SimilarIn(BaseModel):
@@ -104,12 +105,14 @@ class SignOut(BaseModel):
 
 
 class SignControlOut(BaseModel):
-    """One sign a query may ask for: its strength range and what "present" means (chosen on validation, else 1)."""
+    """One sign a query may ask for: its strength range (below 0: the sign absent) and what "present" and
+    "absent" mean (chosen on validation, else 1 and -1)."""
 
     name: str
     min: float
     max: float
     present: float
+    absent: float
 
 
 class SignsOut(BaseModel):

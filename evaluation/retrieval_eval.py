@@ -162,10 +162,10 @@ def _sign_rows(engine, side, groups: list, archive_data: Path, heldout: Path, we
 
     names = engine.models.signs.names
 
-    def true_signs(dataset: Path) -> dict[str, dict[str, float]]:  # a case's signs from its metadata
+    def true_signs(dataset: Path) -> dict[str, dict[str, float]]:  # a case's signs from its metadata: 1 present, -1 absent
         with (dataset / "metadata.csv").open(newline="") as handle:
-            return {Path(row["file"]).stem: {sign: 1.0 for sign, present in labels_from_row(row).items()
-                                             if present and sign in names} for row in csv.DictReader(handle)}
+            return {Path(row["file"]).stem: {sign: 1.0 if present else -1.0 for sign, present in labels_from_row(row).items()
+                                             if sign in names} for row in csv.DictReader(handle)}
 
     of_heldout, of_archive = true_signs(heldout), true_signs(archive_data)
 
@@ -180,7 +180,7 @@ def _sign_rows(engine, side, groups: list, archive_data: Path, heldout: Path, we
     tests = {"seen": query_set([g for g in groups if g.style in seen and g.split == TEST]),
              "unseen": query_set([g for g in groups if g.style in unseen and g.split == TEST])}
     # the archive's own signs by column, for the sign-match rate and the labelled reference only (never the ranking)
-    archive_signs = [frozenset(of_archive[ref.split("-", 1)[1]]) for ref in side.case_refs]
+    archive_signs = [frozenset(sign for sign, state in of_archive[ref.split("-", 1)[1]].items() if state > 0) for ref in side.case_refs]
     return evaluate_signs(engine, side, ChannelWeights(**weights), validation, tests, archive_signs, seed)
 
 

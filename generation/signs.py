@@ -7,8 +7,12 @@ picture), and one in C's descriptor space, added to the query's appearance vecto
 A strength s moves by s times the sign's step; strengths run from 0 to 1, or further where the
 strength validation chose for a sign is larger (`chosen`, written by `s2m eval retrieval --signs
 --record-strengths`), and a sign asked as "present" (no number) takes that chosen strength (1 when
-none was chosen); the W edit stops growing at 1, where its editing quality was measured to hold,
-and only the appearance edit goes further. A sign's W edit reaches only the style inputs of G chosen for it on validation w
+none was chosen). A negative strength says the sign is absent and moves the other way: "absent"
+takes the absent strength validation chose (1 when none was), down to -1 or that strength. A
+clinician who remembers "red, no white spots" can say so, and a query's picture, whose findings E
+guesses from an outline, no longer answers for the signs the clinician ruled out. The W edit stops
+growing at strength 1 either way, where its editing quality was measured to hold, and only the
+appearance edit goes further. A sign's W edit reaches only the style inputs of G chosen for it on validation w
 (`layers`, all when the entry has none), and the sign classifiers the directions were learned with
 are stored beside them, so their editing quality can be measured later. The directions are not
 networks: they
@@ -37,7 +41,8 @@ from generation.files import atomic_target
 SIGNS_ENTRY = "signs"  # the top-level key of bundle.json (never under "networks": no effect on the version)
 SIGNS_FILE = "signs.safetensors"
 SIGNS_FORMAT = 1  # the stored layout's version
-MIN_STRENGTH, MAX_STRENGTH = 0.0, 1.0
+MIN_STRENGTH, MAX_STRENGTH = 0.0, 1.0  # the picture's range of a present sign (absent: the same, negated)
+ABSENT = "absent"  # a sign asked absent without a number: minus the absent strength chosen on validation (1 when none was)
 PRESENT = "present"  # a sign asked without a number: the strength chosen on validation (1 when none was)
 CHOSEN = "chosen"  # the key of the entry's strengths, route and weight chosen on validation
 LAYERS = "layers"  # the entry's {sign: [style input indices]} chosen on validation w
@@ -93,26 +98,41 @@ class SignDirections:
         return {sign: float(chosen.get(sign, MAX_STRENGTH)) for sign in self.names}
 
     @property
+    def absent_defaults(self) -> dict[str, float]:
+        """The strength "absent" means for each sign, as a negative number: minus the one chosen on
+        validation, else -1."""
+        chosen = self.record.get(CHOSEN, {}).get("absent_strengths", {})
+        return {sign: -float(chosen.get(sign, MAX_STRENGTH)) for sign in self.names}
+
+    @property
     def max_strength(self) -> float:
         """The largest strength a query may ask: 1, or the largest chosen on validation when that is more."""
         return max(MAX_STRENGTH, *self.defaults.values())
 
+    @property
+    def min_strength(self) -> float:
+        """The most negative strength (a sign absent) a query may ask: -1, or the chosen absent one when larger."""
+        return min(-MAX_STRENGTH, *self.absent_defaults.values())
+
     def strengths(self, asked: Mapping[str, float | str]) -> dict[str, float]:
-        """The asked strengths checked: known signs, finite values in [0, `max_strength`] or "present"
-        (the sign's default), one sentence naming the known signs otherwise."""
+        """The asked strengths checked: known signs, finite values in [`min_strength`, `max_strength`],
+        "present" or "absent" (the sign's defaults), one sentence naming the known signs otherwise."""
         if not self.current:
             raise SignError("this bundle's sign directions were learned with another generator or C; "
                             "run `s2m train signs` again")
-        return check_strengths(asked, self.names, self.max_strength, self.defaults)
+        return check_strengths(asked, self.names, self.max_strength, self.defaults, self.min_strength, self.absent_defaults)
 
     def with_chosen(self, routes: tuple[str, ...], strengths: Mapping[str, float], appearance_weight: float,
-                    evidence: dict[str, Any]) -> "SignDirections":
-        """These directions with what validation chose (route, per-sign strengths, appearance weight) as
-        their defaults; `evidence` says on what (fingerprints, query counts, precision)."""
-        if set(strengths) != set(self.names) or not set(routes) <= set(ROUTES) or not routes:
+                    evidence: dict[str, Any], absent: Mapping[str, float] | None = None) -> "SignDirections":
+        """These directions with what validation chose (route, per-sign strengths present and, as positive
+        magnitudes, absent, appearance weight) as their defaults; `evidence` says on what."""
+        if set(strengths) != set(self.names) or (absent is not None and set(absent) != set(self.names)) \
+                or not set(routes) <= set(ROUTES) or not routes:
             raise ValueError(f"a choice names every sign ({', '.join(self.names)}) and routes of {ROUTES}")
         chosen = {**evidence, "routes": list(routes), "appearance_weight": float(appearance_weight),
                   "strengths": {sign: float(strengths[sign]) for sign in self.names}}
+        if absent is not None:
+            chosen["absent_strengths"] = {sign: float(absent[sign]) for sign in self.names}
         return dataclasses.replace(self, routes=tuple(routes), appearance_weight=float(appearance_weight),
                                    record={**self.record, CHOSEN: chosen})
 
@@ -125,7 +145,7 @@ class SignDirections:
             return offset
         for sign, strength in strengths.items():
             row = self.names.index(sign)
-            offset += min(strength, MAX_STRENGTH) * self.w_steps[row] * self.w[row]
+            offset += max(-MAX_STRENGTH, min(strength, MAX_STRENGTH)) * self.w_steps[row] * self.w[row]
         return offset
 
     @property
@@ -212,9 +232,11 @@ class SignDirections:
 
 
 def check_strengths(asked: Mapping[str, float | str], known: tuple[str, ...], largest: float = MAX_STRENGTH,
-                    defaults: Mapping[str, float] | None = None) -> dict[str, float]:
-    """`asked` as {sign: strength} when every sign is known and every strength a number in [0, `largest`]
-    or "present" (the sign's entry of `defaults`, 1 when it has none)."""
+                    defaults: Mapping[str, float] | None = None, smallest: float = -MAX_STRENGTH,
+                    absent: Mapping[str, float] | None = None) -> dict[str, float]:
+    """`asked` as {sign: strength} when every sign is known and every strength a number in [`smallest`,
+    `largest`] (below 0: the sign absent), "present" (the sign's entry of `defaults`, 1 when it has none)
+    or "absent" (its entry of `absent`, -1 when it has none)."""
     unknown = sorted(set(asked) - set(known))
     if unknown:
         raise SignError(f"unknown sign {unknown[0]!r}; known signs: {', '.join(known)}")
@@ -222,10 +244,12 @@ def check_strengths(asked: Mapping[str, float | str], known: tuple[str, ...], la
     for sign, strength in asked.items():
         if strength == PRESENT:
             strength = (defaults or {}).get(sign, MAX_STRENGTH)
+        elif strength == ABSENT:
+            strength = (absent or {}).get(sign, -MAX_STRENGTH)
         if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not (
-                MIN_STRENGTH <= float(strength) <= largest):
-            raise SignError(f"the strength of sign {sign!r} must be a number from {MIN_STRENGTH:g} to "
-                            f"{largest:g} or {PRESENT!r}; known signs: {', '.join(known)}")
+                smallest <= float(strength) <= largest):
+            raise SignError(f"the strength of sign {sign!r} must be a number from {smallest:g} (absent) to "
+                            f"{largest:g}, {PRESENT!r} or {ABSENT!r}; known signs: {', '.join(known)}")
         checked[sign] = float(strength)
     return checked
 
@@ -247,8 +271,9 @@ def parse_sign_items(items: list[str]) -> dict[str, float | str]:
     for item in items:
         name, sep, value = item.partition("=")
         try:
-            parsed[name.strip()] = PRESENT if not sep or value.strip() == PRESENT else float(value)
+            value = value.strip()
+            parsed[name.strip()] = PRESENT if not sep or value == PRESENT else ABSENT if value == ABSENT else float(value)
         except ValueError:
-            raise SignError(f"a sign is NAME=STRENGTH with STRENGTH a number from {MIN_STRENGTH:g} to {MAX_STRENGTH:g}, "
-                            f"e.g. exudate=0.5") from None
+            raise SignError(f"a sign is NAME=STRENGTH with STRENGTH a number from {-MAX_STRENGTH:g} (absent) to "
+                            f"{MAX_STRENGTH:g}, present or absent, e.g. exudate=0.5 or exudate=absent") from None
     return parsed

@@ -1,7 +1,7 @@
 """Sketch + true signs: the rows of the retrieval evaluation that add each query's own clinical signs (issue 38).
 
-A query's signs are the ones its drawn case carries (what a clinician who saw the throat would
-add); the ranking never reads the archive's labels. Rows, per set of test queries (seen and unseen
+A query's signs are the ones its drawn case carries, present, and the others absent (what a
+clinician who saw the throat would say of each sign); the ranking never reads the archive's labels. Rows, per set of test queries (seen and unseen
 drawer styles apart): contour chamfer and the fused ranking of the sketch alone; the fused ranking
 with the signs applied in the appearance space only, in W only (G and H draw the edited w; its
 appearance and latent vectors are what is scored), and both; and an upper reference that does read
@@ -14,8 +14,9 @@ signs include all of the query's (over the similar-case queries that carry a sig
 share of the top 10 carrying it (over the queries that ask it); the archive's labels serve the
 measurement only.
 
-For each route the per-sign strength factors (multiples of the stored steps; 0 leaves a sign out)
-and the appearance channel's weight are chosen on the validation queries: the highest diagnosis
+For each route the per-sign strength factors, for a sign present and for it absent (multiples of
+the stored steps; 0 leaves a sign out: absent signs start left out, so a route that gains nothing by
+them keeps them out), and the appearance channel's weight are chosen on the validation queries: the highest diagnosis
 precision@10 among the choices whose exact-case recall@10 is no worse than the sketch alone's on
 the same validation queries (the signs re-order shape-similar cases; they must not drown the
 shape evidence). Test queries and unseen styles only report.
@@ -50,7 +51,7 @@ class SignQueries:
     """Sketches with their true signs and truth: diagnoses (similar-case) or archive columns (exact-case)."""
 
     sketches: list[np.ndarray]
-    signs: list[dict[str, float]]  # per query: {sign: 1.0} for each sign its case carries
+    signs: list[dict[str, float]]  # per query: {sign: 1.0} for each sign its case carries, -1.0 for each it lacks
     diagnoses: np.ndarray | None = None  # object [Q]
     columns: np.ndarray | None = None  # int [Q]
 
@@ -74,12 +75,12 @@ class QueryVectors:
         self.chamfer = query_vectors(self.canonical, ShapeConfig(side=engine.build.shape.side, truncation=CHAMFER_UNTRUNCATED))
         self._runs: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 
-    def _strengths(self, row: int, w_factors: dict[str, float] | None) -> dict[str, float]:
+    def _strengths(self, row: int, w_factors: Factors | None) -> dict[str, float]:
         if w_factors is None:
             return {}
         return {sign: value for sign, value in scaled(self.queries.signs[row], w_factors).items() if value}
 
-    def appearance_latent(self, w_factors: dict[str, float] | None) -> tuple[np.ndarray, np.ndarray]:
+    def appearance_latent(self, w_factors: Factors | None) -> tuple[np.ndarray, np.ndarray]:
         """[Q, D] appearance of x_T and [Q, w_dim] latent vectors, with the W edits at `w_factors` (None: none)."""
         strengths = [self._strengths(row, w_factors) for row in range(len(self.canonical))]
         keys = [(row, tuple(sorted(one.items()))) for row, one in enumerate(strengths)]
@@ -96,7 +97,7 @@ class QueryVectors:
         return np.stack([self._runs[key][0] for key in keys]), np.stack([self._runs[key][1] for key in keys])
 
     def scores(self, side: ArchiveSide, weights: ChannelWeights, scales: dict[str, float],
-               w_factors: dict[str, float] | None, appearance_factors: dict[str, float] | None) -> np.ndarray:
+               w_factors: Factors | None, appearance_factors: Factors | None) -> np.ndarray:
         """Fused scores [Q, N] against the archive with the given edits (None: that route off)."""
         appearance, latent = self.appearance_latent(w_factors)
         if appearance_factors is not None:
@@ -111,12 +112,25 @@ class QueryVectors:
         return self.chamfer @ side.chamfer.T
 
 
-def scaled(strengths: dict[str, float], factors: dict[str, float]) -> dict[str, float]:
-    return {sign: strength * factors.get(sign, 1.0) for sign, strength in strengths.items()}
+Factors = dict[str, float]  # per sign present: "exudate"; per sign absent: "exudate" + ABSENT_KEY
+
+
+ABSENT_KEY = ":absent"
+
+
+def scaled(strengths: dict[str, float], factors: Factors) -> dict[str, float]:
+    """A query's true signs (1 present, -1 absent) times the factors for that sign present or absent."""
+    return {sign: strength * factors.get(sign if strength > 0 else sign + ABSENT_KEY, 1.0) for sign, strength in strengths.items()}
+
+
+def chosen_factors(choice: dict[str, Any]) -> Factors:
+    """A route's chosen factors, present and absent, as `scaled` reads them."""
+    return {**choice["factors"], **{sign + ABSENT_KEY: factor for sign, factor in choice.get("absent_factors", {}).items()}}
 
 
 def sign_sets(signs: list[dict[str, float]]) -> list[frozenset]:
-    return [frozenset(sign for sign, strength in one.items() if strength) for one in signs]
+    """Per query, the signs it says are present."""
+    return [frozenset(sign for sign, strength in one.items() if strength > 0) for one in signs]
 
 
 def labelled_columns(count: int, seed: int, share: float = LABELLED_SHARE) -> np.ndarray:
@@ -164,16 +178,18 @@ def choose_route(validation: Validation, side: ArchiveSide, weights: ChannelWeig
         usable = [value for value in APPEARANCE_WEIGHT_GRID if value >= weights.appearance and (value or weights.latent or weights.shape)]
         return max(((evaluate(factors, value), value) for value in usable), key=lambda pair: pair[0][:2])
 
-    factors = {sign: 1.0 for sign in names}
+    factors = {sign: 1.0 for sign in names} | {sign + ABSENT_KEY: 0.0 for sign in names}
     value, appearance_weight = best_weight(factors)
-    for sign in names:
+    for sign in (*names, *(name + ABSENT_KEY for name in names)):
         for factor in FACTOR_GRID:
             trial = {**factors, sign: factor}
             trial_value = evaluate(trial, appearance_weight)
             if trial_value[:2] > (value[0], value[1] + 1e-9):
                 value, factors = trial_value, trial
     value, appearance_weight = best_weight(factors)
-    return {"appearance_weight": appearance_weight, "factors": factors, "validation_diagnosis_precision": round(value[1], 4),
+    return {"appearance_weight": appearance_weight, "factors": {sign: factors[sign] for sign in names},
+            "absent_factors": {sign: factors[sign + ABSENT_KEY] for sign in names},
+            "validation_diagnosis_precision": round(value[1], 4),
             "validation_exact_recall@10": round(value[2], 4), "keeps_sketch_recall": value[0] == 0.0}
 
 
@@ -219,7 +235,8 @@ def evaluate_signs(engine: SearchEngine, side: ArchiveSide, weights: ChannelWeig
         for name, routes in ROUTE_ROWS.items():
             choice = choices[name]
             row_weights = ChannelWeights(choice["appearance_weight"], weights.latent, weights.shape)
-            edits = (choice["factors"] if "w" in routes else None, choice["factors"] if "appearance" in routes else None)
+            factors = chosen_factors(choice)
+            edits = (factors if "w" in routes else None, factors if "appearance" in routes else None)
             pairs[name] = (similar.scores(side, row_weights, scales, *edits), exact.scores(side, row_weights, scales, *edits))
         pairs[REFERENCE_ROW] = (reference_scores(pairs[CHAMFER_ROW][0], queries.similar, archive_signs, labelled),
                                 reference_scores(pairs[CHAMFER_ROW][1], queries.exact, archive_signs, labelled))
@@ -242,11 +259,12 @@ def preferred_choice(report: dict[str, Any]) -> tuple[str, tuple[str, ...], dict
 
 
 def record_choice(directions: SignDirections, report: dict[str, Any], evidence: dict[str, Any]) -> SignDirections:
-    """`directions` with the preferred route's per-sign strengths and appearance weight as their defaults
-    (what "present" means, `generation.signs`), and `evidence` (what they were chosen on) beside them."""
+    """`directions` with the preferred route's per-sign strengths, present and absent, and appearance weight as
+    their defaults (what "present" and "absent" mean, `generation.signs`), and `evidence` (what they were
+    chosen on) beside them."""
     name, routes, choice = preferred_choice(report)
-    return directions.with_chosen(routes, choice["factors"], choice["appearance_weight"],
-                                  {**evidence, "route_row": name, "validation_queries": report["validation_queries"],
-                                   "validation_diagnosis_precision": choice["validation_diagnosis_precision"],
-                                   "validation_exact_recall@10": choice["validation_exact_recall@10"],
-                                   "validation_exact_recall_floor": report["validation_exact_recall_floor"]})
+    evidence = {**evidence, "route_row": name, "validation_queries": report["validation_queries"],
+                "validation_diagnosis_precision": choice["validation_diagnosis_precision"],
+                "validation_exact_recall@10": choice["validation_exact_recall@10"],
+                "validation_exact_recall_floor": report["validation_exact_recall_floor"]}
+    return directions.with_chosen(routes, choice["factors"], choice["appearance_weight"], evidence, choice["absent_factors"])

@@ -130,8 +130,9 @@ def search(
     device: str = typer.Option("auto", "--device"),
     index_device: str = typer.Option("auto", "--index-device", help="where the FAISS index searches: auto (GPU if faiss and CUDA allow), cpu, cuda"),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="sketches through the networks at once"),
-    signs: list[str] = typer.Option([], "--sign", help="NAME=STRENGTH (0..1): a clinical sign the sketch cannot show, "
-                                                      "e.g. --sign exudate=1 --sign erythema=0.5"),
+    signs: list[str] = typer.Option([], "--sign", help="NAME=STRENGTH (-1..1, below 0 absent), NAME=absent or NAME: a "
+                                                      "clinical sign the sketch cannot show, present or ruled out, "
+                                                      "e.g. --sign exudate=1 --sign erythema=0.5 --sign cobblestoning=absent"),
     like: list[int] = typer.Option([], "--like", help="IMAGE_ID among the sketch's hits to mark right: the search is "
                                                       "refined by the marks and the refined hits printed (one sketch)"),
     unlike: list[int] = typer.Option([], "--unlike", help="IMAGE_ID among the sketch's hits to mark not this (never comes back)"),

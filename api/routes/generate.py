@@ -23,7 +23,7 @@ from api.schemas import SignControlOut, SignsOut
 from api.routes.search import SKETCH_BODY
 from api.sketch_input import read_sketch_request
 from formats.sketch import CanonicalSketch
-from generation.signs import CHOSEN, MIN_STRENGTH
+from generation.signs import CHOSEN
 from indexing.vectors import encode_png
 
 router = APIRouter(prefix="/v1", tags=["generate"])
@@ -56,6 +56,7 @@ async def signs(models: PipelineDep, key: SearchKey) -> SignsOut:
     directions = models.signs
     if directions is None:
         return SignsOut(signs=[], routes=[], chosen_on_validation=False, current=False)
-    defaults, largest = directions.defaults, directions.max_strength
-    return SignsOut(signs=[SignControlOut(name=name, min=MIN_STRENGTH, max=largest, present=defaults[name]) for name in directions.names],
+    defaults, absent = directions.defaults, directions.absent_defaults
+    return SignsOut(signs=[SignControlOut(name=name, min=directions.min_strength, max=directions.max_strength, present=defaults[name],
+                                          absent=absent[name]) for name in directions.names],
                     routes=list(directions.routes), chosen_on_validation=CHOSEN in directions.record, current=directions.current)

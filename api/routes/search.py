@@ -33,7 +33,7 @@ SKETCH_BODY = {
         "content": {
             "multipart/form-data": {"schema": {"type": "object", "required": ["sketch"], "properties": {
                 "sketch": {"type": "string", "format": "binary"}, "k": {"type": "integer"}, "refine": {"type": "boolean"}, "preview": {"type": "boolean"},
-                "signs": {"type": "string", "description": 'JSON text {sign: strength in [0, 1]}, e.g. {"exudate": 1}'},
+                "signs": {"type": "string", "description": 'JSON text {sign: strength in [-1, 1] (below 0: absent), "present" or "absent"}, e.g. {"exudate": 1, "cobblestoning": "absent"}'},
                 "diagnosis": {"type": "array", "items": {"type": "string"}},
                 "finding": {"type": "array", "items": {"type": "string"}},
                 "exclude_patient": {"type": "array", "items": {"type": "string"}},

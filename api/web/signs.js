@@ -1,5 +1,5 @@
-// The Signs panel (issue 38): a control per clinical sign the bundle knows (off / present, and a
-// strength slider within the range the service gives), the generated picture with the signs applied
+// The Signs panel (issue 38): a control per clinical sign the bundle knows (off / present / absent, and
+// a strength slider within the range the service gives, below 0 for a sign the clinician ruled out), the generated picture with the signs applied
 // (POST /v1/generate, redrawn a short pause after a sign moves or the drawing changes), the signs sent
 // with every search (pad.js's searchSketch reads activeSigns), and the patient view: that picture
 // alone, large, with the sliders. The patient view asks the service for pictures only (/v1/generate):
@@ -32,20 +32,33 @@ function signRow(sign) {
   toggle.append(on, document.createTextNode(` ${signLabel(sign.name)}`));
   const slider = document.createElement("input");
   Object.assign(slider, { type: "range", className: "sign-strength", min: String(sign.min), max: String(sign.max),
-                          step: String((sign.max - sign.min) / 20), value: String(sign.present), disabled: true });
+                          step: String((sign.max - sign.min) / 40), value: String(sign.present), disabled: true });
   slider.setAttribute("aria-label", `${signLabel(sign.name)} strength`);
   const shown = document.createElement("output");
   shown.className = "sign-value";
-  const say = () => { shown.textContent = on.checked ? Number(slider.value).toFixed(2) : "off"; };
+  const say = () => {
+    const value = Number(slider.value);
+    shown.textContent = !on.checked ? "off" : value < 0 ? `absent ${(-value).toFixed(2)}` : value.toFixed(2);
+  };
+  const absent = document.createElement("button");
+  Object.assign(absent, { type: "button", className: "sign-absent", textContent: "absent" });
+  absent.setAttribute("aria-label", `${signLabel(sign.name)} absent`);
   on.addEventListener("change", () => {
     slider.disabled = !on.checked;
     if (on.checked) slider.value = String(sign.present); // "present": the strength chosen on validation
     say();
     scheduleSignPicture();
   });
+  absent.addEventListener("click", () => { // "absent": minus the strength chosen on validation for it
+    on.checked = true;
+    slider.disabled = false;
+    slider.value = String(sign.absent);
+    say();
+    scheduleSignPicture();
+  });
   slider.addEventListener("input", () => { say(); scheduleSignPicture(); });
   say();
-  row.append(toggle, slider, shown);
+  row.append(toggle, absent, slider, shown);
   return row;
 }
 
@@ -115,7 +128,8 @@ function setPatientView(on) {
 
 // The results say which signs a search applied (a refined or reopened search keeps its first search's).
 function signsText(signs) {
-  return signs && signs.length ? ` with ${signs.map((s) => `${signLabel(s.sign)} ${s.strength.toFixed(2)}`).join(", ")}` : "";
+  const said = (s) => (s.strength < 0 ? `no ${signLabel(s.sign)} (${(-s.strength).toFixed(2)})` : `${signLabel(s.sign)} ${s.strength.toFixed(2)}`);
+  return signs && signs.length ? ` with ${signs.map(said).join(", ")}` : "";
 }
 
 $("patient-toggle").addEventListener("click", () => setPatientView(!inPatientView()));

@@ -47,7 +47,7 @@ def test_search_applies_signs_from_a_multipart_field_and_from_json(served_signs:
 
 @pytest.mark.parametrize("signs, message", [
     ({"pus": 1}, "unknown sign 'pus'; known signs: exudate, erythema"),
-    ({"exudate": 3}, "from 0 to 1"),
+    ({"exudate": 3}, "from -1 .absent. to 1"),
     ({"exudate": "much"}, "signs.exudate"),
 ])
 def test_bad_signs_are_422_naming_the_known_signs(served_signs: Served, signs: dict, message: str) -> None:
@@ -107,5 +107,5 @@ def test_the_signs_the_service_offers_and_a_sign_asked_as_present(served_signs: 
         present = client.post("/v1/search", files=_upload(served_signs), data={"k": "3", "signs": json.dumps({"exudate": "present"})})
     names = [sign["name"] for sign in offered["signs"]]
     assert names[:2] == ["exudate", "erythema"] and offered["current"] and not offered["chosen_on_validation"]
-    assert all(sign["min"] == 0.0 and sign["max"] == 1.0 and sign["present"] == 1.0 for sign in offered["signs"])
+    assert all(sign["min"] == -1.0 and sign["max"] == 1.0 and sign["present"] == 1.0 and sign["absent"] == -1.0 for sign in offered["signs"])
     assert present.status_code == 200 and [(s["sign"], s["strength"]) for s in present.json()["signs"]] == [("exudate", 1.0)]

@@ -355,13 +355,19 @@ def test_signs_panel_previews_each_sign_and_searches_with_the_signs(browser, dem
         sliders.first.press("ArrowLeft")
     weaker = _signs_shown(page, {first["name"]: 0.7})
     assert weaker not in (plain, with_sign) and len(generated) - before == 1
+    second = known["signs"][1]  # ruled out: "absent" is minus the strength chosen for it (the bundle chose nothing: -1)
+    rows.nth(1).locator(".sign-absent").click()
+    assert rows.nth(1).locator("output").text_content() == "absent 1.00" and second["absent"] == -1.0
+    without = _signs_shown(page, {first["name"]: 0.7, second["name"]: -1.0})
+    assert without not in (plain, with_sign, weaker)
     screenshot(page, "sketch_pad_signs.png", tmp_path, selector="#signs-panel")
     with page.expect_response(lambda response: response.url.endswith("/v1/search")) as answered:
         page.click("#search")
     applied = answered.value.json()["signs"]  # the service applied what the panel sent (Chromium hides multipart bodies)
-    assert [(one["sign"], one["strength"]) for one in applied] == [(first["name"], 0.7)]
+    assert [(one["sign"], one["strength"]) for one in applied] == [(first["name"], 0.7), (second["name"], -1.0)]
     page.wait_for_function("document.getElementById('results-title').textContent.includes(' with ')", timeout=TIMEOUT_MS)
-    assert f"with {first['name'].replace('_', ' ')} 0.70" in (page.text_content("#results-title") or "")
+    assert f"with {first['name'].replace('_', ' ')} 0.70, no {second['name'].replace('_', ' ')} (1.00)" in (
+        page.text_content("#results-title") or "")
     assert not page.errors
     page.close()
 

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from api.cli import app
 from generation.bundle import Bundle
-from generation.signs import CHOSEN, PRESENT, SignDirections, require_signs
+from generation.signs import ABSENT, CHOSEN, PRESENT, SignDirections, require_signs
 from retrieval.sign_evaluation import ROUTE_ROWS
 from tests.retrieval.conftest import signs_bundle  # noqa: F401 (fixture)
 
@@ -108,6 +108,9 @@ def test_eval_retrieval_adds_the_sign_rows_chosen_on_validation(tmp_path, signs_
     assert directions.record[CHOSEN] == recorded and directions.defaults == recorded["strengths"]
     assert directions.routes == tuple(ROUTE_ROWS[recorded["route_row"]])
     assert require_signs(directions, {sign: PRESENT for sign in directions.names}) == recorded["strengths"]
+    assert recorded["absent_strengths"] == signs["choices"][recorded["route_row"]]["absent_factors"]
+    assert require_signs(directions, {sign: ABSENT for sign in directions.names}) == {
+        sign: -value for sign, value in recorded["absent_strengths"].items()}  # "absent": minus what was chosen
     assert "written into" in result.output
     assert set(signs["rows"]) == {"seen", "unseen"}  # drawer styles apart; choices made on the seen ones' validation
     for rows in signs["rows"].values():
@@ -120,6 +123,6 @@ def test_eval_retrieval_adds_the_sign_rows_chosen_on_validation(tmp_path, signs_
         # the reference reads the labels of a fifth of the archive: it finds an exact case only when it is labelled
         assert rows["chamfer_labelled20"]["exact_recall@10"]["mean"] <= rows["chamfer"]["exact_recall@10"]["mean"]
     assert signs["labelled_cases"] == round(0.2 * 24)
-    for choice in signs["choices"].values():  # made on the validation queries, one factor per sign
-        assert set(choice["factors"]) == set(signs["signs"]) and choice["appearance_weight"] >= 0
+    for choice in signs["choices"].values():  # made on the validation queries, one factor per sign present and absent
+        assert set(choice["factors"]) == set(choice["absent_factors"]) == set(signs["signs"]) and choice["appearance_weight"] >= 0
     assert "signs, seen styles' test queries: fused_signs_both" in result.output

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from api.cli import app
 from generation.bundle import BUNDLE_INFO, Bundle
 from generation.sign_training import SignTrainConfig, boundary_normal, orthonormalise, train_signs
-from generation.signs import (CHOSEN, PRESENT, SIGNS_ENTRY, SignDirections, SignError, check_strengths, parse_sign_items,
+from generation.signs import (ABSENT, CHOSEN, PRESENT, SIGNS_ENTRY, SignDirections, SignError, check_strengths, parse_sign_items,
                               require_signs)
 from sketch2medi_fixtures import tiny_bundle
 
@@ -93,11 +93,14 @@ def test_an_appearance_edit_moves_the_vector_towards_the_sign_and_keeps_it_unit(
                           torch.tensor(0.5 * directions.w_steps[0]), rtol=1e-5)
     # the picture's W edit stops at strength 1, however far the appearance edit may go
     assert torch.equal(directions.w_offset({directions.names[0]: 3.0}), directions.w_offset({directions.names[0]: 1.0}))
+    # an absent sign moves the other way, as far at most
+    assert torch.allclose(directions.w_offset({directions.names[0]: -0.5}), -directions.w_offset({directions.names[0]: 0.5}))
+    assert torch.equal(directions.w_offset({directions.names[0]: -3.0}), directions.w_offset({directions.names[0]: -1.0}))
 
 
 @pytest.mark.parametrize("asked, message", [
-    ({"pus": 1.0}, "unknown sign 'pus'"), ({"exudate": 1.5}, "from 0 to 1"), ({"exudate": -0.1}, "from 0 to 1"),
-    ({"exudate": float("nan")}, "from 0 to 1"), ({"exudate": True}, "from 0 to 1"),
+    ({"pus": 1.0}, "unknown sign 'pus'"), ({"exudate": 1.5}, "from -1 .absent. to 1"), ({"exudate": -1.1}, "from -1 .absent. to 1"),
+    ({"exudate": float("nan")}, "from -1 .absent. to 1"), ({"exudate": True}, "from -1 .absent. to 1"),
 ])
 def test_bad_signs_are_one_sentence_naming_the_known_signs(asked: dict, message: str) -> None:
     known = ("exudate", "erythema")
@@ -110,6 +113,8 @@ def test_bad_signs_are_one_sentence_naming_the_known_signs(asked: dict, message:
     assert parse_sign_items(["exudate=0.5", "erythema", "cobblestoning=present"]) == {
         "exudate": 0.5, "erythema": PRESENT, "cobblestoning": PRESENT}
     assert check_strengths({"exudate": PRESENT}, known) == {"exudate": 1.0}, "present without a choice: 1"
+    assert check_strengths({"exudate": ABSENT, "erythema": -0.5}, known) == {"exudate": -1.0, "erythema": -0.5}, "absent: -1"
+    assert parse_sign_items(["exudate=absent", "erythema=-0.5"]) == {"exudate": ABSENT, "erythema": -0.5}
     with pytest.raises(SignError, match="NAME=STRENGTH"):
         parse_sign_items(["exudate=lots"])
 
@@ -122,9 +127,11 @@ def test_strengths_chosen_on_validation_are_stored_and_are_what_present_means(le
     first, second = directions.names[:2]
     strengths = {sign: 1.0 for sign in directions.names} | {first: 4.0, second: 0.5}
     evidence = {"heldout_fingerprint": "f" * 16, "validation_queries": 12}
-    directions.with_chosen(("appearance",), strengths, 2.0, evidence).save(copy)
+    absent = {sign: 0.0 for sign in directions.names} | {first: 2.0}
+    directions.with_chosen(("appearance",), strengths, 2.0, evidence, absent).save(copy)
     entry = json.loads((copy / BUNDLE_INFO).read_text())[SIGNS_ENTRY]
     assert entry[CHOSEN]["strengths"] == strengths and entry[CHOSEN]["heldout_fingerprint"] == "f" * 16
+    assert entry[CHOSEN]["absent_strengths"] == absent
     assert entry["data_fingerprint"] == directions.record["data_fingerprint"], "the directions' own record is kept"
     loaded = SignDirections.from_bundle(Bundle.open(copy))
 
@@ -133,8 +140,9 @@ def test_strengths_chosen_on_validation_are_stored_and_are_what_present_means(le
 
     assert loaded.routes == ("appearance",) and loaded.appearance_weight == 2.0 and loaded.max_strength == 4.0
     assert check({first: PRESENT, second: PRESENT}) == {first: 4.0, second: 0.5}
+    assert check({first: ABSENT, second: ABSENT}) == {first: -2.0, second: -0.0} and loaded.min_strength == -2.0
     assert check({first: 3.0}) == {first: 3.0}, "the range reaches the largest chosen strength"
-    with pytest.raises(SignError, match="from 0 to 4 or 'present'"):
+    with pytest.raises(SignError, match="from -2 .absent. to 4, 'present' or 'absent'"):
         check({first: 4.5})
     (applied,) = loaded.applied(check({first: PRESENT}))
     assert applied.appearance_shift == pytest.approx(4.0 * loaded.appearance_steps[0]) and applied.w_shift == 0.0

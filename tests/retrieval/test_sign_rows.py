@@ -9,8 +9,8 @@ import numpy as np
 
 from indexing.fused_index import ChannelWeights
 from retrieval import metrics
-from retrieval.sign_evaluation import (LABELLED_SHARE, SignQueries, SignQuerySet, Validation, choose_route,
-                                       labelled_columns, reference_scores, row_figures, sign_sets)
+from retrieval.sign_evaluation import (ABSENT_KEY, LABELLED_SHARE, SignQueries, SignQuerySet, Validation, choose_route,
+                                       chosen_factors, labelled_columns, reference_scores, row_figures, scaled, sign_sets)
 
 SIGNS = ("exudate", "erythema", "cobblestoning")
 
@@ -45,6 +45,14 @@ def test_the_labelled_reference_returns_only_labelled_cases_carrying_the_queried
     chamfer[0, hidden] = 99.0
     ranks = metrics.true_ranks(reference_scores(chamfer, queries, archive, labelled)[:1], np.array([hidden]))
     assert metrics.recall_at(ranks, 10)[0] == 0.0 and metrics.recall_at(metrics.true_ranks(chamfer[:1], np.array([hidden])), 1)[0] == 1.0
+
+
+def test_a_query_says_each_sign_present_or_absent_each_with_its_own_factor() -> None:
+    asked = {"exudate": 1.0, "erythema": -1.0, "cobblestoning": -1.0}
+    factors = {"exudate": 2.0, "erythema": 4.0, "erythema" + ABSENT_KEY: 0.5, "cobblestoning" + ABSENT_KEY: 0.0}
+    assert scaled(asked, factors) == {"exudate": 2.0, "erythema": -0.5, "cobblestoning": -0.0}
+    assert sign_sets([asked]) == [frozenset({"exudate"})]  # what the sign-match rate and the reference ask: present ones
+    assert chosen_factors({"factors": {"exudate": 2.0}, "absent_factors": {"exudate": 1.0}}) == {"exudate": 2.0, "exudate" + ABSENT_KEY: 1.0}
 
 
 def test_the_sign_match_rate_counts_cases_carrying_every_queried_sign() -> None:
@@ -86,6 +94,7 @@ def test_the_route_choice_keeps_the_sketch_only_exact_recall_on_validation() -> 
     assert floor == 1.0
     choice = choose_route(Validation(similar, exact, floor), side, weights, {}, ("appearance",))
     assert choice["keeps_sketch_recall"] and choice["validation_exact_recall@10"] == 1.0
+    assert set(choice["factors"]) == set(choice["absent_factors"]) == set(SIGNS)
     heavy = ChannelWeights(4.0, 0.0, 1.0)  # what precision alone would take: the own cases fall out of the top 10
     assert metrics.recall_at(metrics.true_ranks(exact.scores(side, heavy, {}, None, choice["factors"]), columns), 10).mean() < 1.0
     chosen = ChannelWeights(choice["appearance_weight"], 0.0, 1.0)
