@@ -174,7 +174,11 @@ def _retrieval_section(data: dict[str, Any], plots: dict[str, Path]) -> str:
 
 def _feedback_section(data: dict[str, Any]) -> str:
     """Relevance feedback (`s2m eval retrieval --feedback`): each round's figures, seen and unseen styles apart."""
-    config = ", ".join(f"{name} {value:g}" for name, value in data["config"].items())
+    def said(name: str, value: Any) -> str:  # a constant, or the channel weights a refined search ranks by
+        if isinstance(value, dict):
+            return f"{name} (" + ", ".join(f"{channel} {weight:g}" for channel, weight in value.items()) + ")"
+        return f"{name} the search's own" if value is None else f"{name} {value:g}"
+    config = ", ".join(said(name, value) for name, value in data["config"].items())
     rows = [[f'<td class="name">{_e(name)}</td>', f'<td class="name">{_e(round_)}</td>',
              _number(values["diagnosis_precision@10"]), _number(values["exact_recall@10"])]
             for name in ("seen", "unseen") for round_, values in data[name]["rows"].items()]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from indexing.settings import Settings
+from retrieval.feedback import FeedbackConfig
 from tests.api.conftest import Served, contour_png, keys, running, service_settings
 from tests.retrieval.conftest import signs_bundle  # noqa: F401 (fixture)
 
@@ -87,17 +90,18 @@ def test_a_sign_search_keeps_its_signs_when_reopened_refined_and_saved(served_si
         refined_logged = client.get(f"/v1/queries/{refined['query_id']}").json()
         saved = client.post(f"/v1/queries/{refined['query_id']}/save", json={"name": "exudate"}).json()
         reopened = client.get(f"/v1/saved/{saved['saved_id']}").json()
-        liked = client.post(f"/v1/queries/{first['query_id']}/refine", json={"like": ids[2:4]}).json()
+        unliked = client.post(f"/v1/queries/{first['query_id']}/refine", json={"unlike": ids[5:6]}).json()
     kept = [{key: entry[key] for key in ("sign", "strength", "routes")} for entry in logged["signs"]]
     assert kept == [{"sign": "exudate", "strength": 1.0, "routes": ["w", "appearance"]},
                     {"sign": "erythema", "strength": 0.5, "routes": ["w", "appearance"]}]
     assert logged["signs"] == first["signs"] and plain["signs"] == []
     for later in (refined, refined_logged, reopened):
         assert later["signs"] == first["signs"], later
-    # the refinement starts from the sign query's weights (the appearance channel that carries the signs), not the
-    # build's: marks of one kind leave the weights as they were
+    # a refinement with only "not this" marks keeps the sign query's weights (the appearance channel that carries the
+    # signs), not the build's; one with a case marked right ranks by the weights chosen for refined searches
     assert first["weights"]["appearance"] > plain["weights"]["appearance"]
-    assert liked["weights"] == first["weights"] and liked["signs"] == first["signs"]
+    assert unliked["weights"] == first["weights"] and unliked["signs"] == first["signs"]
+    assert refined["weights"] == asdict(FeedbackConfig().marked_weights)
     assert ids[0] not in [hit["image_id"] for hit in refined["results"]]
 
 
