@@ -50,7 +50,7 @@ def test_search_applies_signs_from_a_multipart_field_and_from_json(served_signs:
 
 @pytest.mark.parametrize("signs, message", [
     ({"pus": 1}, "unknown sign 'pus'; known signs: exudate, erythema"),
-    ({"exudate": 3}, "from -1 .absent. to 1"),
+    ({"exudate": 3}, "from -1 (absent) to 1"),
     ({"exudate": "much"}, "signs.exudate"),
 ])
 def test_bad_signs_are_422_naming_the_known_signs(served_signs: Served, signs: dict, message: str) -> None:

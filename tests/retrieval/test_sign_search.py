@@ -88,6 +88,6 @@ def test_s2m_search_applies_signs_and_refuses_unknown_ones_with_exit_2(embedded:
     (record,) = json.loads(found.stdout)
     assert {(s["sign"], s["strength"]) for s in record["signs"]} == {("exudate", 1.0), ("erythema", 0.5)}
     assert len(record["hits"]) == 3
-    for bad, message in (("pus=1", "unknown sign 'pus'; known signs: exudate, erythema"), ("exudate=2", "from -1 .absent. to 1"), ("exudate=lots", "NAME=STRENGTH")):
+    for bad, message in (("pus=1", "unknown sign 'pus'; known signs: exudate, erythema"), ("exudate=2", "from -1 (absent) to 1"), ("exudate=lots", "NAME=STRENGTH")):
         refused = subprocess.run([*s2m, str(sketch), "--sign", bad], env=env, capture_output=True, text=True, timeout=60)
         assert refused.returncode == 2 and message in refused.stderr and "Traceback" not in refused.stderr, refused.stderr
