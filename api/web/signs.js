@@ -11,6 +11,8 @@ const signPanel = { timer: null, abort: null, pictureUrl: null, known: [] };
 
 const inPatientView = () => document.body.classList.contains("patient");
 const signLabel = (name) => name.replace(/_/g, " ");
+// An applied sign in words: "exudate 0.70", or "no erythema (1.00)" for one said absent.
+const signSaid = (s) => (s.strength < 0 ? `no ${signLabel(s.sign)} (${(-s.strength).toFixed(2)})` : `${signLabel(s.sign)} ${s.strength.toFixed(2)}`);
 
 // {sign: strength} of the signs switched on (what a search and a generated picture apply).
 function activeSigns() {
@@ -106,7 +108,7 @@ async function drawSignPicture() {
     $("signs-picture").src = signPanel.pictureUrl;
     const applied = JSON.parse(response.headers.get("X-Signs-Applied") || "[]");
     $("signs-picture").dataset.signs = JSON.stringify(Object.fromEntries(applied.map((a) => [a.sign, a.strength])));
-    $("signs-state").textContent = applied.length ? `(${applied.map((a) => `${signLabel(a.sign)} ${a.strength.toFixed(2)}`).join(", ")})` : "(no signs)";
+    $("signs-state").textContent = applied.length ? `(${applied.map(signSaid).join(", ")})` : "(no signs)";
     hideError();
   } catch (error) {
     if (error.name === "AbortError") return;
@@ -128,8 +130,7 @@ function setPatientView(on) {
 
 // The results say which signs a search applied (a refined or reopened search keeps its first search's).
 function signsText(signs) {
-  const said = (s) => (s.strength < 0 ? `no ${signLabel(s.sign)} (${(-s.strength).toFixed(2)})` : `${signLabel(s.sign)} ${s.strength.toFixed(2)}`);
-  return signs && signs.length ? ` with ${signs.map(said).join(", ")}` : "";
+  return signs && signs.length ? ` with ${signs.map(signSaid).join(", ")}` : "";
 }
 
 $("patient-toggle").addEventListener("click", () => setPatientView(!inPatientView()));
