@@ -58,14 +58,20 @@ def make_engine(url: str, read_only: bool = False, create: bool = False) -> Engi
     (`_follow_the_file`). `read_only` opens the file with `mode=ro`, runs no write pragma and
     creates nothing, so a read-only file can be inspected.
     """
+    scheme = url.split(":", 1)[0] if ":" in url else url
     try:
         parsed = make_url(url)
         backend = parsed.get_backend_name()
-        parsed.get_dialect()
+        dialect = parsed.get_dialect()
     except (ArgumentError, NoSuchModuleError, ValueError) as error:
-        scheme = url.split(":", 1)[0] if ":" in url else url
         raise DatabaseUnavailableError(
             f"S2M_DATABASE_URL has an unknown or malformed scheme {scheme!r}; use {SUPPORTED_SCHEMES}"
+        ) from error
+    try:  # a known dialect whose driver is not installed (postgresql:// means psycopg 3 to SQLAlchemy)
+        dialect.import_dbapi()
+    except ImportError as error:
+        raise DatabaseUnavailableError(
+            f"S2M_DATABASE_URL's scheme {scheme!r} needs a database driver that is not installed; use {SUPPORTED_SCHEMES}"
         ) from error
     if backend != "sqlite":
         return create_engine(url, pool_pre_ping=True, hide_parameters=True)

@@ -316,6 +316,9 @@ def test_batches_are_bounded_by_pixels_not_image_count(archive_with, tmp_path: P
                      "cannot use the archive database postgresql+psycopg2://postgres@127.0.0.1:1/test: Connection refused", id="wrong-port"),
         pytest.param("mysqlx://h/db", "S2M_DATABASE_URL has an unknown or malformed scheme 'mysqlx'; use sqlite:///PATH or "
                      "postgresql+psycopg2://USER@HOST:PORT/DATABASE", id="unknown-scheme"),
+        pytest.param("postgresql://postgres@127.0.0.1:5432/test", "S2M_DATABASE_URL's scheme 'postgresql' needs a database driver "
+                     "that is not installed; use sqlite:///PATH or postgresql+psycopg2://USER@HOST:PORT/DATABASE",
+                     id="driver-not-installed"),
     ],
 )
 @pytest.mark.parametrize("command", [("archive", "stats"), ("db", "status"), ("archive", "ingest", "IN", "--no-progress")])
