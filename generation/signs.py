@@ -41,7 +41,7 @@ from generation.files import atomic_target
 SIGNS_ENTRY = "signs"  # the top-level key of bundle.json (never under "networks": no effect on the version)
 SIGNS_FILE = "signs.safetensors"
 SIGNS_FORMAT = 1  # the stored layout's version
-MIN_STRENGTH, MAX_STRENGTH = 0.0, 1.0  # the picture's range of a present sign (absent: the same, negated)
+MAX_STRENGTH = 1.0  # the picture's range of a present sign is 0 to this (absent: the same, negated)
 ABSENT = "absent"  # a sign asked absent without a number: minus the absent strength chosen on validation (1 when none was)
 PRESENT = "present"  # a sign asked without a number: the strength chosen on validation (1 when none was)
 CHOSEN = "chosen"  # the key of the entry's strengths, route and weight chosen on validation

@@ -243,7 +243,8 @@ class SearchEngine:
             with _timed(stages[row], "faiss"):
                 found = self.candidates(build, one, self.weights_for(query, strengths[row], build), allowed[query.filters],
                                         query.k + len(query.exclude))
-            kept = np.array([i for i in query.keep if i not in set(query.exclude)], dtype=np.int64)
+            excluded = set(query.exclude)
+            kept = np.array([i for i in query.keep if i not in excluded], dtype=np.int64)
             found = found[~np.isin(found, [*query.exclude, *query.keep, *([query.like] if query.like is not None else [])])]
             candidates.append(np.concatenate([kept, found]))
         with _timed(timings, "rerank"):

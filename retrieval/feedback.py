@@ -25,7 +25,8 @@ import numpy as np
 from indexing.fused_index import Build, ChannelWeights
 from indexing.shape import query_vectors
 from indexing.vectors import APPEARANCE, CHANNELS, LATENT, SHAPE
-from retrieval.engine import SearchEngine
+from retrieval.engine import Query, SearchEngine
+from retrieval.filters import Filters
 
 APPEARANCE_ONLY = ChannelWeights(appearance=1.0, latent=0.0, shape=0.0)
 
@@ -57,6 +58,17 @@ class Refinement:
     weights: ChannelWeights
     keep: tuple[int, ...]
     exclude: tuple[int, ...]
+
+    def query(self, k: int, filters: Filters) -> Query:
+        """The refined search, k hits under `filters` (the search's own)."""
+        return Query(None, k, filters, weights=self.weights, vectors=self.vectors, exclude=self.exclude, keep=self.keep)
+
+
+def marks_as_shown(shown: Sequence[int], like: Sequence[int], unlike: Sequence[int]) -> tuple[list[int], list[int]]:
+    """The marked-right ids in the order the search showed them (the order they are kept first in), and the
+    marked ids that were not among `shown` (sorted; the caller refuses them)."""
+    liked = set(like)
+    return [image_id for image_id in shown if image_id in liked], sorted((liked | set(unlike)) - set(shown))
 
 
 def case_vectors(engine: SearchEngine, build: Build, ids: Sequence[int]) -> dict[str, np.ndarray]:

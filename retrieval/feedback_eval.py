@@ -64,8 +64,7 @@ def refine_round(engine: SearchEngine, steps: Sequence[Searched], diagnoses: Seq
         like, unlike = marks(step.result, diagnosis, k)
         moved = refine(engine, build, step.result.vectors, step.weights, like, unlike, step.exclude, step.keep, config)
         refined.append(moved)
-        queries.append(Query(None, k, step.result.filters, weights=moved.weights, vectors=moved.vectors,
-                             exclude=moved.exclude, keep=moved.keep))
+        queries.append(moved.query(k, step.result.filters))
     return [Searched(result, moved.weights, moved.keep, moved.exclude) for result, moved in zip(_search(engine, queries), refined)]
 
 

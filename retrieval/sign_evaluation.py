@@ -44,6 +44,8 @@ APPEARANCE_WEIGHT_GRID = (0.0, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
 ROUTE_ROWS = {"fused_signs_appearance": ("appearance",), "fused_signs_w": ("w",), "fused_signs_both": ("w", "appearance")}
 CHAMFER_ROW, SKETCH_ROW, REFERENCE_ROW = "chamfer", "fused", "chamfer_labelled20"
 LABELLED_SHARE = 0.2
+ABSENT_KEY = ":absent"
+Factors = dict[str, float]  # per sign present: "exudate"; per sign absent: "exudate" + ABSENT_KEY
 
 
 @dataclass(frozen=True)
@@ -110,12 +112,6 @@ class QueryVectors:
 
     def chamfer_scores(self, side: ArchiveSide) -> np.ndarray:
         return self.chamfer @ side.chamfer.T
-
-
-Factors = dict[str, float]  # per sign present: "exudate"; per sign absent: "exudate" + ABSENT_KEY
-
-
-ABSENT_KEY = ":absent"
 
 
 def scaled(strengths: dict[str, float], factors: Factors) -> dict[str, float]:

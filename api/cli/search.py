@@ -193,18 +193,13 @@ def refined_search(engine: "SearchEngine", first: "SearchResult", weights: "Chan
     refined result keeps the sketch and pictures of the search it refines."""
     import dataclasses
 
-    from retrieval.engine import Query
-    from retrieval.feedback import refine
+    from retrieval.feedback import marks_as_shown, refine
 
-    shown = [hit.image_id for hit in first.hits]
-    strangers = sorted(set(like + unlike) - set(shown))
+    ordered, strangers = marks_as_shown([hit.image_id for hit in first.hits], like, unlike)
     if strangers:
         raise InputError(f"image ids not among the sketch's hits: {strangers}")
-    ordered = [image_id for image_id in shown if image_id in set(like)]
-    build = engine.build
-    step = refine(engine, build, first.vectors, weights, ordered, unlike)
-    again = engine.search_many([Query(None, k, first.filters, weights=step.weights, vectors=step.vectors,
-                                      exclude=step.exclude, keep=step.keep)])[0]
+    step = refine(engine, engine.build, first.vectors, weights, ordered, unlike)
+    again = engine.search_many([step.query(k, first.filters)])[0]
     return dataclasses.replace(again, sketch=first.sketch, image=first.image, steps=first.steps, signs=first.signs)
 
 

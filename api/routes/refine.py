@@ -23,6 +23,7 @@ from indexing.models import ApiKey, QueryLog
 from indexing.searches import feedback_record, owned_query, query_vectors_of, refinement_chain
 from indexing.vectors import CHANNELS, SHAPE
 from retrieval.engine import Query, SearchEngine
+from retrieval.feedback import marks_as_shown
 from retrieval.feedback import refine as refined
 from retrieval.filters import Filters
 
@@ -65,7 +66,7 @@ def _prepare(service: Service, session: Session, key: ApiKey, query_id: str,
              marks: MarksIn) -> tuple[Query, dict[str, Any], list[dict[str, Any]]]:
     """Check the marks against the query's hits and compute the refined query (404/409/422 otherwise);
     with the refinement's feedback record and the signs it keeps (its first search's)."""
-    like, unlike = list(dict.fromkeys(marks.like)), sorted(set(marks.unlike))
+    like, unlike = sorted(set(marks.like)), sorted(set(marks.unlike))
     if not like and not unlike:
         raise HTTPException(422, "mark at least one hit as right (like) or not this (unlike)")
     if set(like) & set(unlike):
@@ -75,11 +76,9 @@ def _prepare(service: Service, session: Session, key: ApiKey, query_id: str,
         entry = owned_query(session, query_id, key.id)
         if entry is None:
             raise HTTPException(404, f"no query with id {query_id}")
-        shown = [int(record["image_id"]) for record in entry.results]
-        strangers = sorted(set(like + unlike) - set(shown))
+        like, strangers = marks_as_shown([int(record["image_id"]) for record in entry.results], like, unlike)
         if strangers:
             raise HTTPException(422, f"ids not among query {query_id}'s results: {strangers}")
-        like = [image_id for image_id in shown if image_id in set(like)]  # kept first in the order they were shown
         kept = query_vectors_of(session, entry)
         session.expunge(entry)
     problem = runnable(engine, entry, kept)
