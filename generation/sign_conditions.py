@@ -185,3 +185,21 @@ def choose_layers(signs: tuple[str, ...], candidates: Mapping[str, tuple[int, ..
                           "candidates": {name: {k: round(float(v), 4) for k, v in m.items()} for name, m in measured.items()}}
         chosen[sign] = candidates[best]
     return chosen, evidence
+
+
+def compensating_mix(response: np.ndarray, ridge: float) -> np.ndarray:
+    """The mix [S, S] that cancels, to first order, what G draws together: `response[k, j]` is the mean move
+    of sign k's classifier under sign j's own edit at strength 1 (validation w). Row i combines the signs'
+    own edits so that the classifiers move by sign i's own rise alone, with a ridge pulling the row back to
+    sign i's own edit (`ridge` times the response's mean squared column norm): G is not linear in the signs,
+    so a smaller correction can hold where the exact inverse overshoots. A sign that does not rise under its
+    own edit keeps its own edit (identity row)."""
+    count = len(response)
+    gram = response.T @ response
+    penalty = ridge * np.trace(gram) / count
+    mix = np.eye(count)
+    for row in range(count):
+        if response[row, row] > 0:
+            target = response[row, row] * np.eye(count)[row]
+            mix[row] = np.linalg.solve(gram + penalty * np.eye(count), response.T @ target + penalty * np.eye(count)[row])
+    return mix

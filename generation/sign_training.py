@@ -8,7 +8,11 @@ the directions in W that predict the shape of S's masks of G(w) projected out, t
 mutually orthogonal (symmetric orthogonalisation: no sign is privileged by its order), so that one
 sign's edit moves neither the drawn anatomy nor the other signs more than W allows (conditional
 manipulation). The style inputs of G each sign edits are chosen on validation w (their own seed,
-never the fresh w the quality is measured on). The probes are stored with the directions, so the
+never the fresh w the quality is measured on). Mutually orthogonal directions still move each
+other's classifiers where G draws signs together (more exudate also reddens); on the same validation
+w each sign's edit is measured on every classifier, and a sign's edit becomes the mix of the signs'
+own edits that cancels those moves to first order (`compensating_mix`), kept where it lowers the
+other signs' largest move without losing the rise or the anatomy. The probes are stored with the directions, so the
 editing quality can be measured again later (`s2m eval signs`). In C's space a sign's direction
 is the normalised difference of the class means of the archive descriptors. Every figure recorded
 is measured on data the fit did not see: held-out archive images for the probes, fresh w for the
@@ -17,6 +21,7 @@ W edits. Minutes on a CPU at the shipped size, so it is not resumable; it prints
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -26,14 +31,15 @@ import torch
 
 from generation.bundle import EMBEDDER, GENERATOR, SYNTHESIZER, Bundle
 from generation.data import dataset_fingerprint
-from generation.sign_conditions import (ShapeDirections, choose_layers, fit_shape_directions, layer_candidates,
-                                        layer_mask, other_dice, project_out, region_masks, shape_attributes,
-                                        shape_names)
+from generation.sign_conditions import (ShapeDirections, choose_layers, compensating_mix, fit_shape_directions,
+                                        layer_candidates, layer_mask, other_dice, project_out, region_masks,
+                                        shape_attributes, shape_names)
 from generation.signs import LAYERS, PROBE_KEYS, ROUTES, SignDirections
 from generation.stylegan2.monitor import LinearProbe, auc, read_sign_labels
 
 Progress = Callable[[str], None]
 MIN_CLASS = 5  # fewer samples than this on either side of a sign leave it without a direction
+MIX_RIDGES = (0.01, 0.1, 1.0)  # how far a sign's mixed edit may stray from its own (`compensating_mix`), tried on validation w
 
 
 @dataclass(frozen=True)
@@ -102,10 +108,16 @@ def train_signs(bundle: Bundle, archive: Path, config: SignTrainConfig, progress
     layers, layer_choice = choose_layers(names, layer_candidates(generator.synthesis.num_ws), lambda sign, chosen: (
         sign_probes.measure(validation, sign, edit_of(w_directions, w_steps, names, sign, chosen,
                                                       generator.synthesis.num_ws))))
+    appearance_rows = torch.stack([appearance[sign] for sign in names])
+    unmixed = SignDirections(names, w_directions, appearance_rows, w_steps, tuple(appearance_steps[sign] for sign in names),
+                             config.appearance_weight, ROUTES, {LAYERS: {sign: list(layers[sign]) for sign in names}})
+    progress("measuring each sign's edit on every classifier, and the mix that cancels the other signs' moves")
+    mix, mixing = choose_mix(sign_probes, validation, unmixed, generator.synthesis.num_ws)
     progress(f"measuring the W edits on {config.check_samples} fresh w")
     fresh = sample_w(generator, config.check_samples, config.seed + 2)
+    mixed = dataclasses.replace(unmixed, mix=mix)
     for row, sign in enumerate(names):
-        step = edit_of(w_directions, w_steps, names, sign, layers[sign], generator.synthesis.num_ws)
+        step = mixed.style_offset({sign: 1.0}, generator.synthesis.num_ws, ("w",))
         quality[sign].update(labelling[sign], **conditioning_record(normal_rows, w_directions, row, shapes.directions),
                              w_auc_fresh=direction_auc(generator, embedder, probes[sign], fresh, w_directions[row], config),
                              **edit_quality(generator, embedder, probes, fresh, sign, step, config))
@@ -114,14 +126,47 @@ def train_signs(bundle: Bundle, archive: Path, config: SignTrainConfig, progress
     record = {"data_fingerprint": dataset_fingerprint(archive), "archive_images": len(images),
               "learned_with": {GENERATOR: bundle.digest(GENERATOR), EMBEDDER: bundle.digest(EMBEDDER)},
               "config": asdict(config), "quality": quality, LAYERS: {sign: list(layers[sign]) for sign in names},
-              "layer_choice": layer_choice,
+              "layer_choice": layer_choice, "mixing": mixing,
               "shape_conditions": {"held_fixed": list(shapes.names), "min_r2": config.shape_min_r2,
                                    "r2": {name: round(value, 4) for name, value in shapes.r2.items()},
                                    "with": SYNTHESIZER if synthesizer is not None else "none (the bundle has no S)"}}
-    return SignDirections(names, w_directions, torch.stack([appearance[sign] for sign in names]), w_steps,
-                          tuple(appearance_steps[sign] for sign in names), config.appearance_weight, ROUTES, record,
-                          probe_tensors=stack_probes([probes[sign] for sign in names]))
+    return dataclasses.replace(mixed, record=record, probe_tensors=stack_probes([probes[sign] for sign in names]))
 
+
+def choose_mix(sign_probes: SignProbes, validation: torch.Tensor, unmixed: SignDirections,
+               num_ws: int) -> tuple[torch.Tensor | None, dict[str, Any]]:
+    """The mix [S, S] of the signs' own W edits (`SignDirections.mix`), chosen on validation w: each sign's
+    edit is read by every classifier, `compensating_mix` inverts that response at each ridge of `MIX_RIDGES`,
+    and a sign takes the row with the smallest largest-other-sign move per rise among those whose rise stays
+    at least half its own edit's and whose other regions' DICE stays at least what its own edit keeps (or
+    >= 0.9), when that is smaller than its own edit's. None when no sign takes one."""
+    names = unmixed.names
+    own = {sign: sign_probes.measure(validation, sign, unmixed.style_offset({sign: 1.0}, num_ws, ("w",)), every=True)
+           for sign in names}
+    response = np.array([[own[edited_sign]["moves"][read] for edited_sign in names] for read in names])
+
+    def ratio(measured: dict[str, Any]) -> float:
+        return measured["largest_other_move"] / measured["rise"] if measured["rise"] > 0 else float("inf")
+
+    rows, evidence = np.eye(len(names)), {}
+    for row, sign in enumerate(names):
+        before, best, tried = own[sign], None, {}
+        for ridge in MIX_RIDGES:
+            proposed = compensating_mix(response, ridge)[row]
+            trial_rows = np.eye(len(names))
+            trial_rows[row] = proposed
+            trial = dataclasses.replace(unmixed, mix=torch.from_numpy(trial_rows).float())
+            after = sign_probes.measure(validation, sign, trial.style_offset({sign: 1.0}, num_ws, ("w",)))
+            tried[str(ridge)] = {"shares": [round(float(v), 4) for v in proposed], **{k: round(float(v), 4) for k, v in after.items()}}
+            usable = after["rise"] >= 0.5 * before["rise"] and after.get("other_dice", 1.0) >= min(before.get("other_dice", 1.0), 0.9)
+            if usable and ratio(after) < (ratio(before) if best is None else best[0]):
+                best = (ratio(after), ridge, proposed)
+        if best is not None:
+            rows[row] = best[2]
+        evidence[sign] = {"ridge": None if best is None else best[1], "own_edit": {k: round(float(v), 4) for k, v in before.items()
+                                                                                  if k != "moves"}, "tried": tried}
+    mix = None if np.array_equal(rows, np.eye(len(names))) else torch.from_numpy(rows).float()
+    return mix, {"response": [[round(float(v), 4) for v in line] for line in response], "signs": evidence}
 
 def shape_directions(generator: torch.nn.Module, synthesizer: torch.nn.Module | None, w: torch.Tensor,
                      config: SignTrainConfig) -> ShapeDirections:
@@ -215,13 +260,16 @@ class SignProbes:
             self._plain[id(w)] = self.read(w)
         return self._plain[id(w)]
 
-    def measure(self, w: torch.Tensor, sign: str, edit: torch.Tensor) -> dict[str, float]:
+    def measure(self, w: torch.Tensor, sign: str, edit: torch.Tensor, every: bool = False) -> dict[str, Any]:
         """The edited sign's mean score rise, the largest mean move of another sign, and (with S) the
-        smallest mean DICE over the region classes the sign must leave in place."""
+        smallest mean DICE over the region classes the sign must leave in place; `every`: also each
+        classifier's mean move ("moves")."""
         (before, plain_masks), (after, masks) = self.plain(w), self.read(edited(w, edit))
         moves = {name: float((after[name] - before[name]).mean()) for name in self.probes}
-        result = {"rise": moves[sign],
-                  "largest_other_move": max((abs(v) for name, v in moves.items() if name != sign), default=0.0)}
+        result: dict[str, Any] = {"rise": moves[sign],
+                                  "largest_other_move": max((abs(v) for name, v in moves.items() if name != sign), default=0.0)}
+        if every:
+            result["moves"] = moves
         if masks is not None and plain_masks is not None:
             result["other_dice"] = min(other_dice(masks, plain_masks, sign).values())
         return result

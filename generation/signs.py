@@ -13,7 +13,8 @@ clinician who remembers "red, no white spots" can say so, and a query's picture,
 guesses from an outline, no longer answers for the signs the clinician ruled out. The W edit stops
 growing at strength 1 either way, where its editing quality was measured to hold, and only the
 appearance edit goes further. A sign's W edit reaches only the style inputs of G chosen for it on validation w
-(`layers`, all when the entry has none), and the sign classifiers the directions were learned with
+(`layers`, all when the entry has none), mixed with shares of the other signs' own edits where G
+draws signs together (`mix`, chosen on validation w: `generation.sign_training.choose_mix`), and the sign classifiers the directions were learned with
 are stored beside them, so their editing quality can be measured later. The directions are not
 networks: they
 stay out of `Bundle.version` (index builds are keyed by it), and they record the digests of the G
@@ -47,6 +48,7 @@ PRESENT = "present"  # a sign asked without a number: the strength chosen on val
 CHOSEN = "chosen"  # the key of the entry's strengths, route and weight chosen on validation
 LAYERS = "layers"  # the entry's {sign: [style input indices]} chosen on validation w
 PROBE_KEYS = ("probe_mean", "probe_scale", "probe_weight", "probe_bias")  # the sign classifiers in signs.safetensors
+MIX_KEY = "mix"  # signs.safetensors' [S, S] shares of the signs' own W edits in each sign's edit (absent: none mixed)
 ROUTES = ("w", "appearance")  # where a sign query's edit goes: W (picture, latent and what C sees) and C's space
 
 
@@ -90,6 +92,7 @@ class SignDirections:
     record: dict[str, Any]  # the bundle.json entry: fingerprint, quality, layers, ...
     current: bool = True  # learned with the bundle's present G and C
     probe_tensors: Mapping[str, torch.Tensor] | None = None  # the sign classifiers on C's descriptors ([S, D] / [S])
+    mix: torch.Tensor | None = None  # [S, S]: row i, sign i's W edit as shares of every sign's own edit (None: its own)
 
     @property
     def defaults(self) -> dict[str, float]:
@@ -103,6 +106,13 @@ class SignDirections:
         validation, else -1."""
         chosen = self.record.get(CHOSEN, {}).get("absent_strengths", {})
         return {sign: -float(chosen.get(sign, MAX_STRENGTH)) for sign in self.names}
+
+    @property
+    def latent_weight(self) -> float | None:
+        """The latent channel's weight for sign queries, chosen on validation (None: the build's). E's w
+        carries the findings E guessed from the outline, which a query's signs may contradict."""
+        chosen = self.record.get(CHOSEN, {}).get("latent_weight")
+        return None if chosen is None else float(chosen)
 
     @property
     def max_strength(self) -> float:
@@ -123,9 +133,10 @@ class SignDirections:
         return check_strengths(asked, self.names, self.max_strength, self.defaults, self.min_strength, self.absent_defaults)
 
     def with_chosen(self, routes: tuple[str, ...], strengths: Mapping[str, float], appearance_weight: float,
-                    evidence: dict[str, Any], absent: Mapping[str, float] | None = None) -> "SignDirections":
+                    evidence: dict[str, Any], absent: Mapping[str, float] | None = None,
+                    latent_weight: float | None = None) -> "SignDirections":
         """These directions with what validation chose (route, per-sign strengths present and, as positive
-        magnitudes, absent, appearance weight) as their defaults; `evidence` says on what."""
+        magnitudes, absent, appearance and latent weights) as their defaults; `evidence` says on what."""
         if set(strengths) != set(self.names) or (absent is not None and set(absent) != set(self.names)) \
                 or not set(routes) <= set(ROUTES) or not routes:
             raise ValueError(f"a choice names every sign ({', '.join(self.names)}) and routes of {ROUTES}")
@@ -133,20 +144,10 @@ class SignDirections:
                   "strengths": {sign: float(strengths[sign]) for sign in self.names}}
         if absent is not None:
             chosen["absent_strengths"] = {sign: float(absent[sign]) for sign in self.names}
+        if latent_weight is not None:
+            chosen["latent_weight"] = float(latent_weight)
         return dataclasses.replace(self, routes=tuple(routes), appearance_weight=float(appearance_weight),
                                    record={**self.record, CHOSEN: chosen})
-
-    def w_offset(self, strengths: Mapping[str, float], routes: tuple[str, ...] | None = None) -> torch.Tensor:
-        """The W edit [w_dim] of checked strengths (zero when the W route is off). It stops growing at
-        strength 1: beyond it G's pictures lose the anatomy the sketch fixed (docs/sign_edits.md), while
-        the appearance edit, which only ranks, may go to the larger strengths validation chose for it."""
-        offset = torch.zeros(self.w.shape[1])
-        if "w" not in (self.routes if routes is None else routes):
-            return offset
-        for sign, strength in strengths.items():
-            row = self.names.index(sign)
-            offset += max(-MAX_STRENGTH, min(strength, MAX_STRENGTH)) * self.w_steps[row] * self.w[row]
-        return offset
 
     @property
     def layers(self) -> dict[str, tuple[int, ...] | None]:
@@ -156,13 +157,25 @@ class SignDirections:
 
     def style_offset(self, strengths: Mapping[str, float], num_ws: int,
                      routes: tuple[str, ...] | None = None) -> torch.Tensor:
-        """The W edit per style input of G [num_ws, w_dim]: each sign's part of `w_offset` on its own layers."""
+        """The W edit per style input of G [num_ws, w_dim] of checked strengths (zero when the W route is off):
+        each sign's step along its direction on its own layers, mixed with the other signs' own edits where
+        `mix` says so (G draws some signs together: "more exudate" alone also reddens, so its edit carries a
+        share of "less erythema", measured on validation w). It stops growing at strength 1 either way: beyond
+        it G's pictures lose the anatomy the sketch fixed (docs/sign_edits.md), while the appearance edit,
+        which only ranks, may go to the larger strengths validation chose for it."""
         from generation.sign_conditions import layer_mask
 
         offset = torch.zeros(num_ws, self.w.shape[1])
+        if "w" not in (self.routes if routes is None else routes):
+            return offset
         for sign, strength in strengths.items():
-            alone = self.w_offset({sign: strength}, routes)
-            offset += layer_mask(self.layers[sign], num_ws)[:, None] * alone
+            row = self.names.index(sign)
+            shares = self.mix[row].tolist() if self.mix is not None else [float(column == row) for column in range(len(self.names))]
+            amount = max(-MAX_STRENGTH, min(strength, MAX_STRENGTH))
+            for column, share in enumerate(shares):
+                if share:
+                    offset += (amount * share * self.w_steps[column]) * layer_mask(self.layers[self.names[column]], num_ws)[:, None] \
+                        * self.w[column]
         return offset
 
     def probes(self) -> dict[str, Any]:
@@ -188,9 +201,10 @@ class SignDirections:
         return moved / max(float(np.linalg.norm(moved)), 1e-12)
 
     def applied(self, strengths: Mapping[str, float], routes: tuple[str, ...] | None = None) -> tuple[AppliedSign, ...]:
-        """What `w_offset` and `edit_appearance` did, sign by sign, for a response."""
+        """What `style_offset` and `edit_appearance` did, sign by sign, for a response."""
         routes = self.routes if routes is None else routes
-        return tuple(AppliedSign(sign, strength, strength * self.w_steps[self.names.index(sign)] * ("w" in routes),
+        return tuple(AppliedSign(sign, strength, max(-MAX_STRENGTH, min(strength, MAX_STRENGTH)) * self.w_steps[self.names.index(sign)]
+                                 * ("w" in routes),
                                  strength * self.appearance_steps[self.names.index(sign)] * ("appearance" in routes),
                                  tuple(route for route in ROUTES if route in routes))
                      for sign, strength in strengths.items())
@@ -201,6 +215,7 @@ class SignDirections:
         path = Path(bundle_dir) / SIGNS_FILE
         with atomic_target(path) as tmp:
             save_file({"w": self.w.contiguous(), "appearance": self.appearance.contiguous(),
+                       **({} if self.mix is None else {MIX_KEY: self.mix.contiguous()}),
                        **{key: value.contiguous() for key, value in (self.probe_tensors or {}).items()}}, tmp,
                       metadata={"signs": json.dumps(self.names)})
         entry = {**self.record, "format": SIGNS_FORMAT, "file": SIGNS_FILE, "names": list(self.names),
@@ -227,8 +242,11 @@ class SignDirections:
         learned_with = entry.get("learned_with", {})
         current = all(bundle.has(name) and learned_with.get(name) == bundle.digest(name) for name in (GENERATOR, EMBEDDER))
         probes = {key: tensors[key].float() for key in PROBE_KEYS if key in tensors}
+        mix = tensors[MIX_KEY].float() if MIX_KEY in tensors else None
+        if mix is not None and tuple(mix.shape) != (len(names), len(names)):
+            raise BundleError(f"the sign directions of bundle {bundle.root} do not match their bundle.json entry")
         return cls(names, w, appearance, *steps, float(entry.get("appearance_weight", 0.0)),
-                   tuple(entry.get("routes", ROUTES)), entry, current, probes if len(probes) == len(PROBE_KEYS) else None)
+                   tuple(entry.get("routes", ROUTES)), entry, current, probes if len(probes) == len(PROBE_KEYS) else None, mix)
 
 
 def check_strengths(asked: Mapping[str, float | str], known: tuple[str, ...], largest: float = MAX_STRENGTH,

@@ -283,12 +283,15 @@ class SearchEngine:
 
     def weights_for(self, query: Query, strengths: Mapping[str, float], build: Build) -> ChannelWeights:
         """The query's own weights, else the build's; a sign query weighs appearance at least as the signs
-        record (the appearance edit is what carries the signs into the ranking, and the default weighs it 0)."""
+        record (the appearance edit is what carries the signs into the ranking, and the default weighs it 0)
+        and latent as they record, when they do (E's latent carries the findings it guessed from the outline)."""
         if query.weights is not None:
             return query.weights
-        if strengths and self.models.signs.appearance_weight > build.weights.appearance:
-            return dataclasses.replace(build.weights, appearance=self.models.signs.appearance_weight)
-        return build.weights
+        if not strengths:
+            return build.weights
+        signs = self.models.signs
+        latent = build.weights.latent if signs.latent_weight is None else signs.latent_weight
+        return dataclasses.replace(build.weights, appearance=max(build.weights.appearance, signs.appearance_weight), latent=latent)
 
     def embed(self, w: torch.Tensor, images: torch.Tensor, sketches: np.ndarray, build: Build) -> dict[str, np.ndarray]:
         """The query side of each channel: float32 [B, D_c]."""

@@ -16,7 +16,9 @@ measurement only.
 
 For each route the per-sign strength factors, for a sign present and for it absent (multiples of
 the stored steps; 0 leaves a sign out: absent signs start left out, so a route that gains nothing by
-them keeps them out), and the appearance channel's weight are chosen on the validation queries: the highest diagnosis
+them keeps them out), the appearance channel's weight and the latent channel's (a share of the
+sketch-only one: E's w carries the findings E guessed from an outline, which the stated signs may
+contradict) are chosen on the validation queries: the highest diagnosis
 precision@10 among the choices whose exact-case recall@10 is no worse than the sketch alone's on
 the same validation queries (the signs re-order shape-similar cases; they must not drown the
 shape evidence). Test queries and unseen styles only report.
@@ -30,7 +32,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from generation.data import sketches_to_tensor
 from generation.signs import SignDirections
 from indexing.fused_index import ChannelWeights
 from indexing.shape import ShapeConfig, query_vectors
@@ -41,6 +42,7 @@ from retrieval.evaluation import BATCH, CHAMFER_UNTRUNCATED, ArchiveSide
 
 FACTOR_GRID = (0.0, 0.5, 1.0, 2.0, 4.0)
 APPEARANCE_WEIGHT_GRID = (0.0, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
+LATENT_SHARE_GRID = (0.0, 0.25, 0.5, 1.0)  # a sign query's latent weight, as a share of the sketch-only one
 ROUTE_ROWS = {"fused_signs_appearance": ("appearance",), "fused_signs_w": ("w",), "fused_signs_both": ("w", "appearance")}
 CHAMFER_ROW, SKETCH_ROW, REFERENCE_ROW = "chamfer", "fused", "chamfer_labelled20"
 LABELLED_SHARE = 0.2
@@ -89,9 +91,9 @@ class QueryVectors:
         missing = [row for row, key in enumerate(keys) if key not in self._runs]
         for start in range(0, len(missing), BATCH):
             rows = missing[start:start + BATCH]
-            offsets = torch.stack([self.directions.w_offset(strengths[row], ("w",)) for row in rows])
-            with torch.no_grad():
-                output = self.engine.pipeline.run(sketches_to_tensor(self.canonical[rows]), self.engine.config.steps, offsets)
+            with torch.no_grad():  # the engine's own W edit: each sign on its chosen style inputs of G
+                output = self.engine.models.generate(self.canonical[rows], self.engine.config.steps,
+                                                     [strengths[row] for row in rows], ("w",))
             appearance = self.engine.embedder.describe(output.image).numpy()
             latent = latent_vectors(output.w, self.engine.pipeline.encoder.w_avg)
             for j, row in enumerate(rows):
@@ -156,13 +158,14 @@ class Validation:
 
 def choose_route(validation: Validation, side: ArchiveSide, weights: ChannelWeights, scales: dict[str, float],
                  routes: tuple[str, ...]) -> dict[str, Any]:
-    """Per-sign factors (one coordinate-ascent pass over FACTOR_GRID) and the appearance weight (at least the
-    sketch-only one, as the engine applies it) for one route: first reach the sketch-only exact-case recall@10
-    on validation, then the highest diagnosis precision@10 there."""
+    """Per-sign factors (one coordinate-ascent pass over FACTOR_GRID), the appearance weight (at least the
+    sketch-only one, as the engine applies it) and the latent weight (a share of the sketch-only one) for one
+    route: first reach the sketch-only exact-case recall@10 on validation, then the highest diagnosis
+    precision@10 there."""
     names = validation.similar.directions.names
 
-    def evaluate(factors: dict[str, float], appearance_weight: float) -> tuple[float, float, float]:
-        row_weights = ChannelWeights(appearance_weight, weights.latent, weights.shape)
+    def evaluate(factors: dict[str, float], channel: tuple[float, float]) -> tuple[float, float, float]:
+        row_weights = ChannelWeights(channel[0], channel[1], weights.shape)
         edits = (factors if "w" in routes else None, factors if "appearance" in routes else None)
         precision = metrics.precision_at(validation.similar.scores(side, row_weights, scales, *edits),
                                          validation.similar.queries.diagnoses, side.diagnoses).mean()
@@ -170,20 +173,22 @@ def choose_route(validation: Validation, side: ArchiveSide, weights: ChannelWeig
         recall = float(metrics.recall_at(ranks, metrics.K).mean())
         return min(recall - validation.recall_floor, 0.0), float(precision), recall
 
-    def best_weight(factors: dict[str, float]) -> tuple[tuple[float, float, float], float]:
-        usable = [value for value in APPEARANCE_WEIGHT_GRID if value >= weights.appearance and (value or weights.latent or weights.shape)]
-        return max(((evaluate(factors, value), value) for value in usable), key=lambda pair: pair[0][:2])
+    def best_weights(factors: dict[str, float]) -> tuple[tuple[float, float, float], tuple[float, float]]:
+        latents = sorted({share * weights.latent for share in LATENT_SHARE_GRID}, reverse=True)
+        usable = [(value, latent) for value in APPEARANCE_WEIGHT_GRID for latent in latents
+                  if value >= weights.appearance and (value or latent or weights.shape)]
+        return max(((evaluate(factors, channel), channel) for channel in usable), key=lambda pair: pair[0][:2])
 
     factors = {sign: 1.0 for sign in names} | {sign + ABSENT_KEY: 0.0 for sign in names}
-    value, appearance_weight = best_weight(factors)
+    value, channel = best_weights(factors)
     for sign in (*names, *(name + ABSENT_KEY for name in names)):
         for factor in FACTOR_GRID:
             trial = {**factors, sign: factor}
-            trial_value = evaluate(trial, appearance_weight)
+            trial_value = evaluate(trial, channel)
             if trial_value[:2] > (value[0], value[1] + 1e-9):
                 value, factors = trial_value, trial
-    value, appearance_weight = best_weight(factors)
-    return {"appearance_weight": appearance_weight, "factors": {sign: factors[sign] for sign in names},
+    value, channel = best_weights(factors)
+    return {"appearance_weight": channel[0], "latent_weight": channel[1], "factors": {sign: factors[sign] for sign in names},
             "absent_factors": {sign: factors[sign + ABSENT_KEY] for sign in names},
             "validation_diagnosis_precision": round(value[1], 4),
             "validation_exact_recall@10": round(value[2], 4), "keeps_sketch_recall": value[0] == 0.0}
@@ -230,7 +235,7 @@ def evaluate_signs(engine: SearchEngine, side: ArchiveSide, weights: ChannelWeig
                  SKETCH_ROW: (similar.scores(side, weights, scales, None, None), exact.scores(side, weights, scales, None, None))}
         for name, routes in ROUTE_ROWS.items():
             choice = choices[name]
-            row_weights = ChannelWeights(choice["appearance_weight"], weights.latent, weights.shape)
+            row_weights = ChannelWeights(choice["appearance_weight"], choice["latent_weight"], weights.shape)
             factors = chosen_factors(choice)
             edits = (factors if "w" in routes else None, factors if "appearance" in routes else None)
             pairs[name] = (similar.scores(side, row_weights, scales, *edits), exact.scores(side, row_weights, scales, *edits))
@@ -255,7 +260,7 @@ def preferred_choice(report: dict[str, Any]) -> tuple[str, tuple[str, ...], dict
 
 
 def record_choice(directions: SignDirections, report: dict[str, Any], evidence: dict[str, Any]) -> SignDirections:
-    """`directions` with the preferred route's per-sign strengths, present and absent, and appearance weight as
+    """`directions` with the preferred route's per-sign strengths, present and absent, and channel weights as
     their defaults (what "present" and "absent" mean, `generation.signs`), and `evidence` (what they were
     chosen on) beside them."""
     name, routes, choice = preferred_choice(report)
@@ -263,4 +268,5 @@ def record_choice(directions: SignDirections, report: dict[str, Any], evidence: 
                 "validation_diagnosis_precision": choice["validation_diagnosis_precision"],
                 "validation_exact_recall@10": choice["validation_exact_recall@10"],
                 "validation_exact_recall_floor": report["validation_exact_recall_floor"]}
-    return directions.with_chosen(routes, choice["factors"], choice["appearance_weight"], evidence, choice["absent_factors"])
+    return directions.with_chosen(routes, choice["factors"], choice["appearance_weight"], evidence, choice["absent_factors"],
+                                  choice["latent_weight"])

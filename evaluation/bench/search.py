@@ -93,7 +93,7 @@ def sign_cost(engine: SearchEngine, sketches: list[np.ndarray]) -> dict[str, Any
     for sketch in sketches:
         start = time.perf_counter()
         strengths = engine.models.sign_strengths(asked)
-        offset = directions.w_offset(strengths)
+        offset = engine.models.w_offsets([strengths])
         directions.edit_appearance(np.ones(directions.appearance.shape[1], np.float32), strengths)
         directions.applied(strengths)
         own.append((time.perf_counter() - start) * 1000)

@@ -7,6 +7,7 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -36,6 +37,15 @@ def test_a_sign_whose_score_dips_or_that_drags_others_or_the_anatomy_is_flagged(
     flat = judge("exudate", strengths, [1.0, 1.0, 1.0], [{"erythema": 0.0}] * 3, [{"tongue": 1.0}] * 3, None)
     assert set(flat["flags"]) == {"monotone", "other_signs_below_quarter"} and math.isinf(
         flat["largest_other_move_ratio_by_strength"][0])
+    # said absent (negative strengths): the score must fall, and the other signs count against that fall
+    both = [-1.0, -0.5, 0.0, 0.5, 1.0]
+    absent = judge("exudate", both, [-4.0, -3.0, -2.0, 0.0, 2.0], [{"erythema": -0.2}, {"erythema": -0.1}, {"erythema": 0.0},
+                                                                   {"erythema": 0.1}, {"erythema": 0.2}], [{"tongue": 1.0}] * 5, None)
+    assert absent["flags"] == [] and absent["largest_other_move_ratio_by_strength"] == [0.1, 0.1, 0.05, 0.05]
+    assert absent["smallest_other_dice_by_strength"] == [1.0] * 4, "strength 0 is the reference, not a row"
+    wrong_way = judge("exudate", both, [-1.0, -1.5, -2.0, 0.0, 2.0], [{"erythema": 0.0}] * 5, [{"tongue": 1.0}] * 5, None)
+    assert set(wrong_way["flags"]) == {"monotone", "other_signs_below_quarter"}, "absent that raises the sign"
+    assert math.isinf(wrong_way["largest_other_move_ratio_by_strength"][0])
 
 
 @pytest.fixture(scope="module")
@@ -61,19 +71,21 @@ def test_s2m_eval_signs_writes_the_report_the_figure_and_the_page(tiny_signs: Pa
     assert directions is not None and set(directions.probes()) == set(directions.names), "the classifiers are stored"
     entry = json.loads((tiny_signs / BUNDLE_INFO).read_text())[SIGNS_ENTRY]
     assert set(entry["layers"]) == set(directions.names) and entry["layer_choice"]["exudate"]["chosen"]
+    assert np.array(entry["mixing"]["response"]).shape == (len(directions.names),) * 2, "every edit read by every classifier"
+    assert set(entry["mixing"]["signs"]) == set(directions.names)
     report, figure, page = tmp_path / "r.json", tmp_path / "edits.png", tmp_path / "docs" / "signs.md"
     result = CliRunner().invoke(app, ["eval", "signs", "--model", str(tiny_signs), "--report", str(report),
                                       "--figure", str(figure), "--page", str(page), "--samples", "4",
                                       "--fid-samples", "0", "--note", "test box"])
     assert result.exit_code == 0, result.output
     measured = json.loads(report.read_text())
-    assert measured["strengths"] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert measured["strengths"] == [-1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0], "absent, then present"
     row = measured["signs"]["exudate"]
-    assert len(row["score_by_strength"]) == 5 and set(row["goals"]) == {
+    assert len(row["score_by_strength"]) == 9 and set(row["goals"]) == {
         "monotone", "other_regions_dice", "other_signs_below_quarter"}
     assert ("MISSED" in result.output) == any(one["flags"] for one in measured["signs"].values())
     side = 2 * 32 + 2  # 2x upscaled tiles and their padding
-    assert Image.open(figure).size == (5 * side + 2, len(directions.names) * side + 2), "rows signs, columns strengths"
+    assert Image.open(figure).size == (9 * side + 2, len(directions.names) * side + 2), "rows signs, columns strengths"
     text = page.read_text()
     assert "| exudate |" in text and "test box" in text and "../edits.png" in text
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from generation.sign_conditions import (choose_layers, dice_by_class, fit_shape_directions, layer_candidates,
+from generation.sign_conditions import (choose_layers, compensating_mix, dice_by_class, fit_shape_directions, layer_candidates,
                                         project_out, shape_attributes)
 from generation.sign_training import SignTrainConfig, boundary_normal, orthonormalise
 from generation.signs import LAYERS, SignDirections
@@ -65,6 +65,30 @@ def test_style_offsets_edit_only_each_signs_chosen_layers() -> None:
     assert not directions.style_offset({"exudate": 1.0}, 4, routes=("appearance",)).any()
 
 
+def test_a_mix_of_the_signs_own_edits_cancels_what_g_draws_together() -> None:
+    response = np.array([[2.0, 0.5, 0.0], [1.5, 4.0, 0.2], [0.0, 0.3, 1.0]])  # [read, edited]: exudate reddens
+    exact = compensating_mix(response, 1e-9)
+    assert np.allclose(exact @ response.T, np.diag(np.diag(response)), atol=1e-6), "to first order each edit moves its own sign only"
+    assert exact[0, 1] < 0, "more exudate carries a share of less erythema"
+    shrunk = compensating_mix(response, 1.0)
+    assert np.abs(shrunk - np.eye(3)).sum() < np.abs(exact - np.eye(3)).sum(), "a ridge keeps the edit nearer its own"
+    assert np.allclose(compensating_mix(response, 1e6), np.eye(3), atol=1e-4)
+    falling = response.copy()
+    falling[2, 2] = -1.0  # a sign that its own edit does not raise keeps its own edit
+    assert np.array_equal(compensating_mix(falling, 0.1)[2], [0.0, 0.0, 1.0])
+
+
+def test_a_mixed_sign_edit_adds_the_other_signs_edits_on_their_own_layers() -> None:
+    w = torch.eye(2, 4)
+    mix = torch.tensor([[1.0, -0.5], [0.0, 1.0]])
+    directions = SignDirections(("exudate", "erythema"), w, torch.eye(2, 3), (2.0, 1.0), (1.0, 1.0), 1.0, ("w", "appearance"),
+                                {LAYERS: {"exudate": [0], "erythema": [1]}}, mix=mix)
+    offset = directions.style_offset({"exudate": 1.0}, num_ws=2)
+    assert torch.equal(offset, torch.tensor([[2.0, 0, 0, 0], [0, -0.5, 0, 0]]))
+    assert torch.equal(directions.style_offset({"exudate": -3.0}, 2), -offset), "absent mirrors it, clamped at 1"
+    assert torch.equal(directions.style_offset({"erythema": 1.0}, 2), torch.tensor([[0.0, 0, 0, 0], [0, 1, 0, 0]]))
+
+
 def test_masks_give_dice_and_shape_attributes() -> None:
     plain = np.zeros((1, 2, 4, 4), dtype=bool)
     plain[0, 0, :2, :2] = True
@@ -91,7 +115,8 @@ def test_the_shipped_bundle_draws_each_sign_on_its_own_style_inputs_of_g() -> No
         w = models.pipeline.encoder(sketches_to_tensor(sketch))
         offset = models.signs.style_offset(asked, models.pipeline.generator.synthesis.num_ws, ("w",))
         expected = models.pipeline.generator.synthesis(w[:, None] + offset, noise_mode="const")
-        everywhere = models.pipeline.generator.synthesis(w + models.signs.w_offset(asked, ("w",)), noise_mode="const")
+        edited_layer = offset[models.signs.layers[limited][0]]  # the same edit on every style input
+        everywhere = models.pipeline.generator.synthesis(w + edited_layer, noise_mode="const")
     assert torch.allclose(output.x_0, expected, atol=1e-5), "only the chosen style inputs move"
     assert not torch.allclose(output.x_0, everywhere, atol=1e-3)
     assert torch.allclose(output.w, w + offset.mean(0), atol=1e-6), "the latent channel reads the layers' mean"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -88,14 +89,19 @@ def test_an_appearance_edit_moves_the_vector_towards_the_sign_and_keeps_it_unit(
     assert math.isclose(float(np.linalg.norm(edited)), 1.0, rel_tol=1e-5)
     assert float(edited @ directions.appearance[0].numpy()) > float(vector @ directions.appearance[0].numpy())
     assert np.array_equal(directions.edit_appearance(vector, {}), vector)
-    assert not directions.w_offset({directions.names[0]: 0.5}, routes=("appearance",)).any()
-    assert torch.allclose(directions.w_offset({directions.names[0]: 0.5}).norm(),
-                          torch.tensor(0.5 * directions.w_steps[0]), rtol=1e-5)
+    first = directions.names[0]
+    num_ws = 1 + max((i for layers in directions.layers.values() if layers for i in layers), default=0)  # G's style inputs
+
+    def offset(strength: float, routes: tuple[str, ...] | None = None) -> torch.Tensor:
+        return directions.style_offset({first: strength}, num_ws, routes)
+
+    assert not offset(0.5, ("appearance",)).any()
+    own = dataclasses.replace(directions, mix=None).style_offset({first: 0.5}, num_ws)
+    assert torch.allclose(own.norm(dim=1).max(), torch.tensor(0.5 * directions.w_steps[0]), rtol=1e-5)
     # the picture's W edit stops at strength 1, however far the appearance edit may go
-    assert torch.equal(directions.w_offset({directions.names[0]: 3.0}), directions.w_offset({directions.names[0]: 1.0}))
+    assert torch.equal(offset(3.0), offset(1.0))
     # an absent sign moves the other way, as far at most
-    assert torch.allclose(directions.w_offset({directions.names[0]: -0.5}), -directions.w_offset({directions.names[0]: 0.5}))
-    assert torch.equal(directions.w_offset({directions.names[0]: -3.0}), directions.w_offset({directions.names[0]: -1.0}))
+    assert torch.allclose(offset(-0.5), -offset(0.5)) and torch.equal(offset(-3.0), offset(-1.0))
 
 
 @pytest.mark.parametrize("asked, message", [
@@ -128,7 +134,10 @@ def test_strengths_chosen_on_validation_are_stored_and_are_what_present_means(le
     strengths = {sign: 1.0 for sign in directions.names} | {first: 4.0, second: 0.5}
     evidence = {"heldout_fingerprint": "f" * 16, "validation_queries": 12}
     absent = {sign: 0.0 for sign in directions.names} | {first: 2.0}
-    directions.with_chosen(("appearance",), strengths, 2.0, evidence, absent).save(copy)
+    assert directions.latent_weight is None, "no choice: sign queries keep the build's latent weight"
+    mix = torch.eye(len(directions.names)) + 0.1 * torch.ones(len(directions.names), len(directions.names))
+    dataclasses.replace(directions, mix=mix).with_chosen(("appearance",), strengths, 2.0, evidence, absent,
+                                                         latent_weight=0.5).save(copy)
     entry = json.loads((copy / BUNDLE_INFO).read_text())[SIGNS_ENTRY]
     assert entry[CHOSEN]["strengths"] == strengths and entry[CHOSEN]["heldout_fingerprint"] == "f" * 16
     assert entry[CHOSEN]["absent_strengths"] == absent
@@ -139,6 +148,7 @@ def test_strengths_chosen_on_validation_are_stored_and_are_what_present_means(le
         return require_signs(loaded, asked)
 
     assert loaded.routes == ("appearance",) and loaded.appearance_weight == 2.0 and loaded.max_strength == 4.0
+    assert loaded.latent_weight == 0.5 and torch.equal(loaded.mix, mix), "the mix of the W edits is stored"
     assert check({first: PRESENT, second: PRESENT}) == {first: 4.0, second: 0.5}
     assert check({first: ABSENT, second: ABSENT}) == {first: -2.0, second: -0.0} and loaded.min_strength == -2.0
     assert check({first: 3.0}) == {first: 3.0}, "the range reaches the largest chosen strength"

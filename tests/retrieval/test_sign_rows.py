@@ -64,15 +64,17 @@ def test_the_sign_match_rate_counts_cases_carrying_every_queried_sign() -> None:
 
 class _Scored:
     """Query-side scores of a toy ranking: shape finds each query's own case; the appearance term (on when the
-    appearance weight is > 0) pulls every case of the query's diagnosis up, above the own case when heavy."""
+    appearance weight is > 0) pulls every case of the query's diagnosis up, above the own case when heavy; the
+    latent term (`guess`, none by default) is what E guessed from the outline."""
 
-    def __init__(self, queries: SignQueries, own: np.ndarray, same: np.ndarray) -> None:
+    def __init__(self, queries: SignQueries, own: np.ndarray, same: np.ndarray, guess: np.ndarray | None = None) -> None:
         self.queries, self.own, self.same = queries, own, same
+        self.guess = np.zeros_like(own) if guess is None else guess
         self.directions = SimpleNamespace(names=SIGNS)
 
     def scores(self, side, weights, scales, w_factors, appearance_factors) -> np.ndarray:  # type: ignore[no-untyped-def]
         lift = 0.0 if appearance_factors is None else sum(appearance_factors.values())
-        return weights.shape * self.own + weights.appearance * (1.0 + lift) * self.same
+        return weights.shape * self.own + weights.appearance * (1.0 + lift) * self.same + weights.latent * self.guess
 
 
 def test_the_route_choice_keeps_the_sketch_only_exact_recall_on_validation() -> None:
@@ -108,3 +110,30 @@ def test_the_route_choice_keeps_the_sketch_only_exact_recall_on_validation() -> 
                          SignQuerySet(similar.queries, exact.queries), side, archive_signs, seed=0)
     assert figures["sign_match@10"]["mean"] > sketch["sign_match@10"]["mean"]
     assert figures["exact_recall@10"]["mean"] == 1.0 and set(figures["per_diagnosis"]) == {"a", "b"}
+
+
+def test_a_sign_query_weighs_the_latent_guess_less_when_the_stated_signs_contradict_it() -> None:
+    """E's latent pulls up cases of the other diagnosis (the findings it guessed from the outline); the choice
+    lowers the latent weight for sign queries, keeping the exact-case recall the sketch alone reaches."""
+    rng = np.random.default_rng(3)
+    diagnoses = np.array(["a", "b"] * 20, dtype=object)
+    count = 8
+    columns = rng.choice(40, count, replace=False)
+    query_diagnoses = diagnoses[columns]
+    own = rng.normal(scale=0.3, size=(count, 40))
+    own[np.arange(count), columns] = 3.0
+    same = (diagnoses[None, :] == query_diagnoses[:, None]) * 1.0 + rng.normal(scale=0.1, size=(count, 40))
+    guess = (diagnoses[None, :] != query_diagnoses[:, None]) * 2.0 + rng.normal(scale=0.1, size=(count, 40))
+    signs = [{"exudate": 1.0} if d == "a" else {"erythema": 1.0} for d in query_diagnoses]
+    similar = _Scored(SignQueries([], signs, diagnoses=query_diagnoses), own, same, guess)
+    exact = _Scored(SignQueries([], signs, columns=columns), own, same, guess)
+    side = SimpleNamespace(diagnoses=diagnoses)
+    weights = ChannelWeights(0.0, 1.0, 1.0)
+    floor = float(metrics.recall_at(metrics.true_ranks(exact.scores(side, weights, {}, None, None), columns), 10).mean())
+    choice = choose_route(Validation(similar, exact, floor), side, weights, {}, ("appearance",))
+    assert choice["keeps_sketch_recall"] and choice["latent_weight"] < weights.latent
+    kept = dict(choice, latent_weight=weights.latent)  # the same choice with the sketch's latent weight
+    def precision(c: dict) -> float:
+        chosen = ChannelWeights(c["appearance_weight"], c["latent_weight"], 1.0)
+        return float(metrics.precision_at(similar.scores(side, chosen, {}, None, c["factors"]), query_diagnoses, diagnoses).mean())
+    assert precision(choice) > precision(kept)

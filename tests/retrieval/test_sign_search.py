@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import subprocess
@@ -56,6 +57,12 @@ def test_a_sign_query_edits_the_picture_in_w_and_pulls_the_ranking_towards_the_s
     assert engine.weights_for(Query(sketch), {}, build) == build.weights
     assert engine.weights_for(Query(sketch, signs={"exudate": 1.0}), {"exudate": 1.0}, build).appearance == pytest.approx(
         engine.models.signs.appearance_weight), "a sign query weighs the appearance channel it edits"
+    chosen = engine.models.signs
+    with pytest.MonkeyPatch.context() as patch:  # a latent weight chosen for sign queries applies to them only
+        patch.setattr(engine, "models", dataclasses.replace(engine.models, signs=chosen.with_chosen(
+            chosen.routes, chosen.defaults, chosen.appearance_weight, {}, latent_weight=0.25)))
+        assert engine.weights_for(Query(sketch, signs={"exudate": 1.0}), {"exudate": 1.0}, build).latent == 0.25
+        assert engine.weights_for(Query(sketch), {}, build) == build.weights
     zero = engine.search(sketch, k=16, signs={"exudate": 0.0})
     assert [hit.image_id for hit in zero.hits] != [] and zero.signs[0].w_shift == 0.0
 
