@@ -78,6 +78,7 @@ class QueryVectors:
         self.shape = query_vectors(self.canonical, engine.build.shape)
         self.chamfer = query_vectors(self.canonical, ShapeConfig(side=engine.build.shape.side, truncation=CHAMFER_UNTRUNCATED))
         self._runs: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+        self._products: dict[tuple, np.ndarray] = {}
 
     def _strengths(self, row: int, w_factors: Factors | None) -> dict[str, float]:
         if w_factors is None:
@@ -103,14 +104,30 @@ class QueryVectors:
     def scores(self, side: ArchiveSide, weights: ChannelWeights, scales: dict[str, float],
                w_factors: Factors | None, appearance_factors: Factors | None) -> np.ndarray:
         """Fused scores [Q, N] against the archive with the given edits (None: that route off)."""
-        appearance, latent = self.appearance_latent(w_factors)
-        if appearance_factors is not None:
-            appearance = np.stack([self.directions.edit_appearance(vector, scaled(one, appearance_factors), ("appearance",))
-                                   for vector, one in zip(appearance, self.queries.signs)])
+        w_key = None if w_factors is None else tuple(sorted(w_factors.items()))
+        a_key = None if appearance_factors is None else tuple(sorted(appearance_factors.items()))
         channels = side.vectors.channels
-        return (weights.appearance * scales[APPEARANCE] * (appearance @ channels[APPEARANCE].T)
-                + weights.latent * scales[LATENT] * (latent @ channels[LATENT].T)
-                + weights.shape * scales[SHAPE] * (self.shape @ channels[SHAPE].T))
+
+        def product(name: str, key: tuple, vectors) -> np.ndarray:  # type: ignore[no-untyped-def]
+            """A channel's [Q, N] similarities, kept per edit (the appearance channel's last one only: each
+            trial of a choice edits it anew, while the weights' grid re-weighs the same ones many times)."""
+            cached = (name, id(side), key)
+            if cached not in self._products:
+                if name == APPEARANCE:
+                    self._products = {k: v for k, v in self._products.items() if k[0] != APPEARANCE}
+                self._products[cached] = vectors() @ channels[name].T
+            return self._products[cached]
+
+        def appearance() -> np.ndarray:
+            vectors = self.appearance_latent(w_factors)[0]
+            if appearance_factors is None:
+                return vectors
+            return np.stack([self.directions.edit_appearance(vector, scaled(one, appearance_factors), ("appearance",))
+                             for vector, one in zip(vectors, self.queries.signs)])
+
+        return (weights.appearance * scales[APPEARANCE] * product(APPEARANCE, (w_key, a_key), appearance)
+                + weights.latent * scales[LATENT] * product(LATENT, (w_key,), lambda: self.appearance_latent(w_factors)[1])
+                + weights.shape * scales[SHAPE] * product(SHAPE, (), lambda: self.shape))
 
     def chamfer_scores(self, side: ArchiveSide) -> np.ndarray:
         return self.chamfer @ side.chamfer.T
