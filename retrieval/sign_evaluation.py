@@ -18,10 +18,11 @@ For each route the per-sign strength factors, for a sign present and for it abse
 the stored steps; 0 leaves a sign out: absent signs start left out, so a route that gains nothing by
 them keeps them out), the appearance channel's weight and the latent channel's (a share of the
 sketch-only one: E's w carries the findings E guessed from an outline, which the stated signs may
-contradict) are chosen on the validation queries: the highest diagnosis
-precision@10 among the choices whose exact-case recall@10 is no worse than the sketch alone's on
-the same validation queries (the signs re-order shape-similar cases; they must not drown the
-shape evidence). Test queries and unseen styles only report.
+contradict) are chosen on the validation queries: the highest diagnosis precision@10, averaged over
+the diagnoses so that each counts alike (the goal is every diagnosis, and a rare one is what a push
+towards the common ones costs), among the choices whose exact-case recall@10 is no worse than the
+sketch alone's on the same validation queries (the signs re-order shape-similar cases; they must not
+drown the shape evidence). Test queries and unseen styles only report.
 """
 
 from __future__ import annotations
@@ -178,19 +179,21 @@ def choose_route(validation: Validation, side: ArchiveSide, weights: ChannelWeig
     """Per-sign factors (one coordinate-ascent pass over FACTOR_GRID), the appearance weight (at least the
     sketch-only one, as the engine applies it) and the latent weight (a share of the sketch-only one) for one
     route: first reach the sketch-only exact-case recall@10 on validation, then the highest diagnosis
-    precision@10 there."""
+    precision@10 there, averaged over the diagnoses (each counts alike: a rare one, such as acute tonsillitis,
+    red *without* exudate, is what a push towards the common ones costs)."""
     names = validation.similar.directions.names
+    diagnoses = validation.similar.queries.diagnoses
 
-    def evaluate(factors: dict[str, float], channel: tuple[float, float]) -> tuple[float, float, float]:
+    def evaluate(factors: dict[str, float], channel: tuple[float, float]) -> tuple[float, float, float, float]:
         row_weights = ChannelWeights(channel[0], channel[1], weights.shape)
         edits = (factors if "w" in routes else None, factors if "appearance" in routes else None)
-        precision = metrics.precision_at(validation.similar.scores(side, row_weights, scales, *edits),
-                                         validation.similar.queries.diagnoses, side.diagnoses).mean()
+        precision = metrics.precision_at(validation.similar.scores(side, row_weights, scales, *edits), diagnoses, side.diagnoses)
         ranks = metrics.true_ranks(validation.exact.scores(side, row_weights, scales, *edits), validation.exact.queries.columns)
         recall = float(metrics.recall_at(ranks, metrics.K).mean())
-        return min(recall - validation.recall_floor, 0.0), float(precision), recall
+        macro = float(np.mean([precision[diagnoses == one].mean() for one in set(diagnoses)]))
+        return min(recall - validation.recall_floor, 0.0), macro, recall, float(precision.mean())
 
-    def best_weights(factors: dict[str, float]) -> tuple[tuple[float, float, float], tuple[float, float]]:
+    def best_weights(factors: dict[str, float]) -> tuple[tuple[float, float, float, float], tuple[float, float]]:
         latents = sorted({share * weights.latent for share in LATENT_SHARE_GRID}, reverse=True)
         usable = [(value, latent) for value in APPEARANCE_WEIGHT_GRID for latent in latents
                   if value >= weights.appearance and (value or latent or weights.shape)]
@@ -207,7 +210,7 @@ def choose_route(validation: Validation, side: ArchiveSide, weights: ChannelWeig
     value, channel = best_weights(factors)
     return {"appearance_weight": channel[0], "latent_weight": channel[1], "factors": {sign: factors[sign] for sign in names},
             "absent_factors": {sign: factors[sign + ABSENT_KEY] for sign in names},
-            "validation_diagnosis_precision": round(value[1], 4),
+            "validation_diagnosis_precision": round(value[3], 4), "validation_macro_precision": round(value[1], 4),
             "validation_exact_recall@10": round(value[2], 4), "keeps_sketch_recall": value[0] == 0.0}
 
 
@@ -267,11 +270,11 @@ def evaluate_signs(engine: SearchEngine, side: ArchiveSide, weights: ChannelWeig
 
 def preferred_choice(report: dict[str, Any]) -> tuple[str, tuple[str, ...], dict[str, Any]]:
     """The route row validation prefers (keeps the sketch's exact-case recall, then the highest validation
-    diagnosis precision@10; on a tie the one applying fewer edits, first in `ROUTE_ROWS`), its routes and its
-    choice, from `evaluate_signs`'s report."""
+    diagnosis precision@10 averaged over the diagnoses; on a tie the one applying fewer edits, first in
+    `ROUTE_ROWS`), its routes and its choice, from `evaluate_signs`'s report."""
     def rank(row: str) -> tuple[bool, float, int]:
         choice = report["choices"][row]
-        return choice["keeps_sketch_recall"], choice["validation_diagnosis_precision"], -len(ROUTE_ROWS[row])
+        return choice["keeps_sketch_recall"], choice["validation_macro_precision"], -len(ROUTE_ROWS[row])
     name = max(ROUTE_ROWS, key=rank)
     return name, ROUTE_ROWS[name], report["choices"][name]
 
@@ -283,6 +286,7 @@ def record_choice(directions: SignDirections, report: dict[str, Any], evidence: 
     name, routes, choice = preferred_choice(report)
     evidence = {**evidence, "route_row": name, "validation_queries": report["validation_queries"],
                 "validation_diagnosis_precision": choice["validation_diagnosis_precision"],
+                "validation_macro_precision": choice["validation_macro_precision"],
                 "validation_exact_recall@10": choice["validation_exact_recall@10"],
                 "validation_exact_recall_floor": report["validation_exact_recall_floor"]}
     return directions.with_chosen(routes, choice["factors"], choice["appearance_weight"], evidence, choice["absent_factors"],

@@ -102,7 +102,7 @@ def test_eval_retrieval_adds_the_sign_rows_chosen_on_validation(tmp_path, signs_
     assert recorded["route_row"] in signs["choices"] and recorded["heldout_fingerprint"] and recorded["archive_fingerprint"]
     assert recorded["strengths"] == signs["choices"][recorded["route_row"]]["factors"]
     keeping = [c for c in signs["choices"].values() if c["keeps_sketch_recall"]] or list(signs["choices"].values())
-    assert recorded["validation_diagnosis_precision"] == max(c["validation_diagnosis_precision"] for c in keeping)
+    assert recorded["validation_macro_precision"] == max(c["validation_macro_precision"] for c in keeping)
     assert recorded["validation_exact_recall_floor"] == signs["validation_exact_recall_floor"]
     directions = SignDirections.from_bundle(Bundle.open(bundle))
     assert directions.record[CHOSEN] == recorded and directions.defaults == recorded["strengths"]

@@ -77,20 +77,30 @@ class _Scored:
         return weights.shape * self.own + weights.appearance * (1.0 + lift) * self.same + weights.latent * self.guess
 
 
-def test_the_route_choice_keeps_the_sketch_only_exact_recall_on_validation() -> None:
-    rng = np.random.default_rng(0)
-    diagnoses = np.array(["a", "b"] * 20, dtype=object)  # archive of 40
+def _toy(seed: int, own_score: float, unlike_own: bool, guess: float = 0.0):  # type: ignore[no-untyped-def]
+    """An archive of 40 (diagnoses a, b), 8 queries of its cases: shape finds each query's own case at
+    `own_score`; appearance pulls up the query's diagnosis (the own case looking unlike it when `unlike_own`);
+    the latent term pulls up the other diagnosis by `guess`."""
+    rng = np.random.default_rng(seed)
+    diagnoses = np.array(["a", "b"] * 20, dtype=object)
     count = 8
     columns = rng.choice(40, count, replace=False)
     query_diagnoses = diagnoses[columns]
     own = rng.normal(scale=0.3, size=(count, 40))
-    own[np.arange(count), columns] = 1.0
+    own[np.arange(count), columns] = own_score
     same = (diagnoses[None, :] == query_diagnoses[:, None]) * 1.0 + rng.normal(scale=0.1, size=(count, 40))
-    same[np.arange(count), columns] = -1.0  # the own case looks unlike its diagnosis: heavy appearance loses it
+    if unlike_own:
+        same[np.arange(count), columns] = -1.0
+    wrong = (diagnoses[None, :] != query_diagnoses[:, None]) * guess + rng.normal(scale=0.1, size=(count, 40)) * bool(guess)
     signs = [{"exudate": 1.0} if d == "a" else {"erythema": 1.0} for d in query_diagnoses]
-    similar = _Scored(SignQueries([], signs, diagnoses=query_diagnoses), own, same)
-    exact = _Scored(SignQueries([], signs, columns=columns), own, same)
-    side = SimpleNamespace(diagnoses=diagnoses)
+    similar = _Scored(SignQueries([], signs, diagnoses=query_diagnoses), own, same, wrong)
+    exact = _Scored(SignQueries([], signs, columns=columns), own, same, wrong)
+    return similar, exact, SimpleNamespace(diagnoses=diagnoses), diagnoses, columns, query_diagnoses
+
+
+def test_the_route_choice_keeps_the_sketch_only_exact_recall_on_validation() -> None:
+    # the own case looks unlike its diagnosis: heavy appearance loses it
+    similar, exact, side, diagnoses, columns, query_diagnoses = _toy(0, 1.0, unlike_own=True)
     weights = ChannelWeights(0.0, 0.0, 1.0)
     floor = float(metrics.recall_at(metrics.true_ranks(exact.scores(side, weights, {}, None, None), columns), 10).mean())
     assert floor == 1.0
@@ -102,6 +112,9 @@ def test_the_route_choice_keeps_the_sketch_only_exact_recall_on_validation() -> 
     chosen = ChannelWeights(choice["appearance_weight"], 0.0, 1.0)
     plain = metrics.precision_at(similar.scores(side, weights, {}, None, None), query_diagnoses, diagnoses).mean()
     assert choice["appearance_weight"] > 0 and choice["validation_diagnosis_precision"] > plain
+    precision = metrics.precision_at(similar.scores(side, chosen, {}, None, choice["factors"]), query_diagnoses, diagnoses)
+    macro = np.mean([precision[query_diagnoses == one].mean() for one in ("a", "b")])  # what the choice maximises
+    assert choice["validation_macro_precision"] == round(float(macro), 4)
     # the report's figures of that row: the sign-match rate counts the archive cases carrying the query's signs
     archive_signs = [frozenset({"exudate"}) if d == "a" else frozenset({"erythema"}) for d in diagnoses]
     figures = row_figures(similar.scores(side, chosen, {}, None, choice["factors"]), exact.scores(side, chosen, {}, None, choice["factors"]),
@@ -115,24 +128,13 @@ def test_the_route_choice_keeps_the_sketch_only_exact_recall_on_validation() -> 
 def test_a_sign_query_weighs_the_latent_guess_less_when_the_stated_signs_contradict_it() -> None:
     """E's latent pulls up cases of the other diagnosis (the findings it guessed from the outline); the choice
     lowers the latent weight for sign queries, keeping the exact-case recall the sketch alone reaches."""
-    rng = np.random.default_rng(3)
-    diagnoses = np.array(["a", "b"] * 20, dtype=object)
-    count = 8
-    columns = rng.choice(40, count, replace=False)
-    query_diagnoses = diagnoses[columns]
-    own = rng.normal(scale=0.3, size=(count, 40))
-    own[np.arange(count), columns] = 3.0
-    same = (diagnoses[None, :] == query_diagnoses[:, None]) * 1.0 + rng.normal(scale=0.1, size=(count, 40))
-    guess = (diagnoses[None, :] != query_diagnoses[:, None]) * 2.0 + rng.normal(scale=0.1, size=(count, 40))
-    signs = [{"exudate": 1.0} if d == "a" else {"erythema": 1.0} for d in query_diagnoses]
-    similar = _Scored(SignQueries([], signs, diagnoses=query_diagnoses), own, same, guess)
-    exact = _Scored(SignQueries([], signs, columns=columns), own, same, guess)
-    side = SimpleNamespace(diagnoses=diagnoses)
+    similar, exact, side, diagnoses, columns, query_diagnoses = _toy(3, 3.0, unlike_own=False, guess=2.0)
     weights = ChannelWeights(0.0, 1.0, 1.0)
     floor = float(metrics.recall_at(metrics.true_ranks(exact.scores(side, weights, {}, None, None), columns), 10).mean())
     choice = choose_route(Validation(similar, exact, floor), side, weights, {}, ("appearance",))
     assert choice["keeps_sketch_recall"] and choice["latent_weight"] < weights.latent
     kept = dict(choice, latent_weight=weights.latent)  # the same choice with the sketch's latent weight
+
     def precision(c: dict) -> float:
         chosen = ChannelWeights(c["appearance_weight"], c["latent_weight"], 1.0)
         return float(metrics.precision_at(similar.scores(side, chosen, {}, None, c["factors"]), query_diagnoses, diagnoses).mean())
