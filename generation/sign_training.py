@@ -148,11 +148,12 @@ def choose_mix(sign_probes: SignProbes, validation: torch.Tensor, unmixed: SignD
     def ratio(measured: dict[str, Any]) -> float:
         return measured["largest_other_move"] / measured["rise"] if measured["rise"] > 0 else float("inf")
 
+    proposals = {ridge: compensating_mix(response, ridge) for ridge in MIX_RIDGES}
     rows, evidence = np.eye(len(names)), {}
     for row, sign in enumerate(names):
         before, best, tried = own[sign], None, {}
-        for ridge in MIX_RIDGES:
-            proposed = compensating_mix(response, ridge)[row]
+        for ridge, mixes in proposals.items():
+            proposed = mixes[row]
             trial_rows = np.eye(len(names))
             trial_rows[row] = proposed
             trial = dataclasses.replace(unmixed, mix=torch.from_numpy(trial_rows).float())
