@@ -5,12 +5,15 @@ the npm package `@ohif/app`; `npm pack` fetches that tarball from whatever regis
 npm is set up for (a hospital mirror included), so no registry address is written here. The
 tarball's sha512 is pinned beside its version: a different tarball is refused and nothing is
 installed. The build is unpacked into a temporary folder beside its destination and renamed into
-place, so a half-unpacked viewer is never served; afterwards everything is offline.
+place, so a half-unpacked viewer is never served, and two installs into one folder take turns (a lock
+on the folder itself): the second finds the first's build and fetches nothing. Afterwards everything
+is offline.
 """
 
 from __future__ import annotations
 
 import base64
+import fcntl
 import hashlib
 import json
 import os
@@ -158,6 +161,19 @@ def install_viewer(root: Path, release: ViewerRelease = PINNED, npm: str | None 
     if existing is not None:
         return Installed(existing, fetched=False)
     root.mkdir(parents=True, exist_ok=True)
+    lock = os.open(root, os.O_RDONLY)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when closed, also when this process dies
+        existing = installed_build(root, release)  # another install may have finished while this one waited
+        if existing is not None:
+            return Installed(existing, fetched=False)
+        return _fetch_and_unpack(root, release, npm)
+    finally:
+        os.close(lock)
+
+
+def _fetch_and_unpack(root: Path, release: ViewerRelease, npm: str | None) -> Installed:
+    """`install_viewer`'s work, under its lock."""
     with tempfile.TemporaryDirectory(prefix=".fetch-", dir=root) as scratch:
         download = Path(scratch) / "npm"
         download.mkdir()

@@ -55,6 +55,20 @@ def test_installs_only_the_build_atomically_and_once(tmp_path: Path) -> None:
     assert not again.fetched and again.build == done.build
 
 
+def test_two_installs_at_once_fetch_once_and_both_get_the_build(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    tarball = _tarball(tmp_path / "ohif.tgz", {"package/dist/index.html": b"<html>"})
+    release = ViewerRelease(integrity=integrity_of(tarball))
+    slow = tmp_path / "npm"
+    slow.write_text(f'#!/bin/sh\nsleep 1\necho fetched >> "{tmp_path / "fetches"}"\ncp "{tarball}" ./ohif.tgz\n')
+    slow.chmod(0o755)
+    with ThreadPoolExecutor(2) as pool:
+        done = list(pool.map(lambda _: install_viewer(tmp_path / "viewer", release, npm=str(slow)), range(2)))
+    assert sorted(one.fetched for one in done) == [False, True] and done[0].build == done[1].build
+    assert (tmp_path / "fetches").read_text() == "fetched\n" and (done[0].build / "index.html").read_bytes() == b"<html>"
+
+
 def test_a_tarball_with_another_hash_is_refused_and_nothing_changes(tmp_path: Path) -> None:
     tarball = _tarball(tmp_path / "ohif.tgz", {"package/dist/index.html": b"<html>tampered"})
     root = tmp_path / "viewer"
