@@ -12,7 +12,9 @@ takes the absent strength validation chose (1 when none was), down to -1 or that
 clinician who remembers "red, no white spots" can say so, and a query's picture, whose findings E
 guesses from an outline, no longer answers for the signs the clinician ruled out. The W edit stops
 growing at strength 1 either way, where its editing quality was measured to hold, and only the
-appearance edit goes further. A sign's W edit reaches only the style inputs of G chosen for it on validation w
+appearance edit goes further. Where validation chose so, a sign query's latent vector drops its parts
+along the signs' W directions (`outline_latent`): E guesses findings from an outline, and the stated signs
+should not have to outvote that guess in the latent channel. A sign's W edit reaches only the style inputs of G chosen for it on validation w
 (`layers`, all when the entry has none), mixed with shares of the other signs' own edits where G
 draws signs together (`mix`, chosen on validation w: `generation.sign_training.choose_mix`), and the sign classifiers the directions were learned with
 are stored beside them, so their editing quality can be measured later. The directions are not
@@ -115,6 +117,21 @@ class SignDirections:
         return None if chosen is None else float(chosen)
 
     @property
+    def latent_outline_only(self) -> bool:
+        """Whether a sign query's latent vector drops its parts along the signs' W directions (chosen on
+        validation): the signs then speak through their own edits alone, and the latent channel keeps what
+        E's w says of the outline without the findings E guessed from it."""
+        return bool(self.record.get(CHOSEN, {}).get("latent_outline_only", False))
+
+    def outline_latent(self, latent: np.ndarray) -> np.ndarray:
+        """Latent vectors [..., w_dim] (unit length) with their components along the signs' W directions
+        removed, re-normalised; the archive side needs no change (a dot product with the projected query
+        ignores the archive vector's own parts along those directions)."""
+        basis = np.linalg.qr(self.w.double().numpy().T)[0].astype(np.float32)  # [w_dim, S], orthonormal
+        kept = latent - (latent @ basis) @ basis.T
+        return kept / np.maximum(np.linalg.norm(kept, axis=-1, keepdims=True), 1e-12)
+
+    @property
     def max_strength(self) -> float:
         """The largest strength a query may ask: 1, or the largest chosen on validation when that is more."""
         return max(MAX_STRENGTH, *self.defaults.values())
@@ -134,9 +151,10 @@ class SignDirections:
 
     def with_chosen(self, routes: tuple[str, ...], strengths: Mapping[str, float], appearance_weight: float,
                     evidence: dict[str, Any], absent: Mapping[str, float] | None = None,
-                    latent_weight: float | None = None) -> "SignDirections":
+                    latent_weight: float | None = None, latent_outline_only: bool = False) -> "SignDirections":
         """These directions with what validation chose (route, per-sign strengths present and, as positive
-        magnitudes, absent, appearance and latent weights) as their defaults; `evidence` says on what."""
+        magnitudes, absent, appearance and latent weights, whether the latent drops the signs' directions) as
+        their defaults; `evidence` says on what."""
         if set(strengths) != set(self.names) or (absent is not None and set(absent) != set(self.names)) \
                 or not set(routes) <= set(ROUTES) or not routes:
             raise ValueError(f"a choice names every sign ({', '.join(self.names)}) and routes of {ROUTES}")
@@ -146,6 +164,8 @@ class SignDirections:
             chosen["absent_strengths"] = {sign: float(absent[sign]) for sign in self.names}
         if latent_weight is not None:
             chosen["latent_weight"] = float(latent_weight)
+        if latent_outline_only:
+            chosen["latent_outline_only"] = True
         return dataclasses.replace(self, routes=tuple(routes), appearance_weight=float(appearance_weight),
                                    record={**self.record, CHOSEN: chosen})
 

@@ -213,6 +213,8 @@ class SearchEngine:
                     channels.update({(row, name): embedded[name][j] for name in CHANNELS})
                     if strengths[row]:
                         channels[(row, APPEARANCE)] = self.models.signs.edit_appearance(embedded[APPEARANCE][j], strengths[row])
+                        if self.models.signs.latent_outline_only:
+                            channels[(row, LATENT)] = self.models.signs.outline_latent(embedded[LATENT][j])
                     steps[row] = generated.pictures(j)
                     sketches[row] = canonical[i]
         examples = sorted({query.like for query in queries if query.like is not None})

@@ -43,6 +43,7 @@ from retrieval.evaluation import BATCH, CHAMFER_UNTRUNCATED, ArchiveSide
 
 FACTOR_GRID = (0.0, 0.5, 1.0, 2.0, 4.0)
 APPEARANCE_WEIGHT_GRID = (0.0, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
+ASCENT_PASSES = 3  # coordinate-ascent passes over the signs' factors, fewer when a pass changes none
 LATENT_SHARE_GRID = (0.0, 0.25, 0.5, 1.0)  # a sign query's latent weight, as a share of the sketch-only one
 ROUTE_ROWS = {"fused_signs_appearance": ("appearance",), "fused_signs_w": ("w",), "fused_signs_both": ("w", "appearance")}
 CHAMFER_ROW, SKETCH_ROW, REFERENCE_ROW = "chamfer", "fused", "chamfer_labelled20"
@@ -103,8 +104,10 @@ class QueryVectors:
         return np.stack([self._runs[key][0] for key in keys]), np.stack([self._runs[key][1] for key in keys])
 
     def scores(self, side: ArchiveSide, weights: ChannelWeights, scales: dict[str, float],
-               w_factors: Factors | None, appearance_factors: Factors | None) -> np.ndarray:
-        """Fused scores [Q, N] against the archive with the given edits (None: that route off)."""
+               w_factors: Factors | None, appearance_factors: Factors | None, outline_only: bool = False) -> np.ndarray:
+        """Fused scores [Q, N] against the archive with the given edits (None: that route off); `outline_only`:
+        the latent vectors of queries with signs drop their parts along the signs' W directions, as the engine
+        does when validation chose so."""
         w_key = None if w_factors is None else tuple(sorted(w_factors.items()))
         a_key = None if appearance_factors is None else tuple(sorted(appearance_factors.items()))
         channels = side.vectors.channels
@@ -126,8 +129,15 @@ class QueryVectors:
             return np.stack([self.directions.edit_appearance(vector, scaled(one, appearance_factors), ("appearance",))
                              for vector, one in zip(vectors, self.queries.signs)])
 
+        def latent() -> np.ndarray:
+            vectors = self.appearance_latent(w_factors)[1]
+            if not outline_only:
+                return vectors
+            return np.stack([self.directions.outline_latent(vector) if one else vector
+                             for vector, one in zip(vectors, self.queries.signs)])
+
         return (weights.appearance * scales[APPEARANCE] * product(APPEARANCE, (w_key, a_key), appearance)
-                + weights.latent * scales[LATENT] * product(LATENT, (w_key,), lambda: self.appearance_latent(w_factors)[1])
+                + weights.latent * scales[LATENT] * product(LATENT, (w_key, outline_only), latent)
                 + weights.shape * scales[SHAPE] * product(SHAPE, (), lambda: self.shape))
 
     def chamfer_scores(self, side: ArchiveSide) -> np.ndarray:
@@ -176,39 +186,46 @@ class Validation:
 
 def choose_route(validation: Validation, side: ArchiveSide, weights: ChannelWeights, scales: dict[str, float],
                  routes: tuple[str, ...]) -> dict[str, Any]:
-    """Per-sign factors (one coordinate-ascent pass over FACTOR_GRID), the appearance weight (at least the
-    sketch-only one, as the engine applies it) and the latent weight (a share of the sketch-only one) for one
-    route: first reach the sketch-only exact-case recall@10 on validation, then the highest diagnosis
-    precision@10 there, averaged over the diagnoses (each counts alike: a rare one, such as acute tonsillitis,
-    red *without* exudate, is what a push towards the common ones costs)."""
+    """Per-sign factors (coordinate ascent over FACTOR_GRID, the channel weights chosen again after each pass:
+    a sign said absent may pay only once the others have moved), the appearance weight (at least the
+    sketch-only one, as the engine applies it), the latent weight (a share of the sketch-only one) and whether the
+    latent keeps the outline only (its parts along the signs' W directions dropped) for one route: first reach
+    the sketch-only exact-case recall@10 on validation, then the highest diagnosis precision@10 there, averaged
+    over the diagnoses (each counts alike: a rare one, such as acute tonsillitis, red *without* exudate, is what
+    a push towards the common ones costs)."""
     names = validation.similar.directions.names
     diagnoses = validation.similar.queries.diagnoses
 
-    def evaluate(factors: dict[str, float], channel: tuple[float, float]) -> tuple[float, float, float, float]:
+    def evaluate(factors: dict[str, float], channel: tuple[float, float, bool]) -> tuple[float, float, float, float]:
         row_weights = ChannelWeights(channel[0], channel[1], weights.shape)
-        edits = (factors if "w" in routes else None, factors if "appearance" in routes else None)
+        edits = (factors if "w" in routes else None, factors if "appearance" in routes else None, channel[2])
         precision = metrics.precision_at(validation.similar.scores(side, row_weights, scales, *edits), diagnoses, side.diagnoses)
         ranks = metrics.true_ranks(validation.exact.scores(side, row_weights, scales, *edits), validation.exact.queries.columns)
         recall = float(metrics.recall_at(ranks, metrics.K).mean())
         macro = float(np.mean([precision[diagnoses == one].mean() for one in set(diagnoses)]))
         return min(recall - validation.recall_floor, 0.0), macro, recall, float(precision.mean())
 
-    def best_weights(factors: dict[str, float]) -> tuple[tuple[float, float, float, float], tuple[float, float]]:
+    def best_weights(factors: dict[str, float]) -> tuple[tuple[float, float, float, float], tuple[float, float, bool]]:
         latents = sorted({share * weights.latent for share in LATENT_SHARE_GRID}, reverse=True)
-        usable = [(value, latent) for value in APPEARANCE_WEIGHT_GRID for latent in latents
-                  if value >= weights.appearance and (value or latent or weights.shape)]
+        usable = [(value, latent, outline) for value in APPEARANCE_WEIGHT_GRID for latent in latents for outline in (False, True)
+                  if value >= weights.appearance and (value or latent or weights.shape) and (latent or not outline)]
         return max(((evaluate(factors, channel), channel) for channel in usable), key=lambda pair: pair[0][:2])
 
     factors = {sign: 1.0 for sign in names} | {sign + ABSENT_KEY: 0.0 for sign in names}
     value, channel = best_weights(factors)
-    for sign in (*names, *(name + ABSENT_KEY for name in names)):
-        for factor in FACTOR_GRID:
-            trial = {**factors, sign: factor}
-            trial_value = evaluate(trial, channel)
-            if trial_value[:2] > (value[0], value[1] + 1e-9):
-                value, factors = trial_value, trial
-    value, channel = best_weights(factors)
-    return {"appearance_weight": channel[0], "latent_weight": channel[1], "factors": {sign: factors[sign] for sign in names},
+    for _ in range(ASCENT_PASSES):
+        changed = False
+        for sign in (*names, *(name + ABSENT_KEY for name in names)):
+            for factor in FACTOR_GRID:
+                trial = {**factors, sign: factor}
+                trial_value = evaluate(trial, channel)
+                if trial_value[:2] > (value[0], value[1] + 1e-9):
+                    value, factors, changed = trial_value, trial, True
+        value, channel = best_weights(factors)
+        if not changed:
+            break
+    return {"appearance_weight": channel[0], "latent_weight": channel[1], "latent_outline_only": channel[2],
+            "factors": {sign: factors[sign] for sign in names},
             "absent_factors": {sign: factors[sign + ABSENT_KEY] for sign in names},
             "validation_diagnosis_precision": round(value[3], 4), "validation_macro_precision": round(value[1], 4),
             "validation_exact_recall@10": round(value[2], 4), "keeps_sketch_recall": value[0] == 0.0}
@@ -257,7 +274,8 @@ def evaluate_signs(engine: SearchEngine, side: ArchiveSide, weights: ChannelWeig
             choice = choices[name]
             row_weights = ChannelWeights(choice["appearance_weight"], choice["latent_weight"], weights.shape)
             factors = chosen_factors(choice)
-            edits = (factors if "w" in routes else None, factors if "appearance" in routes else None)
+            edits = (factors if "w" in routes else None, factors if "appearance" in routes else None,
+                     choice["latent_outline_only"])
             pairs[name] = (similar.scores(side, row_weights, scales, *edits), exact.scores(side, row_weights, scales, *edits))
         pairs[REFERENCE_ROW] = (reference_scores(pairs[CHAMFER_ROW][0], queries.similar, archive_signs, labelled),
                                 reference_scores(pairs[CHAMFER_ROW][1], queries.exact, archive_signs, labelled))
@@ -290,4 +308,4 @@ def record_choice(directions: SignDirections, report: dict[str, Any], evidence: 
                 "validation_exact_recall@10": choice["validation_exact_recall@10"],
                 "validation_exact_recall_floor": report["validation_exact_recall_floor"]}
     return directions.with_chosen(routes, choice["factors"], choice["appearance_weight"], evidence, choice["absent_factors"],
-                                  choice["latent_weight"])
+                                  choice["latent_weight"], choice["latent_outline_only"])

@@ -137,7 +137,7 @@ def test_strengths_chosen_on_validation_are_stored_and_are_what_present_means(le
     assert directions.latent_weight is None, "no choice: sign queries keep the build's latent weight"
     mix = torch.eye(len(directions.names)) + 0.1 * torch.ones(len(directions.names), len(directions.names))
     dataclasses.replace(directions, mix=mix).with_chosen(("appearance",), strengths, 2.0, evidence, absent,
-                                                         latent_weight=0.5).save(copy)
+                                                         latent_weight=0.5, latent_outline_only=True).save(copy)
     entry = json.loads((copy / BUNDLE_INFO).read_text())[SIGNS_ENTRY]
     assert entry[CHOSEN]["strengths"] == strengths and entry[CHOSEN]["heldout_fingerprint"] == "f" * 16
     assert entry[CHOSEN]["absent_strengths"] == absent
@@ -149,6 +149,7 @@ def test_strengths_chosen_on_validation_are_stored_and_are_what_present_means(le
 
     assert loaded.routes == ("appearance",) and loaded.appearance_weight == 2.0 and loaded.max_strength == 4.0
     assert loaded.latent_weight == 0.5 and torch.equal(loaded.mix, mix), "the mix of the W edits is stored"
+    assert loaded.latent_outline_only and not directions.latent_outline_only
     assert check({first: PRESENT, second: PRESENT}) == {first: 4.0, second: 0.5}
     assert check({first: ABSENT, second: ABSENT}) == {first: -2.0, second: -0.0} and loaded.min_strength == -2.0
     assert check({first: 3.0}) == {first: 3.0}, "the range reaches the largest chosen strength"
@@ -210,3 +211,18 @@ def test_s2m_train_signs_writes_a_copy_and_leaves_the_source_bundle_as_it_was(ar
     assert unlabelled.exit_code == 2 and "metadata.csv" in unlabelled.output
     again = CliRunner().invoke(app, ["train", "signs", "--model", str(source), "--data", str(archive), "--out", str(out)])
     assert again.exit_code == 2 and "exists already" in again.output
+
+
+def test_a_latent_without_the_signs_keeps_only_what_lies_outside_their_directions(learned) -> None:  # type: ignore[no-untyped-def]
+    _, _, directions = learned
+    rng = np.random.default_rng(0)
+    latents = rng.normal(size=(5, directions.w.shape[1])).astype(np.float32)
+    latents /= np.linalg.norm(latents, axis=1, keepdims=True)
+    outline = directions.outline_latent(latents)
+    signs = directions.w.numpy()
+    assert np.abs(outline @ signs.T).max() < 1e-5, "nothing of any sign's W direction is left"
+    assert np.allclose(np.linalg.norm(outline, axis=1), 1.0, atol=1e-5)
+    along = latents + 3.0 * signs[0]  # the same vectors pushed along one sign: the same outline
+    along /= np.linalg.norm(along, axis=1, keepdims=True)
+    assert np.allclose(directions.outline_latent(along), outline, atol=1e-5)
+    assert np.allclose(directions.outline_latent(outline[0]), outline[0], atol=1e-5), "one vector, already outside: unchanged"

@@ -65,22 +65,26 @@ def test_the_sign_match_rate_counts_cases_carrying_every_queried_sign() -> None:
 class _Scored:
     """Query-side scores of a toy ranking: shape finds each query's own case; the appearance term (on when the
     appearance weight is > 0) pulls every case of the query's diagnosis up, above the own case when heavy; the
-    latent term (`guess`, none by default) is what E guessed from the outline."""
+    latent term is what E guessed from the outline (`guess`, along the signs' directions: gone when the latent
+    keeps the outline only) plus what it read of the outline itself (`outline`); none of either by default."""
 
-    def __init__(self, queries: SignQueries, own: np.ndarray, same: np.ndarray, guess: np.ndarray | None = None) -> None:
+    def __init__(self, queries: SignQueries, own: np.ndarray, same: np.ndarray, guess: np.ndarray | None = None,
+                 outline: np.ndarray | None = None) -> None:
         self.queries, self.own, self.same = queries, own, same
         self.guess = np.zeros_like(own) if guess is None else guess
+        self.outline = np.zeros_like(own) if outline is None else outline
         self.directions = SimpleNamespace(names=SIGNS)
 
-    def scores(self, side, weights, scales, w_factors, appearance_factors) -> np.ndarray:  # type: ignore[no-untyped-def]
+    def scores(self, side, weights, scales, w_factors, appearance_factors, outline_only=False) -> np.ndarray:  # type: ignore[no-untyped-def]
         lift = 0.0 if appearance_factors is None else sum(appearance_factors.values())
-        return weights.shape * self.own + weights.appearance * (1.0 + lift) * self.same + weights.latent * self.guess
+        latent = self.outline + (0.0 if outline_only else self.guess)
+        return weights.shape * self.own + weights.appearance * (1.0 + lift) * self.same + weights.latent * latent
 
 
-def _toy(seed: int, own_score: float, unlike_own: bool, guess: float = 0.0):  # type: ignore[no-untyped-def]
+def _toy(seed: int, own_score: float, unlike_own: bool, guess: float = 0.0, outline: float = 0.0):  # type: ignore[no-untyped-def]
     """An archive of 40 (diagnoses a, b), 8 queries of its cases: shape finds each query's own case at
     `own_score`; appearance pulls up the query's diagnosis (the own case looking unlike it when `unlike_own`);
-    the latent term pulls up the other diagnosis by `guess`."""
+    the latent term pulls up the other diagnosis by `guess` and the own case by `outline`."""
     rng = np.random.default_rng(seed)
     diagnoses = np.array(["a", "b"] * 20, dtype=object)
     count = 8
@@ -93,8 +97,10 @@ def _toy(seed: int, own_score: float, unlike_own: bool, guess: float = 0.0):  # 
         same[np.arange(count), columns] = -1.0
     wrong = (diagnoses[None, :] != query_diagnoses[:, None]) * guess + rng.normal(scale=0.1, size=(count, 40)) * bool(guess)
     signs = [{"exudate": 1.0} if d == "a" else {"erythema": 1.0} for d in query_diagnoses]
-    similar = _Scored(SignQueries([], signs, diagnoses=query_diagnoses), own, same, wrong)
-    exact = _Scored(SignQueries([], signs, columns=columns), own, same, wrong)
+    found = np.zeros((count, 40))
+    found[np.arange(count), columns] = outline
+    similar = _Scored(SignQueries([], signs, diagnoses=query_diagnoses), own, same, wrong, found)
+    exact = _Scored(SignQueries([], signs, columns=columns), own, same, wrong, found)
     return similar, exact, SimpleNamespace(diagnoses=diagnoses), diagnoses, columns, query_diagnoses
 
 
@@ -127,15 +133,61 @@ def test_the_route_choice_keeps_the_sketch_only_exact_recall_on_validation() -> 
 
 def test_a_sign_query_weighs_the_latent_guess_less_when_the_stated_signs_contradict_it() -> None:
     """E's latent pulls up cases of the other diagnosis (the findings it guessed from the outline); the choice
-    lowers the latent weight for sign queries, keeping the exact-case recall the sketch alone reaches."""
+    lowers the latent weight for sign queries or drops the guess from it, keeping the exact-case recall the
+    sketch alone reaches."""
     similar, exact, side, diagnoses, columns, query_diagnoses = _toy(3, 3.0, unlike_own=False, guess=2.0)
     weights = ChannelWeights(0.0, 1.0, 1.0)
     floor = float(metrics.recall_at(metrics.true_ranks(exact.scores(side, weights, {}, None, None), columns), 10).mean())
     choice = choose_route(Validation(similar, exact, floor), side, weights, {}, ("appearance",))
-    assert choice["keeps_sketch_recall"] and choice["latent_weight"] < weights.latent
-    kept = dict(choice, latent_weight=weights.latent)  # the same choice with the sketch's latent weight
+    assert choice["keeps_sketch_recall"] and (choice["latent_weight"] < weights.latent or choice["latent_outline_only"])
+    kept = dict(choice, latent_weight=weights.latent, latent_outline_only=False)  # the same choice with the sketch's latent
 
     def precision(c: dict) -> float:
         chosen = ChannelWeights(c["appearance_weight"], c["latent_weight"], 1.0)
-        return float(metrics.precision_at(similar.scores(side, chosen, {}, None, c["factors"]), query_diagnoses, diagnoses).mean())
+        return float(metrics.precision_at(similar.scores(side, chosen, {}, None, c["factors"], c["latent_outline_only"]),
+                                          query_diagnoses, diagnoses).mean())
     assert precision(choice) > precision(kept)
+
+
+def test_a_sign_query_keeps_the_latent_outline_without_the_guessed_findings_when_recall_needs_it() -> None:
+    """Shape alone misses some own cases, the latent finds them (its outline part) but also pulls up the other
+    diagnosis (its guess along the signs' directions): the choice keeps the latent weight with the guess
+    projected out, so recall holds and the guess no longer costs precision."""
+    similar, exact, side, diagnoses, columns, query_diagnoses = _toy(3, 0.2, unlike_own=False, guess=2.0, outline=3.0)
+    weights = ChannelWeights(0.0, 1.0, 1.0)
+    floor = float(metrics.recall_at(metrics.true_ranks(exact.scores(side, weights, {}, None, None), columns), 10).mean())
+    without = ChannelWeights(0.0, 0.0, 1.0)
+    assert floor == 1.0 > metrics.recall_at(metrics.true_ranks(exact.scores(side, without, {}, None, None), columns), 10).mean()
+    choice = choose_route(Validation(similar, exact, floor), side, weights, {}, ("appearance",))
+    assert choice["keeps_sketch_recall"] and choice["latent_weight"] > 0 and choice["latent_outline_only"]
+
+    def precision(outline_only: bool) -> float:
+        chosen = ChannelWeights(choice["appearance_weight"], choice["latent_weight"], 1.0)
+        return float(metrics.precision_at(similar.scores(side, chosen, {}, None, choice["factors"], outline_only),
+                                          query_diagnoses, diagnoses).mean())
+    assert precision(True) > precision(False)
+
+
+class _Interacting(_Scored):
+    """A toy where one sign's factor pays only once another's is set: the appearance pull grows with exudate's
+    factor times erythema-absent's (tried after it in a pass)."""
+
+    def scores(self, side, weights, scales, w_factors, appearance_factors, outline_only=False) -> np.ndarray:  # type: ignore[no-untyped-def]
+        factors = appearance_factors or {}
+        pull = 0.01 + 0.005 * factors.get("exudate", 0.0) * factors.get("erythema" + ABSENT_KEY, 0.0)
+        return weights.shape * self.own + weights.appearance * pull * self.same
+
+
+def test_the_coordinate_ascent_goes_on_until_no_single_factor_gains(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import retrieval.sign_evaluation as sign_evaluation
+
+    similar, exact, side, diagnoses, columns, query_diagnoses = _toy(5, 3.0, unlike_own=False)
+    similar, exact = (_Interacting(one.queries, one.own, one.same) for one in (similar, exact))
+    weights = ChannelWeights(0.0, 0.0, 1.0)
+    validation = Validation(similar, exact, 1.0)
+    choice = choose_route(validation, side, weights, {}, ("appearance",))
+    assert choice["factors"]["exudate"] > 1.0 and choice["absent_factors"]["erythema"] > 0.0
+    monkeypatch.setattr(sign_evaluation, "ASCENT_PASSES", 1)
+    once = choose_route(validation, side, weights, {}, ("appearance",))
+    assert once["factors"]["exudate"] == 1.0, "one pass tried exudate before erythema-absent made it pay"
+    assert choice["validation_macro_precision"] > once["validation_macro_precision"]

@@ -18,6 +18,7 @@ from formats.signs import labels_from_row
 from generation.signs import SignError
 from indexing.archive import Archive
 from indexing.fused_index import build_index
+from indexing.vectors import LATENT
 from retrieval.engine import EngineConfig, Query, SearchEngine
 from tests.retrieval.test_search_engine import REPO, _contours
 
@@ -63,6 +64,14 @@ def test_a_sign_query_edits_the_picture_in_w_and_pulls_the_ranking_towards_the_s
             chosen.routes, chosen.defaults, chosen.appearance_weight, {}, latent_weight=0.25)))
         assert engine.weights_for(Query(sketch, signs={"exudate": 1.0}), {"exudate": 1.0}, build).latent == 0.25
         assert engine.weights_for(Query(sketch), {}, build) == build.weights
+    with pytest.MonkeyPatch.context() as patch:  # the latent drops the signs' W directions for sign queries only
+        patch.setattr(engine, "models", dataclasses.replace(engine.models, signs=chosen.with_chosen(
+            chosen.routes, chosen.defaults, chosen.appearance_weight, {}, latent_outline_only=True)))
+        plain_again, outlined = engine.search_many([Query(sketch, k=16), Query(sketch, k=16, signs={"exudate": 1.0})])
+        directions = chosen.w.numpy()
+        assert np.abs(directions @ outlined.vectors[LATENT]).max() < 1e-5
+        assert np.abs(directions @ plain_again.vectors[LATENT]).max() > 1e-3
+        assert np.array_equal(plain_again.vectors[LATENT], plain.vectors[LATENT])
     zero = engine.search(sketch, k=16, signs={"exudate": 0.0})
     assert [hit.image_id for hit in zero.hits] != [] and zero.signs[0].w_shift == 0.0
 
