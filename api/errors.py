@@ -4,7 +4,9 @@
 404 unknown id or route, 405 a method the route does not take, 401 missing or bad key, 403 wrong
 scope, 409 an index refresh while one (or an `s2m index build`) runs, 429 rate limited (with
 Retry-After), 503 database, index or models unavailable, 500 anything unforeseen (its traceback
-goes to the server's log only), 400 a browser's preflight the CORS settings refuse. Never a
+goes to the server's log only), 400 a browser's preflight the CORS settings refuse. A client that
+goes away mid-request (the pad drops a preview a newer one replaces) gets nothing and logs nothing:
+the metrics count it as 499, nginx's "client closed request". Never a
 traceback, never a row value. Errors pass through the CORS middleware like any answer, so a
 browser on an allowed origin reads the 401, 403 or 404 itself rather than a CORS failure.
 """
@@ -20,6 +22,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from api.service import RefreshRunningError, ServiceUnavailableError
@@ -99,6 +102,8 @@ class UnforeseenErrorMiddleware:
 
         try:
             await self.app(scope, receive, sending)
+        except ClientDisconnect:
+            return  # no one is left to answer, and nothing failed on the service's side
         except Exception:
             if not started:  # the server closes the connection after a fault: say so, so no client reuses it
                 await error_response(500, UNFORESEEN, {"Connection": "close"})(scope, receive, send)

@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE  # noqa: N811 
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+CLIENT_CLOSED = 499  # nginx's status for a request whose client closed the connection before the answer
 
 
 class Metrics:
@@ -53,7 +54,7 @@ class RequestMetricsMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 500
+        status = CLIENT_CLOSED  # no answer started: the client went away first (a fault answers its own 500)
 
         async def sent(message: dict[str, Any]) -> None:
             nonlocal status

@@ -78,3 +78,35 @@ def test_every_route_and_unknown_path_errs_in_the_services_json_with_cors_for_an
         assert "access-control-allow-origin" not in refused.headers
         stranger = client.get("/dicomweb/results/x/studies", headers={"Origin": "https://elsewhere.example"})
         assert stranger.status_code == 401 and _is_service_error(stranger) and "access-control-allow-origin" not in stranger.headers
+
+
+@pytest.mark.parametrize("served_archive", ["sqlite"], indirect=True)
+def test_a_client_that_goes_away_mid_upload_gets_nothing_logs_nothing_and_counts_as_499(served_archive: Settings,
+                                                                                      tmp_path: Path) -> None:
+    """The pad drops a preview that a newer one replaces, sometimes mid-upload: not a fault of the service."""
+    import logging
+    import socket
+    import time
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logging.getLogger("uvicorn.error").addHandler(handler)
+    search, _ = keys(served_archive)
+    head = (f"POST /v1/search HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {search}\r\n"
+            "Content-Type: multipart/form-data; boundary=cut\r\nContent-Length: 100000\r\n\r\n"
+            '--cut\r\nContent-Disposition: form-data; name="sketch"; filename="s.png"\r\nContent-Type: image/png\r\n\r\n')
+    try:
+        with serving(create_app(service_settings(served_archive, tmp_path))) as url, httpx.Client(base_url=url, timeout=60) as client:
+            host, port = url.removeprefix("http://").split(":")
+            with socket.create_connection((host, int(port))) as raw:
+                raw.sendall(head.encode() + b"\x89PNG" * 256)
+            counted = 's2m_http_requests_total{method="POST",route="/v1/search",status="499"} 1.0'
+            deadline = time.monotonic() + 30
+            while counted not in client.get("/metrics").text:
+                assert time.monotonic() < deadline, "the dropped upload was never counted"
+                time.sleep(0.1)
+            assert client.get("/healthz").status_code == 200
+    finally:
+        logging.getLogger("uvicorn.error").removeHandler(handler)
+    assert [record.getMessage() for record in records if record.levelno >= logging.ERROR] == []
