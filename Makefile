@@ -32,7 +32,8 @@ test: $(STAMP)
 	bash scripts/ensure-orthanc.sh
 	bash scripts/ensure-chromium.sh
 	bash scripts/ensure-nginx.sh
-	$(BIN)/python -m pytest -q
+	# two workers, one thread each (CI has 2 cores); a module's tests stay on one worker, beside its fixtures
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 clean:
 	rm -rf $(VENV) build *.egg-info
