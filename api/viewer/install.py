@@ -160,8 +160,12 @@ def install_viewer(root: Path, release: ViewerRelease = PINNED, npm: str | None 
     existing = installed_build(root, release)
     if existing is not None:
         return Installed(existing, fetched=False)
-    root.mkdir(parents=True, exist_ok=True)
-    lock = os.open(root, os.O_RDONLY)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        lock = os.open(root, os.O_RDONLY)
+    except OSError as error:
+        raise ViewerInstallError(f"cannot use {root} as the viewer folder ({error.strerror}): "
+                                 "set S2M_VIEWER_DIR to a folder this user may write") from None
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when closed, also when this process dies
         existing = installed_build(root, release)  # another install may have finished while this one waited

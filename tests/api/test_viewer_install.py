@@ -85,6 +85,10 @@ def test_cli_sentences_for_npm_missing_and_registry_unreachable(tmp_path: Path) 
     missing = _s2m_viewer_install({"S2M_VIEWER_DIR": str(tmp_path / "v1"), "PATH": str(bare)})
     assert missing.returncode == 2 and "npm is not installed" in missing.stderr and "Traceback" not in missing.stderr
     assert len(missing.stderr.strip().splitlines()) == 1
+    (tmp_path / "a-file").write_text("x")
+    unusable = _s2m_viewer_install({"S2M_VIEWER_DIR": str(tmp_path / "a-file" / "viewer")})
+    assert unusable.returncode == 2 and "cannot use" in unusable.stderr and "S2M_VIEWER_DIR" in unusable.stderr
+    assert len(unusable.stderr.strip().splitlines()) == 1 and "Errno" not in unusable.stderr
 
     npm = shutil.which("npm")
     if npm is None:
