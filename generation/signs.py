@@ -27,6 +27,7 @@ and C they were learned with, so a retrained G or C makes them refuse until `s2m
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,9 +128,13 @@ class SignDirections:
         """Latent vectors [..., w_dim] (unit length) with their components along the signs' W directions
         removed, re-normalised; the archive side needs no change (a dot product with the projected query
         ignores the archive vector's own parts along those directions)."""
-        basis = np.linalg.qr(self.w.double().numpy().T)[0].astype(np.float32)  # [w_dim, S], orthonormal
-        kept = latent - (latent @ basis) @ basis.T
+        kept = latent - (latent @ self._sign_basis) @ self._sign_basis.T
         return kept / np.maximum(np.linalg.norm(kept, axis=-1, keepdims=True), 1e-12)
+
+    @functools.cached_property
+    def _sign_basis(self) -> np.ndarray:
+        """An orthonormal basis [w_dim, S] of the signs' W directions (stored rows may be float16-rounded)."""
+        return np.linalg.qr(self.w.double().numpy().T)[0].astype(np.float32)
 
     @property
     def max_strength(self) -> float:

@@ -131,10 +131,12 @@ class QueryVectors:
 
         def latent() -> np.ndarray:
             vectors = self.appearance_latent(w_factors)[1]
-            if not outline_only:
+            signed = np.array([bool(one) for one in self.queries.signs])
+            if not outline_only or not signed.any():
                 return vectors
-            return np.stack([self.directions.outline_latent(vector) if one else vector
-                             for vector, one in zip(vectors, self.queries.signs)])
+            vectors = vectors.copy()  # the cached run stays as E gave it
+            vectors[signed] = self.directions.outline_latent(vectors[signed])
+            return vectors
 
         return (weights.appearance * scales[APPEARANCE] * product(APPEARANCE, (w_key, a_key), appearance)
                 + weights.latent * scales[LATENT] * product(LATENT, (w_key, outline_only), latent)
