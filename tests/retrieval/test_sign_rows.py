@@ -108,9 +108,9 @@ def test_the_route_choice_keeps_the_sketch_only_exact_recall_on_validation() -> 
     # the own case looks unlike its diagnosis: heavy appearance loses it
     similar, exact, side, diagnoses, columns, query_diagnoses = _toy(0, 1.0, unlike_own=True)
     weights = ChannelWeights(0.0, 0.0, 1.0)
-    floor = float(metrics.recall_at(metrics.true_ranks(exact.scores(side, weights, {}, None, None), columns), 10).mean())
-    assert floor == 1.0
-    choice = choose_route(Validation(similar, exact, floor), side, weights, {}, ("appearance",))
+    hits = metrics.recall_at(metrics.true_ranks(exact.scores(side, weights, {}, None, None), columns), 10) > 0
+    assert hits.all()
+    choice = choose_route(Validation(similar, exact, hits), side, weights, {}, ("appearance",))
     assert choice["keeps_sketch_recall"] and choice["validation_exact_recall@10"] == 1.0
     assert set(choice["factors"]) == set(choice["absent_factors"]) == set(SIGNS)
     heavy = ChannelWeights(4.0, 0.0, 1.0)  # what precision alone would take: the own cases fall out of the top 10
@@ -131,14 +131,34 @@ def test_the_route_choice_keeps_the_sketch_only_exact_recall_on_validation() -> 
     assert figures["exact_recall@10"]["mean"] == 1.0 and set(figures["per_diagnosis"]) == {"a", "b"}
 
 
+def test_the_route_choice_loses_none_of_the_cases_the_sketch_finds_even_when_it_would_find_as_many_others() -> None:
+    """Half the own cases look unlike their diagnosis (appearance loses them), the other half are missed by
+    shape and look most like it (appearance finds them): a heavy appearance weight keeps the mean recall and
+    gains precision, but only by trading found cases for others; the choice keeps every case the sketch finds."""
+    similar, exact, side, diagnoses, columns, query_diagnoses = _toy(7, 1.0, unlike_own=True)
+    trade = np.arange(len(columns)) >= len(columns) // 2
+    for toy in (similar, exact):
+        toy.own[trade, columns[trade]] = -1.0  # shape misses these
+        toy.same[trade, columns[trade]] = 3.0  # appearance finds them
+    weights = ChannelWeights(0.0, 0.0, 1.0)
+    hits = metrics.recall_at(metrics.true_ranks(exact.scores(side, weights, {}, None, None), columns), 10) > 0
+    assert np.array_equal(hits, ~trade)
+    heavy = metrics.recall_at(metrics.true_ranks(exact.scores(side, ChannelWeights(4.0, 0.0, 1.0), {}, None, {}), columns), 10) > 0
+    assert heavy.mean() >= hits.mean() and not heavy[~trade].all(), "the trade a mean floor would allow"
+    choice = choose_route(Validation(similar, exact, hits), side, weights, {}, ("appearance",))
+    chosen = ChannelWeights(choice["appearance_weight"], 0.0, 1.0)
+    found = metrics.recall_at(metrics.true_ranks(exact.scores(side, chosen, {}, None, choice["factors"]), columns), 10) > 0
+    assert choice["keeps_sketch_recall"] and found[hits].all()
+
+
 def test_a_sign_query_weighs_the_latent_guess_less_when_the_stated_signs_contradict_it() -> None:
     """E's latent pulls up cases of the other diagnosis (the findings it guessed from the outline); the choice
     lowers the latent weight for sign queries or drops the guess from it, keeping the exact-case recall the
     sketch alone reaches."""
     similar, exact, side, diagnoses, columns, query_diagnoses = _toy(3, 3.0, unlike_own=False, guess=2.0)
     weights = ChannelWeights(0.0, 1.0, 1.0)
-    floor = float(metrics.recall_at(metrics.true_ranks(exact.scores(side, weights, {}, None, None), columns), 10).mean())
-    choice = choose_route(Validation(similar, exact, floor), side, weights, {}, ("appearance",))
+    hits = metrics.recall_at(metrics.true_ranks(exact.scores(side, weights, {}, None, None), columns), 10) > 0
+    choice = choose_route(Validation(similar, exact, hits), side, weights, {}, ("appearance",))
     assert choice["keeps_sketch_recall"] and (choice["latent_weight"] < weights.latent or choice["latent_outline_only"])
     kept = dict(choice, latent_weight=weights.latent, latent_outline_only=False)  # the same choice with the sketch's latent
 
@@ -155,10 +175,10 @@ def test_a_sign_query_keeps_the_latent_outline_without_the_guessed_findings_when
     projected out, so recall holds and the guess no longer costs precision."""
     similar, exact, side, diagnoses, columns, query_diagnoses = _toy(3, 0.2, unlike_own=False, guess=2.0, outline=3.0)
     weights = ChannelWeights(0.0, 1.0, 1.0)
-    floor = float(metrics.recall_at(metrics.true_ranks(exact.scores(side, weights, {}, None, None), columns), 10).mean())
+    hits = metrics.recall_at(metrics.true_ranks(exact.scores(side, weights, {}, None, None), columns), 10) > 0
     without = ChannelWeights(0.0, 0.0, 1.0)
-    assert floor == 1.0 > metrics.recall_at(metrics.true_ranks(exact.scores(side, without, {}, None, None), columns), 10).mean()
-    choice = choose_route(Validation(similar, exact, floor), side, weights, {}, ("appearance",))
+    assert hits.all() and metrics.recall_at(metrics.true_ranks(exact.scores(side, without, {}, None, None), columns), 10).mean() < 1
+    choice = choose_route(Validation(similar, exact, hits), side, weights, {}, ("appearance",))
     assert choice["keeps_sketch_recall"] and choice["latent_weight"] > 0 and choice["latent_outline_only"]
 
     def precision(outline_only: bool) -> float:
@@ -184,7 +204,7 @@ def test_the_coordinate_ascent_goes_on_until_no_single_factor_gains(monkeypatch)
     similar, exact, side, diagnoses, columns, query_diagnoses = _toy(5, 3.0, unlike_own=False)
     similar, exact = (_Interacting(one.queries, one.own, one.same) for one in (similar, exact))
     weights = ChannelWeights(0.0, 0.0, 1.0)
-    validation = Validation(similar, exact, 1.0)
+    validation = Validation(similar, exact, np.ones(len(columns), dtype=bool))
     choice = choose_route(validation, side, weights, {}, ("appearance",))
     assert choice["factors"]["exudate"] > 1.0 and choice["absent_factors"]["erythema"] > 0.0
     monkeypatch.setattr(sign_evaluation, "ASCENT_PASSES", 1)
