@@ -6,8 +6,13 @@ does, every sign direction is made orthogonal to the directions in W that predic
 G's picture (area and centre of each region class in S's masks of G(w), linear boundaries fitted
 on G's samples) and to the other signs' directions. A shape that a sign is about (the tonsils'
 size for tonsils_enlarged, the uvula's position for uvula_deviation) is not held fixed, or that
-sign would lose what it is. The style inputs of G that an edit reaches (coarse, middle or fine
-layers, or a run of them) are chosen per sign on validation w, never on the w a report measures.
+sign would lose what it is. Where G draws a sign only together with the anatomy (its tonsils grow
+with the whole throat), conditioning leaves it nothing to move; such a sign may instead keep the
+anatomy's directions and be made orthogonal to the other signs only, which validation allows when
+its edit still keeps the other regions in place. Per sign, on validation w and never on the w a
+report measures, an edit is chosen: the style inputs of G it reaches (coarse, middle or fine layers,
+or a run of them), how far a full-strength edit goes (the whole step, or half of it where the whole
+one moves the anatomy) and that conditioning.
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ SIGN_REGIONS: dict[str, tuple[int, ...]] = {
 # visible area is part of tonsils_enlarged
 SIGN_SHAPES: tuple[str, ...] = ("tonsil_area", "tonsil_x", "tonsil_y", "pharyngeal_wall_area", "uvula_x")
 LAYER_GROUPS = ("coarse", "middle", "fine")
+STEP_SCALES = (1.0, 0.5)  # shares of a sign's step a full-strength edit may take
+ANATOMY, SIGNS_ONLY = "anatomy", "signs_only"  # what a direction is made orthogonal to: shapes and signs, or signs
+CONDITIONINGS = (ANATOMY, SIGNS_ONLY)
 
 
 def shape_names() -> tuple[str, ...]:
@@ -165,19 +173,36 @@ def layer_mask(layers: tuple[int, ...] | None, num_ws: int) -> torch.Tensor:
     return mask
 
 
-Measure = Callable[[str, tuple[int, ...]], Mapping[str, float]]
+@dataclass(frozen=True)
+class EditCandidate:
+    """One way a sign's full-strength edit may go: the style inputs it reaches, the share of the sign's
+    step it takes and the conditioning of its direction."""
+
+    layers: tuple[int, ...]
+    scale: float
+    conditioning: str
 
 
-def choose_layers(signs: tuple[str, ...], candidates: Mapping[str, tuple[int, ...]], measure: Measure,
-                  quarter: float = 0.25, min_dice: float = 0.9) -> tuple[dict[str, tuple[int, ...]], dict[str, Any]]:
-    """Per sign the candidate layers whose edit at full strength on validation w raises the sign's score,
-    keeps the other regions in place (mean DICE >= `min_dice` for every other class, when `measure`
-    gives other_dice: with S) and moves the other signs by at most `quarter` of the rise; among those the
-    largest rise. Goals are given up in the reverse order (cross-sign first, then DICE) when no
-    candidate meets them all, and the evidence says which were met."""
+def edit_candidates(num_ws: int) -> dict[str, EditCandidate]:
+    """Every run of layers with every step share and conditioning, named `layers[ xSCALE][ signs only]`."""
+    return {name + ("" if scale == 1.0 else f" x{scale:g}") + ("" if conditioning == ANATOMY else " signs only"):
+            EditCandidate(layers, scale, conditioning)
+            for name, layers in layer_candidates(num_ws).items() for scale in STEP_SCALES for conditioning in CONDITIONINGS}
+
+
+Measure = Callable[[str, EditCandidate], Mapping[str, float]]
+
+
+def choose_edits(signs: tuple[str, ...], candidates: Mapping[str, EditCandidate], measure: Measure,
+                 quarter: float = 0.25, min_dice: float = 0.9) -> tuple[dict[str, EditCandidate], dict[str, Any]]:
+    """Per sign the candidate whose edit at full strength on validation w raises the sign's score, keeps the
+    other regions in place (mean DICE >= `min_dice` for every other class, when `measure` gives other_dice:
+    with S) and moves the other signs by at most `quarter` of the rise; among those the largest rise. Goals
+    are given up in the reverse order (cross-sign first, then DICE) when no candidate meets them all, and
+    the evidence says which were met."""
     chosen, evidence = {}, {}
     for sign in signs:
-        measured = {name: dict(measure(sign, layers)) for name, layers in candidates.items()}
+        measured = {name: dict(measure(sign, candidate)) for name, candidate in candidates.items()}
         met = {name: (m["rise"] > 0, m.get("other_dice", 1.0) >= min_dice, m["largest_other_move"] <= quarter * m["rise"])
                for name, m in measured.items()}
         best = max(measured, key=lambda name: (*met[name], measured[name]["rise"]))

@@ -7,8 +7,9 @@ a linear boundary per sign fitted in W, and the normals conditioned (`generation
 the directions in W that predict the shape of S's masks of G(w) projected out, then the signs made
 mutually orthogonal (symmetric orthogonalisation: no sign is privileged by its order), so that one
 sign's edit moves neither the drawn anatomy nor the other signs more than W allows (conditional
-manipulation). The style inputs of G each sign edits are chosen on validation w (their own seed,
-never the fresh w the quality is measured on). Mutually orthogonal directions still move each
+manipulation). Each sign's edit (the style inputs of G it reaches, the share of its step, and whether
+its direction holds the anatomy fixed or only the other signs) is chosen on validation w (their own
+seed, never the fresh w the quality is measured on). Mutually orthogonal directions still move each
 other's classifiers where G draws signs together (more exudate also reddens); on the same validation
 w each sign's edit is measured on every classifier, and a sign's edit becomes the mix of the signs'
 own edits that cancels those moves to first order (`compensating_mix`), kept where it lowers the
@@ -31,9 +32,9 @@ import torch
 
 from generation.bundle import EMBEDDER, GENERATOR, SYNTHESIZER, Bundle
 from generation.data import dataset_fingerprint
-from generation.sign_conditions import (ShapeDirections, choose_layers, compensating_mix, fit_shape_directions,
-                                        layer_candidates, layer_mask, other_dice, project_out, region_masks,
-                                        shape_attributes, shape_names)
+from generation.sign_conditions import (ANATOMY, SIGNS_ONLY, EditCandidate, ShapeDirections, choose_edits,
+                                        compensating_mix, edit_candidates, fit_shape_directions, layer_mask, other_dice,
+                                        project_out, region_masks, shape_attributes, shape_names)
 from generation.signs import LAYERS, PROBE_KEYS, ROUTES, SignDirections
 from generation.stylegan2.monitor import LinearProbe, auc, read_sign_labels
 
@@ -100,28 +101,31 @@ def train_signs(bundle: Bundle, archive: Path, config: SignTrainConfig, progress
         normals[sign], labelling[sign] = boundary_normal(w, scores[sign], config)
     normal_rows = torch.stack([normals[sign] for sign in names])
     shapes = shape_directions(generator, synthesizer, w, config)
-    w_directions = orthonormalise(project_out(normal_rows, shapes.basis()))
-    w_steps = tuple(config.w_step_sd * float((w @ direction).std()) for direction in w_directions)
+    conditioned = {ANATOMY: orthonormalise(project_out(normal_rows, shapes.basis())), SIGNS_ONLY: orthonormalise(normal_rows)}
+    steps = {name: tuple(config.w_step_sd * float((w @ direction).std()) for direction in rows) for name, rows in conditioned.items()}
     sign_probes = SignProbes(generator, embedder, probes, synthesizer, config.batch_size)
     validation = sample_w(generator, config.validation_samples, config.seed + 3)
-    progress(f"choosing the edited layers of G on {config.validation_samples} validation w")
-    layers, layer_choice = choose_layers(names, layer_candidates(generator.synthesis.num_ws), lambda sign, chosen: (
-        sign_probes.measure(validation, sign, edit_of(w_directions, w_steps, names, sign, chosen,
-                                                      generator.synthesis.num_ws))))
+    num_ws = generator.synthesis.num_ws
+    progress(f"choosing each sign's edit of G (layers, step, conditioning) on {config.validation_samples} validation w")
+    choice, layer_choice = choose_edits(names, edit_candidates(num_ws), lambda sign, candidate: (
+        sign_probes.measure(validation, sign, edit_of(conditioned, steps, names, sign, candidate, num_ws))))
+    w_directions = torch.stack([conditioned[choice[sign].conditioning][row] for row, sign in enumerate(names)])
+    w_steps = tuple(choice[sign].scale * steps[choice[sign].conditioning][row] for row, sign in enumerate(names))
+    layers = {sign: choice[sign].layers for sign in names}
     appearance_rows = torch.stack([appearance[sign] for sign in names])
     unmixed = SignDirections(names, w_directions, appearance_rows, w_steps, tuple(appearance_steps[sign] for sign in names),
                              config.appearance_weight, ROUTES, {LAYERS: {sign: list(layers[sign]) for sign in names}})
     progress("measuring each sign's edit on every classifier, and the mix that cancels the other signs' moves")
-    mix, mixing = choose_mix(sign_probes, validation, unmixed, generator.synthesis.num_ws)
+    mix, mixing = choose_mix(sign_probes, validation, unmixed, num_ws)
     progress(f"measuring the W edits on {config.check_samples} fresh w")
     fresh = sample_w(generator, config.check_samples, config.seed + 2)
     mixed = dataclasses.replace(unmixed, mix=mix)
     for row, sign in enumerate(names):
-        step = mixed.style_offset({sign: 1.0}, generator.synthesis.num_ws, ("w",))
+        step = mixed.style_offset({sign: 1.0}, num_ws, ("w",))
         quality[sign].update(labelling[sign], **conditioning_record(normal_rows, w_directions, row, shapes.directions),
                              w_auc_fresh=direction_auc(generator, embedder, probes[sign], fresh, w_directions[row], config),
                              **edit_quality(generator, embedder, probes, fresh, sign, step, config))
-        progress(f"  {sign}: layers {layer_choice[sign]['chosen']}, probe score along W, "
+        progress(f"  {sign}: edit {layer_choice[sign]['chosen']}, probe score along W, "
                  f"Spearman {quality[sign]['w_spearman']:.2f}")
     record = {"data_fingerprint": dataset_fingerprint(archive), "archive_images": len(images),
               "learned_with": {GENERATOR: bundle.digest(GENERATOR), EMBEDDER: bundle.digest(EMBEDDER)},
@@ -178,11 +182,12 @@ def shape_directions(generator: torch.nn.Module, synthesizer: torch.nn.Module | 
     return fit_shape_directions(w, shape_attributes(masks), shape_names(), config.shape_min_r2, seed=config.seed)
 
 
-def edit_of(directions: torch.Tensor, steps: tuple[float, ...], names: tuple[str, ...], sign: str,
-            layers: tuple[int, ...] | None, num_ws: int) -> torch.Tensor:
-    """One sign's full-strength edit [num_ws, w_dim] on `layers` of G's style inputs."""
+def edit_of(directions: dict[str, torch.Tensor], steps: dict[str, tuple[float, ...]], names: tuple[str, ...], sign: str,
+            candidate: EditCandidate, num_ws: int) -> torch.Tensor:
+    """One sign's full-strength edit [num_ws, w_dim] as `candidate` makes it (directions and steps by conditioning)."""
     row = names.index(sign)
-    return layer_mask(layers, num_ws)[:, None] * (steps[row] * directions[row])
+    rows, lengths = directions[candidate.conditioning], steps[candidate.conditioning]
+    return layer_mask(candidate.layers, num_ws)[:, None] * (candidate.scale * lengths[row] * rows[row])
 
 
 def conditioning_record(normals: torch.Tensor, directions: torch.Tensor, row: int, shapes: torch.Tensor) -> dict[str, float]:

@@ -1,4 +1,4 @@
-"""Conditional manipulation of the sign directions (issue 38): shape held fixed, layers chosen on validation."""
+"""Conditional manipulation of the sign directions (issue 38): shape held fixed, edits chosen on validation."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from generation.sign_conditions import (choose_layers, compensating_mix, dice_by_class, fit_shape_directions, layer_candidates,
-                                        project_out, shape_attributes)
+from generation.sign_conditions import (ANATOMY, SIGNS_ONLY, choose_edits, compensating_mix, dice_by_class, edit_candidates,
+                                        fit_shape_directions, layer_candidates, project_out, shape_attributes)
 from generation.sign_training import SignTrainConfig, boundary_normal, orthonormalise
 from generation.signs import LAYERS, SignDirections
 from generation.stylegan2.monitor import auc
@@ -37,20 +37,30 @@ def test_a_sign_direction_loses_the_shape_it_was_mixed_with_and_still_separates_
         project_out(shapes.directions[:1], shapes.basis())
 
 
-def test_layers_are_chosen_by_the_goals_first_and_the_rise_second() -> None:
-    candidates = layer_candidates(10)
-    assert candidates["all"] == tuple(range(10)) and candidates["coarse"] == (0, 1, 2, 3)
-    assert set(candidates) == {"coarse", "middle", "fine", "coarse+middle", "middle+fine", "all"}
-    table = {  # (rise, largest other move, other DICE) per candidate, as validation w would measure them
-        "exudate": {"all": (9, 4, 0.95), "coarse": (6, 1, 0.8), "middle": (5, 1, 0.97), "fine": (1, 0, 0.99),
-                    "coarse+middle": (8, 3, 0.93), "middle+fine": (-2, 0, 0.99)},
-        "erythema": {name: (rise, 10, 0.95) for name, rise in {"all": 1, "coarse": 2, "middle": 3, "fine": -1,
-                                                               "coarse+middle": 7, "middle+fine": 4}.items()},
-    }
-    chosen, evidence = choose_layers(("exudate", "erythema"), candidates, lambda sign, layers: dict(zip(
-        ("rise", "largest_other_move", "other_dice"), table[sign][next(n for n, c in candidates.items() if c == layers)])))
-    assert evidence["exudate"]["chosen"] == "middle", "the largest rise that keeps anatomy and the other signs"
-    assert chosen["exudate"] == candidates["middle"] and evidence["exudate"]["others_met"]
+def test_edits_are_chosen_by_the_goals_first_and_the_rise_second() -> None:
+    candidates = edit_candidates(10)
+    assert candidates["all"].layers == tuple(range(10)) and candidates["coarse"].layers == (0, 1, 2, 3)
+    assert set(layer_candidates(10)) == {"coarse", "middle", "fine", "coarse+middle", "middle+fine", "all"}
+    assert len(candidates) == 6 * 2 * 2 and candidates["middle x0.5"].scale == 0.5
+    assert candidates["fine signs only"].conditioning == SIGNS_ONLY and candidates["fine"].conditioning == ANATOMY
+
+    def exudate(name: str) -> tuple[float, float, float]:  # a full middle step moves the anatomy, half of it does not
+        layers, _, rest = name.partition(" ")
+        full = {"all": (9, 4, 0.85), "coarse": (6, 1, 0.7), "middle": (5, 1, 0.88), "fine": (1, 0, 0.99),
+                "coarse+middle": (8, 3, 0.83), "middle+fine": (-2, 0, 0.99)}[layers]
+        half = "x0.5" in rest
+        return (full[0] / 2, full[1] / 2, 1 - (1 - full[2]) / 2) if half else full
+
+    def tonsils(name: str) -> tuple[float, float, float]:  # held to the anatomy it barely moves; signs only it grows
+        return (3.0, 0.5, 0.93) if name == "fine signs only" else (4.0, 0.5, 0.7) if "signs only" in name else (0.1, 0.0, 0.99)
+
+    table = {"exudate": exudate, "tonsils_enlarged": tonsils, "erythema": lambda name: (
+        {"coarse+middle": 7}.get(name, 1), 10, 0.95)}
+    chosen, evidence = choose_edits(("exudate", "tonsils_enlarged", "erythema"), candidates, lambda sign, candidate: dict(zip(
+        ("rise", "largest_other_move", "other_dice"), table[sign](next(n for n, c in candidates.items() if c == candidate)))))
+    assert evidence["exudate"]["chosen"] == "middle x0.5", "half the step where the whole one moves the anatomy"
+    assert chosen["exudate"].scale == 0.5 and evidence["exudate"]["others_met"]
+    assert evidence["tonsils_enlarged"]["chosen"] == "fine signs only", "the largest rise that keeps the anatomy"
     assert evidence["erythema"]["chosen"] == "coarse+middle" and not evidence["erythema"]["others_met"]
 
 
