@@ -268,8 +268,9 @@ class SignProbes:
 
     def measure(self, w: torch.Tensor, sign: str, edit: torch.Tensor, every: bool = False) -> dict[str, Any]:
         """The edited sign's mean score rise, the largest mean move of another sign, and (with S) the
-        smallest mean DICE over the region classes the sign must leave in place; `every`: also each
-        classifier's mean move ("moves")."""
+        smallest mean DICE over the region classes the sign must leave in place, at the edit and at its
+        negation (a picture draws both: present and absent); `every`: also each classifier's mean move
+        ("moves")."""
         (before, plain_masks), (after, masks) = self.plain(w), self.read(edited(w, edit))
         moves = {name: float((after[name] - before[name]).mean()) for name in self.probes}
         result: dict[str, Any] = {"rise": moves[sign],
@@ -277,7 +278,9 @@ class SignProbes:
         if every:
             result["moves"] = moves
         if masks is not None and plain_masks is not None:
-            result["other_dice"] = min(other_dice(masks, plain_masks, sign).values())
+            absent = class_masks(self.generator, self.synthesizer, edited(w, -edit), self.batch_size)
+            result["other_dice"] = min(*other_dice(masks, plain_masks, sign).values(),
+                                       *other_dice(absent, plain_masks, sign).values())
         return result
 
 

@@ -130,3 +130,30 @@ def test_the_shipped_bundle_draws_each_sign_on_its_own_style_inputs_of_g() -> No
     assert torch.allclose(output.x_0, expected, atol=1e-5), "only the chosen style inputs move"
     assert not torch.allclose(output.x_0, everywhere, atol=1e-3)
     assert torch.allclose(output.w, w + offset.mean(0), atol=1e-6), "the latent channel reads the layers' mean"
+
+
+def test_an_edit_keeps_the_anatomy_only_if_it_keeps_it_with_the_sign_said_absent_too() -> None:
+    """The pad draws a sign both ways (present, absent): the edit's choice reads the anatomy at both."""
+    from generation.bundle import Bundle
+    from generation.networks import GENERATOR, SYNTHESIZER
+    from generation.presets import SHIPPED_BUNDLE
+    from generation.sign_conditions import other_dice
+    from generation.sign_training import SignProbes, class_masks, edited, sample_w
+
+    bundle = Bundle.open(SHIPPED_BUNDLE)
+    directions = SignDirections.from_bundle(bundle)
+    assert directions is not None
+    generator, synthesizer = bundle.load(GENERATOR), bundle.load(SYNTHESIZER)
+    reader = SignProbes(generator, bundle.load_embedder(), directions.probes(), synthesizer, batch_size=16)
+    w = sample_w(generator, 16, seed=11)
+    _, plain = reader.plain(w)
+    assert plain is not None
+    edits = {sign: directions.style_offset({sign: 1.0}, generator.synthesis.num_ws, ("w",)) for sign in directions.names}
+    kept = {sign: {way: min(other_dice(class_masks(generator, synthesizer, edited(w, way * edit), 16), plain, sign).values())
+                   for way in (1.0, -1.0)} for sign, edit in edits.items()}
+    sign = max(kept, key=lambda name: abs(kept[name][1.0] - kept[name][-1.0]))
+    assert abs(kept[sign][1.0] - kept[sign][-1.0]) > 0.01, kept
+    worse = min(kept[sign], key=lambda way: kept[sign][way])
+    # the edit given the way that keeps the anatomy better: its negation decides
+    measured = reader.measure(w, sign, -worse * edits[sign])["other_dice"]
+    assert measured == pytest.approx(kept[sign][worse]) and measured < kept[sign][-worse], (sign, measured, kept[sign])
