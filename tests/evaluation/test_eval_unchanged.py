@@ -4,8 +4,9 @@
 api/cli), so that moving the evaluation changed no key and no figure, plus the one key added since
 (`retrieval.validation_styles`: each seen style's validation rows, which issue 37's bundle
 replacement rule reads). Paths and clocks are taken out (`eval_snapshot.normalised`); the run is
-deterministic on the CPU, so any other change of a key or a figure is a change of what the evaluation
-measures.
+deterministic on one CPU, so any other change of a key or a figure is a change of what the evaluation
+measures (Inception's FID and KID compare at a looser tolerance, `eval_snapshot.INCEPTION`: their float32
+sums differ between CPU instruction sets).
 """
 
 from __future__ import annotations
